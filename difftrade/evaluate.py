@@ -1,0 +1,160 @@
+"""Member × level evaluation, risks and the two gaps.
+
+Risk is the 0-1 loss of exact match: an example counts as correct only if *every* answer token's
+teacher-forced argmax is right, which equals greedy decoding's exact match at one forward pass.
+
+For a member trained on distribution ``w`` (weights over levels) and a target ``t``:
+
+* train risk      R̂_train  = risk on its own training examples (indices ``[0, min(n, E))``)
+* test risk       R_S      = Σ_l w_l R_l   (R_l = risk on level l's held-out test set)
+* target risk     R_T      = Σ_l t_l R_l
+* generalization gap  = R_S − R̂_train;  extrapolation gap = R_T − R_S
+* so R_T = R̂_train + generalization gap + extrapolation gap, exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from difftrade import data
+from difftrade.model import ModelConfig, Params, graphdef, token_losses
+from difftrade.tasks.base import Task
+from difftrade.train import member_data_root
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """How many examples evaluate each quantity (static)."""
+
+    n_test: int = 512  # held-out examples per level
+    n_train_eval: int = 1024  # cap on own-training examples evaluated
+    batch_size: int = 512
+
+    def __post_init__(self) -> None:
+        for field in ("n_test", "n_train_eval", "batch_size"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"eval.{field}={value!r}; allowed: an integer >= 1")
+
+
+def example_metrics(gdef: Any, params: Params, tokens: jax.Array, loss_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Per-example exact match (bool ``[B]``) and mean answer-token cross-entropy (``[B]``)."""
+    ce, correct = token_losses(gdef, params, tokens, loss_mask)
+    m = loss_mask[:, 1:]
+    exact = jnp.all(correct | ~m, axis=1)
+    mean_ce = jnp.sum(ce * m, axis=1) / jnp.maximum(jnp.sum(m, axis=1), 1)
+    return exact, mean_ce
+
+
+def _batched(fn, indices: jax.Array, batch: int):
+    """Apply ``fn(idx [b]) -> pytree of [b]`` over ``indices [N]`` in sequential batches (memory)."""
+    n = indices.shape[0]
+    nb = -(-n // batch)
+    padded = jnp.pad(indices, (0, nb * batch - n), mode="edge").reshape(nb, batch)
+    out = jax.lax.map(fn, padded)
+    return jax.tree.map(lambda x: x.reshape(-1)[:n], out)
+
+
+def make_member_evaluator(task: Task, model_cfg: ModelConfig, cfg: EvalConfig, run_key: jax.Array):
+    """``(params, weights, budget, seed) -> dict`` of per-member metrics (vmappable).
+
+    Returns ``train_exact`` / ``train_ce`` scalars (own training examples) and
+    ``level_exact`` / ``level_ce`` ``[num_levels]`` (each level's test set).
+    """
+    gdef = graphdef(model_cfg)
+    levels = jnp.asarray(task.levels, jnp.int32)
+
+    def evaluate_member(params, weights, budget, seed):
+        root = member_data_root(run_key, seed)
+
+        def on_train(idx):
+            tokens, mask, _ = data.examples(task, root, data.SPLITS["train"], weights, idx)
+            return example_metrics(gdef, params, tokens, mask)
+
+        idx = jnp.arange(cfg.n_train_eval)
+        exact, ce = _batched(on_train, idx, min(cfg.batch_size, cfg.n_train_eval))
+        valid = idx < budget  # only the member's own examples [0, n)
+        count = jnp.minimum(budget, cfg.n_train_eval)
+        train_exact = jnp.sum(jnp.where(valid, exact, 0.0)) / count
+        train_ce = jnp.sum(jnp.where(valid, ce, 0.0)) / count
+
+        def on_level(level):
+            fn = lambda i: example_metrics(gdef, params, *data.examples_at_level(task, root, data.SPLITS["test"], level, i))  # noqa: E731
+            ex, c = _batched(fn, jnp.arange(cfg.n_test), min(cfg.batch_size, cfg.n_test))
+            return jnp.mean(ex), jnp.mean(c)
+
+        level_exact, level_ce = jax.lax.map(on_level, levels)
+        return dict(train_exact=train_exact, train_ce=train_ce, level_exact=level_exact, level_ce=level_ce)
+
+    return evaluate_member
+
+
+_COMPILED: dict[Any, Any] = {}
+
+
+def evaluate_population(
+    task: Task, params: Params, weights: jax.Array, budget: jax.Array, seed: jax.Array,
+    model_cfg: ModelConfig, cfg: EvalConfig, run_key: jax.Array,
+) -> dict[str, np.ndarray]:
+    """Evaluate every member (leading axis ``M``) on its training examples and every level.
+
+    Returns numpy arrays: ``train_exact``, ``train_ce`` ``[M]``; ``level_exact``, ``level_ce``
+    ``[M, num_levels]``.
+    """
+    key = (task, model_cfg, cfg, tuple(np.asarray(jax.random.key_data(run_key)).ravel().tolist()))
+    if key not in _COMPILED:
+        _COMPILED[key] = jax.jit(jax.vmap(make_member_evaluator(task, model_cfg, cfg, run_key)))
+    out = _COMPILED[key](params, jnp.asarray(weights, jnp.float32), jnp.asarray(budget, jnp.int32), jnp.asarray(seed, jnp.int32))
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def risks(train_exact: np.ndarray, level_exact: np.ndarray, weights: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:
+    """Risks and gaps from accuracies.
+
+    train_exact ``[...]``, level_exact ``[..., L]``, weights ``[..., L]`` (training
+    distribution), target ``[L]``. Returns train/test/target risk and both gaps, each ``[...]``,
+    with ``target_risk == train_risk + generalization_gap + extrapolation_gap``.
+    """
+    level_risk = 1.0 - np.asarray(level_exact, np.float64)
+    train_risk = 1.0 - np.asarray(train_exact, np.float64)
+    test_risk = np.sum(np.asarray(weights, np.float64) * level_risk, axis=-1)
+    target_risk = level_risk @ np.asarray(target, np.float64)
+    return dict(
+        train_risk=train_risk,
+        test_risk=test_risk,
+        target_risk=target_risk,
+        generalization_gap=test_risk - train_risk,
+        extrapolation_gap=target_risk - test_risk,
+    )
+
+
+def d_star(target_risk: np.ndarray, difficulties: np.ndarray) -> np.ndarray:
+    """Optimal difficulty per budget from target risk ``[D, N, S]``: argmin of the seed mean. ``[N]``."""
+    mean = np.nanmean(target_risk, axis=-1)
+    return np.asarray(difficulties)[np.argmin(mean, axis=0)]
+
+
+def bootstrap_d_star(
+    target_risk: np.ndarray, difficulties: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.9
+) -> dict[str, np.ndarray]:
+    """Bootstrap over seeds: resample the seed axis of ``target_risk [D, N, S]`` with replacement.
+
+    Returns ``d_star [N]`` (point estimate), ``low``/``high [N]`` (percentile interval at
+    ``level``) and ``samples [n_boot, N]``.
+    """
+    rng = np.random.default_rng(seed)
+    s = target_risk.shape[-1]
+    picks = rng.integers(0, s, size=(n_boot, s))
+    samples = np.stack([d_star(target_risk[..., p], difficulties) for p in picks])
+    alpha = (1 - level) / 2
+    return dict(
+        d_star=d_star(target_risk, difficulties),
+        low=np.quantile(samples, alpha, axis=0, method="lower"),
+        high=np.quantile(samples, 1 - alpha, axis=0, method="higher"),
+        samples=samples,
+    )

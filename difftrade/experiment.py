@@ -1,0 +1,138 @@
+"""Run a config end to end: chunks of members -> train -> evaluate -> chunk files -> results.nc.
+
+Every finished chunk is on disk before the next one starts, so a run that is interrupted or
+fails loses at most the chunk in flight; ``resume=True`` skips the members already on disk
+(whatever chunk size they were run with) and refuses a directory whose config hash differs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import numpy as np
+import xarray as xr
+
+from difftrade import results
+from difftrade.config import RunConfig
+from difftrade.evaluate import evaluate_population
+from difftrade.train import auto_chunk_size, train_population
+
+META = "config.json"
+
+
+class Progress:
+    """A one-line progress report with ETA over chunks (stderr)."""
+
+    def __init__(self, total_members: int, enabled: bool = True):
+        self.total, self.done, self.enabled, self.start = total_members, 0, enabled, time.time()
+
+    def update(self, members: int, note: str = "") -> None:
+        self.done += members
+        if not self.enabled:
+            return
+        elapsed = time.time() - self.start
+        eta = elapsed / max(self.done, 1) * (self.total - self.done)
+        bar = "#" * int(30 * self.done / self.total)
+        sys.stderr.write(
+            f"\r[{bar:<30}] {self.done}/{self.total} members  {elapsed:6.0f}s elapsed  ETA {eta:5.0f}s {note}   "
+        )
+        if self.done >= self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def prepare_dir(cfg: RunConfig, out_dir: Path, resume: bool) -> None:
+    """Create the run directory or check that it belongs to this config (resume)."""
+    meta = out_dir / META
+    if meta.exists():
+        old = json.loads(meta.read_text())
+        if not resume:
+            raise ValueError(
+                f"--out {str(out_dir)!r} already holds a run (config hash {old['config_hash']}); "
+                "pass --resume to continue it or choose another --out"
+            )
+        if old["config_hash"] != cfg.hash():
+            raise ValueError(
+                f"cannot resume {str(out_dir)!r}: its config hash is {old['config_hash']} but this config's is "
+                f"{cfg.hash()}; the configs differ (compare {META}), so results would mix two experiments"
+            )
+    else:
+        (out_dir / "chunks").mkdir(parents=True, exist_ok=True)
+        meta.write_text(json.dumps({"config_hash": cfg.hash(), "config": cfg.to_dict()}, indent=2))
+
+
+def finished_members(out_dir: Path) -> tuple[list[xr.Dataset], set[int]]:
+    """Chunk datasets already on disk and the member indices they cover."""
+    chunks, done = [], set()
+    for path in sorted((out_dir / "chunks").glob("chunk_*.nc")):
+        ds = results.load(path)
+        chunks.append(ds)
+        done.update(int(m) for m in ds["member"].values)
+    return chunks, done
+
+
+def run(
+    cfg: RunConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    stop_after_chunks: int | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+) -> xr.Dataset | None:
+    """Train and evaluate the whole grid of ``cfg`` into ``out_dir``; returns the results.
+
+    ``stop_after_chunks`` (tests) stops early, as an interrupted run would, returning None.
+    """
+    out_dir = Path(out_dir)
+    prepare_dir(cfg, out_dir, resume)
+    if cfg.run.init != "scratch":
+        raise ValueError(f"run.init={cfg.run.init!r}; allowed: 'scratch' (fine-tuning from a checkpoint is not built yet)")
+    task, pop = cfg.task, cfg.population()
+    run_key = jax.random.key(cfg.run.seed)
+    chunks, done = finished_members(out_dir)
+    todo = np.array([i for i in range(pop.size) if i not in done], dtype=np.int64)
+    size = cfg.run.chunk_size or auto_chunk_size(cfg.model, cfg.train, task.seq_len, max(len(todo), 1))
+    bar = Progress(pop.size, progress)
+    bar.update(len(done), "(resumed)" if done else "")
+    next_id = len(list((out_dir / "chunks").glob("chunk_*.nc")))
+    for c, start in enumerate(range(0, len(todo), size)):
+        if stop_after_chunks is not None and c >= stop_after_chunks:
+            return None
+        idx = todo[start : start + size]
+        sub = pop.take(idx)
+        trained = train_population(task, sub, cfg.model, cfg.train, run_key)
+        ev = evaluate_population(task, trained.params, sub.weights, sub.budget, sub.seed, cfg.model, cfg.eval, run_key)
+        train_out = {k: np.asarray(getattr(trained, k)) for k in ("loss_curve", "accuracy_curve", "nonfinite_steps")}
+        ds = results.chunk_dataset(idx, train_out, ev)
+        stem = out_dir / "chunks" / f"chunk_{next_id:05d}"
+        results.atomic_save_npz({"member": idx, **results.flatten_params(trained.params)}, stem.with_suffix(".params.npz"))
+        results.atomic_write_netcdf(ds, stem.with_suffix(".nc"))  # the .nc marks the chunk as done
+        chunks.append(ds)
+        next_id += 1
+        bad = int(np.sum(train_out["nonfinite_steps"] > 0))
+        bar.update(len(idx), f"(chunk of {len(idx)}{', %d with NaN/inf steps' % bad if bad else ''})")
+        if on_chunk is not None:
+            on_chunk(c)
+    ds = results.assemble(cfg, chunks, {"wall_seconds": float(time.time() - bar.start)})
+    results.atomic_write_netcdf(ds, out_dir / "results.nc")
+    return ds
+
+
+def load_params(out_dir: str | Path, like: object) -> tuple[np.ndarray, object]:
+    """All trained weights of a run: (member indices ``[M]``, params pytree with leading ``M``).
+
+    ``like`` is a params pytree of one member (for the tree structure).
+    """
+    members, leaves = [], []
+    for path in sorted((Path(out_dir) / "chunks").glob("chunk_*.params.npz")):
+        with np.load(path) as z:
+            members.append(z["member"])
+            leaves.append({k: z[k] for k in z.files if k != "member"})
+    order = np.argsort(np.concatenate(members))
+    stacked = {k: np.concatenate([l[k] for l in leaves])[order] for k in leaves[0]}
+    return np.concatenate(members)[order], results.unflatten_params(like, stacked)

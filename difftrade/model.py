@@ -1,0 +1,157 @@
+"""A small decoder-only transformer (Flax NNX) and a functional interface to it.
+
+The trainer never works with module objects in its hot path: ``init_params`` splits the module
+once into a static ``graphdef`` and a ``params`` pytree; ``apply`` merges them inside traced
+code. ``params`` of a population carry a leading member axis and are vmapped as plain pytrees.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+POS_ENCODINGS = ("learned", "sinusoidal")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Architecture (all static). ``compute_dtype='bfloat16'`` keeps float32 master weights."""
+
+    vocab_size: int = 64
+    seq_len: int = 32
+    d_model: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    mlp_ratio: int = 4
+    pos_encoding: str = "learned"
+    param_dtype: str = "float32"
+    compute_dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        for field in ("vocab_size", "seq_len", "d_model", "num_layers", "num_heads", "mlp_ratio"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"model.{field}={value!r}; allowed: an integer >= 1")
+        if self.d_model % self.num_heads:
+            raise ValueError(
+                f"model.d_model={self.d_model} is not divisible by model.num_heads={self.num_heads}; "
+                "allowed: d_model a multiple of num_heads"
+            )
+        if self.pos_encoding not in POS_ENCODINGS:
+            raise ValueError(f"model.pos_encoding={self.pos_encoding!r}; allowed: {', '.join(POS_ENCODINGS)}")
+        for field in ("param_dtype", "compute_dtype"):
+            if getattr(self, field) not in DTYPES:
+                raise ValueError(f"model.{field}={getattr(self, field)!r}; allowed: {', '.join(DTYPES)}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.num_heads
+
+    def num_params(self) -> int:
+        """Parameter count (embeddings included)."""
+        d, f, v, t = self.d_model, self.d_model * self.mlp_ratio, self.vocab_size, self.seq_len
+        per_layer = 4 * d * d + 4 * d + 2 * d * f + f + d + 4 * d  # attn (qkv+o, biases), mlp, 2 layernorms
+        pos = t * d if self.pos_encoding == "learned" else 0
+        return v * d + pos + self.num_layers * per_layer + 2 * d + d * v + v
+
+    def flops_per_token(self) -> float:
+        """Forward matmul FLOPs per token (2 per multiply-add), attention scores included."""
+        d, f, v, t = self.d_model, self.d_model * self.mlp_ratio, self.vocab_size, self.seq_len
+        per_layer = 2 * (4 * d * d + 2 * d * f) + 2 * 2 * t * d  # projections, mlp, QK^T and AV (full T)
+        return float(self.num_layers * per_layer + 2 * d * v)
+
+
+def sinusoidal(seq_len: int, d_model: int) -> jax.Array:
+    """Fixed sinusoidal positions, float32 ``[seq_len, d_model]``."""
+    pos = jnp.arange(seq_len)[:, None]
+    i = jnp.arange(d_model // 2)[None, :]
+    angle = pos / (10000.0 ** (2 * i / d_model))
+    return jnp.concatenate([jnp.sin(angle), jnp.cos(angle)], axis=-1)
+
+
+class Block(nnx.Module):
+    """Pre-LayerNorm block: causal multi-head attention + GELU MLP."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        kw = dict(dtype=DTYPES[cfg.compute_dtype], param_dtype=DTYPES[cfg.param_dtype], rngs=rngs)
+        self.cfg = cfg
+        self.ln1 = nnx.LayerNorm(cfg.d_model, **kw)
+        self.qkv = nnx.Linear(cfg.d_model, 3 * cfg.d_model, **kw)
+        self.out = nnx.Linear(cfg.d_model, cfg.d_model, **kw)
+        self.ln2 = nnx.LayerNorm(cfg.d_model, **kw)
+        self.up = nnx.Linear(cfg.d_model, cfg.mlp_ratio * cfg.d_model, **kw)
+        self.down = nnx.Linear(cfg.mlp_ratio * cfg.d_model, cfg.d_model, **kw)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """x ``[B, T, D]`` -> ``[B, T, D]``."""
+        b, t, _ = x.shape
+        qkv = self.qkv(self.ln1(x)).reshape(b, t, 3, self.cfg.num_heads, self.cfg.head_dim)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B, T, H, Dh]
+        attn = jax.nn.dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.out(attn.reshape(b, t, -1))
+        return x + self.down(jax.nn.gelu(self.up(self.ln2(x))))
+
+
+class Transformer(nnx.Module):
+    """Decoder-only transformer: tokens int32 ``[B, T]`` -> logits float32 ``[B, T, V]``."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        kw = dict(dtype=DTYPES[cfg.compute_dtype], param_dtype=DTYPES[cfg.param_dtype], rngs=rngs)
+        self.cfg = cfg
+        self.embed = nnx.Embed(cfg.vocab_size, cfg.d_model, **kw)
+        if cfg.pos_encoding == "learned":
+            self.pos = nnx.Param(0.02 * jax.random.normal(rngs.params(), (cfg.seq_len, cfg.d_model), DTYPES[cfg.param_dtype]))
+        self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.num_layers)]) if hasattr(nnx, "List") else [
+            Block(cfg, rngs) for _ in range(cfg.num_layers)
+        ]
+        self.ln_f = nnx.LayerNorm(cfg.d_model, **kw)
+        self.head = nnx.Linear(cfg.d_model, cfg.vocab_size, **kw)
+
+    def __call__(self, tokens: jax.Array) -> jax.Array:
+        t = tokens.shape[-1]
+        x = self.embed(tokens)
+        pos = self.pos[...] if self.cfg.pos_encoding == "learned" else sinusoidal(self.cfg.seq_len, self.cfg.d_model)
+        x = x + pos[:t].astype(x.dtype)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.ln_f(x)).astype(jnp.float32)
+
+
+Params = Any  # an nnx.State pytree of arrays (leading member axis in a population)
+
+
+def graphdef(cfg: ModelConfig) -> nnx.GraphDef:
+    """The static half of the split model (no arrays are allocated)."""
+    gdef, _ = nnx.split(nnx.eval_shape(lambda: Transformer(cfg, nnx.Rngs(0))))
+    return gdef
+
+
+def init_params(cfg: ModelConfig, key: jax.Array) -> Params:
+    """Fresh parameters from ``key``; jittable and vmappable over keys."""
+    _, params = nnx.split(Transformer(cfg, nnx.Rngs(params=key)))
+    return params
+
+
+def apply(gdef: nnx.GraphDef, params: Params, tokens: jax.Array) -> jax.Array:
+    """Logits float32 ``[B, T, V]`` for tokens int32 ``[B, T]``."""
+    return nnx.merge(gdef, params)(tokens)
+
+
+def token_losses(gdef: nnx.GraphDef, params: Params, tokens: jax.Array, loss_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Next-token cross-entropy and correctness on the masked (answer) positions.
+
+    tokens int32 ``[B, L]``, loss_mask bool ``[B, L]`` (True where ``tokens[t]`` is an answer
+    token). Returns ``ce`` float32 ``[B, L-1]`` and ``correct`` bool ``[B, L-1]``, both already
+    restricted to target positions ``1..L-1`` (multiply by ``loss_mask[:, 1:]``).
+    """
+    logits = apply(gdef, params, tokens[:, :-1])
+    targets = tokens[:, 1:]
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    ce = -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+    correct = jnp.argmax(logits, axis=-1) == targets
+    return ce, correct

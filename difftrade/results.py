@@ -1,0 +1,151 @@
+"""Results as labelled arrays: the xarray schema, netCDF store, chunk files and resume.
+
+A run directory holds::
+
+    config.toml.json      the validated config (JSON) and its hash
+    chunks/chunk_00000.nc per-chunk member results (dim ``member``), written atomically
+    chunks/chunk_00000.params.npz  trained weights of the chunk's members (for certificates)
+    results.nc            the assembled grid dataset
+
+Schema of ``results.nc`` (dims ``difficulty, budget, seed, level, checkpoint``):
+
+    train_exact, train_ce                  [difficulty, budget, seed]
+    level_exact, level_ce                  [difficulty, budget, seed, level]
+    loss_curve, accuracy_curve             [difficulty, budget, seed, checkpoint]
+    nonfinite_steps                        [difficulty, budget, seed]   (0 = healthy)
+    train_risk, test_risk, target_risk,
+    generalization_gap, extrapolation_gap  [difficulty, budget, seed]
+    train_weights [difficulty, level], target_weights [level]
+
+Attributes: ``config`` (JSON), ``config_hash``, library versions, device kind.
+netCDF is written with the scipy engine (netCDF3; no HDF5 dependency).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import xarray as xr
+
+from difftrade.evaluate import risks
+
+ENGINE = "scipy"
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("difftrade", "jax", "jaxlib", "flax", "optax", "numpy", "xarray"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "unknown"
+    return out
+
+
+def device_kind() -> str:
+    d = jax.devices()
+    return f"{len(d)}x {d[0].platform}:{d[0].device_kind}"
+
+
+def atomic_write_netcdf(ds: xr.Dataset, path: Path) -> None:
+    """Write to a temporary file in the same folder, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    ds.to_netcdf(tmp, engine=ENGINE)
+    os.replace(tmp, path)
+
+
+def atomic_save_npz(arrays: dict[str, np.ndarray], path: Path) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def load(path: str | Path) -> xr.Dataset:
+    """Open a results file fully into memory (the file is closed afterwards)."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"results file {str(path)!r} does not exist")
+    with xr.open_dataset(path, engine=ENGINE) as ds:
+        return ds.load()
+
+
+def chunk_dataset(member_index: np.ndarray, train_out: dict[str, np.ndarray], eval_out: dict[str, np.ndarray]) -> xr.Dataset:
+    """Per-member results of one chunk (dim ``member`` = flat grid index)."""
+    m = ("member",)
+    return xr.Dataset(
+        {
+            "train_exact": (m, eval_out["train_exact"].astype(np.float64)),
+            "train_ce": (m, eval_out["train_ce"].astype(np.float64)),
+            "level_exact": (("member", "level"), eval_out["level_exact"].astype(np.float64)),
+            "level_ce": (("member", "level"), eval_out["level_ce"].astype(np.float64)),
+            "loss_curve": (("member", "checkpoint"), np.asarray(train_out["loss_curve"], np.float64)),
+            "accuracy_curve": (("member", "checkpoint"), np.asarray(train_out["accuracy_curve"], np.float64)),
+            "nonfinite_steps": (m, np.asarray(train_out["nonfinite_steps"], np.int32)),
+        },
+        coords={"member": member_index.astype(np.int32)},
+    )
+
+
+def assemble(cfg: Any, chunks: list[xr.Dataset], extra_attrs: dict[str, Any] | None = None) -> xr.Dataset:
+    """Stack chunk datasets into the labelled grid and add risks and gaps.
+
+    ``cfg`` is a ``RunConfig``. Members are in grid order (difficulty, budget, seed).
+    """
+    flat = xr.concat(chunks, dim="member").sortby("member")
+    num = int(np.prod(cfg.grid_shape))
+    if flat.sizes["member"] != num or not np.array_equal(flat["member"].values, np.arange(num)):
+        raise ValueError(f"chunks cover {flat.sizes['member']} of {num} members: the run is incomplete")
+    task = cfg.task
+    shape = cfg.grid_shape
+    g = cfg.grid
+    coords = {
+        "difficulty": np.asarray(g.difficulties, np.int32),
+        "budget": np.asarray(g.budgets, np.int32),
+        "seed": np.asarray(g.seeds, np.int32),
+        "level": np.asarray(task.levels, np.int32),
+        "checkpoint": (np.arange(1, cfg.train.num_checkpoints + 1) * (cfg.train.steps // cfg.train.num_checkpoints)).astype(np.int32),
+    }
+    grid_dims = ("difficulty", "budget", "seed")
+    variables: dict[str, Any] = {}
+    for name, var in flat.data_vars.items():
+        extra = var.dims[1:]
+        variables[name] = (grid_dims + extra, var.values.reshape(shape + var.shape[1:]))
+    train_w = cfg.train_weights()
+    target_w = cfg.target_weights()
+    r = risks(
+        variables["train_exact"][1], variables["level_exact"][1], train_w[:, None, None, :], target_w
+    )
+    for name, value in r.items():
+        variables[name] = (grid_dims, value)
+    variables["train_weights"] = (("difficulty", "level"), train_w)
+    variables["target_weights"] = (("level",), target_w)
+    attrs = {
+        "config": json.dumps(cfg.to_dict(), sort_keys=True),
+        "config_hash": cfg.hash(),
+        "task": task.name,
+        "device": device_kind(),
+        **{f"version_{k}": v for k, v in versions().items()},
+        **(extra_attrs or {}),
+    }
+    return xr.Dataset(variables, coords=coords, attrs=attrs)
+
+
+def flatten_params(params: Any) -> dict[str, np.ndarray]:
+    """Parameter pytree -> {'leaf_000': array, ...} in tree order (for npz)."""
+    return {f"leaf_{i:03d}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(params))}
+
+
+def unflatten_params(treedef_like: Any, arrays: dict[str, np.ndarray]) -> Any:
+    """Inverse of ``flatten_params`` given a pytree with the same structure."""
+    leaves = [arrays[f"leaf_{i:03d}"] for i in range(len(arrays))]
+    return jax.tree.unflatten(jax.tree.structure(treedef_like), leaves)

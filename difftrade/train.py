@@ -1,0 +1,306 @@
+"""Population trainer: one compiled ``jit(vmap(scan(step)))`` trains a whole chunk of members.
+
+A population is a struct of arrays with a leading member axis ``M``: each member has its own
+training-difficulty distribution (weights over levels), budget ``n`` (it samples minibatches
+from example indices ``[0, n)``), seed and learning rate — all traced. Only the architecture,
+step count, batch size and the task (hence ``d_max``) are static, so a whole grid compiles once.
+
+Keys. ``run_key`` is split into data / init / order roots; member ``m`` uses
+``fold_in(root, seed[m])``, so members that share a seed share initial weights and test sets
+(common random numbers across the grid) and differ only in what they are trained on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from difftrade import data
+from difftrade.model import ModelConfig, Params, graphdef, init_params, token_losses
+from difftrade.tasks.base import Task
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation (static). AdamW, linear warmup then cosine decay to ``final_lr_fraction``."""
+
+    steps: int = 1000
+    batch_size: int = 64
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    b1: float = 0.9
+    b2: float = 0.98
+    final_lr_fraction: float = 0.1
+    num_checkpoints: int = 10
+
+    def __post_init__(self) -> None:
+        for field in ("steps", "batch_size", "num_checkpoints"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"train.{field}={value!r}; allowed: an integer >= 1")
+        if self.steps % self.num_checkpoints:
+            raise ValueError(
+                f"train.num_checkpoints={self.num_checkpoints} does not divide train.steps={self.steps}; "
+                "allowed: a divisor of steps"
+            )
+        if not 0 <= self.warmup_steps <= self.steps:
+            raise ValueError(f"train.warmup_steps={self.warmup_steps}; allowed: 0..steps ({self.steps})")
+        for field in ("weight_decay", "grad_clip"):
+            if not getattr(self, field) >= 0:
+                raise ValueError(f"train.{field}={getattr(self, field)!r}; allowed: >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class Population:
+    """Per-member hyperparameters, each with leading member axis ``M``.
+
+    weights float32 ``[M, num_levels]``, budget int32 ``[M]``, seed int32 ``[M]``,
+    learning_rate float32 ``[M]``.
+    """
+
+    weights: np.ndarray
+    budget: np.ndarray
+    seed: np.ndarray
+    learning_rate: np.ndarray
+
+    def __post_init__(self) -> None:
+        m = self.budget.shape[0]
+        for field in ("weights", "seed", "learning_rate"):
+            if getattr(self, field).shape[0] != m:
+                raise ValueError(f"population.{field} has {getattr(self, field).shape[0]} members; expected {m}")
+        if np.any(self.budget < 1):
+            raise ValueError(f"population.budget has values {self.budget[self.budget < 1].tolist()}; allowed: >= 1")
+        if not np.all(np.isfinite(self.learning_rate)) or np.any(self.learning_rate <= 0):
+            raise ValueError(f"population.learning_rate={self.learning_rate.tolist()}; allowed: > 0")
+
+    @property
+    def size(self) -> int:
+        return int(self.budget.shape[0])
+
+    def take(self, idx: np.ndarray) -> "Population":
+        """Members ``idx`` (a numpy index array)."""
+        return Population(self.weights[idx], self.budget[idx], self.seed[idx], self.learning_rate[idx])
+
+    def as_arrays(self) -> dict[str, jax.Array]:
+        return dict(
+            weights=jnp.asarray(self.weights, jnp.float32),
+            budget=jnp.asarray(self.budget, jnp.int32),
+            seed=jnp.asarray(self.seed, jnp.int32),
+            learning_rate=jnp.asarray(self.learning_rate, jnp.float32),
+        )
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class TrainResult:
+    """Outputs of one chunk (leading member axis ``M``).
+
+    params / init_params: parameter pytrees; loss_curve float32 ``[M, K]`` (mean training
+    cross-entropy over each of the K checkpoint segments); accuracy_curve ``[M, K]`` (mean
+    train-batch exact match per segment); nonfinite_steps int32 ``[M]`` (steps whose loss or
+    gradient was NaN/inf; their updates were skipped).
+    """
+
+    params: Params
+    init_params: Params
+    loss_curve: jax.Array
+    accuracy_curve: jax.Array
+    nonfinite_steps: jax.Array
+
+
+def run_keys(run_key: jax.Array) -> dict[str, jax.Array]:
+    """Independent roots for data, initialisation and minibatch order."""
+    names = ("data", "init", "order")
+    return {name: jax.random.fold_in(run_key, i) for i, name in enumerate(names)}
+
+
+def member_data_root(run_key: jax.Array, seed: jax.Array) -> jax.Array:
+    """Root of a member's example streams (shared by members with the same seed)."""
+    return jax.random.fold_in(run_keys(run_key)["data"], seed)
+
+
+def member_init_params(cfg: ModelConfig, run_key: jax.Array, seed: jax.Array) -> Params:
+    """Data-free initial weights of a member (vmappable over ``seed``)."""
+    return init_params(cfg, jax.random.fold_in(run_keys(run_key)["init"], seed))
+
+
+def optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    """AdamW direction with unit peak learning rate; the per-member rate scales it afterwards."""
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, 1.0, max(cfg.warmup_steps, 1), cfg.steps, end_value=cfg.final_lr_fraction
+    )
+    decay_mask = lambda p: jax.tree.map(lambda x: x.ndim >= 2, p)  # noqa: E731 (no decay on biases/norms)
+    return optax.chain(
+        optax.clip_by_global_norm(cfg.grad_clip),
+        optax.scale_by_adam(b1=cfg.b1, b2=cfg.b2),
+        optax.add_decayed_weights(cfg.weight_decay, mask=decay_mask),
+        optax.scale_by_schedule(schedule),
+    )
+
+
+def masked_loss(gdef: Any, params: Params, tokens: jax.Array, loss_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Mean answer-token cross-entropy over a batch and the batch exact-match rate.
+
+    tokens int32 ``[B, L]``, loss_mask bool ``[B, L]`` -> (loss scalar, exact-match scalar).
+    """
+    ce, correct = token_losses(gdef, params, tokens, loss_mask)
+    m = loss_mask[:, 1:]
+    loss = jnp.sum(ce * m) / jnp.maximum(jnp.sum(m), 1)
+    exact = jnp.all(correct | ~m, axis=1)
+    return loss, jnp.mean(exact)
+
+
+def make_member_trainer(
+    task: Task, model_cfg: ModelConfig, cfg: TrainConfig, run_key: jax.Array
+) -> Callable[..., TrainResult]:
+    """The single-member training function ``(params0, weights, budget, seed, lr) -> TrainResult``.
+
+    Pure and jittable; ``train_population`` vmaps it over members.
+    """
+    gdef = graphdef(model_cfg)
+    tx = optimizer(cfg)
+    roots = run_keys(run_key)
+    seg = cfg.steps // cfg.num_checkpoints
+    grad_fn = jax.value_and_grad(lambda p, t, m: masked_loss(gdef, p, t, m), has_aux=True)
+
+    def train_member(params0, weights, budget, seed, lr):
+        data_root = jax.random.fold_in(roots["data"], seed)
+        order_key = jax.random.fold_in(roots["order"], seed)
+
+        def step(carry, t):
+            params, opt_state, bad = carry
+            idx = jax.random.randint(jax.random.fold_in(order_key, t), (cfg.batch_size,), 0, budget)
+            tokens, mask, _ = data.examples(task, data_root, data.SPLITS["train"], weights, idx)
+            (loss, exact), grads = grad_fn(params, tokens, mask)
+            updates, new_opt = tx.update(grads, opt_state, params)
+            new_params = jax.tree.map(lambda p, u: p - (lr * u).astype(p.dtype), params, updates)
+            finite = jnp.isfinite(loss) & jnp.all(
+                jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
+            )
+            # A non-finite step is skipped (weights kept) and counted, never averaged away.
+            params = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new_params, params)
+            opt_state = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new_opt, opt_state)
+            return (params, opt_state, bad + (~finite).astype(jnp.int32)), (loss, exact)
+
+        def segment(carry, k):
+            carry, (losses, exacts) = jax.lax.scan(step, carry, k * seg + jnp.arange(seg))
+            return carry, (jnp.mean(losses), jnp.mean(exacts))
+
+        carry = (params0, tx.init(params0), jnp.int32(0))
+        (params, _, bad), (loss_curve, acc_curve) = jax.lax.scan(segment, carry, jnp.arange(cfg.num_checkpoints))
+        return TrainResult(params, params0, loss_curve, acc_curve, bad)
+
+    return train_member
+
+
+def member_mesh() -> Mesh:
+    """A 1-D mesh over all devices (all hosts' devices under ``jax.distributed``)."""
+    return Mesh(np.asarray(jax.devices()), ("members",))
+
+
+def shard_members(tree: Any, mesh: Mesh) -> Any:
+    """Place every leaf's leading (member) axis across the mesh."""
+    sharding = NamedSharding(mesh, PartitionSpec("members"))
+    return jax.tree.map(lambda x: jax.device_put(x, sharding), tree)
+
+
+def pad_members(pop: Population, multiple: int) -> tuple[Population, int]:
+    """Pad with copies of the last member so the size divides ``multiple``; returns (pop, real size)."""
+    m = pop.size
+    target = int(math.ceil(m / multiple) * multiple)
+    idx = np.concatenate([np.arange(m), np.full(target - m, m - 1)])
+    return pop.take(idx), m
+
+
+_COMPILED: dict[Any, Callable[..., TrainResult]] = {}
+
+
+def compiled_trainer(task: Task, model_cfg: ModelConfig, cfg: TrainConfig, run_key: jax.Array) -> Callable[..., TrainResult]:
+    """``jit(vmap(member_trainer))``, cached per (task, model, train config, run key)."""
+    cache_key = (task, model_cfg, cfg, tuple(np.asarray(jax.random.key_data(run_key)).ravel().tolist()))
+    if cache_key not in _COMPILED:
+        member = make_member_trainer(task, model_cfg, cfg, run_key)
+        init = jax.vmap(lambda s: member_init_params(model_cfg, run_key, s))
+
+        def train_chunk(weights, budget, seed, learning_rate, params0=None):
+            p0 = init(seed) if params0 is None else params0
+            return jax.vmap(member)(p0, weights, budget, seed, learning_rate)
+
+        _COMPILED[cache_key] = jax.jit(train_chunk)
+    return _COMPILED[cache_key]
+
+
+def train_population(
+    task: Task,
+    population: Population,
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    run_key: jax.Array,
+    init: Params | None = None,
+) -> TrainResult:
+    """Train every member of ``population`` (one chunk) in one compiled program.
+
+    ``init``: optional starting parameters with leading member axis (fine-tuning from a base);
+    by default each member starts from its data-free initialisation. The member axis is
+    sharded over all devices (padded to a multiple of the device count). Returns a
+    ``TrainResult`` for the real (unpadded) members.
+    """
+    if model_cfg.seq_len < task.seq_len - 1:
+        raise ValueError(
+            f"model.seq_len={model_cfg.seq_len} is shorter than the task's inputs ({task.seq_len - 1}); "
+            f"allowed: >= {task.seq_len - 1}"
+        )
+    if population.weights.shape[1] != task.num_levels:
+        raise ValueError(
+            f"population.weights has {population.weights.shape[1]} levels; task {task.name!r} has {task.num_levels}"
+        )
+    mesh = member_mesh()
+    padded, m = pad_members(population, mesh.size)
+    arrays = shard_members(padded.as_arrays(), mesh)
+    fn = compiled_trainer(task, model_cfg, cfg, run_key)
+    if init is not None:
+        init = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], padded.size - m, 0)]), init)
+        init = shard_members(init, mesh)
+    out = fn(arrays["weights"], arrays["budget"], arrays["seed"], arrays["learning_rate"], init)
+    return jax.tree.map(lambda x: x[:m], out)
+
+
+def bytes_per_member(model_cfg: ModelConfig, cfg: TrainConfig, seq_len: int) -> int:
+    """Rough device-memory need of one member during training (bytes).
+
+    Parameters + gradients + two Adam moments + a copy (float32), plus activations saved for
+    the backward pass: about ``14 * d_model + 2 * mlp * d_model + 2 * heads * T`` floats per token
+    per layer, plus logits.
+    """
+    p = model_cfg.num_params() * 4 * 6
+    per_tok_layer = 14 * model_cfg.d_model + 2 * model_cfg.mlp_ratio * model_cfg.d_model + 2 * model_cfg.num_heads * seq_len
+    bytes_per = 2 if model_cfg.compute_dtype != "float32" else 4
+    acts = cfg.batch_size * seq_len * (model_cfg.num_layers * per_tok_layer + 3 * model_cfg.vocab_size) * bytes_per
+    return int(p + acts)
+
+
+def device_memory_bytes() -> int:
+    """Free memory of the first device if known (GPU/TPU), else 8 GiB for CPU."""
+    try:
+        stats = jax.devices()[0].memory_stats() or {}
+        limit = stats.get("bytes_limit", 0) - stats.get("bytes_in_use", 0)
+        if limit > 0:
+            return int(limit)
+    except Exception:  # noqa: BLE001 - backends without memory stats
+        pass
+    return 8 * 2**30
+
+
+def auto_chunk_size(model_cfg: ModelConfig, cfg: TrainConfig, seq_len: int, num_members: int, fraction: float = 0.5) -> int:
+    """Largest chunk that fits ``fraction`` of device memory (per device), times device count."""
+    per_device = max(1, int(fraction * device_memory_bytes() // bytes_per_member(model_cfg, cfg, seq_len)))
+    return max(1, min(num_members, per_device * jax.device_count()))
