@@ -1,0 +1,150 @@
+"""Figures of a results Dataset (matplotlib, Agg backend): PNG and PDF.
+
+* ``heatmap``         target accuracy over training difficulty × budget, d*(n) marked
+* ``d_star_curve``    d*(n) with its bootstrap interval over seeds
+* ``gap_decomposition`` train risk + generalization gap + extrapolation gap = target risk,
+                      against difficulty, one panel per budget
+* ``learning_curves`` training loss per checkpoint, one panel per budget
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+
+from difftrade.evaluate import bootstrap_d_star  # noqa: E402
+
+COLORS = {"train": "#4C72B0", "gen": "#DD8452", "extrap": "#55A868", "target": "black"}
+
+
+def _budget_labels(budgets: np.ndarray) -> list[str]:
+    return [f"{int(b):,}" for b in budgets]
+
+
+def heatmap(ds: xr.Dataset) -> plt.Figure:
+    """Target accuracy (seed mean) over difficulty × budget; white dots mark d*(n)."""
+    acc = 1.0 - ds["target_risk"].mean("seed").values  # [D, N]
+    diffs, budgets = ds["difficulty"].values, ds["budget"].values
+    fig, ax = plt.subplots(figsize=(2.0 + 0.9 * len(budgets), 1.6 + 0.45 * len(diffs)))
+    im = ax.imshow(acc, origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=max(acc.max(), 1e-3))
+    for i in range(len(diffs)):
+        for j in range(len(budgets)):
+            ax.text(j, i, f"{acc[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                    color="white" if acc[i, j] < 0.6 * acc.max() else "black")
+    best = np.argmax(acc, axis=0)
+    for j, i in enumerate(best):  # outline the d*(n) cell, keep its number readable
+        ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2.5))
+    ax.set_xticks(range(len(budgets)), _budget_labels(budgets), rotation=45)
+    ax.set_yticks(range(len(diffs)), [str(d) for d in diffs])
+    ax.set_xlabel("training budget n (examples)")
+    ax.set_ylabel("training difficulty d")
+    ax.set_title(f"{ds.attrs.get('task', '')}: target exact-match accuracy\n(red outline: d*(n), best difficulty per budget)", fontsize=10)
+    fig.colorbar(im, ax=ax, label="target accuracy")
+    fig.tight_layout()
+    return fig
+
+
+def d_star_curve(ds: xr.Dataset, n_boot: int = 1000) -> plt.Figure:
+    """d*(n) against budget (log axis) with a 90% bootstrap interval over seeds."""
+    boot = bootstrap_d_star(ds["target_risk"].values, ds["difficulty"].values, n_boot=n_boot)
+    budgets = ds["budget"].values
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    ax.vlines(budgets, boot["low"] - 0.15, boot["high"] + 0.15, color="C0", alpha=0.25, lw=10, label="90% bootstrap (seeds)")
+    ax.plot(budgets, boot["d_star"], "o-", color="C0", label="d*(n) (seed mean)")
+    ax.set_xscale("log")
+    ax.set_xticks(budgets, _budget_labels(budgets), rotation=45)
+    ax.minorticks_off()
+    diffs = ds["difficulty"].values
+    ax.set_yticks(diffs)
+    ax.set_ylim(diffs.min() - 0.5, diffs.max() + 0.5)
+    ax.set_xlabel("training budget n (examples)")
+    ax.set_ylabel("optimal training difficulty d*")
+    ax.set_title("optimal difficulty vs budget")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def gap_decomposition(ds: xr.Dataset) -> plt.Figure:
+    """Waterfall per difficulty: train risk, + generalization gap, + extrapolation gap = target risk."""
+    diffs, budgets = ds["difficulty"].values, ds["budget"].values
+    mean = {k: ds[k].mean("seed").values for k in ("train_risk", "generalization_gap", "extrapolation_gap", "target_risk")}
+    cols = min(len(budgets), 4)
+    rows = -(-len(budgets) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.2 * rows), sharey=True, squeeze=False)
+    x = np.arange(len(diffs))
+    for j, b in enumerate(budgets):
+        ax = axes[j // cols, j % cols]
+        train, gen, ext = mean["train_risk"][:, j], mean["generalization_gap"][:, j], mean["extrapolation_gap"][:, j]
+        ax.bar(x, train, 0.7, color=COLORS["train"], label="train risk")
+        ax.bar(x, gen, 0.7, bottom=train, color=COLORS["gen"], label="generalization gap")
+        ax.bar(x, ext, 0.7, bottom=train + gen, color=COLORS["extrap"], label="extrapolation gap", hatch="//", alpha=0.85)
+        ax.plot(x, mean["target_risk"][:, j], "k_", ms=18, mew=2, label="target risk")
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.set_xticks(x, [str(d) for d in diffs])
+        ax.set_title(f"n = {int(b):,}", fontsize=10)
+        ax.set_xlabel("training difficulty d")
+        if j % cols == 0:
+            ax.set_ylabel("risk (1 − exact match)")
+    for k in range(len(budgets), rows * cols):
+        axes[k // cols, k % cols].axis("off")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.suptitle("target risk = train risk + generalization gap + extrapolation gap (seed mean)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.96))
+    return fig
+
+
+def learning_curves(ds: xr.Dataset) -> plt.Figure:
+    """Training cross-entropy per checkpoint segment, one line per difficulty, one panel per budget."""
+    diffs, budgets = ds["difficulty"].values, ds["budget"].values
+    steps = ds["checkpoint"].values
+    cols = min(len(budgets), 4)
+    rows = -(-len(budgets) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.6 * rows), sharey=True, squeeze=False)
+    curve = ds["loss_curve"].mean("seed").values  # [D, N, K]
+    for j, b in enumerate(budgets):
+        ax = axes[j // cols, j % cols]
+        for i, d in enumerate(diffs):
+            ax.plot(steps, curve[i, j], marker=".", color=plt.cm.plasma(i / max(len(diffs) - 1, 1)), label=f"d={d}")
+        ax.set_yscale("log")
+        ax.set_title(f"n = {int(b):,}", fontsize=10)
+        ax.set_xlabel("training step")
+        if j % cols == 0:
+            ax.set_ylabel("train cross-entropy (nats/token)")
+        ax.grid(alpha=0.3)
+    for k in range(len(budgets), rows * cols):
+        axes[k // cols, k % cols].axis("off")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+FIGURES = {
+    "heatmap": heatmap,
+    "d_star": d_star_curve,
+    "gaps": gap_decomposition,
+    "learning_curves": learning_curves,
+}
+
+
+def save_all(ds: xr.Dataset, out_dir: str | Path, formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
+    """Draw every figure into ``out_dir``; returns the written paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, fn in FIGURES.items():
+        fig = fn(ds)
+        for fmt in formats:
+            path = out_dir / f"{name}.{fmt}"
+            fig.savefig(path, dpi=130)
+            written.append(path)
+        plt.close(fig)
+    return written
