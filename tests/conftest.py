@@ -1,0 +1,30 @@
+"""Shared fixtures: a tiny grid config that trains in seconds on a CPU."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from difftrade import config
+
+TINY = {
+    "task": {"name": "addition", "d_min": 1, "d_max": 2},
+    "grid": {"difficulties": [1, 2], "budgets": [1, 32], "seeds": [0, 1], "learning_rate": 3e-3},
+    "model": {"d_model": 16, "num_layers": 1, "num_heads": 2},
+    "train": {"steps": 40, "batch_size": 8, "warmup_steps": 4, "num_checkpoints": 4},
+    "eval": {"n_test": 32, "n_train_eval": 16, "batch_size": 16},
+    "run": {"seed": 0},
+}
+
+
+def tiny_raw(**overrides: dict) -> dict:
+    raw = copy.deepcopy(TINY)
+    for section, values in overrides.items():
+        raw.setdefault(section, {}).update(values)
+    return raw
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg() -> config.RunConfig:
+    return config.from_dict(tiny_raw())

@@ -1,0 +1,124 @@
+"""Run loop, results store, resume after an interruption, config validation, CLI."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from difftrade import config, experiment, results
+from difftrade.cli import main
+
+from conftest import tiny_raw
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, tiny_cfg):
+    out = tmp_path_factory.mktemp("full")
+    cfg = dataclasses.replace(tiny_cfg, run=dataclasses.replace(tiny_cfg.run, chunk_size=3))
+    return cfg, out, experiment.run(cfg, out, progress=False)
+
+
+def test_schema_and_identity(full_run):
+    cfg, out, ds = full_run
+    assert dict(ds.sizes) == {"difficulty": 2, "budget": 2, "seed": 2, "level": 2, "checkpoint": 4}
+    np.testing.assert_allclose(
+        ds.target_risk, ds.train_risk + ds.generalization_gap + ds.extrapolation_gap, atol=1e-12
+    )
+    assert ds.attrs["config_hash"] == cfg.hash()
+    assert json.loads(ds.attrs["config"])["task"]["name"] == "addition"
+    assert "version_jax" in ds.attrs
+    on_disk = results.load(out / "results.nc")
+    xr.testing.assert_identical(on_disk, ds)
+    assert len(list((out / "chunks").glob("chunk_*.nc"))) == 3  # 8 members in chunks of 3
+
+
+class Killed(RuntimeError):
+    pass
+
+
+def test_resume_after_kill_equals_uninterrupted(full_run, tmp_path):
+    cfg, _, ds = full_run
+
+    def kill_after_first(chunk):
+        raise Killed("simulated kill")
+
+    with pytest.raises(Killed):
+        experiment.run(cfg, tmp_path, progress=False, on_chunk=kill_after_first)
+    assert len(list((tmp_path / "chunks").glob("chunk_*.nc"))) == 1  # the finished chunk survived
+    assert not (tmp_path / "results.nc").exists()
+    # resume with another chunk size: only the 5 missing members are trained
+    other = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, chunk_size=5))
+    resumed = experiment.run(other, tmp_path, resume=True, progress=False)
+    for name in ds.data_vars:
+        np.testing.assert_allclose(resumed[name].values, ds[name].values, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_existing_dir_needs_resume_and_same_config(full_run, tmp_path):
+    cfg, out, _ = full_run
+    with pytest.raises(ValueError, match="--resume"):
+        experiment.run(cfg, out, progress=False)
+    changed = dataclasses.replace(cfg, grid=dataclasses.replace(cfg.grid, learning_rate=1e-2))
+    with pytest.raises(ValueError, match="config hash"):
+        experiment.run(changed, out, resume=True, progress=False)
+
+
+def test_params_saved_for_every_member(full_run, tiny_cfg):
+    import jax
+
+    from difftrade.model import init_params
+
+    cfg, out, _ = full_run
+    like = init_params(cfg.model, jax.random.key(0))
+    members, params = experiment.load_params(out, like)
+    np.testing.assert_array_equal(members, np.arange(8))
+    assert jax.tree.leaves(params)[0].shape[0] == 8
+
+
+@pytest.mark.parametrize(
+    "override,match",
+    [
+        ({"grid": {"difficulties": [1, 5]}}, "grid.difficulties=5"),
+        ({"grid": {"budgets": [0]}}, "grid.budgets=0"),
+        ({"grid": {"lerning_rate": 1e-3}}, "did you mean 'learning_rate'"),
+        ({"train": {"steps": 0}}, "train.steps=0"),
+        ({"task": {"name": "additon"}}, "did you mean 'addition'"),
+        ({"task": {"digits": 3}}, "task option 'digits'"),
+        ({"grid": {"train_distribution": "pointy"}}, "train_distribution"),
+        ({"run": {"target": [0.5, 0.6]}}, "run.target"),
+        ({"model": {"num_heads": 3}}, "num_heads"),
+        ({"evall": {}}, "section \\[evall\\]"),
+    ],
+)
+def test_bad_config(override, match):
+    raw = tiny_raw()
+    for section, values in override.items():
+        raw.setdefault(section, {}).update(values)
+    with pytest.raises(ValueError, match=match):
+        config.from_dict(raw)
+
+
+def test_invalid_toml(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[grid\nbudgets = [1")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        config.load(bad)
+
+
+def test_cli_tasks_and_errors(capsys):
+    assert main(["tasks"]) == 0
+    assert "addition" in capsys.readouterr().out
+    assert main(["tasks", "show", "addition", "--difficulty", "3", "-n", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("[0]") == 1 and "<bos>" in out
+    assert main(["tasks", "show", "addition", "--difficulty", "99"]) == 2
+    assert "--difficulty=99" in capsys.readouterr().err
+
+
+def test_cli_report_writes_figures(full_run, tmp_path, capsys):
+    _, out, _ = full_run
+    assert main(["report", str(out / "results.nc"), "--out", str(tmp_path)]) == 0
+    for name in ("heatmap", "d_star", "gaps", "learning_curves"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 5000
+    assert "d*(n)" in (tmp_path / "report.md").read_text()

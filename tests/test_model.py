@@ -1,0 +1,64 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from difftrade.model import ModelConfig, apply, graphdef, init_params, token_losses
+
+
+def _params(cfg, seed=0):
+    return graphdef(cfg), init_params(cfg, jax.random.key(seed))
+
+
+def test_shapes_and_param_count():
+    cfg = ModelConfig(seq_len=12, d_model=32, num_layers=2, num_heads=4)
+    g, p = _params(cfg)
+    logits = apply(g, p, jnp.zeros((3, 12), jnp.int32))
+    assert logits.shape == (3, 12, cfg.vocab_size) and logits.dtype == jnp.float32
+    assert sum(x.size for x in jax.tree.leaves(p)) == cfg.num_params()
+
+
+def test_causal():
+    cfg = ModelConfig(seq_len=10, d_model=32, num_heads=4)
+    g, p = _params(cfg)
+    a = jax.random.randint(jax.random.key(1), (2, 10), 0, 64)
+    b = a.at[:, 6:].set(5)
+    la, lb = apply(g, p, a), apply(g, p, b)
+    np.testing.assert_allclose(la[:, :6], lb[:, :6], atol=1e-6)
+    assert not np.allclose(la[:, 6:], lb[:, 6:])
+
+
+@pytest.mark.parametrize("pos", ["learned", "sinusoidal"])
+def test_bf16_compute_close_to_f32(pos):
+    f32 = ModelConfig(seq_len=10, d_model=32, num_heads=4, pos_encoding=pos)
+    bf16 = ModelConfig(seq_len=10, d_model=32, num_heads=4, pos_encoding=pos, compute_dtype="bfloat16")
+    g32, p = _params(f32)
+    g16 = graphdef(bf16)
+    tokens = jax.random.randint(jax.random.key(2), (4, 10), 0, 64)
+    l32, l16 = apply(g32, p, tokens), apply(g16, p, tokens)  # same float32 master weights
+    # bf16 has an 8-bit mantissa: logits agree to a few 1e-2 at this scale (stated tolerance 0.05).
+    assert float(jnp.max(jnp.abs(l32 - l16))) < 0.05
+    assert float(jnp.max(jnp.abs(l32))) > 0.1  # the comparison is not between zeros
+
+
+def test_token_losses_match_numpy():
+    cfg = ModelConfig(seq_len=8, d_model=16, num_heads=2)
+    g, p = _params(cfg)
+    tokens = jax.random.randint(jax.random.key(3), (2, 9), 0, 64)
+    mask = jnp.ones((2, 9), bool)
+    ce, correct = token_losses(g, p, tokens, mask)
+    logits = np.asarray(apply(g, p, tokens[:, :-1]), np.float64)
+    logz = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
+    tgt = np.asarray(tokens[:, 1:])
+    ref = logz - np.take_along_axis(logits, tgt[..., None], -1)[..., 0]
+    np.testing.assert_allclose(ce, ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(correct, logits.argmax(-1) == tgt)
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [("d_model", 0), ("num_heads", 3), ("pos_encoding", "rope"), ("compute_dtype", "int8"), ("num_layers", 1.5)],
+)
+def test_bad_config(field, value):
+    with pytest.raises(ValueError, match=field):
+        ModelConfig(**{field: value})

@@ -1,0 +1,108 @@
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from difftrade.model import apply, graphdef
+from difftrade.train import (
+    Population,
+    TrainConfig,
+    make_member_trainer,
+    member_init_params,
+    pad_members,
+    train_population,
+)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_cfg):
+    pop = tiny_cfg.population()
+    key = jax.random.key(tiny_cfg.run.seed)
+    res = train_population(tiny_cfg.task, pop, tiny_cfg.model, tiny_cfg.train, key)
+    return pop, key, res
+
+
+def test_shapes_and_learning(tiny_cfg, trained):
+    pop, _, res = trained
+    m, k = pop.size, tiny_cfg.train.num_checkpoints
+    assert res.loss_curve.shape == (m, k) and res.accuracy_curve.shape == (m, k)
+    assert jax.tree.leaves(res.params)[0].shape[0] == m
+    assert np.all(np.asarray(res.nonfinite_steps) == 0)
+    # every member's training loss fell
+    assert np.all(res.loss_curve[:, -1] < res.loss_curve[:, 0])
+    # training moved the weights away from the (returned) initialisation
+    moved = jax.tree.map(lambda a, b: jnp.max(jnp.abs(a - b)), res.params, res.init_params)
+    assert max(float(x) for x in jax.tree.leaves(moved)) > 1e-3
+
+
+def test_vmap_equals_single_member_loop(tiny_cfg, trained):
+    """The population program computes what the single-member trainer computes, member by member."""
+    pop, key, res = trained
+    member = jax.jit(make_member_trainer(tiny_cfg.task, tiny_cfg.model, tiny_cfg.train, key))
+    for i in (0, pop.size - 1):
+        p0 = member_init_params(tiny_cfg.model, key, jnp.int32(pop.seed[i]))
+        one = member(p0, jnp.asarray(pop.weights[i]), jnp.int32(pop.budget[i]), jnp.int32(pop.seed[i]), jnp.float32(pop.learning_rate[i]))
+        np.testing.assert_allclose(one.loss_curve, res.loss_curve[i], rtol=2e-4, atol=2e-5)
+        # Weights agree to rounding except where Adam amplifies float noise in near-zero
+        # gradients; the function they compute agrees tightly.
+        tokens = jax.random.randint(jax.random.key(9), (4, tiny_cfg.model.seq_len), 0, 64)
+        gdef = graphdef(tiny_cfg.model)
+        ref = apply(gdef, one.params, tokens)
+        got = apply(gdef, jax.tree.map(lambda x: x[i], res.params), tokens)
+        np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-3 * float(jnp.max(jnp.abs(ref))))
+
+
+def test_deterministic(tiny_cfg, trained):
+    pop, key, res = trained
+    again = train_population(tiny_cfg.task, pop, tiny_cfg.model, tiny_cfg.train, key)
+    np.testing.assert_array_equal(again.loss_curve, res.loss_curve)
+    for a, b in zip(jax.tree.leaves(again.params), jax.tree.leaves(res.params)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_budget_one_memorises_its_single_example(tiny_cfg, trained):
+    """A member with n = 1 only ever sees example 0: its batch accuracy reaches 1."""
+    pop, _, res = trained
+    ones = np.where(pop.budget == 1)[0]
+    assert ones.size and np.all(res.accuracy_curve[ones, -1] == 1.0)
+
+
+def test_nan_member_flagged_and_isolated(tiny_cfg, trained):
+    pop, key, res = trained
+    sub = pop.take(np.array([0, 1]))
+    init = jax.vmap(lambda s: member_init_params(tiny_cfg.model, key, s))(jnp.asarray(sub.seed))
+    leaves, tree = jax.tree.flatten(init)
+    leaves[0] = leaves[0].at[1].set(jnp.nan)  # poison member 1 only
+    out = train_population(tiny_cfg.task, sub, tiny_cfg.model, tiny_cfg.train, key, init=jax.tree.unflatten(tree, leaves))
+    assert int(out.nonfinite_steps[1]) == tiny_cfg.train.steps
+    assert int(out.nonfinite_steps[0]) == 0
+    np.testing.assert_allclose(out.loss_curve[0], res.loss_curve[0], rtol=1e-5)
+
+
+def test_padding_repeats_last_member():
+    pop = Population(np.ones((3, 2), np.float32) / 2, np.array([1, 2, 3]), np.array([0, 1, 2]), np.full(3, 1e-3, np.float32))
+    padded, m = pad_members(pop, 4)
+    assert m == 3 and padded.size == 4 and padded.budget[-1] == 3
+
+
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [(dict(steps=0), "steps"), (dict(steps=10, num_checkpoints=3), "num_checkpoints"), (dict(batch_size=0), "batch_size"),
+     (dict(warmup_steps=-1), "warmup_steps"), (dict(grad_clip=-1.0), "grad_clip")],
+)
+def test_bad_train_config(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**kwargs)
+
+
+def test_bad_population_and_shapes(tiny_cfg):
+    with pytest.raises(ValueError, match="budget"):
+        Population(np.ones((1, 2)), np.array([0]), np.array([0]), np.array([1e-3]))
+    with pytest.raises(ValueError, match="learning_rate"):
+        Population(np.ones((1, 2)), np.array([1]), np.array([0]), np.array([0.0]))
+    pop = tiny_cfg.population()
+    short = dataclasses.replace(tiny_cfg.model, seq_len=3)
+    with pytest.raises(ValueError, match="seq_len"):
+        train_population(tiny_cfg.task, pop, short, tiny_cfg.train, jax.random.key(0))
