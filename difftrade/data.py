@@ -180,3 +180,33 @@ def overlap_report(task: Task, root: jax.Array, level: int, n_train: int, n_test
         level=int(level), n_train=n_train, n_test=n_test, sample_space=task.sample_space_size(int(level)),
         distinct_train=len(train_rows), duplicate_train=n_train - len(train_rows), test_in_train=int(test_hits),
     )
+
+
+def overlap_table(task: Task, root: jax.Array, levels: Sequence[int], budgets: Sequence[int], n_test: int,
+                  max_space: int = 10**9) -> tuple[np.ndarray, np.ndarray]:
+    """Duplicate and test/train-overlap fractions for every (level, budget), exact.
+
+    Uses nestedness: the train set of budget n is the first n examples of the largest budget, so
+    one generation per level serves every budget. Levels whose sample space is unknown or larger
+    than ``max_space`` get NaN (overlap there is negligible: about n²/space).
+    Returns ``duplicate_fraction`` and ``test_in_train_fraction``, float64 ``[len(levels), len(budgets)]``.
+    """
+    dup = np.full((len(levels), len(budgets)), np.nan)
+    hit = np.full_like(dup, np.nan)
+    n_max = max(int(b) for b in budgets)
+    for i, level in enumerate(levels):
+        space = task.sample_space_size(int(level))
+        if space is None or space > max_space:
+            continue
+        train = np.asarray(examples_at_level(task, root, SPLITS["train"], int(level), jnp.arange(n_max))[0]).astype(np.int8)
+        test = np.asarray(examples_at_level(task, root, SPLITS["test"], int(level), jnp.arange(n_test))[0]).astype(np.int8)
+        test_rows = [bytes(r) for r in test]
+        seen: set[bytes] = set()
+        done = 0
+        for j in np.argsort(budgets):
+            n = int(budgets[j])
+            seen.update(bytes(r) for r in train[done:n])
+            done = n
+            dup[i, j] = (n - len(seen)) / n
+            hit[i, j] = sum(r in seen for r in test_rows) / n_test
+    return dup, hit

@@ -17,10 +17,10 @@ import jax
 import numpy as np
 import xarray as xr
 
-from difftrade import results
+from difftrade import data, results
 from difftrade.config import RunConfig
 from difftrade.evaluate import evaluate_population
-from difftrade.train import auto_chunk_size, train_population
+from difftrade.train import auto_chunk_size, member_data_root, train_population
 
 META = "config.json"
 
@@ -119,8 +119,24 @@ def run(
         if on_chunk is not None:
             on_chunk(c)
     ds = results.assemble(cfg, chunks, {"wall_seconds": float(time.time() - bar.start)})
+    ds = add_overlap(cfg, ds, run_key)
     results.atomic_write_netcdf(ds, out_dir / "results.nc")
     return ds
+
+
+def add_overlap(cfg: RunConfig, ds: xr.Dataset, run_key: jax.Array) -> xr.Dataset:
+    """Add ``duplicate_fraction`` and ``test_in_train_fraction`` [difficulty, budget] (first seed).
+
+    Counted at the row's training level; exact for point distributions (NaN for mixtures,
+    where the level-d share of a budget is itself random, and for huge sample spaces).
+    """
+    shape = (len(cfg.grid.difficulties), len(cfg.grid.budgets))
+    dup, hit = np.full(shape, np.nan), np.full(shape, np.nan)
+    if cfg.grid.train_distribution == "point":
+        root = member_data_root(run_key, cfg.grid.seeds[0])
+        dup, hit = data.overlap_table(cfg.task, root, cfg.grid.difficulties, cfg.grid.budgets, cfg.eval.n_test)
+    dims = ("difficulty", "budget")
+    return ds.assign(duplicate_fraction=(dims, dup), test_in_train_fraction=(dims, hit))
 
 
 def load_params(out_dir: str | Path, like: object) -> tuple[np.ndarray, object]:

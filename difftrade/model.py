@@ -114,7 +114,11 @@ class Transformer(nnx.Module):
 
     def __call__(self, tokens: jax.Array) -> jax.Array:
         t = tokens.shape[-1]
-        x = self.embed(tokens)
+        # One-hot matmul instead of a gather: its gradient is a matmul, not a scatter-add of
+        # every token into a 64-row table (atomic contention on GPUs).
+        table = self.embed.embedding[...]
+        x = jax.nn.one_hot(tokens, self.cfg.vocab_size, dtype=table.dtype) @ table
+        x = x.astype(DTYPES[self.cfg.compute_dtype])
         pos = self.pos[...] if self.cfg.pos_encoding == "learned" else sinusoidal(self.cfg.seq_len, self.cfg.d_model)
         x = x + pos[:t].astype(x.dtype)
         for block in self.blocks:
@@ -152,6 +156,6 @@ def token_losses(gdef: nnx.GraphDef, params: Params, tokens: jax.Array, loss_mas
     logits = apply(gdef, params, tokens[:, :-1])
     targets = tokens[:, 1:]
     logp = jax.nn.log_softmax(logits, axis=-1)
-    ce = -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+    ce = -jnp.sum(logp * jax.nn.one_hot(targets, logits.shape[-1], dtype=logp.dtype), axis=-1)
     correct = jnp.argmax(logits, axis=-1) == targets
     return ce, correct

@@ -86,6 +86,17 @@ def render(ds: xr.Dataset, n_boot: int = 1000) -> str:
         f"falls with n at fixed d in {m['gen_gap_falls_with_n']:.0%}; extrapolation gap falls with difficulty in "
         f"{m['extrap_gap_falls_with_d']:.0%}.",
     ]
+    if "test_in_train_fraction" in ds:
+        hit = ds["test_in_train_fraction"].values
+        cells = [
+            f"d={diffs[i]}, n={int(budgets[j]):,}: {hit[i, j]:.0%}"
+            for i in range(len(diffs)) for j in range(len(budgets)) if np.isfinite(hit[i, j]) and hit[i, j] > 0.01
+        ]
+        if cells:
+            lines.append(
+                "* Small sample spaces: held-out test examples that also occur in the training set "
+                "(memorisation counts as generalization there): " + "; ".join(cells) + "."
+            )
     if not s["moves_harder"]:
         lines.append(
             "* At this scale the direction is not visible: the budgets or training steps are too small for harder "

@@ -320,3 +320,17 @@ def test_unknown_split_raises():
     with pytest.raises(ValueError, match="split='valid'"):
         data.split_id("valid")
     assert data.split_id("test") == 1 and data.split_id(2) == 2
+
+
+def test_overlap_table_agrees_with_overlap_report():
+    """The nested one-pass table equals the per-budget exact report on every cell."""
+    task = make_task("addition", d_max=2)
+    root = jax.random.key(3)
+    budgets = [50, 10, 400]
+    dup, hit = data.overlap_table(task, root, [1, 2], budgets, 60)
+    for i, level in enumerate([1, 2]):
+        for j, n in enumerate(budgets):
+            rep = data.overlap_report(task, root, level, n, 60)
+            assert dup[i, j] == rep.duplicate_train / n
+            assert hit[i, j] == rep.test_in_train / 60
+    assert np.all(np.isnan(data.overlap_table(task, root, [2], [10], 5, max_space=100)[0]))
