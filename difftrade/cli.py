@@ -3,7 +3,10 @@
     difftrade tasks                                  list task families
     difftrade tasks show NAME --difficulty D -n 5    rendered examples, answer in [ ]
     difftrade run CONFIG.toml [--out DIR] [--resume] train + evaluate a grid
+    difftrade pretrain CONFIG.toml [--out DIR]       train one member, save it as a base checkpoint
     difftrade report RESULTS.nc [--out DIR]          tables and figures
+    difftrade recommend RESULTS.nc --budget N [--validate]   difficulty for a budget
+    difftrade select SCORES --column C --budget N (--results R | --weights W) [--out F]
     difftrade demo [--out DIR]                       run experiments/quick.toml and report
 """
 
@@ -69,6 +72,82 @@ def _run(config_path: Path, out_dir: Path, resume: bool) -> Path:
     return out_dir / "results.nc"
 
 
+def _pretrain(config_path: Path, out_dir: Path) -> Path:
+    """Train the config's single member and save it as a base checkpoint ``out_dir/base``."""
+    import jax
+
+    from difftrade import config, experiment
+    from difftrade.checkpoint import save_base
+    from difftrade.model import init_params
+
+    cfg = config.load(config_path)
+    if cfg.population().size != 1:
+        raise ValueError(
+            f"pretrain needs exactly one member; grid has {cfg.population().size} "
+            "(use one difficulty, one budget, one seed; e.g. train_distribution = 'up_to')"
+        )
+    ds = experiment.run(cfg, out_dir, resume=True)
+    _, params = experiment.load_params(out_dir, init_params(cfg.model, jax.random.key(0)))
+    base = save_base(out_dir / "base", jax.tree.map(lambda x: x[0], params), cfg.model,
+                     {"task": cfg.to_dict()["task"], "config_hash": cfg.hash()})
+    acc = (1 - ds["level_exact"].values.reshape(-1, ds.sizes["level"])[0]).round(3).tolist()
+    print(f"base checkpoint: {base} (per-level risk {acc})")
+    return base
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    import json
+
+    from difftrade import results
+    from difftrade.recommender import recommend, validate_leave_one_budget_out
+
+    ds = results.load(args.results)
+    rec = recommend(
+        ds, args.budget, method=args.method, allow_extrapolation=not args.no_extrapolation,
+        n_boot=args.n_boot, min_share=args.min_share, seed=args.seed,
+    )
+    print(json.dumps(rec.to_dict(), indent=2) if args.json else rec)
+    if args.validate:
+        print("\nleave-one-budget-out validation (each budget predicted from the others):")
+        print(validate_leave_one_budget_out(ds))
+    return 0
+
+
+def _floats(text: str, field: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"{field}={text!r}; allowed: comma-separated numbers") from None
+
+
+def _select(args: argparse.Namespace) -> int:
+    from difftrade import pool
+
+    if args.out is not None and args.out.suffix.lower() not in (".csv", ".npy"):
+        raise ValueError(f"--out={str(args.out)!r}; allowed: a .csv or .npy path")
+    try:
+        scores = pool.load_scores(args.scores, args.column)
+    except ImportError as err:  # Parquet without pandas/pyarrow
+        raise ValueError(str(err)) from None
+    if args.results is not None:
+        from difftrade import results
+        from difftrade.recommender import recommend
+
+        target = recommend(results.load(args.results), args.budget, seed=args.seed)
+        print(target, file=sys.stderr)
+    else:
+        target = _floats(args.weights, "--weights")
+    bins = None if args.bins is None else _floats(args.bins, "--bins")
+    selection = pool.select_with_report(scores, args.budget, target, bins=bins, seed=args.seed)
+    print(selection.report, file=sys.stderr)
+    if args.out is None:
+        print("\n".join(map(str, selection.indices.tolist())))
+    else:
+        pool.save_selection(args.out, selection)
+        print(f"selection: {args.out}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="difftrade", description="Data difficulty vs data budget.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -82,12 +161,35 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("config", type=Path)
     p.add_argument("--out", type=Path)
     p.add_argument("--resume", action="store_true")
+    p = sub.add_parser("pretrain", help="train a one-member config and save it as a base checkpoint")
+    p.add_argument("config", type=Path)
+    p.add_argument("--out", type=Path)
     p = sub.add_parser("report", help="tables and figures from results.nc")
     p.add_argument("results", type=Path)
     p.add_argument("--out", type=Path)
     p = sub.add_parser("demo", help="run experiments/quick.toml and report into ./difftrade-demo")
     p.add_argument("--out", type=Path, default=Path("difftrade-demo"))
     p.add_argument("--config", type=Path, default=REPO_ROOT / "experiments" / "quick.toml")
+    p = sub.add_parser("recommend", help="training difficulty for a budget, from results.nc")
+    p.add_argument("results", type=Path)
+    p.add_argument("--budget", "-n", type=int, required=True)
+    p.add_argument("--method", choices=["auto", "measured", "model"], default="auto")
+    p.add_argument("--no-extrapolation", action="store_true", help="error, not extrapolate")
+    p.add_argument("--n-boot", type=int, default=1000, help="seed-bootstrap resamples (0: none)")
+    p.add_argument("--min-share", type=float, default=0.1, help="plausible-set share")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--validate", action="store_true", help="also leave-one-budget-out validation")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("select", help="pick a budget of pool examples following a recommendation")
+    p.add_argument("scores", type=Path, help=".csv/.tsv/.parquet/.npy of scores")
+    p.add_argument("--column", help="score column: name or 0-based position")
+    p.add_argument("--budget", "-n", type=int, required=True)
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--results", type=Path, help="results.nc to recommend from")
+    target.add_argument("--weights", help="distribution over levels, e.g. 0,0.25,0.75")
+    p.add_argument("--bins", help="L+1 ascending edges, e.g. --bins=-inf,1,2,inf")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, help=".csv (index,level,score) or .npy; default: stdout")
     args = parser.parse_args(argv)
     try:
         if args.command == "tasks":
@@ -96,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
             out = args.out or Path("runs") / args.config.stem
             _run(args.config, out, args.resume)
             return 0
+        if args.command == "pretrain":
+            _pretrain(args.config, args.out or Path("runs") / args.config.stem)
+            return 0
         if args.command == "report":
             _report(args.results, args.out or args.results.parent)
             return 0
@@ -103,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
             results_path = _run(args.config, args.out, resume=True)
             _report(results_path, args.out)
             return 0
+        if args.command == "recommend":
+            return _recommend(args)
+        if args.command == "select":
+            return _select(args)
     except ValueError as err:
         print(f"difftrade: error: {err}", file=sys.stderr)
         return 2

@@ -14,10 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
 from difftrade import data, results
+from difftrade.checkpoint import load_base
 from difftrade.config import RunConfig
 from difftrade.evaluate import evaluate_population
 from difftrade.train import auto_chunk_size, member_data_root, train_population
@@ -90,8 +92,7 @@ def run(
     """
     out_dir = Path(out_dir)
     prepare_dir(cfg, out_dir, resume)
-    if cfg.run.init != "scratch":
-        raise ValueError(f"run.init={cfg.run.init!r}; allowed: 'scratch' (fine-tuning from a checkpoint is not built yet)")
+    base = None if cfg.run.init == "scratch" else load_base(cfg.run.init, cfg.model)
     task, pop = cfg.task, cfg.population()
     run_key = jax.random.key(cfg.run.seed)
     chunks, done = finished_members(out_dir)
@@ -105,7 +106,8 @@ def run(
             return None
         idx = todo[start : start + size]
         sub = pop.take(idx)
-        trained = train_population(task, sub, cfg.model, cfg.train, run_key)
+        init = None if base is None else jax.tree.map(lambda x: jnp.broadcast_to(x, (sub.size, *x.shape)), base)
+        trained = train_population(task, sub, cfg.model, cfg.train, run_key, init=init)
         ev = evaluate_population(task, trained.params, sub.weights, sub.budget, sub.seed, cfg.model, cfg.eval, run_key)
         train_out = {k: np.asarray(getattr(trained, k)) for k in ("loss_curve", "accuracy_curve", "nonfinite_steps")}
         ds = results.chunk_dataset(idx, train_out, ev)

@@ -3,7 +3,7 @@ recommendation.
 
 A practitioner has a pool of ``P`` examples, each with a difficulty score (a model's loss, a
 length, a number of reasoning steps: higher = harder), a budget ``n``, and a recommended
-distribution over ``L`` difficulty levels (:func:`difftrade.recommend.recommend`).
+distribution over ``L`` difficulty levels (:func:`difftrade.recommender.recommend`).
 
 1. **Bin** the scores into ``L`` levels: quantile bins by default (level ``l`` = the ``l``-th
    ``1/L`` of the pool by score; equal scores always share a level), or explicit edges

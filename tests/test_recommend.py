@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from difftrade.recommend import (
+from difftrade.recommender import (
     ExtrapolationWarning,
     Recommendation,
     interpolate,
