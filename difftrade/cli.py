@@ -5,6 +5,7 @@
     difftrade run CONFIG.toml [--out DIR] [--resume] train + evaluate a grid
     difftrade pretrain CONFIG.toml [--out DIR]       train one member, save it as a base checkpoint
     difftrade report RESULTS.nc [--out DIR]          tables and figures
+    difftrade bound RUN_DIR [--n-bound N --draws M --seeds 0,1]  certificates, shift bounds
     difftrade recommend RESULTS.nc --budget N [--validate]   difficulty for a budget
     difftrade select SCORES --column C --budget N (--results R | --weights W) [--out F]
     difftrade demo [--out DIR]                       run experiments/quick.toml and report
@@ -95,6 +96,24 @@ def _pretrain(config_path: Path, out_dir: Path) -> Path:
     return base
 
 
+def _bound(args: argparse.Namespace) -> int:
+    from difftrade import plots
+    from difftrade.bound import BoundSettings, certify_run, load_run, render
+
+    settings = BoundSettings(
+        n_bound=args.n_bound, num_draws=args.draws,
+        seeds=None if args.seeds is None else tuple(int(s) for s in args.seeds.split(",")),
+    )
+    _, ds = load_run(args.run)
+    b = certify_run(args.run, settings)
+    text = render(ds, b)
+    (args.run / "bounds.md").write_text(text)
+    written = plots.save_bounds(ds, b, args.run)
+    print(text)
+    print(f"bounds: {args.run / 'bounds.nc'}; figures: {', '.join(str(p) for p in written if p.suffix == '.png')}")
+    return 0
+
+
 def _recommend(args: argparse.Namespace) -> int:
     import json
 
@@ -170,6 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("demo", help="run experiments/quick.toml and report into ./difftrade-demo")
     p.add_argument("--out", type=Path, default=Path("difftrade-demo"))
     p.add_argument("--config", type=Path, default=REPO_ROOT / "experiments" / "quick.toml")
+    p = sub.add_parser("bound", help="PAC-Bayes certificates and shift bounds for a finished run")
+    p.add_argument("run", type=Path, help="run directory (with results.nc and chunks/)")
+    p.add_argument("--n-bound", type=int, default=4096, help="bound-set size per member and distribution")
+    p.add_argument("--draws", type=int, default=8, help="Monte-Carlo weight draws per sigma")
+    p.add_argument("--seeds", help="comma-separated seeds to certify (default: all)")
     p = sub.add_parser("recommend", help="training difficulty for a budget, from results.nc")
     p.add_argument("results", type=Path)
     p.add_argument("--budget", "-n", type=int, required=True)
@@ -208,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
             results_path = _run(args.config, args.out, resume=True)
             _report(results_path, args.out)
             return 0
+        if args.command == "bound":
+            return _bound(args)
         if args.command == "recommend":
             return _recommend(args)
         if args.command == "select":

@@ -148,3 +148,98 @@ def save_all(ds: xr.Dataset, out_dir: str | Path, formats: tuple[str, ...] = ("p
             written.append(path)
         plt.close(fig)
     return written
+
+
+def bounds_overlay(ds: xr.Dataset, b: xr.Dataset) -> plt.Figure:
+    """Per budget: train risk, measured test risk, certified L_S(Q); target risk and its bounds."""
+    diffs, budgets = ds["difficulty"].values, ds["budget"].values
+    cols = min(len(budgets), 4)
+    rows = -(-len(budgets) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.9 * rows), sharey=True, squeeze=False)
+    m = lambda v: np.nanmean(v, axis=-1)  # noqa: E731
+    series = [
+        (ds["train_risk"].values, "train risk", "C0", "o-"),
+        (ds["test_risk"].values, "test risk (S_d)", "C1", "o-"),
+        (b["in_dist_bound"].values, "certified L_S(Q)", "C1", "^--"),
+        (ds["target_risk"].values, "target risk (T)", "C2", "s-"),
+        (b["target_bound"].values, "certified L_T(Q)", "C2", "v--"),
+        (b["shift_target_bound"].values, "shift bound on R_T", "C3", "d:"),
+    ]
+    for j, n in enumerate(budgets):
+        ax = axes[j // cols, j % cols]
+        for values, label, color, style in series:
+            ax.plot(diffs, m(values[:, j]), style, color=color, label=label, ms=4)
+        ax.set_title(f"n = {int(n):,}", fontsize=10)
+        ax.set_xlabel("training difficulty d")
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+        if j % cols == 0:
+            ax.set_ylabel("risk (0-1, exact match)")
+    for k in range(len(budgets), rows * cols):
+        axes[k // cols, k % cols].axis("off")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.suptitle("measured risks vs certificates (seed mean); bounds at 1 are vacuous", fontsize=10)
+    fig.tight_layout(rect=(0, 0.1, 1, 0.96))
+    return fig
+
+
+def extrapolation_band(ds: xr.Dataset, b: xr.Dataset) -> plt.Figure:
+    """Measured extrapolation gap with its certified band, per budget, against difficulty."""
+    diffs, budgets = ds["difficulty"].values, ds["budget"].values
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for j, n in enumerate(budgets):
+        color = plt.cm.viridis(j / max(len(budgets) - 1, 1))
+        gap = ds["extrapolation_gap"].mean("seed").values[:, j]
+        lo = np.nanmean(b["extrap_gap_lower"].values[:, j], axis=-1)
+        hi = np.nanmean(b["extrap_gap_upper"].values[:, j], axis=-1)
+        ax.plot(diffs, gap, "o-", color=color, ms=3, label=f"n={int(n):,}")
+        ax.fill_between(diffs, lo, hi, color=color, alpha=0.12)
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set_xlabel("training difficulty d")
+    ax.set_ylabel("extrapolation gap R_T − R_S")
+    ax.set_title("measured extrapolation gap and certified band (seed mean)", fontsize=10)
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def d_star_comparison(ds: xr.Dataset, b: xr.Dataset) -> plt.Figure:
+    """Empirical d*(n), d* from the certified target bound, from the shift bound, and a fitted model."""
+    from difftrade.evaluate import d_star
+    from difftrade.theory.tradeoff import d_star_from_bound, fit_dataset
+
+    diffs, budgets = ds["difficulty"].values, ds["budget"].values
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    ax.plot(budgets, d_star(ds["target_risk"].values, diffs), "o-", label="empirical d*(n)")
+    ax.plot(budgets, d_star_from_bound(np.nanmean(b["target_bound"].values, -1), diffs), "v--", label="argmin certified L_T(Q)")
+    ax.plot(budgets, d_star_from_bound(np.nanmean(b["shift_target_bound"].values, -1), diffs), "d:", label="argmin shift bound")
+    try:
+        fitted = fit_dataset(ds)
+        dense = np.geomspace(budgets.min(), budgets.max(), 100)
+        ax.plot(dense, fitted.predict_d_star(dense), "-", color="grey", alpha=0.7, label=f"fitted {type(fitted.model).__name__}")
+    except Exception as err:  # noqa: BLE001 - a failed fit must not cost the other curves
+        ax.text(0.02, 0.02, f"model fit failed: {err}", transform=ax.transAxes, fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("training budget n (examples)")
+    ax.set_ylabel("optimal training difficulty")
+    ax.set_yticks(diffs)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def save_bounds(ds: xr.Dataset, b: xr.Dataset, out_dir: str | Path, formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
+    """Draw the bound overlays into ``out_dir``."""
+    out_dir = Path(out_dir)
+    written = []
+    for name, fn in (("bounds", bounds_overlay), ("extrapolation_band", extrapolation_band), ("d_star_bounds", d_star_comparison)):
+        fig = fn(ds, b)
+        for fmt in formats:
+            path = out_dir / f"{name}.{fmt}"
+            fig.savefig(path, dpi=130)
+            written.append(path)
+        plt.close(fig)
+    return written

@@ -1,0 +1,73 @@
+"""difftrade bound: certificates and shift bounds next to a finished run."""
+
+import numpy as np
+import pytest
+
+from difftrade import config, experiment
+from difftrade.bound import BoundSettings, certify_run, level_bands, shift_atoms
+from difftrade.cli import main
+from difftrade.tasks import make_task
+
+from conftest import tiny_raw
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("boundrun")
+    cfg = config.from_dict(tiny_raw(train={"steps": 80}))
+    experiment.run(cfg, out, progress=False)
+    return out
+
+
+def test_certificates_are_valid_bounds(run_dir):
+    b = certify_run(run_dir, BoundSettings(n_bound=64, num_draws=2, seeds=(0,)), progress=False)
+    certified = b["in_dist_bound"].sel(seed=0).values
+    assert np.all(np.isfinite(certified)) and np.all(np.isnan(b["in_dist_bound"].sel(seed=1).values))
+    for name in ("in_dist", "target"):
+        bound = b[f"{name}_bound"].sel(seed=0).values
+        mc = b[f"{name}_mc_risk_estimate"].sel(seed=0).values
+        assert np.all(b[f"{name}_valid"].sel(seed=0).values == 1)
+        assert np.all((bound >= mc) & (bound <= 1.0))  # a bound is never below its own estimate
+        assert np.all(b[f"{name}_kl"].sel(seed=0).values >= 0)
+    assert "confidence" in b.attrs["delta_budget"]
+    assert (run_dir / "bounds.nc").exists()
+
+
+def test_extrapolation_band_contains_measured_gap(run_dir):
+    b = certify_run(run_dir, BoundSettings(n_bound=32, num_draws=1, seeds=(1,)), progress=False)
+    from difftrade import results
+
+    ds = results.load(run_dir / "results.nc")
+    gap = ds["extrapolation_gap"].values
+    assert np.all(b["extrap_gap_lower"].values <= gap + 1e-12) and np.all(gap <= b["extrap_gap_upper"].values + 1e-12)
+    shift = b["shift_target_bound"].values
+    # the change-of-measure bound starts from an upper confidence bound on R_S: it must not be
+    # below the measured target risk by more than the held-out sampling error allows
+    assert np.all((shift >= 0) & (shift <= 1))
+
+
+def test_shift_atoms_nested_and_exact():
+    nested = make_task("addition", d_max=3)
+    w = np.array([0.0, 1.0, 0.0])  # all mass on level 2 = operands below 100
+    atoms = shift_atoms(nested, w)
+    # shells: 100 problems in level 1, 10^4 - 100 new ones in level 2
+    np.testing.assert_allclose(atoms, [100 / 1e4, 1 - 100 / 1e4, 0.0])
+    exact = make_task("addition", d_max=3, levels_kind="exact")
+    np.testing.assert_array_equal(shift_atoms(exact, w), w)
+
+
+def test_level_bands_bracket_estimates():
+    acc = np.array([[0.5, 0.9, 1.0]])
+    lo, hi = level_bands(acc, 100, 0.05)
+    risk = 1 - acc
+    assert np.all(lo <= risk) and np.all(risk <= hi)
+    assert lo[0, 2] == 0.0 and hi[0, 2] > 0.0
+
+
+def test_cli_bound_and_errors(run_dir, capsys, tmp_path):
+    assert main(["bound", str(run_dir), "--n-bound", "32", "--draws", "1", "--seeds", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "Non-vacuous certificates" in out and (run_dir / "bounds.png").exists()
+    assert main(["bound", str(tmp_path)]) == 2
+    assert "not a finished run" in capsys.readouterr().err
+    assert main(["bound", str(run_dir), "--seeds", "7"]) == 2
