@@ -58,10 +58,14 @@ def mp_kl_inv(q: float, c: float, upper: bool = True):
         if mp_kl(q_, end) <= c_:
             return end
         if upper:
-            r = _geometric_bisection(lambda r: mp_kl(q_, q_ + r) <= c_, mpmath.mpf(10) ** -400, 1 - q_)
+            r = _geometric_bisection(
+                lambda r: mp_kl(q_, q_ + r) <= c_, mpmath.mpf(10) ** -400, 1 - q_
+            )
             return q_ + r
         if mp_kl(q_, q_ / 2) <= c_:  # root below q/2: p itself is the small quantity
-            return 1 / _geometric_bisection(lambda u: mp_kl(q_, 1 / u) <= c_, 2 / q_, mpmath.mpf(10) ** (10**8))
+            return 1 / _geometric_bisection(
+                lambda u: mp_kl(q_, 1 / u) <= c_, 2 / q_, mpmath.mpf(10) ** (10**8)
+            )
         r = _geometric_bisection(lambda r: mp_kl(q_, q_ - r) <= c_, mpmath.mpf(10) ** -400, q_ / 2)
         return q_ - r
 
@@ -90,7 +94,11 @@ def test_kl_inv_upper_matches_mpmath_and_is_conservative(kl_inv_grid):
         truth = mp_kl_inv(q[i, j], c[i, j], upper=True)
         assert mpmath.mpf(value) >= truth, (q[i, j], c[i, j], value, truth)
         tol = REL if truth > 1e-290 else 1e-300  # truth 0: allow the smallest normal float
-        assert rel_err(value, truth) <= tol or abs(value - float(truth)) <= 3e-308, (q[i, j], c[i, j], value)
+        assert rel_err(value, truth) <= tol or abs(value - float(truth)) <= 3e-308, (
+            q[i, j],
+            c[i, j],
+            value,
+        )
 
 
 def test_kl_inv_lower_matches_mpmath_and_is_conservative(kl_inv_grid):
@@ -98,7 +106,11 @@ def test_kl_inv_lower_matches_mpmath_and_is_conservative(kl_inv_grid):
     for (i, j), value in np.ndenumerate(lower):
         truth = mp_kl_inv(q[i, j], c[i, j], upper=False)
         assert mpmath.mpf(value) <= truth, (q[i, j], c[i, j], value, truth)
-        assert rel_err(value, truth) <= REL or abs(value - float(truth)) <= 3e-308, (q[i, j], c[i, j], value)
+        assert rel_err(value, truth) <= REL or abs(value - float(truth)) <= 3e-308, (
+            q[i, j],
+            c[i, j],
+            value,
+        )
 
 
 @given(st.floats(0.0, 1e3))
@@ -112,7 +124,9 @@ def test_kl_inv_at_zero_is_closed_form(c):
 
 def test_binary_kl_matches_mpmath_relative():
     qs = np.array([0.0, 1e-10, 0.1, 0.5, 0.5, 0.5, 0.9, 1 - 1e-12, 1.0, 0.3])
-    ps = np.array([0.2, 1e-9, 0.1 + 1e-12, 0.5 + 1e-15, 1 - 1e-15, 1e-20, 0.3, 1 - 1e-14, 0.99, 0.3])
+    ps = np.array(
+        [0.2, 1e-9, 0.1 + 1e-12, 0.5 + 1e-15, 1 - 1e-15, 1e-20, 0.3, 1 - 1e-14, 0.99, 0.3]
+    )
     values = np.asarray(B.binary_kl(qs, ps))
     for q, p, v in zip(qs, ps, values):
         with mpmath.workdps(100):
@@ -200,21 +214,34 @@ def test_bounds_match_mpmath(emp, kl, n, delta):
     _check_bound(B.mcallester_bound(emp, kl, n, delta), emp + mpmath.sqrt(e))
     _check_bound(B.quad_bound(emp, kl, n, delta), (mpmath.sqrt(emp + e) + mpmath.sqrt(e)) ** 2)
     lam = 2 / (mpmath.sqrt(2 * n * mpmath.mpf(emp) / b + 1) + 1)
-    _check_bound(B.lambda_bound(emp, kl, n, delta), emp / (1 - lam / 2) + b / (n * lam * (1 - lam / 2)))
+    _check_bound(
+        B.lambda_bound(emp, kl, n, delta), emp / (1 - lam / 2) + b / (n * lam * (1 - lam / 2))
+    )
     for c in [0.5, 2.0, 10.0]:
-        cat = (1 - mpmath.exp(-c * mpmath.mpf(emp) - (kl - mpmath.log(mpmath.mpf(delta))) / n)) / (1 - mpmath.exp(-c))
+        cat = (1 - mpmath.exp(-c * mpmath.mpf(emp) - (kl - mpmath.log(mpmath.mpf(delta))) / n)) / (
+            1 - mpmath.exp(-c)
+        )
         _check_bound(B.catoni_bound(emp, kl, n, delta, c), cat)
     if n <= 10**5:
         b_exact = mp_b(kl, n, delta, log_xi=mpmath.log(mp_xi_ramanujan(n)))
-        _check_bound(B.maurer_bound(emp, kl, n, delta, xi="exact"), mp_kl_inv(emp, float(b_exact / n)))
+        _check_bound(
+            B.maurer_bound(emp, kl, n, delta, xi="exact"), mp_kl_inv(emp, float(b_exact / n))
+        )
 
 
 def test_sample_convergence_and_test_set_bounds_match_mpmath():
     for mc, m, dp in [(0.1, 100, 0.05), (0.0, 10, 0.01), (0.7, 1000, 1e-4)]:
-        _check_bound(B.sample_convergence_bound(mc, m, dp), mp_kl_inv(mc, float(mpmath.log(2 / mpmath.mpf(dp)) / m)))
-        _check_bound(B.kl_test_set_bound(mc, m, dp), mp_kl_inv(mc, float(mpmath.log(1 / mpmath.mpf(dp)) / m)))
+        _check_bound(
+            B.sample_convergence_bound(mc, m, dp),
+            mp_kl_inv(mc, float(mpmath.log(2 / mpmath.mpf(dp)) / m)),
+        )
+        _check_bound(
+            B.kl_test_set_bound(mc, m, dp), mp_kl_inv(mc, float(mpmath.log(1 / mpmath.mpf(dp)) / m))
+        )
         low = float(B.kl_test_set_lower(mc, m, dp))
-        assert mpmath.mpf(low) <= mp_kl_inv(mc, float(mpmath.log(1 / mpmath.mpf(dp)) / m), upper=False)
+        assert mpmath.mpf(low) <= mp_kl_inv(
+            mc, float(mpmath.log(1 / mpmath.mpf(dp)) / m), upper=False
+        )
 
 
 # ---- orderings and monotonicity (hypothesis) --------------------------------------------------
@@ -241,7 +268,12 @@ ALL_BOUNDS = [B.maurer_bound, B.mcallester_bound, B.quad_bound, B.lambda_bound]
 @given(risks, risks, kls, kls, ns, ns, deltas, deltas)
 @settings(max_examples=60, deadline=None)
 def test_bounds_monotone(e1, e2, k1, k2, n1, n2, d1, d2):
-    (e1, e2), (k1, k2), (n1, n2), (d1, d2) = sorted([e1, e2]), sorted([k1, k2]), sorted([n1, n2]), sorted([d1, d2])
+    (e1, e2), (k1, k2), (n1, n2), (d1, d2) = (
+        sorted([e1, e2]),
+        sorted([k1, k2]),
+        sorted([n1, n2]),
+        sorted([d1, d2]),
+    )
     # one vectorised call per bound: [base, larger L̂, larger KL, fewer examples, smaller δ]
     emp = np.array([e1, e2, e1, e1, e1])
     kl = np.array([k1, k1, k2, k1, k1])
@@ -253,7 +285,9 @@ def test_bounds_monotone(e1, e2, k1, k2, n1, n2, d1, d2):
     for c in [0.5, 3.0]:
         values = np.asarray(B.catoni_bound(emp, kl, n, delta, c))
         assert np.all(values[1:] * MONO_SLACK >= values[0]), ("catoni", values)
-    base, other = np.asarray(B.sample_convergence_bound(np.array([e1, e2]), np.array([n2, n1]), np.array([d2, d1])))
+    base, other = np.asarray(
+        B.sample_convergence_bound(np.array([e1, e2]), np.array([n2, n1]), np.array([d2, d1]))
+    )
     assert base >= e1 and other * MONO_SLACK >= base
 
 
@@ -269,7 +303,9 @@ def test_catoni_dominates_kl_without_xi_and_grid_pays(emp, kl, n, delta):
     unpaid = [float(B.catoni_bound(emp, kl, n, delta, c)) for c in grid]
     assert float(bound) == min(paid) and float(best_c) == grid[int(np.argmin(paid))]
     assert float(bound) >= min(unpaid)  # paying ln K is never free
-    assert float(bound) >= float(B.kl_inv(emp, (kl + math.log(grid.size / delta)) / n)) * (1 - 1e-12)
+    assert float(bound) >= float(B.kl_inv(emp, (kl + math.log(grid.size / delta)) / n)) * (
+        1 - 1e-12
+    )
 
 
 @given(st.floats(1e-4, 0.9), st.floats(0.0, 50.0), st.integers(10, 10**6), st.floats(1e-6, 0.5))
@@ -323,7 +359,9 @@ def test_clopper_pearson_trivial_ends_and_vmap():
     batched = np.asarray(f(jnp.arange(5.0)))
     single = np.array([float(B.clopper_pearson_upper(k, 1000, 0.05)) for k in range(5)])
     np.testing.assert_array_equal(batched, single)
-    np.testing.assert_allclose(batched, B.clopper_pearson_host(np.arange(5), 1000, 0.05, side="upper"), rtol=1e-9)
+    np.testing.assert_allclose(
+        batched, B.clopper_pearson_host(np.arange(5), 1000, 0.05, side="upper"), rtol=1e-9
+    )
 
 
 # ---- float64 mechanism, transformations, gradients ----------------------------------------------
@@ -341,8 +379,12 @@ def test_vmap_jit_match_eager():
     eager = np.asarray(B.kl_inv(q, c))
     np.testing.assert_array_equal(np.asarray(jax.vmap(B.kl_inv)(q, c)), eager)
     np.testing.assert_array_equal(np.asarray(jax.jit(B.kl_inv)(q, c)), eager)
-    bounds = jax.jit(jax.vmap(lambda e, k: B.catoni_grid_bound(e, k, 100, 0.05, [1.0, 2.0])[0]))(q, c)
-    np.testing.assert_array_equal(np.asarray(bounds), np.asarray(B.catoni_grid_bound(q, c, 100, 0.05, [1.0, 2.0])[0]))
+    bounds = jax.jit(jax.vmap(lambda e, k: B.catoni_grid_bound(e, k, 100, 0.05, [1.0, 2.0])[0]))(
+        q, c
+    )
+    np.testing.assert_array_equal(
+        np.asarray(bounds), np.asarray(B.catoni_grid_bound(q, c, 100, 0.05, [1.0, 2.0])[0])
+    )
 
 
 @pytest.mark.parametrize("fn", [B.kl_inv, B.kl_inv_lower])

@@ -33,15 +33,23 @@ def test_isotropic_closed_form_against_mpmath():
     rng = np.random.default_rng(1)
     mean, prior = _tree(rng), _tree(rng)
     sigma, prior_sigma = 0.05, 0.2
-    leaves = [np.ravel(a) - np.ravel(b) for a, b in zip(jax.tree.leaves(mean), jax.tree.leaves(prior)) if np.ndim(a) > 0]
+    leaves = [
+        np.ravel(a) - np.ravel(b)
+        for a, b in zip(jax.tree.leaves(mean), jax.tree.leaves(prior))
+        if np.ndim(a) > 0
+    ]
     diff = np.concatenate(leaves)
     s2, p2 = mpmath.mpf(sigma) ** 2, mpmath.mpf(prior_sigma) ** 2
-    truth = mpmath.mpf(0.5) * mpmath.fsum(s2 / p2 + mpmath.mpf(float(d)) ** 2 / p2 - 1 + mpmath.log(p2 / s2) for d in diff)
+    truth = mpmath.mpf(0.5) * mpmath.fsum(
+        s2 / p2 + mpmath.mpf(float(d)) ** 2 / p2 - 1 + mpmath.log(p2 / s2) for d in diff
+    )
     value = float(K.gaussian_kl(mean, prior, sigma, prior_sigma))
     assert abs(value - truth) / truth < 1e-13
     # the diagonal path with a constant σ agrees with the isotropic one
     sig_tree = jax.tree.map(lambda x: np.full(np.shape(x), sigma), mean)
-    assert float(K.gaussian_kl(mean, prior, sig_tree, prior_sigma)) == pytest.approx(value, rel=1e-13)
+    assert float(K.gaussian_kl(mean, prior, sig_tree, prior_sigma)) == pytest.approx(
+        value, rel=1e-13
+    )
 
 
 def test_tiny_variance_ratio_has_no_cancellation():
@@ -67,7 +75,9 @@ def test_diagonal_kl_matches_monte_carlo():
     s = np.concatenate([np.ravel(sigma["a"]), np.ravel(sigma["b"])])
     w = mu + s * rng.normal(size=(400_000, mu.size))
     log_q = -0.5 * np.sum(((w - mu) / s) ** 2 + np.log(2 * np.pi * s**2), axis=1)
-    log_p = -0.5 * np.sum(((w - w0) / prior_sigma) ** 2 + np.log(2 * np.pi * prior_sigma**2), axis=1)
+    log_p = -0.5 * np.sum(
+        ((w - w0) / prior_sigma) ** 2 + np.log(2 * np.pi * prior_sigma**2), axis=1
+    )
     ratio = log_q - log_p
     estimate, stderr = ratio.mean(), ratio.std() / math.sqrt(ratio.size)
     assert abs(estimate - exact) < 5 * stderr
@@ -83,7 +93,10 @@ def test_flax_nnx_state_and_float64_accumulation():
     value = K.gaussian_kl(moved, state, 0.1, 0.1)
     assert value.dtype == jnp.float64
     d = K.num_parameters(state)
-    sq = sum(float(np.sum((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)) for a, b in zip(jax.tree.leaves(moved), jax.tree.leaves(state)))
+    sq = sum(
+        float(np.sum((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+        for a, b in zip(jax.tree.leaves(moved), jax.tree.leaves(state))
+    )
     assert d == 64 * 64 + 64
     assert float(value) == pytest.approx(0.5 * sq / 0.01, rel=1e-12)
 
@@ -94,7 +107,10 @@ def test_jit_and_vmap_over_a_population():
     prior = {"w": jnp.zeros(10, jnp.float32)}
     sigmas = jnp.linspace(0.1, 1.0, 6)
     batched = jax.jit(jax.vmap(lambda m, s: K.gaussian_kl(m, prior, s, 1.0)))(members, sigmas)
-    single = [float(K.gaussian_kl({"w": members["w"][i]}, prior, float(np.float32(sigmas[i])), 1.0)) for i in range(6)]
+    single = [
+        float(K.gaussian_kl({"w": members["w"][i]}, prior, float(np.float32(sigmas[i])), 1.0))
+        for i in range(6)
+    ]
     np.testing.assert_allclose(np.asarray(batched), single, rtol=1e-6)
     assert batched.dtype == jnp.float64
 

@@ -39,7 +39,9 @@ def _paired_leaves(mean: PyTree, prior_mean: PyTree) -> list[tuple[jax.Array, ja
             f"prior_mean has tree structure {s_prior}; allowed: the structure of mean, {s_mean}"
         )
     pairs = []
-    for path_leaf, prior_leaf in zip(jax.tree_util.tree_leaves_with_path(mean), jax.tree.leaves(prior_mean)):
+    for path_leaf, prior_leaf in zip(
+        jax.tree_util.tree_leaves_with_path(mean), jax.tree.leaves(prior_mean)
+    ):
         path, leaf = path_leaf
         if not jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
             continue
@@ -80,7 +82,9 @@ def isotropic_gaussian_kl(
     check_range("prior_sigma", prior_sigma, 0.0, math.inf, lo_open=True, hi_open=True)
     check_range("sq_distance", sq_distance, 0.0, math.inf)
     with float64_scope():
-        d, sq, s, sp = (jnp.asarray(x, jnp.float64) for x in (num_params, sq_distance, sigma, prior_sigma))
+        d, sq, s, sp = (
+            jnp.asarray(x, jnp.float64) for x in (num_params, sq_distance, sigma, prior_sigma)
+        )
         ok = (s > 0) & (sp > 0) & jnp.isfinite(s) & jnp.isfinite(sp)
         s, sp = jnp.where(ok, s, 1.0), jnp.where(ok, sp, 1.0)
         ratio_m1 = (s - sp) * (s + sp) / (sp * sp)  # σ²/σ_P² − 1 without cancellation
@@ -88,7 +92,9 @@ def isotropic_gaussian_kl(
         return jnp.where(ok, kl, jnp.nan)
 
 
-def gaussian_kl(mean: PyTree, prior_mean: PyTree, sigma: ArrayLike | PyTree, prior_sigma: ArrayLike) -> jax.Array:
+def gaussian_kl(
+    mean: PyTree, prior_mean: PyTree, sigma: ArrayLike | PyTree, prior_sigma: ArrayLike
+) -> jax.Array:
     """KL(Q ‖ P) for ``Q = N(mean, diag σ²)``, ``P = N(prior_mean, σ_P² I)`` over parameter pytrees.
 
     Args:
@@ -111,7 +117,9 @@ def gaussian_kl(mean: PyTree, prior_mean: PyTree, sigma: ArrayLike | PyTree, pri
             f"sigma has tree structure {jax.tree.structure(sigma)}; allowed: a scalar or the structure of mean"
         )
     sigma_leaves = [
-        s for s, m in zip(jax.tree.leaves(sigma), jax.tree.leaves(mean)) if jnp.issubdtype(jnp.result_type(m), jnp.inexact)
+        s
+        for s, m in zip(jax.tree.leaves(sigma), jax.tree.leaves(mean))
+        if jnp.issubdtype(jnp.result_type(m), jnp.inexact)
     ]
     for i, s in enumerate(sigma_leaves):
         check_range(f"sigma (leaf {i})", s, 0.0, math.inf, lo_open=True, hi_open=True)
