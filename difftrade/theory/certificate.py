@@ -1,0 +1,487 @@
+"""A generic, vmappable PAC-Bayes certificate for a trained member (THEORY.md recipe).
+
+Given a pure loss ``loss_fn(params, data) -> [n]`` with values in [0, 1], trained weights μ, a
+prior centre w₀, and a *bound set* of n examples, :func:`certify` returns, for the Gibbs
+predictor ``Q = N(μ, σ² I)`` (or ``N(μ, σ² diag s²)`` with a fixed per-parameter scale ``s``):
+
+1. Prior ``P = N(w₀, σ_P² I)``; σ_P fixed, chosen from a grid of K_P values, or *tied*
+   (σ_P = σ, Jiang et al. 2020). The grid is fixed in ``CertificateConfig`` before any data.
+2. Posterior σ from a grid of K values, chosen by the flatness search (the largest σ whose
+   Monte-Carlo risk is within ``flatness_tolerance`` of the deterministic risk on the bound set)
+   or by minimising the final bound. Both are valid: the bound is paid at ``ln(K·K_P)``.
+3. Monte-Carlo: m weight draws, each evaluated on the whole bound set; the same m standard
+   normal draws ε_j are shared across the σ grid (w_jk = μ + σ_k ε_j; common random numbers).
+   Because σ is chosen *after* looking at the draws, the sample-convergence bound must hold at
+   every grid value at once: it is taken at δ′/K per σ (union bound), i.e.
+   ``Û_k = kl⁻¹(L̂_m(σ_k), ln(2K/δ′)/m)``.
+4. Certificate: ``L(Q) ≤ kl⁻¹(Û, (KL + ln(ξ/δ) + ln(K·K_P))/n)`` with ``ξ = 2√n`` (default) or
+   Maurer's exact ξ(n), holding with probability ≥ 1 − δ − δ′ (per member).
+5. Separately: the deterministic network's risk on the bound set with a two-sided
+   Clopper–Pearson interval at ``delta_heldout`` (0-1 loss) — or the kl/Chernoff interval for a
+   non-binary [0, 1] loss. :func:`confidence_budget` / :func:`format_budget` itemise every δ.
+
+**Caller's responsibility** (cannot be checked here): the bound set is disjoint from the training
+data and from anything that chose w₀ or the σ grids; loss values are in [0, 1]. Loss values
+outside [0, 1] (or NaN) are detected under jit: the certificate's ``valid`` flag is False and the
+certified quantities are NaN. With ``binary_loss=True`` a non-0/1 loss makes the deterministic
+interval NaN. The posterior actually sampled is ``μ + σε`` rounded to the parameter dtype; this
+rounding is ignored, as everywhere in the literature.
+
+Shapes: every ``Certificate`` field is a float64 scalar per member (``mc_risk_estimates`` [K],
+``bound_grid`` and ``kl_grid`` [K, K_P]); under ``jax.vmap`` / :func:`certify_population` they
+gain a leading member axis.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from difftrade.theory import bounds
+from difftrade.theory.bounds import float64_scope
+from difftrade.theory.kl import isotropic_gaussian_kl, num_parameters, squared_distance
+
+PyTree = Any
+LossFn = Callable[[PyTree, PyTree], jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class CertificateConfig:
+    """Static settings of a certificate, fixed before seeing the bound set. Hashable (jit-static).
+
+    Attributes:
+      sigmas: posterior σ grid, K > 0 values (ln K is paid).
+      prior_sigmas: prior σ_P grid (K_P values, ln K_P paid), or None for σ_P = σ (tied).
+      num_draws: m, Monte-Carlo weight draws per σ, each on the whole bound set.
+      delta: confidence spent on the PAC-Bayes kl bound (split over the K·K_P grid).
+      delta_prime: confidence spent on sample convergence (split over the K posterior σ).
+      delta_heldout: confidence of the deterministic network's two-sided interval (a separate
+        statement; :func:`format_budget` also prints the all-statements union).
+      selection: "flatness" (largest σ with MC risk ≤ deterministic risk + tolerance; σ_P then
+        minimises the bound) or "bound" (the (σ, σ_P) pair minimising the certified bound).
+      flatness_tolerance: tolerance of the flatness search, in risk units.
+      xi: "relaxed" (ln 2√n, the THEORY.md recipe) or "exact" (Maurer's ξ(n), slightly tighter).
+      binary_loss: the loss is 0-1, so the deterministic interval is Clopper–Pearson; else kl.
+      map_batch_size: draws×σ evaluations run through ``jax.lax.map`` with this batch size
+        (None: one at a time; larger trades memory for speed).
+    """
+
+    sigmas: tuple[float, ...]
+    prior_sigmas: tuple[float, ...] | None = None
+    num_draws: int = 100
+    delta: float = 0.025
+    delta_prime: float = 0.025
+    delta_heldout: float = 0.05
+    selection: Literal["flatness", "bound"] = "flatness"
+    flatness_tolerance: float = 0.05
+    xi: Literal["relaxed", "exact"] = "relaxed"
+    binary_loss: bool = True
+    map_batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sigmas", _grid("sigmas", self.sigmas))
+        if self.prior_sigmas is not None:
+            object.__setattr__(self, "prior_sigmas", _grid("prior_sigmas", self.prior_sigmas))
+        if (
+            isinstance(self.num_draws, bool)
+            or not isinstance(self.num_draws, (int, np.integer))
+            or self.num_draws < 1
+        ):
+            raise ValueError(
+                f"num_draws={self.num_draws!r} is not allowed; allowed: an integer >= 1"
+            )
+        for name in ("delta", "delta_prime", "delta_heldout"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+                raise ValueError(f"{name}={value!r} is out of range; allowed: a float in (0, 1)")
+        if not self.delta + self.delta_prime < 1.0:
+            raise ValueError(
+                f"delta + delta_prime = {self.delta + self.delta_prime!r}; allowed: a sum below 1"
+            )
+        if self.selection not in ("flatness", "bound"):
+            raise ValueError(
+                f"selection={self.selection!r} is unknown; allowed: 'flatness', 'bound'"
+            )
+        if (
+            not isinstance(self.flatness_tolerance, (int, float))
+            or not self.flatness_tolerance >= 0
+        ):
+            raise ValueError(
+                f"flatness_tolerance={self.flatness_tolerance!r}; allowed: a float >= 0"
+            )
+        if self.xi not in ("relaxed", "exact"):
+            raise ValueError(f"xi={self.xi!r} is unknown; allowed: 'relaxed' (2√n) or 'exact'")
+        mbs = self.map_batch_size
+        if mbs is not None and (
+            isinstance(mbs, bool) or not isinstance(mbs, (int, np.integer)) or mbs < 1
+        ):
+            raise ValueError(
+                f"map_batch_size={mbs!r} is not allowed; allowed: None or an integer >= 1"
+            )
+
+    @property
+    def num_sigmas(self) -> int:
+        """K, the size of the posterior σ grid."""
+        return len(self.sigmas)
+
+    @property
+    def num_prior_sigmas(self) -> int:
+        """K_P, the size of the prior σ_P grid (1 when tied to σ)."""
+        return 1 if self.prior_sigmas is None else len(self.prior_sigmas)
+
+    @property
+    def num_grid_points(self) -> int:
+        """K·K_P, the number of (σ, σ_P) candidates paid for in the kl bound."""
+        return self.num_sigmas * self.num_prior_sigmas
+
+
+def _grid(name: str, values) -> tuple[float, ...]:
+    arr = np.asarray(values, dtype=np.float64).reshape(-1) if np.ndim(values) <= 1 else None
+    if arr is None or arr.size == 0:
+        raise ValueError(
+            f"{name}={values!r} is not allowed; allowed: a non-empty 1-D sequence of floats"
+        )
+    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(
+            f"{name}={arr.tolist()!r} has a non-positive or non-finite entry; allowed: values > 0"
+        )
+    if np.unique(arr).size != arr.size:
+        raise ValueError(f"{name}={arr.tolist()!r} has repeated values; allowed: distinct values")
+    return tuple(float(x) for x in arr)
+
+
+class Certificate(NamedTuple):
+    """Per-member certificate (a pytree of float64 arrays; leading member axis under vmap).
+
+    ``mc_risk_estimate`` and ``mc_risk_estimates`` are *estimates*; ``sample_convergence_bound``,
+    ``bound`` and the interval ends are bounds at the stated confidences.
+    """
+
+    num_examples: jax.Array  # n, size of the bound set
+    deterministic_risk: jax.Array  # L̂(μ) on the bound set (an estimate of the network's risk)
+    deterministic_lower: jax.Array  # two-sided interval for the network's risk at 1 − delta_heldout
+    deterministic_upper: jax.Array
+    mc_risk_estimates: jax.Array  # [K] Monte-Carlo estimates of L̂(Q_σ) per grid σ (ESTIMATES)
+    mc_risk_estimate: jax.Array  # at the chosen σ (an ESTIMATE)
+    sample_convergence_bound: jax.Array  # Û ≥ L̂(Q) at the chosen σ (δ′/K per σ)
+    kl: jax.Array  # KL(Q‖P) at the chosen (σ, σ_P)
+    sigma: jax.Array  # chosen posterior σ
+    prior_sigma: jax.Array  # chosen prior σ_P
+    bound: jax.Array  # certified upper bound on L(Q), confidence 1 − δ − δ′
+    confidence: jax.Array  # 1 − δ − δ′
+    kl_grid: jax.Array  # [K, K_P]
+    bound_grid: (
+        jax.Array
+    )  # [K, K_P] certified bound at every candidate (each already paid ln K·K_P)
+    valid: jax.Array  # bool: all losses finite and in [0, 1]
+
+
+def _perturbation_noise(params: PyTree, key: jax.Array) -> PyTree:
+    """Standard normal noise with the structure/dtypes of the floating leaves (others: zeros)."""
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    noise = [
+        jax.random.normal(k, jnp.shape(x), jnp.result_type(x))
+        if jnp.issubdtype(jnp.result_type(x), jnp.inexact)
+        else jnp.zeros_like(x)
+        for k, x in zip(keys, leaves)
+    ]
+    return jax.tree.unflatten(treedef, noise)
+
+
+def _perturb(params: PyTree, noise: PyTree, sigma: jax.Array, scale: PyTree | None) -> PyTree:
+    def leaf(x, e, s=None):
+        if not jnp.issubdtype(jnp.result_type(x), jnp.inexact):
+            return x
+        step = sigma.astype(jnp.result_type(x)) * e
+        if s is not None:
+            step = step * jnp.asarray(s, jnp.result_type(x))
+        return x + step
+
+    if scale is None:
+        return jax.tree.map(leaf, params, noise)
+    return jax.tree.map(leaf, params, noise, scale)
+
+
+def _mean_and_validity(losses: jax.Array) -> tuple[jax.Array, jax.Array]:
+    with float64_scope():
+        values = jnp.asarray(losses, jnp.float64)
+        ok = jnp.all(jnp.isfinite(values) & (values >= 0) & (values <= 1))
+        return jnp.mean(values), ok
+
+
+def _check_loss_shape(losses: jax.Array) -> int:
+    if jnp.ndim(losses) != 1:
+        raise ValueError(
+            f"loss_fn returned shape {jnp.shape(losses)}; allowed: per-example losses of shape [n]"
+        )
+    return int(jnp.shape(losses)[0])
+
+
+def certify(
+    loss_fn: LossFn,
+    params: PyTree,
+    prior_params: PyTree,
+    data: PyTree,
+    key: jax.Array,
+    config: CertificateConfig,
+    posterior_scale: PyTree | None = None,
+) -> Certificate:
+    """PAC-Bayes certificate of ``Q = N(params, σ²I)`` on a bound set (see module docstring).
+
+    Args:
+      loss_fn: pure JAX ``(params, data) -> [n]`` per-example losses in [0, 1].
+      params: trained weights μ (pytree; floating leaves are perturbed, others kept).
+      prior_params: prior centre w₀ (same structure), data-free or never saw the bound set.
+      data: the bound set (any pytree ``loss_fn`` accepts), n examples disjoint from training.
+      key: PRNG key for the m weight draws.
+      config: :class:`CertificateConfig` (static).
+      posterior_scale: optional pytree of fixed per-parameter scales s (structure of params):
+        the posterior becomes ``N(μ, σ² diag s²)``; s must not depend on the bound set.
+
+    Returns:
+      :class:`Certificate`. jit- and vmap-compatible over (params, prior_params, data, key,
+      posterior_scale); ``loss_fn`` and ``config`` are static.
+    """
+    if not isinstance(config, CertificateConfig):
+        raise ValueError(f"config={config!r} is not allowed; allowed: a CertificateConfig")  # noqa: TRY004
+    det_losses, risks, oks = _evaluate(loss_fn, params, data, key, posterior_scale, config)
+    with float64_scope():  # eager calls compile the arithmetic here, with float64 available
+        return _assemble(det_losses, risks, oks, params, prior_params, posterior_scale, config)
+
+
+@partial(jax.jit, static_argnames=("loss_fn", "config"))
+def _evaluate(loss_fn, params, data, key, posterior_scale, config):
+    """Deterministic losses [n] and the m×K Monte-Carlo risks (in the model's own dtypes)."""
+    det_losses = loss_fn(params, data)
+    _check_loss_shape(det_losses)
+    k_sig, m = config.num_sigmas, config.num_draws
+    sigma_grid = jnp.asarray(config.sigmas)  # float32 unless x64 is on; cast to each leaf's dtype
+
+    def one_eval(index):
+        draw, which = index // k_sig, index % k_sig
+        noise = _perturbation_noise(params, jax.random.fold_in(key, draw))
+        losses = loss_fn(_perturb(params, noise, sigma_grid[which], posterior_scale), data)
+        _check_loss_shape(losses)
+        return _mean_and_validity(losses)
+
+    risks, oks = jax.lax.map(one_eval, jnp.arange(m * k_sig), batch_size=config.map_batch_size)
+    return det_losses, risks, oks
+
+
+@partial(jax.jit, static_argnames=("config",))
+def _assemble(det_losses, risks, oks, params, prior_params, posterior_scale, config) -> Certificate:
+    """Every bound of the recipe from the evaluated losses; float64 throughout."""
+    n = int(det_losses.shape[0])
+    k_sig, m = config.num_sigmas, config.num_draws
+    det_risk, det_ok = _mean_and_validity(det_losses)
+    det_binary = jnp.all((det_losses == 0) | (det_losses == 1))
+    with float64_scope():
+        risks = jnp.asarray(risks, jnp.float64).reshape(m, k_sig)
+        valid = det_ok & jnp.all(oks)
+        mc = jnp.mean(risks, axis=0)  # [K]
+        mc = jnp.where(valid, mc, 0.5)
+        sc = bounds.sample_convergence_bound(mc, m, config.delta_prime / k_sig)  # [K]
+
+        sig = jnp.asarray(config.sigmas, jnp.float64)  # [K]
+        if config.prior_sigmas is None:
+            prior_grid = sig[:, None]  # [K, 1] tied
+        else:
+            prior_grid = jnp.asarray(config.prior_sigmas, jnp.float64)[None, :]  # [1, K_P]
+        if posterior_scale is None:
+            num = num_parameters(params)
+            sq = squared_distance(params, prior_params)
+            kl_grid = isotropic_gaussian_kl(num, sq, sig[:, None], prior_grid)  # [K, K_P]
+        else:
+            kl_grid = _diagonal_kl_grid(params, prior_params, posterior_scale, sig, prior_grid)
+        kl_grid = jnp.broadcast_to(kl_grid, (k_sig, config.num_prior_sigmas))
+
+        log_xi = math.log(2.0 * math.sqrt(n)) if config.xi == "relaxed" else bounds.log_xi(n)
+        c = (kl_grid + log_xi - math.log(config.delta) + math.log(config.num_grid_points)) / n
+        bound_grid = bounds.kl_inv(jnp.broadcast_to(sc[:, None], c.shape), c)  # [K, K_P]
+
+        det_risk = jnp.asarray(det_risk, jnp.float64)
+        if config.selection == "flatness":
+            flat = mc <= det_risk + config.flatness_tolerance
+            # largest flat σ (grid order is arbitrary, so rank by value); fallback: smallest σ
+            ranked = jnp.where(flat, -sig, jnp.inf)
+            i = jnp.where(jnp.any(flat), bounds.argmin(ranked), bounds.argmin(sig))
+            j = bounds.argmin(bound_grid[i])
+        else:
+            flat_index = bounds.argmin(bound_grid.reshape(-1))
+            i, j = flat_index // config.num_prior_sigmas, flat_index % config.num_prior_sigmas
+
+        prior_sigma = prior_grid[i, 0] if config.prior_sigmas is None else prior_grid[0, j]
+        nan = jnp.asarray(jnp.nan, jnp.float64)
+        guard = lambda x: jnp.where(valid, x, nan)
+        lower, upper = _deterministic_interval(det_risk, det_binary, n, config)
+        return Certificate(
+            num_examples=jnp.asarray(n, jnp.float64),
+            deterministic_risk=guard(det_risk),
+            deterministic_lower=guard(lower),
+            deterministic_upper=guard(upper),
+            mc_risk_estimates=guard(mc),
+            mc_risk_estimate=guard(mc[i]),
+            sample_convergence_bound=guard(sc[i]),
+            kl=guard(kl_grid[i, j]),
+            sigma=sig[i],
+            prior_sigma=prior_sigma,
+            bound=guard(bound_grid[i, j]),
+            confidence=jnp.asarray(1.0 - config.delta - config.delta_prime, jnp.float64),
+            kl_grid=kl_grid,
+            bound_grid=guard(bound_grid),
+            valid=valid,
+        )
+
+
+def _diagonal_kl_grid(params, prior_params, scale, sig, prior_grid):
+    """KL grid for ``Q = N(μ, σ² diag s²)``: ½[Σᵢ h(σ²sᵢ²/σ_P² − 1) + ‖μ−w₀‖²/σ_P²] per (σ, σ_P)."""
+    from difftrade.theory.kl import gaussian_kl
+
+    def one(s, sp):
+        sigma_tree = jax.tree.map(
+            lambda x, sc: s * jnp.asarray(sc, jnp.float64) * jnp.ones(jnp.shape(x)), params, scale
+        )
+        return gaussian_kl(params, prior_params, sigma_tree, sp)
+
+    grid = jnp.broadcast_arrays(sig[:, None], prior_grid)
+    flat = jax.vmap(one)(grid[0].reshape(-1), grid[1].reshape(-1))
+    return flat.reshape(grid[0].shape)
+
+
+def _deterministic_interval(
+    det_risk: jax.Array, det_binary: jax.Array, n: int, config: CertificateConfig
+):
+    """Two-sided interval for the deterministic network's risk at confidence 1 − delta_heldout.
+
+    Clopper–Pearson on the error count when ``config.binary_loss`` (NaN if some loss is not 0/1),
+    else the kl/Chernoff interval valid for any [0, 1] loss.
+    """
+    if config.binary_loss:
+        count = jnp.where(det_binary, jnp.round(det_risk * n), 0.0)
+        lower, upper = bounds.clopper_pearson_interval(count, n, config.delta_heldout)
+        return jnp.where(det_binary, lower, jnp.nan), jnp.where(det_binary, upper, jnp.nan)
+    half = config.delta_heldout / 2.0
+    return bounds.kl_test_set_lower(det_risk, n, half), bounds.kl_test_set_bound(det_risk, n, half)
+
+
+# ---- populations ----------------------------------------------------------------------------
+def _certify_population(loss_fn, params, prior_params, data, keys, config, data_axis, prior_axis):
+    def one(p, p0, d, k):
+        return certify(loss_fn, p, p0, d, k, config)
+
+    return jax.vmap(one, in_axes=(0, prior_axis, data_axis, 0))(params, prior_params, data, keys)
+
+
+_certify_population_jit = jax.jit(
+    _certify_population, static_argnames=("loss_fn", "config", "data_axis", "prior_axis")
+)
+
+
+def certify_population(
+    loss_fn: LossFn,
+    params: PyTree,
+    prior_params: PyTree,
+    data: PyTree,
+    keys: jax.Array,
+    config: CertificateConfig,
+    *,
+    data_axis: int | None = 0,
+    prior_axis: int | None = 0,
+) -> Certificate:
+    """Certify a population in one compiled call: ``jit(vmap(certify))`` over the member axis.
+
+    Args:
+      params: member-stacked weights (leading axis M on every leaf).
+      prior_params: member-stacked prior centres (``prior_axis=0``) or one shared pytree
+        (``prior_axis=None``).
+      data: member-stacked bound sets (``data_axis=0``) or one shared bound set (``None``).
+      keys: ``[M]`` PRNG keys (e.g. ``jax.random.split(key, M)``).
+      loss_fn, config: static (``loss_fn`` should be a module-level function or a stable
+        object, so the compiled program is cached between calls).
+
+    Returns:
+      :class:`Certificate` with a leading member axis M. Each member's statement holds at
+      ``1 − δ − δ′``; for all M at once use ``format_budget(config, num_members=M)``.
+    """
+    return _certify_population_jit(
+        loss_fn, params, prior_params, data, keys, config, data_axis, prior_axis
+    )
+
+
+# ---- the δ budget, itemised on the host ------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class BudgetItem:
+    """One confidence term: what it pays for, how it is split, and its δ."""
+
+    term: str
+    delta: float
+    split: str
+
+
+def confidence_budget(config: CertificateConfig) -> list[BudgetItem]:
+    """Every δ the certificate spends (per member), in the order the proof uses them."""
+    k, kp = config.num_sigmas, config.num_prior_sigmas
+    prior = "σ_P = σ (tied)" if config.prior_sigmas is None else f"{kp} prior σ_P"
+    return [
+        BudgetItem(
+            "PAC-Bayes kl bound (ln(K·K_P) paid inside)",
+            config.delta,
+            f"δ/{k * kp} at each of {k} posterior σ × {prior}",
+        ),
+        BudgetItem(
+            "sample convergence of the Monte-Carlo risk",
+            config.delta_prime,
+            f"δ′/{k} at each of {k} posterior σ (σ is chosen after the draws), ln(2K/δ′)/m with m={config.num_draws}",
+        ),
+        BudgetItem(
+            "deterministic network's interval (separate statement)",
+            config.delta_heldout,
+            "δ_h/2 per side, " + ("Clopper–Pearson" if config.binary_loss else "kl/Chernoff"),
+        ),
+    ]
+
+
+def format_budget(config: CertificateConfig, num_members: int = 1) -> str:
+    """The itemised δ budget and the union bounds it implies, as printable text."""
+    if (
+        isinstance(num_members, bool)
+        or not isinstance(num_members, (int, np.integer))
+        or num_members < 1
+    ):
+        raise ValueError(f"num_members={num_members!r} is not allowed; allowed: an integer >= 1")
+    items = confidence_budget(config)
+    lines = ["confidence budget (per member):"]
+    for item in items:
+        lines.append(f"  δ = {item.delta:.6g}  {item.term}: {item.split}")
+    cert = config.delta + config.delta_prime
+    lines.append(
+        f"  certificate L(Q) ≤ bound: union δ + δ′ = {cert:.6g} → confidence {1 - cert:.6g}"
+    )
+    both = cert + config.delta_heldout
+    lines.append(
+        f"  certificate and deterministic interval together: {both:.6g} → confidence {1 - both:.6g}"
+    )
+    if num_members > 1:
+        total = num_members * cert
+        lines.append(
+            f"  all {num_members} members' certificates at once: {num_members} × {cert:.6g} = {total:.6g}"
+            + (
+                f" → confidence {1 - total:.6g}"
+                if total < 1
+                else " (≥ 1: vacuous; lower δ per member)"
+            )
+        )
+    return "\n".join(lines)
+
+
+def print_budget(config: CertificateConfig, num_members: int = 1) -> None:
+    """Print :func:`format_budget`."""
+    print(format_budget(config, num_members))
