@@ -1,0 +1,236 @@
+"""difftrade.theory.shift: change-of-measure, nested-level densities, gap bands, Germain et al."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from difftrade.theory import bounds as B
+from difftrade.theory import shift as S
+
+L = 5
+
+
+def _dirichlet(rng: np.random.Generator, size: int, zeros: int = 0) -> np.ndarray:
+    w = rng.dirichlet(np.ones(size))
+    if zeros:
+        w[rng.choice(size, zeros, replace=False)] = 0.0
+        w /= w.sum()
+    return w
+
+
+seeds = st.integers(0, 2**32 - 1)
+
+
+@given(seeds, st.integers(0, L - 1))
+@settings(max_examples=60, deadline=None)
+def test_change_of_measure_bounds_hold_on_synthetic_levels(seed, zeros):
+    """Per-level risks r: R_S = s·r, R_T = t·r exactly; every bound must be ≥ R_T."""
+    rng = np.random.default_rng(seed)
+    t, s, r = _dirichlet(rng, L), _dirichlet(rng, L, zeros), rng.uniform(size=L)
+    source, target = float(s @ r), float(t @ r)
+    assert float(S.kl_shift_bound(source, t, s)) >= target
+    for q in [1.2, 2.0, 5.0]:
+        assert float(S.renyi_shift_bound(source, t, s, q)) >= target
+    # plugging in an upper bound on R_S keeps it a bound (monotone in R_S)
+    assert float(S.kl_shift_bound(min(1.0, source + 0.1), t, s)) >= float(
+        S.kl_shift_bound(source, t, s)
+    )
+
+
+def test_out_of_support_mass_is_handled_exactly():
+    t = np.array([0.1, 0.2, 0.3, 0.4, 0.0])
+    s = np.array([0.5, 0.0, 0.5, 0.0, 0.0])
+    pi = 0.2 + 0.4
+    assert float(S.out_of_support_mass(t, s)) == pytest.approx(pi)
+    t_in, pi2 = S.restrict_to_support(t, s)
+    np.testing.assert_allclose(np.asarray(t_in), [0.25, 0, 0.75, 0, 0])
+    assert float(pi2) == pytest.approx(pi)
+    kl_in = 0.25 * math.log(0.25 / 0.5) + 0.75 * math.log(0.75 / 0.5)
+    expected = (1 - pi) * float(B.kl_inv(0.1, kl_in)) + pi
+    assert float(S.kl_shift_bound(0.1, t, s)) == pytest.approx(expected, rel=1e-14)
+    assert float(S.discrete_kl(t, s)) == math.inf  # the un-restricted KL is infinite
+
+
+def test_point_mass_training_on_disjoint_levels_is_vacuous():
+    s = np.eye(L)[2]  # train only on level 2 (exact-size levels: disjoint supports)
+    others = np.array([0.25, 0.25, 0.0, 0.25, 0.25])
+    assert float(S.kl_shift_bound(0.0, others, s)) == 1.0
+    assert float(S.renyi_shift_bound(0.0, others, s, 2.0)) == 1.0
+    uniform = np.full(L, 1 / L)  # target includes level 2: only T_2·R_S + (1 − T_2) is certified
+    assert float(S.kl_shift_bound(0.1, uniform, s)) == pytest.approx(0.2 * 0.1 + 0.8, rel=1e-12)
+    # batched over training levels: one row of S per difficulty
+    rows = np.asarray(S.kl_shift_bound(np.full(L, 0.1), uniform, np.eye(L)))
+    np.testing.assert_allclose(rows, 0.2 * 0.1 + 0.8, rtol=1e-12)
+
+
+# ---- nested levels ---------------------------------------------------------------------------
+SIZES = np.array([3, 7, 12, 20])  # level d = items {0, …, N_d − 1}, uniform
+
+
+def problem_distribution(level_weights: np.ndarray) -> np.ndarray:
+    """Brute force: the distribution over the 20 items of a mixture of nested uniform levels."""
+    p = np.zeros(SIZES[-1])
+    for w, n in zip(level_weights, SIZES):
+        p[:n] += w / n
+    return p
+
+
+def shell_of_item() -> np.ndarray:
+    return np.searchsorted(SIZES, np.arange(SIZES[-1]), side="right")
+
+
+@given(seeds)
+@settings(max_examples=40, deadline=None)
+def test_nested_shell_weights_are_exact(seed):
+    rng = np.random.default_rng(seed)
+    t, s = _dirichlet(rng, 4), _dirichlet(rng, 4, zeros=int(rng.integers(0, 3)))
+    pt, ps = problem_distribution(t), problem_distribution(s)
+    shells = shell_of_item()
+    shell_t = np.asarray(S.nested_shell_weights(t, SIZES))
+    np.testing.assert_allclose(shell_t, np.bincount(shells, weights=pt, minlength=4), atol=1e-15)
+    np.testing.assert_allclose(
+        np.asarray(S.nested_problem_density(t, SIZES))[shells], pt, atol=1e-15
+    )
+    shell_s = np.asarray(S.nested_shell_weights(s, SIZES))
+    # every divergence between the problem-level distributions equals the one between shells
+    support = ps > 0
+    if np.all(pt[~support] == 0):
+        direct = float(np.sum(pt[pt > 0] * np.log(pt[pt > 0] / ps[pt > 0])))
+        assert float(S.discrete_kl(shell_t, shell_s)) == pytest.approx(direct, rel=1e-12, abs=1e-15)
+        renyi = math.log(np.sum(pt[support] ** 2 / ps[support]))
+        assert float(S.renyi_divergence(shell_t, shell_s, 2.0)) == pytest.approx(
+            renyi, rel=1e-12, abs=1e-15
+        )
+    assert float(S.out_of_support_mass(shell_t, shell_s)) == pytest.approx(
+        float(pt[~support].sum()), abs=1e-15
+    )
+    # with a per-problem loss the bound holds against the exact problem-level target risk
+    loss = rng.uniform(size=SIZES[-1])
+    assert float(S.kl_shift_bound(ps @ loss, shell_t, shell_s)) >= pt @ loss - 1e-15
+
+
+def test_nested_training_level_leaves_exactly_the_harder_mass_uncertified():
+    uniform = np.full(4, 0.25)
+    for d in range(4):
+        s = np.asarray(S.nested_shell_weights(np.eye(4)[d], SIZES))
+        t = np.asarray(S.nested_shell_weights(uniform, SIZES))
+        assert float(S.out_of_support_mass(t, s)) == pytest.approx(t[d + 1 :].sum(), abs=1e-15)
+        assert float(S.kl_shift_bound(0.0, t, s)) < 1.0 if d == 3 else True
+    big = 10.0 ** (2 * np.arange(1, 9))  # addition: operands uniform in [0, 10^d) → N_d = 10^(2d)
+    w = np.asarray(S.nested_shell_weights(np.full(8, 1 / 8), big))
+    assert w.sum() == pytest.approx(1.0, abs=1e-14) and np.all(w > 0)
+
+
+# ---- (a) gap band ----------------------------------------------------------------------------
+def test_gap_band_covers_the_true_gap():
+    rng = np.random.default_rng(0)
+    reps, n_t, n_s, r_t, r_s, delta = 2000, 400, 300, 0.35, 0.1, 0.1
+    k_t, k_s = rng.binomial(n_t, r_t, reps), rng.binomial(n_s, r_s, reps)
+    band = jax.jit(lambda kt, ks: S.gap_band(kt, n_t, ks, n_s, delta))(
+        k_t.astype(np.float32), k_s.astype(np.float32)
+    )
+    lower, upper, gap = (np.asarray(x) for x in (band.lower, band.upper, band.measured_gap))
+    assert np.all(lower <= gap) and np.all(gap <= upper)
+    assert np.mean((lower <= r_t - r_s) & (r_t - r_s <= upper)) >= 1 - delta
+    single = S.gap_band(int(k_t[0]), n_t, int(k_s[0]), n_s, delta)
+    assert float(single.lower) == pytest.approx(float(lower[0]), rel=1e-12)
+    # each side at δ/4
+    assert float(single.target_upper) == float(B.clopper_pearson_upper(int(k_t[0]), n_t, delta / 4))
+    kl_band = S.gap_band(0.3 * n_t, n_t, 0.1 * n_s, n_s, delta, binary=False)
+    assert float(kl_band.target_upper) == float(B.kl_test_set_bound(0.3, n_t, delta / 4))
+
+
+# ---- (c) Germain et al. ------------------------------------------------------------------------
+def test_domain_adaptation_bound_holds_with_exact_quantities():
+    """Finite domain, finite hypothesis set: R_T(G_Q), d_T(Q), e_S(Q) are exact sums."""
+    rng = np.random.default_rng(1)
+    atoms, hyps = 12, 6
+    labels = rng.integers(0, 2, atoms)
+    preds = rng.integers(0, 2, (hyps, atoms))
+    preds[:3] = labels  # some good hypotheses
+    q = rng.dirichlet(np.ones(hyps))
+    errors = (preds != labels).astype(float)  # [h, i]
+    for zeros in [0, 3]:
+        t, s = _dirichlet(rng, atoms), _dirichlet(rng, atoms, zeros)
+        gibbs_t = t @ (q @ errors)
+        disagree = (preds[:, None, :] != preds[None, :, :]).astype(float)  # [h, g, i]
+        disagreement = float(np.einsum("h,g,hgi,i->", q, q, disagree, t))
+        joint_s = float(np.einsum("h,g,hi,gi,i->", q, q, errors, errors, s))
+        joint_t = float(np.einsum("h,g,hi,gi,i->", q, q, errors, errors, t))
+        assert gibbs_t == pytest.approx(0.5 * disagreement + joint_t)  # the decomposition
+        for order in [1.5, 2.0, 4.0]:
+            exact = S.domain_adaptation_bound(
+                disagreement, 1e12, joint_s, 1e12, 1e12, t, s, order, 0.05
+            )
+            assert float(exact.bound) >= gibbs_t
+            assert float(exact.eta) == pytest.approx(float(S.out_of_support_mass(t, s)))
+            finite = S.domain_adaptation_bound(
+                disagreement, 500, joint_s, 500, 50, t, s, order, 0.05
+            )
+            assert float(finite.bound) >= float(exact.bound)
+            assert float(finite.disagreement_upper) == pytest.approx(
+                float(
+                    B.kl_test_set_bound(
+                        B.sample_convergence_bound(disagreement, 50, 0.0125), 500, 0.0125
+                    )
+                ),
+                rel=1e-14,
+            )
+        if zeros == 0:
+            beta = float(S.renyi_beta(t, s, 2.0))
+            assert beta == pytest.approx(
+                math.exp(0.5 * float(S.renyi_divergence(t, s, 2.0))), rel=1e-12
+            )
+
+
+# ---- divergences ------------------------------------------------------------------------------
+def test_divergences_match_direct_formulas_and_order():
+    rng = np.random.default_rng(3)
+    t, s = _dirichlet(rng, 6), _dirichlet(rng, 6)
+    assert float(S.discrete_kl(t, s)) == pytest.approx(float(np.sum(t * np.log(t / s))), rel=1e-13)
+    assert float(S.discrete_kl(t, t)) == 0.0
+    values = [float(S.renyi_divergence(t, s, q)) for q in [1.0001, 1.5, 2.0, 4.0, 10.0]]
+    assert values == sorted(values)  # D_q is non-decreasing in q
+    assert values[0] == pytest.approx(float(S.discrete_kl(t, s)), rel=1e-3)
+    assert values[2] == pytest.approx(math.log(np.sum(t**2 / s)), rel=1e-13)
+    batched = jax.vmap(lambda ss: S.discrete_kl(t, ss))(np.stack([s, t]))
+    assert batched.dtype == jnp.float64 and float(batched[1]) == 0.0
+
+
+@pytest.mark.parametrize(
+    "call, field",
+    [
+        (lambda: S.discrete_kl(np.array([0.5, 0.6]), np.array([0.5, 0.5])), "t sums to"),
+        (lambda: S.discrete_kl(np.array([0.5, 0.5]), np.array([1.5, -0.5])), "s=.*negative"),
+        (lambda: S.discrete_kl(0.5, np.array([0.5, 0.5])), "t is a scalar"),
+        (lambda: S.renyi_divergence(np.ones(2) / 2, np.ones(2) / 2, 1.0), "order=1.0"),
+        (lambda: S.kl_shift_bound(1.5, np.ones(2) / 2, np.ones(2) / 2), "source_risk=1.5"),
+        (lambda: S.nested_shell_weights(np.ones(2) / 2, np.array([3, 3])), "level_sizes="),
+        (lambda: S.gap_band(5, 10, 1, 10, 1.0), "delta=1.0"),
+        (lambda: S.gap_band(11, 10, 1, 10, 0.1), "k="),
+        (lambda: S.gap_band(11.0, 10, 1.0, 10, 0.1, binary=False), "target_errors="),
+        (
+            lambda: S.domain_adaptation_bound(
+                0.1, 0, 0.1, 10, 10, np.ones(2) / 2, np.ones(2) / 2, 2.0, 0.1
+            ),
+            "target_n=0",
+        ),
+    ],
+)
+def test_bad_input(call, field):
+    with pytest.raises(ValueError, match=field):
+        call()
+
+
+def test_traced_bad_input_gives_nan():
+    t = np.ones(3) / 3
+    assert np.isnan(float(jax.jit(lambda r: S.kl_shift_bound(r, t, t))(1.5)))
+    assert np.isnan(float(jax.jit(lambda w: S.discrete_kl(w, t))(jnp.array([0.5, 0.6, 0.1]))))
+    assert np.isnan(float(jax.jit(lambda q: S.renyi_shift_bound(0.1, t, t, q))(0.5)))
