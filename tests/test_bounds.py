@@ -382,8 +382,11 @@ def test_vmap_jit_match_eager():
     bounds = jax.jit(jax.vmap(lambda e, k: B.catoni_grid_bound(e, k, 100, 0.05, [1.0, 2.0])[0]))(
         q, c
     )
-    np.testing.assert_array_equal(
-        np.asarray(bounds), np.asarray(B.catoni_grid_bound(q, c, 100, 0.05, [1.0, 2.0])[0])
+    # closed forms may differ by an ulp between fused (GPU) and eager programs
+    np.testing.assert_allclose(
+        np.asarray(bounds),
+        np.asarray(B.catoni_grid_bound(q, c, 100, 0.05, [1.0, 2.0])[0]),
+        rtol=1e-14,
     )
 
 

@@ -144,6 +144,14 @@ def test_shared_axes_and_batched_map_agree():
         linear_01_loss, params[1], p0, d0, keys[1], dataclasses.replace(SMALL, map_batch_size=8)
     )
     np.testing.assert_allclose(float(chunked.bound), float(single.bound), rtol=1e-12)
+    exact = C.certify(
+        linear_01_loss, params[1], p0, d0, keys[1], dataclasses.replace(SMALL, xi="exact")
+    )
+    assert float(exact.bound) < float(single.bound)  # Maurer's ξ(n) < 2√n
+    c = (float(exact.kl) + B.log_xi(300) - math.log(SMALL.delta) + math.log(6)) / 300
+    assert float(exact.bound) == pytest.approx(
+        float(B.kl_inv(float(exact.sample_convergence_bound), c)), rel=1e-14
+    )
 
 
 def test_every_delta_is_paid_in_the_numbers():
