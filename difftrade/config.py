@@ -2,8 +2,9 @@
 
 Sections: ``[task]`` (name + task options), ``[grid]`` (difficulties, budgets, seeds, training
 distribution, learning rate), ``[model]``, ``[train]``, ``[eval]`` (sizes, target distribution),
-``[run]`` (root seed, chunk size, init). Unknown keys raise with a did-you-mean; every value is
-checked before anything is compiled.
+``[run]`` (root seed, chunk size, init), ``[difficulty]`` (optional: nominal levels, or levels
+binned from a reference model's loss, see ``difftrade.difficulty``). Unknown keys raise with a
+did-you-mean; every value is checked before anything is compiled.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 from difftrade import data
@@ -25,6 +27,7 @@ from difftrade.tasks.registry import did_you_mean
 from difftrade.train import Population, TrainConfig
 
 TRAIN_DISTRIBUTIONS = ("point", "mixture", "up_to")
+DIFFICULTY_KINDS = ("nominal", "model")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +51,28 @@ class RunSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class DifficultySettings:
+    """What a level is. ``nominal``: the task generator's level. ``model``: equal-count bins of
+    a reference model's loss over scored pools (``difftrade.difficulty.model_based_task``), so
+    grid difficulties index model-based levels ``1..num_levels``.
+
+    ``reference`` is a base checkpoint directory (``difftrade pretrain``; relative paths are
+    read from the working directory, as ``run.init``) whose architecture must equal ``[model]``.
+    ``num_levels = 0`` means as many as the task's nominal levels; ``per_level = 0`` means
+    ``max(grid.budgets, eval.n_test)`` (each bank then repeats nothing).
+    """
+
+    kind: str = "nominal"
+    reference: str = ""
+    num_levels: int = 0
+    per_level: int = 0
+    pool_seed: int = 0
+
+
+_MODEL_TASKS: dict[tuple[Any, ...], Task] = {}  # scored banks, built once per process
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
     task_name: str
     task_options: tuple[tuple[str, Any], ...]
@@ -56,17 +81,59 @@ class RunConfig:
     train: TrainConfig
     eval: EvalConfig
     run: RunSettings
+    difficulty: DifficultySettings = DifficultySettings()
 
     # ---- derived ------------------------------------------------------------------------
     @property
-    def task(self) -> Task:
+    def source_task(self) -> Task:
+        """The generator task of ``[task]`` (its levels are the nominal ones)."""
         return make_task(self.task_name, **dict(self.task_options))
 
+    @property
+    def task(self) -> Task:
+        """The task the grid runs on: the source task, or for ``difficulty.kind = "model"`` its
+        ``BankTask`` (scored once per process and cached: scoring is a forward pass over the pools)."""
+        source = self.source_task
+        if self.difficulty.kind == "nominal":
+            return source
+        reference = Path(self.difficulty.reference).resolve()
+        meta = reference / "base.json"
+        stamp = meta.stat().st_mtime_ns if meta.exists() else None  # a rewritten base is rescored
+        key = (source, self.difficulty, self.model, str(reference), stamp)
+        if key not in _MODEL_TASKS:
+            # lazy: only model-based configs need the scoring code
+            from difftrade.difficulty import model_based_task
+
+            d = self.difficulty
+            _MODEL_TASKS[key] = model_based_task(
+                source, self.reference_params(), self.model, num_levels=d.num_levels, per_level=d.per_level,
+                key=jax.random.key(d.pool_seed),
+            )
+        return _MODEL_TASKS[key]
+
+    def reference_params(self) -> Any:
+        """The reference model's params (``difficulty.reference``); ValueError naming the field."""
+        from difftrade.checkpoint import load_base
+
+        if self.difficulty.kind != "model":
+            raise ValueError(f"difficulty.kind={self.difficulty.kind!r} has no reference model; allowed: 'model'")
+        try:
+            return load_base(self.difficulty.reference, self.model)
+        except ValueError as err:
+            raise ValueError(
+                f"difficulty.reference={self.difficulty.reference!r}: {err} "
+                "(write one with `difftrade pretrain CONFIG.toml`)"
+            ) from None
+
+    @property
+    def num_levels(self) -> int:
+        """Levels the grid, the weights and the evaluation index (no bank is built)."""
+        return self.difficulty.num_levels if self.difficulty.kind == "model" else self.source_task.num_levels
+
     def target_weights(self) -> np.ndarray:
-        task = self.task
         if not self.run.target:
-            return data.uniform(task)
-        return data.validate_weights(self.run.target, task.num_levels, "run.target")
+            return np.full(self.num_levels, 1.0 / self.num_levels)  # = data.uniform(task)
+        return data.validate_weights(self.run.target, self.num_levels, "run.target")
 
     def train_weights(self) -> np.ndarray:
         """float64 ``[D, num_levels]``: the training distribution of each grid row."""
@@ -98,6 +165,8 @@ class RunConfig:
             "train": dataclasses.asdict(self.train),
             "eval": dataclasses.asdict(self.eval),
             "run": _plain(dataclasses.asdict(self.run)),
+            # nominal (the default) adds nothing, so configs without [difficulty] keep their hash
+            **({"difficulty": dataclasses.asdict(self.difficulty)} if self.difficulty.kind != "nominal" else {}),
         }
 
     def hash(self) -> str:
@@ -124,7 +193,7 @@ def _section(cls: type, raw: dict[str, Any], section: str, tuples: tuple[str, ..
 
 def from_dict(raw: dict[str, Any]) -> RunConfig:
     """Validate a parsed TOML document; raises ``ValueError`` naming the field and allowed values."""
-    sections = ("task", "grid", "model", "train", "eval", "run")
+    sections = ("task", "grid", "model", "train", "eval", "run", "difficulty")
     for key in raw:
         if key not in sections:
             raise ValueError(f"section [{key}] is unknown{did_you_mean(key, sections)}; allowed: {', '.join(sections)}")
@@ -135,8 +204,16 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
     task = make_task(name, **task_raw)  # validates the name and options
 
     grid = _section(GridConfig, raw.get("grid", {}), "grid", ("difficulties", "budgets", "seeds"))
+    ev = _section(EvalConfig, raw.get("eval", {}), "eval")
+    difficulty = _difficulty(raw.get("difficulty", {}), task, grid, ev)
     for d in grid.difficulties:
-        task.check_difficulty(d, "grid.difficulties")
+        if difficulty.kind == "model":  # model-based levels 1..num_levels (no bank built here)
+            if not isinstance(d, int) or not 1 <= d <= difficulty.num_levels:
+                raise ValueError(
+                    f"grid.difficulties={d!r} is out of range for model-based levels: allowed 1..{difficulty.num_levels}"
+                )
+        else:
+            task.check_difficulty(d, "grid.difficulties")
     for n in grid.budgets:
         data.check_budget(n, "grid.budgets")
     if len(set(grid.difficulties)) != len(grid.difficulties) or len(set(grid.budgets)) != len(grid.budgets):
@@ -155,13 +232,47 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
     model_raw.setdefault("seq_len", task.seq_len - 1)
     model = _section(ModelConfig, model_raw, "model")
     train = _section(TrainConfig, raw.get("train", {}), "train")
-    ev = _section(EvalConfig, raw.get("eval", {}), "eval")
     run = _section(RunSettings, raw.get("run", {}), "run", ("target",))
     if not isinstance(run.chunk_size, int) or run.chunk_size < 0:
         raise ValueError(f"run.chunk_size={run.chunk_size!r}; allowed: 0 (automatic) or an integer >= 1")
-    cfg = RunConfig(name, tuple(sorted(task_raw.items())), grid, model, train, ev, run)
-    cfg.target_weights()  # validates run.target
+    cfg = RunConfig(name, tuple(sorted(task_raw.items())), grid, model, train, ev, run, difficulty)
+    if run.target:  # validates run.target without building a model-based task
+        data.validate_weights(run.target, cfg.num_levels, "run.target")
     return cfg
+
+
+def _difficulty(raw: dict[str, Any], task: Task, grid: GridConfig, ev: EvalConfig) -> DifficultySettings:
+    """Validate ``[difficulty]``; resolve ``num_levels``/``per_level`` defaults (kind = "model")."""
+    settings = _section(DifficultySettings, raw, "difficulty")
+    kind = settings.kind
+    if kind not in DIFFICULTY_KINDS:
+        raise ValueError(f"difficulty.kind={kind!r}{did_you_mean(str(kind), DIFFICULTY_KINDS)}; allowed: {', '.join(DIFFICULTY_KINDS)}")
+    if kind == "nominal":
+        extra = sorted(k for k in raw if k != "kind")
+        if extra:
+            raise ValueError(f"[difficulty] {', '.join(extra)} only apply to kind = \"model\"; allowed with kind = \"nominal\": kind")
+        return settings
+    if not isinstance(settings.reference, str) or not settings.reference:
+        raise ValueError(
+            "difficulty.reference is missing; allowed: a base checkpoint directory written by `difftrade pretrain` "
+            "(its [model] must equal this config's)"
+        )
+    for field in ("num_levels", "per_level", "pool_seed"):
+        value = getattr(settings, field)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"difficulty.{field}={value!r}; allowed: an integer >= 0 (0 = default)")
+    num_levels = settings.num_levels or task.num_levels
+    per_level = settings.per_level or max(max(grid.budgets, default=1), ev.n_test)
+    if num_levels < 2:
+        raise ValueError(f"difficulty.num_levels={num_levels}; allowed: >= 2 (one level has no difficulty)")
+    if max(grid.budgets, default=0) > per_level:
+        raise ValueError(
+            f"grid.budgets max {max(grid.budgets)} > difficulty.per_level={per_level}: a bank level holds "
+            f"per_level examples, so larger budgets would repeat them; allowed: per_level >= every budget"
+        )
+    if ev.n_test > per_level:
+        raise ValueError(f"eval.n_test={ev.n_test} > difficulty.per_level={per_level}; allowed: n_test <= per_level")
+    return dataclasses.replace(settings, num_levels=num_levels, per_level=per_level)
 
 
 def load(path: str | Path) -> RunConfig:

@@ -7,6 +7,8 @@
 ``fold_in(fold_in(fold_in(root, s), d), i)``; nothing is stored. Under a mixture distribution
 the level of example ``i`` is chosen by inverse-CDF from the uniform drawn with
 ``fold_in(fold_in(fold_in(root, s), LEVEL_CHOICE), i)`` (common random numbers across members).
+Every example goes through ``task.sample_at(root, s, d, i)``: generator tasks sample from the key
+above, a bank task (``difftrade.difficulty``) returns row ``i`` of its pre-scored bank.
 A budget ``n`` means indices ``[0, n)``: budgets are nested, and different splits never share a
 key.
 """
@@ -20,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from difftrade.tasks.base import Task
+from difftrade.tasks.base import Task, example_key  # noqa: F401 (example_key re-exported: it lives in tasks.base)
 
 SPLITS: dict[str, int] = {"train": 0, "test": 1, "bound": 2, "pool": 3}
 LEVEL_CHOICE: int = 1_000_003  # a fold_in slot no difficulty level uses
@@ -98,11 +100,6 @@ def distribution(task: Task, kind: str, d: int, main: float = 0.8) -> np.ndarray
 
 
 # ---- addressable streams --------------------------------------------------------------------
-def example_key(root: jax.Array, split: int | jax.Array, level: int | jax.Array, index: int | jax.Array) -> jax.Array:
-    """Key of example ``index`` of ``split`` at ``level``: three nested ``fold_in``s."""
-    return jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(root, split), level), index)
-
-
 def example_levels(task: Task, root: jax.Array, split: int, weights: jax.Array, indices: jax.Array) -> jax.Array:
     """Level of each example index under a weight vector. int32 ``[B]`` from ``indices [B]``.
 
@@ -119,8 +116,7 @@ def example_levels(task: Task, root: jax.Array, split: int, weights: jax.Array, 
 
 def examples_at_level(task: Task, root: jax.Array, split: int, level: int | jax.Array, indices: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Examples ``indices [B]`` of ``split`` at one ``level``: tokens int32 ``[B, L]``, mask bool ``[B, L]``."""
-    keys = jax.vmap(lambda i: example_key(root, split, level, i))(indices)
-    return jax.vmap(task.sample, in_axes=(0, None))(keys, level)
+    return jax.vmap(lambda i: task.sample_at(root, split, level, i))(indices)
 
 
 def examples(task: Task, root: jax.Array, split: int, weights: jax.Array, indices: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -130,8 +126,7 @@ def examples(task: Task, root: jax.Array, split: int, weights: jax.Array, indice
     Jittable and vmappable (over ``root``, ``weights`` and ``indices``).
     """
     levels = example_levels(task, root, split, weights, indices)
-    keys = jax.vmap(lambda d, i: example_key(root, split, d, i))(levels, indices)
-    tokens, mask = jax.vmap(task.sample)(keys, levels)
+    tokens, mask = jax.vmap(lambda d, i: task.sample_at(root, split, d, i))(levels, indices)
     return tokens, mask, levels
 
 

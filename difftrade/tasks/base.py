@@ -66,6 +66,15 @@ def split_prompt_answer(tokens: np.ndarray, loss_mask: np.ndarray) -> tuple[str,
     return "".join(prompt), "".join(answer)
 
 
+def example_key(root: jax.Array, split: int | jax.Array, level: int | jax.Array, index: int | jax.Array) -> jax.Array:
+    """Key of example ``index`` of ``split`` at ``level``: three nested ``fold_in``s.
+
+    Lives here (re-exported by ``difftrade.data``) so ``Task.sample_at`` needs no import of the
+    data layer.
+    """
+    return jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(root, split), level), index)
+
+
 @dataclasses.dataclass(frozen=True)
 class Task(abc.ABC):
     """A family of problems indexed by an integer difficulty ``d`` in ``[d_min, d_max]``.
@@ -128,6 +137,18 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def _sample(self, key: jax.Array, d: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``d`` is a clamped int32 scalar (possibly traced)."""
+
+    def sample_at(
+        self, root: jax.Array, split: int, level: int | jax.Array, index: int | jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        """Example ``index`` of ``split`` at ``level``: tokens int32 ``[seq_len]``, mask bool ``[seq_len]``.
+
+        The one place the data layer turns an address into an example. Generator tasks sample
+        from ``example_key(root, split, level, index)``; a task backed by a finite, pre-scored
+        bank (``difftrade.difficulty.BankTask``) looks the row up instead. ``level`` and ``index``
+        may be traced (vmapped); ``split`` too here, but a bank task needs a Python int.
+        """
+        return self.sample(example_key(root, split, level, index), level)
 
     # ---- reference and display ----------------------------------------------------------
     @abc.abstractmethod

@@ -1,0 +1,230 @@
+"""Model-based difficulty: the sample_at hook, bank tasks, scoring, agreement, config, a grid run."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from difftrade import config, data, experiment
+from difftrade.checkpoint import save_base
+from difftrade.difficulty import BankTask, agreement, model_based_task, rank_agreement, score
+from difftrade.model import init_params
+from difftrade.tasks import make_task
+from difftrade.train import Population, TrainConfig, train_population
+
+from conftest import tiny_raw
+
+NUM_LEVELS, PER_LEVEL = 3, 40
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """A tiny model trained a little on nominal addition 1..2 (uniform), saved as a base."""
+    cfg = config.from_dict(tiny_raw())
+    task = cfg.task
+    pop = Population(weights=np.asarray([data.uniform(task)], np.float32), budget=np.asarray([512], np.int32),
+                     seed=np.asarray([0], np.int32), learning_rate=np.asarray([3e-3], np.float32))
+    train_cfg = TrainConfig(steps=60, batch_size=32, warmup_steps=10, num_checkpoints=1)
+    params = jax.tree.map(lambda x: x[0], train_population(task, pop, cfg.model, train_cfg, jax.random.key(1000)).params)
+    path = save_base(tmp_path_factory.mktemp("ref") / "base", params, cfg.model, {"note": "test reference"})
+    return cfg, params, path
+
+
+@pytest.fixture(scope="module")
+def bank(reference) -> BankTask:
+    cfg, params, _ = reference
+    return model_based_task(cfg.task, params, cfg.model, num_levels=NUM_LEVELS, per_level=PER_LEVEL, key=jax.random.key(7))
+
+
+def _rows(tokens) -> list[bytes]:
+    return [r.tobytes() for r in np.asarray(tokens, np.int8).reshape(-1, np.shape(tokens)[-1])]
+
+
+# ---- the sample_at hook --------------------------------------------------------------------------
+def test_sample_at_default_is_the_documented_key_path():
+    task = make_task("addition")
+    root = jax.random.key(3)
+    idx = jnp.arange(64)
+
+    @jax.jit
+    def new_and_old(root):
+        single = [(task.sample_at(root, s, d, i), task.sample(jax.random.fold_in(jax.random.fold_in(
+            jax.random.fold_in(root, s), d), i), d)) for s, d, i in [(0, 1, 0), (1, 4, 17), (2, 8, 123456)]]
+        # the data layer's batched streams and the key-building path they replaced
+        weights = jnp.asarray(data.mixture(task, 5, 0.6), jnp.float32)
+        tokens, mask, levels = data.examples(task, root, 1, weights, idx)
+        keys = jax.vmap(lambda d, i: data.example_key(root, 1, d, i))(levels, idx)
+        mixed = ((tokens, mask), jax.vmap(task.sample)(keys, levels))
+        keys = jax.vmap(lambda i: data.example_key(root, 0, 3, i))(idx)
+        at_level = (data.examples_at_level(task, root, 0, 3, idx), jax.vmap(task.sample, in_axes=(0, None))(keys, 3))
+        return single + [mixed, at_level]
+
+    for new, old in new_and_old(root):
+        for a, b in zip(new, old):
+            np.testing.assert_array_equal(a, b)
+
+
+# ---- bank tasks ---------------------------------------------------------------------------------
+def test_bank_shapes_identity_and_describe(bank, reference):
+    cfg = reference[0]
+    assert (bank.d_min, bank.d_max, bank.levels, bank.per_level) == (1, NUM_LEVELS, (1, 2, 3), PER_LEVEL)
+    assert bank.seq_len == cfg.task.seq_len and bank.sample_space_size(2) == PER_LEVEL
+    assert set(bank.banks) == {"train", "test", "bound"}
+    for b in bank.banks.values():
+        assert b.tokens.shape == (NUM_LEVELS, PER_LEVEL, bank.seq_len) and b.tokens.dtype == np.int32
+        assert b.nominal.shape == b.score.shape == (NUM_LEVELS, PER_LEVEL)
+        assert set(np.unique(b.nominal)) <= set(cfg.task.levels)
+    other = dataclasses.replace(bank)  # same fields, another object: equal only to itself
+    assert bank == bank and other != bank and hash(other) != hash(bank)  # noqa: PLR0124
+    assert "addition" in bank.describe()
+    with pytest.raises(ValueError, match="no bank"):
+        bank.sample_at(jax.random.key(0), data.SPLITS["pool"], 1, 0)
+    with pytest.raises(ValueError, match="out of range"):
+        bank.sample_at(jax.random.key(0), 0, NUM_LEVELS + 1, 0)
+    # the answers are the source task's: the reference solver agrees with every train row
+    tokens, mask = bank.banks["train"].tokens[1, :5], bank.banks["train"].mask[1, :5]
+    for t, m in zip(tokens, mask):
+        from difftrade.tasks import split_prompt_answer
+
+        prompt, answer = split_prompt_answer(t, m)
+        assert bank.solve(prompt) == answer
+
+
+def test_bank_budgets_are_nested_without_repeats_and_splits_disjoint(bank):
+    root = jax.random.key(0)
+    for level in bank.levels:
+        big, _ = data.examples_at_level(bank, root, data.SPLITS["train"], level, jnp.arange(PER_LEVEL + 3))
+        small, _ = data.examples_at_level(bank, root, data.SPLITS["train"], level, jnp.arange(10))
+        np.testing.assert_array_equal(big[:10], small)  # budget n = the first n rows
+        assert len(set(_rows(big[:PER_LEVEL]))) == PER_LEVEL  # nothing repeats up to per_level
+        np.testing.assert_array_equal(big[PER_LEVEL:], big[:3])  # then it wraps around
+        other, _ = data.examples_at_level(bank, jax.random.key(99), data.SPLITS["train"], level, jnp.arange(10))
+        np.testing.assert_array_equal(other, small)  # a bank is a fixed pool: the root is unused
+    sets = {split: set(_rows(b.tokens)) for split, b in bank.banks.items()}
+    assert all(len(s) == NUM_LEVELS * PER_LEVEL for s in sets.values())  # distinct within a split
+    assert not sets["train"] & sets["test"] and not sets["train"] & sets["bound"] and not sets["test"] & sets["bound"]
+    # a mixture stream reads the bank rows of each example's level
+    weights = jnp.asarray(data.uniform(bank), jnp.float32)
+    tokens, _, levels = data.examples(bank, root, data.SPLITS["test"], weights, jnp.arange(30))
+    for t, d, i in zip(np.asarray(tokens), np.asarray(levels), range(30)):
+        np.testing.assert_array_equal(t, bank.banks["test"].tokens[d - 1, i])
+    # overlap accounting sees a finite space with no test/train overlap
+    report = data.overlap_report(bank, root, 2, PER_LEVEL, PER_LEVEL)
+    assert (report.duplicate_train, report.test_in_train, report.sample_space) == (0, 0, PER_LEVEL)
+
+
+def test_levels_are_monotone_in_the_reference_loss(bank, reference):
+    cfg, params, _ = reference
+    train = bank.banks["train"]
+    for k in range(NUM_LEVELS - 1):
+        assert train.score[k].max() <= train.score[k + 1].min()
+    np.testing.assert_allclose(bank.edges, [train.score[k].min() for k in range(1, NUM_LEVELS)])
+    for split in ("test", "bound"):  # other splits are binned by the train edges
+        s = bank.banks[split].score
+        edges = np.concatenate([[-np.inf], bank.edges, [np.inf]])
+        assert np.all((s >= edges[:-1, None]) & (s < edges[1:, None]))
+    # recorded scores are the reference model's per-example loss
+    flat_t = train.tokens.reshape(-1, bank.seq_len)
+    again = score(cfg.task, params, cfg.model, flat_t, train.mask.reshape(flat_t.shape), batch_size=32)
+    np.testing.assert_allclose(again, train.score.ravel(), rtol=1e-5)
+
+
+def test_too_few_distinct_problems_is_a_clear_error(reference):
+    cfg, params, _ = reference
+    tiny = make_task("addition", d_min=1, d_max=1)  # 100 distinct problems
+    with pytest.raises(ValueError, match=r"only \d+ distinct problems"):
+        model_based_task(tiny, params, dataclasses.replace(cfg.model, seq_len=tiny.seq_len - 1),
+                         num_levels=2, per_level=64, key=jax.random.key(0), max_pool_factor=4)
+
+
+# ---- agreement ------------------------------------------------------------------------------------
+def test_rank_agreement_matches_a_hand_computed_spearman():
+    rng = np.random.default_rng(0)
+    nominal = rng.integers(1, 5, 300)
+    scores = nominal + rng.normal(0, 1.5, 300)
+    out = rank_agreement(scores, nominal, 4, (1, 2, 3, 4))
+    ranks_s, ranks_n = stats.rankdata(scores), stats.rankdata(nominal)  # average ranks for ties
+    assert out["spearman_rho"] == pytest.approx(np.corrcoef(ranks_s, ranks_n)[0, 1], abs=1e-12)
+    assert out["counts"].sum() == 300 and np.all(out["counts"].sum(axis=1) == 75)
+    assert np.all(np.diff(out["mean_nominal"]) > 0)  # noisy but monotone at this noise level
+    for j, d in enumerate((1, 2, 3, 4)):
+        assert out["mean_score"][j] == pytest.approx(scores[nominal == d].mean())
+
+
+def test_agreement_is_positive_for_a_trained_reference(reference):
+    cfg, params, _ = reference
+    out = agreement(cfg.task, params, cfg.model, 400, jax.random.key(5))
+    assert np.isfinite(out["spearman_rho"]) and out["spearman_rho"] > 0.2, out
+    assert out["mean_score"][0] < out["mean_score"][1]  # nominal level 2 costs the reference more
+    assert out["mean_nominal"][0] < out["mean_nominal"][-1]
+    assert out["nominal_levels"] == (1, 2) and out["n"] == 400
+
+
+# ---- config and a grid run ----------------------------------------------------------------------
+def _model_raw(path, **difficulty):
+    return tiny_raw(difficulty={"kind": "model", "reference": str(path), "num_levels": NUM_LEVELS,
+                                "per_level": PER_LEVEL, "pool_seed": 7, **difficulty},
+                    grid={"difficulties": [1, 3], "budgets": [8, 32], "seeds": [0]})
+
+
+def test_grid_runs_on_model_based_levels(reference, tmp_path):
+    _, _, path = reference
+    cfg = config.from_dict(_model_raw(path))
+    assert cfg.task is config.from_dict(_model_raw(path)).task  # scored once, cached
+    assert isinstance(cfg.task, BankTask) and cfg.task.levels == (1, 2, 3)
+    assert cfg.hash() != config.from_dict(_model_raw(path, pool_seed=8)).hash()
+    ds = experiment.run(cfg, tmp_path / "run", progress=False)
+    assert ds["level"].values.tolist() == [1, 2, 3] and ds["difficulty"].values.tolist() == [1, 3]
+    assert np.all(np.isfinite(ds["target_risk"].values)) and np.all(np.isfinite(ds["level_ce"].values))
+    assert np.all(ds["test_in_train_fraction"].values == 0) and np.all(ds["duplicate_fraction"].values == 0)
+    assert '"difficulty"' in ds.attrs["config"]
+
+
+def test_configs_without_difficulty_keep_their_hash():
+    plain = config.from_dict(tiny_raw())
+    nominal = config.from_dict(tiny_raw(difficulty={"kind": "nominal"}))
+    assert "difficulty" not in plain.to_dict() and plain.hash() == nominal.hash()
+    assert nominal.task == plain.task
+
+
+def test_bad_difficulty_configs_raise(reference, tmp_path):
+    cfg, _, path = reference
+    with pytest.raises(ValueError, match="difficulty.kind='modle' \\(did you mean 'model'\\?\\)"):
+        config.from_dict(tiny_raw(difficulty={"kind": "modle"}))
+    with pytest.raises(ValueError, match="difficulty.reference is missing"):
+        config.from_dict(tiny_raw(difficulty={"kind": "model"}))
+    with pytest.raises(ValueError, match="only apply to kind"):
+        config.from_dict(tiny_raw(difficulty={"reference": str(path)}))
+    with pytest.raises(ValueError, match="key 'per_levels' is unknown \\(did you mean 'per_level'\\?\\)"):
+        config.from_dict(_model_raw(path, per_levels=3))
+    with pytest.raises(ValueError, match="out of range for model-based levels: allowed 1..3"):
+        config.from_dict(tiny_raw(difficulty={"kind": "model", "reference": str(path), "num_levels": 3},
+                                  grid={"difficulties": [4]}))
+    with pytest.raises(ValueError, match="per_level=16"):
+        config.from_dict(_model_raw(path, per_level=16))
+    with pytest.raises(ValueError, match="run.target"):
+        config.from_dict(tiny_raw(difficulty={"kind": "model", "reference": str(path), "num_levels": 3},
+                                  run={"target": [0.5, 0.5]}))
+    with pytest.raises(ValueError, match="difficulty.reference=.*no base.json"):
+        _ = config.from_dict(_model_raw(tmp_path / "nowhere")).task
+    wide = save_base(tmp_path / "wide", init_params(dataclasses.replace(cfg.model, d_model=32), jax.random.key(0)),
+                     dataclasses.replace(cfg.model, d_model=32), {})
+    with pytest.raises(ValueError, match="difficulty.reference=.*model.d_model: checkpoint 32 vs config 16"):
+        _ = config.from_dict(_model_raw(wide)).task
+    # defaults: as many levels as the task, per_level = max(budgets, n_test)
+    d = config.from_dict(tiny_raw(difficulty={"kind": "model", "reference": str(path)})).difficulty
+    assert (d.num_levels, d.per_level) == (2, 32)
+
+
+def test_experiment_configs_parse_and_share_the_architecture():
+    root = __import__("pathlib").Path(__file__).resolve().parents[1] / "experiments"
+    model_cfg, pretrain = config.load(root / "model_difficulty.toml"), config.load(root / "pretrain.toml")
+    assert model_cfg.difficulty.kind == "model" and model_cfg.num_levels == 8
+    assert model_cfg.model == pretrain.model == config.load(root / "tradeoff.toml").model
+    assert pretrain.population().size == 1  # `difftrade pretrain` needs exactly one member
+    assert model_cfg.source_task == pretrain.task
