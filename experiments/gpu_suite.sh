@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The GPU runs behind docs/results.md, docs/theory.md and benchmarks/README.md.
+# Usage (repo root, on the GPU machine): bash experiments/gpu_suite.sh STAGE [STAGE ...]
+# Stages: bench, tradeoff, mixture, finetune. Each stage packs its outputs (results, bounds,
+# reports, figures, log) into $OUT/<stage>.tar.gz (or ./gpu-out/ when OUT is unset).
+set -uo pipefail
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+OUT="${OUT:-gpu-out}"; mkdir -p "$OUT" runs
+dt() { python3 -m difftrade.cli "$@"; }
+pack() { tar -czf "$OUT/$1.tar.gz" -C runs --exclude='chunks' --exclude='base' --exclude='*.pdf' "$1"; }
+echo "== $(date -u) $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null)"
+python3 -c "import sys,jax,flax,optax;print('python',sys.version.split()[0],'jax',jax.__version__,'flax',flax.__version__,'optax',optax.__version__,jax.devices())"
+for stage in "$@"; do
+  start=$(date +%s)
+  echo "== stage $stage"
+  case "$stage" in
+    bench)
+      mkdir -p runs/bench
+      for d in ${BENCH_DMODELS:-128 256}; do
+        python3 -m benchmarks.trainer --members 256 --d-model "$d" --steps 50 --repeats 3 --out "runs/bench/trainer_d$d.json" 2>&1 | tee "runs/bench/trainer_d$d.log"
+      done ;;
+    tradeoff|mixture)
+      cfg=${TRADEOFF_CFG:-experiments/tradeoff.toml}; [ "$stage" = mixture ] && cfg=experiments/tradeoff_mixture.toml
+      mkdir -p "runs/$stage"; dt run "$cfg" --out "runs/$stage" 2>&1 | tr '\r' '\n' | tail -4 | tee "runs/$stage/run.log"
+      dt report "runs/$stage/results.nc" > /dev/null
+      nb=4096; [ "$stage" = mixture ] && nb=1024
+      dt bound "runs/$stage" --seeds 0 --n-bound "${NBOUND:-$nb}" --draws "${DRAWS:-8}" 2>&1 | tail -40 ;;
+    finetune)
+      dt pretrain experiments/pretrain.toml --out runs/pretrain 2>&1 | tail -3
+      mkdir -p runs/finetune; dt run experiments/finetune.toml --out runs/finetune 2>&1 | tr '\r' '\n' | tail -4 | tee runs/finetune/run.log
+      dt report runs/finetune/results.nc > /dev/null
+      # fine-tuning moves the weights little, so a large bound set can make the KL/n term small
+      dt bound runs/finetune --seeds 0 --n-bound "${FT_NBOUND:-65536}" --draws 4 2>&1 | tail -40 ;;
+    *) echo "unknown stage $stage"; continue ;;
+  esac
+  echo "== stage $stage took $(( $(date +%s) - start )) s"
+  pack "$stage"
+done
