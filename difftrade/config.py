@@ -115,15 +115,18 @@ class RunConfig:
         """The reference model's params (``difficulty.reference``); ValueError naming the field."""
         from difftrade.checkpoint import load_base
 
+        reference = self.difficulty.reference
         if self.difficulty.kind != "model":
             raise ValueError(f"difficulty.kind={self.difficulty.kind!r} has no reference model; allowed: 'model'")
-        try:
-            return load_base(self.difficulty.reference, self.model)
-        except ValueError as err:
+        if not (Path(reference) / "base.json").exists():
             raise ValueError(
-                f"difficulty.reference={self.difficulty.reference!r}: {err} "
-                "(write one with `difftrade pretrain CONFIG.toml`)"
-            ) from None
+                f"difficulty.reference={reference!r} is not a base checkpoint (no base.json); allowed: a directory "
+                "written by `difftrade pretrain CONFIG.toml` (CONFIG/base under --out, e.g. runs/pretrain/base)"
+            )
+        try:
+            return load_base(reference, self.model)
+        except ValueError as err:  # architecture mismatch
+            raise ValueError(f"difficulty.reference={reference!r}: {err}") from None
 
     @property
     def num_levels(self) -> int:
