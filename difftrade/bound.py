@@ -69,9 +69,17 @@ class ZeroOneLoss:
     """``(params, (tokens [n, L], mask [n, L])) -> [n]`` 0-1 loss of exact match (hashable: jit-static)."""
 
     model: ModelConfig
+    batch_size: int = 2048  # forward passes in sequential batches: bounds device memory
 
     def __call__(self, params, batch):
-        exact, _ = example_metrics(graphdef(self.model), params, *batch)
+        tokens, mask = batch
+        n = tokens.shape[0]
+        b = min(self.batch_size, n)
+        pad = (-n) % b
+        tb = jnp.pad(tokens, ((0, pad), (0, 0)), mode="edge").reshape(-1, b, tokens.shape[1])
+        mb = jnp.pad(mask, ((0, pad), (0, 0)), mode="edge").reshape(-1, b, mask.shape[1])
+        gdef = graphdef(self.model)
+        exact = jax.lax.map(lambda tm: example_metrics(gdef, params, *tm)[0], (tb, mb)).reshape(-1)[:n]
         return 1.0 - exact.astype(jnp.float32)
 
 

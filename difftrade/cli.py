@@ -6,6 +6,7 @@
     difftrade pretrain CONFIG.toml [--out DIR]       train one member, save it as a base checkpoint
     difftrade report RESULTS.nc [--out DIR]          tables and figures
     difftrade bound RUN_DIR [--n-bound N --draws M --seeds 0,1]  certificates, shift bounds
+    difftrade difficulty agreement CONFIG.toml [-n N]  reference loss vs nominal level (rank agreement)
     difftrade recommend RESULTS.nc --budget N [--validate]   difficulty for a budget
     difftrade select SCORES --column C --budget N (--results R | --weights W) [--out F]
     difftrade demo [--out DIR]                       run experiments/quick.toml and report
@@ -114,6 +115,22 @@ def _bound(args: argparse.Namespace) -> int:
     return 0
 
 
+def _difficulty(args: argparse.Namespace) -> int:
+    """Rank agreement of a model-based config's reference loss with the task's nominal levels."""
+    import jax
+
+    from difftrade import config
+    from difftrade.difficulty import agreement, format_agreement
+
+    cfg = config.load(args.config)
+    if cfg.difficulty.kind != "model":
+        raise ValueError(f"{args.config}: difficulty.kind={cfg.difficulty.kind!r}; allowed: 'model' (with a reference)")
+    result = agreement(cfg.source_task, cfg.reference_params(), cfg.model, args.n, jax.random.key(args.seed),
+                       num_levels=cfg.difficulty.num_levels)
+    print(format_agreement(result))
+    return 0
+
+
 def _recommend(args: argparse.Namespace) -> int:
     import json
 
@@ -194,6 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-bound", type=int, default=4096, help="bound-set size per member and distribution")
     p.add_argument("--draws", type=int, default=8, help="Monte-Carlo weight draws per sigma")
     p.add_argument("--seeds", help="comma-separated seeds to certify (default: all)")
+    p = sub.add_parser("difficulty", help="model-based difficulty: agreement with nominal levels")
+    p.add_argument("action", choices=["agreement"])
+    p.add_argument("config", type=Path)
+    p.add_argument("-n", type=int, default=8192, help="fresh pool examples to score")
+    p.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("recommend", help="training difficulty for a budget, from results.nc")
     p.add_argument("results", type=Path)
     p.add_argument("--budget", "-n", type=int, required=True)
@@ -232,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
             results_path = _run(args.config, args.out, resume=True)
             _report(results_path, args.out)
             return 0
+        if args.command == "difficulty":
+            return _difficulty(args)
         if args.command == "bound":
             return _bound(args)
         if args.command == "recommend":
