@@ -133,28 +133,103 @@ def risks(train_exact: np.ndarray, level_exact: np.ndarray, weights: np.ndarray,
     )
 
 
-def d_star(target_risk: np.ndarray, difficulties: np.ndarray) -> np.ndarray:
-    """Optimal difficulty per budget from target risk ``[D, N, S]``: argmin of the seed mean. ``[N]``."""
-    mean = np.nanmean(target_risk, axis=-1)
-    return np.asarray(difficulties)[np.argmin(mean, axis=0)]
+class _quiet_nanmean:
+    """Silence numpy's 'Mean of empty slice' for all-NaN cells (they stay NaN and are skipped)."""
+
+    def __enter__(self):
+        import warnings
+
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        return self._ctx.__exit__(*exc)
+
+
+# ---- empirical d*(n) --------------------------------------------------------------------------
+def _argmin_difficulty(values: np.ndarray, difficulties: np.ndarray) -> np.ndarray:
+    """argmin over axis 0 (difficulty), NaN-aware, ties to the easiest level; NaN if a column
+    has no finite value. Returns difficulty values, shape ``values.shape[1:]``."""
+    order = np.argsort(difficulties, kind="stable")
+    v = values[order]
+    dsorted = np.asarray(difficulties, dtype=float)[order]
+    finite = np.isfinite(v)
+    idx = np.argmin(np.where(finite, v, np.inf), axis=0)
+    out = dsorted[idx]
+    return np.where(finite.any(axis=0), out, np.nan)
+
+
+def _check_risk_array(target_risk, difficulties, ndims=(2, 3)) -> tuple[np.ndarray, np.ndarray]:
+    r = np.asarray(target_risk, dtype=float)
+    d = np.asarray(difficulties, dtype=float)
+    if r.ndim not in ndims:
+        raise ValueError(
+            f"target_risk has shape {r.shape}; allowed: {' or '.join(f'{k}-D' for k in ndims)} [D, N(, S)]"
+        )
+    if d.ndim != 1 or d.shape[0] != r.shape[0]:
+        raise ValueError(f"difficulties has shape {d.shape}; allowed: [D] with D = {r.shape[0]}")
+    return r, d
+
+
+def empirical_d_star(target_risk, difficulties) -> np.ndarray:
+    """Optimal difficulty per budget: argmin over difficulty of the seed-mean risk.
+
+    ``target_risk``: ``[D, N, S]`` (or ``[D, N]``); NaNs (failed runs) are skipped; ties go to
+    the easiest level. Returns ``[N]`` difficulty values (NaN where a budget has no data).
+    """
+    r, d = _check_risk_array(target_risk, difficulties)
+    if r.ndim == 3:
+        with _quiet_nanmean():
+            r = np.nanmean(r, axis=2)
+    return _argmin_difficulty(r, d)
+
+
+
+
+@dataclasses.dataclass(frozen=True)
+class BootstrapDStar:
+    """Percentile bootstrap interval for d*(n). ``d_star``: the point estimate on all seeds
+    ``[N]``; ``low``/``high``: interval ends ``[N]``; ``samples``: ``[n_boot, N]``."""
+
+    d_star: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    samples: np.ndarray
+    level: float
 
 
 def bootstrap_d_star(
-    target_risk: np.ndarray, difficulties: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.9
-) -> dict[str, np.ndarray]:
-    """Bootstrap over seeds: resample the seed axis of ``target_risk [D, N, S]`` with replacement.
+    target_risk,
+    difficulties,
+    n_boot: int = 1000,
+    seed: int | np.random.Generator = 0,
+    level: float = 0.95,
+) -> BootstrapDStar:
+    """Bootstrap d*(n) by resampling seeds with replacement.
 
-    Returns ``d_star [N]`` (point estimate), ``low``/``high [N]`` (percentile interval at
-    ``level``) and ``samples [n_boot, N]``.
+    One resample draws S seed indices and uses them for every (difficulty, budget) cell, keeping
+    whatever the runs of one seed share (data stream, initialisation). The interval is the
+    ``(1 - level)/2`` and ``(1 + level)/2`` percentiles of the resampled d*, taken
+    conservatively on the discrete levels (lower/higher order statistic). Deterministic given
+    ``seed`` (an int or a ``numpy.random.Generator``).
     """
-    rng = np.random.default_rng(seed)
-    s = target_risk.shape[-1]
-    picks = rng.integers(0, s, size=(n_boot, s))
-    samples = np.stack([d_star(target_risk[..., p], difficulties) for p in picks])
+    r, d = _check_risk_array(target_risk, difficulties, ndims=(3,))
+    if not 0 < level < 1:
+        raise ValueError(f"level={level!r}; allowed: 0 < level < 1")
+    if n_boot < 1:
+        raise ValueError(f"n_boot={n_boot!r}; allowed: n_boot >= 1")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    S = r.shape[2]
+    idx = rng.integers(0, S, size=(n_boot, S))
+    with _quiet_nanmean():
+        means = np.nanmean(r[:, :, idx], axis=3)  # [D, N, B]
+    samples = _argmin_difficulty(means, d).T  # [B, N]
     alpha = (1 - level) / 2
-    return dict(
-        d_star=d_star(target_risk, difficulties),
-        low=np.quantile(samples, alpha, axis=0, method="lower"),
-        high=np.quantile(samples, 1 - alpha, axis=0, method="higher"),
-        samples=samples,
-    )
+    with _quiet_nanmean():
+        low = np.nanquantile(samples, alpha, axis=0, method="lower")
+        high = np.nanquantile(samples, 1 - alpha, axis=0, method="higher")
+    return BootstrapDStar(empirical_d_star(r, d), low, high, samples, level)
+
+
+d_star = empirical_d_star  # the name used in reports

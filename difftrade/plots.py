@@ -52,11 +52,11 @@ def heatmap(ds: xr.Dataset) -> plt.Figure:
 
 def d_star_curve(ds: xr.Dataset, n_boot: int = 1000) -> plt.Figure:
     """d*(n) against budget (log axis) with a 90% bootstrap interval over seeds."""
-    boot = bootstrap_d_star(ds["target_risk"].values, ds["difficulty"].values, n_boot=n_boot)
+    boot = bootstrap_d_star(ds["target_risk"].values, ds["difficulty"].values, n_boot=n_boot, level=0.9)
     budgets = ds["budget"].values
     fig, ax = plt.subplots(figsize=(5, 3.4))
-    ax.vlines(budgets, boot["low"] - 0.15, boot["high"] + 0.15, color="C0", alpha=0.25, lw=10, label="90% bootstrap (seeds)")
-    ax.plot(budgets, boot["d_star"], "o-", color="C0", label="d*(n) (seed mean)")
+    ax.vlines(budgets, boot.low - 0.15, boot.high + 0.15, color="C0", alpha=0.25, lw=10, label="90% bootstrap (seeds)")
+    ax.plot(budgets, boot.d_star, "o-", color="C0", label="d*(n) (seed mean)")
     ax.set_xscale("log")
     ax.set_xticks(budgets, _budget_labels(budgets), rotation=45)
     ax.minorticks_off()

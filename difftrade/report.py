@@ -8,15 +8,18 @@ import xarray as xr
 from difftrade.evaluate import bootstrap_d_star
 
 
-def _trend(values: np.ndarray) -> float:
-    """Fraction of ordered pairs (i < j) with values[j] > values[i] (1 = increasing, 0 = decreasing)."""
+def _trend(values: np.ndarray, tol: float = 0.01) -> float:
+    """Among ordered pairs (i < j) whose values differ by more than ``tol``, the fraction with
+    values[j] > values[i] (1 = increasing, 0 = decreasing; NaN if every pair is a tie, e.g. all
+    gaps saturated at 0 or 1)."""
     v = np.asarray(values)
-    pairs = [(i, j) for i in range(len(v)) for j in range(i + 1, len(v))]
+    pairs = [(i, j) for i in range(len(v)) for j in range(i + 1, len(v)) if abs(v[j] - v[i]) > tol]
     return float(np.mean([v[j] > v[i] for i, j in pairs])) if pairs else float("nan")
 
 
 def mechanism(ds: xr.Dataset) -> dict[str, float]:
-    """How consistently the paper's mechanism shows (fractions of ordered pairs, seed means).
+    """How consistently the paper's mechanism shows (fractions of ordered pairs that differ by
+    more than 0.01, seed means).
 
     gen_gap_rises_with_d: at fixed n, over difficulties; gen_gap_falls_with_n: at fixed d, over
     budgets; extrap_gap_falls_with_d: at fixed n, over difficulties.
@@ -32,16 +35,16 @@ def mechanism(ds: xr.Dataset) -> dict[str, float]:
 
 def summary(ds: xr.Dataset, n_boot: int = 1000) -> dict[str, object]:
     """Numbers a report states: d*(n) with interval, direction verdict, mechanism, flagged members."""
-    boot = bootstrap_d_star(ds["target_risk"].values, ds["difficulty"].values, n_boot=n_boot)
+    boot = bootstrap_d_star(ds["target_risk"].values, ds["difficulty"].values, n_boot=n_boot, level=0.9)
     bad = ds["nonfinite_steps"].values > 0
-    d_star = boot["d_star"]
+    d_star = boot.d_star.astype(int)
     return {
         "d_star": d_star,
-        "low": boot["low"],
-        "high": boot["high"],
+        "low": boot.low.astype(int),
+        "high": boot.high.astype(int),
         "moves_harder": bool(d_star[-1] > d_star[0]),
         "never_decreases": bool(np.all(np.diff(d_star) >= 0)),
-        "separated": bool(boot["low"][-1] > boot["high"][0]),
+        "separated": bool(boot.low[-1] > boot.high[0]),
         "mechanism": mechanism(ds),
         "nonfinite_members": int(bad.sum()),
     }
@@ -82,7 +85,7 @@ def render(ds: xr.Dataset, n_boot: int = 1000) -> str:
         f"({'moves to harder data' if s['moves_harder'] else 'does NOT move to harder data'}; "
         f"{'never decreases' if s['never_decreases'] else 'not monotone'}; bootstrap intervals at the ends "
         f"{'do not overlap' if s['separated'] else 'overlap'}).",
-        f"* generalization gap rises with difficulty at fixed n in {m['gen_gap_rises_with_d']:.0%} of ordered pairs; "
+        f"* generalization gap rises with difficulty at fixed n in {m['gen_gap_rises_with_d']:.0%} of ordered pairs that differ; "
         f"falls with n at fixed d in {m['gen_gap_falls_with_n']:.0%}; extrapolation gap falls with difficulty in "
         f"{m['extrap_gap_falls_with_d']:.0%}.",
     ]

@@ -71,10 +71,10 @@ def test_d_star_and_bootstrap():
     risk = np.array([[[0.2, 0.3], [0.9, 0.8]], [[0.5, 0.5], [0.6, 0.6]], [[0.9, 0.9], [0.1, 0.2]]])
     np.testing.assert_array_equal(d_star(risk, np.array([1, 2, 3])), [1, 3])
     boot = bootstrap_d_star(risk, np.array([1, 2, 3]), n_boot=200)
-    np.testing.assert_array_equal(boot["low"], [1, 3])
-    np.testing.assert_array_equal(boot["high"], [1, 3])
+    np.testing.assert_array_equal(boot.low, [1, 3])
+    np.testing.assert_array_equal(boot.high, [1, 3])
     # a noisy cell makes the interval widen
     noisy = risk.copy()
     noisy[1, 0] = [0.0, 0.9]
     boot = bootstrap_d_star(noisy, np.array([1, 2, 3]), n_boot=400)
-    assert boot["low"][0] == 1 and boot["high"][0] == 2
+    assert boot.low[0] == 1 and boot.high[0] == 2
