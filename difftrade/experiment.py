@@ -105,10 +105,15 @@ def run(
         if stop_after_chunks is not None and c >= stop_after_chunks:
             return None
         idx = todo[start : start + size]
-        sub = pop.take(idx)
+        # A short last chunk is padded with copies of its last member (dropped below), so every
+        # chunk has one shape and the trainer and evaluator compile once per run.
+        padded = np.concatenate([idx, np.repeat(idx[-1:], size - len(idx))])
+        sub = pop.take(padded)
         init = None if base is None else jax.tree.map(lambda x: jnp.broadcast_to(x, (sub.size, *x.shape)), base)
-        trained = train_population(task, sub, cfg.model, cfg.train, run_key, init=init)
-        ev = evaluate_population(task, trained.params, sub.weights, sub.budget, sub.seed, cfg.model, cfg.eval, run_key)
+        full = train_population(task, sub, cfg.model, cfg.train, run_key, init=init)
+        ev = evaluate_population(task, full.params, sub.weights, sub.budget, sub.seed, cfg.model, cfg.eval, run_key)
+        trained = jax.tree.map(lambda x: x[: len(idx)], full)
+        ev = {k: v[: len(idx)] for k, v in ev.items()}
         train_out = {k: np.asarray(getattr(trained, k)) for k in ("loss_curve", "accuracy_curve", "nonfinite_steps")}
         ds = results.chunk_dataset(idx, train_out, ev)
         stem = out_dir / "chunks" / f"chunk_{next_id:05d}"
