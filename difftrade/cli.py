@@ -76,6 +76,8 @@ def _run(config_path: Path, out_dir: Path, resume: bool) -> Path:
 
 def _pretrain(config_path: Path, out_dir: Path) -> Path:
     """Train the config's single member and save it as a base checkpoint ``out_dir/base``."""
+    import json
+
     import jax
 
     from difftrade import config, experiment
@@ -89,6 +91,10 @@ def _pretrain(config_path: Path, out_dir: Path) -> Path:
             "(use one difficulty, one budget, one seed; e.g. train_distribution = 'up_to')"
         )
     ds = experiment.run(cfg, out_dir, resume=True)
+    existing = out_dir / "base" / "base.json"
+    if existing.exists() and json.loads(existing.read_text()).get("config_hash") == cfg.hash():
+        print(f"base checkpoint: {existing.parent} (already written by this config)")
+        return existing.parent
     _, params = experiment.load_params(out_dir, init_params(cfg.model, jax.random.key(0)))
     base = save_base(out_dir / "base", jax.tree.map(lambda x: x[0], params), cfg.model,
                      {"task": cfg.to_dict()["task"], "config_hash": cfg.hash()})

@@ -27,6 +27,7 @@ def base(tmp_path_factory):
         lines += [f"{k} = {v!r}".replace("'", '"') for k, v in values.items()]
     path.write_text("\n".join(lines) + "\n")
     assert main(["pretrain", str(path), "--out", str(out / "run")]) == 0
+    assert main(["pretrain", str(path), "--out", str(out / "run")]) == 0  # a rerun reuses the base
     return config.from_dict(raw), out / "run" / "base"
 
 
