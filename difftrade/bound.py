@@ -228,7 +228,7 @@ def render(ds: xr.Dataset, b: xr.Dataset) -> str:
     lines += [
         "",
         f"Non-vacuous certificates: {nonvac_s:.0%} in-distribution, {nonvac_t:.0%} on the target.",
-        f"Target mass no training example can cover, per difficulty (π): "
+        "Target mass no training example can cover, per difficulty (π): "
         + ", ".join(f"d={d}: {p:.3f}" for d, p in zip(diffs, b["uncoverable_mass"].values)),
         "",
         "| n | empirical d* | d* from certified L_T(Q) | d* from shift bound |",

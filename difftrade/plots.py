@@ -27,6 +27,17 @@ def _budget_labels(budgets: np.ndarray) -> list[str]:
     return [f"{int(b):,}" for b in budgets]
 
 
+def _budget_panels(num: int, height: float) -> tuple[plt.Figure, list[plt.Axes]]:
+    """One panel per budget, at most 4 per row, shared y axis; unused panels hidden."""
+    cols = min(num, 4)
+    rows = -(-num // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, height * rows), sharey=True, squeeze=False)
+    flat = list(axes.ravel())
+    for ax in flat[num:]:
+        ax.axis("off")
+    return fig, flat[:num]
+
+
 def heatmap(ds: xr.Dataset) -> plt.Figure:
     """Target accuracy (seed mean) over difficulty × budget; white dots mark d*(n)."""
     acc = 1.0 - ds["target_risk"].mean("seed").values  # [D, N]
@@ -76,12 +87,10 @@ def gap_decomposition(ds: xr.Dataset) -> plt.Figure:
     """Waterfall per difficulty: train risk, + generalization gap, + extrapolation gap = target risk."""
     diffs, budgets = ds["difficulty"].values, ds["budget"].values
     mean = {k: ds[k].mean("seed").values for k in ("train_risk", "generalization_gap", "extrapolation_gap", "target_risk")}
-    cols = min(len(budgets), 4)
-    rows = -(-len(budgets) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.2 * rows), sharey=True, squeeze=False)
+    fig, panels = _budget_panels(len(budgets), 3.2)
     x = np.arange(len(diffs))
     for j, b in enumerate(budgets):
-        ax = axes[j // cols, j % cols]
+        ax = panels[j]
         train, gen, ext = mean["train_risk"][:, j], mean["generalization_gap"][:, j], mean["extrapolation_gap"][:, j]
         ax.bar(x, train, 0.7, color=COLORS["train"], label="train risk")
         ax.bar(x, gen, 0.7, bottom=train, color=COLORS["gen"], label="generalization gap")
@@ -91,11 +100,9 @@ def gap_decomposition(ds: xr.Dataset) -> plt.Figure:
         ax.set_xticks(x, [str(d) for d in diffs])
         ax.set_title(f"n = {int(b):,}", fontsize=10)
         ax.set_xlabel("training difficulty d")
-        if j % cols == 0:
+        if j % 4 == 0:
             ax.set_ylabel("risk (1 − exact match)")
-    for k in range(len(budgets), rows * cols):
-        axes[k // cols, k % cols].axis("off")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
+    handles, labels = panels[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
     fig.suptitle("target risk = train risk + generalization gap + extrapolation gap (seed mean)", fontsize=10)
     fig.tight_layout(rect=(0, 0.06, 1, 0.96))
@@ -106,23 +113,19 @@ def learning_curves(ds: xr.Dataset) -> plt.Figure:
     """Training cross-entropy per checkpoint segment, one line per difficulty, one panel per budget."""
     diffs, budgets = ds["difficulty"].values, ds["budget"].values
     steps = ds["checkpoint"].values
-    cols = min(len(budgets), 4)
-    rows = -(-len(budgets) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.6 * rows), sharey=True, squeeze=False)
+    fig, panels = _budget_panels(len(budgets), 2.6)
     curve = ds["loss_curve"].mean("seed").values  # [D, N, K]
     for j, b in enumerate(budgets):
-        ax = axes[j // cols, j % cols]
+        ax = panels[j]
         for i, d in enumerate(diffs):
             ax.plot(steps, curve[i, j], marker=".", color=plt.cm.plasma(i / max(len(diffs) - 1, 1)), label=f"d={d}")
         ax.set_yscale("log")
         ax.set_title(f"n = {int(b):,}", fontsize=10)
         ax.set_xlabel("training step")
-        if j % cols == 0:
+        if j % 4 == 0:
             ax.set_ylabel("train cross-entropy (nats/token)")
         ax.grid(alpha=0.3)
-    for k in range(len(budgets), rows * cols):
-        axes[k // cols, k % cols].axis("off")
-    axes[0, 0].legend(fontsize=7)
+    panels[0].legend(fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -153,9 +156,7 @@ def save_all(ds: xr.Dataset, out_dir: str | Path, formats: tuple[str, ...] = ("p
 def bounds_overlay(ds: xr.Dataset, b: xr.Dataset) -> plt.Figure:
     """Per budget: train risk, measured test risk, certified L_S(Q); target risk and its bounds."""
     diffs, budgets = ds["difficulty"].values, ds["budget"].values
-    cols = min(len(budgets), 4)
-    rows = -(-len(budgets) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.9 * rows), sharey=True, squeeze=False)
+    fig, panels = _budget_panels(len(budgets), 2.9)
     m = lambda v: np.nanmean(v, axis=-1)  # noqa: E731
     series = [
         (ds["train_risk"].values, "train risk", "C0", "o-"),
@@ -166,18 +167,16 @@ def bounds_overlay(ds: xr.Dataset, b: xr.Dataset) -> plt.Figure:
         (b["shift_target_bound"].values, "shift bound on R_T", "C3", "d:"),
     ]
     for j, n in enumerate(budgets):
-        ax = axes[j // cols, j % cols]
+        ax = panels[j]
         for values, label, color, style in series:
             ax.plot(diffs, m(values[:, j]), style, color=color, label=label, ms=4)
         ax.set_title(f"n = {int(n):,}", fontsize=10)
         ax.set_xlabel("training difficulty d")
         ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)
-        if j % cols == 0:
+        if j % 4 == 0:
             ax.set_ylabel("risk (0-1, exact match)")
-    for k in range(len(budgets), rows * cols):
-        axes[k // cols, k % cols].axis("off")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
+    handles, labels = panels[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
     fig.suptitle("measured risks vs certificates (seed mean); bounds at 1 are vacuous", fontsize=10)
     fig.tight_layout(rect=(0, 0.1, 1, 0.96))
@@ -222,6 +221,8 @@ def d_star_comparison(ds: xr.Dataset, b: xr.Dataset) -> plt.Figure:
     except Exception as err:  # noqa: BLE001 - a failed fit must not cost the other curves
         ax.text(0.02, 0.02, f"model fit failed: {err}", transform=ax.transAxes, fontsize=7)
     ax.set_xscale("log")
+    ax.set_xticks(budgets, _budget_labels(budgets), rotation=45)
+    ax.minorticks_off()
     ax.set_xlabel("training budget n (examples)")
     ax.set_ylabel("optimal training difficulty")
     ax.set_yticks(diffs)

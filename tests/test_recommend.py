@@ -4,7 +4,6 @@ closed-form fallback outside the measured range, and leave-one-budget-out valida
 from __future__ import annotations
 
 import json
-import sys
 import warnings
 from pathlib import Path
 
@@ -12,9 +11,6 @@ import numpy as np
 import pytest
 import xarray as xr
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from difftrade.recommender import (
     ExtrapolationWarning,

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 import sympy as sp
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # the checks and this file import difftrade from the checkout
-    sys.path.insert(0, str(ROOT))
 
 from difftrade.theory.symbolic import (
     NUMERIC_FALLBACK,

@@ -8,12 +8,6 @@ Run ``python theory/check_gaussian_kl.py``; ``check()`` returns the results,
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
-try:
-    import difftrade.theory.symbolic  # noqa: F401
-except ImportError:  # run from a checkout without an install
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import sympy as sp
 

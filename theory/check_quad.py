@@ -7,12 +7,6 @@ returns deliberately wrong statements that the same machinery must reject.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
-try:
-    import difftrade.theory.symbolic  # noqa: F401
-except ImportError:  # run from a checkout without an install
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import sympy as sp
 
