@@ -22,7 +22,7 @@ from difftrade import data, results
 from difftrade.checkpoint import load_base
 from difftrade.config import RunConfig
 from difftrade.evaluate import evaluate_population
-from difftrade.train import auto_chunk_size, member_data_root, train_population
+from difftrade.train import auto_chunk_size, check_chunk_fits, member_data_root, train_population
 
 META = "config.json"
 
@@ -98,6 +98,7 @@ def run(
     chunks, done = finished_members(out_dir)
     todo = np.array([i for i in range(pop.size) if i not in done], dtype=np.int64)
     size = cfg.run.chunk_size or auto_chunk_size(cfg.model, cfg.train, task.seq_len, max(len(todo), 1))
+    check_chunk_fits(cfg.model, cfg.train, task.seq_len, size)
     bar = Progress(pop.size, progress)
     bar.update(len(done), "(resumed)" if done else "")
     next_id = len(list((out_dir / "chunks").glob("chunk_*.nc")))

@@ -304,3 +304,16 @@ def auto_chunk_size(model_cfg: ModelConfig, cfg: TrainConfig, seq_len: int, num_
     """Largest chunk that fits ``fraction`` of device memory (per device), times device count."""
     per_device = max(1, int(fraction * device_memory_bytes() // bytes_per_member(model_cfg, cfg, seq_len)))
     return max(1, min(num_members, per_device * jax.device_count()))
+
+
+def check_chunk_fits(model_cfg: ModelConfig, cfg: TrainConfig, seq_len: int, chunk_size: int) -> None:
+    """Refuse (before compiling) a chunk whose estimated need exceeds the free device memory."""
+    per_device = -(-chunk_size // jax.device_count())
+    need = per_device * bytes_per_member(model_cfg, cfg, seq_len)
+    have = device_memory_bytes()
+    if need > have:
+        fits = max(0, have // bytes_per_member(model_cfg, cfg, seq_len)) * jax.device_count()
+        raise ValueError(
+            f"run.chunk_size={chunk_size} does not fit: about {need / 2**30:.1f} GiB per device needed, "
+            f"{have / 2**30:.1f} GiB free; allowed: at most {fits} members per chunk (or 0 for automatic)"
+        )

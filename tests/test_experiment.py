@@ -122,3 +122,26 @@ def test_cli_report_writes_figures(full_run, tmp_path, capsys):
     for name in ("heatmap", "d_star", "gaps", "learning_curves"):
         assert (tmp_path / f"{name}.png").stat().st_size > 5000
     assert "d*(n)" in (tmp_path / "report.md").read_text()
+
+
+def test_automatic_chunking_splits_by_memory(tiny_cfg, tmp_path, monkeypatch):
+    """With little device memory the grid is cut into several chunks, and results do not change."""
+    from difftrade import train
+
+    cfg = tiny_cfg
+    per_member = train.bytes_per_member(cfg.model, cfg.train, cfg.task.seq_len)
+    # room for 3 members at the default 50% fraction
+    monkeypatch.setattr(train, "device_memory_bytes", lambda: int(6.5 * per_member))
+    assert train.auto_chunk_size(cfg.model, cfg.train, cfg.task.seq_len, 8) == 3
+    monkeypatch.setattr("difftrade.experiment.auto_chunk_size", train.auto_chunk_size)
+    ds = experiment.run(cfg, tmp_path, progress=False)
+    assert len(list((tmp_path / "chunks").glob("chunk_*.nc"))) == 3
+    assert np.all(np.isfinite(ds["target_risk"].values))
+
+
+def test_chunk_size_too_large_for_memory_is_refused(tiny_cfg, monkeypatch):
+    from difftrade import train
+
+    monkeypatch.setattr(train, "device_memory_bytes", lambda: 1000)
+    with pytest.raises(ValueError, match="does not fit"):
+        train.check_chunk_fits(tiny_cfg.model, tiny_cfg.train, tiny_cfg.task.seq_len, 8)
