@@ -235,5 +235,5 @@ def render(ds: xr.Dataset, b: xr.Dataset) -> str:
         "|---:|---:|---:|---:|",
     ]
     for j, n in enumerate(budgets):
-        lines.append(f"| {int(n):,} | {emp[j]} | {by_cert[j]:.0f} | {by_shift[j]:.0f} |")
+        lines.append(f"| {int(n):,} | {emp[j]:.0f} | {by_cert[j]:.0f} | {by_shift[j]:.0f} |")
     return "\n".join(lines) + "\n"
