@@ -123,19 +123,7 @@ def surface(ds: xr.Dataset, variable: str = "target_risk") -> Surface:
         raise ValueError(  # noqa: TRY004 (the project's convention: bad input is a ValueError)
             f"results is a {type(ds).__name__}; allowed: an xarray.Dataset or a FitResult"
         )
-    if variable not in ds:
-        raise ValueError(
-            f"variable={variable!r} is not in the results; allowed: {sorted(ds.data_vars)}"
-        )
-    da = ds[variable]
-    for dim in ("difficulty", "budget"):
-        if dim not in da.dims:
-            raise ValueError(
-                f"{variable} has dims {da.dims}; allowed: dims including 'difficulty' and 'budget'"
-            )
-    extra = [d for d in da.dims if d not in ("difficulty", "budget", "seed")]
-    if extra:
-        raise ValueError(f"{variable} has extra dims {extra}; allowed: difficulty, budget, seed")
+    da = tradeoff.risk_variable(ds, variable)
     if "seed" not in da.dims:
         da = da.expand_dims("seed", axis=-1)
     da = da.sortby("budget").transpose("difficulty", "budget", "seed")

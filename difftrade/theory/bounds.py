@@ -624,18 +624,16 @@ def kl_test_set_bound(emp_risk: ArrayLike, n: ArrayLike, delta: ArrayLike) -> ja
 
     ``emp_risk`` is the mean loss of a *fixed* predictor on ``n`` fresh i.i.d. examples.
     """
-    _check_risk("emp_risk", emp_risk)
-    _check_n("n", n)
-    _check_delta("delta", delta)
-    with float64_scope():
-        emp_risk, n, delta = _f64(emp_risk, n, delta)
-        ok = (n >= 1) & (delta > 0) & (delta < 1)
-        c = jnp.where(ok, -jnp.log(jnp.where(ok, delta, 0.5)) / jnp.where(ok, n, 1.0), jnp.nan)
-        return kl_inv(emp_risk, c)
+    return _test_set(kl_inv, emp_risk, n, delta)
 
 
 def kl_test_set_lower(emp_risk: ArrayLike, n: ArrayLike, delta: ArrayLike) -> jax.Array:
     """Lower test-set bound for any [0, 1] loss: ``L ≥ kl⁻¹_lower(L̂, ln(1/δ)/n)`` w.p. ≥ 1−δ."""
+    return _test_set(kl_inv_lower, emp_risk, n, delta)
+
+
+def _test_set(invert, emp_risk: ArrayLike, n: ArrayLike, delta: ArrayLike) -> jax.Array:
+    """``invert(L̂, ln(1/δ)/n)`` with the checks both test-set bounds share."""
     _check_risk("emp_risk", emp_risk)
     _check_n("n", n)
     _check_delta("delta", delta)
@@ -643,7 +641,7 @@ def kl_test_set_lower(emp_risk: ArrayLike, n: ArrayLike, delta: ArrayLike) -> ja
         emp_risk, n, delta = _f64(emp_risk, n, delta)
         ok = (n >= 1) & (delta > 0) & (delta < 1)
         c = jnp.where(ok, -jnp.log(jnp.where(ok, delta, 0.5)) / jnp.where(ok, n, 1.0), jnp.nan)
-        return kl_inv_lower(emp_risk, c)
+        return invert(emp_risk, c)
 
 
 # ---- binomial tail inversion (Clopper–Pearson) -----------------------------------------------

@@ -408,6 +408,26 @@ def compare_models(
     return [RankedFit(fits[i], float(vals[i]), float(delta[i]), float(wts[i])) for i in order]
 
 
+def risk_variable(ds, variable: str = "target_risk"):
+    """``ds[variable]`` after checking it has dims difficulty, budget and optionally seed."""
+    if variable not in ds:
+        raise ValueError(
+            f"variable={variable!r} is not in the dataset; allowed: {sorted(ds.data_vars)}"
+        )
+    da = ds[variable]
+    for dim in ("difficulty", "budget"):
+        if dim not in da.dims:
+            raise ValueError(
+                f"{variable} has dims {da.dims}; allowed: dims including 'difficulty' and 'budget'"
+            )
+    extra = [dim for dim in da.dims if dim not in ("difficulty", "budget", "seed")]
+    if extra:
+        raise ValueError(
+            f"{variable} has extra dims {extra}; allowed: difficulty, budget, seed (select first)"
+        )
+    return da
+
+
 def fit_dataset(
     ds,
     model: TradeoffModel | None = None,
@@ -421,21 +441,7 @@ def fit_dataset(
     [0, 1]). The risk is averaged over seeds (NaN-aware) before fitting. ``model`` defaults to
     :class:`PowerTradeoff`."""
     model = PowerTradeoff() if model is None else model
-    if variable not in ds:
-        raise ValueError(
-            f"variable={variable!r} is not in the dataset; allowed: {list(ds.data_vars)}"
-        )
-    da = ds[variable]
-    for dim in ("difficulty", "budget"):
-        if dim not in da.dims:
-            raise ValueError(
-                f"{variable} has dims {da.dims}; allowed: dims including 'difficulty' and 'budget'"
-            )
-    extra = [dim for dim in da.dims if dim not in ("difficulty", "budget", "seed")]
-    if extra:
-        raise ValueError(
-            f"{variable} has extra dims {extra}; allowed: difficulty, budget, seed (select first)"
-        )
+    da = risk_variable(ds, variable)
     vals = np.asarray(da.values, dtype=float)
     finite = vals[np.isfinite(vals)]
     if finite.size and (finite.min() < 0 or finite.max() > 1):
