@@ -146,17 +146,26 @@ def _log_moment(t: jax.Array, s: jax.Array, order: jax.Array) -> jax.Array:
     return jnp.where(escaped, jnp.inf, value)
 
 
-def renyi_divergence(t: ArrayLike, s: ArrayLike, order: ArrayLike) -> jax.Array:
-    """Rényi divergence ``D_q(T‖S) = ln(Σᵢ tᵢ^q sᵢ^(1−q)) / (q − 1)``, order q > 1; +inf if T ⊄ supp S."""
+def _check_pair(t: ArrayLike, s: ArrayLike, order: ArrayLike) -> None:
     _check_weights("t", t)
     _check_weights("s", s)
     _check_order(order)
+
+
+def _pair_and_order(t: ArrayLike, s: ArrayLike, order: ArrayLike) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Broadcast float64 weights, a safe order q (> 1; 2 where invalid) and the validity mask."""
+    t, s = jnp.broadcast_arrays(*(jnp.asarray(x, jnp.float64) for x in (t, s)))
+    q = jnp.asarray(order, jnp.float64)
+    ok = _weights_ok(t) & _weights_ok(s) & (q > 1)
+    t, s = _as_weights(t, s)
+    return t, s, jnp.where(q > 1, q, 2.0), ok
+
+
+def renyi_divergence(t: ArrayLike, s: ArrayLike, order: ArrayLike) -> jax.Array:
+    """Rényi divergence ``D_q(T‖S) = ln(Σᵢ tᵢ^q sᵢ^(1−q)) / (q − 1)``, order q > 1; +inf if T ⊄ supp S."""
+    _check_pair(t, s, order)
     with float64_scope():
-        t, s = jnp.broadcast_arrays(*(jnp.asarray(x, jnp.float64) for x in (t, s)))
-        q = jnp.asarray(order, jnp.float64)
-        ok = _weights_ok(t) & _weights_ok(s) & (q > 1)
-        t, s = _as_weights(t, s)
-        q = jnp.where(q > 1, q, 2.0)
+        t, s, q, ok = _pair_and_order(t, s, order)
         value = jnp.maximum(_log_moment(t, s, q) / (q - 1.0), 0.0)
         return jnp.where(ok, value, jnp.nan)
 
@@ -167,16 +176,10 @@ def renyi_beta(t: ArrayLike, s: ArrayLike, order: ArrayLike) -> jax.Array:
     T is *not* renormalised on supp S (its outside mass is the separate η term); when T ≪ S,
     ``β_q = exp(((q−1)/q) D_q(T‖S))``.
     """
-    _check_weights("t", t)
-    _check_weights("s", s)
-    _check_order(order)
+    _check_pair(t, s, order)
     with float64_scope():
-        t, s = jnp.broadcast_arrays(*(jnp.asarray(x, jnp.float64) for x in (t, s)))
-        q = jnp.asarray(order, jnp.float64)
-        ok = _weights_ok(t) & _weights_ok(s) & (q > 1)
-        t, s = _as_weights(t, s)
+        t, s, q, ok = _pair_and_order(t, s, order)
         inside = jnp.where(s > 0, t, 0.0)
-        q = jnp.where(q > 1, q, 2.0)
         return jnp.where(ok, jnp.exp(_log_moment(inside, s, q) / q), jnp.nan)
 
 
