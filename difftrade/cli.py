@@ -60,15 +60,20 @@ def _report(results_path: Path, out_dir: Path) -> str:
 
 
 def _run(config_path: Path, out_dir: Path, resume: bool) -> Path:
+    import jax
+
     from difftrade import config, experiment
 
     cfg = config.load(config_path)
     start = time.time()
     ds = experiment.run(cfg, out_dir, resume=resume)
+    if ds is None:  # a worker process of a multi-host run: process 0 writes and reports
+        return out_dir / "results.nc"
     best = ds["target_risk"].mean("seed")
     d_star = ds["difficulty"].values[best.argmin("difficulty").values]
     print(
-        f"done: {int(ds.sizes['difficulty'] * ds.sizes['budget'] * ds.sizes['seed'])} members in {time.time() - start:.0f} s; "
+        f"done: {int(ds.sizes['difficulty'] * ds.sizes['budget'] * ds.sizes['seed'])} members in {time.time() - start:.0f} s "
+        f"on {jax.device_count()} device(s) in {jax.process_count()} process(es); "
         f"d*(n) = {dict(zip(ds['budget'].values.tolist(), d_star.tolist()))}; results: {out_dir / 'results.nc'}"
     )
     return out_dir / "results.nc"
@@ -203,6 +208,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("config", type=Path)
     p.add_argument("--out", type=Path)
     p.add_argument("--resume", action="store_true")
+    hosts = p.add_argument_group("multi-host (jax.distributed; run the same command on every host)")
+    hosts.add_argument("--distributed", action="store_true", help="join a cluster jax detects (SLURM, MPI, TPU)")
+    hosts.add_argument("--coordinator", help="host:port of process 0 (with --num-processes, --process-id)")
+    hosts.add_argument("--num-processes", type=int)
+    hosts.add_argument("--process-id", type=int)
     p = sub.add_parser("pretrain", help="train a one-member config and save it as a base checkpoint")
     p.add_argument("config", type=Path)
     p.add_argument("--out", type=Path)
@@ -247,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "tasks":
             return _tasks(args)
         if args.command == "run":
+            if args.distributed or args.coordinator is not None or args.num_processes is not None or args.process_id is not None:
+                from difftrade import multihost
+
+                multihost.initialize(args.coordinator, args.num_processes, args.process_id)
             out = args.out or Path("runs") / args.config.stem
             _run(args.config, out, args.resume)
             return 0

@@ -23,8 +23,9 @@ import numpy as np
 
 from difftrade import data
 from difftrade.model import ModelConfig, Params, graphdef, token_losses
+from difftrade.multihost import to_host
 from difftrade.tasks.base import Task
-from difftrade.train import member_data_root
+from difftrade.train import member_data_root, member_mesh, member_sharding, shard_members
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,13 +105,21 @@ def evaluate_population(
     """Evaluate every member (leading axis ``M``) on its training examples and every level.
 
     Returns numpy arrays: ``train_exact``, ``train_ce`` ``[M]``; ``level_exact``, ``level_ce``
-    ``[M, num_levels]``.
+    ``[M, num_levels]``. The member axis is split over all devices (all hosts' under
+    ``jax.distributed``, where every process must call this), like the trainer's.
     """
     key = (task, model_cfg, cfg, tuple(np.asarray(jax.random.key_data(run_key)).ravel().tolist()))
+    mesh = member_mesh()
     if key not in _COMPILED:
-        _COMPILED[key] = jax.jit(jax.vmap(make_member_evaluator(task, model_cfg, cfg, run_key)))
-    out = _COMPILED[key](params, jnp.asarray(weights, jnp.float32), jnp.asarray(budget, jnp.int32), jnp.asarray(seed, jnp.int32))
-    return {k: np.asarray(v) for k, v in out.items()}
+        evaluator = jax.vmap(make_member_evaluator(task, model_cfg, cfg, run_key))
+        _COMPILED[key] = jax.jit(evaluator, out_shardings=member_sharding(mesh))
+    m = int(np.shape(budget)[0])
+    fill = np.concatenate([np.arange(m), np.full(-m % mesh.size, m - 1)])  # pad to the device count
+    if len(fill) > m:
+        params = jax.tree.map(lambda x: x[fill], params)
+    hyper = (np.asarray(weights, np.float32)[fill], np.asarray(budget, np.int32)[fill], np.asarray(seed, np.int32)[fill])
+    out = _COMPILED[key](*shard_members((params, *hyper), mesh))
+    return {k: v[:m] for k, v in to_host(out).items()}
 
 
 def risks(train_exact: np.ndarray, level_exact: np.ndarray, weights: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:

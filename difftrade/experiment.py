@@ -22,6 +22,7 @@ from difftrade import data, results
 from difftrade.checkpoint import load_base
 from difftrade.config import RunConfig
 from difftrade.evaluate import evaluate_population
+from difftrade.multihost import broadcast, is_main, to_host
 from difftrade.train import auto_chunk_size, check_chunk_fits, member_data_root, train_population
 
 META = "config.json"
@@ -78,6 +79,30 @@ def finished_members(out_dir: Path) -> tuple[list[xr.Dataset], set[int]]:
     return chunks, done
 
 
+def plan(cfg: RunConfig, out_dir: Path, resume: bool, num_members: int) -> tuple[list[xr.Dataset], np.ndarray]:
+    """Prepare ``out_dir`` and find the finished members: (chunks on disk, done bool ``[M]``).
+
+    Process 0 alone reads and writes the directory; every process receives the done mask.
+    A refusal (wrong directory, config mismatch) is raised on every process.
+    """
+    chunks: list[xr.Dataset] = []
+    done = np.zeros(num_members, np.int32)
+    refused: ValueError | None = None
+    if is_main():
+        try:
+            prepare_dir(cfg, out_dir, resume)
+            chunks, members = finished_members(out_dir)
+            done[sorted(members)] = 1
+        except ValueError as err:
+            refused = err
+    flags = broadcast(np.concatenate([[int(refused is None)], done]).astype(np.int32))
+    if refused is not None:
+        raise refused
+    if not flags[0]:
+        raise ValueError(f"process 0 refused --out {str(out_dir)!r} (its error says why); nothing was trained")
+    return chunks, flags[1:].astype(bool)
+
+
 def run(
     cfg: RunConfig,
     out_dir: str | Path,
@@ -89,19 +114,23 @@ def run(
     """Train and evaluate the whole grid of ``cfg`` into ``out_dir``; returns the results.
 
     ``stop_after_chunks`` (tests) stops early, as an interrupted run would, returning None.
+    Under ``jax.distributed`` every process calls this with the same config and the member
+    axis of each chunk spans all hosts' devices; process 0 writes ``out_dir`` and returns the
+    results, the other processes return None. Chunks are rounded up to a multiple of the
+    device count.
     """
     out_dir = Path(out_dir)
-    prepare_dir(cfg, out_dir, resume)
     base = None if cfg.run.init == "scratch" else load_base(cfg.run.init, cfg.model)
     task, pop = cfg.task, cfg.population()
     run_key = jax.random.key(cfg.run.seed)
-    chunks, done = finished_members(out_dir)
-    todo = np.array([i for i in range(pop.size) if i not in done], dtype=np.int64)
+    chunks, done = plan(cfg, out_dir, resume, pop.size)
+    todo = np.flatnonzero(~done)
     size = cfg.run.chunk_size or auto_chunk_size(cfg.model, cfg.train, task.seq_len, max(len(todo), 1))
+    size = -(-size // jax.device_count()) * jax.device_count()
     check_chunk_fits(cfg.model, cfg.train, task.seq_len, size)
-    bar = Progress(pop.size, progress)
-    bar.update(len(done), "(resumed)" if done else "")
-    next_id = len(list((out_dir / "chunks").glob("chunk_*.nc")))
+    bar = Progress(pop.size, progress and is_main())
+    bar.update(int(done.sum()), "(resumed)" if done.any() else "")
+    next_id = len(list((out_dir / "chunks").glob("chunk_*.nc"))) if is_main() else 0
     for c, start in enumerate(range(0, len(todo), size)):
         if stop_after_chunks is not None and c >= stop_after_chunks:
             return None
@@ -113,19 +142,23 @@ def run(
         init = None if base is None else jax.tree.map(lambda x: jnp.broadcast_to(x, (sub.size, *x.shape)), base)
         full = train_population(task, sub, cfg.model, cfg.train, run_key, init=init)
         ev = evaluate_population(task, full.params, sub.weights, sub.budget, sub.seed, cfg.model, cfg.eval, run_key)
-        trained = jax.tree.map(lambda x: x[: len(idx)], full)
+        kept = ("params", "loss_curve", "accuracy_curve", "nonfinite_steps")
+        trained = jax.tree.map(lambda x: x[: len(idx)], to_host({k: getattr(full, k) for k in kept}))
         ev = {k: v[: len(idx)] for k, v in ev.items()}
-        train_out = {k: np.asarray(getattr(trained, k)) for k in ("loss_curve", "accuracy_curve", "nonfinite_steps")}
+        train_out = {k: trained[k] for k in kept[1:]}
         ds = results.chunk_dataset(idx, train_out, ev)
-        stem = out_dir / "chunks" / f"chunk_{next_id:05d}"
-        results.atomic_save_npz({"member": idx, **results.flatten_params(trained.params)}, stem.with_suffix(".params.npz"))
-        results.atomic_write_netcdf(ds, stem.with_suffix(".nc"))  # the .nc marks the chunk as done
+        if is_main():
+            stem = out_dir / "chunks" / f"chunk_{next_id:05d}"
+            results.atomic_save_npz({"member": idx, **results.flatten_params(trained["params"])}, stem.with_suffix(".params.npz"))
+            results.atomic_write_netcdf(ds, stem.with_suffix(".nc"))  # the .nc marks the chunk as done
         chunks.append(ds)
         next_id += 1
         bad = int(np.sum(train_out["nonfinite_steps"] > 0))
         bar.update(len(idx), f"(chunk of {len(idx)}{', %d with NaN/inf steps' % bad if bad else ''})")
         if on_chunk is not None:
             on_chunk(c)
+    if not is_main():
+        return None
     ds = results.assemble(cfg, chunks, {"wall_seconds": float(time.time() - bar.start)})
     ds = add_overlap(cfg, ds, run_key)
     results.atomic_write_netcdf(ds, out_dir / "results.nc")

@@ -25,6 +25,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from difftrade import data
 from difftrade.model import ModelConfig, Params, graphdef, init_params, token_losses
+from difftrade.multihost import to_host
 from difftrade.tasks.base import Task
 
 
@@ -207,10 +208,30 @@ def member_mesh() -> Mesh:
     return Mesh(np.asarray(jax.devices()), ("members",))
 
 
+def member_sharding(mesh: Mesh) -> NamedSharding:
+    """Leading (member) axis split over the mesh, other axes whole."""
+    return NamedSharding(mesh, PartitionSpec("members"))
+
+
 def shard_members(tree: Any, mesh: Mesh) -> Any:
-    """Place every leaf's leading (member) axis across the mesh."""
-    sharding = NamedSharding(mesh, PartitionSpec("members"))
-    return jax.tree.map(lambda x: jax.device_put(x, sharding), tree)
+    """Place every leaf's leading (member) axis across the mesh.
+
+    Leaves already placed that way are kept. On one process the rest move with
+    ``device_put``; when the mesh spans hosts, every process gathers the full value and hands
+    each of its devices its slice (a collective: all processes call this). The leading axis
+    must divide by ``mesh.size``.
+    """
+    sharding = member_sharding(mesh)
+
+    def put(x: Any) -> jax.Array:
+        if isinstance(x, jax.Array) and x.sharding.is_equivalent_to(sharding, x.ndim):
+            return x
+        if sharding.is_fully_addressable:
+            return jax.device_put(x, sharding)
+        host = to_host(x)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(put, tree)
 
 
 def pad_members(pop: Population, multiple: int) -> tuple[Population, int]:
@@ -235,7 +256,8 @@ def compiled_trainer(task: Task, model_cfg: ModelConfig, cfg: TrainConfig, run_k
             p0 = init(seed) if params0 is None else params0
             return jax.vmap(member)(p0, weights, budget, seed, learning_rate)
 
-        _COMPILED[cache_key] = jax.jit(train_chunk)
+        # Outputs keep the member split, so evaluation reads them where they are.
+        _COMPILED[cache_key] = jax.jit(train_chunk, out_shardings=member_sharding(member_mesh()))
     return _COMPILED[cache_key]
 
 
@@ -268,10 +290,11 @@ def train_population(
     arrays = shard_members(padded.as_arrays(), mesh)
     fn = compiled_trainer(task, model_cfg, cfg, run_key)
     if init is not None:
-        init = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], padded.size - m, 0)]), init)
+        if padded.size != m:
+            init = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], padded.size - m, 0)]), init)
         init = shard_members(init, mesh)
     out = fn(arrays["weights"], arrays["budget"], arrays["seed"], arrays["learning_rate"], init)
-    return jax.tree.map(lambda x: x[:m], out)
+    return out if padded.size == m else jax.tree.map(lambda x: x[:m], out)
 
 
 def bytes_per_member(model_cfg: ModelConfig, cfg: TrainConfig, seq_len: int) -> int:
@@ -291,7 +314,7 @@ def bytes_per_member(model_cfg: ModelConfig, cfg: TrainConfig, seq_len: int) -> 
 def device_memory_bytes() -> int:
     """Free memory of the first device if known (GPU/TPU), else 8 GiB for CPU."""
     try:
-        stats = jax.devices()[0].memory_stats() or {}
+        stats = jax.local_devices()[0].memory_stats() or {}
         limit = stats.get("bytes_limit", 0) - stats.get("bytes_in_use", 0)
         if limit > 0:
             return int(limit)

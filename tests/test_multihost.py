@@ -1,0 +1,96 @@
+"""A run spread over two processes (``jax.distributed`` on CPU, gloo) equals a one-process run.
+
+Each process owns one CPU device; the member axis of every chunk spans both, process 0 alone
+writes the run directory, and resume / refusals are decided by process 0 for both.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import tiny_raw
+
+from difftrade import config, experiment, results
+
+
+def _toml(raw: dict) -> str:
+    lines = []
+    for section, values in raw.items():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def _launch(cfg_path, out, *extra) -> list[subprocess.CompletedProcess]:
+    """Run ``difftrade run`` as process 0 and 1 of a two-process job; wait for both."""
+    port = _free_port()
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "difftrade.cli", "run", str(cfg_path), "--out", str(out), *extra,
+             "--coordinator", f"localhost:{port}", "--num-processes", "2", "--process-id", str(i)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for i in range(2)
+    ]
+    done = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=600)
+        done.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
+    return done
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory):
+    raw = tiny_raw(run={"chunk_size": 3})  # rounded up to 4: a multiple of the 2 devices
+    tmp = tmp_path_factory.mktemp("multihost")
+    cfg_path = tmp / "tiny.toml"
+    cfg_path.write_text(_toml(raw))
+    out = tmp / "run"
+    procs = _launch(cfg_path, out)
+    for p in procs:
+        assert p.returncode == 0, p.stderr[-3000:]
+    return config.from_dict(raw), cfg_path, out, procs
+
+
+def test_two_processes_equal_one(two_process_run, tmp_path):
+    cfg, _, out, procs = two_process_run
+    assert "on 2 device(s) in 2 process(es)" in procs[0].stdout  # process 0 reports ...
+    assert "done:" not in procs[1].stdout  # ... the worker does not
+    chunks = sorted((out / "chunks").glob("chunk_*.nc"))
+    assert [len(results.load(c)["member"]) for c in chunks] == [4, 4]  # chunks spanned both devices
+    one = experiment.run(cfg, tmp_path / "one", progress=False)
+    two = results.load(out / "results.nc")
+    for name in one.data_vars:
+        np.testing.assert_allclose(two[name].values, one[name].values, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_resume_and_refusal_are_decided_by_process_0(two_process_run):
+    _, cfg_path, out, _ = two_process_run
+    before = results.load(out / "results.nc")
+    last = sorted((out / "chunks").glob("chunk_*.nc"))[-1]
+    lost = results.load(last)["member"].values.tolist()
+    last.unlink()  # as if the run had been killed during its last chunk
+    (out / "results.nc").unlink()
+
+    refused = _launch(cfg_path, out)  # no --resume: both processes refuse, nothing is trained
+    assert [p.returncode for p in refused] == [2, 2]
+    assert "--resume" in refused[0].stderr
+    assert "process 0 refused" in refused[1].stderr
+
+    resumed = _launch(cfg_path, out, "--resume")
+    assert [p.returncode for p in resumed] == [0, 0], resumed[0].stderr[-3000:]
+    after = results.load(out / "results.nc")
+    assert len(lost) == 4
+    for name in before.data_vars:
+        np.testing.assert_allclose(after[name].values, before[name].values, rtol=1e-5, atol=1e-6, err_msg=name)
