@@ -38,7 +38,7 @@ def load_base(path: str | Path, model_cfg: ModelConfig) -> Params:
     if not meta_path.exists():
         raise ValueError(f"run.init={str(path)!r} is not a base checkpoint (no base.json); allowed: 'scratch' or a directory written by `difftrade pretrain`")
     saved = json.loads(meta_path.read_text())["model"]
-    wanted = dataclasses.asdict(model_cfg)
+    wanted = model_cfg.architecture()
     diff = {k: (saved.get(k), v) for k, v in wanted.items() if saved.get(k) != v}
     if diff:
         detail = ", ".join(f"model.{k}: checkpoint {a!r} vs config {b!r}" for k, (a, b) in diff.items())

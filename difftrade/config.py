@@ -176,6 +176,7 @@ class RunConfig:
         """Stable hash of everything that changes results (chunk size excluded)."""
         d = self.to_dict()
         d["run"] = {k: v for k, v in d["run"].items() if k != "chunk_size"}
+        d["model"] = self.model.architecture()  # attention implementation: same function
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -16,6 +16,10 @@ from flax import nnx
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 POS_ENCODINGS = ("learned", "sinusoidal")
+# How causal attention is computed; all compute the same function (to rounding), so the choice
+# is not part of a config's identity (hash) or of a checkpoint's architecture.
+ATTENTIONS = ("xla", "cudnn", "pallas")
+IMPLEMENTATION_FIELDS = ("attention",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +35,7 @@ class ModelConfig:
     pos_encoding: str = "learned"
     param_dtype: str = "float32"
     compute_dtype: str = "float32"
+    attention: str = "xla"
 
     def __post_init__(self) -> None:
         for field in ("vocab_size", "seq_len", "d_model", "num_layers", "num_heads", "mlp_ratio"):
@@ -47,6 +52,12 @@ class ModelConfig:
         for field in ("param_dtype", "compute_dtype"):
             if getattr(self, field) not in DTYPES:
                 raise ValueError(f"model.{field}={getattr(self, field)!r}; allowed: {', '.join(DTYPES)}")
+        if self.attention not in ATTENTIONS:
+            raise ValueError(f"model.attention={self.attention!r}; allowed: {', '.join(ATTENTIONS)}")
+
+    def architecture(self) -> dict[str, Any]:
+        """The fields that define the function and its parameters (implementation choices left out)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in IMPLEMENTATION_FIELDS}
 
     @property
     def head_dim(self) -> int:
@@ -74,6 +85,36 @@ def sinusoidal(seq_len: int, d_model: int) -> jax.Array:
     return jnp.concatenate([jnp.sin(angle), jnp.cos(angle)], axis=-1)
 
 
+def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, impl: str = "xla", interpret: bool = False) -> jax.Array:
+    """Causal softmax attention, scale ``head_dim ** -0.5``: q, k, v ``[B, T, H, Dh]`` -> ``[B, T, H, Dh]``.
+
+    ``xla``: ``jax.nn.dot_product_attention`` (materialises the ``[B, H, T, T]`` scores).
+    ``cudnn``: the same call with cuDNN's fused kernel (GPU only). ``pallas``: JAX's fused
+    Triton flash-attention kernel (``jax.experimental.pallas.ops.gpu.attention``, forward and
+    backward), the sequence zero-padded to a multiple of its block (16 or 32); padding sits
+    after every real position, so causality hides it from real queries and the padded rows are
+    dropped. GPU only unless ``interpret`` (a slow reference mode for tests).
+    """
+    if impl != "pallas":
+        return jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation=None if impl == "xla" else impl)
+    if not interpret and jax.default_backend() != "gpu":
+        raise ValueError(
+            f"model.attention='pallas' needs a GPU (this jax backend is {jax.default_backend()!r}); "
+            "allowed here: 'xla'"
+        )
+    from jax.experimental.pallas.ops.gpu import attention as pallas_attention
+
+    t = q.shape[1]
+    block = 16 if t <= 16 else 32
+    padded = -(-t // block) * block
+    sizes = pallas_attention.BlockSizes(**{f.name: block for f in dataclasses.fields(pallas_attention.BlockSizes)})
+    pad = lambda x: jnp.pad(x, ((0, 0), (0, padded - t), (0, 0), (0, 0)))  # noqa: E731
+    out = pallas_attention.mha(
+        pad(q), pad(k), pad(v), None, sm_scale=q.shape[-1] ** -0.5, causal=True, block_sizes=sizes, interpret=interpret
+    )
+    return out[:, :t]
+
+
 class Block(nnx.Module):
     """Pre-LayerNorm block: causal multi-head attention + GELU MLP."""
 
@@ -92,7 +133,7 @@ class Block(nnx.Module):
         b, t, _ = x.shape
         qkv = self.qkv(self.ln1(x)).reshape(b, t, 3, self.cfg.num_heads, self.cfg.head_dim)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B, T, H, Dh]
-        attn = jax.nn.dot_product_attention(q, k, v, is_causal=True)
+        attn = causal_attention(q, k, v, self.cfg.attention)
         x = x + self.out(attn.reshape(b, t, -1))
         return x + self.down(jax.nn.gelu(self.up(self.ln2(x))))
 
