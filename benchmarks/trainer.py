@@ -87,6 +87,7 @@ class BenchConfig:
     learning_rate: float = 1e-3
     evaluate: bool = True
     breakdown: bool = False
+    attention: str = "xla"  # difftrade's model.attention for the jax rows (vmap, loop)
 
     def __post_init__(self) -> None:
         for field in (
@@ -108,6 +109,8 @@ class BenchConfig:
             raise ValueError(f"--d-model={self.d_model} is not divisible by --heads={self.heads}")
         if self.dtype not in ("auto", "float32", "bfloat16"):
             raise ValueError(f"--dtype={self.dtype!r}; allowed: auto, float32, bfloat16")
+        if self.attention not in ("xla", "cudnn", "pallas"):
+            raise ValueError(f"--attention={self.attention!r}; allowed: xla, cudnn, pallas")
 
     @property
     def timed_loop_members(self) -> int:
@@ -140,6 +143,7 @@ def setup(cfg: BenchConfig, compute_dtype: str):
         mlp_ratio=4,
         pos_encoding="learned",
         compute_dtype=compute_dtype,
+        attention=cfg.attention,
     )
     train_cfg = TrainConfig(
         steps=cfg.steps,
@@ -745,6 +749,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Bench
     p.add_argument(
         "--impls", default=",".join(IMPLS), help=f"comma-separated subset of {','.join(IMPLS)}"
     )
+    p.add_argument(
+        "--attention",
+        default=d.attention,
+        choices=("xla", "cudnn", "pallas"),
+        help="difftrade's attention kernel for the jax rows (model.attention)",
+    )
     p.add_argument("--no-eval", action="store_true", help="skip timing evaluate_population")
     p.add_argument(
         "--breakdown",
@@ -773,6 +783,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Bench
         learning_rate=args.learning_rate,
         evaluate=not args.no_eval,
         breakdown=args.breakdown,
+        attention=args.attention,
     )
     return args, cfg
 
@@ -852,7 +863,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"M={cfg.members} members, d_model={cfg.d_model}, layers={cfg.layers}, heads={cfg.heads}, "
         f"steps={cfg.steps}, batch={cfg.batch}, {seq} input tokens (addition d_max={cfg.seq_task_dmax}), "
-        f"jax compute {jax_dt}; median of {cfg.repeats} repeats"
+        f"jax compute {jax_dt}, attention {cfg.attention}; median of {cfg.repeats} repeats"
     )
     if peak:
         print(

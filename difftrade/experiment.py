@@ -159,7 +159,11 @@ def run(
             on_chunk(c)
     if not is_main():
         return None
-    ds = results.assemble(cfg, chunks, {"wall_seconds": float(time.time() - bar.start)})
+    stats = jax.local_devices()[0].memory_stats() or {}  # GPU/TPU; CPU has none
+    extra = {"wall_seconds": float(time.time() - bar.start), "chunk_size": int(size), "device_count": jax.device_count()}
+    if "peak_bytes_in_use" in stats:
+        extra["peak_device_bytes"] = int(stats["peak_bytes_in_use"])
+    ds = results.assemble(cfg, chunks, extra)
     ds = add_overlap(cfg, ds, run_key)
     results.atomic_write_netcdf(ds, out_dir / "results.nc")
     return ds

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU runs behind docs/results.md, docs/theory.md and benchmarks/README.md.
 # Usage (repo root, on the GPU machine): bash experiments/gpu_suite.sh STAGE [STAGE ...]
-# Stages: bench, tradeoff, mixture, finetune. Each stage packs its outputs (results, bounds,
+# Stages: bench, sweep, scale, tradeoff, mixture, finetune. Each stage packs its outputs (results, bounds,
 # reports, figures, log) into $OUT/<stage>.tar.gz (or ./gpu-out/ when OUT is unset).
 set -uo pipefail
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -19,6 +19,23 @@ for stage in "$@"; do
       for d in ${BENCH_DMODELS:-128 256}; do
         python3 -m benchmarks.trainer --members 256 --d-model "$d" --steps 50 --repeats 3 --out "runs/bench/trainer_d$d.json" 2>&1 | tee "runs/bench/trainer_d$d.log"
       done ;;
+    sweep)
+      # Issue 5 ablation: the vmap row alone under each attention kernel, two XLA GEMM-fusion
+      # flags and a doubled population; one JSON per variant, then one table (benchmarks/sweep_table.py).
+      mkdir -p runs/sweep
+      b() { name=$1; shift; python3 -m benchmarks.trainer --impls vmap --no-eval --steps 50 --repeats 3 "$@" \
+              --out "runs/sweep/$name.json" > "runs/sweep/$name.log" 2>&1 || echo "$name failed: $(tail -n 3 runs/sweep/$name.log)"; }
+      for d in ${BENCH_DMODELS:-128 256}; do
+        for a in xla pallas cudnn; do b "d${d}_attention_$a" --d-model "$d" --attention "$a"; done
+        XLA_FLAGS=--xla_gpu_enable_cublaslt=true b "d${d}_cublaslt" --d-model "$d"
+        XLA_FLAGS=--xla_gpu_triton_gemm_any=true b "d${d}_triton_gemm_any" --d-model "$d"
+        b "d${d}_members512" --d-model "$d" --members 512
+      done
+      python3 -m benchmarks.sweep_table runs/sweep | tee runs/sweep/table.md ;;
+    scale)
+      # Issue 5 scale check: 4,096 members of width 128, automatic chunking, real steps.
+      mkdir -p runs/scale
+      dt run experiments/scale.toml --out runs/scale 2>&1 | tr '\r' '\n' | grep -E 'chunk of|done:|rror' | tee runs/scale/run.log ;;
     tradeoff|mixture)
       cfg=${TRADEOFF_CFG:-experiments/tradeoff.toml}; [ "$stage" = mixture ] && cfg=experiments/tradeoff_mixture.toml
       mkdir -p "runs/$stage"; dt run "$cfg" --out "runs/$stage" 2>&1 | tr '\r' '\n' | tail -4 | tee "runs/$stage/run.log"
