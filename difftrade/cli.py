@@ -20,6 +20,28 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+TRAINING_COMMANDS = ("run", "pretrain", "demo", "difficulty")  # the ones that train populations
+
+
+def _one_cpu_device_per_core() -> None:
+    """On a CPU, give jax one device per core, so the member axis is split over the cores.
+
+    XLA runs each CPU device's program on its own thread, and on two cores that trained the
+    demo grid ~1.2x faster than one device using both (benchmarks/NOTES.md). GPU and TPU runs
+    are unaffected (the devices are the accelerators). Skipped when the user chose a count
+    (``JAX_NUM_CPU_DEVICES`` or ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS``)
+    or when jax's devices already exist.
+    """
+    import os
+
+    import jax
+
+    if "JAX_NUM_CPU_DEVICES" in os.environ or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return
+    try:
+        jax.config.update("jax_num_cpu_devices", os.cpu_count() or 1)
+    except (AttributeError, RuntimeError):  # an older/newer jax without the option, or backends already up
+        pass
 
 
 def _tasks(args: argparse.Namespace) -> int:
@@ -71,9 +93,12 @@ def _run(config_path: Path, out_dir: Path, resume: bool) -> Path:
         return out_dir / "results.nc"
     best = ds["target_risk"].mean("seed")
     d_star = ds["difficulty"].values[best.argmin("difficulty").values]
+    members = int(ds.sizes["difficulty"] * ds.sizes["budget"] * ds.sizes["seed"])
+    where = f"on {jax.device_count()} device(s) in {jax.process_count()} process(es), chunks of {ds.attrs['chunk_size']}"
+    if "peak_device_bytes" in ds.attrs:
+        where += f", peak device memory {ds.attrs['peak_device_bytes'] / 2**30:.1f} GiB"
     print(
-        f"done: {int(ds.sizes['difficulty'] * ds.sizes['budget'] * ds.sizes['seed'])} members in {time.time() - start:.0f} s "
-        f"on {jax.device_count()} device(s) in {jax.process_count()} process(es); "
+        f"done: {members} members in {time.time() - start:.0f} s {where}; "
         f"d*(n) = {dict(zip(ds['budget'].values.tolist(), d_star.tolist()))}; results: {out_dir / 'results.nc'}"
     )
     return out_dir / "results.nc"
@@ -253,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help=".csv (index,level,score) or .npy; default: stdout")
     args = parser.parse_args(argv)
+    if args.command in TRAINING_COMMANDS:
+        _one_cpu_device_per_core()
     try:
         if args.command == "tasks":
             return _tasks(args)
