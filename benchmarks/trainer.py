@@ -58,6 +58,7 @@ import json
 import math
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -88,6 +89,7 @@ class BenchConfig:
     evaluate: bool = True
     breakdown: bool = False
     attention: str = "xla"  # difftrade's model.attention for the jax rows (vmap, loop)
+    mlp: str = "xla"  # difftrade's model.mlp for the jax rows
 
     def __post_init__(self) -> None:
         for field in (
@@ -111,6 +113,8 @@ class BenchConfig:
             raise ValueError(f"--dtype={self.dtype!r}; allowed: auto, float32, bfloat16")
         if self.attention not in ("xla", "cudnn", "pallas"):
             raise ValueError(f"--attention={self.attention!r}; allowed: xla, cudnn, pallas")
+        if self.mlp not in ("xla", "pallas"):
+            raise ValueError(f"--mlp={self.mlp!r}; allowed: xla, pallas")
 
     @property
     def timed_loop_members(self) -> int:
@@ -144,6 +148,7 @@ def setup(cfg: BenchConfig, compute_dtype: str):
         pos_encoding="learned",
         compute_dtype=compute_dtype,
         attention=cfg.attention,
+        mlp=cfg.mlp,
     )
     train_cfg = TrainConfig(
         steps=cfg.steps,
@@ -595,9 +600,11 @@ def run_worker(kind: str, cfg: BenchConfig, measure_peak: bool = False) -> dict:
         if proc.returncode != 0 or not path.exists():
             tail = "\n".join(proc.stdout.strip().splitlines()[-15:])
             print(f"[{kind}] failed (exit {proc.returncode}):\n{tail}", file=sys.stderr, flush=True)
+            lines = tail.splitlines()
+            raised = [ln for ln in lines if re.match(r"^[\w.]+(Error|Exception)\b", ln)]
             return {
                 "impl": kind,
-                "error": tail.splitlines()[-1] if tail else f"exit {proc.returncode}",
+                "error": (raised or lines or [f"exit {proc.returncode}"])[-1],
                 "process_s": wall,
             }
         result = json.loads(path.read_text())
@@ -755,6 +762,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Bench
         choices=("xla", "cudnn", "pallas"),
         help="difftrade's attention kernel for the jax rows (model.attention)",
     )
+    p.add_argument(
+        "--mlp",
+        default=d.mlp,
+        choices=("xla", "pallas"),
+        help="difftrade's MLP kernel for the jax rows (model.mlp; pallas = fused up/GELU/down)",
+    )
     p.add_argument("--no-eval", action="store_true", help="skip timing evaluate_population")
     p.add_argument(
         "--breakdown",
@@ -784,6 +797,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Bench
         evaluate=not args.no_eval,
         breakdown=args.breakdown,
         attention=args.attention,
+        mlp=args.mlp,
     )
     return args, cfg
 
@@ -863,7 +877,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"M={cfg.members} members, d_model={cfg.d_model}, layers={cfg.layers}, heads={cfg.heads}, "
         f"steps={cfg.steps}, batch={cfg.batch}, {seq} input tokens (addition d_max={cfg.seq_task_dmax}), "
-        f"jax compute {jax_dt}, attention {cfg.attention}; median of {cfg.repeats} repeats"
+        f"jax compute {jax_dt}, attention {cfg.attention}, mlp {cfg.mlp}; median of {cfg.repeats} repeats"
     )
     if peak:
         print(

@@ -7,19 +7,42 @@ code. ``params`` of a population carry a leading member axis and are vmapped as 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from difftrade import kernels
+
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 POS_ENCODINGS = ("learned", "sinusoidal")
 # How causal attention is computed; all compute the same function (to rounding), so the choice
 # is not part of a config's identity (hash) or of a checkpoint's architecture.
 ATTENTIONS = ("xla", "cudnn", "pallas")
-IMPLEMENTATION_FIELDS = ("attention",)
+MLPS = ("xla", "pallas")
+IMPLEMENTATION_FIELDS = ("attention", "mlp")
+_INTERPRET = [False]  # run Pallas kernels in interpret mode off-GPU (``interpret_kernels``)
+
+
+@contextlib.contextmanager
+def interpret_kernels() -> Iterator[None]:
+    """Within this block, models trace their Pallas kernels in interpret mode (slow; tests off-GPU)."""
+    _INTERPRET[0] = True
+    try:
+        yield
+    finally:
+        _INTERPRET[0] = False
+
+
+def _require_gpu(field: str, interpret: bool) -> None:
+    if not interpret and jax.default_backend() != "gpu":
+        raise ValueError(
+            f"model.{field}='pallas' needs a GPU (this jax backend is {jax.default_backend()!r}); allowed here: 'xla'"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +59,7 @@ class ModelConfig:
     param_dtype: str = "float32"
     compute_dtype: str = "float32"
     attention: str = "xla"
+    mlp: str = "xla"
 
     def __post_init__(self) -> None:
         for field in ("vocab_size", "seq_len", "d_model", "num_layers", "num_heads", "mlp_ratio"):
@@ -54,6 +78,10 @@ class ModelConfig:
                 raise ValueError(f"model.{field}={getattr(self, field)!r}; allowed: {', '.join(DTYPES)}")
         if self.attention not in ATTENTIONS:
             raise ValueError(f"model.attention={self.attention!r}; allowed: {', '.join(ATTENTIONS)}")
+        if self.mlp not in MLPS:
+            raise ValueError(f"model.mlp={self.mlp!r}; allowed: {', '.join(MLPS)}")
+        if self.mlp == "pallas":
+            kernels.check_shapes(self.d_model, self.mlp_ratio * self.d_model)
 
     def architecture(self) -> dict[str, Any]:
         """The fields that define the function and its parameters (implementation choices left out)."""
@@ -97,11 +125,7 @@ def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, impl: str = "xla"
     """
     if impl != "pallas":
         return jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation=None if impl == "xla" else impl)
-    if not interpret and jax.default_backend() != "gpu":
-        raise ValueError(
-            f"model.attention='pallas' needs a GPU (this jax backend is {jax.default_backend()!r}); "
-            "allowed here: 'xla'"
-        )
+    _require_gpu("attention", interpret)
     from jax.experimental.pallas.ops.gpu import attention as pallas_attention
 
     t = q.shape[1]
@@ -133,9 +157,18 @@ class Block(nnx.Module):
         b, t, _ = x.shape
         qkv = self.qkv(self.ln1(x)).reshape(b, t, 3, self.cfg.num_heads, self.cfg.head_dim)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B, T, H, Dh]
-        attn = causal_attention(q, k, v, self.cfg.attention)
+        attn = causal_attention(q, k, v, self.cfg.attention, interpret=_INTERPRET[0])
         x = x + self.out(attn.reshape(b, t, -1))
-        return x + self.down(jax.nn.gelu(self.up(self.ln2(x))))
+        return x + self.mlp(self.ln2(x))
+
+    def mlp(self, h: jax.Array) -> jax.Array:
+        """``down(gelu(up(h)))``, h ``[B, T, D]``; ``model.mlp='pallas'`` fuses it (difftrade.kernels)."""
+        if self.cfg.mlp == "xla":
+            return self.down(jax.nn.gelu(self.up(h)))
+        _require_gpu("mlp", _INTERPRET[0])
+        b, t, d = h.shape
+        w = [p[...].astype(h.dtype) for p in (self.up.kernel, self.up.bias, self.down.kernel, self.down.bias)]
+        return kernels.fused_mlp(h.reshape(b * t, d), *w, interpret=_INTERPRET[0]).reshape(b, t, d)
 
 
 class Transformer(nnx.Module):

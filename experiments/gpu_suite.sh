@@ -20,13 +20,16 @@ for stage in "$@"; do
         python3 -m benchmarks.trainer --members 256 --d-model "$d" --steps 50 --repeats 3 --out "runs/bench/trainer_d$d.json" 2>&1 | tee "runs/bench/trainer_d$d.log"
       done ;;
     sweep)
-      # Issue 5 ablation: the vmap row alone under each attention kernel, two XLA GEMM-fusion
+      # Issue 5 ablation: the vmap row alone under each attention kernel, the fused MLP, both
+      # fused, two XLA GEMM-fusion
       # flags and a doubled population; one JSON per variant, then one table (benchmarks/sweep_table.py).
       mkdir -p runs/sweep
       b() { name=$1; shift; python3 -m benchmarks.trainer --impls vmap --no-eval --steps 50 --repeats 3 "$@" \
               --out "runs/sweep/$name.json" > "runs/sweep/$name.log" 2>&1 || echo "$name failed: $(tail -n 3 runs/sweep/$name.log)"; }
       for d in ${BENCH_DMODELS:-128 256}; do
         for a in xla pallas cudnn; do b "d${d}_attention_$a" --d-model "$d" --attention "$a"; done
+        b "d${d}_mlp_pallas" --d-model "$d" --mlp pallas
+        b "d${d}_fused_both" --d-model "$d" --attention pallas --mlp pallas
         XLA_FLAGS=--xla_gpu_enable_cublaslt=true b "d${d}_cublaslt" --d-model "$d"
         XLA_FLAGS=--xla_gpu_triton_gemm_any=true b "d${d}_triton_gemm_any" --d-model "$d"
         b "d${d}_members512" --d-model "$d" --members 512
