@@ -26,6 +26,14 @@ import math
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as pltriton
+
+
+
+def _triton(d: int) -> pltriton.CompilerParams:
+    """Triton backend (Mosaic GPU cannot batch a member axis into the grid). More warps for wider
+    models keep the float32 accumulators in registers; untuned heuristics (benchmarks/NOTES.md)."""
+    return pltriton.CompilerParams(num_warps=4 if d <= 128 else 8, num_stages=2)
 
 _C = math.sqrt(2.0 / math.pi)
 
@@ -97,6 +105,12 @@ def _blocks(f: int) -> tuple[int, int]:
     return 64, min(128, f)
 
 
+def _dw_hidden_block(d: int, f: int) -> int:
+    """Hidden block of the weight-gradient kernel: its two float32 accumulators ``[d, bh]`` and
+    ``[bh, d]`` stay at 64 KiB (bh 64 at d=128, 32 at d=256)."""
+    return min(f, max(16, 8192 // d))
+
+
 def _full(shape: tuple[int, ...]) -> pl.BlockSpec:
     return pl.BlockSpec(shape, lambda *_: (0,) * len(shape))
 
@@ -119,6 +133,7 @@ def _forward(x, w1, b1, w2, b2, interpret):
         out_specs=pl.BlockSpec((bm, d), lambda i: (i, 0)),
         out_shape=jax.ShapeDtypeStruct((n, d), x.dtype),
         interpret=interpret,
+        compiler_params=_triton(d),
         name="fused_mlp_forward",
     )(x, w1, b1, w2, b2)
 
@@ -135,8 +150,10 @@ def _backward(x, w1, b1, w2, dy, interpret):
         out_specs=pl.BlockSpec((bm, d), lambda i: (i, 0)),
         out_shape=jax.ShapeDtypeStruct((n, d), x.dtype),
         interpret=interpret,
+        compiler_params=_triton(d),
         name="fused_mlp_dx",
     )(x, dy, w1, b1, w2)
+    bh = _dw_hidden_block(d, f)
     dw1, db1, dw2 = pl.pallas_call(
         functools.partial(_dw_kernel, bm=bm),
         grid=(f // bh,),
@@ -147,6 +164,7 @@ def _backward(x, w1, b1, w2, dy, interpret):
         out_shape=[jax.ShapeDtypeStruct((d, f), w1.dtype), jax.ShapeDtypeStruct((f,), b1.dtype),
                    jax.ShapeDtypeStruct((f, d), w2.dtype)],
         interpret=interpret,
+        compiler_params=_triton(d),
         name="fused_mlp_dw",
     )(x, dy, w1, b1, w2)
     return dx, dw1, db1, dw2, jnp.sum(dy.astype(jnp.float32), axis=0).astype(dy.dtype)

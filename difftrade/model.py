@@ -25,24 +25,34 @@ POS_ENCODINGS = ("learned", "sinusoidal")
 ATTENTIONS = ("xla", "cudnn", "pallas")
 MLPS = ("xla", "pallas")
 IMPLEMENTATION_FIELDS = ("attention", "mlp")
-_INTERPRET = [False]  # run Pallas kernels in interpret mode off-GPU (``interpret_kernels``)
+KERNEL_MODES = ("auto", "interpret", "gpu")
+_KERNEL_MODE = ["auto"]
 
 
 @contextlib.contextmanager
-def interpret_kernels() -> Iterator[None]:
-    """Within this block, models trace their Pallas kernels in interpret mode (slow; tests off-GPU)."""
-    _INTERPRET[0] = True
+def kernel_mode(mode: str) -> Iterator[None]:
+    """How models trace their Pallas kernels inside this block.
+
+    ``auto`` (outside any block): GPU kernels, refused on other backends; ``interpret``: Pallas'
+    interpreter on any backend (slow; tests); ``gpu``: GPU kernels whatever the local backend
+    (to ``jax.export`` a step for CUDA from a machine without one).
+    """
+    if mode not in KERNEL_MODES:
+        raise ValueError(f"kernel mode {mode!r}; allowed: {', '.join(KERNEL_MODES)}")
+    previous, _KERNEL_MODE[0] = _KERNEL_MODE[0], mode
     try:
         yield
     finally:
-        _INTERPRET[0] = False
+        _KERNEL_MODE[0] = previous
 
 
-def _require_gpu(field: str, interpret: bool) -> None:
-    if not interpret and jax.default_backend() != "gpu":
+def _pallas_interpret(field: str) -> bool:
+    """Whether model.<field>='pallas' runs interpreted now; refuses GPU kernels off-GPU."""
+    if _KERNEL_MODE[0] == "auto" and jax.default_backend() != "gpu":
         raise ValueError(
             f"model.{field}='pallas' needs a GPU (this jax backend is {jax.default_backend()!r}); allowed here: 'xla'"
         )
+    return _KERNEL_MODE[0] == "interpret"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +123,7 @@ def sinusoidal(seq_len: int, d_model: int) -> jax.Array:
     return jnp.concatenate([jnp.sin(angle), jnp.cos(angle)], axis=-1)
 
 
-def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, impl: str = "xla", interpret: bool = False) -> jax.Array:
+def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, impl: str = "xla") -> jax.Array:
     """Causal softmax attention, scale ``head_dim ** -0.5``: q, k, v ``[B, T, H, Dh]`` -> ``[B, T, H, Dh]``.
 
     ``xla``: ``jax.nn.dot_product_attention`` (materialises the ``[B, H, T, T]`` scores).
@@ -121,11 +131,11 @@ def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, impl: str = "xla"
     Triton flash-attention kernel (``jax.experimental.pallas.ops.gpu.attention``, forward and
     backward), the sequence zero-padded to a multiple of its block (16 or 32); padding sits
     after every real position, so causality hides it from real queries and the padded rows are
-    dropped. GPU only unless ``interpret`` (a slow reference mode for tests).
+    dropped. GPU only, unless interpreted (``kernel_mode``).
     """
     if impl != "pallas":
         return jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation=None if impl == "xla" else impl)
-    _require_gpu("attention", interpret)
+    interpret = _pallas_interpret("attention")
     from jax.experimental.pallas.ops.gpu import attention as pallas_attention
 
     t = q.shape[1]
@@ -157,7 +167,7 @@ class Block(nnx.Module):
         b, t, _ = x.shape
         qkv = self.qkv(self.ln1(x)).reshape(b, t, 3, self.cfg.num_heads, self.cfg.head_dim)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B, T, H, Dh]
-        attn = causal_attention(q, k, v, self.cfg.attention, interpret=_INTERPRET[0])
+        attn = causal_attention(q, k, v, self.cfg.attention)
         x = x + self.out(attn.reshape(b, t, -1))
         return x + self.mlp(self.ln2(x))
 
@@ -165,10 +175,10 @@ class Block(nnx.Module):
         """``down(gelu(up(h)))``, h ``[B, T, D]``; ``model.mlp='pallas'`` fuses it (difftrade.kernels)."""
         if self.cfg.mlp == "xla":
             return self.down(jax.nn.gelu(self.up(h)))
-        _require_gpu("mlp", _INTERPRET[0])
+        interpret = _pallas_interpret("mlp")
         b, t, d = h.shape
         w = [p[...].astype(h.dtype) for p in (self.up.kernel, self.up.bias, self.down.kernel, self.down.bias)]
-        return kernels.fused_mlp(h.reshape(b * t, d), *w, interpret=_INTERPRET[0]).reshape(b, t, d)
+        return kernels.fused_mlp(h.reshape(b * t, d), *w, interpret=interpret).reshape(b, t, d)
 
 
 class Transformer(nnx.Module):

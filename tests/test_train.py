@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from difftrade import config
-from difftrade.model import apply, graphdef, interpret_kernels
+from difftrade.model import apply, graphdef, kernel_mode
 from difftrade.train import (
     Population,
     TrainConfig,
@@ -119,7 +119,7 @@ def test_fused_kernels_train_the_same_members():
     key = jax.random.key(0)
     plain = train_population(cfg.task, pop, cfg.model, cfg.train, key)
     fused_model = dataclasses.replace(cfg.model, attention="pallas", mlp="pallas")
-    with interpret_kernels():
+    with kernel_mode("interpret"):
         fused = train_population(cfg.task, pop, fused_model, cfg.train, key)
     np.testing.assert_allclose(fused.loss_curve, plain.loss_curve, rtol=1e-5)
     # The key bias has an exactly zero gradient (it adds the same q·b to every logit of a query),
