@@ -17,7 +17,10 @@ def rows(folder: Path) -> list[dict]:
     for path in sorted(folder.glob("*.json")):
         payload = json.loads(path.read_text())
         for row in payload["rows"]:
-            if row.get("impl") != "vmap" or "error" in row:
+            if row.get("impl") != "vmap":
+                continue
+            if "error" in row:
+                out.append(dict(name=path.stem, d_model=payload["config"]["d_model"], error=row["error"]))
                 continue
             out.append(
                 dict(
@@ -43,7 +46,12 @@ def table(found: list[dict]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in sorted(found, key=lambda r: (r["d_model"], r["name"])):
-        base = next((b for b in found if b["d_model"] == r["d_model"] and b["name"].endswith("_attention_xla")), None)
+        if "error" in r:
+            lines.append(f"| {r['name']} | {r['d_model']} | failed: {r['error'][:160]} |||||||||")
+            continue
+        base = next(
+            (b for b in found if "error" not in b and b["d_model"] == r["d_model"] and b["name"].endswith("_attention_xla")), None
+        )
         ratio = f"{r['rate'] / base['rate']:.2f}x" if base else "n/a"
         mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
         peak = f"{r['peak'] / 2**30:.2f}" if r["peak"] else "n/a"
@@ -52,7 +60,7 @@ def table(found: list[dict]) -> str:
             f"| {r['name']} | {r['d_model']} | {r['members']} | {r['devices']} | {r['rate']:,.0f} | {ratio} | {r['tflops']:.3g} "
             f"| {mfu} | {peak} | {r['compile_s']:.1f} | {loss} |"
         )
-    devices = sorted({r["device"] for r in found})
+    devices = sorted({r["device"] for r in found if "error" not in r})
     return f"device: {', '.join(devices) or '?'}\n\n" + "\n".join(lines)
 
 

@@ -22,17 +22,19 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
-from jax.experimental.pallas import triton as pltriton
 
 
 
-def _triton(d: int) -> pltriton.CompilerParams:
+def _triton(d: int) -> Any:
     """Triton backend (Mosaic GPU cannot batch a member axis into the grid). More warps for wider
     models keep the float32 accumulators in registers; untuned heuristics (benchmarks/NOTES.md)."""
+    from jax.experimental.pallas import triton as pltriton  # imported only when a kernel is built
+
     return pltriton.CompilerParams(num_warps=4 if d <= 128 else 8, num_stages=2)
 
 _C = math.sqrt(2.0 / math.pi)

@@ -23,6 +23,7 @@ for stage in "$@"; do
       # Issue 5 ablation: the vmap row alone under each attention kernel, the fused MLP, both
       # fused, two XLA GEMM-fusion
       # flags and a doubled population; one JSON per variant, then one table (benchmarks/sweep_table.py).
+      # ~45-60 s per variant: run one width per device call (BENCH_DMODELS=128, then 256).
       mkdir -p runs/sweep
       b() { name=$1; shift; python3 -m benchmarks.trainer --impls vmap --no-eval --steps 50 --repeats 3 "$@" \
               --out "runs/sweep/$name.json" > "runs/sweep/$name.log" 2>&1 || echo "$name failed: $(tail -n 3 runs/sweep/$name.log)"; }
