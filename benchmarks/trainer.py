@@ -90,6 +90,7 @@ class BenchConfig:
     breakdown: bool = False
     attention: str = "xla"  # difftrade's model.attention for the jax rows (vmap, loop)
     mlp: str = "xla"  # difftrade's model.mlp for the jax rows
+    cpu_devices: int = 1  # jax CPU devices for the vmap row (0 = one per core, as the CLI does)
 
     def __post_init__(self) -> None:
         for field in (
@@ -113,6 +114,8 @@ class BenchConfig:
             raise ValueError(f"--dtype={self.dtype!r}; allowed: auto, float32, bfloat16")
         if self.attention not in ("xla", "cudnn", "pallas"):
             raise ValueError(f"--attention={self.attention!r}; allowed: xla, cudnn, pallas")
+        if self.cpu_devices < 0:
+            raise ValueError(f"--cpu-devices={self.cpu_devices}; allowed: >= 0 (0 = one per core)")
         if self.mlp not in ("xla", "pallas"):
             raise ValueError(f"--mlp={self.mlp!r}; allowed: xla, pallas")
 
@@ -573,6 +576,8 @@ def run_worker(kind: str, cfg: BenchConfig, measure_peak: bool = False) -> dict:
     )
     if kind in TORCH_IMPLS:
         env["JAX_PLATFORMS"] = "cpu"  # jax only generates the data there; the device is torch's
+    if kind == "vmap" and cfg.cpu_devices != 1:  # no effect on GPU/TPU backends
+        env["JAX_NUM_CPU_DEVICES"] = str(cfg.cpu_devices or os.cpu_count() or 1)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "result.json"
         cmd = [
@@ -768,6 +773,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Bench
         choices=("xla", "pallas"),
         help="difftrade's MLP kernel for the jax rows (model.mlp; pallas = fused up/GELU/down)",
     )
+    p.add_argument(
+        "--cpu-devices",
+        type=int,
+        default=d.cpu_devices,
+        help="jax CPU devices for the vmap row; 0 = one per core, like the difftrade CLI (default %(default)s)",
+    )
     p.add_argument("--no-eval", action="store_true", help="skip timing evaluate_population")
     p.add_argument(
         "--breakdown",
@@ -798,6 +809,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Bench
         breakdown=args.breakdown,
         attention=args.attention,
         mlp=args.mlp,
+        cpu_devices=args.cpu_devices,
     )
     return args, cfg
 
