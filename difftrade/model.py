@@ -20,8 +20,8 @@ from difftrade import kernels
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 POS_ENCODINGS = ("learned", "sinusoidal")
-# How causal attention is computed; all compute the same function (to rounding), so the choice
-# is not part of a config's identity (hash) or of a checkpoint's architecture.
+# How attention and the MLP are computed: every choice computes the same function (to rounding),
+# so it is not part of a config's identity (hash) or of a checkpoint's architecture.
 ATTENTIONS = ("xla", "cudnn", "pallas")
 MLPS = ("xla", "pallas")
 IMPLEMENTATION_FIELDS = ("attention", "mlp")

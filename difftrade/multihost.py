@@ -36,7 +36,10 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
             f"--process-id={process_id!r} with --num-processes={num_processes!r}; "
             "allowed: num_processes >= 1 and 0 <= process_id < num_processes"
         )
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # only used by CPU devices
+    try:  # CPU processes need a collectives library; GPUs and TPUs bring their own
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    except AttributeError:  # a jax without the option (where CPU collectives are configured otherwise)
+        pass
     jax.distributed.initialize(coordinator, num_processes, process_id)
 
 

@@ -130,3 +130,14 @@ def test_fused_kernels_train_the_same_members():
     assert diff.max() <= cfg.grid.learning_rate * cfg.train.steps
     assert np.mean(diff < 1e-5) > 0.95, np.mean(diff < 1e-5)
     assert not np.allclose(jax.tree.leaves(plain.params)[2], jax.tree.leaves(plain.init_params)[2])  # it trained
+
+
+def test_memory_estimate_drops_what_fused_kernels_do_not_save():
+    from difftrade.model import ModelConfig
+    from difftrade.train import bytes_per_member
+
+    cfg, tc, t = ModelConfig(d_model=128, num_layers=2, num_heads=4, compute_dtype="bfloat16"), TrainConfig(batch_size=64), 29
+    plain = bytes_per_member(cfg, tc, t)
+    fused = bytes_per_member(dataclasses.replace(cfg, attention="pallas", mlp="pallas"), tc, t)
+    hidden, scores = 2 * 4 * 128, 2 * 4 * t  # per token and layer, in compute-dtype values
+    assert plain - fused == 64 * t * 2 * (hidden + scores) * 2
