@@ -49,12 +49,19 @@ def is_main() -> bool:
 
 
 def to_host(tree: Any) -> Any:
-    """Every leaf as a numpy array holding the *whole* member axis, on every process.
+    """Every leaf as a numpy array holding its *whole* value, on every process.
 
     Leaves sharded across hosts are gathered (a collective: every process must call this);
-    local leaves are copied to host memory.
+    process-local leaves are copied as they are (``process_allgather`` alone would concatenate
+    every process's copy of them).
     """
-    return multihost_utils.process_allgather(tree, tiled=True)
+
+    def one(x: Any) -> np.ndarray:
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return multihost_utils.process_allgather(x, tiled=True)
+        return np.asarray(x)
+
+    return jax.tree.map(one, tree)
 
 
 def broadcast(values: np.ndarray) -> np.ndarray:

@@ -94,3 +94,50 @@ def test_resume_and_refusal_are_decided_by_process_0(two_process_run):
     assert len(lost) == 4
     for name in before.data_vars:
         np.testing.assert_allclose(after[name].values, before[name].values, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+WORKER = """
+import sys, jax, numpy as np
+sys.path.insert(0, {tests!r})
+from conftest import tiny_raw
+from difftrade import config, multihost
+from difftrade.train import member_init_params, member_mesh, shard_members, train_population
+multihost.initialize("localhost:{port}", 2, int(sys.argv[1]))
+# host values (numpy or process-local jax) are split, not stacked once per process
+for value in (np.arange(4.0), jax.numpy.arange(4.0)):
+    placed = shard_members(value, member_mesh())
+    assert placed.shape == (4,) and len(placed.sharding.device_set) == 2, placed.shape
+    assert np.array_equal(multihost.to_host(placed), np.arange(4.0))
+cfg = config.from_dict(tiny_raw())
+pop = cfg.population().take(np.arange(3))  # 3 members: padded to 4 over the 2 processes
+key = jax.random.key(0)
+base = member_init_params(cfg.model, jax.random.key(7), 5)  # a process-local 'base', as fine-tuning loads
+init = jax.tree.map(lambda x: jax.numpy.broadcast_to(x, (3, *x.shape)), base)
+res = multihost.to_host(train_population(cfg.task, pop, cfg.model, cfg.train, key, init=init))
+if multihost.is_main():
+    np.savez({out!r}, loss=res.loss_curve, leaf=jax.tree.leaves(res.params)[3], init=jax.tree.leaves(res.init_params)[3])
+"""
+
+
+def test_fine_tuning_init_across_processes(tiny_cfg, tmp_path):
+    """A process-local starting point (a loaded base) is split over hosts correctly: the same
+    members come out as from one process, and padding to the device count is dropped."""
+    import jax
+
+    from difftrade.train import member_init_params, train_population
+
+    out = tmp_path / "two.npz"
+    script = WORKER.format(tests=os.path.dirname(__file__), port=_free_port(), out=str(out))
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(i)], env=env, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    errors = [p.communicate(timeout=600)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors[0][-3000:] + errors[1][-3000:]
+    base = member_init_params(tiny_cfg.model, jax.random.key(7), 5)
+    init = jax.tree.map(lambda x: jax.numpy.broadcast_to(x, (3, *x.shape)), base)
+    pop = tiny_cfg.population().take(np.arange(3))
+    one = train_population(tiny_cfg.task, pop, tiny_cfg.model, tiny_cfg.train, jax.random.key(0), init=init)
+    with np.load(out) as z:
+        assert z["loss"].shape == (3, tiny_cfg.train.num_checkpoints)
+        np.testing.assert_allclose(z["init"], jax.tree.leaves(one.init_params)[3])  # started from the base
+        np.testing.assert_allclose(z["loss"], one.loss_curve, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(z["leaf"], jax.tree.leaves(one.params)[3], rtol=1e-4, atol=1e-5)
