@@ -25,6 +25,8 @@ for stage in "$@"; do
       # flags and a doubled population; one JSON per variant, then one table (benchmarks/sweep_table.py).
       # ~45-60 s per variant: run one width per device call (BENCH_DMODELS=128, then 256).
       mkdir -p runs/sweep
+      # the compiled kernels must compute what the XLA path computes before anything is timed
+      python3 -m pytest -q -p no:cacheprovider tests/test_gpu_kernels.py 2>&1 | tail -n 15 | tee runs/sweep/gpu_kernel_tests.log
       b() { name=$1; shift; python3 -m benchmarks.trainer --impls vmap --no-eval --steps 50 --repeats 3 "$@" \
               --out "runs/sweep/$name.json" > "runs/sweep/$name.log" 2>&1 || echo "$name failed: $(tail -n 3 runs/sweep/$name.log)"; }
       for d in ${BENCH_DMODELS:-128 256}; do
