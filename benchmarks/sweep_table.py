@@ -20,22 +20,22 @@ def rows(folder: Path) -> list[dict]:
             if row.get("impl") != "vmap":
                 continue
             if "error" in row:
-                out.append(dict(name=path.stem, d_model=payload["config"]["d_model"], error=row["error"]))
+                out.append({"name": path.stem, "d_model": payload["config"]["d_model"], "error": row["error"]})
                 continue
             out.append(
-                dict(
-                    name=path.stem,
-                    d_model=payload["config"]["d_model"],
-                    members=payload["config"]["members"],
-                    devices=payload["environment"].get("device_count", 1),
-                    device=payload["environment"].get("device", "?"),
-                    rate=row["member_steps_per_s"],
-                    tflops=row["tflops"],
-                    mfu=row["mfu"],
-                    peak=row.get("peak_bytes"),
-                    compile_s=row["first_call_s"],
-                    loss=row.get("final_loss"),
-                )
+                {
+                    "name": path.stem,
+                    "d_model": payload["config"]["d_model"],
+                    "members": payload["config"]["members"],
+                    "devices": payload["environment"].get("device_count", 1),
+                    "device": payload["environment"].get("device", "?"),
+                    "rate": row["member_steps_per_s"],
+                    "tflops": row["tflops"],
+                    "mfu": row["mfu"],
+                    "peak": row.get("peak_bytes"),
+                    "compile_s": row["first_call_s"],
+                    "loss": row.get("final_loss"),
+                }
             )
     return out
 

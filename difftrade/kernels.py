@@ -29,7 +29,6 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
 
-
 def _triton(d: int) -> Any:
     """Triton backend (Mosaic GPU cannot batch a member axis into the grid). More warps for wider
     models keep the float32 accumulators in registers; untuned heuristics (benchmarks/NOTES.md)."""

@@ -142,7 +142,7 @@ def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, impl: str = "xla"
     block = 16 if t <= 16 else 32
     padded = -(-t // block) * block
     sizes = pallas_attention.BlockSizes(**{f.name: block for f in dataclasses.fields(pallas_attention.BlockSizes)})
-    pad = lambda x: jnp.pad(x, ((0, 0), (0, padded - t), (0, 0), (0, 0)))  # noqa: E731
+    pad = lambda x: jnp.pad(x, ((0, 0), (0, padded - t), (0, 0), (0, 0)))
     out = pallas_attention.mha(
         pad(q), pad(k), pad(v), None, sm_scale=q.shape[-1] ** -0.5, causal=True, block_sizes=sizes, interpret=interpret
     )

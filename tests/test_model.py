@@ -1,10 +1,11 @@
+import dataclasses
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-import dataclasses
-import re
+from conftest import tiny_raw
 
 from difftrade import config
 from difftrade.kernels import fused_mlp
@@ -18,7 +19,6 @@ from difftrade.model import (
     token_losses,
 )
 from difftrade.train import masked_loss
-from conftest import tiny_raw
 
 
 def _params(cfg, seed=0):

@@ -78,7 +78,7 @@ def test_two_processes_equal_one(two_process_run, tmp_path):
 def test_resume_and_refusal_are_decided_by_process_0(two_process_run):
     _, cfg_path, out, _ = two_process_run
     before = results.load(out / "results.nc")
-    last = sorted((out / "chunks").glob("chunk_*.nc"))[-1]
+    last = max((out / "chunks").glob("chunk_*.nc"))
     lost = results.load(last)["member"].values.tolist()
     last.unlink()  # as if the run had been killed during its last chunk
     (out / "results.nc").unlink()

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import tiny_raw
 
 from difftrade import config
 from difftrade.model import apply, graphdef, kernel_mode
@@ -15,8 +16,6 @@ from difftrade.train import (
     pad_members,
     train_population,
 )
-
-from conftest import tiny_raw
 
 
 @pytest.fixture(scope="module")
