@@ -20,17 +20,34 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TRAINING_COMMANDS = ("run", "pretrain", "demo", "difficulty")  # the ones that train populations
+GRID_COMMANDS = ("run", "demo")  # the commands that train whole grids
 
 
-def _one_cpu_device_per_core() -> None:
-    """On a CPU, give jax one device per core, so the member axis is split over the cores.
+def _grid_members(config_path: Path) -> int | None:
+    """Members of a config's grid, read from the TOML alone (jax must not start yet); None if unsure."""
+    import tomllib
+
+    try:
+        grid = tomllib.loads(config_path.read_text()).get("grid", {})
+        return len(grid["difficulties"]) * len(grid["budgets"]) * len(grid["seeds"])
+    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError):
+        return None
+
+
+def cpu_device_count(cores: int, members: int | None) -> int:
+    """Largest divisor of ``members`` that is at most ``cores`` (``cores`` if members is unknown)."""
+    return max(d for d in range(1, cores + 1) if members is None or members % d == 0)
+
+
+def _one_cpu_device_per_core(members: int | None) -> None:
+    """On a CPU, split the member axis over per-core jax devices.
 
     XLA runs each CPU device's program on its own thread, and on two cores that trained the
-    demo grid ~1.2x faster than one device using both (benchmarks/NOTES.md). GPU and TPU runs
-    are unaffected (the devices are the accelerators). Skipped when the user chose a count
-    (``JAX_NUM_CPU_DEVICES`` or ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS``)
-    or when jax's devices already exist.
+    demo grid ~1.2x faster than one device using both (benchmarks/NOTES.md). The count is the
+    largest divisor of the grid size not above the core count (no padded members; a one-member
+    run keeps one device and all cores). GPU and TPU runs are unaffected. Skipped when the user
+    chose a count (``JAX_NUM_CPU_DEVICES`` or ``--xla_force_host_platform_device_count`` in
+    ``XLA_FLAGS``) or jax's devices already exist.
     """
     import os
 
@@ -39,8 +56,8 @@ def _one_cpu_device_per_core() -> None:
     if "JAX_NUM_CPU_DEVICES" in os.environ or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return
     try:
-        jax.config.update("jax_num_cpu_devices", os.cpu_count() or 1)
-    except (AttributeError, RuntimeError):  # an older/newer jax without the option, or backends already up
+        jax.config.update("jax_num_cpu_devices", cpu_device_count(os.cpu_count() or 1, members))
+    except (AttributeError, RuntimeError):  # a jax without the option, or backends already up
         pass
 
 
@@ -278,8 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help=".csv (index,level,score) or .npy; default: stdout")
     args = parser.parse_args(argv)
-    if args.command in TRAINING_COMMANDS:
-        _one_cpu_device_per_core()
+    if args.command in GRID_COMMANDS:
+        _one_cpu_device_per_core(_grid_members(args.config))
     try:
         if args.command == "tasks":
             return _tasks(args)

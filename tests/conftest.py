@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 
@@ -23,6 +24,14 @@ def tiny_raw(**overrides: dict) -> dict:
     for section, values in overrides.items():
         raw.setdefault(section, {}).update(values)
     return raw
+
+
+def toml_text(raw: dict) -> str:
+    """A config dict (sections of scalars and lists) as TOML text, for CLI tests."""
+    lines = []
+    for section, values in raw.items():
+        lines += [f"[{section}]"] + [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture(scope="session")

@@ -6,11 +6,10 @@ import json
 import numpy as np
 import pytest
 import xarray as xr
+from conftest import tiny_raw, toml_text
 
 from difftrade import config, experiment, results
 from difftrade.cli import main
-
-from conftest import tiny_raw
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +144,28 @@ def test_chunk_size_too_large_for_memory_is_refused(tiny_cfg, monkeypatch):
     monkeypatch.setattr(train, "device_memory_bytes", lambda: 1000)
     with pytest.raises(ValueError, match="does not fit"):
         train.check_chunk_fits(tiny_cfg.model, tiny_cfg.train, tiny_cfg.task.seq_len, 8)
+
+
+@pytest.mark.parametrize("cores,members,expected", [(2, 24, 2), (16, 24, 12), (64, 1, 1), (4, 7, 1), (8, None, 8)])
+def test_cpu_device_count(cores, members, expected):
+    from difftrade.cli import cpu_device_count
+
+    assert cpu_device_count(cores, members) == expected
+
+
+def test_cli_run_splits_members_over_cpu_cores(tmp_path):
+    """`difftrade run` on a CPU uses one jax device per core (as many as divide the grid)."""
+    import os
+    import subprocess
+    import sys
+
+    from difftrade.cli import cpu_device_count
+
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(toml_text(tiny_raw()))
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    env["JAX_PLATFORMS"] = "cpu"
+    proc = subprocess.run([sys.executable, "-m", "difftrade.cli", "run", str(cfg), "--out", str(tmp_path / "run")],
+                          env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"on {cpu_device_count(os.cpu_count() or 1, 8)} device(s)" in proc.stdout, proc.stdout

@@ -4,7 +4,6 @@ Each process owns one CPU device; the member axis of every chunk spans both, pro
 writes the run directory, and resume / refusals are decided by process 0 for both.
 """
 
-import json
 import os
 import socket
 import subprocess
@@ -12,17 +11,9 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import tiny_raw
+from conftest import tiny_raw, toml_text
 
 from difftrade import config, experiment, results
-
-
-def _toml(raw: dict) -> str:
-    lines = []
-    for section, values in raw.items():
-        lines.append(f"[{section}]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
-    return "\n".join(lines) + "\n"
 
 
 def _free_port() -> int:
@@ -55,7 +46,7 @@ def two_process_run(tmp_path_factory):
     raw = tiny_raw(run={"chunk_size": 3})  # rounded up to 4: a multiple of the 2 devices
     tmp = tmp_path_factory.mktemp("multihost")
     cfg_path = tmp / "tiny.toml"
-    cfg_path.write_text(_toml(raw))
+    cfg_path.write_text(toml_text(raw))
     out = tmp / "run"
     procs = _launch(cfg_path, out)
     for p in procs:
@@ -99,7 +90,7 @@ def test_resume_and_refusal_are_decided_by_process_0(two_process_run):
 WORKER = """
 import sys, jax, numpy as np
 sys.path.insert(0, {tests!r})
-from conftest import tiny_raw
+from conftest import tiny_raw, toml_text
 from difftrade import config, multihost
 from difftrade.train import member_init_params, member_mesh, shard_members, train_population
 multihost.initialize("localhost:{port}", 2, int(sys.argv[1]))
