@@ -88,6 +88,7 @@ class BenchConfig:
     learning_rate: float = 1e-3
     evaluate: bool = True
     breakdown: bool = False
+    profile: bool = False
     attention: str = "xla"  # difftrade's model.attention for the jax rows (vmap, loop)
     mlp: str = "xla"  # difftrade's model.mlp for the jax rows
     cpu_devices: int = 1  # jax CPU devices for the vmap row (0 = one per core, as the CLI does)
@@ -341,6 +342,8 @@ def worker_vmap(cfg: BenchConfig, measure_peak: bool) -> dict:
         }
     if cfg.breakdown:
         result["breakdown"] = breakdown(cfg, task, model_cfg, train_cfg, pop, run_key)
+    if cfg.profile:
+        result["profile"] = profile_call(lambda: train_population(task, pop, model_cfg, train_cfg, run_key))
     if measure_peak:
         result["matmul_peak"] = matmul_peak()
     return result
@@ -461,6 +464,58 @@ def worker_torch(cfg: BenchConfig, impl: str) -> dict:
 
 def worker_peak(cfg: BenchConfig) -> dict:
     return {"impl": "peak", "matmul_peak": matmul_peak(), "env": jax_env()}
+
+
+# ---- device profile of one call ----------------------------------------------------------------
+KERNEL_KINDS = (  # (kind, substrings of a GPU kernel / XLA op name), first match wins
+    ("pallas kernels", ("fused_mlp", "mha_")),
+    ("matmul", ("gemm", "cublas", "cutlass", "xmma", "dot", "matmul", "triton_gemm")),
+    ("elementwise / reduction fusions", ("fusion", "reduce", "transpose", "copy", "convert")),
+)
+
+
+def kernel_kind(name: str) -> str:
+    low = name.lower()
+    return next((kind for kind, keys in KERNEL_KINDS if any(k in low for k in keys)), "other")
+
+
+def profile_call(call) -> dict:
+    """Device time by kernel over one call under ``jax.profiler`` (GPU/TPU planes only).
+
+    Returns total device time, the time by kind (matmul, fusions, Pallas kernels, other) and the
+    25 longest kernels; on a CPU there is no device plane and the result says so.
+    """
+    import glob
+
+    import jax
+    from jax.profiler import ProfileData
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            with jax.profiler.trace(tmp):
+                jax.block_until_ready(call())
+            paths = glob.glob(f"{tmp}/**/*.xplane.pb", recursive=True)
+            data = ProfileData.from_file(paths[0])
+            by_name: dict[str, float] = {}
+            for plane in data.planes:
+                if not plane.name.startswith("/device:"):
+                    continue
+                lines = list(plane.lines)
+                # kernels on the device streams; XLA's per-op lines would count the same time twice
+                streams = [ln for ln in lines if ln.name.startswith("Stream")] or lines
+                for line in streams:
+                    for event in line.events:
+                        by_name[event.name] = by_name.get(event.name, 0.0) + event.duration_ns * 1e-9
+    except Exception as err:  # noqa: BLE001 - profiling must never cost the benchmark its numbers
+        return {"error": f"{type(err).__name__}: {err}"}
+    total = sum(by_name.values())
+    if not total:
+        return {"error": "no device plane in the trace (CPU backend)"}
+    kinds: dict[str, float] = {}
+    for name, t in by_name.items():
+        kinds[kernel_kind(name)] = kinds.get(kernel_kind(name), 0.0) + t
+    top = sorted(by_name.items(), key=lambda kv: -kv[1])[:25]
+    return {"device_s": total, "by_kind": kinds, "top": [{"name": n, "s": t, "kind": kernel_kind(n)} for n, t in top]}
 
 
 # ---- breakdown of one vmapped step -------------------------------------------------------------
@@ -714,6 +769,21 @@ def markdown(cfg: BenchConfig, rows: list[dict], results: list[dict], peak: dict
             lines.append(
                 f"| {name} | {1e3 * p['per_step_s']:.3f} | {100 * p['per_step_s'] / full:.1f}% | {first} |"
             )
+    if vmap and "profile" in vmap:
+        prof = vmap["profile"]
+        lines.append("")
+        if "error" in prof:
+            lines.append(f"Profile of one vmap call: {prof['error']}.")
+        else:
+            total = prof["device_s"]
+            kinds = ", ".join(f"{k} {100 * t / total:.1f}%" for k, t in sorted(prof["by_kind"].items(), key=lambda kv: -kv[1]))
+            lines += [
+                f"Profile of one vmap call ({cfg.steps} steps): {total:.3f} s of device kernels; {kinds}.",
+                "",
+                "| kernel | kind | s | % of device time |",
+                "|---|---|---:|---:|",
+            ]
+            lines += [f"| `{k['name'][:90]}` | {k['kind']} | {k['s']:.4f} | {100 * k['s'] / total:.1f}% |" for k in prof["top"]]
     torch_func = next(
         (r for r in results if r.get("impl") == "torch_func" and "error" not in r), None
     )
@@ -779,6 +849,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Bench
         default=d.cpu_devices,
         help="jax CPU devices for the vmap row; 0 = one per core, like the difftrade CLI (default %(default)s)",
     )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="vmap row: device kernel time by kind (matmul, fusions, Pallas) over one extra call (GPU/TPU)",
+    )
     p.add_argument("--no-eval", action="store_true", help="skip timing evaluate_population")
     p.add_argument(
         "--breakdown",
@@ -807,6 +882,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Bench
         learning_rate=args.learning_rate,
         evaluate=not args.no_eval,
         breakdown=args.breakdown,
+        profile=args.profile,
         attention=args.attention,
         mlp=args.mlp,
         cpu_devices=args.cpu_devices,

@@ -30,9 +30,11 @@ for stage in "$@"; do
       b() { name=$1; shift; python3 -m benchmarks.trainer --impls vmap --no-eval --steps 50 --repeats 3 "$@" \
               --out "runs/sweep/$name.json" > "runs/sweep/$name.log" 2>&1 || echo "$name failed: $(tail -n 3 runs/sweep/$name.log)"; }
       for d in ${BENCH_DMODELS:-128 256}; do
-        for a in xla pallas cudnn; do b "d${d}_attention_$a" --d-model "$d" --attention "$a"; done
+        # --profile: device time by kernel kind (tests the roofline: matmuls should be ~15%)
+        b "d${d}_attention_xla" --d-model "$d" --profile
+        for a in pallas cudnn; do b "d${d}_attention_$a" --d-model "$d" --attention "$a"; done
         b "d${d}_mlp_pallas" --d-model "$d" --mlp pallas
-        b "d${d}_fused_both" --d-model "$d" --attention pallas --mlp pallas
+        b "d${d}_fused_both" --d-model "$d" --attention pallas --mlp pallas --profile
         XLA_FLAGS=--xla_gpu_enable_cublaslt=true b "d${d}_cublaslt" --d-model "$d"
         XLA_FLAGS=--xla_gpu_triton_gemm_any=true b "d${d}_triton_gemm_any" --d-model "$d"
         b "d${d}_members512" --d-model "$d" --members 512
