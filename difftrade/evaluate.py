@@ -25,7 +25,13 @@ from difftrade import data
 from difftrade.model import ModelConfig, Params, graphdef, token_losses
 from difftrade.multihost import to_host
 from difftrade.tasks.base import Task
-from difftrade.train import member_data_root, member_mesh, member_sharding, shard_members
+from difftrade.train import (
+    member_data_root,
+    member_mesh,
+    member_sharding,
+    padded_index,
+    shard_members,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +120,7 @@ def evaluate_population(
         evaluator = jax.vmap(make_member_evaluator(task, model_cfg, cfg, run_key))
         _COMPILED[key] = jax.jit(evaluator, out_shardings=member_sharding(mesh))
     m = int(np.shape(budget)[0])
-    fill = np.concatenate([np.arange(m), np.full(-m % mesh.size, m - 1)])  # pad to the device count
+    fill = padded_index(m, -(-m // mesh.size) * mesh.size)  # pad to the device count
     if len(fill) > m:
         params = jax.tree.map(lambda x: x[fill], params)
     hyper = (np.asarray(weights, np.float32)[fill], np.asarray(budget, np.int32)[fill], np.asarray(seed, np.int32)[fill])

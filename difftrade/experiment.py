@@ -23,7 +23,13 @@ from difftrade.checkpoint import load_base
 from difftrade.config import RunConfig
 from difftrade.evaluate import evaluate_population
 from difftrade.multihost import broadcast, is_main, to_host
-from difftrade.train import auto_chunk_size, check_chunk_fits, member_data_root, train_population
+from difftrade.train import (
+    auto_chunk_size,
+    check_chunk_fits,
+    member_data_root,
+    padded_index,
+    train_population,
+)
 
 META = "config.json"
 
@@ -92,7 +98,7 @@ def plan(cfg: RunConfig, out_dir: Path, resume: bool, num_members: int) -> tuple
         try:
             prepare_dir(cfg, out_dir, resume)
             chunks, members = finished_members(out_dir)
-            done[sorted(members)] = 1
+            done[list(members)] = 1
         except ValueError as err:
             refused = err
     flags = broadcast(np.concatenate([[int(refused is None)], done]).astype(np.int32))
@@ -137,7 +143,7 @@ def run(
         idx = todo[start : start + size]
         # A short last chunk is padded with copies of its last member (dropped below), so every
         # chunk has one shape and the trainer and evaluator compile once per run.
-        padded = np.concatenate([idx, np.repeat(idx[-1:], size - len(idx))])
+        padded = idx[padded_index(len(idx), size)]
         sub = pop.take(padded)
         init = None if base is None else jax.tree.map(lambda x: jnp.broadcast_to(x, (sub.size, *x.shape)), base)
         full = train_population(task, sub, cfg.model, cfg.train, run_key, init=init)

@@ -13,7 +13,6 @@ Keys. ``run_key`` is split into data / init / order roots; member ``m`` uses
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -234,12 +233,16 @@ def shard_members(tree: Any, mesh: Mesh) -> Any:
     return jax.tree.map(put, tree)
 
 
+def padded_index(m: int, size: int) -> np.ndarray:
+    """Member indices ``0..m-1`` then ``m-1`` repeated up to ``size``: padding by copies of the
+    last member, whose results the caller drops. int ``[size]``."""
+    return np.concatenate([np.arange(m), np.full(size - m, m - 1)])
+
+
 def pad_members(pop: Population, multiple: int) -> tuple[Population, int]:
     """Pad with copies of the last member so the size divides ``multiple``; returns (pop, real size)."""
     m = pop.size
-    target = int(math.ceil(m / multiple) * multiple)
-    idx = np.concatenate([np.arange(m), np.full(target - m, m - 1)])
-    return pop.take(idx), m
+    return pop.take(padded_index(m, -(-m // multiple) * multiple)), m
 
 
 _COMPILED: dict[Any, Callable[..., TrainResult]] = {}
@@ -291,7 +294,8 @@ def train_population(
     fn = compiled_trainer(task, model_cfg, cfg, run_key)
     if init is not None:
         if padded.size != m:
-            init = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], padded.size - m, 0)]), init)
+            idx = padded_index(m, padded.size)
+            init = jax.tree.map(lambda x: x[idx], init)
         init = shard_members(init, mesh)
     out = fn(arrays["weights"], arrays["budget"], arrays["seed"], arrays["learning_rate"], init)
     return out if padded.size == m else jax.tree.map(lambda x: x[:m], out)
