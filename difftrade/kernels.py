@@ -116,6 +116,11 @@ def _full(shape: tuple[int, ...]) -> pl.BlockSpec:
     return pl.BlockSpec(shape, lambda *_: (0,) * len(shape))
 
 
+def _rows(bm: int, d: int) -> pl.BlockSpec:
+    """Program ``i`` sees token rows ``[i*bm, (i+1)*bm)`` of an ``[N, d]`` array."""
+    return pl.BlockSpec((bm, d), lambda i: (i, 0))
+
+
 def check_shapes(d: int, f: int) -> None:
     """Triton tiles need power-of-two widths >= 16."""
     for name, v in (("d_model", d), ("mlp hidden width", f)):
@@ -130,8 +135,8 @@ def _forward(x, w1, b1, w2, b2, interpret):
     return pl.pallas_call(
         functools.partial(_forward_kernel, bh=bh),
         grid=(n // bm,),
-        in_specs=[pl.BlockSpec((bm, d), lambda i: (i, 0)), _full((d, f)), _full((f,)), _full((f, d)), _full((d,))],
-        out_specs=pl.BlockSpec((bm, d), lambda i: (i, 0)),
+        in_specs=[_rows(bm, d), _full((d, f)), _full((f,)), _full((f, d)), _full((d,))],
+        out_specs=_rows(bm, d),
         out_shape=jax.ShapeDtypeStruct((n, d), x.dtype),
         interpret=interpret,
         compiler_params=_triton(d),
@@ -146,9 +151,8 @@ def _backward(x, w1, b1, w2, dy, interpret):
     dx = pl.pallas_call(
         functools.partial(_dx_kernel, bh=bh),
         grid=(n // bm,),
-        in_specs=[pl.BlockSpec((bm, d), lambda i: (i, 0)), pl.BlockSpec((bm, d), lambda i: (i, 0)),
-                  _full((d, f)), _full((f,)), _full((f, d))],
-        out_specs=pl.BlockSpec((bm, d), lambda i: (i, 0)),
+        in_specs=[_rows(bm, d), _rows(bm, d), _full((d, f)), _full((f,)), _full((f, d))],
+        out_specs=_rows(bm, d),
         out_shape=jax.ShapeDtypeStruct((n, d), x.dtype),
         interpret=interpret,
         compiler_params=_triton(d),
