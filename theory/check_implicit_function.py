@@ -16,7 +16,7 @@ import sys
 
 import sympy as sp
 
-from difftrade.theory.symbolic import Claim, Result, prove_equal, prove_sign, report
+from difftrade.theory.symbolic import Claim, Result, prove_equal, prove_sign, run_check_script
 
 d, n, c, a, b, k, delta = sp.symbols("d n c a b k delta", positive=True)
 R_DD, R_DN = sp.symbols("R_dd R_dn", real=True)
@@ -170,8 +170,4 @@ def negative_controls() -> list[Result]:
 
 
 if __name__ == "__main__":
-    results = check()
-    print(report(results))
-    print("\nnegative controls (must FAIL):")
-    print(report(negative_controls()))
-    sys.exit(0 if all(r.passed for r in results) else 1)
+    sys.exit(run_check_script(check, negative_controls))

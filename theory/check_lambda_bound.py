@@ -11,7 +11,7 @@ import sys
 
 import sympy as sp
 
-from difftrade.theory.symbolic import Claim, Result, prove_equal, prove_sign, report
+from difftrade.theory.symbolic import Claim, Result, prove_equal, prove_sign, run_check_script
 
 lam, Lhat, beta = sp.symbols("lambda Lhat beta", positive=True)  # beta = B/n
 DOM = {Lhat: (0, 1), beta: (0, sp.oo)}
@@ -139,8 +139,4 @@ def negative_controls() -> list[Result]:
 
 
 if __name__ == "__main__":
-    results = check()
-    print(report(results))
-    print("\nnegative controls (must FAIL):")
-    print(report(negative_controls()))
-    sys.exit(0 if all(r.passed for r in results) else 1)
+    sys.exit(run_check_script(check, negative_controls))

@@ -16,7 +16,7 @@ from difftrade.theory.symbolic import (
     prove_equal,
     prove_nonnegative_by_derivative,
     prove_sign,
-    report,
+    run_check_script,
 )
 
 q, p, c, t = sp.symbols("q p c t", positive=True)
@@ -124,8 +124,4 @@ def negative_controls() -> list[Result]:
 
 
 if __name__ == "__main__":
-    results = check()
-    print(report(results))
-    print("\nnegative controls (must FAIL):")
-    print(report(negative_controls()))
-    sys.exit(0 if all(r.passed for r in results) else 1)
+    sys.exit(run_check_script(check, negative_controls))

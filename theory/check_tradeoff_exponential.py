@@ -19,7 +19,7 @@ from difftrade.theory.symbolic import (
     prove_equal,
     prove_sign,
     prove_unique_root,
-    report,
+    run_check_script,
 )
 
 d, n, c, a, b, k = sp.symbols("d n c a b k", positive=True)
@@ -97,8 +97,4 @@ def negative_controls() -> list[Result]:
 
 
 if __name__ == "__main__":
-    results = check()
-    print(report(results))
-    print("\nnegative controls (must FAIL):")
-    print(report(negative_controls()))
-    sys.exit(0 if all(r.passed for r in results) else 1)
+    sys.exit(run_check_script(check, negative_controls))

@@ -15,7 +15,7 @@ import sys
 
 import sympy as sp
 
-from difftrade.theory.symbolic import Claim, Result, prove_equal, prove_sign, report
+from difftrade.theory.symbolic import Claim, Result, prove_equal, prove_sign, run_check_script
 
 d, n, c, a, delta, t = sp.symbols("d n c a delta t", positive=True)
 DOM = {delta: (0, 1), n: (1, sp.oo)}  # a confidence level below 1 and at least one example
@@ -137,8 +137,4 @@ def negative_controls() -> list[Result]:
 
 
 if __name__ == "__main__":
-    results = check()
-    print(report(results))
-    print("\nnegative controls (must FAIL):")
-    print(report(negative_controls()))
-    sys.exit(0 if all(r.passed for r in results) else 1)
+    sys.exit(run_check_script(check, negative_controls))

@@ -19,7 +19,7 @@ from difftrade.theory.symbolic import (
     prove_equal,
     prove_sign,
     prove_unique_root,
-    report,
+    run_check_script,
 )
 
 d, n, c, a = sp.symbols("d n c a", positive=True)
@@ -96,8 +96,4 @@ def negative_controls() -> list[Result]:
 
 
 if __name__ == "__main__":
-    results = check()
-    print(report(results))
-    print("\nnegative controls (must FAIL):")
-    print(report(negative_controls()))
-    sys.exit(0 if all(r.passed for r in results) else 1)
+    sys.exit(run_check_script(check, negative_controls))

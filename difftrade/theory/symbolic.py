@@ -111,6 +111,15 @@ def report(results: Iterable[Result]) -> str:
     return "\n".join(str(r) for r in results)
 
 
+def run_check_script(check: Callable[[], list[Result]], negative_controls: Callable[[], list[Result]]) -> int:
+    """What ``python theory/check_*.py`` does: print both reports; exit status 0 iff every claim passed."""
+    results = check()
+    print(report(results))
+    print("\nnegative controls (must FAIL):")
+    print(report(negative_controls()))
+    return 0 if all(r.passed for r in results) else 1
+
+
 # ---- domains ----------------------------------------------------------------------------------
 def _assumed(domain: Domain | None) -> dict:
     """Map each domain symbol to a dummy carrying the sign its numeric bounds imply."""
