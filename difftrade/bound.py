@@ -3,11 +3,18 @@
 For every certified member (all seeds by default):
 
 * **PAC-Bayes certificates** (``difftrade.theory.certificate``) of the Gibbs predictor
-  Q = N(trained weights, σ²I) with prior P = N(w₀, σ_P²I), w₀ = the member's data-free
-  initialisation or the pretrained base it was fine-tuned from. Two fresh *bound sets* from split
-  "bound" (never used for training, testing or choosing w₀): n_bound examples from the member's
-  training distribution S (certifies the in-distribution risk L_S(Q)) and n_bound from the
-  target T (certifies L_T(Q)); 0-1 loss of exact match.
+  Q = N(trained weights, σ²I) (``posterior="isotropic"``, σ from a grid) or Q = N(μ, diag σ²)
+  fitted by minimising the bound (``posterior="fitted"``, ``difftrade.theory.posterior``), with
+  prior P = N(w₀, σ_P²I), w₀ = the member's data-free initialisation or the pretrained base it was
+  fine-tuned from; 0-1 loss of exact match. The *bound set* (``bound_set``):
+
+  - ``"train"``: the member's own n training examples (n = its budget). This is the PAC-Bayes
+    generalization certificate proper: it bounds L_S(Q) from the data Q was trained on, so the
+    KL/n term is what grows with difficulty and shrinks with n. L_T(Q) is then bounded by the
+    change of measure below applied to the certified L_S(Q) (no further δ).
+  - ``"fresh"``: n_bound new examples from split "bound" (never used for training, testing or
+    choosing w₀) from S (certifies L_S(Q)) and n_bound from the target T (certifies L_T(Q)).
+    Valid, but on data independent of Q a plain test-set bound on Q (KL = 0) is never looser.
 * **Extrapolation band**: the measured extrapolation gap of the deterministic network with a
   certified band from the per-level held-out test sets (Clopper–Pearson per level and side,
   all 2L one-sided statements at δ/(2L): valid simultaneously for R_S and R_T).
@@ -23,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +46,7 @@ from difftrade.model import ModelConfig, graphdef, init_params
 from difftrade.tasks.base import Task
 from difftrade.theory import bounds
 from difftrade.theory.certificate import CertificateConfig, certify_population, format_budget
+from difftrade.theory.posterior import FitConfig, fit_posterior
 from difftrade.theory.shift import kl_shift_bound, nested_shell_weights
 from difftrade.train import member_data_root, member_init_params
 
@@ -55,12 +64,30 @@ class BoundSettings:
     delta_heldout: float = 0.05
     seeds: tuple[int, ...] | None = None  # None: every seed
     member_chunk: int = 16
+    bound_set: Literal["fresh", "train"] = "fresh"
+    posterior: Literal["isotropic", "fitted"] = "isotropic"
+    fit: FitConfig = dataclasses.field(default_factory=FitConfig)  # posterior="fitted": fitted on the in-distribution bound set
+    fitted_prior_sigmas: tuple[float, ...] = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)  # σ_P grid when fitted
+    surrogate_p_min: float = 1e-4  # fit surrogate: answer cross-entropy clipped at ln(1/p_min), over it
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("bound_set", ("fresh", "train")), ("posterior", ("isotropic", "fitted"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r} is unknown; allowed: {', '.join(map(repr, allowed))}")
+        for name in ("n_bound", "num_draws", "member_chunk"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}={v!r}; allowed: an integer >= 1")
+        if not 0 < self.surrogate_p_min < 1:
+            raise ValueError(f"surrogate_p_min={self.surrogate_p_min!r}; allowed: a float in (0, 1)")
 
     def certificate_config(self) -> CertificateConfig:
+        fitted = self.posterior == "fitted"  # σ is then per parameter: the grid only scales it by 1
         return CertificateConfig(
-            sigmas=self.sigmas, prior_sigmas=self.prior_sigmas, num_draws=self.num_draws,
-            delta=self.delta, delta_prime=self.delta_prime, delta_heldout=self.delta_heldout,
-            selection="bound",
+            sigmas=(1.0,) if fitted else self.sigmas,
+            prior_sigmas=self.fitted_prior_sigmas if fitted else self.prior_sigmas,
+            num_draws=self.num_draws, delta=self.delta, delta_prime=self.delta_prime,
+            delta_heldout=self.delta_heldout, selection="bound",
         )
 
 
@@ -81,6 +108,21 @@ class ZeroOneLoss:
         gdef = graphdef(self.model)
         exact = jax.lax.map(lambda tm: example_metrics(gdef, params, *tm)[0], (tb, mb)).reshape(-1)[:n]
         return 1.0 - exact.astype(jnp.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClippedCrossEntropy:
+    """Differentiable surrogate of the 0-1 loss for the posterior fit, in [0, 1]:
+    ``min(mean answer CE, ln(1/p_min)) / ln(1/p_min)`` per example, ``[n]``."""
+
+    model: ModelConfig
+    p_min: float = 1e-4
+
+    def __call__(self, params, batch):
+        tokens, mask = batch
+        _, ce = example_metrics(graphdef(self.model), params, tokens, mask)
+        cap = float(np.log(1.0 / self.p_min))
+        return jnp.minimum(ce, cap) / cap
 
 
 def load_run(run_dir: str | Path) -> tuple[RunConfig, xr.Dataset]:
@@ -135,25 +177,47 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
         t_tok, t_mask, _ = data.examples(task, root, bound_split, target_w, jnp.arange(n, 2 * n))
         return (s_tok, s_mask), (t_tok, t_mask)
 
+    def train_sets(seed, weights, size):
+        tokens, mask, _ = data.examples(task, member_data_root(run_key, seed), data.SPLITS["train"], weights, jnp.arange(size))
+        return tokens, mask
+
     make_sets = jax.jit(jax.vmap(bound_sets))
+    make_train_sets = jax.jit(jax.vmap(train_sets, in_axes=(0, 0, None)), static_argnums=2)
     priors = jax.jit(jax.vmap(lambda s: member_init_params(cfg.model, run_key, s)))
-    out: dict[str, list] = {}
-    for start in range(0, len(chosen), settings.member_chunk):
-        idx = chosen[start : start + settings.member_chunk]
-        p = jax.tree.map(lambda x: jnp.asarray(x[idx]), params)
-        seed_arr = jnp.asarray(pop.seed[idx])
-        prior = priors(seed_arr) if base is None else jax.tree.map(lambda x: jnp.broadcast_to(x, (len(idx), *x.shape)), base)
-        set_s, set_t = make_sets(seed_arr, jnp.asarray(pop.weights[idx]))
-        keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(run_key, 77), i))(jnp.asarray(idx))
-        for name, bound_set, salt in (("in_dist", set_s, 0), ("target", set_t, 1)):
-            cert = certify_population(loss, p, prior, bound_set, jax.vmap(lambda k: jax.random.fold_in(k, salt))(keys), ccfg)
-            for field in ("bound", "kl", "sigma", "prior_sigma", "mc_risk_estimate", "deterministic_risk",
-                          "deterministic_lower", "deterministic_upper", "valid"):
-                out.setdefault(f"{name}_{field}", []).append(np.asarray(getattr(cert, field)))
-        if progress:
-            print(f"certified {min(start + len(idx), len(chosen))}/{len(chosen)} members", flush=True)
+    fit = jax.jit(jax.vmap(lambda p, p0, d, k: fit_posterior(ClippedCrossEntropy(cfg.model, settings.surrogate_p_min), p, p0, d, k, settings.fit)))
+    # members certified together share n: one group for fresh sets, one per budget for "train"
+    if settings.bound_set == "train":
+        groups = [chosen[pop.budget[chosen] == b] for b in np.unique(pop.budget[chosen])]
+    else:
+        groups = [chosen]
+    order, out = [], {}
+    for group in groups:
+        for start in range(0, len(group), settings.member_chunk):
+            idx = group[start : start + settings.member_chunk]
+            p = jax.tree.map(lambda x: jnp.asarray(x[idx]), params)
+            seed_arr = jnp.asarray(pop.seed[idx])
+            prior = priors(seed_arr) if base is None else jax.tree.map(lambda x: jnp.broadcast_to(x, (len(idx), *x.shape)), base)
+            if settings.bound_set == "train":
+                sets = {"in_dist": make_train_sets(seed_arr, jnp.asarray(pop.weights[idx]), int(pop.budget[idx[0]]))}
+            else:
+                set_s, set_t = make_sets(seed_arr, jnp.asarray(pop.weights[idx]))
+                sets = {"in_dist": set_s, "target": set_t}
+            keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(run_key, 77), i))(jnp.asarray(idx))
+            scale = None
+            if settings.posterior == "fitted":  # one Q per member, fitted on its S bound set
+                p, scale, history = fit(p, prior, sets["in_dist"], jax.vmap(lambda k: jax.random.fold_in(k, 2))(keys))
+                out.setdefault("fit_objective", []).append(np.asarray(history["objective"][:, -1]))
+            for salt, (name, bound_set) in enumerate(sets.items()):
+                cert = certify_population(loss, p, prior, bound_set, jax.vmap(lambda k: jax.random.fold_in(k, salt))(keys), ccfg,
+                                          posterior_scale=scale)
+                for field in ("bound", "kl", "sigma", "prior_sigma", "mc_risk_estimate", "deterministic_risk",
+                              "deterministic_lower", "deterministic_upper", "valid", "num_examples"):
+                    out.setdefault(f"{name}_{field}", []).append(np.asarray(getattr(cert, field)))
+            order.append(idx)
+            if progress:
+                print(f"certified {sum(map(len, order))}/{len(chosen)} members", flush=True)
     flat = {k: np.concatenate(v) for k, v in out.items()}
-    return _assemble(run_dir, cfg, ds, chosen, flat, settings, ccfg)
+    return _assemble(run_dir, cfg, ds, np.concatenate(order), flat, settings, ccfg)
 
 
 def _assemble(run_dir: Path, cfg: RunConfig, ds: xr.Dataset, chosen: np.ndarray, flat: dict[str, np.ndarray],
@@ -178,6 +242,11 @@ def _assemble(run_dir: Path, cfg: RunConfig, ds: xr.Dataset, chosen: np.ndarray,
     s_atoms = shift_atoms(task, train_w)[:, None, None, :]
     t_atoms = shift_atoms(task, target_w)
     variables["shift_target_bound"] = (dims, np.asarray(kl_shift_bound(np.clip(source_upper, 0, 1), t_atoms, s_atoms)))
+    if settings.bound_set == "train":  # no target bound set: L_T(Q) by change of measure from L_S(Q)
+        certified = variables["in_dist_bound"][1]
+        ok = np.isfinite(certified)
+        composed = np.asarray(kl_shift_bound(np.where(ok, certified, 1.0), t_atoms, s_atoms))
+        variables["target_bound"] = (dims, np.where(ok, composed, np.nan))
     variables["uncoverable_mass"] = (("difficulty",), np.asarray([t_atoms[s_atoms[i, 0, 0] == 0].sum() for i in range(grid[0])]))
     variables["in_dist_gen_gap_bound"] = (dims, variables["in_dist_bound"][1] - ds["train_risk"].values)
     out = xr.Dataset(variables, coords={k: ds[k] for k in dims})
@@ -198,11 +267,16 @@ def render(ds: xr.Dataset, b: xr.Dataset) -> str:
 
     diffs, budgets = ds["difficulty"].values, ds["budget"].values
     mean = lambda v: np.nanmean(v, axis=-1)  # noqa: E731 (seed mean)
+    settings = json.loads(b.attrs["settings"])
     lines = [
         f"# Certificates and shift bounds (config {b.attrs['config_hash']}, {b.attrs['certified_members']} members)",
         "",
-        "PAC-Bayes certificates bound the risk of the *stochastic* network Q = N(w, σ²I); the measured",
-        "risks are those of the deterministic network. Seed means; `vacuous` = bound ≥ 0.999.",
+        "PAC-Bayes certificates bound the risk of the *stochastic* network "
+        + ("Q = N(μ, diag σ²) fitted to the bound" if settings.get("posterior") == "fitted" else "Q = N(w, σ²I)")
+        + "; the measured risks are those of the deterministic network. Seed means; `vacuous` = bound ≥ 0.999.",
+        "Bound set: " + ("each member's own n training examples (n = budget); cert. L_T(Q) = the change of measure "
+                         "applied to cert. L_S(Q)." if settings.get("bound_set") == "train"
+                         else f"{settings['n_bound']:,} fresh examples from S and from T per member."),
         "",
         "```",
         b.attrs["delta_budget"],

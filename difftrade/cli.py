@@ -5,7 +5,7 @@
     difftrade run CONFIG.toml [--out DIR] [--resume] train + evaluate a grid
     difftrade pretrain CONFIG.toml [--out DIR]       train one member, save it as a base checkpoint
     difftrade report RESULTS.nc [--out DIR]          tables and figures
-    difftrade bound RUN_DIR [--n-bound N --draws M --seeds 0,1]  certificates, shift bounds
+    difftrade bound RUN_DIR [--n-bound N --draws M --seeds 0,1 --bound-set train --posterior fitted]
     difftrade difficulty agreement CONFIG.toml [-n N]  reference loss vs nominal level (rank agreement)
     difftrade recommend RESULTS.nc --budget N [--validate]   difficulty for a budget
     difftrade select SCORES --column C --budget N (--results R | --weights W) [--out F]
@@ -153,10 +153,12 @@ def _pretrain(config_path: Path, out_dir: Path) -> Path:
 def _bound(args: argparse.Namespace) -> int:
     from difftrade import plots
     from difftrade.bound import BoundSettings, certify_run, load_run, render
+    from difftrade.theory.posterior import FitConfig
 
     settings = BoundSettings(
         n_bound=args.n_bound, num_draws=args.draws,
         seeds=None if args.seeds is None else tuple(int(s) for s in args.seeds.split(",")),
+        bound_set=args.bound_set, posterior=args.posterior, fit=FitConfig(steps=args.fit_steps),
     )
     _, ds = load_run(args.run)
     b = certify_run(args.run, settings)
@@ -269,6 +271,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-bound", type=int, default=4096, help="bound-set size per member and distribution")
     p.add_argument("--draws", type=int, default=8, help="Monte-Carlo weight draws per sigma")
     p.add_argument("--seeds", help="comma-separated seeds to certify (default: all)")
+    p.add_argument("--bound-set", choices=["fresh", "train"], default="fresh",
+                   help="fresh: n_bound new examples from S and T; train: each member's own n training examples")
+    p.add_argument("--posterior", choices=["isotropic", "fitted"], default="isotropic",
+                   help="isotropic: N(w, sigma^2 I) on a grid; fitted: N(mu, diag sigma^2) minimising the bound")
+    p.add_argument("--fit-steps", type=int, default=300, help="Adam steps of the fitted posterior")
     p = sub.add_parser("difficulty", help="model-based difficulty: agreement with nominal levels")
     p.add_argument("action", choices=["agreement"])
     p.add_argument("config", type=Path)

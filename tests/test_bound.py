@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from difftrade import config, experiment
-from difftrade.bound import BoundSettings, certify_run, level_bands, shift_atoms
+from difftrade import config, experiment, results
+from difftrade.bound import BoundSettings, certify_run, level_bands, render, shift_atoms
 from difftrade.cli import main
 from difftrade.tasks import make_task
 
@@ -74,3 +74,39 @@ def test_cli_bound_and_errors(run_dir, capsys, tmp_path):
     assert main(["bound", str(tmp_path)]) == 2
     assert "not a finished run" in capsys.readouterr().err
     assert main(["bound", str(run_dir), "--seeds", "7"]) == 2
+
+
+def test_train_bound_set_with_fitted_posterior(run_dir):
+    """bound_set="train": each member is certified on its own n = budget training examples, and
+    L_T(Q) is the change of measure applied to the certified L_S(Q); the posterior is fitted."""
+    from difftrade.bound import load_run
+    from difftrade.theory.posterior import FitConfig
+    from difftrade.theory.shift import kl_shift_bound
+
+    settings = BoundSettings(num_draws=2, seeds=(0,), bound_set="train", posterior="fitted", fit=FitConfig(steps=5))
+    b = certify_run(run_dir, settings, progress=False)
+    cfg, _ = load_run(run_dir)
+    n = b["in_dist_num_examples"].sel(seed=0).values
+    np.testing.assert_array_equal(n, np.broadcast_to(b["budget"].values[None, :], n.shape))
+    bound, mc = b["in_dist_bound"].sel(seed=0).values, b["in_dist_mc_risk_estimate"].sel(seed=0).values
+    assert np.all(b["in_dist_valid"].sel(seed=0).values == 1) and np.all((bound >= mc) & (bound <= 1.0))
+    assert np.all(b["in_dist_sigma"].sel(seed=0).values == 1.0)  # the fitted σ is used unscaled
+    assert set(np.unique(b["in_dist_prior_sigma"].sel(seed=0).values)) <= set(settings.fitted_prior_sigmas)
+    assert np.all(np.isfinite(b["fit_objective"].sel(seed=0).values))
+    target = b["target_bound"].values
+    s_atoms = shift_atoms(cfg.task, cfg.train_weights())[:, None, None, :]
+    certified = np.nan_to_num(b["in_dist_bound"].values, nan=1.0)
+    expected = np.asarray(kl_shift_bound(certified, shift_atoms(cfg.task, cfg.target_weights()), s_atoms))
+    np.testing.assert_allclose(target[..., 0], expected[..., 0])
+    assert np.all(np.isnan(target[..., 1]))  # seed 1 not certified
+    assert np.all(target[..., 0] >= b["uncoverable_mass"].values[:, None] - 1e-12)
+    assert "own n training examples" in render(results.load(run_dir / "results.nc"), b)
+
+
+def test_bound_settings_errors(run_dir, capsys):
+    with pytest.raises(ValueError, match="bound_set"):
+        BoundSettings(bound_set="test")
+    with pytest.raises(ValueError, match="n_bound"):
+        BoundSettings(n_bound=0)
+    assert main(["bound", str(run_dir), "--posterior", "fitted", "--fit-steps", "0"]) == 2
+    assert "steps" in capsys.readouterr().err

@@ -198,6 +198,12 @@ def test_selection_rules():
     best = C.certify(*args, dataclasses.replace(SMALL, selection="bound"))
     assert float(best.bound) == float(np.min(np.asarray(best.bound_grid)))
     assert float(best.bound) <= float(C.certify(*args, SMALL).bound)
+    # all candidates vacuous (a prior far too narrow): the tie goes to the smallest KL, not to
+    # the first grid point, so the reported KL measures the distance to a non-vacuous certificate
+    narrow = dataclasses.replace(SMALL, selection="bound", prior_sigmas=(1e-3, 2e-3))
+    vac = C.certify(*args, narrow)
+    assert np.all(np.asarray(vac.bound_grid) == 1.0)
+    assert float(vac.kl) == float(np.min(np.asarray(vac.kl_grid))) < float(np.asarray(vac.kl_grid)[0, 0])
 
 
 def test_tied_prior_and_diagonal_scale():

@@ -66,6 +66,7 @@ class CertificateConfig:
         statement; :func:`format_budget` also prints the all-statements union).
       selection: "flatness" (largest σ with MC risk ≤ deterministic risk + tolerance; σ_P then
         minimises the bound) or "bound" (the (σ, σ_P) pair minimising the certified bound).
+        Ties (typically: all vacuous at 1) go to the smallest KL.
       flatness_tolerance: tolerance of the flatness search, in risk units.
       xi: "relaxed" (ln 2√n, the THEORY.md recipe) or "exact" (Maurer's ξ(n), slightly tighter).
       binary_loss: the loss is 0-1, so the deterministic interval is Clopper–Pearson; else kl.
@@ -313,9 +314,9 @@ def _assemble(det_losses, risks, oks, params, prior_params, posterior_scale, con
             # largest flat σ (grid order is arbitrary, so rank by value); fallback: smallest σ
             ranked = jnp.where(flat, -sig, jnp.inf)
             i = jnp.where(jnp.any(flat), bounds.argmin(ranked), bounds.argmin(sig))
-            j = bounds.argmin(bound_grid[i])
+            j = _smallest_kl_among_best(bound_grid[i], kl_grid[i])
         else:
-            flat_index = bounds.argmin(bound_grid.reshape(-1))
+            flat_index = _smallest_kl_among_best(bound_grid.reshape(-1), kl_grid.reshape(-1))
             i, j = flat_index // config.num_prior_sigmas, flat_index % config.num_prior_sigmas
 
         prior_sigma = prior_grid[i, 0] if config.prior_sigmas is None else prior_grid[0, j]
@@ -339,6 +340,13 @@ def _assemble(det_losses, risks, oks, params, prior_params, posterior_scale, con
             bound_grid=guard(bound_grid),
             valid=valid,
         )
+
+
+def _smallest_kl_among_best(bound: jax.Array, kl: jax.Array) -> jax.Array:
+    """Index of the smallest bound, ties (e.g. every candidate vacuous at 1) broken by the
+    smallest KL, so the reported KL says how far the best candidate is from non-vacuous."""
+    tied = bound <= jnp.min(jnp.where(jnp.isnan(bound), jnp.inf, bound))
+    return bounds.argmin(jnp.where(tied, kl, jnp.inf))
 
 
 def _diagonal_kl_grid(params, prior_params, scale, sig, prior_grid):
@@ -373,11 +381,12 @@ def _deterministic_interval(
 
 
 # ---- populations ----------------------------------------------------------------------------
-def _certify_population(loss_fn, params, prior_params, data, keys, config, data_axis, prior_axis):
-    def one(p, p0, d, k):
-        return certify(loss_fn, p, p0, d, k, config)
+def _certify_population(loss_fn, params, prior_params, data, keys, scale, config, data_axis, prior_axis):
+    def one(p, p0, d, k, s):
+        return certify(loss_fn, p, p0, d, k, config, posterior_scale=s)
 
-    return jax.vmap(one, in_axes=(0, prior_axis, data_axis, 0))(params, prior_params, data, keys)
+    scale_axis = None if scale is None else 0
+    return jax.vmap(one, in_axes=(0, prior_axis, data_axis, 0, scale_axis))(params, prior_params, data, keys, scale)
 
 
 _certify_population_jit = jax.jit(
@@ -395,6 +404,7 @@ def certify_population(
     *,
     data_axis: int | None = 0,
     prior_axis: int | None = 0,
+    posterior_scale: PyTree | None = None,
 ) -> Certificate:
     """Certify a population in one compiled call: ``jit(vmap(certify))`` over the member axis.
 
@@ -406,13 +416,15 @@ def certify_population(
       keys: ``[M]`` PRNG keys (e.g. ``jax.random.split(key, M)``).
       loss_fn, config: static (``loss_fn`` should be a module-level function or a stable
         object, so the compiled program is cached between calls).
+      posterior_scale: optional member-stacked per-parameter scales (see :func:`certify`),
+        e.g. the σ of :func:`difftrade.theory.posterior.fit_posterior`.
 
     Returns:
       :class:`Certificate` with a leading member axis M. Each member's statement holds at
       ``1 − δ − δ′``; for all M at once use ``format_budget(config, num_members=M)``.
     """
     return _certify_population_jit(
-        loss_fn, params, prior_params, data, keys, config, data_axis, prior_axis
+        loss_fn, params, prior_params, data, keys, posterior_scale, config, data_axis, prior_axis
     )
 
 
