@@ -67,7 +67,10 @@ class BoundSettings:
     bound_set: Literal["fresh", "train"] = "fresh"
     posterior: Literal["isotropic", "fitted"] = "isotropic"
     fit: FitConfig = dataclasses.field(default_factory=FitConfig)  # posterior="fitted": fitted on the in-distribution bound set
-    fitted_prior_sigmas: tuple[float, ...] = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)  # σ_P grid when fitted
+    # σ_P grid when fitted: (low, high, count) geometric. Fine on purpose: most fitted σᵢ sit at
+    # σ_P, so a grid step of ratio r costs ~½(r²−1−ln r²) nats on *every* parameter (a 3x grid:
+    # ~0.65 nats x 10⁵ parameters), while 1,000 values cost only ln 1000 = 6.9 nats.
+    fitted_prior_grid: tuple[float, float, int] = (1e-4, 1.0, 1000)
     surrogate_p_min: float = 1e-4  # fit surrogate: answer cross-entropy clipped at ln(1/p_min), over it
 
     def __post_init__(self) -> None:
@@ -80,6 +83,11 @@ class BoundSettings:
                 raise ValueError(f"{name}={v!r}; allowed: an integer >= 1")
         if not 0 < self.surrogate_p_min < 1:
             raise ValueError(f"surrogate_p_min={self.surrogate_p_min!r}; allowed: a float in (0, 1)")
+
+    @property
+    def fitted_prior_sigmas(self) -> tuple[float, ...]:
+        low, high, count = self.fitted_prior_grid
+        return tuple(float(x) for x in np.geomspace(low, high, int(count)))
 
     def certificate_config(self) -> CertificateConfig:
         fitted = self.posterior == "fitted"  # σ is then per parameter: the grid only scales it by 1

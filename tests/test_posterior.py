@@ -12,6 +12,7 @@ import pytest
 from test_certificate import DIM, MU, linear_01_loss, make_bound_set
 
 from difftrade.theory import certificate as C
+from difftrade.theory.bounds import float64_scope
 from difftrade.theory.kl import gaussian_kl
 from difftrade.theory.posterior import FitConfig, diagonal_kl, fit_posterior, quad_objective
 
@@ -115,3 +116,20 @@ def test_diagonal_fit_beats_the_isotropic_grid_when_sensitivities_differ():
 def test_fit_config_errors_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         FitConfig(**kwargs)
+
+
+def test_certificate_kl_grid_for_diagonal_scales_matches_reference():
+    """The closed-form KL grid (four parameter sums) against the per-parameter float64 KL, for
+    σ_P on both sides of the fitted scales and σ_P equal to many of them (where it cancels)."""
+    rng = np.random.default_rng(3)
+    mean = {"w": rng.normal(size=(40, 30)).astype(np.float32), "b": rng.normal(size=30).astype(np.float32)}
+    prior = jax.tree.map(lambda x: (x + 0.01 * rng.normal(size=x.shape)).astype(np.float32), mean)
+    scale = {"w": np.full((40, 30), 0.03, np.float32), "b": rng.uniform(0.001, 0.1, size=30).astype(np.float32)}
+    sig = np.array([1.0, 0.5])
+    prior_grid = np.array([[0.001, 0.03, 0.0300001, 0.2]])
+    with float64_scope():
+        grid = np.asarray(C._diagonal_kl_grid(mean, prior, scale, jnp.asarray(sig), jnp.asarray(prior_grid)))
+    for i, s in enumerate(sig):
+        for j, sp in enumerate(prior_grid[0]):
+            ref = float(gaussian_kl(mean, prior, jax.tree.map(lambda x: s * np.asarray(x, np.float64), scale), sp))
+            assert ref <= grid[i, j] <= ref + 1e-9 * max(ref, 1.0), (s, sp, grid[i, j], ref)
