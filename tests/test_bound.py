@@ -100,7 +100,9 @@ def test_train_bound_set_with_fitted_posterior(run_dir):
     np.testing.assert_allclose(target[..., 0], expected[..., 0])
     assert np.all(np.isnan(target[..., 1]))  # seed 1 not certified
     assert np.all(target[..., 0] >= b["uncoverable_mass"].values[:, None] - 1e-12)
-    assert "own n training examples" in render(results.load(run_dir / "results.nc"), b)
+    text = render(results.load(run_dir / "results.nc"), b)
+    assert "own n training examples" in text
+    assert "of 4 in-distribution" in text  # shares count the 4 certified members, not seed 1's NaNs
 
 
 def test_bound_settings_errors(run_dir, capsys):

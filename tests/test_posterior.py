@@ -131,5 +131,5 @@ def test_certificate_kl_grid_for_diagonal_scales_matches_reference():
         grid = np.asarray(C._diagonal_kl_grid(mean, prior, scale, jnp.asarray(sig), jnp.asarray(prior_grid)))
     for i, s in enumerate(sig):
         for j, sp in enumerate(prior_grid[0]):
-            ref = float(gaussian_kl(mean, prior, jax.tree.map(lambda x: s * np.asarray(x, np.float64), scale), sp))
+            ref = float(gaussian_kl(mean, prior, jax.tree.map(lambda x, s=s: s * np.asarray(x, np.float64), scale), sp))
             assert ref <= grid[i, j] <= ref + 1e-9 * max(ref, 1.0), (s, sp, grid[i, j], ref)
