@@ -172,6 +172,7 @@ def bounds_overlay(ds: xr.Dataset, b: xr.Dataset) -> plt.Figure:
             ax.plot(diffs, m(values[:, j]), style, color=color, label=label, ms=4)
         ax.set_title(f"n = {int(n):,}", fontsize=10)
         ax.set_xlabel("training difficulty d")
+        ax.set_xticks(diffs)
         ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)
         if j % 4 == 0:
