@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="fresh: n_bound new examples from S and T; train: each member's own n training examples")
     p.add_argument("--posterior", choices=["isotropic", "fitted"], default="isotropic",
                    help="isotropic: N(w, sigma^2 I) on a grid; fitted: N(mu, diag sigma^2) minimising the bound")
-    p.add_argument("--fit-steps", type=int, default=300, help="Adam steps of the fitted posterior")
+    p.add_argument("--fit-steps", type=int, default=1000, help="Adam steps of the fitted posterior")
     p = sub.add_parser("difficulty", help="model-based difficulty: agreement with nominal levels")
     p.add_argument("action", choices=["agreement"])
     p.add_argument("config", type=Path)

@@ -60,7 +60,7 @@ class FitConfig:
       delta: the δ of the objective (match the certificate's).
     """
 
-    steps: int = 300
+    steps: int = 1000
     learning_rate: float = 1e-2
     mean_learning_rate: float = 1e-4
     batch_size: int = 128
