@@ -133,6 +133,18 @@ class ClippedCrossEntropy:
         return jnp.minimum(ce, cap) / cap
 
 
+def retained_displacement(mean, trained, prior) -> np.ndarray:
+    """How much of training's move from the prior centre the fitted mean keeps, per member ``[M]``:
+    ``⟨μ − w₀, w − w₀⟩ / ‖w − w₀‖²`` (1: μ = the trained weights w; 0: μ back at the prior w₀)."""
+    def dot(a, b):
+        return sum(np.sum(np.asarray(x, np.float64) * np.asarray(y, np.float64), axis=tuple(range(1, np.ndim(x))))
+                   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+    move = jax.tree.map(lambda w, w0: np.asarray(w, np.float64) - np.asarray(w0, np.float64), trained, prior)
+    kept = jax.tree.map(lambda m, w0: np.asarray(m, np.float64) - np.asarray(w0, np.float64), mean, prior)
+    return dot(kept, move) / dot(move, move)
+
+
 def load_run(run_dir: str | Path) -> tuple[RunConfig, xr.Dataset]:
     run_dir = Path(run_dir)
     if not (run_dir / META).exists() or not (run_dir / "results.nc").exists():
@@ -213,8 +225,10 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
             keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(run_key, 77), i))(jnp.asarray(idx))
             scale = None
             if settings.posterior == "fitted":  # one Q per member, fitted on its S bound set
-                p, scale, history = fit(p, prior, sets["in_dist"], jax.vmap(lambda k: jax.random.fold_in(k, 2))(keys))
+                mean, scale, history = fit(p, prior, sets["in_dist"], jax.vmap(lambda k: jax.random.fold_in(k, 2))(keys))
                 out.setdefault("fit_objective", []).append(np.asarray(history["objective"][:, -1]))
+                out.setdefault("fit_retained", []).append(retained_displacement(mean, p, prior))
+                p = mean
             for salt, (name, bound_set) in enumerate(sets.items()):
                 cert = certify_population(loss, p, prior, bound_set, jax.vmap(lambda k: jax.random.fold_in(k, salt))(keys), ccfg,
                                           posterior_scale=scale)
@@ -310,6 +324,10 @@ def render(ds: xr.Dataset, b: xr.Dataset) -> str:
     emp = d_star(ds["target_risk"].values, diffs)
     by_cert = d_star_from_bound(mean(b["target_bound"].values), diffs)
     by_shift = d_star_from_bound(mean(b["shift_target_bound"].values), diffs)
+    if "fit_retained" in b:
+        kept = b["fit_retained"].values[np.isfinite(b["fit_retained"].values)]
+        lines += ["", f"Fitted posterior: μ keeps {kept.min():.2f} – {kept.max():.2f} of training's move away from the "
+                  "prior centre (1 = the trained weights, 0 = back at the prior: then Q certifies the prior, not the member)."]
     lines += [
         "",
         f"Non-vacuous certificates: {nonvac_s} in-distribution, {nonvac_t} on the target.",

@@ -93,6 +93,8 @@ def test_train_bound_set_with_fitted_posterior(run_dir):
     assert np.all(b["in_dist_sigma"].sel(seed=0).values == 1.0)  # the fitted σ is used unscaled
     assert set(np.unique(b["in_dist_prior_sigma"].sel(seed=0).values)) <= set(settings.fitted_prior_sigmas)
     assert np.all(np.isfinite(b["fit_objective"].sel(seed=0).values))
+    # 5 steps at μ's step 1e-4 barely move μ: it keeps ~all of training's displacement
+    np.testing.assert_allclose(b["fit_retained"].sel(seed=0).values, 1.0, atol=0.05)
     target = b["target_bound"].values
     s_atoms = shift_atoms(cfg.task, cfg.train_weights())[:, None, None, :]
     certified = np.nan_to_num(b["in_dist_bound"].values, nan=1.0)
@@ -103,6 +105,17 @@ def test_train_bound_set_with_fitted_posterior(run_dir):
     text = render(results.load(run_dir / "results.nc"), b)
     assert "own n training examples" in text
     assert "of 4 in-distribution" in text  # shares count the 4 certified members, not seed 1's NaNs
+    assert "μ keeps" in text
+
+
+def test_retained_displacement_closed_form():
+    from difftrade.bound import retained_displacement
+
+    w0 = {"a": np.zeros((2, 3)), "b": np.ones((2, 4))}
+    w = {"a": np.ones((2, 3)), "b": np.stack([3 * np.ones(4), -np.ones(4)])}
+    mean = {"a": 0.25 * w["a"], "b": w0["b"] + 0.25 * (w["b"] - w0["b"])}
+    np.testing.assert_allclose(retained_displacement(mean, w, w0), [0.25, 0.25])
+    np.testing.assert_allclose(retained_displacement(w0, w, w0), [0.0, 0.0])
 
 
 def test_bound_settings_errors(run_dir, capsys):
