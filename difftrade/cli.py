@@ -158,7 +158,7 @@ def _bound(args: argparse.Namespace) -> int:
     settings = BoundSettings(
         n_bound=args.n_bound, num_draws=args.draws,
         seeds=None if args.seeds is None else tuple(int(s) for s in args.seeds.split(",")),
-        bound_set=args.bound_set, posterior=args.posterior, fit=FitConfig(steps=args.fit_steps),
+        bound_set=args.bound_set, posterior=args.posterior, fit=FitConfig(steps=args.fit_steps, mean_learning_rate=args.fit_mean_lr),
     )
     _, ds = load_run(args.run)
     b = certify_run(args.run, settings)
@@ -276,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--posterior", choices=["isotropic", "fitted"], default="isotropic",
                    help="isotropic: N(w, sigma^2 I) on a grid; fitted: N(mu, diag sigma^2) minimising the bound")
     p.add_argument("--fit-steps", type=int, default=1000, help="Adam steps of the fitted posterior")
+    p.add_argument("--fit-mean-lr", type=float, default=1e-4,
+                   help="Adam step of the fitted mean; 0 keeps it at the trained weights (certifies the member itself)")
     p = sub.add_parser("difficulty", help="model-based difficulty: agreement with nominal levels")
     p.add_argument("action", choices=["agreement"])
     p.add_argument("config", type=Path)

@@ -133,3 +133,13 @@ def test_certificate_kl_grid_for_diagonal_scales_matches_reference():
         for j, sp in enumerate(prior_grid[0]):
             ref = float(gaussian_kl(mean, prior, jax.tree.map(lambda x, s=s: s * np.asarray(x, np.float64), scale), sp))
             assert ref <= grid[i, j] <= ref + 1e-9 * max(ref, 1.0), (s, sp, grid[i, j], ref)
+
+
+def test_zero_mean_step_keeps_the_trained_weights():
+    """mean_learning_rate=0 fits σ only: Q stays centred at the trained weights (a certificate of
+    the member itself, `difftrade bound --fit-mean-lr 0`), while σ still moves."""
+    x, y = make_bound_set(jax.random.key(5), 200)
+    cfg = FitConfig(steps=30, learning_rate=0.05, mean_learning_rate=0.0, init_sigma=0.1, init_prior_sigma=1.0)
+    mean, sigma, _ = fit_posterior(smooth_01, jnp.asarray(MU), jnp.zeros(DIM, jnp.float32), (x, y), jax.random.key(6), cfg)
+    np.testing.assert_array_equal(np.asarray(mean), MU)
+    assert np.abs(np.asarray(sigma) - 0.1).max() > 0.01
