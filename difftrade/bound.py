@@ -326,8 +326,8 @@ def render(ds: xr.Dataset, b: xr.Dataset) -> str:
     by_shift = d_star_from_bound(mean(b["shift_target_bound"].values), diffs)
     if "fit_retained" in b:
         kept = b["fit_retained"].values[np.isfinite(b["fit_retained"].values)]
-        lines += ["", f"Fitted posterior: μ keeps {kept.min():.2f} – {kept.max():.2f} of training's move away from the "
-                  "prior centre (1 = the trained weights, 0 = back at the prior: then Q certifies the prior, not the member)."]
+        lines += ["", (f"Fitted posterior: μ keeps {kept.min():.2f} – {kept.max():.2f} of training's move away from the "
+                       "prior centre (1 = the trained weights, 0 = back at the prior: then Q certifies the prior, not the member).")]
     lines += [
         "",
         f"Non-vacuous certificates: {nonvac_s} in-distribution, {nonvac_t} on the target.",
