@@ -128,36 +128,34 @@ def check_shapes(d: int, f: int) -> None:
             raise ValueError(f"model.mlp='pallas' needs a power-of-two {name} >= 16, got {v}; allowed: 16, 32, 64, ...")
 
 
-def _forward(x, w1, b1, w2, b2, interpret):
+def _row_call(kernel, in_specs, x, bm, interpret, name):
+    """A kernel over ``bm``-row token blocks of ``x [N, d]``; its output has the shape and dtype of ``x``."""
     n, d = x.shape
-    f = w1.shape[1]
-    bm, bh = _blocks(f)
     return pl.pallas_call(
-        functools.partial(_forward_kernel, bh=bh),
+        kernel,
         grid=(n // bm,),
-        in_specs=[_rows(bm, d), _full((d, f)), _full((f,)), _full((f, d)), _full((d,))],
+        in_specs=in_specs,
         out_specs=_rows(bm, d),
         out_shape=jax.ShapeDtypeStruct((n, d), x.dtype),
         interpret=interpret,
         compiler_params=_triton(d),
-        name="fused_mlp_forward",
-    )(x, w1, b1, w2, b2)
+        name=name,
+    )
+
+
+def _forward(x, w1, b1, w2, b2, interpret):
+    d, f = w1.shape
+    bm, bh = _blocks(f)
+    specs = [_rows(bm, d), _full((d, f)), _full((f,)), _full((f, d)), _full((d,))]
+    return _row_call(functools.partial(_forward_kernel, bh=bh), specs, x, bm, interpret, "fused_mlp_forward")(x, w1, b1, w2, b2)
 
 
 def _backward(x, w1, b1, w2, dy, interpret):
     n, d = x.shape
     f = w1.shape[1]
     bm, bh = _blocks(f)
-    dx = pl.pallas_call(
-        functools.partial(_dx_kernel, bh=bh),
-        grid=(n // bm,),
-        in_specs=[_rows(bm, d), _rows(bm, d), _full((d, f)), _full((f,)), _full((f, d))],
-        out_specs=_rows(bm, d),
-        out_shape=jax.ShapeDtypeStruct((n, d), x.dtype),
-        interpret=interpret,
-        compiler_params=_triton(d),
-        name="fused_mlp_dx",
-    )(x, dy, w1, b1, w2)
+    specs = [_rows(bm, d), _rows(bm, d), _full((d, f)), _full((f,)), _full((f, d))]
+    dx = _row_call(functools.partial(_dx_kernel, bh=bh), specs, x, bm, interpret, "fused_mlp_dx")(x, dy, w1, b1, w2)
     bh = _dw_hidden_block(d, f)
     dw1, db1, dw2 = pl.pallas_call(
         functools.partial(_dw_kernel, bm=bm),
