@@ -54,12 +54,32 @@ def device_kind() -> str:
     return f"{len(d)}x {d[0].platform}:{d[0].device_kind}"
 
 
+def _netcdf3_attr(value: Any) -> Any:
+    """NetCDF3 (the scipy engine) stores integers as int32: larger ones become float64.
+
+    A GPU run's ``peak_device_bytes`` (tens of GB) once made the final ``results.nc`` write fail
+    after every chunk had trained; float64 holds such byte counts exactly up to 2^53.
+    """
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        if not np.iinfo(np.int32).min <= int(value) <= np.iinfo(np.int32).max:
+            return float(value)
+    return value
+
+
 def atomic_write_netcdf(ds: xr.Dataset, path: Path) -> None:
     """Write to a temporary file in the same folder, then rename: never a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    ds.to_netcdf(tmp, engine=ENGINE)
+    ds = ds.copy()
+    ds.attrs = {k: _netcdf3_attr(v) for k, v in ds.attrs.items()}
+    for var in ds.variables.values():
+        var.attrs = {k: _netcdf3_attr(v) for k, v in var.attrs.items()}
+    try:
+        ds.to_netcdf(tmp, engine=ENGINE)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
 
 

@@ -169,3 +169,18 @@ def test_cli_run_splits_members_over_cpu_cores(tmp_path):
                           env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"on {cpu_device_count(os.cpu_count() or 1, 8)} device(s)" in proc.stdout, proc.stdout
+
+
+def test_netcdf_write_keeps_attributes_beyond_int32(tmp_path):
+    """A GPU run's peak_device_bytes (~4e10) made the final results.nc write fail (netCDF3 ints
+    are int32); such attributes are stored as float64, exactly, and nothing half-written stays."""
+    big = 41 * 2**30 + 12345
+    ds = xr.Dataset({"x": ("i", np.arange(3.0), {"count": np.int64(2**40)})}, attrs={"peak_device_bytes": big, "chunk_size": 956})
+    results.atomic_write_netcdf(ds, tmp_path / "r.nc")
+    back = results.load(tmp_path / "r.nc")
+    assert back.attrs["peak_device_bytes"] == float(big)
+    assert int(back.attrs["chunk_size"]) == 956 and back["x"].attrs["count"] == 2.0**40
+    assert ds.attrs["peak_device_bytes"] == big  # the caller's dataset is unchanged
+    with pytest.raises(Exception):
+        results.atomic_write_netcdf(xr.Dataset(attrs={"bad": object()}), tmp_path / "s.nc")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.nc"]
