@@ -20,6 +20,7 @@ outputs have the input dtype. Off a GPU the kernels run only in Pallas' interpre
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from typing import Any
@@ -29,12 +30,76 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
 
-def _triton(d: int) -> Any:
-    """Triton backend (Mosaic GPU cannot batch a member axis into the grid). More warps for wider
-    models keep the float32 accumulators in registers; untuned heuristics (benchmarks/NOTES.md)."""
+@dataclasses.dataclass(frozen=True)
+class MlpTuning:
+    """Launch parameters of the fused MLP kernels; 0 means "the default for this width".
+
+    block_tokens: token rows per program of the forward and input-gradient kernels (``bm``);
+    block_hidden: hidden units per loop step of those kernels (``bh``);
+    block_hidden_dw: hidden units per program of the weight-gradient kernel;
+    num_warps, num_stages: Triton's. All block sizes are powers of two >= 16.
+    """
+
+    block_tokens: int = 64
+    block_hidden: int = 64  # H100 sweep (benchmarks/mlp_kernels.py): 1.55x XLA at d=128, 128 gave 1.25x
+    block_hidden_dw: int = 0
+    num_warps: int = 0
+    num_stages: int = 2
+
+    def resolve(self, d: int, f: int, itemsize: int = 2) -> MlpTuning:
+        """Concrete values for width ``d``, hidden width ``f`` and ``itemsize``-byte inputs.
+
+        Defaults are filled in and block sizes clipped to ``f``; then blocks are halved (hidden
+        first, then tokens) until every kernel's estimated shared memory fits (``smem_bytes``).
+        """
+        t = MlpTuning(
+            block_tokens=self.block_tokens,
+            block_hidden=min(self.block_hidden, f),
+            # the weight-gradient kernel's two float32 accumulators [d, bh] + [bh, d] stay at 64 KiB
+            block_hidden_dw=min(f, self.block_hidden_dw or max(16, 8192 // d)),
+            num_warps=self.num_warps or (4 if d <= 128 else 8),
+            num_stages=self.num_stages,
+        )
+        while max(t.smem_bytes(d, itemsize)) > SMEM_LIMIT:
+            fwd, dx, dw = t.smem_bytes(d, itemsize)
+            if max(fwd, dx) > SMEM_LIMIT and t.block_hidden > 16:
+                t = dataclasses.replace(t, block_hidden=t.block_hidden // 2)
+            elif t.block_tokens > 16:
+                t = dataclasses.replace(t, block_tokens=t.block_tokens // 2)
+            elif t.block_hidden_dw > 16:
+                t = dataclasses.replace(t, block_hidden_dw=t.block_hidden_dw // 2)
+            else:
+                raise ValueError(
+                    f"model.mlp='pallas' at d_model={d}, {itemsize}-byte inputs: even 16-wide blocks need "
+                    f"{max(fwd, dx, dw)} bytes of shared memory (limit {SMEM_LIMIT}); allowed: a smaller "
+                    "d_model, bfloat16 compute, or model.mlp='xla'"
+                )
+        return t
+
+    def smem_bytes(self, d: int, itemsize: int) -> tuple[int, int, int]:
+        """Estimated shared memory of the (forward, input-gradient, weight-gradient) kernels.
+
+        The row blocks a program keeps plus ``num_stages`` buffers of what its loop loads. This
+        reproduces Triton's request on an H100 for the forward kernel exactly (294,912 bytes at
+        d=256, 64 x 128 blocks, bf16, 2 stages) and overestimates the others slightly.
+        """
+        bm, bh, bhd, st = self.block_tokens, self.block_hidden, self.block_hidden_dw, max(1, self.num_stages)
+        fwd = (bm * d + st * 2 * d * bh) * itemsize
+        dx = (2 * bm * d + st * 2 * d * bh) * itemsize
+        dw = (2 * d * bhd + st * 2 * bm * d) * itemsize
+        return fwd, dx, dw
+
+
+# shared memory one H100 program may use: 232,448 bytes (227 KiB, from Triton's error message)
+SMEM_LIMIT = 227 * 1024
+
+
+def _triton(t: MlpTuning) -> Any:
+    """Triton backend (Mosaic GPU cannot batch a member axis into the grid)."""
     from jax.experimental.pallas import triton as pltriton  # imported only when a kernel is built
 
-    return pltriton.CompilerParams(num_warps=4 if d <= 128 else 8, num_stages=2)
+    return pltriton.CompilerParams(num_warps=t.num_warps, num_stages=t.num_stages)
+
 
 _C = math.sqrt(2.0 / math.pi)
 
@@ -101,17 +166,6 @@ def _dw_kernel(x_ref, dy_ref, w1_ref, b1_ref, w2_ref, dw1_ref, db1_ref, dw2_ref,
     dw1_ref[...], db1_ref[...], dw2_ref[...] = dw1.astype(dw1_ref.dtype), db1.astype(db1_ref.dtype), dw2.astype(dw2_ref.dtype)
 
 
-def _blocks(f: int) -> tuple[int, int]:
-    """Token and hidden block sizes (powers of two; Triton needs them)."""
-    return 64, min(128, f)
-
-
-def _dw_hidden_block(d: int, f: int) -> int:
-    """Hidden block of the weight-gradient kernel: its two float32 accumulators ``[d, bh]`` and
-    ``[bh, d]`` stay at 64 KiB (bh 64 at d=128, 32 at d=256)."""
-    return min(f, max(16, 8192 // d))
-
-
 def _full(shape: tuple[int, ...]) -> pl.BlockSpec:
     return pl.BlockSpec(shape, lambda *_: (0,) * len(shape))
 
@@ -128,9 +182,10 @@ def check_shapes(d: int, f: int) -> None:
             raise ValueError(f"model.mlp='pallas' needs a power-of-two {name} >= 16, got {v}; allowed: 16, 32, 64, ...")
 
 
-def _row_call(kernel, in_specs, x, bm, interpret, name):
-    """A kernel over ``bm``-row token blocks of ``x [N, d]``; its output has the shape and dtype of ``x``."""
+def _row_call(kernel, in_specs, x, t: MlpTuning, interpret, name):
+    """A kernel over token blocks of ``x [N, d]``; its output has the shape and dtype of ``x``."""
     n, d = x.shape
+    bm = t.block_tokens
     return pl.pallas_call(
         kernel,
         grid=(n // bm,),
@@ -138,25 +193,25 @@ def _row_call(kernel, in_specs, x, bm, interpret, name):
         out_specs=_rows(bm, d),
         out_shape=jax.ShapeDtypeStruct((n, d), x.dtype),
         interpret=interpret,
-        compiler_params=_triton(d),
+        compiler_params=_triton(t),
         name=name,
     )
 
 
-def _forward(x, w1, b1, w2, b2, interpret):
+def _forward(x, w1, b1, w2, b2, t: MlpTuning, interpret):
     d, f = w1.shape
-    bm, bh = _blocks(f)
-    specs = [_rows(bm, d), _full((d, f)), _full((f,)), _full((f, d)), _full((d,))]
-    return _row_call(functools.partial(_forward_kernel, bh=bh), specs, x, bm, interpret, "fused_mlp_forward")(x, w1, b1, w2, b2)
+    specs = [_rows(t.block_tokens, d), _full((d, f)), _full((f,)), _full((f, d)), _full((d,))]
+    kernel = functools.partial(_forward_kernel, bh=t.block_hidden)
+    return _row_call(kernel, specs, x, t, interpret, "fused_mlp_forward")(x, w1, b1, w2, b2)
 
 
-def _backward(x, w1, b1, w2, dy, interpret):
+def _backward(x, w1, b1, w2, dy, t: MlpTuning, interpret):
     n, d = x.shape
     f = w1.shape[1]
-    bm, bh = _blocks(f)
+    bm, bh = t.block_tokens, t.block_hidden_dw
     specs = [_rows(bm, d), _rows(bm, d), _full((d, f)), _full((f,)), _full((f, d))]
-    dx = _row_call(functools.partial(_dx_kernel, bh=bh), specs, x, bm, interpret, "fused_mlp_dx")(x, dy, w1, b1, w2)
-    bh = _dw_hidden_block(d, f)
+    kernel = functools.partial(_dx_kernel, bh=t.block_hidden)
+    dx = _row_call(kernel, specs, x, t, interpret, "fused_mlp_dx")(x, dy, w1, b1, w2)
     dw1, db1, dw2 = pl.pallas_call(
         functools.partial(_dw_kernel, bm=bm),
         grid=(f // bh,),
@@ -167,40 +222,48 @@ def _backward(x, w1, b1, w2, dy, interpret):
         out_shape=[jax.ShapeDtypeStruct((d, f), w1.dtype), jax.ShapeDtypeStruct((f,), b1.dtype),
                    jax.ShapeDtypeStruct((f, d), w2.dtype)],
         interpret=interpret,
-        compiler_params=_triton(d),
+        compiler_params=_triton(t),
         name="fused_mlp_dw",
     )(x, dy, w1, b1, w2)
     return dx, dw1, db1, dw2, jnp.sum(dy.astype(jnp.float32), axis=0).astype(dy.dtype)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
-def _fused_mlp(x, w1, b1, w2, b2, interpret):
-    return _forward(x, w1, b1, w2, b2, interpret)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
+def _fused_mlp(x, w1, b1, w2, b2, t, interpret):
+    return _forward(x, w1, b1, w2, b2, t, interpret)
 
 
-def _fused_mlp_fwd(x, w1, b1, w2, b2, interpret):
-    return _forward(x, w1, b1, w2, b2, interpret), (x, w1, b1, w2)
+def _fused_mlp_fwd(x, w1, b1, w2, b2, t, interpret):
+    return _forward(x, w1, b1, w2, b2, t, interpret), (x, w1, b1, w2)
 
 
-def _fused_mlp_bwd(interpret, residuals, dy):
+def _fused_mlp_bwd(t, interpret, residuals, dy):
     x, w1, b1, w2 = residuals
-    return _backward(x, w1, b1, w2, dy, interpret)
+    return _backward(x, w1, b1, w2, dy, t, interpret)
 
 
 _fused_mlp.defvjp(_fused_mlp_fwd, _fused_mlp_bwd)
 
 
-def fused_mlp(x: jax.Array, w1: jax.Array, b1: jax.Array, w2: jax.Array, b2: jax.Array, interpret: bool = False) -> jax.Array:
+def fused_mlp(
+    x: jax.Array, w1: jax.Array, b1: jax.Array, w2: jax.Array, b2: jax.Array,
+    interpret: bool = False, tuning: MlpTuning | None = None,
+) -> jax.Array:
     """``gelu(x @ w1 + b1) @ w2 + b2`` (tanh GELU) without storing the hidden layer; differentiable.
 
     x ``[N, D]``, w1 ``[D, F]``, b1 ``[F]``, w2 ``[F, D]``, b2 ``[D]`` (all one dtype) -> ``[N, D]``.
-    D and F powers of two >= 16; N is zero-padded to the token block (64) and cropped back.
-    Vmappable (a member axis becomes a grid axis).
+    D and F powers of two >= 16; N is zero-padded to the token block and cropped back.
+    Vmappable (a member axis becomes a grid axis). ``tuning``: launch parameters (``MlpTuning()``).
     """
     n, d = x.shape
     check_shapes(d, w1.shape[1])
-    bm, _ = _blocks(w1.shape[1])
+    t = (tuning or MlpTuning()).resolve(d, w1.shape[1], jnp.dtype(x.dtype).itemsize)
+    for name in ("block_tokens", "block_hidden", "block_hidden_dw"):
+        v = getattr(t, name)
+        if v < 16 or v & (v - 1):
+            raise ValueError(f"MlpTuning.{name} must be a power of two >= 16, got {v}")
+    bm = t.block_tokens
     padded = -(-n // bm) * bm
     if padded != n:
         x = jnp.pad(x, ((0, padded - n), (0, 0)))
-    return _fused_mlp(x, w1, b1, w2, b2, interpret)[:n]
+    return _fused_mlp(x, w1, b1, w2, b2, t, interpret)[:n]

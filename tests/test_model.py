@@ -118,6 +118,18 @@ def test_pallas_attention_refused_off_gpu():
         causal_attention(x, x, x, "pallas")
 
 
+def test_auto_kernels_are_xla_off_gpu_and_explicit_choices_stand():
+    if jax.default_backend() == "gpu":
+        pytest.skip("tests/test_gpu_kernels.py checks 'auto' on a GPU")
+    cfg = ModelConfig(d_model=128)
+    assert (cfg.attention, cfg.mlp) == ("auto", "auto")
+    assert [cfg.implementation(f) for f in ("attention", "mlp")] == ["xla", "xla"]
+    explicit = ModelConfig(attention="pallas", mlp="pallas")
+    assert [explicit.implementation(f) for f in ("attention", "mlp")] == ["pallas", "pallas"]
+    with pytest.raises(ValueError, match="model.mlp='fast'; allowed: auto, xla, pallas"):
+        ModelConfig(mlp="fast")
+
+
 def test_attention_implementation_is_not_identity():
     """Same hash and same checkpoint architecture whichever attention kernel computes it."""
     xla = config.from_dict(tiny_raw())
@@ -202,3 +214,23 @@ def test_pallas_kernels_lower_to_triton_for_cuda():
     assert any(n.startswith("mha_backward") or "dkv" in n or "dq" in n for n in names), names
     mlp_calls = [line for line in calls if 'name = "fused_mlp' in line]
     assert mlp_calls and all(f"grid_y = {members} " in line for line in mlp_calls)  # members: a grid axis
+
+
+def test_mlp_tuning_fits_shared_memory_and_keeps_the_tuned_default():
+    """The estimate reproduces the H100's refused request (294,912 bytes: forward kernel, d=256,
+    64 x 128 blocks, bf16); resolved launches always fit; the measured d=128 bf16 default stands."""
+    from difftrade.kernels import SMEM_LIMIT, MlpTuning
+
+    assert MlpTuning(64, 128, 0, 0, 2).resolve(256, 1024, 2).block_hidden == 64  # the refused 128 is halved
+    assert MlpTuning(64, 128, 32, 8, 2).smem_bytes(256, 2)[0] == 294_912
+    assert MlpTuning().resolve(128, 512, 2) == MlpTuning(64, 64, 64, 4, 2)
+    for d in (16, 64, 128, 256, 512, 1024):
+        for itemsize in (2, 4):
+            if d == 1024 and itemsize == 4:
+                with pytest.raises(ValueError, match="d_model=1024, 4-byte inputs"):
+                    MlpTuning().resolve(d, 4 * d, itemsize)
+                continue
+            t = MlpTuning().resolve(d, 4 * d, itemsize)
+            assert max(t.smem_bytes(d, itemsize)) <= SMEM_LIMIT
+            assert all(v >= 16 and not v & (v - 1) for v in (t.block_tokens, t.block_hidden, t.block_hidden_dw))
+    assert MlpTuning().resolve(256, 1024, 4) == MlpTuning(32, 16, 32, 8, 2)  # float32 at d=256 (failed on the H100 before)

@@ -1,0 +1,138 @@
+"""Launch-parameter sweep of the fused MLP kernels against XLA's unfused MLP (GPU).
+
+Times one vmapped MLP of the trainer's shapes, ``x [M, N, D] -> gelu(x w1 + b1) w2 + b2`` with
+per-member weights (M members, N = batch x positions tokens, hidden 4D, bfloat16), forward alone
+and forward + backward (gradient of the output's sum w.r.t. x and all weights), for XLA's
+expression and for ``difftrade.kernels.fused_mlp`` under each ``MlpTuning`` of a small grid.
+Every variant is checked against the XLA path before it is timed (output and gradients within
+bf16 tolerance). Medians of ``--repeats`` timed calls after one warm-up, each waited for.
+
+Usage (repo root, GPU): ``python -m benchmarks.mlp_kernels --out mlp.json``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from difftrade.kernels import MlpTuning, fused_mlp
+
+# (block_tokens, block_hidden, block_hidden_dw, num_warps, num_stages); 0 = default for the width
+GRID = [
+    (64, 128, 0, 0, 2),
+    (64, 128, 0, 0, 1),
+    (64, 128, 0, 0, 3),
+    (64, 64, 0, 0, 2),
+    (128, 128, 0, 8, 2),
+    (128, 64, 0, 8, 2),
+    (128, 128, 0, 4, 1),
+    (32, 128, 0, 4, 2),
+    (64, 128, 32, 0, 2),
+    (64, 128, 128, 8, 2),
+    (64, 64, 0, 8, 1),
+    (64, 32, 0, 4, 2),
+    (32, 64, 0, 4, 1),
+]
+
+
+def _xla_mlp(x, w1, b1, w2, b2):
+    return jax.nn.gelu(x @ w1 + b1) @ w2 + b2
+
+
+def _timed(fn, args, repeats: int) -> tuple[float, float, object]:
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(fn(*args))
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), first, out
+
+
+def _programs(mlp):
+    """(forward, forward+backward) jitted over the member axis."""
+    fwd = jax.jit(jax.vmap(mlp))
+    grad = jax.jit(jax.vmap(jax.grad(lambda *a: jnp.sum(mlp(*a).astype(jnp.float32)), argnums=(0, 1, 2, 3, 4))))
+    return fwd, grad
+
+
+def sweep(d: int, members: int, tokens: int, repeats: int, interpret: bool = False) -> list[dict]:
+    f = 4 * d
+    ks = jax.random.split(jax.random.key(d), 5)
+    dt = jnp.bfloat16
+    args = (
+        jax.random.normal(ks[0], (members, tokens, d), dt),
+        (jax.random.normal(ks[1], (members, d, f)) / np.sqrt(d)).astype(dt),
+        (jax.random.normal(ks[2], (members, f)) / 3).astype(dt),
+        (jax.random.normal(ks[3], (members, f, d)) / np.sqrt(f)).astype(dt),
+        jax.random.normal(ks[4], (members, d), dt),
+    )
+    fwd, grad = _programs(_xla_mlp)
+    t_fwd, _, y_ref = _timed(fwd, args, repeats)
+    t_all, first, g_ref = _timed(grad, args, repeats)
+    rows = [{"variant": "xla", "d_model": d, "fwd_ms": 1e3 * t_fwd, "fwd_bwd_ms": 1e3 * t_all, "first_s": first}]
+    print(f"d={d} xla: fwd {1e3 * t_fwd:.3f} ms, fwd+bwd {1e3 * t_all:.3f} ms", flush=True)
+    for bm, bh, bhd, warps, stages in GRID:
+        tuning = MlpTuning(bm, bh, bhd, warps, stages)
+        name = f"bm{bm}_bh{bh}_dw{bhd or 'auto'}_w{warps or 'auto'}_s{stages}"
+        fwd, grad = _programs(lambda *a, t=tuning: fused_mlp(*a, interpret=interpret, tuning=t))
+        try:
+            t_fwd, _, y = _timed(fwd, args, repeats)
+            t_all, first, g = _timed(grad, args, repeats)
+        except Exception as e:  # noqa: BLE001 - a launch that does not fit is a result, not a crash
+            rows.append({"variant": name, "d_model": d, "error": f"{type(e).__name__}: {str(e)[:200]}"})
+            print(f"d={d} {name}: failed: {str(e)[:160]}", flush=True)
+            continue
+        err = max(
+            float(jnp.max(jnp.abs(a.astype(jnp.float32) - b.astype(jnp.float32)))) / (float(jnp.max(jnp.abs(b.astype(jnp.float32)))) + 1e-6)
+            for a, b in zip((y, *g), (y_ref, *g_ref))
+        )
+        rows.append({
+            "variant": name, "d_model": d, "fwd_ms": 1e3 * t_fwd, "fwd_bwd_ms": 1e3 * t_all,
+            "first_s": first, "max_rel_err": err, "tuning": tuning.resolve(d, f).__dict__,
+        })
+        print(f"d={d} {name}: fwd {1e3 * t_fwd:.3f} ms, fwd+bwd {1e3 * t_all:.3f} ms "
+              f"({rows[0]['fwd_bwd_ms'] / (1e3 * t_all):.2f}x xla), max rel err {err:.3g}", flush=True)
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| d_model | variant | fwd (ms) | fwd+bwd (ms) | fwd+bwd vs xla | max rel err |", "|---:|---|---:|---:|---:|---:|"]
+    base = {r["d_model"]: r["fwd_bwd_ms"] for r in rows if r["variant"] == "xla"}
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['d_model']} | {r['variant']} | failed: {r['error'][:100]} ||||")
+            continue
+        lines.append(
+            f"| {r['d_model']} | {r['variant']} | {r['fwd_ms']:.3f} | {r['fwd_bwd_ms']:.3f} | "
+            f"{base[r['d_model']] / r['fwd_bwd_ms']:.2f}x | {r.get('max_rel_err', 0.0):.2g} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--d-models", default="128,256")
+    p.add_argument("--members", type=int, default=256)
+    p.add_argument("--tokens", type=int, default=64 * 28, help="tokens per member (batch x positions)")
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--interpret", action="store_true", help="Pallas interpreter (CPU check of the script, not timing)")
+    p.add_argument("--out")
+    a = p.parse_args()
+    rows = [r for d in a.d_models.split(",") for r in sweep(int(d), a.members, a.tokens, a.repeats, a.interpret)]
+    print(markdown(rows))
+    if a.out:
+        with open(a.out, "w") as fh:
+            json.dump({"device": str(jax.devices()[0]), "jax": jax.__version__, "rows": rows}, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
