@@ -68,6 +68,8 @@ import time
 from pathlib import Path
 
 IMPLS = ("vmap", "loop", "torch_eager", "torch_func")
+ATTENTIONS = ("auto", "xla", "cudnn", "pallas")  # difftrade.model's (no jax import in this process)
+MLPS = ("auto", "xla", "pallas")
 TORCH_IMPLS = ("torch_eager", "torch_func")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUDGET = 2**30  # "budget large": minibatches drawn from [0, 2^30), practically never a repeat
@@ -89,8 +91,8 @@ class BenchConfig:
     evaluate: bool = True
     breakdown: bool = False
     profile: bool = False
-    attention: str = "xla"  # difftrade's model.attention for the jax rows (vmap, loop)
-    mlp: str = "xla"  # difftrade's model.mlp for the jax rows
+    attention: str = "auto"  # difftrade's model.attention for the jax rows (vmap, loop)
+    mlp: str = "auto"  # difftrade's model.mlp for the jax rows
     cpu_devices: int = 1  # jax CPU devices for the vmap row (0 = one per core, as the CLI does)
 
     def __post_init__(self) -> None:
@@ -113,12 +115,12 @@ class BenchConfig:
             raise ValueError(f"--d-model={self.d_model} is not divisible by --heads={self.heads}")
         if self.dtype not in ("auto", "float32", "bfloat16"):
             raise ValueError(f"--dtype={self.dtype!r}; allowed: auto, float32, bfloat16")
-        if self.attention not in ("xla", "cudnn", "pallas"):
-            raise ValueError(f"--attention={self.attention!r}; allowed: xla, cudnn, pallas")
+        if self.attention not in ATTENTIONS:
+            raise ValueError(f"--attention={self.attention!r}; allowed: {', '.join(ATTENTIONS)}")
         if self.cpu_devices < 0:
             raise ValueError(f"--cpu-devices={self.cpu_devices}; allowed: >= 0 (0 = one per core)")
-        if self.mlp not in ("xla", "pallas"):
-            raise ValueError(f"--mlp={self.mlp!r}; allowed: xla, pallas")
+        if self.mlp not in MLPS:
+            raise ValueError(f"--mlp={self.mlp!r}; allowed: {', '.join(MLPS)}")
 
     @property
     def timed_loop_members(self) -> int:
@@ -324,6 +326,7 @@ def worker_vmap(cfg: BenchConfig, measure_peak: bool) -> dict:
         "rss_bytes": rss_peak_bytes(),
         "final_loss": float(np.mean(np.asarray(out.loss_curve)[:, -1])),
         "nonfinite_steps": int(np.sum(np.asarray(out.nonfinite_steps))),
+        "kernels": {f: model_cfg.implementation(f) for f in ("attention", "mlp")},  # 'auto' resolved
         "env": jax_env(),
     }
     if cfg.evaluate:
@@ -469,7 +472,7 @@ def worker_peak(cfg: BenchConfig) -> dict:
 # ---- device profile of one call ----------------------------------------------------------------
 KERNEL_KINDS = (  # (kind, substrings of a GPU kernel / XLA op name), first match wins
     ("pallas kernels", ("fused_mlp", "mha_")),
-    ("matmul", ("gemm", "cublas", "cutlass", "xmma", "dot", "matmul", "triton_gemm")),
+    ("matmul", ("gemm", "cublas", "cutlass", "xmma", "nvjet", "dot", "matmul", "triton_gemm")),  # nvjet: cuBLAS on Hopper
     ("elementwise / reduction fusions", ("fusion", "reduce", "transpose", "copy", "convert")),
 )
 
@@ -707,6 +710,8 @@ def summarise(cfg: BenchConfig, results: list[dict], peak: dict | None) -> list[
             "final_loss": r.get("final_loss"),
             "compute_dtype": r.get("compute_dtype"),
         }
+        if "kernels" in r:
+            row["kernels"] = r["kernels"]
         if r["impl"] == "vmap":
             vmap_rate = rate
         rows.append(row)
@@ -795,6 +800,12 @@ def markdown(cfg: BenchConfig, rows: list[dict], results: list[dict], peak: dict
     return "\n".join(lines)
 
 
+def _resolved(rows: list[dict]) -> str:
+    """' (auto: attention pallas, mlp xla)': what the vmap row's 'auto' kernels resolved to."""
+    kernels = next((r["kernels"] for r in rows if r.get("impl") == "vmap" and "kernels" in r), None)
+    return f" (ran: attention {kernels['attention']}, mlp {kernels['mlp']})" if kernels else ""
+
+
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, BenchConfig]:
     d = BenchConfig()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -834,14 +845,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Bench
     p.add_argument(
         "--attention",
         default=d.attention,
-        choices=("xla", "cudnn", "pallas"),
-        help="difftrade's attention kernel for the jax rows (model.attention)",
+        choices=ATTENTIONS,
+        help="difftrade's attention kernel for the jax rows (model.attention; auto = the fastest for the backend)",
     )
     p.add_argument(
         "--mlp",
         default=d.mlp,
-        choices=("xla", "pallas"),
-        help="difftrade's MLP kernel for the jax rows (model.mlp; pallas = fused up/GELU/down)",
+        choices=MLPS,
+        help="difftrade's MLP kernel for the jax rows (model.mlp; pallas = fused up/GELU/down; auto = the fastest)",
     )
     p.add_argument(
         "--cpu-devices",
@@ -965,7 +976,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"M={cfg.members} members, d_model={cfg.d_model}, layers={cfg.layers}, heads={cfg.heads}, "
         f"steps={cfg.steps}, batch={cfg.batch}, {seq} input tokens (addition d_max={cfg.seq_task_dmax}), "
-        f"jax compute {jax_dt}, attention {cfg.attention}, mlp {cfg.mlp}; median of {cfg.repeats} repeats"
+        f"jax compute {jax_dt}, attention {cfg.attention}, mlp {cfg.mlp}{_resolved(rows)}; median of {cfg.repeats} repeats"
     )
     if peak:
         print(

@@ -22,9 +22,11 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float
 POS_ENCODINGS = ("learned", "sinusoidal")
 # How attention and the MLP are computed: every choice computes the same function (to rounding),
 # so it is not part of a config's identity (hash) or of a checkpoint's architecture.
-ATTENTIONS = ("xla", "cudnn", "pallas")
-MLPS = ("xla", "pallas")
+ATTENTIONS = ("auto", "xla", "cudnn", "pallas")
+MLPS = ("auto", "xla", "pallas")
 IMPLEMENTATION_FIELDS = ("attention", "mlp")
+# model.mlp='auto' uses the fused kernel on a GPU up to this width (it lost at 256: NOTES.md)
+MLP_AUTO_PALLAS_MAX_D = 128
 KERNEL_MODES = ("auto", "interpret", "gpu")
 _KERNEL_MODE = ["auto"]
 
@@ -68,8 +70,8 @@ class ModelConfig:
     pos_encoding: str = "learned"
     param_dtype: str = "float32"
     compute_dtype: str = "float32"
-    attention: str = "xla"
-    mlp: str = "xla"
+    attention: str = "auto"
+    mlp: str = "auto"
 
     def __post_init__(self) -> None:
         for field in ("vocab_size", "seq_len", "d_model", "num_layers", "num_heads", "mlp_ratio"):
@@ -92,6 +94,24 @@ class ModelConfig:
             raise ValueError(f"model.mlp={self.mlp!r}; allowed: {', '.join(MLPS)}")
         if self.mlp == "pallas":
             kernels.check_shapes(self.d_model, self.mlp_ratio * self.d_model)
+
+    def implementation(self, field: str) -> str:
+        """The concrete kernel of ``field`` ('attention' or 'mlp') on this jax backend.
+
+        ``auto`` picks what measured fastest on an H100 (benchmarks/NOTES.md, 2026-11-23 sweep):
+        attention 'pallas' on a GPU (1.12x / 1.09x the XLA path at d_model 128 / 256);
+        MLP_AUTO_PALLAS decides the MLP; 'xla' on every other backend.
+        """
+        value = getattr(self, field)
+        if value != "auto":
+            return value
+        if jax.default_backend() != "gpu":
+            return "xla"
+        if field == "attention":
+            return "pallas"
+        f = self.mlp_ratio * self.d_model
+        pow2 = all(v >= 16 and not v & (v - 1) for v in (self.d_model, f))
+        return "pallas" if pow2 and self.d_model <= MLP_AUTO_PALLAS_MAX_D else "xla"
 
     def architecture(self) -> dict[str, Any]:
         """The fields that define the function and its parameters (implementation choices left out)."""
@@ -167,13 +187,13 @@ class Block(nnx.Module):
         b, t, _ = x.shape
         qkv = self.qkv(self.ln1(x)).reshape(b, t, 3, self.cfg.num_heads, self.cfg.head_dim)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B, T, H, Dh]
-        attn = causal_attention(q, k, v, self.cfg.attention)
+        attn = causal_attention(q, k, v, self.cfg.implementation("attention"))
         x = x + self.out(attn.reshape(b, t, -1))
         return x + self.mlp(self.ln2(x))
 
     def mlp(self, h: jax.Array) -> jax.Array:
         """``down(gelu(up(h)))``, h ``[B, T, D]``; ``model.mlp='pallas'`` fuses it (difftrade.kernels)."""
-        if self.cfg.mlp == "xla":
+        if self.cfg.implementation("mlp") == "xla":
             return self.down(jax.nn.gelu(self.up(h)))
         interpret = _pallas_interpret("mlp")
         b, t, d = h.shape

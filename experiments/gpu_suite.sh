@@ -6,6 +6,11 @@
 set -uo pipefail
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 OUT="${OUT:-gpu-out}"; mkdir -p "$OUT" runs
+# everything printed also goes to $OUT/suite.log, so a command killed at its time limit still
+# returns what it did; SUITE_DEADLINE (seconds from the start) skips sweep variants that would
+# not finish before it (each ~40-70 s)
+exec > >(tee -a "$OUT/suite.log") 2>&1
+DEADLINE="${SUITE_DEADLINE:-1000000}"
 dt() { python3 -m difftrade.cli "$@"; }
 pack() { tar -czf "$OUT/$1.tar.gz" -C runs --exclude='chunks' --exclude='base' --exclude='*.pdf' "$1"; }
 echo "== $(date -u) $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null)"
@@ -21,24 +26,31 @@ for stage in "$@"; do
       done ;;
     sweep)
       # Issue 5 ablation: the vmap row alone under each attention kernel, the fused MLP, both
-      # fused, two XLA GEMM-fusion
-      # flags and a doubled population; one JSON per variant, then one table (benchmarks/sweep_table.py).
-      # ~45-60 s per variant: run one width per device call (BENCH_DMODELS=128, then 256).
+      # fused, two XLA GEMM-fusion flags and a doubled population; one JSON per variant, then one
+      # table (benchmarks/sweep_table.py). Variants run in priority order, each at every width of
+      # BENCH_DMODELS, and the stage's archive is rewritten after each one (a killed call keeps
+      # what finished).
       mkdir -p runs/sweep
       # the compiled kernels must compute what the XLA path computes before anything is timed
-      python3 -m pytest -q -p no:cacheprovider tests/test_gpu_kernels.py 2>&1 | tail -n 15 | tee runs/sweep/gpu_kernel_tests.log
-      b() { name=$1; shift; python3 -m benchmarks.trainer --impls vmap --no-eval --steps 50 --repeats 3 "$@" \
-              --out "runs/sweep/$name.json" > "runs/sweep/$name.log" 2>&1 || echo "$name failed: $(tail -n 3 runs/sweep/$name.log)"; }
-      for d in ${BENCH_DMODELS:-128 256}; do
-        # --profile: device time by kernel kind (tests the roofline: matmuls should be ~15%)
-        b "d${d}_attention_xla" --d-model "$d" --profile
-        for a in pallas cudnn; do b "d${d}_attention_$a" --d-model "$d" --attention "$a"; done
-        b "d${d}_mlp_pallas" --d-model "$d" --mlp pallas
-        b "d${d}_fused_both" --d-model "$d" --attention pallas --mlp pallas --profile
-        XLA_FLAGS=--xla_gpu_enable_cublaslt=true b "d${d}_cublaslt" --d-model "$d"
-        XLA_FLAGS=--xla_gpu_triton_gemm_any=true b "d${d}_triton_gemm_any" --d-model "$d"
-        b "d${d}_members512" --d-model "$d" --members 512
-      done
+      # (SWEEP_TESTS=0 skips this when the same call runs them later)
+      [ "${SWEEP_TESTS:-1}" = 1 ] && timeout 300 python3 -m pytest -q -p no:cacheprovider tests/test_gpu_kernels.py 2>&1 | tail -n 15 | tee runs/sweep/gpu_kernel_tests.log
+      b() { name=$1; shift
+            if (( SECONDS + 70 > DEADLINE )); then echo "skip $name: deadline"; return; fi
+            timeout 240 python3 -m benchmarks.trainer --impls vmap --no-eval --steps 50 --repeats 3 "$@" \
+              --out "runs/sweep/$name.json" > "runs/sweep/$name.log" 2>&1 || echo "$name failed: $(tail -n 3 runs/sweep/$name.log)"
+            grep -E '^\| vmap' "runs/sweep/$name.log" | sed "s/^/$name /"; pack sweep; }
+      ds=${BENCH_DMODELS:-128 256}
+      # the base row is the plain XLA path; `default` is model.attention/mlp = 'auto'
+      # --profile: device time by kernel kind (tests the roofline: matmuls should be ~15%)
+      for d in $ds; do b "d${d}_attention_xla" --d-model "$d" --attention xla --mlp xla --profile; done
+      for d in $ds; do b "d${d}_default" --d-model "$d"; done
+      for d in $ds; do b "d${d}_attention_pallas" --d-model "$d" --attention pallas --mlp xla; done
+      for d in $ds; do b "d${d}_mlp_pallas" --d-model "$d" --attention xla --mlp pallas; done
+      for d in $ds; do b "d${d}_fused_both" --d-model "$d" --attention pallas --mlp pallas --profile; done
+      for d in $ds; do b "d${d}_attention_cudnn" --d-model "$d" --attention cudnn --mlp xla; done
+      for d in $ds; do b "d${d}_members512" --d-model "$d" --members 512 --attention xla --mlp xla; done
+      for d in $ds; do XLA_FLAGS=--xla_gpu_enable_cublaslt=true b "d${d}_cublaslt" --d-model "$d" --attention xla --mlp xla; done
+      for d in $ds; do XLA_FLAGS=--xla_gpu_triton_gemm_any=true b "d${d}_triton_gemm_any" --d-model "$d" --attention xla --mlp xla; done
       python3 -m benchmarks.sweep_table runs/sweep | tee runs/sweep/table.md ;;
     scale)
       # Issue 5 scale check: 4,096 members of width 128, automatic chunking, real steps.

@@ -54,3 +54,11 @@ def test_compiled_kernels_train_step_matches_xla(d):
     for a, b in zip(jax.tree.leaves(grads_f), jax.tree.leaves(grads_x)):
         scale = float(jnp.max(jnp.abs(b))) + 1e-6
         assert float(jnp.max(jnp.abs(a - b))) <= 0.1 * scale  # bf16 activations: 10% of the largest entry
+
+
+def test_auto_kernels_resolve_to_the_measured_fastest_on_gpu():
+    """model.attention/mlp='auto': Pallas attention on a GPU, the fused MLP up to width 128."""
+    assert ModelConfig(d_model=128).implementation("attention") == "pallas"
+    assert ModelConfig(d_model=128).implementation("mlp") == "pallas"
+    assert ModelConfig(d_model=256).implementation("mlp") == "xla"
+    assert ModelConfig(d_model=96, num_heads=4).implementation("mlp") == "xla"  # not a power of two
