@@ -6,12 +6,14 @@ For every certified member (all seeds by default):
   Q = N(trained weights, σ²I) (``posterior="isotropic"``, σ from a grid) or Q = N(μ, diag σ²)
   fitted by minimising the bound (``posterior="fitted"``, ``difftrade.theory.posterior``), with
   prior P = N(w₀, σ_P²I), w₀ = the member's data-free initialisation or the pretrained base it was
-  fine-tuned from; 0-1 loss of exact match. The *bound set* (``bound_set``):
+  fine-tuned from, or (``prior="grid"``) the grid's member of the same difficulty and seed at the
+  next smaller budget n'; 0-1 loss of exact match. The *bound set* (``bound_set``):
 
   - ``"train"``: the member's own n training examples (n = its budget). This is the PAC-Bayes
     generalization certificate proper: it bounds L_S(Q) from the data Q was trained on, so the
     KL/n term is what grows with difficulty and shrinks with n. L_T(Q) is then bounded by the
-    change of measure below applied to the certified L_S(Q) (no further δ).
+    change of measure below applied to the certified L_S(Q) (no further δ). With
+    ``prior="grid"`` the bound set is the examples [n', n) that the prior member never saw.
   - ``"fresh"``: n_bound new examples from split "bound" (never used for training, testing or
     choosing w₀) from S (certifies L_S(Q)) and n_bound from the target T (certifies L_T(Q)).
     Valid, but on data independent of Q a plain test-set bound on Q (KL = 0) is never looser.
@@ -66,6 +68,11 @@ class BoundSettings:
     member_chunk: int = 16
     bound_set: Literal["fresh", "train"] = "fresh"
     posterior: Literal["isotropic", "fitted"] = "isotropic"
+    # prior centre: "init" = the member's data-free initialisation (or the fine-tuning base);
+    # "grid" = the run's own member of the same difficulty and seed at the next smaller budget
+    # n' (trained on training examples [0, n') only), with bound set the other n - n' examples
+    # [n', n) of the member's training set (bound_set="train" only)
+    prior: Literal["init", "grid"] = "init"
     fit: FitConfig = dataclasses.field(default_factory=FitConfig)  # posterior="fitted": fitted on the in-distribution bound set
     # σ_P grid when fitted: (low, high, count) geometric. Fine on purpose: most fitted σᵢ sit at
     # σ_P, so a grid step of ratio r costs ~½(r²−1−ln r²) nats on *every* parameter (a 3x grid:
@@ -74,13 +81,15 @@ class BoundSettings:
     surrogate_p_min: float = 1e-4  # fit surrogate: answer cross-entropy clipped at ln(1/p_min), over it
 
     def __post_init__(self) -> None:
-        for name, allowed in (("bound_set", ("fresh", "train")), ("posterior", ("isotropic", "fitted"))):
+        for name, allowed in (("bound_set", ("fresh", "train")), ("posterior", ("isotropic", "fitted")), ("prior", ("init", "grid"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is unknown; allowed: {', '.join(map(repr, allowed))}")
         for name in ("n_bound", "num_draws", "member_chunk"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}={v!r}; allowed: an integer >= 1")
+        if self.prior == "grid" and self.bound_set != "train":
+            raise ValueError(f"prior='grid' needs bound_set='train' (the examples the smaller-budget prior never saw), got bound_set={self.bound_set!r}")
         if not 0 < self.surrogate_p_min < 1:
             raise ValueError(f"surrogate_p_min={self.surrogate_p_min!r}; allowed: a float in (0, 1)")
 
@@ -153,6 +162,25 @@ def load_run(run_dir: str | Path) -> tuple[RunConfig, xr.Dataset]:
     return cfg, results.load(run_dir / "results.nc")
 
 
+def grid_prior_members(cfg: RunConfig, idx: np.ndarray) -> tuple[int, np.ndarray]:
+    """The data-dependent prior of members ``idx`` (one budget n): (n', partner member indices ``[len(idx)]``).
+
+    The partner has the same difficulty and seed and the largest grid budget n' < n. It was
+    trained on the stream's examples [0, n') only (minibatch indices are drawn below the budget),
+    so it is independent of the examples [n', n) that certify the member. n' = 0 (no partner)
+    for the smallest budget.
+    """
+    shape = cfg.grid_shape
+    i, j, k = np.unravel_index(np.asarray(idx), shape)
+    budgets = np.asarray(cfg.grid.budgets)
+    n = budgets[j[0]]
+    smaller = np.flatnonzero(budgets < n)
+    if smaller.size == 0:
+        return 0, np.zeros(0, np.int64)
+    jp = smaller[np.argmax(budgets[smaller])]
+    return int(budgets[jp]), np.ravel_multi_index((i, np.full_like(j, jp), k), shape)
+
+
 def shift_atoms(task: Task, weights: np.ndarray) -> np.ndarray:
     """Weights over the atoms on which T/S is constant: shells for nested levels, else levels."""
     if getattr(task, "levels_kind", "exact") == "nested":
@@ -184,6 +212,8 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
     if unknown:
         raise ValueError(f"--seeds {unknown} are not in the run's grid.seeds {list(cfg.grid.seeds)}")
     chosen = np.array([i for i in members if pop.seed[i] in seeds])
+    if settings.prior == "grid" and len(cfg.grid.budgets) < 2:
+        raise ValueError(f"prior='grid' needs at least two grid.budgets (a smaller member as prior), got {list(cfg.grid.budgets)}")
     base = None if cfg.run.init == "scratch" else load_base(cfg.run.init, cfg.model)
     ccfg = settings.certificate_config()
     loss = ZeroOneLoss(cfg.model)
@@ -197,12 +227,12 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
         t_tok, t_mask, _ = data.examples(task, root, bound_split, target_w, jnp.arange(n, 2 * n))
         return (s_tok, s_mask), (t_tok, t_mask)
 
-    def train_sets(seed, weights, size):
-        tokens, mask, _ = data.examples(task, member_data_root(run_key, seed), data.SPLITS["train"], weights, jnp.arange(size))
+    def train_sets(seed, weights, start, stop):
+        tokens, mask, _ = data.examples(task, member_data_root(run_key, seed), data.SPLITS["train"], weights, jnp.arange(start, stop))
         return tokens, mask
 
     make_sets = jax.jit(jax.vmap(bound_sets))
-    make_train_sets = jax.jit(jax.vmap(train_sets, in_axes=(0, 0, None)), static_argnums=2)
+    make_train_sets = jax.jit(jax.vmap(train_sets, in_axes=(0, 0, None, None)), static_argnums=(2, 3))
     priors = jax.jit(jax.vmap(lambda s: member_init_params(cfg.model, run_key, s)))
     fit = jax.jit(jax.vmap(lambda p, p0, d, k: fit_posterior(ClippedCrossEntropy(cfg.model, settings.surrogate_p_min), p, p0, d, k, settings.fit)))
     # members certified together share n: one group for fresh sets, one per budget for "train"
@@ -217,8 +247,15 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
             p = jax.tree.map(lambda x: jnp.asarray(x[idx]), params)
             seed_arr = jnp.asarray(pop.seed[idx])
             prior = priors(seed_arr) if base is None else jax.tree.map(lambda x: jnp.broadcast_to(x, (len(idx), *x.shape)), base)
+            start, budget = 0, int(pop.budget[idx[0]])
+            if settings.prior == "grid":
+                start, partners = grid_prior_members(cfg, idx)
+                if start == 0:
+                    continue  # the smallest budget has no smaller member: left uncertified (NaN)
+                at = np.searchsorted(members, partners)
+                prior = jax.tree.map(lambda x, at=at: jnp.asarray(x[at]), params)
             if settings.bound_set == "train":
-                sets = {"in_dist": make_train_sets(seed_arr, jnp.asarray(pop.weights[idx]), int(pop.budget[idx[0]]))}
+                sets = {"in_dist": make_train_sets(seed_arr, jnp.asarray(pop.weights[idx]), start, budget)}
             else:
                 set_s, set_t = make_sets(seed_arr, jnp.asarray(pop.weights[idx]))
                 sets = {"in_dist": set_s, "target": set_t}
@@ -299,6 +336,9 @@ def render(ds: xr.Dataset, b: xr.Dataset) -> str:
         "Bound set: " + ("each member's own n training examples (n = budget); cert. L_T(Q) = the change of measure "
                          "applied to cert. L_S(Q)." if settings.get("bound_set") == "train"
                          else f"{settings['n_bound']:,} fresh examples from S and from T per member."),
+        *([("Prior centre: the grid's member of the same difficulty and seed at the next smaller budget n' (trained on "
+            "examples [0, n') only); the bound set is the member's other n − n' training examples. The smallest budget "
+            "has no such prior: NaN.")] if settings.get("prior") == "grid" else []),
         "",
         "```",
         b.attrs["delta_budget"],

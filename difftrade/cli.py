@@ -158,7 +158,7 @@ def _bound(args: argparse.Namespace) -> int:
     settings = BoundSettings(
         n_bound=args.n_bound, num_draws=args.draws,
         seeds=None if args.seeds is None else tuple(int(s) for s in args.seeds.split(",")),
-        bound_set=args.bound_set, posterior=args.posterior, fit=FitConfig(steps=args.fit_steps, mean_learning_rate=args.fit_mean_lr),
+        bound_set=args.bound_set, posterior=args.posterior, prior=args.prior, fit=FitConfig(steps=args.fit_steps, mean_learning_rate=args.fit_mean_lr),
     )
     _, ds = load_run(args.run)
     b = certify_run(args.run, settings)
@@ -275,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="fresh: n_bound new examples from S and T; train: each member's own n training examples")
     p.add_argument("--posterior", choices=["isotropic", "fitted"], default="isotropic",
                    help="isotropic: N(w, sigma^2 I) on a grid; fitted: N(mu, diag sigma^2) minimising the bound")
+    p.add_argument("--prior", choices=["init", "grid"], default="init",
+                   help="prior centre: the member's initialisation (or base), or the grid's member at the next "
+                        "smaller budget (with --bound-set train: certifies on the examples that prior never saw)")
     p.add_argument("--fit-steps", type=int, default=1000, help="Adam steps of the fitted posterior")
     p.add_argument("--fit-mean-lr", type=float, default=1e-4,
                    help="Adam step of the fitted mean; 0 keeps it at the trained weights (certifies the member itself)")

@@ -60,9 +60,9 @@ def _netcdf3_attr(value: Any) -> Any:
     A GPU run's ``peak_device_bytes`` (tens of GB) once made the final ``results.nc`` write fail
     after every chunk had trained; float64 holds such byte counts exactly up to 2^53.
     """
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        if not np.iinfo(np.int32).min <= int(value) <= np.iinfo(np.int32).max:
-            return float(value)
+    is_int = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if is_int and not np.iinfo(np.int32).min <= int(value) <= np.iinfo(np.int32).max:
+        return float(value)
     return value
 
 

@@ -2,13 +2,12 @@
 
 import numpy as np
 import pytest
+from conftest import tiny_raw
 
 from difftrade import config, experiment, results
 from difftrade.bound import BoundSettings, certify_run, level_bands, render, shift_atoms
 from difftrade.cli import main
 from difftrade.tasks import make_task
-
-from conftest import tiny_raw
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +124,40 @@ def test_bound_settings_errors(run_dir, capsys):
         BoundSettings(n_bound=0)
     assert main(["bound", str(run_dir), "--posterior", "fitted", "--fit-steps", "0"]) == 2
     assert "steps" in capsys.readouterr().err
+
+
+def test_grid_prior_is_the_smaller_budget_member(run_dir):
+    """prior="grid": the prior centre of a member (d, n, seed) is the grid's member (d, n', seed) at
+    the next smaller budget, the bound set is the member's training examples [n', n), and the
+    certified KL is the Gaussian KL to that centre (closed form, float64, from the saved weights)."""
+    import jax
+
+    from difftrade.bound import grid_prior_members, load_run
+    from difftrade.experiment import load_params
+    from difftrade.model import init_params
+
+    cfg, _ = load_run(run_dir)
+    shape = cfg.grid_shape  # (difficulty 2, budget [1, 32], seed 2)
+    big = np.ravel_multi_index((np.array([0, 1]), np.array([1, 1]), np.array([0, 0])), shape)
+    start, partners = grid_prior_members(cfg, big)
+    assert start == 1
+    np.testing.assert_array_equal(partners, np.ravel_multi_index((np.array([0, 1]), np.array([0, 0]), np.array([0, 0])), shape))
+    assert grid_prior_members(cfg, partners)[0] == 0  # the smallest budget has no prior member
+
+    b = certify_run(run_dir, BoundSettings(num_draws=2, seeds=(0,), bound_set="train", prior="grid"), progress=False)
+    assert np.all(np.isnan(b["in_dist_bound"].values[:, 0, :]))  # n = 1: uncertified
+    np.testing.assert_array_equal(b["in_dist_num_examples"].values[:, 1, 0], [31, 31])  # [1, 32)
+    bound, mc = b["in_dist_bound"].values[:, 1, 0], b["in_dist_mc_risk_estimate"].values[:, 1, 0]
+    assert np.all((bound >= mc) & (bound <= 1.0))
+    _, params = load_params(run_dir, init_params(cfg.model, jax.random.key(0)))
+    for i, (m, p) in enumerate(zip(big, partners)):
+        w = np.concatenate([np.ravel(np.asarray(x[m], np.float64)) for x in jax.tree.leaves(params)])
+        w0 = np.concatenate([np.ravel(np.asarray(x[p], np.float64)) for x in jax.tree.leaves(params)])
+        s, sp = float(b["in_dist_sigma"].values[i, 1, 0]), float(b["in_dist_prior_sigma"].values[i, 1, 0])
+        kl = np.sum(np.log(sp / s) + (s**2 + (w - w0) ** 2) / (2 * sp**2) - 0.5)
+        np.testing.assert_allclose(b["in_dist_kl"].values[i, 1, 0], kl, rtol=1e-4)
+    assert "next smaller budget" in render(results.load(run_dir / "results.nc"), b)
+    with pytest.raises(ValueError, match="prior='grid' needs bound_set='train'"):
+        BoundSettings(prior="grid")
+    with pytest.raises(ValueError, match="allowed: 'init', 'grid'"):
+        BoundSettings(prior="mean")

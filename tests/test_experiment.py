@@ -181,6 +181,6 @@ def test_netcdf_write_keeps_attributes_beyond_int32(tmp_path):
     assert back.attrs["peak_device_bytes"] == float(big)
     assert int(back.attrs["chunk_size"]) == 956 and back["x"].attrs["count"] == 2.0**40
     assert ds.attrs["peak_device_bytes"] == big  # the caller's dataset is unchanged
-    with pytest.raises(Exception):
+    with pytest.raises(TypeError, match="bad"):  # xarray refuses the attribute mid-write
         results.atomic_write_netcdf(xr.Dataset(attrs={"bad": object()}), tmp_path / "s.nc")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.nc"]
