@@ -71,7 +71,10 @@ for stage in "$@"; do
       for f in bounds.nc bounds.md bounds.png; do mv "runs/finetune/$f" "runs/finetune/fresh_$f"; done
       # the generalization certificate proper: each member's own training data, fitted posterior
       # (on the CPU this gave the first non-vacuous certificates, from a strong base; docs/theory.md)
-      dt bound runs/finetune --seeds 0 --bound-set train --posterior fitted --fit-steps 1000 --draws 64 2>&1 | tail -40 ;;
+      dt bound runs/finetune --seeds 0 --bound-set train --posterior fitted --fit-steps 1000 --draws 64 2>&1 | tail -40
+      for f in bounds.nc bounds.md bounds.png; do mv "runs/finetune/$f" "runs/finetune/fitted_$f"; done
+      # Q centred at the member, prior = the next smaller budget's member (docs/theory.md, session 4)
+      dt bound runs/finetune --seeds 0 --bound-set train --prior grid --draws 64 2>&1 | tail -40 ;;
     *) echo "unknown stage $stage"; continue ;;
   esac
   echo "== stage $stage took $(( $(date +%s) - start )) s"
