@@ -175,10 +175,15 @@ def _rows(bm: int, d: int) -> pl.BlockSpec:
     return pl.BlockSpec((bm, d), lambda i: (i, 0))
 
 
+def is_tile_width(v: int) -> bool:
+    """Whether ``v`` can be a Triton tile dimension here: a power of two >= 16."""
+    return v >= 16 and not v & (v - 1)
+
+
 def check_shapes(d: int, f: int) -> None:
     """Triton tiles need power-of-two widths >= 16."""
     for name, v in (("d_model", d), ("mlp hidden width", f)):
-        if v < 16 or v & (v - 1):
+        if not is_tile_width(v):
             raise ValueError(f"model.mlp='pallas' needs a power-of-two {name} >= 16, got {v}; allowed: 16, 32, 64, ...")
 
 
@@ -260,7 +265,7 @@ def fused_mlp(
     t = (tuning or MlpTuning()).resolve(d, w1.shape[1], jnp.dtype(x.dtype).itemsize)
     for name in ("block_tokens", "block_hidden", "block_hidden_dw"):
         v = getattr(t, name)
-        if v < 16 or v & (v - 1):
+        if not is_tile_width(v):
             raise ValueError(f"MlpTuning.{name} must be a power of two >= 16, got {v}")
     bm = t.block_tokens
     padded = -(-n // bm) * bm

@@ -99,8 +99,9 @@ class ModelConfig:
         """The concrete kernel of ``field`` ('attention' or 'mlp') on this jax backend.
 
         ``auto`` picks what measured fastest on an H100 (benchmarks/NOTES.md, 2026-11-23 sweep):
-        attention 'pallas' on a GPU (1.12x / 1.09x the XLA path at d_model 128 / 256);
-        MLP_AUTO_PALLAS decides the MLP; 'xla' on every other backend.
+        on a GPU, attention 'pallas' (1.12x / 1.09x the XLA path at d_model 128 / 256) and the
+        fused MLP up to width MLP_AUTO_PALLAS_MAX_D, where the Triton tiles need power-of-two
+        widths >= 16 (head_dim; d_model and the hidden width); 'xla' otherwise and off-GPU.
         """
         value = getattr(self, field)
         if value != "auto":
@@ -108,10 +109,10 @@ class ModelConfig:
         if jax.default_backend() != "gpu":
             return "xla"
         if field == "attention":
-            return "pallas"
-        f = self.mlp_ratio * self.d_model
-        pow2 = all(v >= 16 and not v & (v - 1) for v in (self.d_model, f))
-        return "pallas" if pow2 and self.d_model <= MLP_AUTO_PALLAS_MAX_D else "xla"
+            return "pallas" if kernels.is_tile_width(self.head_dim) else "xla"
+        tiles = kernels.is_tile_width(self.d_model) and kernels.is_tile_width(self.mlp_ratio * self.d_model)
+        fits = tiles and self.d_model <= MLP_AUTO_PALLAS_MAX_D
+        return "pallas" if fits else "xla"
 
     def architecture(self) -> dict[str, Any]:
         """The fields that define the function and its parameters (implementation choices left out)."""

@@ -62,3 +62,4 @@ def test_auto_kernels_resolve_to_the_measured_fastest_on_gpu():
     assert ModelConfig(d_model=128).implementation("mlp") == "pallas"
     assert ModelConfig(d_model=256).implementation("mlp") == "xla"
     assert ModelConfig(d_model=96, num_heads=4).implementation("mlp") == "xla"  # not a power of two
+    assert ModelConfig(d_model=96, num_heads=4).implementation("attention") == "xla"  # head_dim 24

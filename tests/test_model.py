@@ -130,6 +130,20 @@ def test_auto_kernels_are_xla_off_gpu_and_explicit_choices_stand():
         ModelConfig(mlp="fast")
 
 
+def test_auto_kernels_on_a_gpu_backend(monkeypatch):
+    """The resolution rule itself, with the backend reported as a GPU (tests/test_gpu_kernels.py
+    runs the same checks on a real one)."""
+    import difftrade.model as model_module
+
+    monkeypatch.setattr(model_module.jax, "default_backend", lambda: "gpu")
+    resolved = lambda **kw: [ModelConfig(**kw).implementation(f) for f in ("attention", "mlp")]
+    assert resolved(d_model=128) == ["pallas", "pallas"]
+    assert resolved(d_model=256) == ["pallas", "xla"]  # the fused MLP lost at 256
+    assert resolved(d_model=96, num_heads=4) == ["xla", "xla"]  # head_dim 24, width 96: no Triton tiles
+    assert resolved(d_model=64, num_heads=8) == ["xla", "pallas"]  # head_dim 8 < 16
+    assert resolved(d_model=128, attention="cudnn", mlp="xla") == ["cudnn", "xla"]
+
+
 def test_attention_implementation_is_not_identity():
     """Same hash and same checkpoint architecture whichever attention kernel computes it."""
     xla = config.from_dict(tiny_raw())
