@@ -51,6 +51,7 @@ class MlpTuning:
 
         Defaults are filled in and block sizes clipped to ``f``; then blocks are halved (hidden
         first, then tokens) until every kernel's estimated shared memory fits (``smem_bytes``).
+        Raises ValueError for a block size that is not a power of two >= 16.
         """
         t = MlpTuning(
             block_tokens=self.block_tokens,
@@ -60,6 +61,9 @@ class MlpTuning:
             num_warps=self.num_warps or (4 if d <= 128 else 8),
             num_stages=self.num_stages,
         )
+        for name in ("block_tokens", "block_hidden", "block_hidden_dw"):
+            if not is_tile_width(getattr(t, name)):
+                raise ValueError(f"MlpTuning.{name} must be a power of two >= 16, got {getattr(t, name)}")
         while max(t.smem_bytes(d, itemsize)) > SMEM_LIMIT:
             fwd, dx, dw = t.smem_bytes(d, itemsize)
             if max(fwd, dx) > SMEM_LIMIT and t.block_hidden > 16:
@@ -263,10 +267,6 @@ def fused_mlp(
     n, d = x.shape
     check_shapes(d, w1.shape[1])
     t = (tuning or MlpTuning()).resolve(d, w1.shape[1], jnp.dtype(x.dtype).itemsize)
-    for name in ("block_tokens", "block_hidden", "block_hidden_dw"):
-        v = getattr(t, name)
-        if not is_tile_width(v):
-            raise ValueError(f"MlpTuning.{name} must be a power of two >= 16, got {v}")
     bm = t.block_tokens
     padded = -(-n // bm) * bm
     if padded != n:

@@ -248,3 +248,5 @@ def test_mlp_tuning_fits_shared_memory_and_keeps_the_tuned_default():
             assert max(t.smem_bytes(d, itemsize)) <= SMEM_LIMIT
             assert all(v >= 16 and not v & (v - 1) for v in (t.block_tokens, t.block_hidden, t.block_hidden_dw))
     assert MlpTuning().resolve(256, 1024, 4) == MlpTuning(32, 16, 32, 8, 2)  # float32 at d=256 (failed on the H100 before)
+    with pytest.raises(ValueError, match="MlpTuning.block_tokens must be a power of two >= 16, got 48"):
+        MlpTuning(block_tokens=48).resolve(128, 512)
