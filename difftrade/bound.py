@@ -246,16 +246,19 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
             idx = group[start : start + settings.member_chunk]
             p = jax.tree.map(lambda x: jnp.asarray(x[idx]), params)
             seed_arr = jnp.asarray(pop.seed[idx])
-            prior = priors(seed_arr) if base is None else jax.tree.map(lambda x: jnp.broadcast_to(x, (len(idx), *x.shape)), base)
-            start, budget = 0, int(pop.budget[idx[0]])
+            first = 0  # first training example of the "train" bound set
             if settings.prior == "grid":
-                start, partners = grid_prior_members(cfg, idx)
-                if start == 0:
+                first, partners = grid_prior_members(cfg, idx)
+                if first == 0:
                     continue  # the smallest budget has no smaller member: left uncertified (NaN)
                 at = np.searchsorted(members, partners)
                 prior = jax.tree.map(lambda x, at=at: jnp.asarray(x[at]), params)
+            elif base is None:
+                prior = priors(seed_arr)
+            else:
+                prior = jax.tree.map(lambda x: jnp.broadcast_to(x, (len(idx), *x.shape)), base)
             if settings.bound_set == "train":
-                sets = {"in_dist": make_train_sets(seed_arr, jnp.asarray(pop.weights[idx]), start, budget)}
+                sets = {"in_dist": make_train_sets(seed_arr, jnp.asarray(pop.weights[idx]), first, int(pop.budget[idx[0]]))}
             else:
                 set_s, set_t = make_sets(seed_arr, jnp.asarray(pop.weights[idx]))
                 sets = {"in_dist": set_s, "target": set_t}
