@@ -801,7 +801,7 @@ def markdown(cfg: BenchConfig, rows: list[dict], results: list[dict], peak: dict
 
 
 def _resolved(rows: list[dict]) -> str:
-    """' (auto: attention pallas, mlp xla)': what the vmap row's 'auto' kernels resolved to."""
+    """' (ran: attention pallas, mlp xla)': the kernels the vmap row ran ('auto' resolved)."""
     kernels = next((r["kernels"] for r in rows if r.get("impl") == "vmap" and "kernels" in r), None)
     return f" (ran: attention {kernels['attention']}, mlp {kernels['mlp']})" if kernels else ""
 

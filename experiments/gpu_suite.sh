@@ -41,7 +41,7 @@ for stage in "$@"; do
             grep -E '^\| vmap' "runs/sweep/$name.log" | sed "s/^/$name /"; pack sweep; }
       ds=${BENCH_DMODELS:-128 256}
       # the base row is the plain XLA path; `default` is model.attention/mlp = 'auto'
-      # --profile: device time by kernel kind (tests the roofline: matmuls should be ~15%)
+      # --profile: device time by kernel kind (roofline check; matmuls measured 34-37%, NOTES.md)
       for d in $ds; do b "d${d}_attention_xla" --d-model "$d" --attention xla --mlp xla --profile; done
       for d in $ds; do b "d${d}_default" --d-model "$d"; done
       for d in $ds; do b "d${d}_attention_pallas" --d-model "$d" --attention pallas --mlp xla; done
