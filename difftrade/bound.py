@@ -162,6 +162,25 @@ def load_run(run_dir: str | Path) -> tuple[RunConfig, xr.Dataset]:
     return cfg, results.load(run_dir / "results.nc")
 
 
+def grid_prior_members(cfg: RunConfig, idx: np.ndarray) -> tuple[int, np.ndarray]:
+    """The data-dependent prior of members ``idx`` (one budget n): (n', partner member indices ``[len(idx)]``).
+
+    The partner has the same difficulty and seed and the largest grid budget n' < n. It was
+    trained on the stream's examples [0, n') only (minibatch indices are drawn below the budget),
+    so it is independent of the examples [n', n) that certify the member. n' = 0 (no partner)
+    for the smallest budget.
+    """
+    shape = cfg.grid_shape
+    i, j, k = np.unravel_index(np.asarray(idx), shape)
+    budgets = np.asarray(cfg.grid.budgets)
+    n = budgets[j[0]]
+    smaller = np.flatnonzero(budgets < n)
+    if smaller.size == 0:
+        return 0, np.zeros(0, np.int64)
+    jp = smaller[np.argmax(budgets[smaller])]
+    return int(budgets[jp]), np.ravel_multi_index((i, np.full_like(j, jp), k), shape)
+
+
 def shift_atoms(task: Task, weights: np.ndarray) -> np.ndarray:
     """Weights over the atoms on which T/S is constant: shells for nested levels, else levels."""
     if getattr(task, "levels_kind", "exact") == "nested":
@@ -229,7 +248,7 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
             seed_arr = jnp.asarray(pop.seed[idx])
             first = 0  # first training example of the "train" bound set
             if settings.prior == "grid":
-                first, partners = cfg.smaller_budget_members(idx)
+                first, partners = grid_prior_members(cfg, idx)
                 if first == 0:
                     continue  # the smallest budget has no smaller member: left uncertified (NaN)
                 at = np.searchsorted(members, partners)

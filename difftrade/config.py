@@ -2,7 +2,7 @@
 
 Sections: ``[task]`` (name + task options), ``[grid]`` (difficulties, budgets, seeds, training
 distribution, learning rate), ``[model]``, ``[train]``, ``[eval]`` (sizes, target distribution),
-``[run]`` (root seed, chunk size, init, chain), ``[difficulty]`` (optional: nominal levels, or levels
+``[run]`` (root seed, chunk size, init), ``[difficulty]`` (optional: nominal levels, or levels
 binned from a reference model's loss, see ``difftrade.difficulty``). Unknown keys raise with a
 did-you-mean; every value is checked before anything is compiled.
 """
@@ -48,9 +48,6 @@ class RunSettings:
     chunk_size: int = 0  # 0 = automatic from device memory
     init: str = "scratch"  # "scratch" or a checkpoint path (fine-tuning from a base)
     target: tuple[float, ...] = ()  # target weights over levels; () = uniform
-    # True: budgets are trained in increasing order and member (d, n, seed) starts from the
-    # trained member (d, n', seed) at the next smaller budget n' (the smallest from ``init``).
-    chain: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,30 +160,6 @@ class RunConfig:
     def grid_shape(self) -> tuple[int, int, int]:
         return len(self.grid.difficulties), len(self.grid.budgets), len(self.grid.seeds)
 
-    def budget_index(self, idx: np.ndarray) -> np.ndarray:
-        """Position in ``grid.budgets`` of members ``idx`` (grid order). int ``[len(idx)]``."""
-        return np.unravel_index(np.asarray(idx), self.grid_shape)[1]
-
-    def smaller_budget_members(self, idx: np.ndarray) -> tuple[int, np.ndarray]:
-        """Members ``idx`` (one budget n) -> (n', their partners ``[len(idx)]``).
-
-        The partner of member (d, n, seed) is the member (d, n', seed) at the largest grid budget
-        n' < n: the prior centre of ``bound --prior grid`` and the start of a ``run.chain`` member.
-        Minibatch indices are drawn below the budget and example i is the same at every budget,
-        so the partner was trained on examples [0, n') only. n' = 0 (no partner) at the smallest
-        budget.
-        """
-        i, j, k = np.unravel_index(np.asarray(idx), self.grid_shape)
-        if len(set(j.tolist())) > 1:
-            raise ValueError(f"members {list(np.asarray(idx))} span several budgets; allowed: members of one budget")
-        budgets = np.asarray(self.grid.budgets)
-        n = budgets[j[0]]
-        smaller = np.flatnonzero(budgets < n)
-        if smaller.size == 0:
-            return 0, np.zeros(0, np.int64)
-        jp = smaller[np.argmax(budgets[smaller])]
-        return int(budgets[jp]), np.ravel_multi_index((i, np.full_like(j, jp), k), self.grid_shape)
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "task": {"name": self.task_name, **dict(self.task_options)},
@@ -194,8 +167,7 @@ class RunConfig:
             "model": dataclasses.asdict(self.model),
             "train": dataclasses.asdict(self.train),
             "eval": dataclasses.asdict(self.eval),
-            # chain = False (the default) adds nothing, so configs without it keep their hash
-            "run": _plain({k: v for k, v in dataclasses.asdict(self.run).items() if k != "chain" or v}),
+            "run": _plain(dataclasses.asdict(self.run)),
             # nominal (the default) adds nothing, so configs without [difficulty] keep their hash
             **({"difficulty": dataclasses.asdict(self.difficulty)} if self.difficulty.kind != "nominal" else {}),
         }
@@ -267,8 +239,6 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
     run = _section(RunSettings, raw.get("run", {}), "run", ("target",))
     if not isinstance(run.chunk_size, int) or run.chunk_size < 0:
         raise ValueError(f"run.chunk_size={run.chunk_size!r}; allowed: 0 (automatic) or an integer >= 1")
-    if not isinstance(run.chain, bool):
-        raise ValueError(f"run.chain={run.chain!r}; allowed: true (each budget starts from the next smaller one's members) or false")
     cfg = RunConfig(name, tuple(sorted(task_raw.items())), grid, model, train, ev, run, difficulty)
     if run.target:  # validates run.target without building a model-based task
         data.validate_weights(run.target, cfg.num_levels, "run.target")

@@ -22,7 +22,6 @@ from difftrade import data, results
 from difftrade.checkpoint import load_base
 from difftrade.config import RunConfig
 from difftrade.evaluate import evaluate_population
-from difftrade.model import init_params
 from difftrade.multihost import broadcast, is_main, to_host
 from difftrade.train import (
     auto_chunk_size,
@@ -125,10 +124,6 @@ def run(
     axis of each chunk spans all hosts' devices; process 0 writes ``out_dir`` and returns the
     results, the other processes return None. Chunks are rounded up to a multiple of the
     device count.
-
-    With ``run.chain`` the budgets are trained in increasing order, one stage each, and a member
-    starts from the weights of the same (difficulty, seed) member at the next smaller budget
-    (``starting_params``); an interrupted chain resumes from the stage it stopped in.
     """
     out_dir = Path(out_dir)
     base = None if cfg.run.init == "scratch" else load_base(cfg.run.init, cfg.model)
@@ -136,44 +131,38 @@ def run(
     run_key = jax.random.key(cfg.run.seed)
     chunks, done = plan(cfg, out_dir, resume, pop.size)
     todo = np.flatnonzero(~done)
-    # a chain trains budget by budget (a chunk never mixes budgets); otherwise all in one stage
-    stages = [todo[cfg.budget_index(todo) == j] for j in range(len(cfg.grid.budgets))] if cfg.run.chain else [todo]
-    longest = max([len(s) for s in stages] + [1])
-    size = min(cfg.run.chunk_size or auto_chunk_size(cfg.model, cfg.train, task.seq_len, longest), longest)
+    size = cfg.run.chunk_size or auto_chunk_size(cfg.model, cfg.train, task.seq_len, max(len(todo), 1))
     size = -(-size // jax.device_count()) * jax.device_count()
     check_chunk_fits(cfg.model, cfg.train, task.seq_len, size)
     bar = Progress(pop.size, progress and is_main())
     bar.update(int(done.sum()), "(resumed)" if done.any() else "")
     next_id = len(list((out_dir / "chunks").glob("chunk_*.nc"))) if is_main() else 0
-    c = 0
-    for stage in stages:
-        for start in range(0, len(stage), size):
-            if stop_after_chunks is not None and c >= stop_after_chunks:
-                return None
-            idx = stage[start : start + size]
-            # A short last chunk is padded with copies of its last member (dropped below), so every
-            # chunk has one shape and the trainer and evaluator compile once per run.
-            padded = idx[padded_index(len(idx), size)]
-            sub = pop.take(padded)
-            init = starting_params(cfg, out_dir, padded, base)
-            full = train_population(task, sub, cfg.model, cfg.train, run_key, init=init)
-            ev = evaluate_population(task, full.params, sub.weights, sub.budget, sub.seed, cfg.model, cfg.eval, run_key)
-            kept = ("params", "loss_curve", "accuracy_curve", "nonfinite_steps")
-            trained = jax.tree.map(lambda x: x[: len(idx)], to_host({k: getattr(full, k) for k in kept}))
-            ev = {k: v[: len(idx)] for k, v in ev.items()}
-            train_out = {k: trained[k] for k in kept[1:]}
-            ds = results.chunk_dataset(idx, train_out, ev)
-            if is_main():
-                stem = out_dir / "chunks" / f"chunk_{next_id:05d}"
-                results.atomic_save_npz({"member": idx, **results.flatten_params(trained["params"])}, stem.with_suffix(".params.npz"))
-                results.atomic_write_netcdf(ds, stem.with_suffix(".nc"))  # the .nc marks the chunk as done
-            chunks.append(ds)
-            next_id += 1
-            bad = int(np.sum(train_out["nonfinite_steps"] > 0))
-            bar.update(len(idx), f"(chunk of {len(idx)}{', %d with NaN/inf steps' % bad if bad else ''})")
-            if on_chunk is not None:
-                on_chunk(c)
-            c += 1
+    for c, start in enumerate(range(0, len(todo), size)):
+        if stop_after_chunks is not None and c >= stop_after_chunks:
+            return None
+        idx = todo[start : start + size]
+        # A short last chunk is padded with copies of its last member (dropped below), so every
+        # chunk has one shape and the trainer and evaluator compile once per run.
+        padded = idx[padded_index(len(idx), size)]
+        sub = pop.take(padded)
+        init = None if base is None else jax.tree.map(lambda x: jnp.broadcast_to(x, (sub.size, *x.shape)), base)
+        full = train_population(task, sub, cfg.model, cfg.train, run_key, init=init)
+        ev = evaluate_population(task, full.params, sub.weights, sub.budget, sub.seed, cfg.model, cfg.eval, run_key)
+        kept = ("params", "loss_curve", "accuracy_curve", "nonfinite_steps")
+        trained = jax.tree.map(lambda x: x[: len(idx)], to_host({k: getattr(full, k) for k in kept}))
+        ev = {k: v[: len(idx)] for k, v in ev.items()}
+        train_out = {k: trained[k] for k in kept[1:]}
+        ds = results.chunk_dataset(idx, train_out, ev)
+        if is_main():
+            stem = out_dir / "chunks" / f"chunk_{next_id:05d}"
+            results.atomic_save_npz({"member": idx, **results.flatten_params(trained["params"])}, stem.with_suffix(".params.npz"))
+            results.atomic_write_netcdf(ds, stem.with_suffix(".nc"))  # the .nc marks the chunk as done
+        chunks.append(ds)
+        next_id += 1
+        bad = int(np.sum(train_out["nonfinite_steps"] > 0))
+        bar.update(len(idx), f"(chunk of {len(idx)}{', %d with NaN/inf steps' % bad if bad else ''})")
+        if on_chunk is not None:
+            on_chunk(c)
     if not is_main():
         return None
     stats = jax.local_devices()[0].memory_stats() or {}  # GPU/TPU; CPU has none
@@ -184,29 +173,6 @@ def run(
     ds = add_overlap(cfg, ds, run_key)
     results.atomic_write_netcdf(ds, out_dir / "results.nc")
     return ds
-
-
-def starting_params(cfg: RunConfig, out_dir: Path, members: np.ndarray, base: object | None) -> object | None:
-    """Initial weights of ``members`` (one chunk), params pytree with leading ``[len(members)]``;
-    None means each member's data-free initialisation.
-
-    With ``run.chain`` a member past the smallest budget starts from its partner at the next
-    smaller budget (``RunConfig.smaller_budget_members``), whose weights the previous stage wrote
-    to ``out_dir`` (so a resumed chain starts from the same weights). Process 0 reads them and
-    broadcasts them to the other processes. Otherwise every member starts from the base (``run.init``).
-    """
-    if cfg.run.chain:
-        first, partners = cfg.smaller_budget_members(members)
-        if first:
-            like = init_params(cfg.model, jax.random.key(0))
-            if is_main():
-                tree = load_params(out_dir, like, partners)[1]
-            else:
-                tree = jax.tree.map(lambda x: np.zeros((len(members), *x.shape), x.dtype), like)
-            return jax.tree.map(broadcast, tree)
-    if base is None:
-        return None
-    return jax.tree.map(lambda x: jnp.broadcast_to(x, (len(members), *x.shape)), base)
 
 
 def add_overlap(cfg: RunConfig, ds: xr.Dataset, run_key: jax.Array) -> xr.Dataset:
@@ -224,30 +190,16 @@ def add_overlap(cfg: RunConfig, ds: xr.Dataset, run_key: jax.Array) -> xr.Datase
     return ds.assign(duplicate_fraction=(dims, dup), test_in_train_fraction=(dims, hit))
 
 
-def load_params(out_dir: str | Path, like: object, members: np.ndarray | None = None) -> tuple[np.ndarray, object]:
-    """Trained weights of a run: (member indices ``[M]``, params pytree with leading ``M``).
+def load_params(out_dir: str | Path, like: object) -> tuple[np.ndarray, object]:
+    """All trained weights of a run: (member indices ``[M]``, params pytree with leading ``M``).
 
-    ``like`` is a params pytree of one member (for the tree structure). ``members`` selects
-    (in that order, repeats allowed); by default every saved member, in index order.
+    ``like`` is a params pytree of one member (for the tree structure).
     """
-    want = None if members is None else np.asarray(members, np.int64)
-    found, leaves = [], []
+    members, leaves = [], []
     for path in sorted((Path(out_dir) / "chunks").glob("chunk_*.params.npz")):
         with np.load(path) as z:
-            ids = z["member"]
-            keep = np.ones(len(ids), bool) if want is None else np.isin(ids, want)
-            if keep.any():
-                found.append(ids[keep])
-                leaves.append({k: z[k][keep] for k in z.files if k != "member"})
-    if not found:
-        raise ValueError(f"{str(out_dir)!r} holds no saved weights (chunks/chunk_*.params.npz) for the requested members")
-    ids = np.concatenate(found)
-    if want is None:
-        want = np.sort(ids)
-    missing = np.setdiff1d(want, ids)
-    if missing.size:
-        raise ValueError(f"members {missing.tolist()} have no saved weights under {str(out_dir)!r}/chunks")
-    sorter = np.argsort(ids)
-    rows = sorter[np.searchsorted(ids, want, sorter=sorter)]
-    stacked = {k: np.concatenate([l[k] for l in leaves])[rows] for k in leaves[0]}
-    return want, results.unflatten_params(like, stacked)
+            members.append(z["member"])
+            leaves.append({k: z[k] for k in z.files if k != "member"})
+    order = np.argsort(np.concatenate(members))
+    stacked = {k: np.concatenate([l[k] for l in leaves])[order] for k in leaves[0]}
+    return np.concatenate(members)[order], results.unflatten_params(like, stacked)

@@ -132,17 +132,17 @@ def test_grid_prior_is_the_smaller_budget_member(run_dir):
     certified KL is the Gaussian KL to that centre (closed form, float64, from the saved weights)."""
     import jax
 
-    from difftrade.bound import load_run
+    from difftrade.bound import grid_prior_members, load_run
     from difftrade.experiment import load_params
     from difftrade.model import init_params
 
     cfg, _ = load_run(run_dir)
     shape = cfg.grid_shape  # (difficulty 2, budget [1, 32], seed 2)
     big = np.ravel_multi_index((np.array([0, 1]), np.array([1, 1]), np.array([0, 0])), shape)
-    start, partners = cfg.smaller_budget_members(big)
+    start, partners = grid_prior_members(cfg, big)
     assert start == 1
     np.testing.assert_array_equal(partners, np.ravel_multi_index((np.array([0, 1]), np.array([0, 0]), np.array([0, 0])), shape))
-    assert cfg.smaller_budget_members(partners)[0] == 0  # the smallest budget has no prior member
+    assert grid_prior_members(cfg, partners)[0] == 0  # the smallest budget has no prior member
 
     b = certify_run(run_dir, BoundSettings(num_draws=2, seeds=(0,), bound_set="train", prior="grid"), progress=False)
     assert np.all(np.isnan(b["in_dist_bound"].values[:, 0, :]))  # n = 1: uncertified

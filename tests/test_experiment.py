@@ -88,7 +88,6 @@ def test_params_saved_for_every_member(full_run, tiny_cfg):
         ({"run": {"target": [0.5, 0.6]}}, "run.target"),
         ({"model": {"num_heads": 3}}, "num_heads"),
         ({"evall": {}}, "section \\[evall\\]"),
-        ({"run": {"chain": "yes"}}, "run.chain='yes'"),
     ],
 )
 def test_bad_config(override, match):
@@ -185,67 +184,3 @@ def test_netcdf_write_keeps_attributes_beyond_int32(tmp_path):
     with pytest.raises(TypeError, match="bad"):  # xarray refuses the attribute mid-write
         results.atomic_write_netcdf(xr.Dataset(attrs={"bad": object()}), tmp_path / "s.nc")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.nc"]
-
-
-@pytest.fixture(scope="module")
-def chain_run(tmp_path_factory, tiny_cfg):
-    out = tmp_path_factory.mktemp("chain")
-    cfg = dataclasses.replace(tiny_cfg, run=dataclasses.replace(tiny_cfg.run, chain=True, chunk_size=3))
-    return cfg, out, experiment.run(cfg, out, progress=False)
-
-
-def test_chain_starts_each_budget_from_the_smaller_one(chain_run, full_run):
-    """run.chain: the smallest budget trains as without it; member (d, 32, s) equals the trainer
-    started by hand from the saved weights of member (d, 1, s), and differs from the unchained one."""
-    import jax
-
-    from difftrade.model import init_params
-    from difftrade.train import padded_index, train_population
-
-    cfg, out, ds = chain_run
-    _, plain_out, plain = full_run
-    assert cfg.hash() != full_run[0].hash() and "chain" not in full_run[0].to_dict()["run"]
-    # 4 members a stage, chunks of 3 never mix budgets: 2 chunks per stage
-    assert len(list((out / "chunks").glob("chunk_*.nc"))) == 4
-    for name in ("train_risk", "test_risk", "level_exact"):
-        np.testing.assert_allclose(ds[name].isel(budget=0), plain[name].isel(budget=0), atol=1e-6, err_msg=name)
-    like = init_params(cfg.model, jax.random.key(0))
-    members, params = experiment.load_params(out, like)
-    big = np.flatnonzero(cfg.budget_index(members) == 1)
-    first, partners = cfg.smaller_budget_members(big)
-    assert first == 1
-    for chunk in (big[:3], big[3:]):  # the run's chunks, padded as it pads them (same shapes: same rounding)
-        padded = chunk[padded_index(len(chunk), 3)]
-        start = jax.tree.map(lambda x, p=partners[np.searchsorted(big, padded)]: x[p], params)
-        by_hand = train_population(cfg.task, cfg.population().take(padded), cfg.model, cfg.train, jax.random.key(cfg.run.seed), init=start)
-        for got, want in zip(jax.tree.leaves(params), jax.tree.leaves(by_hand.params)):
-            np.testing.assert_allclose(got[chunk], np.asarray(want)[: len(chunk)], rtol=1e-5, atol=1e-6)
-    _, unchained = experiment.load_params(plain_out, like)
-    moved = [np.max(np.abs(a[big] - b[big])) for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(unchained))]
-    assert max(moved) > 1e-3
-
-
-def test_chain_resumes_from_the_weights_on_disk(chain_run, tmp_path):
-    cfg, _, ds = chain_run
-    with pytest.raises(Killed):
-        experiment.run(cfg, tmp_path, progress=False, on_chunk=lambda c: (_ for _ in ()).throw(Killed()) if c == 2 else None)
-    assert len(list((tmp_path / "chunks").glob("chunk_*.nc"))) == 3  # the first stage and one chunk of the second
-    resumed = experiment.run(cfg, tmp_path, resume=True, progress=False)
-    for name in ds.data_vars:
-        np.testing.assert_allclose(resumed[name].values, ds[name].values, rtol=1e-5, atol=1e-6, err_msg=name)
-
-
-def test_load_params_selects_members_in_order(full_run):
-    import jax
-
-    from difftrade.model import init_params
-
-    cfg, out, _ = full_run
-    like = init_params(cfg.model, jax.random.key(0))
-    _, every = experiment.load_params(out, like)
-    picked, some = experiment.load_params(out, like, np.array([5, 0, 5]))
-    np.testing.assert_array_equal(picked, [5, 0, 5])
-    for a, b in zip(jax.tree.leaves(every), jax.tree.leaves(some)):
-        np.testing.assert_array_equal(b, a[[5, 0, 5]])
-    with pytest.raises(ValueError, match=r"members \[9\] have no saved weights"):
-        experiment.load_params(out, like, np.array([0, 9]))
