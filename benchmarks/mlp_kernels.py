@@ -1,9 +1,11 @@
-"""Launch-parameter sweep of the fused MLP kernels against XLA's unfused MLP (GPU).
+"""Launch-parameter sweep of the fused MLP kernels against XLA's unfused MLP half (GPU).
 
-Times one vmapped MLP of the trainer's shapes, ``x [M, N, D] -> gelu(x w1 + b1) w2 + b2`` with
-per-member weights (M members, N = batch x positions tokens, hidden 4D, bfloat16), forward alone
-and forward + backward (gradient of the output's sum w.r.t. x and all weights), for XLA's
-expression and for ``difftrade.kernels.fused_mlp`` under each ``MlpTuning`` of a small grid.
+Times one vmapped MLP half of a pre-LayerNorm block at the trainer's shapes,
+``x [M, N, D] -> x + gelu(LN(x) w1 + b1) w2 + b2`` with per-member weights (M members, N = batch
+x positions tokens, hidden 4D, bfloat16), forward alone and forward + backward (gradient of the
+output's sum w.r.t. x and all weights), for XLA's expression (which fuses the LayerNorm and the
+residual into its GEMMs) and for ``difftrade.kernels.fused_mlp`` under each ``MlpTuning`` of a
+small grid.
 Every variant is checked against the XLA path before it is timed (output and gradients within
 bf16 tolerance). Medians of ``--repeats`` timed calls after one warm-up, each waited for.
 
@@ -41,8 +43,13 @@ GRID = [
 ]
 
 
-def _xla_mlp(x, w1, b1, w2, b2):
-    return jax.nn.gelu(x @ w1 + b1) @ w2 + b2
+def _xla_mlp(x, scale, bias, w1, b1, w2, b2, eps=1e-6):
+    """What the model's XLA path computes (flax's LayerNorm: float32 statistics, fast variance)."""
+    xf = x.astype(jnp.float32)
+    mean = jnp.mean(xf, axis=-1, keepdims=True)
+    var = jnp.maximum(jnp.mean(xf * xf, axis=-1, keepdims=True) - mean * mean, 0.0)
+    xn = ((xf - mean) * jax.lax.rsqrt(var + eps) * scale + bias).astype(x.dtype)
+    return x + jax.nn.gelu(xn @ w1 + b1) @ w2 + b2
 
 
 def _timed(fn, args, repeats: int) -> tuple[float, float, object]:
@@ -60,16 +67,18 @@ def _timed(fn, args, repeats: int) -> tuple[float, float, object]:
 def _programs(mlp):
     """(forward, forward+backward) jitted over the member axis."""
     fwd = jax.jit(jax.vmap(mlp))
-    grad = jax.jit(jax.vmap(jax.grad(lambda *a: jnp.sum(mlp(*a).astype(jnp.float32)), argnums=(0, 1, 2, 3, 4))))
+    grad = jax.jit(jax.vmap(jax.grad(lambda *a: jnp.sum(mlp(*a).astype(jnp.float32)), argnums=tuple(range(7)))))
     return fwd, grad
 
 
 def sweep(d: int, members: int, tokens: int, repeats: int, interpret: bool = False) -> list[dict]:
     f = 4 * d
-    ks = jax.random.split(jax.random.key(d), 5)
+    ks = jax.random.split(jax.random.key(d), 7)
     dt = jnp.bfloat16
     args = (
         jax.random.normal(ks[0], (members, tokens, d), dt),
+        (1.0 + jax.random.normal(ks[5], (members, d)) / 4).astype(dt),
+        (jax.random.normal(ks[6], (members, d)) / 4).astype(dt),
         (jax.random.normal(ks[1], (members, d, f)) / np.sqrt(d)).astype(dt),
         (jax.random.normal(ks[2], (members, f)) / 3).astype(dt),
         (jax.random.normal(ks[3], (members, f, d)) / np.sqrt(f)).astype(dt),

@@ -2,17 +2,25 @@
 
 A training step of a width-128 model moves ~7x more time through device memory than through
 matrix units (``benchmarks/roofline.py``); most of that traffic is the MLP's ``[N, 4D]`` hidden
-activation, written and read several times in forward and backward. ``fused_mlp`` never stores
-it: every kernel keeps a block of tokens on chip, walks over blocks of the hidden layer and
-recomputes ``h = x @ w1 + b1`` where it needs it (the backward pays ~50% more MLP FLOPs for
-that, which is cheap when memory is the limit).
+activation, written and read several times in forward and backward. ``fused_mlp`` computes a
+pre-LayerNorm block's whole MLP half, ``y = x + mlp(LayerNorm(x))``, and never stores the hidden
+layer or the normalised input: every kernel keeps a block of token rows (whole rows, so the
+LayerNorm statistics are local) on chip, walks over blocks of the hidden layer and recomputes
+``xn = LN(x)`` and ``h = xn @ w1 + b1`` where it needs them (the backward pays ~50% more MLP
+FLOPs for that, which is cheap when memory is the limit). Taking the LayerNorm and the residual
+inside matters: XLA fuses them into its GEMMs' prologues and epilogues, and a custom call is a
+fusion barrier (an MLP-only kernel measured 1.55x XLA alone but 1.06x in the model: NOTES.md).
 
 Kernels (grids in parentheses; ``bm`` tokens, ``bh`` hidden units per block):
 
-* forward (N/bm): ``y = gelu(x w1 + b1) w2 + b2``, accumulated over hidden blocks;
-* input gradient (N/bm): ``dx = ((dy w2ᵀ) * gelu'(h)) w1ᵀ``, accumulated over hidden blocks;
-* weight gradients (F/bh): ``dw1 = xᵀ dh``, ``dw2 = gelu(h)ᵀ dy``, ``db1 = Σ dh``, accumulated
+* forward (N/bm): ``y = x + gelu(xn w1 + b1) w2 + b2``, accumulated over hidden blocks;
+* input gradient (N/bm): ``dxn = ((dy w2ᵀ) * gelu'(h)) w1ᵀ`` accumulated over hidden blocks, then
+  the LayerNorm backward and the residual, ``dx = dy + LN'(dxn)``; also this block's partial
+  sums of the LayerNorm scale and bias gradients (summed over blocks outside);
+* weight gradients (F/bh): ``dw1 = xnᵀ dh``, ``dw2 = gelu(h)ᵀ dy``, ``db1 = Σ dh``, accumulated
   over token blocks (each program owns one hidden block: no atomics).
+
+The LayerNorm is flax's (statistics in float32, variance E[x²] − E[x]² clipped at 0).
 
 GELU is the tanh approximation (``jax.nn.gelu``'s default). All dots accumulate in float32;
 outputs have the input dtype. Off a GPU the kernels run only in Pallas' interpret mode (tests).
@@ -121,37 +129,58 @@ def _dot(a: jax.Array, b: jax.Array) -> jax.Array:
     return jnp.dot(a, b, preferred_element_type=jnp.float32)
 
 
-def _hidden(x, w1_ref, b1_ref, j, bh):
+def _hidden(xn, w1_ref, b1_ref, j, bh):
     """Pre-activation of hidden block ``j``: float32 ``[bm, bh]``."""
     cols = pl.ds(j * bh, bh)
-    return _dot(x, w1_ref[:, cols]) + b1_ref[cols].astype(jnp.float32)[None, :]
+    return _dot(xn, w1_ref[:, cols]) + b1_ref[cols].astype(jnp.float32)[None, :]
 
 
-def _forward_kernel(x_ref, w1_ref, b1_ref, w2_ref, b2_ref, y_ref, *, bh: int):
+def _layer_norm(x, scale_ref, bias_ref, eps: float):
+    """Rows ``x [bm, D]`` -> (x̂, 1/σ ``[bm, 1]``, LN(x)), float32; flax's LayerNorm."""
+    x = x.astype(jnp.float32)
+    inv_d = 1.0 / x.shape[1]
+    mean = jnp.sum(x, axis=1, keepdims=True) * inv_d
+    var = jnp.maximum(jnp.sum(x * x, axis=1, keepdims=True) * inv_d - mean * mean, 0.0)
+    rstd = jax.lax.rsqrt(var + eps)
+    xhat = (x - mean) * rstd
+    return xhat, rstd, xhat * scale_ref[...].astype(jnp.float32)[None, :] + bias_ref[...].astype(jnp.float32)[None, :]
+
+
+def _forward_kernel(x_ref, s_ref, c_ref, w1_ref, b1_ref, w2_ref, b2_ref, y_ref, *, bh: int, eps: float):
     x = x_ref[...]
+    xn = _layer_norm(x, s_ref, c_ref, eps)[2].astype(x.dtype)
 
     def body(j, acc):
-        g, _ = _gelu_and_grad(_hidden(x, w1_ref, b1_ref, j, bh))
+        g, _ = _gelu_and_grad(_hidden(xn, w1_ref, b1_ref, j, bh))
         return acc + _dot(g.astype(x.dtype), w2_ref[pl.ds(j * bh, bh), :])
 
     acc = jax.lax.fori_loop(0, w1_ref.shape[1] // bh, body, jnp.zeros(y_ref.shape, jnp.float32))
-    y_ref[...] = (acc + b2_ref[...].astype(jnp.float32)[None, :]).astype(y_ref.dtype)
+    y_ref[...] = (x.astype(jnp.float32) + acc + b2_ref[...].astype(jnp.float32)[None, :]).astype(y_ref.dtype)
 
 
-def _dx_kernel(x_ref, dy_ref, w1_ref, b1_ref, w2_ref, dx_ref, *, bh: int):
+def _dx_kernel(x_ref, dy_ref, s_ref, c_ref, w1_ref, b1_ref, w2_ref, dx_ref, ds_ref, dc_ref, *, bh: int, eps: float):
     x, dy = x_ref[...], dy_ref[...]
+    xhat, rstd, xn = _layer_norm(x, s_ref, c_ref, eps)
+    xn = xn.astype(x.dtype)
 
     def body(j, acc):
-        _, grad = _gelu_and_grad(_hidden(x, w1_ref, b1_ref, j, bh))
+        _, grad = _gelu_and_grad(_hidden(xn, w1_ref, b1_ref, j, bh))
         cols = pl.ds(j * bh, bh)
         dh = (_dot(dy, w2_ref[cols, :].T) * grad).astype(x.dtype)
         return acc + _dot(dh, w1_ref[:, cols].T)
 
-    acc = jax.lax.fori_loop(0, w1_ref.shape[1] // bh, body, jnp.zeros(dx_ref.shape, jnp.float32))
-    dx_ref[...] = acc.astype(dx_ref.dtype)
+    dxn = jax.lax.fori_loop(0, w1_ref.shape[1] // bh, body, jnp.zeros(dx_ref.shape, jnp.float32))
+    ds_ref[...] = jnp.sum(dxn * xhat, axis=0)[None, :]
+    dc_ref[...] = jnp.sum(dxn, axis=0)[None, :]
+    dxhat = dxn * s_ref[...].astype(jnp.float32)[None, :]
+    inv_d = 1.0 / x.shape[1]
+    mean_dxhat = jnp.sum(dxhat, axis=1, keepdims=True) * inv_d
+    mean_dxhat_xhat = jnp.sum(dxhat * xhat, axis=1, keepdims=True) * inv_d
+    dx = dy.astype(jnp.float32) + rstd * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat)
+    dx_ref[...] = dx.astype(dx_ref.dtype)
 
 
-def _dw_kernel(x_ref, dy_ref, w1_ref, b1_ref, w2_ref, dw1_ref, db1_ref, dw2_ref, *, bm: int):
+def _dw_kernel(x_ref, dy_ref, s_ref, c_ref, w1_ref, b1_ref, w2_ref, dw1_ref, db1_ref, dw2_ref, *, bm: int, eps: float):
     w1, b1 = w1_ref[...], b1_ref[...].astype(jnp.float32)[None, :]  # this program's hidden block
     w2 = w2_ref[...]
 
@@ -159,9 +188,10 @@ def _dw_kernel(x_ref, dy_ref, w1_ref, b1_ref, w2_ref, dw1_ref, db1_ref, dw2_ref,
         dw1, db1, dw2 = carry
         rows = pl.ds(i * bm, bm)
         x, dy = x_ref[rows, :], dy_ref[rows, :]
-        g, grad = _gelu_and_grad(_dot(x, w1) + b1)
+        xn = _layer_norm(x, s_ref, c_ref, eps)[2].astype(x.dtype)
+        g, grad = _gelu_and_grad(_dot(xn, w1) + b1)
         dh = _dot(dy, w2.T) * grad
-        dw1 = dw1 + _dot(x.T, dh.astype(x.dtype))
+        dw1 = dw1 + _dot(xn.T, dh.astype(x.dtype))
         dw2 = dw2 + _dot(g.astype(x.dtype).T, dy)
         return dw1, db1 + jnp.sum(dh, axis=0), dw2
 
@@ -191,40 +221,43 @@ def check_shapes(d: int, f: int) -> None:
             raise ValueError(f"model.mlp='pallas' needs a power-of-two {name} >= 16, got {v}; allowed: 16, 32, 64, ...")
 
 
-def _row_call(kernel, in_specs, x, t: MlpTuning, interpret, name):
-    """A kernel over token blocks of ``x [N, d]``; its output has the shape and dtype of ``x``."""
+def _forward(x, scale, bias, w1, b1, w2, b2, t: MlpTuning, eps: float, interpret):
     n, d = x.shape
+    f = w1.shape[1]
     bm = t.block_tokens
     return pl.pallas_call(
-        kernel,
+        functools.partial(_forward_kernel, bh=t.block_hidden, eps=eps),
         grid=(n // bm,),
-        in_specs=in_specs,
+        in_specs=[_rows(bm, d), _full((d,)), _full((d,)), _full((d, f)), _full((f,)), _full((f, d)), _full((d,))],
         out_specs=_rows(bm, d),
         out_shape=jax.ShapeDtypeStruct((n, d), x.dtype),
         interpret=interpret,
         compiler_params=_triton(t),
-        name=name,
-    )
+        name="fused_mlp_forward",
+    )(x, scale, bias, w1, b1, w2, b2)
 
 
-def _forward(x, w1, b1, w2, b2, t: MlpTuning, interpret):
-    d, f = w1.shape
-    specs = [_rows(t.block_tokens, d), _full((d, f)), _full((f,)), _full((f, d)), _full((d,))]
-    kernel = functools.partial(_forward_kernel, bh=t.block_hidden)
-    return _row_call(kernel, specs, x, t, interpret, "fused_mlp_forward")(x, w1, b1, w2, b2)
-
-
-def _backward(x, w1, b1, w2, dy, t: MlpTuning, interpret):
+def _backward(x, scale, bias, w1, b1, w2, dy, t: MlpTuning, eps: float, interpret):
     n, d = x.shape
     f = w1.shape[1]
     bm, bh = t.block_tokens, t.block_hidden_dw
-    specs = [_rows(bm, d), _rows(bm, d), _full((d, f)), _full((f,)), _full((f, d))]
-    kernel = functools.partial(_dx_kernel, bh=t.block_hidden)
-    dx = _row_call(kernel, specs, x, t, interpret, "fused_mlp_dx")(x, dy, w1, b1, w2)
+    # one row of partial LayerNorm-parameter gradients per token block, summed below
+    partial_spec = pl.BlockSpec((1, d), lambda i: (i, 0))
+    dx, ds, dc = pl.pallas_call(
+        functools.partial(_dx_kernel, bh=t.block_hidden, eps=eps),
+        grid=(n // bm,),
+        in_specs=[_rows(bm, d), _rows(bm, d), _full((d,)), _full((d,)), _full((d, f)), _full((f,)), _full((f, d))],
+        out_specs=[_rows(bm, d), partial_spec, partial_spec],
+        out_shape=[jax.ShapeDtypeStruct((n, d), x.dtype), jax.ShapeDtypeStruct((n // bm, d), jnp.float32),
+                   jax.ShapeDtypeStruct((n // bm, d), jnp.float32)],
+        interpret=interpret,
+        compiler_params=_triton(t),
+        name="fused_mlp_dx",
+    )(x, dy, scale, bias, w1, b1, w2)
     dw1, db1, dw2 = pl.pallas_call(
-        functools.partial(_dw_kernel, bm=bm),
+        functools.partial(_dw_kernel, bm=bm, eps=eps),
         grid=(f // bh,),
-        in_specs=[_full((n, d)), _full((n, d)), pl.BlockSpec((d, bh), lambda j: (0, j)),
+        in_specs=[_full((n, d)), _full((n, d)), _full((d,)), _full((d,)), pl.BlockSpec((d, bh), lambda j: (0, j)),
                   pl.BlockSpec((bh,), lambda j: (j,)), pl.BlockSpec((bh, d), lambda j: (j, 0))],
         out_specs=[pl.BlockSpec((d, bh), lambda j: (0, j)), pl.BlockSpec((bh,), lambda j: (j,)),
                    pl.BlockSpec((bh, d), lambda j: (j, 0))],
@@ -233,36 +266,38 @@ def _backward(x, w1, b1, w2, dy, t: MlpTuning, interpret):
         interpret=interpret,
         compiler_params=_triton(t),
         name="fused_mlp_dw",
-    )(x, dy, w1, b1, w2)
-    return dx, dw1, db1, dw2, jnp.sum(dy.astype(jnp.float32), axis=0).astype(dy.dtype)
+    )(x, dy, scale, bias, w1, b1, w2)
+    db2 = jnp.sum(dy.astype(jnp.float32), axis=0).astype(dy.dtype)
+    return dx, jnp.sum(ds, axis=0).astype(scale.dtype), jnp.sum(dc, axis=0).astype(bias.dtype), dw1, db1, dw2, db2
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
-def _fused_mlp(x, w1, b1, w2, b2, t, interpret):
-    return _forward(x, w1, b1, w2, b2, t, interpret)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8, 9))
+def _fused_mlp(x, scale, bias, w1, b1, w2, b2, t, eps, interpret):
+    return _forward(x, scale, bias, w1, b1, w2, b2, t, eps, interpret)
 
 
-def _fused_mlp_fwd(x, w1, b1, w2, b2, t, interpret):
-    return _forward(x, w1, b1, w2, b2, t, interpret), (x, w1, b1, w2)
+def _fused_mlp_fwd(x, scale, bias, w1, b1, w2, b2, t, eps, interpret):
+    return _forward(x, scale, bias, w1, b1, w2, b2, t, eps, interpret), (x, scale, bias, w1, b1, w2)
 
 
-def _fused_mlp_bwd(t, interpret, residuals, dy):
-    x, w1, b1, w2 = residuals
-    return _backward(x, w1, b1, w2, dy, t, interpret)
+def _fused_mlp_bwd(t, eps, interpret, residuals, dy):
+    return _backward(*residuals, dy, t, eps, interpret)
 
 
 _fused_mlp.defvjp(_fused_mlp_fwd, _fused_mlp_bwd)
 
 
 def fused_mlp(
-    x: jax.Array, w1: jax.Array, b1: jax.Array, w2: jax.Array, b2: jax.Array,
-    interpret: bool = False, tuning: MlpTuning | None = None,
+    x: jax.Array, scale: jax.Array, bias: jax.Array, w1: jax.Array, b1: jax.Array, w2: jax.Array, b2: jax.Array,
+    eps: float = 1e-6, interpret: bool = False, tuning: MlpTuning | None = None,
 ) -> jax.Array:
-    """``gelu(x @ w1 + b1) @ w2 + b2`` (tanh GELU) without storing the hidden layer; differentiable.
+    """``x + gelu(LN(x) @ w1 + b1) @ w2 + b2`` (tanh GELU; LN = flax's LayerNorm with ``scale``,
+    ``bias`` and ``eps``) without storing LN(x) or the hidden layer; differentiable.
 
-    x ``[N, D]``, w1 ``[D, F]``, b1 ``[F]``, w2 ``[F, D]``, b2 ``[D]`` (all one dtype) -> ``[N, D]``.
-    D and F powers of two >= 16; N is zero-padded to the token block and cropped back.
-    Vmappable (a member axis becomes a grid axis). ``tuning``: launch parameters (``MlpTuning()``).
+    x ``[N, D]``, scale and bias ``[D]``, w1 ``[D, F]``, b1 ``[F]``, w2 ``[F, D]``, b2 ``[D]`` (all
+    one dtype) -> ``[N, D]``. D and F powers of two >= 16; N is zero-padded to the token block and
+    cropped back. Vmappable (a member axis becomes a grid axis). ``tuning``: launch parameters
+    (``MlpTuning()``).
     """
     n, d = x.shape
     check_shapes(d, w1.shape[1])
@@ -271,4 +306,4 @@ def fused_mlp(
     padded = -(-n // bm) * bm
     if padded != n:
         x = jnp.pad(x, ((0, padded - n), (0, 0)))
-    return _fused_mlp(x, w1, b1, w2, b2, t, interpret)[:n]
+    return _fused_mlp(x, scale, bias, w1, b1, w2, b2, t, float(eps), interpret)[:n]

@@ -190,16 +190,17 @@ class Block(nnx.Module):
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B, T, H, Dh]
         attn = causal_attention(q, k, v, self.cfg.implementation("attention"))
         x = x + self.out(attn.reshape(b, t, -1))
-        return x + self.mlp(self.ln2(x))
+        return self.mlp(x)
 
-    def mlp(self, h: jax.Array) -> jax.Array:
-        """``down(gelu(up(h)))``, h ``[B, T, D]``; ``model.mlp='pallas'`` fuses it (difftrade.kernels)."""
+    def mlp(self, x: jax.Array) -> jax.Array:
+        """The MLP half with its residual, ``x + down(gelu(up(ln2(x))))``, x ``[B, T, D]``;
+        ``model.mlp='pallas'`` fuses all of it, LayerNorm included (``difftrade.kernels.fused_mlp``)."""
         if self.cfg.implementation("mlp") == "xla":
-            return self.down(jax.nn.gelu(self.up(h)))
-        interpret = _pallas_interpret("mlp")
-        b, t, d = h.shape
-        w = [p[...].astype(h.dtype) for p in (self.up.kernel, self.up.bias, self.down.kernel, self.down.bias)]
-        return kernels.fused_mlp(h.reshape(b * t, d), *w, interpret=interpret).reshape(b, t, d)
+            return x + self.down(jax.nn.gelu(self.up(self.ln2(x))))
+        b, t, d = x.shape
+        w = [p[...].astype(x.dtype) for p in (self.ln2.scale, self.ln2.bias, self.up.kernel, self.up.bias, self.down.kernel, self.down.bias)]
+        y = kernels.fused_mlp(x.reshape(b * t, d), *w, eps=self.ln2.epsilon, interpret=_pallas_interpret("mlp"))
+        return y.reshape(b, t, d)
 
 
 class Transformer(nnx.Module):

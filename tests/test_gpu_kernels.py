@@ -22,17 +22,21 @@ pytestmark = pytest.mark.skipif(jax.default_backend() != "gpu", reason="compiled
 
 @pytest.mark.parametrize("d", [128, 256])
 def test_compiled_fused_mlp_matches_float64(d):
-    ks = jax.random.split(jax.random.key(d), 5)
+    """x + gelu(LN(x) w1 + b1) w2 + b2, compiled by Triton, against float64 numpy."""
+    ks = jax.random.split(jax.random.key(d), 7)
     n, f = 1792, 4 * d
-    x = jax.random.normal(ks[0], (n, d))
+    x = 1.0 + jax.random.normal(ks[0], (n, d))
+    scale, bias = 1.0 + jax.random.normal(ks[5], (d,)) / 4, jax.random.normal(ks[6], (d,)) / 4
     w1, b1 = jax.random.normal(ks[1], (d, f)) / np.sqrt(d), jax.random.normal(ks[2], (f,)) / 3
     w2, b2 = jax.random.normal(ks[3], (f, d)) / np.sqrt(f), jax.random.normal(ks[4], (d,))
-    y = jax.jit(fused_mlp)(x, w1, b1, w2, b2)
-    x64, w1_64, w2_64 = (np.asarray(a, np.float64) for a in (x, w1, w2))
-    h = x64 @ w1_64 + np.asarray(b1, np.float64)
+    y = jax.jit(fused_mlp)(x, scale, bias, w1, b1, w2, b2)
+    x64, s64, c64, w1_64, b1_64, w2_64, b2_64 = (np.asarray(a, np.float64) for a in (x, scale, bias, w1, b1, w2, b2))
+    mean = x64.mean(axis=1, keepdims=True)
+    xn = (x64 - mean) / np.sqrt(((x64 - mean) ** 2).mean(axis=1, keepdims=True) + 1e-6) * s64 + c64
+    h = xn @ w1_64 + b1_64
     g = 0.5 * h * (1 + np.tanh(np.sqrt(2 / np.pi) * (h + 0.044715 * h**3)))
     # float32 inputs: Triton's dots may use TF32, hence the loose tolerance
-    np.testing.assert_allclose(y, g @ w2_64 + np.asarray(b2, np.float64), rtol=2e-2, atol=2e-2)
+    np.testing.assert_allclose(y, x64 + g @ w2_64 + b2_64, rtol=2e-2, atol=2e-2)
 
 
 @pytest.mark.parametrize("d", [128, 256])

@@ -155,30 +155,45 @@ def test_attention_implementation_is_not_identity():
     assert "attention" in dataclasses.asdict(pallas.model)  # still recorded in the saved config
 
 
-def _numpy_mlp(x, w1, b1, w2, b2):
-    x, w1, b1, w2, b2 = (np.asarray(a, np.float64) for a in (x, w1, b1, w2, b2))
-    h = x @ w1 + b1
+def _numpy_mlp(x, scale, bias, w1, b1, w2, b2, eps=1e-6):
+    """``x + gelu(LN(x) w1 + b1) w2 + b2`` in float64 (two-pass variance: an independent form)."""
+    x, scale, bias, w1, b1, w2, b2 = (np.asarray(a, np.float64) for a in (x, scale, bias, w1, b1, w2, b2))
+    mean = x.mean(axis=1, keepdims=True)
+    xn = (x - mean) / np.sqrt(((x - mean) ** 2).mean(axis=1, keepdims=True) + eps) * scale + bias
+    h = xn @ w1 + b1
     g = 0.5 * h * (1 + np.tanh(np.sqrt(2 / np.pi) * (h + 0.044715 * h**3)))
-    return g @ w2 + b2
+    return x + g @ w2 + b2
 
 
 def test_fused_mlp_equals_numpy_and_autodiff():
-    """Values against float64 numpy; gradients of all five inputs against jax's autodiff of the
-    unfused expression; under vmap, with a token count (100) that needs padding to the block."""
-    ks = jax.random.split(jax.random.key(3), 6)
+    """Values against float64 numpy; gradients of all seven inputs against jax's autodiff of flax's
+    LayerNorm + the unfused MLP + the residual; under vmap, with a token count (100) that needs
+    padding to the block, and inputs with a large mean (the LayerNorm statistics matter)."""
+    from flax import linen
+
+    ks = jax.random.split(jax.random.key(3), 8)
     m, n, d, f = 2, 100, 32, 128
-    x = jax.random.normal(ks[0], (m, n, d))
+    x = 3.0 + 2.0 * jax.random.normal(ks[0], (m, n, d))
+    scale, bias = 1.0 + jax.random.normal(ks[6], (m, d)) / 4, jax.random.normal(ks[7], (m, d)) / 4
     w1, b1 = jax.random.normal(ks[1], (m, d, f)) / 6, jax.random.normal(ks[2], (m, f)) / 3
     w2, b2 = jax.random.normal(ks[3], (m, f, d)) / 10, jax.random.normal(ks[4], (m, d))
     w = jax.random.normal(ks[5], (m, n, d))
+    args = (x, scale, bias, w1, b1, w2, b2)
     fused = jax.vmap(lambda *a: fused_mlp(*a, interpret=True))
-    plain = jax.vmap(lambda x, w1, b1, w2, b2: jax.nn.gelu(x @ w1 + b1) @ w2 + b2)
-    y = fused(x, w1, b1, w2, b2)
+    ln = linen.LayerNorm(epsilon=1e-6)
+
+    def plain_one(x, scale, bias, w1, b1, w2, b2):
+        xn = ln.apply({"params": {"scale": scale, "bias": bias}}, x)
+        return x + jax.nn.gelu(xn @ w1 + b1) @ w2 + b2
+
+    plain = jax.vmap(plain_one)
+    y = fused(*args)
     for i in range(m):
-        np.testing.assert_allclose(y[i], _numpy_mlp(x[i], w1[i], b1[i], w2[i], b2[i]), rtol=1e-5, atol=1e-5)
-    g_fused = jax.grad(lambda *a: jnp.sum(fused(*a) * w), argnums=range(5))(x, w1, b1, w2, b2)
-    g_plain = jax.grad(lambda *a: jnp.sum(plain(*a) * w), argnums=range(5))(x, w1, b1, w2, b2)
-    for name, a, b in zip(("x", "w1", "b1", "w2", "b2"), g_fused, g_plain):
+        np.testing.assert_allclose(y[i], _numpy_mlp(*(a[i] for a in args)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(plain(*args), y, rtol=1e-5, atol=1e-5)
+    g_fused = jax.grad(lambda *a: jnp.sum(fused(*a) * w), argnums=range(7))(*args)
+    g_plain = jax.grad(lambda *a: jnp.sum(plain(*a) * w), argnums=range(7))(*args)
+    for name, a, b in zip(("x", "scale", "bias", "w1", "b1", "w2", "b2"), g_fused, g_plain):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=name)
 
 
