@@ -44,6 +44,10 @@ for stage in "$@"; do
       # --profile: device time by kernel kind (roofline check; matmuls measured 34-37%, NOTES.md)
       for d in $ds; do b "d${d}_attention_xla" --d-model "$d" --attention xla --mlp xla --profile; done
       for d in $ds; do b "d${d}_default" --d-model "$d"; done
+      # session 5, unmeasured: the whole block as two kernels (attention half, MLP half, each with
+      # its LayerNorm and residual); then the attention-half kernel alone
+      for d in $ds; do b "d${d}_fused_halves" --d-model "$d" --attention fused --mlp pallas --profile; done
+      for d in $ds; do b "d${d}_attention_fused" --d-model "$d" --attention fused --mlp xla; done
       for d in $ds; do b "d${d}_attention_pallas" --d-model "$d" --attention pallas --mlp xla; done
       for d in $ds; do b "d${d}_mlp_pallas" --d-model "$d" --attention xla --mlp pallas; done
       for d in $ds; do b "d${d}_fused_both" --d-model "$d" --attention pallas --mlp pallas --profile; done
