@@ -11,4 +11,4 @@ from difftrade.recommender import Recommendation, recommend, validate_leave_one_
 from difftrade.tasks import make_task
 
 __version__ = "0.1.0"
-__all__ = ["Recommendation", "make_task", "recommend", "select", "validate_leave_one_budget_out", "__version__"]
+__all__ = ["Recommendation", "__version__", "make_task", "recommend", "select", "validate_leave_one_budget_out"]

@@ -315,8 +315,8 @@ def _assemble(run_dir: Path, cfg: RunConfig, ds: xr.Dataset, chosen: np.ndarray,
     out.attrs = {
         "config_hash": cfg.hash(),
         "settings": json.dumps(dataclasses.asdict(settings)),
-        "delta_budget": format_budget(ccfg, num_members=int(len(chosen))),
-        "certified_members": int(len(chosen)),
+        "delta_budget": format_budget(ccfg, num_members=len(chosen)),
+        "certified_members": len(chosen),
     }
     results.atomic_write_netcdf(out, run_dir / "bounds.nc")
     return out
@@ -328,7 +328,7 @@ def render(ds: xr.Dataset, b: xr.Dataset) -> str:
     from difftrade.theory.tradeoff import d_star_from_bound
 
     diffs, budgets = ds["difficulty"].values, ds["budget"].values
-    mean = lambda v: np.nanmean(v, axis=-1)  # noqa: E731 (seed mean)
+    mean = lambda v: np.nanmean(v, axis=-1)  # over seeds
     settings = json.loads(b.attrs["settings"])
     lines = [
         f"# Certificates and shift bounds (config {b.attrs['config_hash']}, {b.attrs['certified_members']} members)",

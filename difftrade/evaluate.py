@@ -91,7 +91,7 @@ def make_member_evaluator(task: Task, model_cfg: ModelConfig, cfg: EvalConfig, r
         train_ce = jnp.sum(jnp.where(valid, ce, 0.0)) / count
 
         def on_level(level):
-            fn = lambda i: example_metrics(gdef, params, *data.examples_at_level(task, root, data.SPLITS["test"], level, i))  # noqa: E731
+            fn = lambda i: example_metrics(gdef, params, *data.examples_at_level(task, root, data.SPLITS["test"], level, i))
             ex, c = _batched(fn, jnp.arange(cfg.n_test), min(cfg.batch_size, cfg.n_test))
             return jnp.mean(ex), jnp.mean(c)
 

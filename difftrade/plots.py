@@ -14,11 +14,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import xarray as xr  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import xarray as xr
 
-from difftrade.evaluate import bootstrap_d_star  # noqa: E402
+from difftrade.evaluate import bootstrap_d_star
 
 COLORS = {"train": "#4C72B0", "gen": "#DD8452", "extrap": "#55A868", "target": "black"}
 
@@ -157,7 +157,7 @@ def bounds_overlay(ds: xr.Dataset, b: xr.Dataset) -> plt.Figure:
     """Per budget: train risk, measured test risk, certified L_S(Q); target risk and its bounds."""
     diffs, budgets = ds["difficulty"].values, ds["budget"].values
     fig, panels = _budget_panels(len(budgets), 2.9)
-    m = lambda v: np.nanmean(v, axis=-1)  # noqa: E731
+    m = lambda v: np.nanmean(v, axis=-1)
     series = [
         (ds["train_risk"].values, "train risk", "C0", "o-"),
         (ds["test_risk"].values, "test risk (S_d)", "C1", "o-"),

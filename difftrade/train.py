@@ -86,7 +86,7 @@ class Population:
     def size(self) -> int:
         return int(self.budget.shape[0])
 
-    def take(self, idx: np.ndarray) -> "Population":
+    def take(self, idx: np.ndarray) -> Population:
         """Members ``idx`` (a numpy index array)."""
         return Population(self.weights[idx], self.budget[idx], self.seed[idx], self.learning_rate[idx])
 
@@ -138,7 +138,7 @@ def optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     schedule = optax.warmup_cosine_decay_schedule(
         0.0, 1.0, max(cfg.warmup_steps, 1), cfg.steps, end_value=cfg.final_lr_fraction
     )
-    decay_mask = lambda p: jax.tree.map(lambda x: x.ndim >= 2, p)  # noqa: E731 (no decay on biases/norms)
+    decay_mask = lambda p: jax.tree.map(lambda x: x.ndim >= 2, p)  # no decay on biases or norms
     return optax.chain(
         optax.clip_by_global_norm(cfg.grad_clip),
         optax.scale_by_adam(b1=cfg.b1, b2=cfg.b2),

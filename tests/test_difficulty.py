@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import tiny_raw
 from scipy import stats
 
 from difftrade import config, data, experiment
@@ -16,8 +17,6 @@ from difftrade.difficulty import BankTask, agreement, model_based_task, rank_agr
 from difftrade.model import init_params
 from difftrade.tasks import make_task
 from difftrade.train import Population, TrainConfig, train_population
-
-from conftest import tiny_raw
 
 NUM_LEVELS, PER_LEVEL = 3, 40
 

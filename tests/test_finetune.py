@@ -5,14 +5,13 @@ import dataclasses
 import jax
 import numpy as np
 import pytest
+from conftest import tiny_raw
 
 from difftrade import config, experiment
 from difftrade.checkpoint import load_base, save_base
 from difftrade.cli import main
 from difftrade.evaluate import evaluate_population
 from difftrade.model import apply, graphdef, init_params
-
-from conftest import tiny_raw
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-
 from difftrade.pool import (
     RedistributionWarning,
     bin_scores,

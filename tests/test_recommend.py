@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import xarray as xr
 
-
 from difftrade.recommender import (
     ExtrapolationWarning,
     Recommendation,

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
-
 
 from difftrade.theory.tradeoff import (
     FAMILIES,

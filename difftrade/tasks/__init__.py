@@ -15,6 +15,14 @@ register(Parity)
 register(Sorting)
 
 __all__ = [
-    "REGISTRY", "VOCAB", "VOCAB_SIZE", "Task", "Addition", "get_task_class", "make_task",
-    "register", "split_prompt_answer", "task_options",
+    "REGISTRY",
+    "VOCAB",
+    "VOCAB_SIZE",
+    "Addition",
+    "Task",
+    "get_task_class",
+    "make_task",
+    "register",
+    "split_prompt_answer",
+    "task_options",
 ]

@@ -462,7 +462,7 @@ def fit_dataset(
     )
 
 
-from difftrade.evaluate import (  # noqa: E402 (d*(n) lives upstream, with the risks)
+from difftrade.evaluate import (  # d*(n) lives upstream, with the risks
     BootstrapDStar,  # noqa: F401 (re-exported)
     _argmin_difficulty,
     _check_risk_array,
