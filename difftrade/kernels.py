@@ -325,8 +325,41 @@ def fused_mlp(
 # * weight gradients (one program per head): loop over token blocks, recompute that head and
 #   accumulate its slices of dwq, dwk, dwv, dbq, dbk, dbv and dwo (no atomics).
 
-ATTENTION_BLOCK_ROWS = 64  # rows per token block (whole sequences); at least one sequence
-ATTENTION_TUNING = MlpTuning(num_warps=4, num_stages=2)
+@dataclasses.dataclass(frozen=True)
+class AttentionTuning:
+    """Launch parameters of the fused attention kernels.
+
+    block_rows: token rows per block of the forward and input-gradient kernels and per loop step
+    of the weight-gradient kernel, rounded down to whole (padded) sequences, at least one;
+    num_warps, num_stages: Triton's. Untimed defaults (no GPU measurement yet).
+    """
+
+    block_rows: int = 64
+    num_warps: int = 4
+    num_stages: int = 2
+
+    def smem_bytes(self, d: int, heads: int, bm: int, itemsize: int) -> int:
+        """Estimated shared memory of the largest kernel (weight gradients): its head's four
+        weight slices plus ``num_stages`` buffers of the x and dy rows it loops over (the form of
+        ``MlpTuning.smem_bytes``; not yet checked against Triton)."""
+        return (4 * d * (d // heads) + max(1, self.num_stages) * 2 * bm * d) * itemsize
+
+    def sequences_per_block(self, d: int, heads: int, tp: int, itemsize: int) -> int:
+        """Whole sequences of ``tp`` rows per block: ``block_rows // tp``, halved while the
+        estimate exceeds SMEM_LIMIT; at least one (refused if even that does not fit)."""
+        if not (isinstance(self.block_rows, int) and self.block_rows >= 1):
+            raise ValueError(f"AttentionTuning.block_rows must be an integer >= 1, got {self.block_rows!r}")
+        per_block = max(1, self.block_rows // tp)
+        while per_block > 1 and self.smem_bytes(d, heads, per_block * tp, itemsize) > SMEM_LIMIT:
+            per_block //= 2
+        need = self.smem_bytes(d, heads, per_block * tp, itemsize)
+        if need > SMEM_LIMIT:
+            raise ValueError(
+                f"model.attention='fused' at d_model={d}, {heads} heads, sequences padded to {tp}, {itemsize}-byte "
+                f"inputs: one sequence per block needs ~{need} bytes of shared memory (limit {SMEM_LIMIT}); "
+                "allowed: bfloat16 compute, more heads, shorter sequences, or model.attention='pallas'"
+            )
+        return per_block
 
 
 def _block_mask(bm: int, tp: int) -> jax.Array:
@@ -424,7 +457,7 @@ def _attn_dw_kernel(x_ref, dy_ref, s_ref, c_ref, wq_ref, wk_ref, wv_ref, bq_ref,
         ref[...] = value.astype(ref.dtype)
 
 
-def _attn_forward(x, scale, bias, wqkv, bqkv, wo, bo, heads, tp, bm, eps, interpret):
+def _attn_forward(x, scale, bias, wqkv, bqkv, wo, bo, heads, tp, bm, t: AttentionTuning, eps, interpret):
     n, d = x.shape
     return pl.pallas_call(
         functools.partial(_attn_forward_kernel, heads=heads, tp=tp, eps=eps),
@@ -433,12 +466,12 @@ def _attn_forward(x, scale, bias, wqkv, bqkv, wo, bo, heads, tp, bm, eps, interp
         out_specs=_rows(bm, d),
         out_shape=jax.ShapeDtypeStruct((n, d), x.dtype),
         interpret=interpret,
-        compiler_params=_triton(ATTENTION_TUNING),
+        compiler_params=_triton(t),
         name="fused_attention_forward",
     )(x, scale, bias, wqkv, bqkv, wo, bo)
 
 
-def _attn_backward(x, scale, bias, wqkv, bqkv, wo, dy, heads, tp, bm, eps, interpret):
+def _attn_backward(x, scale, bias, wqkv, bqkv, wo, dy, heads, tp, bm, t: AttentionTuning, eps, interpret):
     n, d = x.shape
     dh = d // heads
     partial_spec = pl.BlockSpec((1, d), lambda i: (i, 0))
@@ -450,7 +483,7 @@ def _attn_backward(x, scale, bias, wqkv, bqkv, wo, dy, heads, tp, bm, eps, inter
         out_shape=[jax.ShapeDtypeStruct((n, d), x.dtype), jax.ShapeDtypeStruct((n // bm, d), jnp.float32),
                    jax.ShapeDtypeStruct((n // bm, d), jnp.float32)],
         interpret=interpret,
-        compiler_params=_triton(ATTENTION_TUNING),
+        compiler_params=_triton(t),
         name="fused_attention_dx",
     )(x, dy, scale, bias, wqkv, bqkv, wo)
     cols = [pl.BlockSpec((d, dh), lambda h, part=part: (0, part * heads + h)) for part in range(3)]
@@ -466,7 +499,7 @@ def _attn_backward(x, scale, bias, wqkv, bqkv, wo, dy, heads, tp, bm, eps, inter
         out_shape=[jax.ShapeDtypeStruct((d, d), wqkv.dtype)] * 3 + [jax.ShapeDtypeStruct((d,), bqkv.dtype)] * 3
         + [jax.ShapeDtypeStruct((d, d), wo.dtype)],
         interpret=interpret,
-        compiler_params=_triton(ATTENTION_TUNING),
+        compiler_params=_triton(t),
         name="fused_attention_dw",
     )(x, dy, scale, bias, wqkv, wqkv, wqkv, bqkv, bqkv, bqkv, wo)
     dwq, dwk, dwv, dbq, dbk, dbv, dwo = grads
@@ -475,44 +508,21 @@ def _attn_backward(x, scale, bias, wqkv, bqkv, wo, dy, heads, tp, bm, eps, inter
             jnp.concatenate([dwq, dwk, dwv], axis=1), jnp.concatenate([dbq, dbk, dbv]), dwo, dbo)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8, 9, 10, 11))
-def _fused_attention(x, scale, bias, wqkv, bqkv, wo, bo, heads, tp, bm, eps, interpret):
-    return _attn_forward(x, scale, bias, wqkv, bqkv, wo, bo, heads, tp, bm, eps, interpret)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8, 9, 10, 11, 12))
+def _fused_attention(x, scale, bias, wqkv, bqkv, wo, bo, heads, tp, bm, t, eps, interpret):
+    return _attn_forward(x, scale, bias, wqkv, bqkv, wo, bo, heads, tp, bm, t, eps, interpret)
 
 
-def _fused_attention_fwd(x, scale, bias, wqkv, bqkv, wo, bo, heads, tp, bm, eps, interpret):
-    y = _attn_forward(x, scale, bias, wqkv, bqkv, wo, bo, heads, tp, bm, eps, interpret)
+def _fused_attention_fwd(x, scale, bias, wqkv, bqkv, wo, bo, heads, tp, bm, t, eps, interpret):
+    y = _attn_forward(x, scale, bias, wqkv, bqkv, wo, bo, heads, tp, bm, t, eps, interpret)
     return y, (x, scale, bias, wqkv, bqkv, wo)
 
 
-def _fused_attention_bwd(heads, tp, bm, eps, interpret, residuals, dy):
-    return _attn_backward(*residuals, dy, heads, tp, bm, eps, interpret)
+def _fused_attention_bwd(heads, tp, bm, t, eps, interpret, residuals, dy):
+    return _attn_backward(*residuals, dy, heads, tp, bm, t, eps, interpret)
 
 
 _fused_attention.defvjp(_fused_attention_fwd, _fused_attention_bwd)
-
-
-def attention_smem_bytes(d: int, heads: int, bm: int, itemsize: int) -> int:
-    """Estimated shared memory of the largest fused-attention kernel (weight gradients): its
-    head's four weight slices plus ``num_stages`` buffers of the x and dy rows it loops over
-    (the MLP estimate's form, ``MlpTuning.smem_bytes``; not yet checked against Triton)."""
-    return (4 * d * (d // heads) + ATTENTION_TUNING.num_stages * 2 * bm * d) * itemsize
-
-
-def attention_block_sequences(d: int, heads: int, tp: int, itemsize: int) -> int:
-    """Whole sequences per token block: ATTENTION_BLOCK_ROWS rows, halved while the estimate
-    exceeds SMEM_LIMIT; at least one sequence (refused if even that does not fit)."""
-    per_block = max(1, ATTENTION_BLOCK_ROWS // tp)
-    while per_block > 1 and attention_smem_bytes(d, heads, per_block * tp, itemsize) > SMEM_LIMIT:
-        per_block //= 2
-    need = attention_smem_bytes(d, heads, per_block * tp, itemsize)
-    if need > SMEM_LIMIT:
-        raise ValueError(
-            f"model.attention='fused' at d_model={d}, {heads} heads, sequences padded to {tp}, {itemsize}-byte "
-            f"inputs: one sequence per block needs ~{need} bytes of shared memory (limit {SMEM_LIMIT}); "
-            "allowed: bfloat16 compute, more heads, shorter sequences, or model.attention='pallas'"
-        )
-    return per_block
 
 
 def check_attention_shapes(d: int, heads: int) -> None:
@@ -524,7 +534,7 @@ def check_attention_shapes(d: int, heads: int) -> None:
 
 def fused_attention(
     x: jax.Array, scale: jax.Array, bias: jax.Array, wqkv: jax.Array, bqkv: jax.Array, wo: jax.Array, bo: jax.Array,
-    num_heads: int, eps: float = 1e-6, interpret: bool = False,
+    num_heads: int, eps: float = 1e-6, interpret: bool = False, tuning: AttentionTuning | None = None,
 ) -> jax.Array:
     """The attention half of a pre-LayerNorm block in one kernel per pass; differentiable.
 
@@ -533,13 +543,15 @@ def fused_attention(
     LayerNorm (``scale``, ``bias``, ``eps``). x ``[B, T, D]`` (B sequences of T positions), scale,
     bias, bo ``[D]``, wqkv ``[D, 3D]``, bqkv ``[3D]``, wo ``[D, D]``, one dtype -> ``[B, T, D]``.
     D and D / num_heads powers of two >= 16. Sequences are zero-padded to a power of two >= 16
-    and the batch to whole token blocks, then cropped back. Vmappable.
+    and the batch to whole token blocks, then cropped back. Vmappable. ``tuning``: launch
+    parameters (``AttentionTuning()``).
     """
     b, t, d = x.shape
     check_attention_shapes(d, num_heads)
     tp = max(16, 1 << (t - 1).bit_length())
-    per_block = attention_block_sequences(d, num_heads, tp, jnp.dtype(x.dtype).itemsize)
+    launch = tuning or AttentionTuning()
+    per_block = launch.sequences_per_block(d, num_heads, tp, jnp.dtype(x.dtype).itemsize)
     padded_b = -(-b // per_block) * per_block
     xp = jnp.pad(x, ((0, padded_b - b), (0, tp - t), (0, 0))).reshape(padded_b * tp, d)
-    y = _fused_attention(xp, scale, bias, wqkv, bqkv, wo, bo, num_heads, tp, per_block * tp, float(eps), interpret)
+    y = _fused_attention(xp, scale, bias, wqkv, bqkv, wo, bo, num_heads, tp, per_block * tp, launch, float(eps), interpret)
     return y.reshape(padded_b, tp, d)[:b, :t]

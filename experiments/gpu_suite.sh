@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU runs behind docs/results.md, docs/theory.md and benchmarks/README.md.
 # Usage (repo root, on the GPU machine): bash experiments/gpu_suite.sh STAGE [STAGE ...]
-# Stages: bench, sweep, scale, tradeoff, mixture, finetune. Each stage packs its outputs (results, bounds,
+# Stages: bench, sweep, kernels, scale, tradeoff, mixture, finetune. Each stage packs its outputs (results, bounds,
 # reports, figures, log) into $OUT/<stage>.tar.gz (or ./gpu-out/ when OUT is unset).
 set -uo pipefail
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -56,6 +56,12 @@ for stage in "$@"; do
       for d in $ds; do XLA_FLAGS=--xla_gpu_enable_cublaslt=true b "d${d}_cublaslt" --d-model "$d" --attention xla --mlp xla; done
       for d in $ds; do XLA_FLAGS=--xla_gpu_triton_gemm_any=true b "d${d}_triton_gemm_any" --d-model "$d" --attention xla --mlp xla; done
       python3 -m benchmarks.sweep_table runs/sweep | tee runs/sweep/table.md ;;
+    kernels)
+      # each fused kernel alone against XLA at the trainer's shapes, over a grid of launch
+      # parameters (every launch checked against XLA before it is timed)
+      mkdir -p runs/kernels
+      timeout 300 python3 -m benchmarks.mlp_kernels --out runs/kernels/mlp.json 2>&1 | tail -n 20 | tee runs/kernels/mlp.md
+      timeout 300 python3 -m benchmarks.attention_kernels --out runs/kernels/attention.json 2>&1 | tail -n 22 | tee runs/kernels/attention.md ;;
     scale)
       # Issue 5 scale check: 4,096 members of width 128, automatic chunking, real steps.
       mkdir -p runs/scale

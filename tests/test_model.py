@@ -313,10 +313,12 @@ def test_mlp_tuning_fits_shared_memory_and_keeps_the_tuned_default():
 
 
 def test_fused_attention_blocks_fit_the_shared_memory_estimate():
-    from difftrade.kernels import SMEM_LIMIT, attention_block_sequences, attention_smem_bytes
+    from difftrade.kernels import SMEM_LIMIT, AttentionTuning
 
-    assert attention_block_sequences(128, 4, 32, 2) == 2  # 64 rows: two padded sequences of the harness
-    assert attention_block_sequences(256, 4, 32, 2) == 1  # halved to fit
-    assert attention_smem_bytes(256, 4, 64, 2) > SMEM_LIMIT >= attention_smem_bytes(256, 4, 32, 2)
+    t = AttentionTuning()
+    assert t.sequences_per_block(128, 4, 32, 2) == 2  # 64 rows: two padded sequences of the harness
+    assert t.sequences_per_block(256, 4, 32, 2) == 1  # halved to fit
+    assert t.smem_bytes(256, 4, 64, 2) > SMEM_LIMIT >= t.smem_bytes(256, 4, 32, 2)
+    assert AttentionTuning(block_rows=16).sequences_per_block(128, 4, 32, 2) == 1  # at least one sequence
     with pytest.raises(ValueError, match="model.attention='fused' at d_model=256, 4 heads, sequences padded to 32, 4-byte"):
-        attention_block_sequences(256, 4, 32, 4)
+        t.sequences_per_block(256, 4, 32, 4)
