@@ -18,6 +18,7 @@ Usage (repo root, GPU): ``python -m benchmarks.attention_kernels --out attention
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 
 import jax
@@ -79,8 +80,10 @@ def sweep(d: int, members: int, batch: int, seq: int, heads: int, repeats: int, 
     rows: list[dict] = []
     ref = None
     variants = [("xla", _unfused("xla", heads), None), ("pallas_mha", _unfused("pallas", heads), None)]
-    variants += [(f"fused_rows{r}_w{w}_s{st}", lambda *a, t=AttentionTuning(r, w, st): fused_attention(
-        *a, num_heads=heads, interpret=interpret, tuning=t), AttentionTuning(r, w, st)) for r, w, st in GRID]
+    for r, w, st in GRID:
+        tuning = AttentionTuning(r, w, st)
+        half = functools.partial(fused_attention, num_heads=heads, interpret=interpret, tuning=tuning)
+        variants.append((f"fused_rows{r}_w{w}_s{st}", half, tuning))
     with kernel_mode("interpret" if interpret else "auto"):
         for name, half, tuning in variants:
             fwd, grad = _programs(half)
