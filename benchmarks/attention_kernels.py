@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.mlp_kernels import _timed
+from benchmarks.mlp_kernels import report, time_variants
 from difftrade.kernels import AttentionTuning, fused_attention
 from difftrade.model import causal_attention, kernel_mode
 
@@ -51,20 +50,6 @@ def _unfused(impl: str, heads: int):
     return half
 
 
-def _programs(half):
-    """(forward, forward+backward) jitted over the member axis."""
-    fwd = jax.jit(jax.vmap(half))
-    grad = jax.jit(jax.vmap(jax.grad(lambda *a: jnp.sum(half(*a).astype(jnp.float32)), argnums=tuple(range(7)))))
-    return fwd, grad
-
-
-def _rel_err(outs, refs) -> float:
-    return max(
-        float(jnp.max(jnp.abs(a.astype(jnp.float32) - b.astype(jnp.float32)))) / (float(jnp.max(jnp.abs(b.astype(jnp.float32)))) + 1e-6)
-        for a, b in zip(outs, refs)
-    )
-
-
 def sweep(d: int, members: int, batch: int, seq: int, heads: int, repeats: int, interpret: bool = False) -> list[dict]:
     ks = jax.random.split(jax.random.key(d), 7)
     dt = jnp.bfloat16
@@ -77,38 +62,16 @@ def sweep(d: int, members: int, batch: int, seq: int, heads: int, repeats: int, 
         (jax.random.normal(ks[5], (members, d, d)) / np.sqrt(d)).astype(dt),
         (jax.random.normal(ks[6], (members, d)) / 4).astype(dt),
     )
-    rows: list[dict] = []
-    ref = None
     variants = [("xla", _unfused("xla", heads), None), ("pallas_mha", _unfused("pallas", heads), None)]
     for r, w, st in GRID:
         tuning = AttentionTuning(r, w, st)
         half = functools.partial(fused_attention, num_heads=heads, interpret=interpret, tuning=tuning)
         variants.append((f"fused_rows{r}_w{w}_s{st}", half, tuning))
     with kernel_mode("interpret" if interpret else "auto"):
-        for name, half, tuning in variants:
-            fwd, grad = _programs(half)
-            try:
-                t_fwd, _, y = _timed(fwd, args, repeats)
-                t_all, first, g = _timed(grad, args, repeats)
-            except Exception as e:  # noqa: BLE001 - a launch that does not fit is a result, not a crash
-                rows.append({"variant": name, "d_model": d, "error": f"{type(e).__name__}: {str(e)[:200]}"})
-                print(f"d={d} {name}: failed: {str(e)[:160]}", flush=True)
-                continue
-            if ref is None:
-                ref = (y, *g)
-            row = {"variant": name, "d_model": d, "fwd_ms": 1e3 * t_fwd, "fwd_bwd_ms": 1e3 * t_all, "first_s": first,
-                   "max_rel_err": _rel_err((y, *g), ref)}
-            if tuning is not None:
-                row["tuning"] = tuning.__dict__
-            rows.append(row)
-            print(f"d={d} {name}: fwd {row['fwd_ms']:.3f} ms, fwd+bwd {row['fwd_bwd_ms']:.3f} ms "
-                  f"({rows[0]['fwd_bwd_ms'] / row['fwd_bwd_ms']:.2f}x xla), max rel err {row['max_rel_err']:.3g}", flush=True)
-    return rows
+        return time_variants(d, args, variants, repeats)
 
 
 def main() -> None:
-    from benchmarks.mlp_kernels import markdown
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--d-models", default="128,256")
     p.add_argument("--members", type=int, default=256)
@@ -119,11 +82,7 @@ def main() -> None:
     p.add_argument("--interpret", action="store_true", help="Pallas interpreter (CPU check of the script, not timing)")
     p.add_argument("--out")
     a = p.parse_args()
-    rows = [r for d in a.d_models.split(",") for r in sweep(int(d), a.members, a.batch, a.seq, a.heads, a.repeats, a.interpret)]
-    print(markdown(rows))
-    if a.out:
-        with open(a.out, "w") as fh:
-            json.dump({"device": str(jax.devices()[0]), "jax": jax.__version__, "rows": rows}, fh, indent=1)
+    report([r for d in a.d_models.split(",") for r in sweep(int(d), a.members, a.batch, a.seq, a.heads, a.repeats, a.interpret)], a.out)
 
 
 if __name__ == "__main__":

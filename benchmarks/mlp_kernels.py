@@ -15,6 +15,8 @@ Usage (repo root, GPU): ``python -m benchmarks.mlp_kernels --out mlp.json``
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
 import statistics
 import time
@@ -84,15 +86,22 @@ def sweep(d: int, members: int, tokens: int, repeats: int, interpret: bool = Fal
         (jax.random.normal(ks[3], (members, f, d)) / np.sqrt(f)).astype(dt),
         jax.random.normal(ks[4], (members, d), dt),
     )
-    fwd, grad = _programs(_xla_mlp)
-    t_fwd, _, y_ref = _timed(fwd, args, repeats)
-    t_all, first, g_ref = _timed(grad, args, repeats)
-    rows = [{"variant": "xla", "d_model": d, "fwd_ms": 1e3 * t_fwd, "fwd_bwd_ms": 1e3 * t_all, "first_s": first}]
-    print(f"d={d} xla: fwd {1e3 * t_fwd:.3f} ms, fwd+bwd {1e3 * t_all:.3f} ms", flush=True)
+    variants = [("xla", _xla_mlp, None)]
     for bm, bh, bhd, warps, stages in GRID:
-        tuning = MlpTuning(bm, bh, bhd, warps, stages)
+        tuning = MlpTuning(bm, bh, bhd, warps, stages).resolve(d, f)
         name = f"bm{bm}_bh{bh}_dw{bhd or 'auto'}_w{warps or 'auto'}_s{stages}"
-        fwd, grad = _programs(lambda *a, t=tuning: fused_mlp(*a, interpret=interpret, tuning=t))
+        variants.append((name, functools.partial(fused_mlp, interpret=interpret, tuning=tuning), tuning))
+    return time_variants(d, args, variants, repeats)
+
+
+def time_variants(d: int, args: tuple, variants: list[tuple], repeats: int) -> list[dict]:
+    """Time each ``(name, fn, tuning)`` of ``variants`` on ``args`` (vmapped, forward and forward +
+    backward); the first is the reference the others' outputs and gradients are checked against.
+    A variant that fails to launch becomes a row with its error."""
+    rows: list[dict] = []
+    ref = None
+    for name, fn, tuning in variants:
+        fwd, grad = _programs(fn)
         try:
             t_fwd, _, y = _timed(fwd, args, repeats)
             t_all, first, g = _timed(grad, args, repeats)
@@ -100,16 +109,17 @@ def sweep(d: int, members: int, tokens: int, repeats: int, interpret: bool = Fal
             rows.append({"variant": name, "d_model": d, "error": f"{type(e).__name__}: {str(e)[:200]}"})
             print(f"d={d} {name}: failed: {str(e)[:160]}", flush=True)
             continue
+        ref = ref or (y, *g)
         err = max(
             float(jnp.max(jnp.abs(a.astype(jnp.float32) - b.astype(jnp.float32)))) / (float(jnp.max(jnp.abs(b.astype(jnp.float32)))) + 1e-6)
-            for a, b in zip((y, *g), (y_ref, *g_ref))
+            for a, b in zip((y, *g), ref)
         )
-        rows.append({
-            "variant": name, "d_model": d, "fwd_ms": 1e3 * t_fwd, "fwd_bwd_ms": 1e3 * t_all,
-            "first_s": first, "max_rel_err": err, "tuning": tuning.resolve(d, f).__dict__,
-        })
-        print(f"d={d} {name}: fwd {1e3 * t_fwd:.3f} ms, fwd+bwd {1e3 * t_all:.3f} ms "
-              f"({rows[0]['fwd_bwd_ms'] / (1e3 * t_all):.2f}x xla), max rel err {err:.3g}", flush=True)
+        row = {"variant": name, "d_model": d, "fwd_ms": 1e3 * t_fwd, "fwd_bwd_ms": 1e3 * t_all, "first_s": first, "max_rel_err": err}
+        if tuning is not None:
+            row["tuning"] = dataclasses.asdict(tuning)
+        rows.append(row)
+        print(f"d={d} {name}: fwd {row['fwd_ms']:.3f} ms, fwd+bwd {row['fwd_bwd_ms']:.3f} ms "
+              f"({rows[0]['fwd_bwd_ms'] / row['fwd_bwd_ms']:.2f}x {rows[0]['variant']}), max rel err {err:.3g}", flush=True)
     return rows
 
 
@@ -136,10 +146,14 @@ def main() -> None:
     p.add_argument("--interpret", action="store_true", help="Pallas interpreter (CPU check of the script, not timing)")
     p.add_argument("--out")
     a = p.parse_args()
-    rows = [r for d in a.d_models.split(",") for r in sweep(int(d), a.members, a.tokens, a.repeats, a.interpret)]
+    report([r for d in a.d_models.split(",") for r in sweep(int(d), a.members, a.tokens, a.repeats, a.interpret)], a.out)
+
+
+def report(rows: list[dict], out: str | None) -> None:
+    """Print the markdown table; write the rows, device and jax version to ``out`` (JSON)."""
     print(markdown(rows))
-    if a.out:
-        with open(a.out, "w") as fh:
+    if out:
+        with open(out, "w") as fh:
             json.dump({"device": str(jax.devices()[0]), "jax": jax.__version__, "rows": rows}, fh, indent=1)
 
 

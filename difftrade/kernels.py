@@ -209,6 +209,24 @@ def _rows(bm: int, d: int) -> pl.BlockSpec:
     return pl.BlockSpec((bm, d), lambda i: (i, 0))
 
 
+def _row_call(kernel, bm: int, arrays, specs, t, interpret: bool, name: str, ln_grads: bool = False):
+    """Run ``kernel`` over token blocks of ``arrays[0]`` (``[N, d]``, ``bm`` rows a program).
+
+    Its output has the shape and dtype of ``arrays[0]``; with ``ln_grads`` it also writes one row
+    of partial LayerNorm scale and bias gradients per block (float32 ``[N/bm, d]`` each, summed by
+    the caller). ``t``: launch parameters with ``num_warps`` and ``num_stages``.
+    """
+    n, d = arrays[0].shape
+    out_specs, out_shape = _rows(bm, d), jax.ShapeDtypeStruct((n, d), arrays[0].dtype)
+    if ln_grads:
+        partial, part = pl.BlockSpec((1, d), lambda i: (i, 0)), jax.ShapeDtypeStruct((n // bm, d), jnp.float32)
+        out_specs, out_shape = [out_specs, partial, partial], [out_shape, part, part]
+    return pl.pallas_call(
+        kernel, grid=(n // bm,), in_specs=specs, out_specs=out_specs, out_shape=out_shape,
+        interpret=interpret, compiler_params=_triton(t), name=name,
+    )(*arrays)
+
+
 def is_tile_width(v: int) -> bool:
     """Whether ``v`` can be a Triton tile dimension here: a power of two >= 16."""
     return v >= 16 and not v & (v - 1)
@@ -222,38 +240,19 @@ def check_shapes(d: int, f: int) -> None:
 
 
 def _forward(x, scale, bias, w1, b1, w2, b2, t: MlpTuning, eps: float, interpret):
-    n, d = x.shape
-    f = w1.shape[1]
-    bm = t.block_tokens
-    return pl.pallas_call(
-        functools.partial(_forward_kernel, bh=t.block_hidden, eps=eps),
-        grid=(n // bm,),
-        in_specs=[_rows(bm, d), _full((d,)), _full((d,)), _full((d, f)), _full((f,)), _full((f, d)), _full((d,))],
-        out_specs=_rows(bm, d),
-        out_shape=jax.ShapeDtypeStruct((n, d), x.dtype),
-        interpret=interpret,
-        compiler_params=_triton(t),
-        name="fused_mlp_forward",
-    )(x, scale, bias, w1, b1, w2, b2)
+    d, f = w1.shape
+    specs = [_rows(t.block_tokens, d), _full((d,)), _full((d,)), _full((d, f)), _full((f,)), _full((f, d)), _full((d,))]
+    kernel = functools.partial(_forward_kernel, bh=t.block_hidden, eps=eps)
+    return _row_call(kernel, t.block_tokens, (x, scale, bias, w1, b1, w2, b2), specs, t, interpret, "fused_mlp_forward")
 
 
 def _backward(x, scale, bias, w1, b1, w2, dy, t: MlpTuning, eps: float, interpret):
     n, d = x.shape
     f = w1.shape[1]
     bm, bh = t.block_tokens, t.block_hidden_dw
-    # one row of partial LayerNorm-parameter gradients per token block, summed below
-    partial_spec = pl.BlockSpec((1, d), lambda i: (i, 0))
-    dx, ds, dc = pl.pallas_call(
-        functools.partial(_dx_kernel, bh=t.block_hidden, eps=eps),
-        grid=(n // bm,),
-        in_specs=[_rows(bm, d), _rows(bm, d), _full((d,)), _full((d,)), _full((d, f)), _full((f,)), _full((f, d))],
-        out_specs=[_rows(bm, d), partial_spec, partial_spec],
-        out_shape=[jax.ShapeDtypeStruct((n, d), x.dtype), jax.ShapeDtypeStruct((n // bm, d), jnp.float32),
-                   jax.ShapeDtypeStruct((n // bm, d), jnp.float32)],
-        interpret=interpret,
-        compiler_params=_triton(t),
-        name="fused_mlp_dx",
-    )(x, dy, scale, bias, w1, b1, w2)
+    specs = [_rows(bm, d), _rows(bm, d), _full((d,)), _full((d,)), _full((d, f)), _full((f,)), _full((f, d))]
+    kernel = functools.partial(_dx_kernel, bh=t.block_hidden, eps=eps)
+    dx, ds, dc = _row_call(kernel, bm, (x, dy, scale, bias, w1, b1, w2), specs, t, interpret, "fused_mlp_dx", ln_grads=True)
     dw1, db1, dw2 = pl.pallas_call(
         functools.partial(_dw_kernel, bm=bm, eps=eps),
         grid=(f // bh,),
@@ -458,34 +457,18 @@ def _attn_dw_kernel(x_ref, dy_ref, s_ref, c_ref, wq_ref, wk_ref, wv_ref, bq_ref,
 
 
 def _attn_forward(x, scale, bias, wqkv, bqkv, wo, bo, heads, tp, bm, t: AttentionTuning, eps, interpret):
-    n, d = x.shape
-    return pl.pallas_call(
-        functools.partial(_attn_forward_kernel, heads=heads, tp=tp, eps=eps),
-        grid=(n // bm,),
-        in_specs=[_rows(bm, d), _full((d,)), _full((d,)), _full((d, 3 * d)), _full((3 * d,)), _full((d, d)), _full((d,))],
-        out_specs=_rows(bm, d),
-        out_shape=jax.ShapeDtypeStruct((n, d), x.dtype),
-        interpret=interpret,
-        compiler_params=_triton(t),
-        name="fused_attention_forward",
-    )(x, scale, bias, wqkv, bqkv, wo, bo)
+    d = x.shape[1]
+    specs = [_rows(bm, d), _full((d,)), _full((d,)), _full((d, 3 * d)), _full((3 * d,)), _full((d, d)), _full((d,))]
+    kernel = functools.partial(_attn_forward_kernel, heads=heads, tp=tp, eps=eps)
+    return _row_call(kernel, bm, (x, scale, bias, wqkv, bqkv, wo, bo), specs, t, interpret, "fused_attention_forward")
 
 
 def _attn_backward(x, scale, bias, wqkv, bqkv, wo, dy, heads, tp, bm, t: AttentionTuning, eps, interpret):
     n, d = x.shape
     dh = d // heads
-    partial_spec = pl.BlockSpec((1, d), lambda i: (i, 0))
-    dx, ds, dc = pl.pallas_call(
-        functools.partial(_attn_dx_kernel, heads=heads, tp=tp, eps=eps),
-        grid=(n // bm,),
-        in_specs=[_rows(bm, d), _rows(bm, d), _full((d,)), _full((d,)), _full((d, 3 * d)), _full((3 * d,)), _full((d, d))],
-        out_specs=[_rows(bm, d), partial_spec, partial_spec],
-        out_shape=[jax.ShapeDtypeStruct((n, d), x.dtype), jax.ShapeDtypeStruct((n // bm, d), jnp.float32),
-                   jax.ShapeDtypeStruct((n // bm, d), jnp.float32)],
-        interpret=interpret,
-        compiler_params=_triton(t),
-        name="fused_attention_dx",
-    )(x, dy, scale, bias, wqkv, bqkv, wo)
+    specs = [_rows(bm, d), _rows(bm, d), _full((d,)), _full((d,)), _full((d, 3 * d)), _full((3 * d,)), _full((d, d))]
+    kernel = functools.partial(_attn_dx_kernel, heads=heads, tp=tp, eps=eps)
+    dx, ds, dc = _row_call(kernel, bm, (x, dy, scale, bias, wqkv, bqkv, wo), specs, t, interpret, "fused_attention_dx", ln_grads=True)
     cols = [pl.BlockSpec((d, dh), lambda h, part=part: (0, part * heads + h)) for part in range(3)]
     bias_cols = [pl.BlockSpec((dh,), lambda h, part=part: (part * heads + h,)) for part in range(3)]
     wo_rows = pl.BlockSpec((dh, d), lambda h: (h, 0))
