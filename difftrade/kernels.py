@@ -146,6 +146,18 @@ def _layer_norm(x, scale_ref, bias_ref, eps: float):
     return xhat, rstd, xhat * scale_ref[...].astype(jnp.float32)[None, :] + bias_ref[...].astype(jnp.float32)[None, :]
 
 
+def _layer_norm_backward(dxn, xhat, rstd, dy, s_ref, ds_ref, dc_ref):
+    """``dy + LN'(dxn)`` float32 ``[bm, D]`` (the residual's gradient plus the LayerNorm backward,
+    from its recomputed x̂ and 1/σ); writes this block's LN scale and bias gradient partial sums."""
+    ds_ref[...] = jnp.sum(dxn * xhat, axis=0)[None, :]
+    dc_ref[...] = jnp.sum(dxn, axis=0)[None, :]
+    dxhat = dxn * s_ref[...].astype(jnp.float32)[None, :]
+    inv_d = 1.0 / dxn.shape[1]
+    mean_dxhat = jnp.sum(dxhat, axis=1, keepdims=True) * inv_d
+    mean_dxhat_xhat = jnp.sum(dxhat * xhat, axis=1, keepdims=True) * inv_d
+    return dy.astype(jnp.float32) + rstd * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat)
+
+
 def _forward_kernel(x_ref, s_ref, c_ref, w1_ref, b1_ref, w2_ref, b2_ref, y_ref, *, bh: int, eps: float):
     x = x_ref[...]
     xn = _layer_norm(x, s_ref, c_ref, eps)[2].astype(x.dtype)
@@ -170,14 +182,7 @@ def _dx_kernel(x_ref, dy_ref, s_ref, c_ref, w1_ref, b1_ref, w2_ref, dx_ref, ds_r
         return acc + _dot(dh, w1_ref[:, cols].T)
 
     dxn = jax.lax.fori_loop(0, w1_ref.shape[1] // bh, body, jnp.zeros(dx_ref.shape, jnp.float32))
-    ds_ref[...] = jnp.sum(dxn * xhat, axis=0)[None, :]
-    dc_ref[...] = jnp.sum(dxn, axis=0)[None, :]
-    dxhat = dxn * s_ref[...].astype(jnp.float32)[None, :]
-    inv_d = 1.0 / x.shape[1]
-    mean_dxhat = jnp.sum(dxhat, axis=1, keepdims=True) * inv_d
-    mean_dxhat_xhat = jnp.sum(dxhat * xhat, axis=1, keepdims=True) * inv_d
-    dx = dy.astype(jnp.float32) + rstd * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat)
-    dx_ref[...] = dx.astype(dx_ref.dtype)
+    dx_ref[...] = _layer_norm_backward(dxn, xhat, rstd, dy, s_ref, ds_ref, dc_ref).astype(dx_ref.dtype)
 
 
 def _dw_kernel(x_ref, dy_ref, s_ref, c_ref, w1_ref, b1_ref, w2_ref, dw1_ref, db1_ref, dw2_ref, *, bm: int, eps: float):
@@ -376,9 +381,14 @@ def _head(xn, wqkv_ref, bqkv_ref, h: int, dh: int, d: int, mask, scale: float):
         return (_dot(xn, wqkv_ref[:, cols]) + bqkv_ref[cols].astype(jnp.float32)[None, :]).astype(xn.dtype)
 
     q, k, v = proj(h * dh), proj(d + h * dh), proj(2 * d + h * dh)
+    return q, k, v, _probabilities(q, k, mask, scale)
+
+
+def _probabilities(q, k, mask, scale: float):
+    """Masked softmax of ``scale · q kᵀ`` over keys: float32 ``[bm, bm]``."""
     s = jnp.where(mask, _dot(q, k.T) * scale, -1e30)
     p = jnp.exp(s - jnp.max(s, axis=1, keepdims=True))
-    return q, k, v, p / jnp.sum(p, axis=1, keepdims=True)
+    return p / jnp.sum(p, axis=1, keepdims=True)
 
 
 def _head_backward(q, k, v, p, do, scale: float):
@@ -418,13 +428,7 @@ def _attn_dx_kernel(x_ref, dy_ref, s_ref, c_ref, wqkv_ref, bqkv_ref, wo_ref, dx_
         dq, dk, dv = _head_backward(q, k, v, p, do, dh**-0.5)
         for grad, col in ((dq, h * dh), (dk, d + h * dh), (dv, 2 * d + h * dh)):
             dxn = dxn + _dot(grad.astype(x.dtype), wqkv_ref[:, pl.ds(col, dh)].T)
-    ds_ref[...] = jnp.sum(dxn * xhat, axis=0)[None, :]
-    dc_ref[...] = jnp.sum(dxn, axis=0)[None, :]
-    dxhat = dxn * s_ref[...].astype(jnp.float32)[None, :]
-    inv_d = 1.0 / d
-    mean_dxhat = jnp.sum(dxhat, axis=1, keepdims=True) * inv_d
-    mean_dxhat_xhat = jnp.sum(dxhat * xhat, axis=1, keepdims=True) * inv_d
-    dx_ref[...] = (dy.astype(jnp.float32) + rstd * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat)).astype(dx_ref.dtype)
+    dx_ref[...] = _layer_norm_backward(dxn, xhat, rstd, dy, s_ref, ds_ref, dc_ref).astype(dx_ref.dtype)
 
 
 def _attn_dw_kernel(x_ref, dy_ref, s_ref, c_ref, wq_ref, wk_ref, wv_ref, bq_ref, bk_ref, bv_ref, wo_ref,
@@ -442,9 +446,7 @@ def _attn_dw_kernel(x_ref, dy_ref, s_ref, c_ref, wq_ref, wk_ref, wv_ref, bq_ref,
         dt = x.dtype
         xn = _layer_norm(x, s_ref, c_ref, eps)[2].astype(dt)
         q, k, v = ((_dot(xn, w) + b).astype(dt) for w, b in ((wq, bq), (wk, bk), (wv, bv)))
-        s = jnp.where(mask, _dot(q, k.T) * scale, -1e30)
-        p = jnp.exp(s - jnp.max(s, axis=1, keepdims=True))
-        p = p / jnp.sum(p, axis=1, keepdims=True)
+        p = _probabilities(q, k, mask, scale)
         o = _dot(p.astype(dt), v).astype(dt)
         dq, dk, dv = _head_backward(q, k, v, p, _dot(dy, wo.T), scale)
         return (dwq + _dot(xn.T, dq.astype(dt)), dwk + _dot(xn.T, dk.astype(dt)), dwv + _dot(xn.T, dv.astype(dt)),
