@@ -317,7 +317,7 @@ def fused_mlp(
 #
 # ``fused_attention`` computes ``x + attention(LN(x)) @ wo + bo`` with the QKV projection, causal
 # softmax attention of every head and the output projection inside, for sequences short enough
-# that a token block holds whole sequences (the task lengths here: 13-64 positions). Each
+# that a token block holds whole sequences (the tasks here: 19-38 positions; at most 128). Each
 # sequence is zero-padded to ``tp`` positions (a power of two); a block of ``bm`` rows holds
 # ``bm // tp`` whole sequences, so attention is local to the block: scores are masked to the
 # same sequence and to earlier positions (padding sits after every real position, so no real
@@ -328,6 +328,11 @@ def fused_mlp(
 #   LayerNorm backward and the residual; partial sums of the LN parameter gradients;
 # * weight gradients (one program per head): loop over token blocks, recompute that head and
 #   accumulate its slices of dwq, dwk, dwv, dbq, dbk, dbv and dwo (no atomics).
+
+# a block's score tile is [rows, rows] float32: whole sequences of up to 128 positions (the tasks
+# here have 19-38)
+ATTENTION_MAX_POSITIONS = 128
+
 
 @dataclasses.dataclass(frozen=True)
 class AttentionTuning:
@@ -534,6 +539,11 @@ def fused_attention(
     b, t, d = x.shape
     check_attention_shapes(d, num_heads)
     tp = max(16, 1 << (t - 1).bit_length())
+    if tp > ATTENTION_MAX_POSITIONS:
+        raise ValueError(
+            f"model.attention='fused' keeps whole sequences in a block: {t} positions (padded to {tp}) > "
+            f"{ATTENTION_MAX_POSITIONS}; allowed: sequences up to {ATTENTION_MAX_POSITIONS} positions, or model.attention='pallas'"
+        )
     launch = tuning or AttentionTuning()
     per_block = launch.sequences_per_block(d, num_heads, tp, jnp.dtype(x.dtype).itemsize)
     padded_b = -(-b // per_block) * per_block

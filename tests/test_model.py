@@ -322,3 +322,6 @@ def test_fused_attention_blocks_fit_the_shared_memory_estimate():
     assert AttentionTuning(block_rows=16).sequences_per_block(128, 4, 32, 2) == 1  # at least one sequence
     with pytest.raises(ValueError, match="model.attention='fused' at d_model=256, 4 heads, sequences padded to 32, 4-byte"):
         t.sequences_per_block(256, 4, 32, 4)
+    x = jnp.zeros((1, 130, 32))
+    with pytest.raises(ValueError, match=r"130 positions \(padded to 256\) > 128"):
+        fused_attention(x, x[0, 0], x[0, 0], jnp.zeros((32, 96)), jnp.zeros(96), jnp.zeros((32, 32)), x[0, 0], num_heads=2, interpret=True)
