@@ -361,6 +361,7 @@ def worker_loop(cfg: BenchConfig, measure_peak: bool) -> dict:
 
     dtype = jax_dtype(cfg)
     task, model_cfg, train_cfg, pop, run_key = setup(cfg, dtype)
+    model_cfg = model_cfg.for_members(1)  # what difftrade runs for one member ('auto' -> xla)
     member = make_member_trainer(task, model_cfg, train_cfg, run_key)
     train_one = jax.jit(
         lambda w, b, s, lr: member(member_init_params(model_cfg, run_key, s), w, b, s, lr)
@@ -386,6 +387,7 @@ def worker_loop(cfg: BenchConfig, measure_peak: bool) -> dict:
         times.append(time.perf_counter() - start)
     result = {
         "impl": "loop",
+        "kernels": {f: model_cfg.implementation(f) for f in ("attention", "mlp")},
         "members_timed": n,
         "first_call_s": first,
         "times": times,

@@ -114,13 +114,14 @@ def evaluate_population(
     ``[M, num_levels]``. The member axis is split over all devices (all hosts' under
     ``jax.distributed``, where every process must call this), like the trainer's.
     """
-    key = (task, model_cfg, cfg, tuple(np.asarray(jax.random.key_data(run_key)).ravel().tolist()))
     mesh = member_mesh()
+    m = int(np.shape(budget)[0])
+    fill = padded_index(m, -(-m // mesh.size) * mesh.size)  # pad to the device count
+    model_cfg = model_cfg.for_members(len(fill) // mesh.size)
+    key = (task, model_cfg, cfg, tuple(np.asarray(jax.random.key_data(run_key)).ravel().tolist()))
     if key not in _COMPILED:
         evaluator = jax.vmap(make_member_evaluator(task, model_cfg, cfg, run_key))
         _COMPILED[key] = jax.jit(evaluator, out_shardings=member_sharding(mesh))
-    m = int(np.shape(budget)[0])
-    fill = padded_index(m, -(-m // mesh.size) * mesh.size)  # pad to the device count
     if len(fill) > m:
         params = jax.tree.map(lambda x: x[fill], params)
     hyper = (np.asarray(weights, np.float32)[fill], np.asarray(budget, np.int32)[fill], np.asarray(seed, np.int32)[fill])

@@ -116,6 +116,15 @@ class ModelConfig:
         fits = tiles and self.d_model <= MLP_AUTO_PALLAS_MAX_D
         return "pallas" if fits else "xla"
 
+    def for_members(self, per_device: int) -> ModelConfig:
+        """This config for a program of ``per_device`` members on each device: with one member,
+        'auto' fields become 'xla' (on the H100 a lone member trained 0.69x as fast through the
+        Pallas kernels, whose grids are then tiny: NOTES.md, 'auto' entry); otherwise unchanged.
+        Explicit choices always stand."""
+        if per_device > 1:
+            return self
+        return dataclasses.replace(self, **{f: "xla" for f in IMPLEMENTATION_FIELDS if getattr(self, f) == "auto"})
+
     def architecture(self) -> dict[str, Any]:
         """The fields that define the function and its parameters (implementation choices left out)."""
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in IMPLEMENTATION_FIELDS}

@@ -291,7 +291,7 @@ def train_population(
     mesh = member_mesh()
     padded, m = pad_members(population, mesh.size)
     arrays = shard_members(padded.as_arrays(), mesh)
-    fn = compiled_trainer(task, model_cfg, cfg, run_key)
+    fn = compiled_trainer(task, model_cfg.for_members(padded.size // mesh.size), cfg, run_key)
     if init is not None:
         if padded.size != m:
             idx = padded_index(m, padded.size)

@@ -152,6 +152,10 @@ def test_auto_kernels_on_a_gpu_backend(monkeypatch):
     assert resolved(d_model=96, num_heads=4) == ["xla", "xla"]  # head_dim 24, width 96: no Triton tiles
     assert resolved(d_model=64, num_heads=8) == ["xla", "pallas"]  # head_dim 8 < 16
     assert resolved(d_model=128, attention="cudnn", mlp="xla") == ["cudnn", "xla"]
+    # one member per device: 'auto' is XLA (a lone member ran 0.69x through the kernels); explicit choices stand
+    lone = lambda **kw: [ModelConfig(**kw).for_members(1).implementation(f) for f in ("attention", "mlp")]
+    assert lone(d_model=128) == ["xla", "xla"] and lone(d_model=128, mlp="pallas") == ["xla", "pallas"]
+    assert ModelConfig(d_model=128).for_members(2).implementation("mlp") == "pallas"
 
 
 def test_attention_implementation_is_not_identity():
