@@ -96,7 +96,7 @@ def make_member_evaluator(task: Task, model_cfg: ModelConfig, cfg: EvalConfig, r
             return jnp.mean(ex), jnp.mean(c)
 
         level_exact, level_ce = jax.lax.map(on_level, levels)
-        return dict(train_exact=train_exact, train_ce=train_ce, level_exact=level_exact, level_ce=level_ce)
+        return {"train_exact": train_exact, "train_ce": train_ce, "level_exact": level_exact, "level_ce": level_ce}
 
     return evaluate_member
 
@@ -140,13 +140,13 @@ def risks(train_exact: np.ndarray, level_exact: np.ndarray, weights: np.ndarray,
     train_risk = 1.0 - np.asarray(train_exact, np.float64)
     test_risk = np.sum(np.asarray(weights, np.float64) * level_risk, axis=-1)
     target_risk = level_risk @ np.asarray(target, np.float64)
-    return dict(
-        train_risk=train_risk,
-        test_risk=test_risk,
-        target_risk=target_risk,
-        generalization_gap=test_risk - train_risk,
-        extrapolation_gap=target_risk - test_risk,
-    )
+    return {
+        "train_risk": train_risk,
+        "test_risk": test_risk,
+        "target_risk": target_risk,
+        "generalization_gap": test_risk - train_risk,
+        "extrapolation_gap": target_risk - test_risk,
+    }
 
 
 class _quiet_nanmean:

@@ -160,7 +160,7 @@ def run(
         chunks.append(ds)
         next_id += 1
         bad = int(np.sum(train_out["nonfinite_steps"] > 0))
-        bar.update(len(idx), f"(chunk of {len(idx)}{', %d with NaN/inf steps' % bad if bad else ''})")
+        bar.update(len(idx), f"(chunk of {len(idx)}{f', {bad} with NaN/inf steps' if bad else ''})")
         if on_chunk is not None:
             on_chunk(c)
     if not is_main():

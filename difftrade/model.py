@@ -185,7 +185,7 @@ class Block(nnx.Module):
     """Pre-LayerNorm block: causal multi-head attention + GELU MLP."""
 
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
-        kw = dict(dtype=DTYPES[cfg.compute_dtype], param_dtype=DTYPES[cfg.param_dtype], rngs=rngs)
+        kw = {"dtype": DTYPES[cfg.compute_dtype], "param_dtype": DTYPES[cfg.param_dtype], "rngs": rngs}
         self.cfg = cfg
         self.ln1 = nnx.LayerNorm(cfg.d_model, **kw)
         self.qkv = nnx.Linear(cfg.d_model, 3 * cfg.d_model, **kw)
@@ -228,7 +228,7 @@ class Transformer(nnx.Module):
     """Decoder-only transformer: tokens int32 ``[B, T]`` -> logits float32 ``[B, T, V]``."""
 
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
-        kw = dict(dtype=DTYPES[cfg.compute_dtype], param_dtype=DTYPES[cfg.param_dtype], rngs=rngs)
+        kw = {"dtype": DTYPES[cfg.compute_dtype], "param_dtype": DTYPES[cfg.param_dtype], "rngs": rngs}
         self.cfg = cfg
         self.embed = nnx.Embed(cfg.vocab_size, cfg.d_model, **kw)
         if cfg.pos_encoding == "learned":

@@ -91,12 +91,12 @@ class Population:
         return Population(self.weights[idx], self.budget[idx], self.seed[idx], self.learning_rate[idx])
 
     def as_arrays(self) -> dict[str, jax.Array]:
-        return dict(
-            weights=jnp.asarray(self.weights, jnp.float32),
-            budget=jnp.asarray(self.budget, jnp.int32),
-            seed=jnp.asarray(self.seed, jnp.int32),
-            learning_rate=jnp.asarray(self.learning_rate, jnp.float32),
-        )
+        return {
+            "weights": jnp.asarray(self.weights, jnp.float32),
+            "budget": jnp.asarray(self.budget, jnp.int32),
+            "seed": jnp.asarray(self.seed, jnp.int32),
+            "learning_rate": jnp.asarray(self.learning_rate, jnp.float32),
+        }
 
 
 @jax.tree_util.register_dataclass

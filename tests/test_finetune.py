@@ -53,7 +53,7 @@ def test_architecture_mismatch_is_refused(base):
 
 def test_finetune_with_vanishing_rate_reproduces_base(base, tmp_path):
     """lr -> 0 fine-tuning (the closest to zero steps the trainer allows) keeps the base's metrics."""
-    pre_cfg, path = base
+    _pre_cfg, path = base
     raw = tiny_raw(grid={"learning_rate": 1e-12}, run={"init": str(path)})
     cfg = config.from_dict(raw)
     ds = experiment.run(cfg, tmp_path / "ft", progress=False)

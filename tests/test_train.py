@@ -91,8 +91,8 @@ def test_padding_repeats_last_member():
 
 @pytest.mark.parametrize(
     "kwargs,field",
-    [(dict(steps=0), "steps"), (dict(steps=10, num_checkpoints=3), "num_checkpoints"), (dict(batch_size=0), "batch_size"),
-     (dict(warmup_steps=-1), "warmup_steps"), (dict(grad_clip=-1.0), "grad_clip")],
+    [({"steps": 0}, "steps"), ({"steps": 10, "num_checkpoints": 3}, "num_checkpoints"), ({"batch_size": 0}, "batch_size"),
+     ({"warmup_steps": -1}, "warmup_steps"), ({"grad_clip": -1.0}, "grad_clip")],
 )
 def test_bad_train_config(kwargs, field):
     with pytest.raises(ValueError, match=field):
