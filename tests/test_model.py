@@ -264,14 +264,15 @@ def test_fused_kernels_model_equals_xla(dtype, tol, attention):
         np.testing.assert_allclose(a, b, rtol=tol * 10, atol=tol)
 
 
-@pytest.mark.parametrize("attention", ["pallas", "fused"])
-def test_pallas_kernels_lower_to_triton_for_cuda(attention):
-    """No GPU needed: a vmapped bf16 training gradient of the d_model-128 model with both kernels
-    passes Pallas' Triton lowering for CUDA (jax.export), and every kernel is in the program,
-    batched over the member axis. What is left for a GPU is Triton's own compile."""
+@pytest.mark.parametrize("attention,d", [("pallas", 128), ("fused", 128), ("fused", 256)])
+def test_pallas_kernels_lower_to_triton_for_cuda(attention, d):
+    """No GPU needed: a vmapped bf16 training gradient of the model with both kernels passes
+    Pallas' Triton lowering for CUDA (jax.export), and every kernel is in the program, batched
+    over the member axis (at d_model 256 the fused attention runs one sequence a block). What is
+    left for a GPU is Triton's own compile."""
     from jax import export
 
-    cfg = ModelConfig(seq_len=28, d_model=128, compute_dtype="bfloat16", attention=attention, mlp="pallas")
+    cfg = ModelConfig(seq_len=28, d_model=d, compute_dtype="bfloat16", attention=attention, mlp="pallas")
     gdef, members = graphdef(cfg), 3  # 3: no coincidence with the 4 heads in a grid
     params = jax.eval_shape(jax.vmap(lambda k: init_params(cfg, k)), jax.random.split(jax.random.key(0), members))
     tokens = jax.ShapeDtypeStruct((members, 64, 29), jnp.int32)
