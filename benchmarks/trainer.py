@@ -305,7 +305,14 @@ def _timed_calls(call, repeats: int) -> tuple[float, list[float], object]:
     return first, times, out
 
 
+def ran_kernels(model_cfg, per_device: int) -> dict:
+    """The kernels a program of ``per_device`` members per device runs ('auto' resolved)."""
+    resolved = model_cfg.for_members(per_device)
+    return {f: resolved.implementation(f) for f in ("attention", "mlp")}
+
+
 def worker_vmap(cfg: BenchConfig, measure_peak: bool) -> dict:
+    import jax
     import numpy as np
 
     from difftrade.evaluate import EvalConfig, evaluate_population
@@ -326,7 +333,7 @@ def worker_vmap(cfg: BenchConfig, measure_peak: bool) -> dict:
         "rss_bytes": rss_peak_bytes(),
         "final_loss": float(np.mean(np.asarray(out.loss_curve)[:, -1])),
         "nonfinite_steps": int(np.sum(np.asarray(out.nonfinite_steps))),
-        "kernels": {f: model_cfg.implementation(f) for f in ("attention", "mlp")},  # 'auto' resolved
+        "kernels": ran_kernels(model_cfg, -(-cfg.members // jax.device_count())),
         "env": jax_env(),
     }
     if cfg.evaluate:
@@ -387,7 +394,7 @@ def worker_loop(cfg: BenchConfig, measure_peak: bool) -> dict:
         times.append(time.perf_counter() - start)
     result = {
         "impl": "loop",
-        "kernels": {f: model_cfg.implementation(f) for f in ("attention", "mlp")},
+        "kernels": ran_kernels(model_cfg, 1),
         "members_timed": n,
         "first_call_s": first,
         "times": times,
@@ -854,7 +861,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Bench
         "--mlp",
         default=d.mlp,
         choices=MLPS,
-        help="difftrade's MLP kernel for the jax rows (model.mlp; pallas = fused up/GELU/down; auto = the fastest)",
+        help="difftrade's MLP kernel for the jax rows (model.mlp; pallas = fused LayerNorm/up/GELU/down/residual; auto = the fastest)",
     )
     p.add_argument(
         "--cpu-devices",
