@@ -171,10 +171,11 @@ def _forward_kernel(x_ref, s_ref, c_ref, w1_ref, b1_ref, w2_ref, b2_ref, y_ref, 
     y_ref[...] = (x.astype(jnp.float32) + acc + b2_ref[...].astype(jnp.float32)[None, :]).astype(y_ref.dtype)
 
 
-def _dx_kernel(x_ref, dy_ref, s_ref, c_ref, w1_ref, b1_ref, w2_ref, dx_ref, ds_ref, dc_ref, *, bh: int, eps: float):
+def _dx_kernel(x_ref, dy_ref, s_ref, c_ref, w1_ref, b1_ref, w2_ref, dx_ref, ds_ref, dc_ref, xn_ref, *, bh: int, eps: float):
     x, dy = x_ref[...], dy_ref[...]
     xhat, rstd, xn = _layer_norm(x, s_ref, c_ref, eps)
     xn = xn.astype(x.dtype)
+    xn_ref[...] = xn  # for the weight-gradient kernel
 
     def body(j, acc):
         _, grad = _gelu_and_grad(_hidden(xn, w1_ref, b1_ref, j, bh))
@@ -186,23 +187,22 @@ def _dx_kernel(x_ref, dy_ref, s_ref, c_ref, w1_ref, b1_ref, w2_ref, dx_ref, ds_r
     dx_ref[...] = _layer_norm_backward(dxn, xhat, rstd, dy, s_ref, ds_ref, dc_ref).astype(dx_ref.dtype)
 
 
-def _dw_kernel(x_ref, dy_ref, s_ref, c_ref, w1_ref, b1_ref, w2_ref, dw1_ref, db1_ref, dw2_ref, *, bm: int, eps: float):
+def _dw_kernel(xn_ref, dy_ref, w1_ref, b1_ref, w2_ref, dw1_ref, db1_ref, dw2_ref, *, bm: int):
     w1, b1 = w1_ref[...], b1_ref[...].astype(jnp.float32)[None, :]  # this program's hidden block
     w2 = w2_ref[...]
 
     def body(i, carry):
         dw1, db1, dw2 = carry
         rows = pl.ds(i * bm, bm)
-        x, dy = x_ref[rows, :], dy_ref[rows, :]
-        xn = _layer_norm(x, s_ref, c_ref, eps)[2].astype(x.dtype)
+        xn, dy = xn_ref[rows, :], dy_ref[rows, :]
         g, grad = _gelu_and_grad(_dot(xn, w1) + b1)
         dh = _dot(dy, w2.T) * grad
-        dw1 = dw1 + _dot(xn.T, dh.astype(x.dtype))
-        dw2 = dw2 + _dot(g.astype(x.dtype).T, dy)
+        dw1 = dw1 + _dot(xn.T, dh.astype(xn.dtype))
+        dw2 = dw2 + _dot(g.astype(xn.dtype).T, dy)
         return dw1, db1 + jnp.sum(dh, axis=0), dw2
 
     zeros = (jnp.zeros(dw1_ref.shape, jnp.float32), jnp.zeros(db1_ref.shape, jnp.float32), jnp.zeros(dw2_ref.shape, jnp.float32))
-    dw1, db1, dw2 = jax.lax.fori_loop(0, x_ref.shape[0] // bm, body, zeros)
+    dw1, db1, dw2 = jax.lax.fori_loop(0, xn_ref.shape[0] // bm, body, zeros)
     dw1_ref[...], db1_ref[...], dw2_ref[...] = dw1.astype(dw1_ref.dtype), db1.astype(db1_ref.dtype), dw2.astype(dw2_ref.dtype)
 
 
@@ -220,13 +220,15 @@ def _row_call(kernel, bm: int, arrays, specs, t, interpret: bool, name: str, ln_
 
     Its output has the shape and dtype of ``arrays[0]``; with ``ln_grads`` it also writes one row
     of partial LayerNorm scale and bias gradients per block (float32 ``[N/bm, d]`` each, summed by
-    the caller). ``t``: launch parameters with ``num_warps`` and ``num_stages``.
+    the caller) and the LayerNorm's output (``[N, d]``, the weight-gradient kernel's input, so
+    that kernel need not recompute it: on the H100 the recomputation made it 5x slower).
+    ``t``: launch parameters with ``num_warps`` and ``num_stages``.
     """
     n, d = arrays[0].shape
     out_specs, out_shape = _rows(bm, d), jax.ShapeDtypeStruct((n, d), arrays[0].dtype)
     if ln_grads:
         partial, part = pl.BlockSpec((1, d), lambda i: (i, 0)), jax.ShapeDtypeStruct((n // bm, d), jnp.float32)
-        out_specs, out_shape = [out_specs, partial, partial], [out_shape, part, part]
+        out_specs, out_shape = [out_specs, partial, partial, out_specs], [out_shape, part, part, out_shape]
     return pl.pallas_call(
         kernel, grid=(n // bm,), in_specs=specs, out_specs=out_specs, out_shape=out_shape,
         interpret=interpret, compiler_params=_triton(t), name=name,
@@ -258,11 +260,11 @@ def _backward(x, scale, bias, w1, b1, w2, dy, t: MlpTuning, eps: float, interpre
     bm, bh = t.block_tokens, t.block_hidden_dw
     specs = [_rows(bm, d), _rows(bm, d), _full((d,)), _full((d,)), _full((d, f)), _full((f,)), _full((f, d))]
     kernel = functools.partial(_dx_kernel, bh=t.block_hidden, eps=eps)
-    dx, ds, dc = _row_call(kernel, bm, (x, dy, scale, bias, w1, b1, w2), specs, t, interpret, "fused_mlp_dx", ln_grads=True)
+    dx, ds, dc, xn = _row_call(kernel, bm, (x, dy, scale, bias, w1, b1, w2), specs, t, interpret, "fused_mlp_dx", ln_grads=True)
     dw1, db1, dw2 = pl.pallas_call(
-        functools.partial(_dw_kernel, bm=bm, eps=eps),
+        functools.partial(_dw_kernel, bm=bm),
         grid=(f // bh,),
-        in_specs=[_full((n, d)), _full((n, d)), _full((d,)), _full((d,)), pl.BlockSpec((d, bh), lambda j: (0, j)),
+        in_specs=[_full((n, d)), _full((n, d)), pl.BlockSpec((d, bh), lambda j: (0, j)),
                   pl.BlockSpec((bh,), lambda j: (j,)), pl.BlockSpec((bh, d), lambda j: (j, 0))],
         out_specs=[pl.BlockSpec((d, bh), lambda j: (0, j)), pl.BlockSpec((bh,), lambda j: (j,)),
                    pl.BlockSpec((bh, d), lambda j: (j, 0))],
@@ -271,7 +273,7 @@ def _backward(x, scale, bias, w1, b1, w2, dy, t: MlpTuning, eps: float, interpre
         interpret=interpret,
         compiler_params=_triton(t),
         name="fused_mlp_dw",
-    )(x, dy, scale, bias, w1, b1, w2)
+    )(xn, dy, w1, b1, w2)
     db2 = jnp.sum(dy.astype(jnp.float32), axis=0).astype(dy.dtype)
     return dx, jnp.sum(ds, axis=0).astype(scale.dtype), jnp.sum(dc, axis=0).astype(bias.dtype), dw1, db1, dw2, db2
 
@@ -419,13 +421,14 @@ def _attn_forward_kernel(x_ref, s_ref, c_ref, wqkv_ref, bqkv_ref, wo_ref, bo_ref
     y_ref[...] = acc.astype(y_ref.dtype)
 
 
-def _attn_dx_kernel(x_ref, dy_ref, s_ref, c_ref, wqkv_ref, bqkv_ref, wo_ref, dx_ref, ds_ref, dc_ref, *,
+def _attn_dx_kernel(x_ref, dy_ref, s_ref, c_ref, wqkv_ref, bqkv_ref, wo_ref, dx_ref, ds_ref, dc_ref, xn_ref, *,
                     heads: int, tp: int, eps: float):
     x, dy = x_ref[...], dy_ref[...]
     bm, d = x.shape
     dh = d // heads
     xhat, rstd, xn = _layer_norm(x, s_ref, c_ref, eps)
     xn = xn.astype(x.dtype)
+    xn_ref[...] = xn  # for the weight-gradient kernel
     mask = _block_mask(bm, tp)
     dxn = jnp.zeros((bm, d), jnp.float32)
     for h in range(heads):
@@ -437,8 +440,8 @@ def _attn_dx_kernel(x_ref, dy_ref, s_ref, c_ref, wqkv_ref, bqkv_ref, wo_ref, dx_
     dx_ref[...] = _layer_norm_backward(dxn, xhat, rstd, dy, s_ref, ds_ref, dc_ref).astype(dx_ref.dtype)
 
 
-def _attn_dw_kernel(x_ref, dy_ref, s_ref, c_ref, wq_ref, wk_ref, wv_ref, bq_ref, bk_ref, bv_ref, wo_ref,
-                    dwq_ref, dwk_ref, dwv_ref, dbq_ref, dbk_ref, dbv_ref, dwo_ref, *, bm: int, tp: int, eps: float):
+def _attn_dw_kernel(xn_ref, dy_ref, wq_ref, wk_ref, wv_ref, bq_ref, bk_ref, bv_ref, wo_ref,
+                    dwq_ref, dwk_ref, dwv_ref, dbq_ref, dbk_ref, dbv_ref, dwo_ref, *, bm: int, tp: int):
     d, dh = wq_ref.shape  # this program's head: its q, k, v columns and its rows of wo
     mask = _block_mask(bm, tp)
     scale = dh**-0.5
@@ -448,9 +451,8 @@ def _attn_dw_kernel(x_ref, dy_ref, s_ref, c_ref, wq_ref, wk_ref, wv_ref, bq_ref,
     def body(i, carry):
         dwq, dwk, dwv, dbq, dbk, dbv, dwo = carry
         rows = pl.ds(i * bm, bm)
-        x, dy = x_ref[rows, :], dy_ref[rows, :]
-        dt = x.dtype
-        xn = _layer_norm(x, s_ref, c_ref, eps)[2].astype(dt)
+        xn, dy = xn_ref[rows, :], dy_ref[rows, :]
+        dt = xn.dtype
         q, k, v = ((_dot(xn, w) + b).astype(dt) for w, b in ((wq, bq), (wk, bk), (wv, bv)))
         p = _probabilities(q, k, mask, scale)
         o = _dot(p.astype(dt), v).astype(dt)
@@ -459,7 +461,7 @@ def _attn_dw_kernel(x_ref, dy_ref, s_ref, c_ref, wq_ref, wk_ref, wv_ref, bq_ref,
                 dbq + jnp.sum(dq, axis=0), dbk + jnp.sum(dk, axis=0), dbv + jnp.sum(dv, axis=0), dwo + _dot(o.T, dy))
 
     zeros = tuple(jnp.zeros(shape, jnp.float32) for shape in ((d, dh),) * 3 + ((dh,),) * 3 + ((dh, d),))
-    out = jax.lax.fori_loop(0, x_ref.shape[0] // bm, body, zeros)
+    out = jax.lax.fori_loop(0, xn_ref.shape[0] // bm, body, zeros)
     for ref, value in zip((dwq_ref, dwk_ref, dwv_ref, dbq_ref, dbk_ref, dbv_ref, dwo_ref), out):
         ref[...] = value.astype(ref.dtype)
 
@@ -476,23 +478,23 @@ def _attn_backward(x, scale, bias, wqkv, bqkv, wo, dy, heads, tp, bm, t: Attenti
     dh = d // heads
     specs = [_rows(bm, d), _rows(bm, d), _full((d,)), _full((d,)), _full((d, 3 * d)), _full((3 * d,)), _full((d, d))]
     kernel = functools.partial(_attn_dx_kernel, heads=heads, tp=tp, eps=eps)
-    dx, ds, dc = _row_call(kernel, bm, (x, dy, scale, bias, wqkv, bqkv, wo), specs, t, interpret, "fused_attention_dx", ln_grads=True)
+    dx, ds, dc, xn = _row_call(kernel, bm, (x, dy, scale, bias, wqkv, bqkv, wo), specs, t, interpret, "fused_attention_dx", ln_grads=True)
     cols = [pl.BlockSpec((d, dh), lambda h, part=part: (0, part * heads + h)) for part in range(3)]
     bias_cols = [pl.BlockSpec((dh,), lambda h, part=part: (part * heads + h,)) for part in range(3)]
     wo_rows = pl.BlockSpec((dh, d), lambda h: (h, 0))
     out_cols = [pl.BlockSpec((d, dh), lambda h: (0, h))] * 3
     out_bias = [pl.BlockSpec((dh,), lambda h: (h,))] * 3
     grads = pl.pallas_call(
-        functools.partial(_attn_dw_kernel, bm=bm, tp=tp, eps=eps),
+        functools.partial(_attn_dw_kernel, bm=bm, tp=tp),
         grid=(heads,),
-        in_specs=[_full((n, d)), _full((n, d)), _full((d,)), _full((d,)), *cols, *bias_cols, wo_rows],
+        in_specs=[_full((n, d)), _full((n, d)), *cols, *bias_cols, wo_rows],
         out_specs=[*out_cols, *out_bias, wo_rows],
         out_shape=[jax.ShapeDtypeStruct((d, d), wqkv.dtype)] * 3 + [jax.ShapeDtypeStruct((d,), bqkv.dtype)] * 3
         + [jax.ShapeDtypeStruct((d, d), wo.dtype)],
         interpret=interpret,
         compiler_params=_triton(t),
         name="fused_attention_dw",
-    )(x, dy, scale, bias, wqkv, wqkv, wqkv, bqkv, bqkv, bqkv, wo)
+    )(xn, dy, wqkv, wqkv, wqkv, bqkv, bqkv, bqkv, wo)
     dwq, dwk, dwv, dbq, dbk, dbv, dwo = grads
     dbo = jnp.sum(dy.astype(jnp.float32), axis=0).astype(dy.dtype)
     return (dx, jnp.sum(ds, axis=0).astype(scale.dtype), jnp.sum(dc, axis=0).astype(bias.dtype),
