@@ -68,7 +68,7 @@ import time
 from pathlib import Path
 
 IMPLS = ("vmap", "loop", "torch_eager", "torch_func")
-ATTENTIONS = ("auto", "xla", "cudnn", "pallas", "fused")  # difftrade.model's (no jax import in this process)
+ATTENTIONS = ("auto", "xla", "cudnn", "pallas")  # difftrade.model's (no jax import in this process)
 MLPS = ("auto", "xla", "pallas")
 TORCH_IMPLS = ("torch_eager", "torch_func")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -480,7 +480,7 @@ def worker_peak(cfg: BenchConfig) -> dict:
 
 # ---- device profile of one call ----------------------------------------------------------------
 KERNEL_KINDS = (  # (kind, substrings of a GPU kernel / XLA op name), first match wins
-    ("pallas kernels", ("fused_mlp", "fused_attention", "mha_")),
+    ("pallas kernels", ("fused_mlp", "mha_")),
     ("matmul", ("gemm", "cublas", "cutlass", "xmma", "nvjet", "dot", "matmul", "triton_gemm")),  # nvjet: cuBLAS on Hopper
     ("elementwise / reduction fusions", ("fusion", "reduce", "transpose", "copy", "convert")),
 )

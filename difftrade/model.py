@@ -22,7 +22,7 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float
 POS_ENCODINGS = ("learned", "sinusoidal")
 # How attention and the MLP are computed: every choice computes the same function (to rounding),
 # so it is not part of a config's identity (hash) or of a checkpoint's architecture.
-ATTENTIONS = ("auto", "xla", "cudnn", "pallas", "fused")
+ATTENTIONS = ("auto", "xla", "cudnn", "pallas")
 MLPS = ("auto", "xla", "pallas")
 IMPLEMENTATION_FIELDS = ("attention", "mlp")
 # model.mlp='auto' uses the fused kernel on a GPU up to this width (it lost at 256: NOTES.md)
@@ -48,11 +48,11 @@ def kernel_mode(mode: str) -> Iterator[None]:
         _KERNEL_MODE[0] = previous
 
 
-def _pallas_interpret(field: str, value: str = "pallas") -> bool:
-    """Whether model.<field>=<value> (a Pallas kernel) runs interpreted now; refuses GPU kernels off-GPU."""
+def _pallas_interpret(field: str) -> bool:
+    """Whether model.<field>='pallas' runs interpreted now; refuses GPU kernels off-GPU."""
     if _KERNEL_MODE[0] == "auto" and jax.default_backend() != "gpu":
         raise ValueError(
-            f"model.{field}={value!r} needs a GPU (this jax backend is {jax.default_backend()!r}); allowed here: 'xla'"
+            f"model.{field}='pallas' needs a GPU (this jax backend is {jax.default_backend()!r}); allowed here: 'xla'"
         )
     return _KERNEL_MODE[0] == "interpret"
 
@@ -94,8 +94,6 @@ class ModelConfig:
             raise ValueError(f"model.mlp={self.mlp!r}; allowed: {', '.join(MLPS)}")
         if self.mlp == "pallas":
             kernels.check_shapes(self.d_model, self.mlp_ratio * self.d_model)
-        if self.attention == "fused":
-            kernels.check_attention_shapes(self.d_model, self.num_heads)
 
     def implementation(self, field: str) -> str:
         """The concrete kernel of ``field`` ('attention' or 'mlp') on this jax backend.
@@ -200,17 +198,11 @@ class Block(nnx.Module):
 
     def attend(self, x: jax.Array) -> jax.Array:
         """The attention half with its residual, ``x + out(attention(qkv(ln1(x))))``, x ``[B, T, D]``;
-        ``model.attention='fused'`` runs all of it, LayerNorm included, in one kernel per pass
-        (``difftrade.kernels.fused_attention``); the other choices change the attention alone."""
-        impl = self.cfg.implementation("attention")
-        if impl == "fused":
-            w = [p[...].astype(x.dtype) for p in (self.ln1.scale, self.ln1.bias, self.qkv.kernel, self.qkv.bias, self.out.kernel, self.out.bias)]
-            return kernels.fused_attention(x, *w, num_heads=self.cfg.num_heads, eps=self.ln1.epsilon,
-                                           interpret=_pallas_interpret("attention", impl))
+        ``model.attention`` chooses how the attention itself is computed (``causal_attention``)."""
         b, t, _ = x.shape
         qkv = self.qkv(self.ln1(x)).reshape(b, t, 3, self.cfg.num_heads, self.cfg.head_dim)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B, T, H, Dh]
-        attn = causal_attention(q, k, v, impl)
+        attn = causal_attention(q, k, v, self.cfg.implementation("attention"))
         return x + self.out(attn.reshape(b, t, -1))
 
     def mlp(self, x: jax.Array) -> jax.Array:

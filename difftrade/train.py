@@ -307,11 +307,11 @@ def bytes_per_member(model_cfg: ModelConfig, cfg: TrainConfig, seq_len: int) -> 
     Parameters + gradients + two Adam moments + a copy (float32), plus activations saved for
     the backward pass: about ``14 * d_model + 2 * mlp * d_model + 2 * heads * T`` floats per token
     per layer, plus logits. The fused kernels save neither the MLP hidden layer (``mlp =
-    'pallas'``) nor the attention scores (``attention = 'pallas'`` or ``'fused'``), so those terms drop.
+    'pallas'``) nor the attention scores (``attention = 'pallas'``), so those terms drop.
     """
     p = model_cfg.num_params() * 4 * 6
     hidden = 0 if model_cfg.mlp == "pallas" else 2 * model_cfg.mlp_ratio * model_cfg.d_model
-    scores = 0 if model_cfg.attention in ("pallas", "fused") else 2 * model_cfg.num_heads * seq_len
+    scores = 0 if model_cfg.attention == "pallas" else 2 * model_cfg.num_heads * seq_len
     per_tok_layer = 14 * model_cfg.d_model + hidden + scores
     bytes_per = 2 if model_cfg.compute_dtype != "float32" else 4
     acts = cfg.batch_size * seq_len * (model_cfg.num_layers * per_tok_layer + 3 * model_cfg.vocab_size) * bytes_per

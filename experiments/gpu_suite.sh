@@ -44,10 +44,6 @@ for stage in "$@"; do
       # --profile: device time by kernel kind (roofline check; matmuls measured 34-37%, NOTES.md)
       for d in $ds; do b "d${d}_attention_xla" --d-model "$d" --attention xla --mlp xla --profile; done
       for d in $ds; do b "d${d}_default" --d-model "$d"; done
-      # session 5, unmeasured: the whole block as two kernels (attention half, MLP half, each with
-      # its LayerNorm and residual); then the attention-half kernel alone
-      for d in $ds; do b "d${d}_fused_halves" --d-model "$d" --attention fused --mlp pallas --profile; done
-      for d in $ds; do b "d${d}_attention_fused" --d-model "$d" --attention fused --mlp xla; done
       for d in $ds; do b "d${d}_attention_pallas" --d-model "$d" --attention pallas --mlp xla; done
       for d in $ds; do b "d${d}_mlp_pallas" --d-model "$d" --attention xla --mlp pallas; done
       for d in $ds; do b "d${d}_fused_both" --d-model "$d" --attention pallas --mlp pallas --profile; done
@@ -57,11 +53,10 @@ for stage in "$@"; do
       for d in $ds; do XLA_FLAGS=--xla_gpu_triton_gemm_any=true b "d${d}_triton_gemm_any" --d-model "$d" --attention xla --mlp xla; done
       python3 -m benchmarks.sweep_table runs/sweep | tee runs/sweep/table.md ;;
     kernels)
-      # each fused kernel alone against XLA at the trainer's shapes, over a grid of launch
-      # parameters (every launch checked against XLA before it is timed)
+      # the fused MLP alone against XLA at the trainer's shapes, over a grid of launch parameters
+      # (every launch checked against XLA before it is timed)
       mkdir -p runs/kernels
-      timeout 300 python3 -m benchmarks.mlp_kernels --out runs/kernels/mlp.json 2>&1 | tail -n 20 | tee runs/kernels/mlp.md
-      timeout 300 python3 -m benchmarks.attention_kernels --out runs/kernels/attention.json 2>&1 | tail -n 22 | tee runs/kernels/attention.md ;;
+      timeout 300 python3 -m benchmarks.mlp_kernels --out runs/kernels/mlp.json 2>&1 | tail -n 20 | tee runs/kernels/mlp.md ;;
     scale)
       # Issue 5 scale check: 4,096 members of width 128, automatic chunking, real steps.
       mkdir -p runs/scale

@@ -8,7 +8,7 @@ import pytest
 from conftest import tiny_raw
 
 from difftrade import config
-from difftrade.kernels import fused_attention, fused_mlp
+from difftrade.kernels import fused_mlp
 from difftrade.model import (
     ModelConfig,
     apply,
@@ -77,12 +77,10 @@ def test_token_losses_match_numpy():
 )
 def test_bad_config(field, value):
     with pytest.raises(ValueError, match=field):
-        ModelConfig(**{field: value, "d_model": 48} if value in ("pallas", "fused") else {field: value})  # 48: not a power of 2
+        ModelConfig(**{field: value, "d_model": 48} if value == "pallas" else {field: value})  # 48: not a power of 2
 
 
-def test_fused_attention_refuses_a_head_dim_triton_cannot_tile():
-    with pytest.raises(ValueError, match=r"model.attention='fused' needs a power-of-two head_dim \(d_model / num_heads\) >= 16, got 8"):
-        ModelConfig(d_model=32, num_heads=4, attention="fused")
+def test_harness_kernel_choices_are_the_models():
     from benchmarks.trainer import ATTENTIONS as BENCH_ATTENTIONS
     from benchmarks.trainer import MLPS as BENCH_MLPS
     from difftrade.model import ATTENTIONS, MLPS
@@ -211,42 +209,11 @@ def test_fused_mlp_equals_numpy_and_autodiff():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=name)
 
 
-@pytest.mark.parametrize("b,t", [(3, 28)])  # positions padded 28 -> 32 (2 sequences a block), sequences 3 -> 4
-def test_fused_attention_equals_autodiff_of_the_unfused_half(b, t):
-    """The attention half in one kernel per pass (interpreted): values and all seven gradients
-    against flax's LayerNorm + the QKV projection + jax.nn.dot_product_attention + the output
-    projection + the residual, under vmap, with sequence and batch padding."""
-    from flax import linen
-
-    ks = jax.random.split(jax.random.key(t), 8)
-    m, d, heads = 2, 32, 2
-    x = 1.0 + jax.random.normal(ks[0], (m, b, t, d))
-    scale, bias = 1.0 + jax.random.normal(ks[1], (m, d)) / 4, jax.random.normal(ks[2], (m, d)) / 4
-    wqkv, bqkv = jax.random.normal(ks[3], (m, d, 3 * d)) / np.sqrt(d), jax.random.normal(ks[4], (m, 3 * d)) / 4
-    wo, bo = jax.random.normal(ks[5], (m, d, d)) / np.sqrt(d), jax.random.normal(ks[6], (m, d)) / 4
-    w = jax.random.normal(ks[7], (m, b, t, d))
-    args = (x, scale, bias, wqkv, bqkv, wo, bo)
-    ln = linen.LayerNorm(epsilon=1e-6)
-
-    def plain_one(x, scale, bias, wqkv, bqkv, wo, bo):
-        qkv = (ln.apply({"params": {"scale": scale, "bias": bias}}, x) @ wqkv + bqkv).reshape(b, t, 3, heads, d // heads)
-        o = jax.nn.dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], is_causal=True)
-        return x + o.reshape(b, t, d) @ wo + bo
-
-    fused, plain = jax.vmap(lambda *a: fused_attention(*a, num_heads=heads, interpret=True)), jax.vmap(plain_one)
-    np.testing.assert_allclose(fused(*args), plain(*args), rtol=1e-5, atol=1e-5)
-    g_fused = jax.grad(lambda *a: jnp.sum(fused(*a) * w), argnums=range(7))(*args)
-    g_plain = jax.grad(lambda *a: jnp.sum(plain(*a) * w), argnums=range(7))(*args)
-    for name, a, c in zip(("x", "scale", "bias", "wqkv", "bqkv", "wo", "bo"), g_fused, g_plain):
-        np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-4, err_msg=name)
-
-
-@pytest.mark.parametrize("attention", ["pallas", "fused"])
 @pytest.mark.parametrize("dtype,tol", [("float32", 1e-5), ("bfloat16", 3e-2)])
-def test_fused_kernels_model_equals_xla(dtype, tol, attention):
+def test_fused_kernels_model_equals_xla(dtype, tol):
     """The whole model with both Pallas kernels: same loss and gradients as the XLA path."""
     cfg = ModelConfig(vocab_size=16, seq_len=12, d_model=32, num_layers=2, num_heads=2, compute_dtype=dtype)
-    fused = dataclasses.replace(cfg, attention=attention, mlp="pallas")
+    fused = dataclasses.replace(cfg, attention="pallas", mlp="pallas")
     params = init_params(cfg, jax.random.key(0))
     tokens = jax.random.randint(jax.random.key(1), (4, 13), 0, 16)
     mask = jnp.arange(13)[None, :] >= 6
@@ -264,15 +231,14 @@ def test_fused_kernels_model_equals_xla(dtype, tol, attention):
         np.testing.assert_allclose(a, b, rtol=tol * 10, atol=tol)
 
 
-@pytest.mark.parametrize("attention,d", [("pallas", 128), ("fused", 128), ("fused", 256)])
-def test_pallas_kernels_lower_to_triton_for_cuda(attention, d):
+@pytest.mark.parametrize("d", [128, 256])
+def test_pallas_kernels_lower_to_triton_for_cuda(d):
     """No GPU needed: a vmapped bf16 training gradient of the model with both kernels passes
     Pallas' Triton lowering for CUDA (jax.export), and every kernel is in the program, batched
-    over the member axis (at d_model 256 the fused attention runs one sequence a block). What is
-    left for a GPU is Triton's own compile."""
+    over the member axis. What is left for a GPU is Triton's own compile."""
     from jax import export
 
-    cfg = ModelConfig(seq_len=28, d_model=d, compute_dtype="bfloat16", attention=attention, mlp="pallas")
+    cfg = ModelConfig(seq_len=28, d_model=d, compute_dtype="bfloat16", attention="pallas", mlp="pallas")
     gdef, members = graphdef(cfg), 3  # 3: no coincidence with the 4 heads in a grid
     params = jax.eval_shape(jax.vmap(lambda k: init_params(cfg, k)), jax.random.split(jax.random.key(0), members))
     tokens = jax.ShapeDtypeStruct((members, 64, 29), jnp.int32)
@@ -287,10 +253,7 @@ def test_pallas_kernels_lower_to_triton_for_cuda(attention, d):
     calls = [line for line in text.splitlines() if triton in line and "custom_call" in line]
     names = {re.search(r'name = "(\w+)"', line).group(1) for line in calls}
     assert {"fused_mlp_forward", "fused_mlp_dx", "fused_mlp_dw"} <= names, names
-    if attention == "pallas":
-        assert "mha_forward" in names and any(n.startswith("mha_backward") or "dkv" in n or "dq" in n for n in names), names
-    else:
-        assert {"fused_attention_forward", "fused_attention_dx", "fused_attention_dw"} <= names, names
+    assert "mha_forward" in names and any(n.startswith("mha_backward") or "dkv" in n or "dq" in n for n in names), names
     ours = [line for line in calls if 'name = "fused_' in line]
     assert ours and all(f"grid_y = {members} " in line for line in ours)  # members: a grid axis
 
@@ -316,17 +279,3 @@ def test_mlp_tuning_fits_shared_memory_and_keeps_the_tuned_default():
     with pytest.raises(ValueError, match="MlpTuning.block_tokens must be a power of two >= 16, got 48"):
         MlpTuning(block_tokens=48).resolve(128, 512)
 
-
-def test_fused_attention_blocks_fit_the_shared_memory_estimate():
-    from difftrade.kernels import SMEM_LIMIT, AttentionTuning
-
-    t = AttentionTuning()
-    assert t.sequences_per_block(128, 4, 32, 2) == 2  # 64 rows: two padded sequences of the harness
-    assert t.sequences_per_block(256, 4, 32, 2) == 1  # halved to fit
-    assert t.smem_bytes(256, 4, 64, 2) > SMEM_LIMIT >= t.smem_bytes(256, 4, 32, 2)
-    assert AttentionTuning(block_rows=16).sequences_per_block(128, 4, 32, 2) == 1  # at least one sequence
-    with pytest.raises(ValueError, match="model.attention='fused' at d_model=256, 4 heads, sequences padded to 32, 4-byte"):
-        t.sequences_per_block(256, 4, 32, 4)
-    x = jnp.zeros((1, 130, 32))
-    with pytest.raises(ValueError, match=r"130 positions \(padded to 256\) > 128"):
-        fused_attention(x, x[0, 0], x[0, 0], jnp.zeros((32, 96)), jnp.zeros(96), jnp.zeros((32, 32)), x[0, 0], num_heads=2, interpret=True)
