@@ -7,11 +7,12 @@ pre-LayerNorm block's whole MLP half, ``y = x + mlp(LayerNorm(x))``, and never s
 layer: every kernel keeps a block of token rows (whole rows, so the LayerNorm statistics are
 local) on chip, walks over blocks of the hidden layer and recomputes ``h = xn @ w1 + b1`` where
 it needs it (the backward pays ~50% more MLP FLOPs for that, which is cheap when memory is the
-limit). ``xn = LN(x)`` is stored once, in the backward, by the input-gradient kernel for the
-weight-gradient kernel (recomputing it there made that kernel 3x slower on the H100: its
-float32 LayerNorm temporaries sit beside two float32 weight-gradient accumulators). Taking the LayerNorm and the residual
-inside matters: XLA fuses them into its GEMMs' prologues and epilogues, and a custom call is a
-fusion barrier (an MLP-only kernel measured 1.55x XLA alone but 1.06x in the model: NOTES.md).
+limit). ``xn = LN(x)`` is written once, in the backward, by the input-gradient kernel for the
+weight-gradient kernel: recomputing it there made that kernel 3x slower on the H100 (likely its
+float32 LayerNorm temporaries competing for registers with two float32 accumulators). Taking
+the LayerNorm and the residual inside matters: XLA fuses them into its GEMMs' prologues and
+epilogues, and a custom call is a fusion barrier (an MLP-only kernel measured 1.55x XLA alone
+but 1.06x in the model: NOTES.md).
 
 Kernels (grids in parentheses; ``bm`` tokens, ``bh`` hidden units per block):
 
