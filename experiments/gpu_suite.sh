@@ -43,7 +43,7 @@ for stage in "$@"; do
       # the base row is the plain XLA path; `default` is model.attention/mlp = 'auto'
       # --profile: device time by kernel kind (roofline check; matmuls measured 34-37%, NOTES.md)
       for d in $ds; do b "d${d}_attention_xla" --d-model "$d" --attention xla --mlp xla --profile; done
-      for d in $ds; do b "d${d}_default" --d-model "$d"; done
+      for d in $ds; do b "d${d}_default" --d-model "$d" --profile; done
       for d in $ds; do b "d${d}_attention_pallas" --d-model "$d" --attention pallas --mlp xla; done
       for d in $ds; do b "d${d}_mlp_pallas" --d-model "$d" --attention xla --mlp pallas; done
       for d in $ds; do b "d${d}_fused_both" --d-model "$d" --attention pallas --mlp pallas --profile; done
