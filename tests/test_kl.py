@@ -131,3 +131,27 @@ def test_bad_input():
         K.gaussian_kl(a, a, {"w": np.array([0.1, 0.0, 0.1])}, 0.1)
     traced = jax.jit(lambda s: K.gaussian_kl(a, a, s, 0.1))(-1.0)
     assert np.isnan(float(traced))
+
+
+def test_kl_by_tensor_minimum_over_prior_scales():
+    """experiments/kl_by_tensor.py's closed form ½ p ln(1 + D/(pσ²)) is the minimum over σ_P of the
+    isotropic KL (dense grid around its σ_P² = σ² + D/p), and per-tensor priors never do worse."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "experiments" / "kl_by_tensor.py"
+    spec = importlib.util.spec_from_file_location("kl_by_tensor", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    for p, d, sigma in ((1000, 0.5, 0.01), (109_184, 54.9, 0.03), (10, 1e-6, 0.1)):
+        best = math.sqrt(sigma**2 + d / p)
+        grid = best * np.exp(np.linspace(-0.5, 0.5, 20_001))
+        dense = float(jnp.min(K.isotropic_gaussian_kl(p, d, sigma, grid)))
+        closed = float(script.min_kl(np.float64(p), np.float64(d), sigma))
+        np.testing.assert_allclose(closed, dense, rtol=1e-6, atol=1e-12)
+        assert float(K.isotropic_gaussian_kl(p, d, sigma, 1.5 * best)) > closed  # a minimum, not any value
+    rng = np.random.default_rng(0)
+    p_l, d_l = rng.integers(10, 5000, 30).astype(float), rng.exponential(1.0, 30)
+    per_tensor = script.min_kl(p_l, d_l, 0.01).sum()
+    assert per_tensor <= script.min_kl(p_l.sum(), d_l.sum(), 0.01)  # Jensen
+    assert per_tensor < 0.99 * script.min_kl(p_l.sum(), d_l.sum(), 0.01)  # and strictly, for unequal D_l/p_l
