@@ -278,4 +278,3 @@ def test_mlp_tuning_fits_shared_memory_and_keeps_the_tuned_default():
     assert MlpTuning().resolve(256, 1024, 4) == MlpTuning(32, 16, 32, 8, 2)  # float32 at d=256 (failed on the H100 before)
     with pytest.raises(ValueError, match="MlpTuning.block_tokens must be a power of two >= 16, got 48"):
         MlpTuning(block_tokens=48).resolve(128, 512)
-
