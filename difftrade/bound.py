@@ -7,13 +7,14 @@ For every certified member (all seeds by default):
   fitted by minimising the bound (``posterior="fitted"``, ``difftrade.theory.posterior``), with
   prior P = N(w₀, σ_P²I), w₀ = the member's data-free initialisation or the pretrained base it was
   fine-tuned from, or (``prior="grid"``) the grid's member of the same difficulty and seed at the
-  next smaller budget n'; 0-1 loss of exact match. The *bound set* (``bound_set``):
+  next smaller budget n', or (``prior="prefix"``) the member's own weights after its prefix phase
+  (``TrainConfig.prefix_steps``: trained on examples [0, n') only); 0-1 loss of exact match. The *bound set* (``bound_set``):
 
   - ``"train"``: the member's own n training examples (n = its budget). This is the PAC-Bayes
     generalization certificate proper: it bounds L_S(Q) from the data Q was trained on, so the
     KL/n term is what grows with difficulty and shrinks with n. L_T(Q) is then bounded by the
     change of measure below applied to the certified L_S(Q) (no further δ). With
-    ``prior="grid"`` the bound set is the examples [n', n) that the prior member never saw.
+    ``prior="grid"`` or ``"prefix"`` the bound set is the examples [n', n) that the prior never saw.
   - ``"fresh"``: n_bound new examples from split "bound" (never used for training, testing or
     choosing w₀) from S (certifies L_S(Q)) and n_bound from the target T (certifies L_T(Q)).
     Valid, but on data independent of Q a plain test-set bound on Q (KL = 0) is never looser.
@@ -50,7 +51,7 @@ from difftrade.theory import bounds
 from difftrade.theory.certificate import CertificateConfig, certify_population, format_budget
 from difftrade.theory.posterior import FitConfig, fit_posterior
 from difftrade.theory.shift import kl_shift_bound, nested_shell_weights
-from difftrade.train import member_data_root, member_init_params
+from difftrade.train import member_data_root, member_init_params, prefix_budget
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,8 +72,10 @@ class BoundSettings:
     # prior centre: "init" = the member's data-free initialisation (or the fine-tuning base);
     # "grid" = the run's own member of the same difficulty and seed at the next smaller budget
     # n' (trained on training examples [0, n') only), with bound set the other n - n' examples
-    # [n', n) of the member's training set (bound_set="train" only)
-    prior: Literal["init", "grid"] = "init"
+    # [n', n) of the member's training set (bound_set="train" only); "prefix" = the member's own
+    # weights after its prefix phase (runs with train.prefix_steps > 0), trained on [0, n') only,
+    # n' = prefix_budget(n), with the same bound set [n', n)
+    prior: Literal["init", "grid", "prefix"] = "init"
     fit: FitConfig = dataclasses.field(default_factory=FitConfig)  # posterior="fitted": fitted on the in-distribution bound set
     # σ_P grid when fitted: (low, high, count) geometric. Fine on purpose: most fitted σᵢ sit at
     # σ_P, so a grid step of ratio r costs ~½(r²−1−ln r²) nats on *every* parameter (a 3x grid:
@@ -81,15 +84,16 @@ class BoundSettings:
     surrogate_p_min: float = 1e-4  # fit surrogate: answer cross-entropy clipped at ln(1/p_min), over it
 
     def __post_init__(self) -> None:
-        for name, allowed in (("bound_set", ("fresh", "train")), ("posterior", ("isotropic", "fitted")), ("prior", ("init", "grid"))):
+        for name, allowed in (("bound_set", ("fresh", "train")), ("posterior", ("isotropic", "fitted")), ("prior", ("init", "grid", "prefix"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is unknown; allowed: {', '.join(map(repr, allowed))}")
         for name in ("n_bound", "num_draws", "member_chunk"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}={v!r}; allowed: an integer >= 1")
-        if self.prior == "grid" and self.bound_set != "train":
-            raise ValueError(f"prior='grid' needs bound_set='train' (the examples the smaller-budget prior never saw), got bound_set={self.bound_set!r}")
+        if self.prior in ("grid", "prefix") and self.bound_set != "train":
+            raise ValueError(f"prior={self.prior!r} needs bound_set='train' (the training examples its prior never saw), "
+                             f"got bound_set={self.bound_set!r}")
         if not 0 < self.surrogate_p_min < 1:
             raise ValueError(f"surrogate_p_min={self.surrogate_p_min!r}; allowed: a float in (0, 1)")
 
@@ -214,6 +218,11 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
     chosen = np.array([i for i in members if pop.seed[i] in seeds])
     if settings.prior == "grid" and len(cfg.grid.budgets) < 2:
         raise ValueError(f"prior='grid' needs at least two grid.budgets (a smaller member as prior), got {list(cfg.grid.budgets)}")
+    if settings.prior == "prefix":
+        if not cfg.train.prefix_steps:
+            raise ValueError("prior='prefix' needs a run trained with train.prefix_steps > 0 (it saves each member's "
+                             f"weights after the prefix phase); {str(run_dir)!r} has train.prefix_steps = 0")
+        prior_members, prior_params = load_params(run_dir, like, kind="prior")
     base = None if cfg.run.init == "scratch" else load_base(cfg.run.init, cfg.model)
     ccfg = settings.certificate_config()
     loss = ZeroOneLoss(cfg.model)
@@ -253,6 +262,12 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
                     continue  # the smallest budget has no smaller member: left uncertified (NaN)
                 at = np.searchsorted(members, partners)
                 prior = jax.tree.map(lambda x, at=at: jnp.asarray(x[at]), params)
+            elif settings.prior == "prefix":
+                first = int(prefix_budget(pop.budget[idx[0]], cfg.train.prefix_fraction))
+                if first >= pop.budget[idx[0]]:
+                    continue  # n = 1: every example was in the prefix, none left to certify on (NaN)
+                at = np.searchsorted(prior_members, idx)
+                prior = jax.tree.map(lambda x, at=at: jnp.asarray(x[at]), prior_params)
             elif base is None:
                 prior = priors(seed_arr)
             else:
@@ -342,6 +357,9 @@ def render(ds: xr.Dataset, b: xr.Dataset) -> str:
         *([("Prior centre: the grid's member of the same difficulty and seed at the next smaller budget n' (trained on "
             "examples [0, n') only); the bound set is the member's other n − n' training examples. The smallest budget "
             "has no such prior: NaN.")] if settings.get("prior") == "grid" else []),
+        *([("Prior centre: the member's own weights after its prefix phase, which drew minibatches from its first n' "
+            "training examples only; the bound set is its other n − n' training examples.")]
+          if settings.get("prior") == "prefix" else []),
         "",
         "```",
         b.attrs["delta_budget"],

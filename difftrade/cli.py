@@ -275,9 +275,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="fresh: n_bound new examples from S and T; train: each member's own n training examples")
     p.add_argument("--posterior", choices=["isotropic", "fitted"], default="isotropic",
                    help="isotropic: N(w, sigma^2 I) on a grid; fitted: N(mu, diag sigma^2) minimising the bound")
-    p.add_argument("--prior", choices=["init", "grid"], default="init",
-                   help="prior centre: the member's initialisation (or base), or the grid's member at the next "
-                        "smaller budget (with --bound-set train: certifies on the examples that prior never saw)")
+    p.add_argument("--prior", choices=["init", "grid", "prefix"], default="init",
+                   help="prior centre: the member's initialisation (or base), the grid's member at the next "
+                        "smaller budget, or the member's own weights after its prefix phase (runs with "
+                        "train.prefix_steps > 0); grid and prefix need --bound-set train and certify on the "
+                        "training examples that prior never saw")
     p.add_argument("--fit-steps", type=int, default=1000, help="Adam steps of the fitted posterior")
     p.add_argument("--fit-mean-lr", type=float, default=1e-4,
                    help="Adam step of the fitted mean; 0 keeps it at the trained weights (certifies the member itself)")

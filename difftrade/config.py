@@ -165,7 +165,7 @@ class RunConfig:
             "task": {"name": self.task_name, **dict(self.task_options)},
             "grid": _plain(dataclasses.asdict(self.grid)),
             "model": dataclasses.asdict(self.model),
-            "train": dataclasses.asdict(self.train),
+            "train": _train_dict(self.train),
             "eval": dataclasses.asdict(self.eval),
             "run": _plain(dataclasses.asdict(self.run)),
             # nominal (the default) adds nothing, so configs without [difficulty] keep their hash
@@ -178,6 +178,14 @@ class RunConfig:
         d["run"] = {k: v for k, v in d["run"].items() if k != "chunk_size"}
         d["model"] = self.model.architecture()  # attention implementation: same function
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _train_dict(train: TrainConfig) -> dict[str, Any]:
+    """[train] as a dict; the prefix phase's fields only when it is on, so older configs keep their hash."""
+    d = dataclasses.asdict(train)
+    if not train.prefix_steps:
+        d = {k: v for k, v in d.items() if not k.startswith("prefix_")}
+    return d
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:

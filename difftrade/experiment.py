@@ -148,14 +148,17 @@ def run(
         init = None if base is None else jax.tree.map(lambda x: jnp.broadcast_to(x, (sub.size, *x.shape)), base)
         full = train_population(task, sub, cfg.model, cfg.train, run_key, init=init)
         ev = evaluate_population(task, full.params, sub.weights, sub.budget, sub.seed, cfg.model, cfg.eval, run_key)
-        kept = ("params", "loss_curve", "accuracy_curve", "nonfinite_steps")
+        kept = ("params", "prior_params", "loss_curve", "accuracy_curve", "nonfinite_steps")
         trained = jax.tree.map(lambda x: x[: len(idx)], to_host({k: getattr(full, k) for k in kept}))
         ev = {k: v[: len(idx)] for k, v in ev.items()}
-        train_out = {k: trained[k] for k in kept[1:]}
+        train_out = {k: trained[k] for k in kept[2:]}
         ds = results.chunk_dataset(idx, train_out, ev)
         if is_main():
             stem = out_dir / "chunks" / f"chunk_{next_id:05d}"
-            results.atomic_save_npz({"member": idx, **results.flatten_params(trained["params"])}, stem.with_suffix(".params.npz"))
+            for kind in ("params", "prior_params"):  # prior_params: the prefix phase's weights (None when off)
+                if trained[kind] is not None:
+                    path = stem.with_suffix(f".{kind.replace('_params', '')}.npz")
+                    results.atomic_save_npz({"member": idx, **results.flatten_params(trained[kind])}, path)
             results.atomic_write_netcdf(ds, stem.with_suffix(".nc"))  # the .nc marks the chunk as done
         chunks.append(ds)
         next_id += 1
@@ -190,13 +193,18 @@ def add_overlap(cfg: RunConfig, ds: xr.Dataset, run_key: jax.Array) -> xr.Datase
     return ds.assign(duplicate_fraction=(dims, dup), test_in_train_fraction=(dims, hit))
 
 
-def load_params(out_dir: str | Path, like: object) -> tuple[np.ndarray, object]:
+def load_params(out_dir: str | Path, like: object, kind: str = "params") -> tuple[np.ndarray, object]:
     """All trained weights of a run: (member indices ``[M]``, params pytree with leading ``M``).
 
-    ``like`` is a params pytree of one member (for the tree structure).
+    ``like`` is a params pytree of one member (for the tree structure). ``kind="prior"``: the
+    weights after each member's prefix phase (runs with ``train.prefix_steps > 0``).
     """
     members, leaves = [], []
-    for path in sorted((Path(out_dir) / "chunks").glob("chunk_*.params.npz")):
+    paths = sorted((Path(out_dir) / "chunks").glob(f"chunk_*.{kind}.npz"))
+    if not paths:
+        raise ValueError(f"{str(out_dir)!r} holds no chunk_*.{kind}.npz files" + (
+            " (prior weights are saved only by runs with train.prefix_steps > 0)" if kind == "prior" else ""))
+    for path in paths:
         with np.load(path) as z:
             members.append(z["member"])
             leaves.append({k: z[k] for k in z.files if k != "member"})

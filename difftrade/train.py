@@ -41,6 +41,12 @@ class TrainConfig:
     b2: float = 0.98
     final_lr_fraction: float = 0.1
     num_checkpoints: int = 10
+    # A data-dependent prior from the member's own run (Dziugaite et al. 2021): the first
+    # ``prefix_steps`` steps draw minibatches from examples [0, n') only, n' = prefix_budget(n,
+    # prefix_fraction), and the weights after them are kept (``TrainResult.prior_params``) as a
+    # prior centre independent of the examples [n', n). 0 = off (every step draws from [0, n)).
+    prefix_steps: int = 0
+    prefix_fraction: float = 0.5
 
     def __post_init__(self) -> None:
         for field in ("steps", "batch_size", "num_checkpoints"):
@@ -57,6 +63,25 @@ class TrainConfig:
         for field in ("weight_decay", "grad_clip"):
             if not getattr(self, field) >= 0:
                 raise ValueError(f"train.{field}={getattr(self, field)!r}; allowed: >= 0")
+        seg = self.steps // self.num_checkpoints
+        p = self.prefix_steps
+        if not isinstance(p, int) or isinstance(p, bool) or not 0 <= p < self.steps or p % seg:
+            raise ValueError(
+                f"train.prefix_steps={p!r}; allowed: 0 (off) or a multiple of steps / num_checkpoints = {seg} "
+                f"below steps ({self.steps})"
+            )
+        f = self.prefix_fraction
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < 1:
+            raise ValueError(f"train.prefix_fraction={f!r}; allowed: a number in (0, 1)")
+
+
+def prefix_budget(budget: Any, fraction: float) -> Any:
+    """Examples [0, n') a member's prefix phase draws from: ``n' = max(1, floor(fraction * n))``,
+    computed in float32 so the host (numpy) and the trainer (jax) agree exactly. ``budget`` int
+    ``[...]`` (numpy or jax) -> int32 ``[...]`` of the same kind."""
+    xp = jnp if isinstance(budget, jax.Array) else np
+    scaled = xp.floor(xp.float32(fraction) * xp.asarray(budget).astype(xp.float32))
+    return xp.maximum(1, scaled.astype(xp.int32))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +132,8 @@ class TrainResult:
     params / init_params: parameter pytrees; loss_curve float32 ``[M, K]`` (mean training
     cross-entropy over each of the K checkpoint segments); accuracy_curve ``[M, K]`` (mean
     train-batch exact match per segment); nonfinite_steps int32 ``[M]`` (steps whose loss or
-    gradient was NaN/inf; their updates were skipped).
+    gradient was NaN/inf; their updates were skipped); prior_params: the weights after the
+    prefix phase (``TrainConfig.prefix_steps``), None when it is off.
     """
 
     params: Params
@@ -115,6 +141,7 @@ class TrainResult:
     loss_curve: jax.Array
     accuracy_curve: jax.Array
     nonfinite_steps: jax.Array
+    prior_params: Params | None = None
 
 
 def run_keys(run_key: jax.Array) -> dict[str, jax.Array]:
@@ -176,9 +203,14 @@ def make_member_trainer(
         data_root = jax.random.fold_in(roots["data"], seed)
         order_key = jax.random.fold_in(roots["order"], seed)
 
+        def high(t):  # minibatch indices are drawn below this; a python branch keeps the default program as it was
+            if not cfg.prefix_steps:
+                return budget
+            return jnp.where(t < cfg.prefix_steps, prefix_budget(budget, cfg.prefix_fraction), budget)
+
         def step(carry, t):
             params, opt_state, bad = carry
-            idx = jax.random.randint(jax.random.fold_in(order_key, t), (cfg.batch_size,), 0, budget)
+            idx = jax.random.randint(jax.random.fold_in(order_key, t), (cfg.batch_size,), 0, high(t))
             tokens, mask, _ = data.examples(task, data_root, data.SPLITS["train"], weights, idx)
             (loss, exact), grads = grad_fn(params, tokens, mask)
             updates, new_opt = tx.update(grads, opt_state, params)
@@ -196,8 +228,16 @@ def make_member_trainer(
             return carry, (jnp.mean(losses), jnp.mean(exacts))
 
         carry = (params0, tx.init(params0), jnp.int32(0))
-        (params, _, bad), (loss_curve, acc_curve) = jax.lax.scan(segment, carry, jnp.arange(cfg.num_checkpoints))
-        return TrainResult(params, params0, loss_curve, acc_curve, bad)
+        split = cfg.prefix_steps // seg  # segments of the prefix phase (0: off; always < num_checkpoints)
+        prior = None
+        if split:
+            carry, head = jax.lax.scan(segment, carry, jnp.arange(split))
+            prior = carry[0]
+        (params, _, bad), curves = jax.lax.scan(segment, carry, jnp.arange(split, cfg.num_checkpoints))
+        if split:
+            curves = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), head, curves)
+        loss_curve, acc_curve = curves
+        return TrainResult(params, params0, loss_curve, acc_curve, bad, prior)
 
     return train_member
 

@@ -126,6 +126,52 @@ def test_bound_settings_errors(run_dir, capsys):
     assert "steps" in capsys.readouterr().err
 
 
+def _check_kl_against_closed_form(b, params, members, prior_params, prior_members):
+    """The certified KL of members ``[d, 1, 0]`` (budget index 1, seed 0) equals the Gaussian KL of
+    N(w, σ²I) to N(w₀, σ_P²I) at the chosen σ, σ_P, in float64 from the saved weights."""
+    import jax
+
+    for i, (m, p) in enumerate(zip(members, prior_members)):
+        w = np.concatenate([np.ravel(np.asarray(x[m], np.float64)) for x in jax.tree.leaves(params)])
+        w0 = np.concatenate([np.ravel(np.asarray(x[p], np.float64)) for x in jax.tree.leaves(prior_params)])
+        s, sp = float(b["in_dist_sigma"].values[i, 1, 0]), float(b["in_dist_prior_sigma"].values[i, 1, 0])
+        kl = np.sum(np.log(sp / s) + (s**2 + (w - w0) ** 2) / (2 * sp**2) - 0.5)
+        np.testing.assert_allclose(b["in_dist_kl"].values[i, 1, 0], kl, rtol=1e-4)
+
+
+def test_prefix_prior_is_the_member_after_its_prefix_phase(tmp_path, run_dir):
+    """prior="prefix": the prior centre is the member's own weights after its prefix phase (saved
+    as chunk_*.prior.npz), the bound set is its training examples [n', n) with n' = prefix_budget(n),
+    and the certified KL is the Gaussian KL to that centre."""
+    import jax
+
+    from difftrade.experiment import load_params
+    from difftrade.model import init_params
+
+    raw = tiny_raw(train={"steps": 80, "prefix_steps": 40})
+    cfg = config.from_dict(raw)
+    assert cfg.train.prefix_steps == 40 and cfg.hash() != config.from_dict(tiny_raw(train={"steps": 80})).hash()
+    assert "prefix_steps" not in config.from_dict(tiny_raw()).to_dict()["train"]  # off: older configs keep their hash
+    out = tmp_path / "prefix"
+    experiment.run(cfg, out, progress=False)
+    b = certify_run(out, BoundSettings(num_draws=2, seeds=(0,), bound_set="train", prior="prefix"), progress=False)
+    assert np.all(np.isnan(b["in_dist_bound"].values[:, 0, :]))  # n = 1: n' = 1, nothing left to certify on
+    np.testing.assert_array_equal(b["in_dist_num_examples"].values[:, 1, 0], [16, 16])  # [16, 32)
+    bound, mc = b["in_dist_bound"].values[:, 1, 0], b["in_dist_mc_risk_estimate"].values[:, 1, 0]
+    assert np.all((bound >= mc) & (bound <= 1.0))
+    like = init_params(cfg.model, jax.random.key(0))
+    members, params = load_params(out, like)
+    prior_members, prior = load_params(out, like, kind="prior")
+    np.testing.assert_array_equal(members, prior_members)
+    big = np.ravel_multi_index((np.array([0, 1]), np.array([1, 1]), np.array([0, 0])), cfg.grid_shape)
+    _check_kl_against_closed_form(b, params, big, prior, big)
+    assert "prefix phase" in render(results.load(out / "results.nc"), b)
+    with pytest.raises(ValueError, match="prior='prefix' needs bound_set='train'"):
+        BoundSettings(prior="prefix")
+    with pytest.raises(ValueError, match="train.prefix_steps > 0"):
+        certify_run(run_dir, BoundSettings(bound_set="train", prior="prefix"), progress=False)
+
+
 def test_grid_prior_is_the_smaller_budget_member(run_dir):
     """prior="grid": the prior centre of a member (d, n, seed) is the grid's member (d, n', seed) at
     the next smaller budget, the bound set is the member's training examples [n', n), and the
@@ -150,12 +196,7 @@ def test_grid_prior_is_the_smaller_budget_member(run_dir):
     bound, mc = b["in_dist_bound"].values[:, 1, 0], b["in_dist_mc_risk_estimate"].values[:, 1, 0]
     assert np.all((bound >= mc) & (bound <= 1.0))
     _, params = load_params(run_dir, init_params(cfg.model, jax.random.key(0)))
-    for i, (m, p) in enumerate(zip(big, partners)):
-        w = np.concatenate([np.ravel(np.asarray(x[m], np.float64)) for x in jax.tree.leaves(params)])
-        w0 = np.concatenate([np.ravel(np.asarray(x[p], np.float64)) for x in jax.tree.leaves(params)])
-        s, sp = float(b["in_dist_sigma"].values[i, 1, 0]), float(b["in_dist_prior_sigma"].values[i, 1, 0])
-        kl = np.sum(np.log(sp / s) + (s**2 + (w - w0) ** 2) / (2 * sp**2) - 0.5)
-        np.testing.assert_allclose(b["in_dist_kl"].values[i, 1, 0], kl, rtol=1e-4)
+    _check_kl_against_closed_form(b, params, big, params, partners)
     assert "next smaller budget" in render(results.load(run_dir / "results.nc"), b)
     with pytest.raises(ValueError, match="prior='grid' needs bound_set='train'"):
         BoundSettings(prior="grid")

@@ -14,6 +14,7 @@ from difftrade.train import (
     make_member_trainer,
     member_init_params,
     pad_members,
+    prefix_budget,
     train_population,
 )
 
@@ -92,11 +93,45 @@ def test_padding_repeats_last_member():
 @pytest.mark.parametrize(
     "kwargs,field",
     [({"steps": 0}, "steps"), ({"steps": 10, "num_checkpoints": 3}, "num_checkpoints"), ({"batch_size": 0}, "batch_size"),
-     ({"warmup_steps": -1}, "warmup_steps"), ({"grad_clip": -1.0}, "grad_clip")],
+     ({"warmup_steps": -1}, "warmup_steps"), ({"grad_clip": -1.0}, "grad_clip"),
+     ({"steps": 40, "warmup_steps": 4, "num_checkpoints": 4, "prefix_steps": 15}, "prefix_steps"),
+     ({"steps": 40, "warmup_steps": 4, "prefix_steps": 40}, "prefix_steps"),
+     ({"prefix_fraction": 1.0}, "prefix_fraction"), ({"prefix_fraction": 0}, "prefix_fraction")],
 )
 def test_bad_train_config(kwargs, field):
     with pytest.raises(ValueError, match=field):
         TrainConfig(**kwargs)
+
+
+def test_prefix_budget_host_and_device_agree():
+    n = np.arange(1, 5000, dtype=np.int32)
+    for fraction in (0.5, 0.3, 0.7, 0.9, 0.123):
+        host = prefix_budget(n, fraction)
+        np.testing.assert_array_equal(host, np.asarray(jax.jit(lambda b, f=fraction: prefix_budget(b, f))(jnp.asarray(n))))
+        assert np.all((host >= 1) & (host <= np.maximum(1, np.floor(fraction * n) + 1)) & (host >= np.floor(fraction * n) - 1))
+    np.testing.assert_array_equal(prefix_budget(np.array([1, 2, 3, 64, 65]), 0.5), [1, 1, 1, 32, 32])
+
+
+def test_prefix_phase_sees_only_the_first_examples(tiny_cfg):
+    """With ``prefix_steps``, members whose budgets share n' = prefix_budget(n) (64 and 65 at 0.5)
+    run an identical prefix phase: the same saved prior weights and loss curve up to it, bitwise.
+    Had the phase drawn from [0, n), their minibatches would differ. After it they part, and a
+    member with another n' (66 -> 33) differs from the start."""
+    cfg = dataclasses.replace(tiny_cfg.train, prefix_steps=20)  # 40 steps, segments of 10
+    pop = Population(np.tile([[0.0, 1.0]], (3, 1)).astype(np.float32), np.array([64, 65, 66]), np.zeros(3, np.int32),
+                     np.full(3, 3e-3, np.float32))
+    res = train_population(tiny_cfg.task, pop, tiny_cfg.model, cfg, jax.random.key(0))
+    leaves = [np.asarray(x) for x in jax.tree.leaves(res.prior_params)]
+    assert all(np.array_equal(x[0], x[1]) for x in leaves)
+    assert not all(np.array_equal(x[0], x[2]) for x in leaves)
+    curve = np.asarray(res.loss_curve)
+    assert curve.shape == (3, 4)
+    np.testing.assert_array_equal(curve[0, :2], curve[1, :2])
+    assert curve[0, 2] != curve[1, 2] and curve[0, 0] != curve[2, 0]
+    final = [np.asarray(x) for x in jax.tree.leaves(res.params)]
+    assert not all(np.array_equal(x[0], x[1]) for x in final)
+    assert train_population(tiny_cfg.task, pop.take(np.array([0])), tiny_cfg.model, tiny_cfg.train,
+                            jax.random.key(0)).prior_params is None
 
 
 def test_bad_population_and_shapes(tiny_cfg):
