@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU runs behind docs/results.md, docs/theory.md and benchmarks/README.md.
 # Usage (repo root, on the GPU machine): bash experiments/gpu_suite.sh STAGE [STAGE ...]
-# Stages: bench, sweep, kernels, scale, tradeoff, mixture, finetune. Each stage packs its outputs (results, bounds,
+# Stages: bench, sweep, kernels, ncu, scale, tradeoff, mixture, finetune. Each stage packs its outputs (results, bounds,
 # reports, figures, log) into $OUT/<stage>.tar.gz (or ./gpu-out/ when OUT is unset).
 set -uo pipefail
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -57,6 +57,21 @@ for stage in "$@"; do
       # (every launch checked against XLA before it is timed)
       mkdir -p runs/kernels
       timeout 300 python3 -m benchmarks.mlp_kernels --out runs/kernels/mlp.json 2>&1 | tail -n 20 | tee runs/kernels/mlp.md ;;
+    ncu)
+      # Nsight Compute on the default path's kernels (fused MLP, flash attention) at d=128: is a
+      # kernel held by the tensor pipe, by DRAM, or by neither (latency, occupancy)? The open
+      # question of benchmarks/NOTES.md. Clocks left alone (--clock-control none). Two steps after
+      # compilation are skipped into, then 12 kernel launches profiled; ~2-4 min.
+      mkdir -p runs/ncu
+      for d in ${NCU_DMODELS:-128}; do
+        timeout 420 ncu --clock-control none -k 'regex:fused_mlp|mha' --launch-skip "${NCU_SKIP:-24}" --launch-count 12 \
+          --section SpeedOfLight --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
+          --section Occupancy --section LaunchStats \
+          --metrics sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,lts__t_sector_hit_rate.pct,dram__bytes.sum \
+          python3 -m benchmarks.trainer --impls vmap --no-eval --steps 5 --repeats 1 --d-model "$d" > "runs/ncu/d$d.txt" 2>&1 \
+          || echo "ncu d=$d failed: $(tail -n 5 runs/ncu/d$d.txt)"
+        grep -E '^  [a-z_]+.*\(|Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|hmma|sector_hit|dram__bytes|Registers Per|Achieved Occupancy' "runs/ncu/d$d.txt" | head -n 150
+      done ;;
     scale)
       # Issue 5 scale check: 4,096 members of width 128, automatic chunking, real steps.
       mkdir -p runs/scale
