@@ -96,6 +96,7 @@ class BoundSettings:
                              f"got bound_set={self.bound_set!r}")
         if not 0 < self.surrogate_p_min < 1:
             raise ValueError(f"surrogate_p_min={self.surrogate_p_min!r}; allowed: a float in (0, 1)")
+        self.certificate_config()  # checks the σ and σ_P grids before any work
 
     @property
     def fitted_prior_sigmas(self) -> tuple[float, ...]:

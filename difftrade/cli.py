@@ -150,13 +150,23 @@ def _pretrain(config_path: Path, out_dir: Path) -> Path:
     return base
 
 
+def _floats(text: str, flag: str) -> tuple[float, ...]:
+    """A comma-separated list of numbers, e.g. ``1e-3,3e-3``; ValueError naming ``flag`` otherwise."""
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"{flag}={text!r}; allowed: comma-separated numbers, e.g. 1e-3,3e-3,1e-2") from None
+
+
 def _bound(args: argparse.Namespace) -> int:
     from difftrade import plots
     from difftrade.bound import BoundSettings, certify_run, load_run, render
     from difftrade.theory.posterior import FitConfig
 
+    grids = {name: _floats(getattr(args, name), "--" + name.replace("_", "-")) for name in ("sigmas", "prior_sigmas")
+             if getattr(args, name) is not None}
     settings = BoundSettings(
-        n_bound=args.n_bound, num_draws=args.draws,
+        **grids, n_bound=args.n_bound, num_draws=args.draws,
         seeds=None if args.seeds is None else tuple(int(s) for s in args.seeds.split(",")),
         bound_set=args.bound_set, posterior=args.posterior, prior=args.prior, fit=FitConfig(steps=args.fit_steps, mean_learning_rate=args.fit_mean_lr),
     )
@@ -280,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
                         "smaller budget, or the member's own weights after its prefix phase (runs with "
                         "train.prefix_steps > 0); grid and prefix need --bound-set train and certify on the "
                         "training examples that prior never saw")
+    p.add_argument("--sigmas", help="posterior sigma grid, comma-separated (default 1e-4,3e-4,1e-3,3e-3,1e-2,3e-2; "
+                                    "ln of the grid sizes is paid inside the bound)")
+    p.add_argument("--prior-sigmas", help="prior sigma_P grid, comma-separated (default 1e-3,3e-3,1e-2,3e-2,1e-1)")
     p.add_argument("--fit-steps", type=int, default=1000, help="Adam steps of the fitted posterior")
     p.add_argument("--fit-mean-lr", type=float, default=1e-4,
                    help="Adam step of the fitted mean; 0 keeps it at the trained weights (certifies the member itself)")

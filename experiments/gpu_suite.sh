@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU runs behind docs/results.md, docs/theory.md and benchmarks/README.md.
 # Usage (repo root, on the GPU machine): bash experiments/gpu_suite.sh STAGE [STAGE ...]
-# Stages: bench, sweep, kernels, ncu, scale, tradeoff, mixture, finetune. Each stage packs its outputs (results, bounds,
+# Stages: bench, sweep, kernels, ncu, scale, tradeoff, mixture, finetune, prefix. Each stage packs its outputs (results, bounds,
 # reports, figures, log) into $OUT/<stage>.tar.gz (or ./gpu-out/ when OUT is unset).
 set -uo pipefail
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -95,6 +95,12 @@ for stage in "$@"; do
       for f in bounds.nc bounds.md bounds.png; do mv "runs/finetune/$f" "runs/finetune/fitted_$f"; done
       # Q centred at the member, prior = the next smaller budget's member (docs/theory.md, session 4)
       dt bound runs/finetune --seeds 0 --bound-set train --prior grid --draws 64 2>&1 | tail -40 ;;
+    prefix)
+      # tradeoff.toml with a prefix phase; certificates with the member's own prefix weights as
+      # prior, on the n/2 training examples that prior never saw (docs/theory.md, session 7)
+      mkdir -p runs/prefix; dt run experiments/tradeoff_prefix.toml --out runs/prefix 2>&1 | tr '\r' '\n' | tail -4 | tee runs/prefix/run.log
+      dt report runs/prefix/results.nc > /dev/null
+      dt bound runs/prefix --seeds 0 --bound-set train --prior prefix --draws "${DRAWS:-64}" 2>&1 | tail -40 ;;
     *) echo "unknown stage $stage"; continue ;;
   esac
   echo "== stage $stage took $(( $(date +%s) - start )) s"

@@ -67,12 +67,21 @@ def test_level_bands_bracket_estimates():
 
 
 def test_cli_bound_and_errors(run_dir, capsys, tmp_path):
-    assert main(["bound", str(run_dir), "--n-bound", "32", "--draws", "1", "--seeds", "0"]) == 0
+    assert main(["bound", str(run_dir), "--n-bound", "32", "--draws", "1", "--seeds", "0",
+                 "--sigmas", "0.01,0.02", "--prior-sigmas", "0.05"]) == 0
     out = capsys.readouterr().out
     assert "Non-vacuous certificates" in out and (run_dir / "bounds.png").exists()
+    b = results.load(run_dir / "bounds.nc")  # the chosen σ and σ_P come from the grids given
+    assert set(np.unique(b["in_dist_sigma"].sel(seed=0).values)) <= {0.01, 0.02}
+    assert set(np.unique(b["in_dist_prior_sigma"].sel(seed=0).values)) == {0.05}
+    assert "ln(K·K_P)" in b.attrs["delta_budget"] and "2 posterior σ × 1 prior σ_P" in b.attrs["delta_budget"]
     assert main(["bound", str(tmp_path)]) == 2
     assert "not a finished run" in capsys.readouterr().err
     assert main(["bound", str(run_dir), "--seeds", "7"]) == 2
+    assert main(["bound", str(run_dir), "--sigmas", "0.01,x"]) == 2
+    assert "--sigmas='0.01,x'" in capsys.readouterr().err
+    assert main(["bound", str(run_dir), "--prior-sigmas", "0"]) == 2
+    assert "prior_sigmas=[0.0]" in capsys.readouterr().err
 
 
 def test_train_bound_set_with_fitted_posterior(run_dir):

@@ -231,3 +231,10 @@ def test_experiment_configs_parse_and_share_the_architecture():
     strong, finetune, quick = (config.load(root / f) for f in ("quick_strong_pretrain.toml", "quick_finetune.toml", "quick.toml"))
     assert strong.population().size == 1 and strong.model == finetune.model == quick.model
     assert finetune.run.init == "runs/quick_strong_pretrain/base" and finetune.grid == quick.grid
+    # its prefix-prior variant differs only in the prefix phase (a multiple of the segment, below steps)
+    prefix = config.load(root / "quick_finetune_prefix.toml")
+    assert dataclasses.replace(prefix.train, prefix_steps=0, prefix_fraction=0.5) == finetune.train
+    assert prefix.train.prefix_steps > 0 and (prefix.grid, prefix.model, prefix.run) == (finetune.grid, finetune.model, finetune.run)
+    tradeoff, tradeoff_prefix = config.load(root / "tradeoff.toml"), config.load(root / "tradeoff_prefix.toml")
+    assert dataclasses.replace(tradeoff_prefix.train, prefix_steps=0) == tradeoff.train and tradeoff_prefix.train.prefix_steps > 0
+    assert (tradeoff_prefix.grid, tradeoff_prefix.model, tradeoff_prefix.eval) == (tradeoff.grid, tradeoff.model, tradeoff.eval)
