@@ -8,7 +8,8 @@ For every certified member (all seeds by default):
   prior P = N(w₀, σ_P²I), w₀ = the member's data-free initialisation or the pretrained base it was
   fine-tuned from, or (``prior="grid"``) the grid's member of the same difficulty and seed at the
   next smaller budget n', or (``prior="prefix"``) the member's own weights after its prefix phase
-  (``TrainConfig.prefix_steps``: trained on examples [0, n') only); 0-1 loss of exact match. The *bound set* (``bound_set``):
+  (``TrainConfig.prefix_steps``: trained on examples [0, n') only); 0-1 loss of exact match. The
+  *bound set* (``bound_set``):
 
   - ``"train"``: the member's own n training examples (n = its budget). This is the PAC-Bayes
     generalization certificate proper: it bounds L_S(Q) from the data Q was trained on, so the

@@ -155,10 +155,10 @@ def run(
         ds = results.chunk_dataset(idx, train_out, ev)
         if is_main():
             stem = out_dir / "chunks" / f"chunk_{next_id:05d}"
-            for kind in ("params", "prior_params"):  # prior_params: the prefix phase's weights (None when off)
-                if trained[kind] is not None:
-                    path = stem.with_suffix(f".{kind.replace('_params', '')}.npz")
-                    results.atomic_save_npz({"member": idx, **results.flatten_params(trained[kind])}, path)
+            # the final weights, and the prefix phase's (train.prefix_steps; None when off)
+            for field, suffix in (("params", ".params.npz"), ("prior_params", ".prior.npz")):
+                if trained[field] is not None:
+                    results.atomic_save_npz({"member": idx, **results.flatten_params(trained[field])}, stem.with_suffix(suffix))
             results.atomic_write_netcdf(ds, stem.with_suffix(".nc"))  # the .nc marks the chunk as done
         chunks.append(ds)
         next_id += 1

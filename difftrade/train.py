@@ -344,12 +344,13 @@ def train_population(
 def bytes_per_member(model_cfg: ModelConfig, cfg: TrainConfig, seq_len: int) -> int:
     """Rough device-memory need of one member during training (bytes).
 
-    Parameters + gradients + two Adam moments + a copy (float32), plus activations saved for
+    Parameters + gradients + two Adam moments + a copy (float32; one more with a prefix phase,
+    whose weights are returned too), plus activations saved for
     the backward pass: about ``14 * d_model + 2 * mlp * d_model + 2 * heads * T`` floats per token
     per layer, plus logits. The fused kernels save neither the MLP hidden layer (``mlp =
     'pallas'``) nor the attention scores (``attention = 'pallas'``), so those terms drop.
     """
-    p = model_cfg.num_params() * 4 * 6
+    p = model_cfg.num_params() * 4 * (6 + (cfg.prefix_steps > 0))
     hidden = 0 if model_cfg.mlp == "pallas" else 2 * model_cfg.mlp_ratio * model_cfg.d_model
     scores = 0 if model_cfg.attention == "pallas" else 2 * model_cfg.num_heads * seq_len
     per_tok_layer = 14 * model_cfg.d_model + hidden + scores

@@ -175,3 +175,6 @@ def test_memory_estimate_drops_what_fused_kernels_do_not_save():
     fused = bytes_per_member(dataclasses.replace(cfg, attention="pallas", mlp="pallas"), tc, t)
     hidden, scores = 2 * 4 * 128, 2 * 4 * t  # per token and layer, in compute-dtype values
     assert plain - fused == 64 * t * 2 * (hidden + scores) * 2
+    # a prefix phase returns one more float32 copy of the weights
+    with_prefix = bytes_per_member(cfg, dataclasses.replace(tc, steps=1000, prefix_steps=500), t)
+    assert with_prefix - plain == cfg.num_params() * 4
