@@ -148,6 +148,13 @@ class ClippedCrossEntropy:
         return jnp.minimum(ce, cap) / cap
 
 
+def distance(a, b) -> np.ndarray:
+    """Euclidean distance between two parameter pytrees with leading member axis, float64 ``[M]``."""
+    sq = sum(np.sum((np.asarray(x, np.float64) - np.asarray(y, np.float64)) ** 2, axis=tuple(range(1, np.ndim(x))))
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    return np.sqrt(sq)
+
+
 def retained_displacement(mean, trained, prior) -> np.ndarray:
     """How much of training's move from the prior centre the fitted mean keeps, per member ``[M]``:
     ``⟨μ − w₀, w − w₀⟩ / ‖w − w₀‖²`` (1: μ = the trained weights w; 0: μ back at the prior w₀)."""
@@ -286,6 +293,7 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
                 out.setdefault("fit_objective", []).append(np.asarray(history["objective"][:, -1]))
                 out.setdefault("fit_retained", []).append(retained_displacement(mean, p, prior))
                 p = mean
+            out.setdefault("prior_distance", []).append(distance(p, prior))  # ‖Q's mean − prior centre‖
             for salt, (name, bound_set) in enumerate(sets.items()):
                 cert = certify_population(loss, p, prior, bound_set, jax.vmap(lambda k: jax.random.fold_in(k, salt))(keys), ccfg,
                                           posterior_scale=scale)
@@ -352,7 +360,8 @@ def render(ds: xr.Dataset, b: xr.Dataset) -> str:
         "",
         "PAC-Bayes certificates bound the risk of the *stochastic* network "
         + ("Q = N(μ, diag σ²) fitted to the bound" if settings.get("posterior") == "fitted" else "Q = N(w, σ²I)")
-        + "; the measured risks are those of the deterministic network. Seed means; `vacuous` = bound ≥ 0.999.",
+        + "; the measured risks are those of the deterministic network. Seed means; `vacuous` = bound ≥ 0.999; "
+        "‖μ − w₀‖ = distance from Q's mean to the prior centre.",
         "Bound set: " + ("each member's own n training examples (n = budget); cert. L_T(Q) = the change of measure "
                          "applied to cert. L_S(Q)." if settings.get("bound_set") == "train"
                          else f"{settings['n_bound']:,} fresh examples from S and from T per member."),
@@ -367,18 +376,20 @@ def render(ds: xr.Dataset, b: xr.Dataset) -> str:
         b.attrs["delta_budget"],
         "```",
         "",
-        "| d | n | train risk | test risk (S) | cert. L_S(Q) | target risk | cert. L_T(Q) | shift bound on R_T | KL (S) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| d | n | train risk | test risk (S) | cert. L_S(Q) | target risk | cert. L_T(Q) | shift bound on R_T | KL (S) "
+        "| ‖μ − w₀‖ |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     cols = {
         "train": ds["train_risk"].values, "test": ds["test_risk"].values, "cs": b["in_dist_bound"].values,
         "target": ds["target_risk"].values, "ct": b["target_bound"].values, "shift": b["shift_target_bound"].values,
-        "kl": b["in_dist_kl"].values,
+        "kl": b["in_dist_kl"].values, "dist": b["prior_distance"].values if "prior_distance" in b else np.full(b["in_dist_kl"].shape, np.nan),
     }
     for i, d in enumerate(diffs):
         for j, n in enumerate(budgets):
             row = [mean(cols[k][i, j]) for k in ("train", "test", "cs", "target", "ct", "shift")]
-            lines.append(f"| {d} | {int(n):,} | " + " | ".join(f"{v:.3f}" for v in row) + f" | {mean(cols['kl'][i, j]):.3g} |")
+            lines.append(f"| {d} | {int(n):,} | " + " | ".join(f"{v:.3f}" for v in row)
+                         + f" | {mean(cols['kl'][i, j]):.3g} | {mean(cols['dist'][i, j]):.3g} |")
     def share_nonvacuous(values: np.ndarray) -> str:  # over the certified members only
         done = values[np.isfinite(values)]
         return f"{int(np.sum(done < 0.999))} of {done.size}"

@@ -137,7 +137,8 @@ def test_bound_settings_errors(run_dir, capsys):
 
 def _check_kl_against_closed_form(b, params, members, prior_params, prior_members):
     """The certified KL of members ``[d, 1, 0]`` (budget index 1, seed 0) equals the Gaussian KL of
-    N(w, σ²I) to N(w₀, σ_P²I) at the chosen σ, σ_P, in float64 from the saved weights."""
+    N(w, σ²I) to N(w₀, σ_P²I) at the chosen σ, σ_P, in float64 from the saved weights; the reported
+    distance is ‖w − w₀‖."""
     import jax
 
     for i, (m, p) in enumerate(zip(members, prior_members)):
@@ -146,6 +147,7 @@ def _check_kl_against_closed_form(b, params, members, prior_params, prior_member
         s, sp = float(b["in_dist_sigma"].values[i, 1, 0]), float(b["in_dist_prior_sigma"].values[i, 1, 0])
         kl = np.sum(np.log(sp / s) + (s**2 + (w - w0) ** 2) / (2 * sp**2) - 0.5)
         np.testing.assert_allclose(b["in_dist_kl"].values[i, 1, 0], kl, rtol=1e-4)
+        np.testing.assert_allclose(b["prior_distance"].values[i, 1, 0], np.linalg.norm(w - w0), rtol=1e-9)
 
 
 def test_prefix_prior_is_the_member_after_its_prefix_phase(tmp_path, run_dir):
