@@ -27,7 +27,8 @@ import numpy as np
 
 from difftrade.kernels import MlpTuning, fused_mlp
 
-# (block_tokens, block_hidden, block_hidden_dw, num_warps, num_stages); 0 = default for the width
+# (block_tokens, block_hidden, block_hidden_dw, num_warps, num_stages[, block_tokens_dw, num_warps_dw]);
+# 0 = default for the width (the last two: tied to block_tokens / num_warps)
 GRID = [
     (64, 128, 0, 0, 2),
     (64, 128, 0, 0, 1),
@@ -42,6 +43,13 @@ GRID = [
     (64, 64, 0, 8, 1),
     (64, 32, 0, 4, 2),
     (32, 64, 0, 4, 1),
+    # the weight-gradient kernel alone (the largest kernel of a d=128 step, NOTES.md): its own
+    # token block (larger dots per loop step) and warps, on the 64 x 64 default
+    (64, 64, 0, 0, 2, 128, 0),
+    (64, 64, 0, 0, 2, 128, 8),
+    (64, 64, 0, 0, 2, 256, 8),
+    (64, 64, 0, 0, 2, 32, 0),
+    (64, 64, 128, 0, 2, 128, 8),
 ]
 
 
@@ -87,9 +95,10 @@ def sweep(d: int, members: int, tokens: int, repeats: int, interpret: bool = Fal
         jax.random.normal(ks[4], (members, d), dt),
     )
     variants = [("xla", _xla_mlp, None)]
-    for bm, bh, bhd, warps, stages in GRID:
-        tuning = MlpTuning(bm, bh, bhd, warps, stages).resolve(d, f)
-        name = f"bm{bm}_bh{bh}_dw{bhd or 'auto'}_w{warps or 'auto'}_s{stages}"
+    for row in GRID:
+        bm, bh, bhd, warps, stages, bmd, warps_dw = (*row, 0, 0)[:7]
+        tuning = MlpTuning(bm, bh, bhd, warps, stages, bmd, warps_dw).resolve(d, f)
+        name = f"bm{bm}_bh{bh}_dw{bhd or 'auto'}_w{warps or 'auto'}_s{stages}" + (f"_dwbm{bmd}_dww{warps_dw or 'auto'}" if bmd else "")
         variants.append((name, functools.partial(fused_mlp, interpret=interpret, tuning=tuning), tuning))
     return time_variants(d, args, variants, repeats)
 

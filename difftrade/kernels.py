@@ -49,6 +49,8 @@ class MlpTuning:
     block_hidden: hidden units per loop step of those kernels (``bh``);
     block_hidden_dw: hidden units per program of the weight-gradient kernel;
     num_warps, num_stages: Triton's. All block sizes are powers of two >= 16.
+    block_tokens_dw, num_warps_dw: the weight-gradient kernel's own token rows per loop step and
+    warps (0: tied to ``block_tokens`` / ``num_warps``), so a sweep can tune that kernel alone.
     """
 
     block_tokens: int = 64
@@ -56,6 +58,8 @@ class MlpTuning:
     block_hidden_dw: int = 0
     num_warps: int = 0
     num_stages: int = 2
+    block_tokens_dw: int = 0
+    num_warps_dw: int = 0
 
     def resolve(self, d: int, f: int, itemsize: int = 2) -> MlpTuning:
         """Concrete values for width ``d``, hidden width ``f`` and ``itemsize``-byte inputs.
@@ -64,23 +68,31 @@ class MlpTuning:
         first, then tokens) until every kernel's estimated shared memory fits (``smem_bytes``).
         Raises ValueError for a block size that is not a power of two >= 16.
         """
+        tied = not self.block_tokens_dw  # the weight-gradient kernel's token block follows block_tokens
+        warps = self.num_warps or (4 if d <= 128 else 8)
         t = MlpTuning(
             block_tokens=self.block_tokens,
             block_hidden=min(self.block_hidden, f),
             # the weight-gradient kernel's two float32 accumulators [d, bh] + [bh, d] stay at 64 KiB
             block_hidden_dw=min(f, self.block_hidden_dw or max(16, 8192 // d)),
-            num_warps=self.num_warps or (4 if d <= 128 else 8),
+            num_warps=warps,
             num_stages=self.num_stages,
+            block_tokens_dw=self.block_tokens_dw or self.block_tokens,
+            num_warps_dw=self.num_warps_dw or warps,
         )
-        for name in ("block_tokens", "block_hidden", "block_hidden_dw"):
+        for name in ("block_tokens", "block_hidden", "block_hidden_dw", "block_tokens_dw"):
             if not is_tile_width(getattr(t, name)):
                 raise ValueError(f"MlpTuning.{name} must be a power of two >= 16, got {getattr(t, name)}")
         while max(t.smem_bytes(d, itemsize)) > SMEM_LIMIT:
             fwd, dx, dw = t.smem_bytes(d, itemsize)
             if max(fwd, dx) > SMEM_LIMIT and t.block_hidden > 16:
                 t = dataclasses.replace(t, block_hidden=t.block_hidden // 2)
-            elif t.block_tokens > 16:
+            elif tied and t.block_tokens > 16:
+                t = dataclasses.replace(t, block_tokens=t.block_tokens // 2, block_tokens_dw=t.block_tokens // 2)
+            elif not tied and max(fwd, dx) > SMEM_LIMIT and t.block_tokens > 16:
                 t = dataclasses.replace(t, block_tokens=t.block_tokens // 2)
+            elif not tied and t.block_tokens_dw > 16:
+                t = dataclasses.replace(t, block_tokens_dw=t.block_tokens_dw // 2)
             elif t.block_hidden_dw > 16:
                 t = dataclasses.replace(t, block_hidden_dw=t.block_hidden_dw // 2)
             else:
@@ -102,9 +114,10 @@ class MlpTuning:
         forward in float32).
         """
         bm, bh, bhd, st = self.block_tokens, self.block_hidden, self.block_hidden_dw, max(1, self.num_stages)
+        bmd = self.block_tokens_dw or bm
         fwd = (bm * d + st * 2 * d * bh) * itemsize
         dx = (2 * bm * d + st * 2 * d * bh) * itemsize
-        dw = (2 * d * bhd + st * 2 * bm * d) * itemsize
+        dw = (2 * d * bhd + st * 2 * bmd * d) * itemsize
         return fwd, dx, dw
 
 
@@ -112,11 +125,11 @@ class MlpTuning:
 SMEM_LIMIT = 227 * 1024
 
 
-def _triton(t: MlpTuning) -> Any:
-    """Triton backend (Mosaic GPU cannot batch a member axis into the grid)."""
+def _triton(t: MlpTuning, num_warps: int = 0) -> Any:
+    """Triton backend (Mosaic GPU cannot batch a member axis into the grid); ``num_warps`` overrides t's."""
     from jax.experimental.pallas import triton as pltriton  # imported only when a kernel is built
 
-    return pltriton.CompilerParams(num_warps=t.num_warps, num_stages=t.num_stages)
+    return pltriton.CompilerParams(num_warps=num_warps or t.num_warps, num_stages=t.num_stages)
 
 
 _C = math.sqrt(2.0 / math.pi)
@@ -267,7 +280,7 @@ def _backward(x, scale, bias, w1, b1, w2, dy, t: MlpTuning, eps: float, interpre
     kernel = functools.partial(_dx_kernel, bh=t.block_hidden, eps=eps)
     dx, ds, dc, xn = _row_call(kernel, bm, (x, dy, scale, bias, w1, b1, w2), specs, t, interpret, "fused_mlp_dx", ln_grads=True)
     dw1, db1, dw2 = pl.pallas_call(
-        functools.partial(_dw_kernel, bm=bm),
+        functools.partial(_dw_kernel, bm=t.block_tokens_dw),
         grid=(f // bh,),
         in_specs=[_full((n, d)), _full((n, d)), pl.BlockSpec((d, bh), lambda j: (0, j)),
                   pl.BlockSpec((bh,), lambda j: (j,)), pl.BlockSpec((bh, d), lambda j: (j, 0))],
@@ -276,7 +289,7 @@ def _backward(x, scale, bias, w1, b1, w2, dy, t: MlpTuning, eps: float, interpre
         out_shape=[jax.ShapeDtypeStruct((d, f), w1.dtype), jax.ShapeDtypeStruct((f,), b1.dtype),
                    jax.ShapeDtypeStruct((f, d), w2.dtype)],
         interpret=interpret,
-        compiler_params=_triton(t),
+        compiler_params=_triton(t, t.num_warps_dw),
         name="fused_mlp_dw",
     )(xn, dy, w1, b1, w2)
     db2 = jnp.sum(dy.astype(jnp.float32), axis=0).astype(dy.dtype)
@@ -314,7 +327,7 @@ def fused_mlp(
     n, d = x.shape
     check_shapes(d, w1.shape[1])
     t = (tuning or MlpTuning()).resolve(d, w1.shape[1], jnp.dtype(x.dtype).itemsize)
-    bm = t.block_tokens
+    bm = max(t.block_tokens, t.block_tokens_dw)  # powers of two: both divide the padded count
     padded = -(-n // bm) * bm
     if padded != n:
         x = jnp.pad(x, ((0, padded - n), (0, 0)))

@@ -177,10 +177,15 @@ def _numpy_mlp(x, scale, bias, w1, b1, w2, b2, eps=1e-6):
     return x + g @ w2 + b2
 
 
-def test_fused_mlp_equals_numpy_and_autodiff():
+@pytest.mark.parametrize("tuning", [None, {"block_tokens": 16, "block_tokens_dw": 64, "num_warps_dw": 8},
+                                    {"block_tokens": 64, "block_tokens_dw": 16}])
+def test_fused_mlp_equals_numpy_and_autodiff(tuning):
     """Values against float64 numpy; gradients of all seven inputs against jax's autodiff of flax's
     LayerNorm + the unfused MLP + the residual; under vmap, with a token count (100) that needs
-    padding to the block, and inputs with a large mean (the LayerNorm statistics matter)."""
+    padding to the block, and inputs with a large mean (the LayerNorm statistics matter). Also with
+    the weight-gradient kernel's token block untied from the others' (larger and smaller)."""
+    from difftrade.kernels import MlpTuning
+
     from flax import linen
 
     ks = jax.random.split(jax.random.key(3), 8)
@@ -191,7 +196,8 @@ def test_fused_mlp_equals_numpy_and_autodiff():
     w2, b2 = jax.random.normal(ks[3], (m, f, d)) / 10, jax.random.normal(ks[4], (m, d))
     w = jax.random.normal(ks[5], (m, n, d))
     args = (x, scale, bias, w1, b1, w2, b2)
-    fused = jax.vmap(lambda *a: fused_mlp(*a, interpret=True))
+    t = None if tuning is None else MlpTuning(**tuning)
+    fused = jax.vmap(lambda *a: fused_mlp(*a, interpret=True, tuning=t))
     ln = linen.LayerNorm(epsilon=1e-6)
 
     def plain_one(x, scale, bias, w1, b1, w2, b2):
@@ -265,7 +271,11 @@ def test_mlp_tuning_fits_shared_memory_and_keeps_the_tuned_default():
 
     assert MlpTuning(64, 128, 0, 0, 2).resolve(256, 1024, 2).block_hidden == 64  # the refused 128 is halved
     assert MlpTuning(64, 128, 32, 8, 2).smem_bytes(256, 2)[0] == 294_912
-    assert MlpTuning().resolve(128, 512, 2) == MlpTuning(64, 64, 64, 4, 2)
+    assert MlpTuning().resolve(128, 512, 2) == MlpTuning(64, 64, 64, 4, 2, 64, 4)
+    # an untied weight-gradient token block is halved on its own when only that kernel overflows
+    untied = MlpTuning(64, 64, 64, 4, 2, block_tokens_dw=512, num_warps_dw=8).resolve(128, 512, 2)
+    assert (untied.block_tokens, untied.block_tokens_dw, untied.num_warps, untied.num_warps_dw) == (64, 128, 4, 8)
+    assert max(untied.smem_bytes(128, 2)) <= SMEM_LIMIT
     for d in (16, 64, 128, 256, 512, 1024):
         for itemsize in (2, 4):
             if d == 1024 and itemsize == 4:
@@ -274,7 +284,7 @@ def test_mlp_tuning_fits_shared_memory_and_keeps_the_tuned_default():
                 continue
             t = MlpTuning().resolve(d, 4 * d, itemsize)
             assert max(t.smem_bytes(d, itemsize)) <= SMEM_LIMIT
-            assert all(v >= 16 and not v & (v - 1) for v in (t.block_tokens, t.block_hidden, t.block_hidden_dw))
-    assert MlpTuning().resolve(256, 1024, 4) == MlpTuning(32, 16, 32, 8, 2)  # float32 at d=256 (failed on the H100 before)
+            assert all(v >= 16 and not v & (v - 1) for v in (t.block_tokens, t.block_hidden, t.block_hidden_dw, t.block_tokens_dw))
+    assert MlpTuning().resolve(256, 1024, 4) == MlpTuning(32, 16, 32, 8, 2, 32, 8)  # float32 at d=256 (failed on the H100 before)
     with pytest.raises(ValueError, match="MlpTuning.block_tokens must be a power of two >= 16, got 48"):
         MlpTuning(block_tokens=48).resolve(128, 512)
