@@ -376,8 +376,8 @@ def render(ds: xr.Dataset, b: xr.Dataset) -> str:
         b.attrs["delta_budget"],
         "```",
         "",
-        "| d | n | train risk | test risk (S) | cert. L_S(Q) | target risk | cert. L_T(Q) | shift bound on R_T | KL (S) "
-        "| ‖μ − w₀‖ |",
+        ("| d | n | train risk | test risk (S) | cert. L_S(Q) | target risk | cert. L_T(Q) | shift bound on R_T | KL (S) "
+         "| ‖μ − w₀‖ |"),
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     cols = {

@@ -184,9 +184,9 @@ def test_fused_mlp_equals_numpy_and_autodiff(tuning):
     LayerNorm + the unfused MLP + the residual; under vmap, with a token count (100) that needs
     padding to the block, and inputs with a large mean (the LayerNorm statistics matter). Also with
     the weight-gradient kernel's token block untied from the others' (larger and smaller)."""
-    from difftrade.kernels import MlpTuning
-
     from flax import linen
+
+    from difftrade.kernels import MlpTuning
 
     ks = jax.random.split(jax.random.key(3), 8)
     m, n, d, f = 2, 100, 32, 128
