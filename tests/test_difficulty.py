@@ -235,6 +235,9 @@ def test_experiment_configs_parse_and_share_the_architecture():
     prefix = config.load(root / "quick_finetune_prefix.toml")
     assert dataclasses.replace(prefix.train, prefix_steps=0, prefix_fraction=0.5) == finetune.train
     assert prefix.train.prefix_steps > 0 and (prefix.grid, prefix.model, prefix.run) == (finetune.grid, finetune.model, finetune.run)
+    mixture = config.load(root / "quick_mixture_prefix.toml")
+    assert dataclasses.replace(mixture.grid, train_distribution="point") == quick.grid and mixture.model == quick.model
+    assert dataclasses.replace(mixture.train, prefix_steps=0, num_checkpoints=6) == quick.train and mixture.train.prefix_steps > 0
     tradeoff, tradeoff_prefix = config.load(root / "tradeoff.toml"), config.load(root / "tradeoff_prefix.toml")
     assert dataclasses.replace(tradeoff_prefix.train, prefix_steps=0) == tradeoff.train and tradeoff_prefix.train.prefix_steps > 0
     assert (tradeoff_prefix.grid, tradeoff_prefix.model, tradeoff_prefix.eval) == (tradeoff.grid, tradeoff.model, tradeoff.eval)
