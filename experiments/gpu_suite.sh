@@ -96,11 +96,12 @@ for stage in "$@"; do
       # Q centred at the member, prior = the next smaller budget's member (docs/theory.md, session 4)
       dt bound runs/finetune --seeds 0 --bound-set train --prior grid --draws 64 2>&1 | tail -40 ;;
     prefix)
-      # tradeoff.toml with a prefix phase; certificates with the member's own prefix weights as
-      # prior, on the n/2 training examples that prior never saw (docs/theory.md, session 7)
-      mkdir -p runs/prefix; dt run experiments/tradeoff_prefix.toml --out runs/prefix 2>&1 | tr '\r' '\n' | tail -4 | tee runs/prefix/run.log
+      # tradeoff_mixture.toml with a prefix phase; certificates with the member's own prefix weights
+      # as prior, on the n/2 training examples that prior never saw (docs/theory.md, session 7)
+      mkdir -p runs/prefix; dt run experiments/tradeoff_mixture_prefix.toml --out runs/prefix 2>&1 | tr '\r' '\n' | tail -4 | tee runs/prefix/run.log
       dt report runs/prefix/results.nc > /dev/null
-      dt bound runs/prefix --seeds 0 --bound-set train --prior prefix --draws "${DRAWS:-64}" 2>&1 | tail -40 ;;
+      dt bound runs/prefix --seeds 0 --bound-set train --prior prefix --draws "${DRAWS:-64}" \
+        --sigmas 1e-3,3e-3,1e-2,2e-2,3e-2,5e-2,7e-2,0.1 --prior-sigmas 3e-3,1e-2,2e-2,3e-2,5e-2,7e-2,0.1 2>&1 | tail -40 ;;
     *) echo "unknown stage $stage"; continue ;;
   esac
   echo "== stage $stage took $(( $(date +%s) - start )) s"

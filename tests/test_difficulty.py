@@ -238,6 +238,7 @@ def test_experiment_configs_parse_and_share_the_architecture():
     mixture = config.load(root / "quick_mixture_prefix.toml")
     assert dataclasses.replace(mixture.grid, train_distribution="point") == quick.grid and mixture.model == quick.model
     assert dataclasses.replace(mixture.train, prefix_steps=0, num_checkpoints=6) == quick.train and mixture.train.prefix_steps > 0
-    tradeoff, tradeoff_prefix = config.load(root / "tradeoff.toml"), config.load(root / "tradeoff_prefix.toml")
-    assert dataclasses.replace(tradeoff_prefix.train, prefix_steps=0) == tradeoff.train and tradeoff_prefix.train.prefix_steps > 0
-    assert (tradeoff_prefix.grid, tradeoff_prefix.model, tradeoff_prefix.eval) == (tradeoff.grid, tradeoff.model, tradeoff.eval)
+    gpu_mixture, gpu_prefix = config.load(root / "tradeoff_mixture.toml"), config.load(root / "tradeoff_mixture_prefix.toml")
+    assert dataclasses.replace(gpu_prefix.train, prefix_steps=0, num_checkpoints=10) == gpu_mixture.train
+    assert gpu_prefix.train.prefix_steps > 0
+    assert (gpu_prefix.grid, gpu_prefix.model, gpu_prefix.eval) == (gpu_mixture.grid, gpu_mixture.model, gpu_mixture.eval)
