@@ -60,8 +60,9 @@ for stage in "$@"; do
     ncu)
       # Nsight Compute on the default path's kernels (fused MLP, flash attention) at d=128: is a
       # kernel held by the tensor pipe, by DRAM, or by neither (latency, occupancy)? The open
-      # question of benchmarks/NOTES.md. Clocks left alone (--clock-control none). Two steps after
-      # compilation are skipped into, then 12 kernel launches profiled; ~2-4 min.
+      # question of benchmarks/NOTES.md. Clocks left alone (--clock-control none). The first 24
+      # matching launches (about two steps: 2 layers x 5 kernels each) are skipped, the next 12
+      # profiled; ~2-4 min (not yet run: the ncu regex and skip count may need a first look).
       mkdir -p runs/ncu
       for d in ${NCU_DMODELS:-128}; do
         timeout 420 ncu --clock-control none -k 'regex:fused_mlp|mha' --launch-skip "${NCU_SKIP:-24}" --launch-count 12 \
