@@ -148,23 +148,28 @@ class ClippedCrossEntropy:
         return jnp.minimum(ce, cap) / cap
 
 
+def _member_dot(a, b) -> np.ndarray:
+    """⟨a, b⟩ per member of two parameter pytrees with leading member axis, float64 ``[M]``."""
+    return sum(np.sum(np.asarray(x, np.float64) * np.asarray(y, np.float64), axis=tuple(range(1, np.ndim(x))))
+               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def _member_diff(a, b):
+    """a − b leaf by leaf, in float64."""
+    return jax.tree.map(lambda x, y: np.asarray(x, np.float64) - np.asarray(y, np.float64), a, b)
+
+
 def distance(a, b) -> np.ndarray:
     """Euclidean distance between two parameter pytrees with leading member axis, float64 ``[M]``."""
-    sq = sum(np.sum((np.asarray(x, np.float64) - np.asarray(y, np.float64)) ** 2, axis=tuple(range(1, np.ndim(x))))
-             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-    return np.sqrt(sq)
+    diff = _member_diff(a, b)
+    return np.sqrt(_member_dot(diff, diff))
 
 
 def retained_displacement(mean, trained, prior) -> np.ndarray:
     """How much of training's move from the prior centre the fitted mean keeps, per member ``[M]``:
     ``⟨μ − w₀, w − w₀⟩ / ‖w − w₀‖²`` (1: μ = the trained weights w; 0: μ back at the prior w₀)."""
-    def dot(a, b):
-        return sum(np.sum(np.asarray(x, np.float64) * np.asarray(y, np.float64), axis=tuple(range(1, np.ndim(x))))
-                   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-
-    move = jax.tree.map(lambda w, w0: np.asarray(w, np.float64) - np.asarray(w0, np.float64), trained, prior)
-    kept = jax.tree.map(lambda m, w0: np.asarray(m, np.float64) - np.asarray(w0, np.float64), mean, prior)
-    return dot(kept, move) / dot(move, move)
+    move, kept = _member_diff(trained, prior), _member_diff(mean, prior)
+    return _member_dot(kept, move) / _member_dot(move, move)
 
 
 def load_run(run_dir: str | Path) -> tuple[RunConfig, xr.Dataset]:
