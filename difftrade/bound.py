@@ -67,6 +67,7 @@ class BoundSettings:
     delta_prime: float = 0.025
     delta_heldout: float = 0.05
     seeds: tuple[int, ...] | None = None  # None: every seed
+    budgets: tuple[int, ...] | None = None  # None: every budget
     member_chunk: int = 16
     bound_set: Literal["fresh", "train"] = "fresh"
     posterior: Literal["isotropic", "fitted"] = "isotropic"
@@ -226,10 +227,12 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
     like = init_params(cfg.model, jax.random.key(0))
     members, params = load_params(run_dir, like)
     seeds = cfg.grid.seeds if settings.seeds is None else settings.seeds
-    unknown = sorted(set(seeds) - set(cfg.grid.seeds))
-    if unknown:
-        raise ValueError(f"--seeds {unknown} are not in the run's grid.seeds {list(cfg.grid.seeds)}")
-    chosen = np.array([i for i in members if pop.seed[i] in seeds])
+    budgets = cfg.grid.budgets if settings.budgets is None else settings.budgets
+    for flag, picked, grid_values in (("seeds", seeds, cfg.grid.seeds), ("budgets", budgets, cfg.grid.budgets)):
+        unknown = sorted(set(picked) - set(grid_values))
+        if unknown:
+            raise ValueError(f"--{flag} {unknown} are not in the run's grid.{flag} {list(grid_values)}")
+    chosen = np.array([i for i in members if pop.seed[i] in seeds and pop.budget[i] in budgets])
     if settings.prior == "grid" and len(cfg.grid.budgets) < 2:
         raise ValueError(f"prior='grid' needs at least two grid.budgets (a smaller member as prior), got {list(cfg.grid.budgets)}")
     if settings.prior == "prefix":
@@ -352,20 +355,64 @@ def _assemble(run_dir: Path, cfg: RunConfig, ds: xr.Dataset, chosen: np.ndarray,
     return out
 
 
-def render(ds: xr.Dataset, b: xr.Dataset) -> str:
-    """Markdown summary: certificates vs measured risks, shift bounds, d*(n) three ways."""
-    from difftrade.evaluate import d_star
+VACUOUS = 0.999  # a certificate at or above this says nothing about a [0, 1] risk
+
+
+def certified_view(ds: xr.Dataset, b: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset]:
+    """Measured results and bounds restricted to the seeds and budgets that were certified.
+
+    Seed means of measured risks and the empirical d* are then taken over the same members as
+    the certificates they are set against (``--seeds 0`` compares seed 0 with seed 0).
+    """
+    settings = json.loads(b.attrs["settings"])
+    sel = {dim: list(settings[key]) for dim, key in (("seed", "seeds"), ("budget", "budgets")) if settings.get(key) is not None}
+    return ds.sel(sel), b.sel(sel)
+
+
+def d_star_table(ds: xr.Dataset, b: xr.Dataset) -> dict[str, np.ndarray]:
+    """d*(n) measured and from the bounds, and per-seed agreement, on ``certified_view`` arrays.
+
+    ``empirical``, ``certified``, ``shift``: ``[N]`` difficulties (seed means; ``certified`` and
+    ``shift`` NaN where every bound at that n is vacuous); ``seeds_agree`` / ``seeds_informative``:
+    ``[N]`` counts of seeds whose own certified L_T(Q) names a d* (some bound non-vacuous) and,
+    of those, the seeds where it is the d* of their own measured target risks.
+    """
+    from difftrade.evaluate import _quiet_nanmean, d_star
     from difftrade.theory.tradeoff import d_star_from_bound
 
+    diffs = ds["difficulty"].values
+    with _quiet_nanmean():  # all-NaN seed means stay NaN
+        target_bound, shift = (np.nanmean(b[k].values, axis=-1) for k in ("target_bound", "shift_target_bound"))
+    per_seed = d_star_from_bound(b["target_bound"].values, diffs, vacuous=VACUOUS)  # [N, S]
+    measured = d_star_from_bound(ds["target_risk"].values, diffs)  # [N, S]
+    informative = np.isfinite(per_seed)
+    return {
+        "empirical": d_star(ds["target_risk"].values, diffs),
+        "certified": d_star_from_bound(target_bound, diffs, vacuous=VACUOUS),
+        "shift": d_star_from_bound(shift, diffs, vacuous=VACUOUS),
+        "seeds_agree": np.sum(informative & (per_seed == measured), axis=-1),
+        "seeds_informative": np.sum(informative, axis=-1),
+    }
+
+
+def render(ds: xr.Dataset, b: xr.Dataset) -> str:
+    """Markdown summary: certificates vs measured risks, shift bounds, d*(n) three ways."""
+    from difftrade.evaluate import _quiet_nanmean
+
+    ds, b = certified_view(ds, b)
     diffs, budgets = ds["difficulty"].values, ds["budget"].values
-    mean = lambda v: np.nanmean(v, axis=-1)  # over seeds
+    def mean(v: np.ndarray) -> np.ndarray:  # over seeds; all-NaN cells (left uncertified) stay NaN
+        with _quiet_nanmean():
+            return np.nanmean(v, axis=-1)
+
     settings = json.loads(b.attrs["settings"])
     lines = [
         f"# Certificates and shift bounds (config {b.attrs['config_hash']}, {b.attrs['certified_members']} members)",
         "",
         "PAC-Bayes certificates bound the risk of the *stochastic* network "
         + ("Q = N(μ, diag σ²) fitted to the bound" if settings.get("posterior") == "fitted" else "Q = N(w, σ²I)")
-        + "; the measured risks are those of the deterministic network. Seed means; `vacuous` = bound ≥ 0.999; "
+        + "; the measured risks are those of the deterministic network. Means over the certified seeds "
+        + f"({', '.join(str(int(v)) for v in ds['seed'].values)}); `vacuous` = bound ≥ {VACUOUS}; "
         "‖μ − w₀‖ = distance from Q's mean to the prior centre.",
         "Bound set: " + ("each member's own n training examples (n = budget); cert. L_T(Q) = the change of measure "
                          "applied to cert. L_S(Q)." if settings.get("bound_set") == "train"
@@ -397,12 +444,10 @@ def render(ds: xr.Dataset, b: xr.Dataset) -> str:
                          + f" | {mean(cols['kl'][i, j]):.3g} | {mean(cols['dist'][i, j]):.3g} |")
     def share_nonvacuous(values: np.ndarray) -> str:  # over the certified members only
         done = values[np.isfinite(values)]
-        return f"{int(np.sum(done < 0.999))} of {done.size}"
+        return f"{int(np.sum(done < VACUOUS))} of {done.size}"
 
     nonvac_s, nonvac_t = share_nonvacuous(b["in_dist_bound"].values), share_nonvacuous(b["target_bound"].values)
-    emp = d_star(ds["target_risk"].values, diffs)
-    by_cert = d_star_from_bound(mean(b["target_bound"].values), diffs)
-    by_shift = d_star_from_bound(mean(b["shift_target_bound"].values), diffs)
+    table = d_star_table(ds, b)
     if "fit_retained" in b:
         kept = b["fit_retained"].values[np.isfinite(b["fit_retained"].values)]
         lines += ["", (f"Fitted posterior: μ keeps {kept.min():.2f} – {kept.max():.2f} of training's move away from the "
@@ -413,9 +458,16 @@ def render(ds: xr.Dataset, b: xr.Dataset) -> str:
         "Target mass no training example can cover, per difficulty (π): "
         + ", ".join(f"d={d}: {p:.3f}" for d, p in zip(diffs, b["uncoverable_mass"].values)),
         "",
-        "| n | empirical d* | d* from certified L_T(Q) | d* from shift bound |",
-        "|---:|---:|---:|---:|",
+        ("d* from a bound is the difficulty with the smallest bound, `—` where every bound at that n is vacuous. "
+         "Last column: of the seeds whose own certified L_T(Q) names a d*, those where it is the d* of their own "
+         "measured target risks."),
+        "",
+        "| n | empirical d* | d* from certified L_T(Q) | d* from shift bound | seeds: certified d* = measured d* |",
+        "|---:|---:|---:|---:|---:|",
     ]
+    fmt = lambda v: "—" if np.isnan(v) else f"{v:.0f}"
     for j, n in enumerate(budgets):
-        lines.append(f"| {int(n):,} | {emp[j]:.0f} | {by_cert[j]:.0f} | {by_shift[j]:.0f} |")
+        agree, informative = int(table["seeds_agree"][j]), int(table["seeds_informative"][j])
+        lines.append(f"| {int(n):,} | {fmt(table['empirical'][j])} | {fmt(table['certified'][j])} | {fmt(table['shift'][j])} | "
+                     + (f"{agree} of {informative}" if informative else "—") + " |")
     return "\n".join(lines) + "\n"

@@ -5,7 +5,7 @@
     difftrade run CONFIG.toml [--out DIR] [--resume] train + evaluate a grid
     difftrade pretrain CONFIG.toml [--out DIR]       train one member, save it as a base checkpoint
     difftrade report RESULTS.nc [--out DIR]          tables and figures
-    difftrade bound RUN_DIR [--n-bound N --draws M --seeds 0,1 --bound-set train --posterior fitted]
+    difftrade bound RUN_DIR [--n-bound N --draws M --seeds 0,1 --budgets 1024,4096 --bound-set train --posterior fitted]
     difftrade difficulty agreement CONFIG.toml [-n N]  reference loss vs nominal level (rank agreement)
     difftrade recommend RESULTS.nc --budget N [--validate]   difficulty for a budget
     difftrade select SCORES --column C --budget N (--results R | --weights W) [--out F]
@@ -153,9 +153,19 @@ def _pretrain(config_path: Path, out_dir: Path) -> Path:
 def _floats(text: str, flag: str) -> tuple[float, ...]:
     """A comma-separated list of numbers, e.g. ``1e-3,3e-3``; ValueError naming ``flag`` otherwise."""
     try:
-        return tuple(float(v) for v in text.split(","))
+        return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise ValueError(f"{flag}={text!r}; allowed: comma-separated numbers, e.g. 1e-3,3e-3,1e-2") from None
+
+
+def _ints(text: str | None, flag: str) -> tuple[int, ...] | None:
+    """``"0,1"`` -> ``(0, 1)``; None stays None (every value of the grid)."""
+    if text is None:
+        return None
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"{flag}={text!r}; allowed: comma-separated integers, e.g. 0,1") from None
 
 
 def _bound(args: argparse.Namespace) -> int:
@@ -167,7 +177,7 @@ def _bound(args: argparse.Namespace) -> int:
              if getattr(args, name) is not None}
     settings = BoundSettings(
         **grids, n_bound=args.n_bound, num_draws=args.draws,
-        seeds=None if args.seeds is None else tuple(int(s) for s in args.seeds.split(",")),
+        seeds=_ints(args.seeds, "--seeds"), budgets=_ints(args.budgets, "--budgets"),
         bound_set=args.bound_set, posterior=args.posterior, prior=args.prior, fit=FitConfig(steps=args.fit_steps, mean_learning_rate=args.fit_mean_lr),
     )
     _, ds = load_run(args.run)
@@ -212,13 +222,6 @@ def _recommend(args: argparse.Namespace) -> int:
         print("\nleave-one-budget-out validation (each budget predicted from the others):")
         print(validate_leave_one_budget_out(ds))
     return 0
-
-
-def _floats(text: str, field: str) -> list[float]:
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ValueError(f"{field}={text!r}; allowed: comma-separated numbers") from None
 
 
 def _select(args: argparse.Namespace) -> int:
@@ -281,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-bound", type=int, default=4096, help="bound-set size per member and distribution")
     p.add_argument("--draws", type=int, default=8, help="Monte-Carlo weight draws per sigma")
     p.add_argument("--seeds", help="comma-separated seeds to certify (default: all)")
+    p.add_argument("--budgets", help="comma-separated budgets to certify (default: all; --prior grid still reads the "
+                   "next smaller budget's members as priors)")
     p.add_argument("--bound-set", choices=["fresh", "train"], default="fresh",
                    help="fresh: n_bound new examples from S and T; train: each member's own n training examples")
     p.add_argument("--posterior", choices=["isotropic", "fitted"], default="isotropic",

@@ -67,17 +67,22 @@ def test_level_bands_bracket_estimates():
 
 
 def test_cli_bound_and_errors(run_dir, capsys, tmp_path):
-    assert main(["bound", str(run_dir), "--n-bound", "32", "--draws", "1", "--seeds", "0",
+    assert main(["bound", str(run_dir), "--n-bound", "32", "--draws", "1", "--seeds", "0", "--budgets", "32",
                  "--sigmas", "0.01,0.02", "--prior-sigmas", "0.05"]) == 0
     out = capsys.readouterr().out
     assert "Non-vacuous certificates" in out and (run_dir / "bounds.png").exists()
     b = results.load(run_dir / "bounds.nc")  # the chosen σ and σ_P come from the grids given
-    assert set(np.unique(b["in_dist_sigma"].sel(seed=0).values)) <= {0.01, 0.02}
-    assert set(np.unique(b["in_dist_prior_sigma"].sel(seed=0).values)) == {0.05}
+    assert set(np.unique(b["in_dist_sigma"].sel(seed=0, budget=32).values)) <= {0.01, 0.02}
+    assert set(np.unique(b["in_dist_prior_sigma"].sel(seed=0, budget=32).values)) == {0.05}
+    assert np.all(np.isnan(b["in_dist_sigma"].sel(budget=1).values))  # --budgets 32 left n = 1 alone
     assert "ln(K·K_P)" in b.attrs["delta_budget"] and "2 posterior σ × 1 prior σ_P" in b.attrs["delta_budget"]
     assert main(["bound", str(tmp_path)]) == 2
     assert "not a finished run" in capsys.readouterr().err
     assert main(["bound", str(run_dir), "--seeds", "7"]) == 2
+    assert main(["bound", str(run_dir), "--budgets", "64"]) == 2
+    assert "--budgets [64] are not in the run's grid.budgets [1, 32]" in capsys.readouterr().err
+    assert main(["bound", str(run_dir), "--budgets", "1e3"]) == 2
+    assert "--budgets='1e3'; allowed: comma-separated integers" in capsys.readouterr().err
     assert main(["bound", str(run_dir), "--sigmas", "0.01,x"]) == 2
     assert "--sigmas='0.01,x'" in capsys.readouterr().err
     assert main(["bound", str(run_dir), "--prior-sigmas", "0"]) == 2
@@ -213,3 +218,47 @@ def test_grid_prior_is_the_smaller_budget_member(run_dir):
         BoundSettings(prior="grid")
     with pytest.raises(ValueError, match="allowed: 'init', 'grid'"):
         BoundSettings(prior="mean")
+
+
+def test_budgets_flag_and_report_over_certified_members(run_dir):
+    """--budgets certifies only those budgets; the report sets each certificate against the
+    measured risks of the same seeds and budgets, not the mean over all of them."""
+    b = certify_run(run_dir, BoundSettings(n_bound=32, num_draws=1, seeds=(1,), budgets=(32,)), progress=False)
+    cert = b["in_dist_bound"]
+    assert np.all(np.isfinite(cert.sel(seed=1, budget=32).values))
+    assert np.all(np.isnan(cert.sel(budget=1).values)) and np.all(np.isnan(cert.sel(seed=0).values))
+    ds = results.load(run_dir / "results.nc")
+    poisoned = ds.copy(deep=True)
+    poisoned["train_risk"].loc[{"seed": 0}] = 5.0  # would show in any mean that includes seed 0
+    rows = [line for line in render(poisoned, b).splitlines() if line.startswith(("| 1 | ", "| 2 | "))]
+    assert len(rows) == 2 and all(row.split("|")[2].strip() == "32" for row in rows)  # only the certified budget
+    shown = [float(row.split("|")[3]) for row in rows]
+    np.testing.assert_allclose(shown, ds["train_risk"].sel(seed=1, budget=32).values, atol=5e-4)
+    with pytest.raises(ValueError, match=r"--budgets \[7\] are not in the run's grid.budgets \[1, 32\]"):
+        certify_run(run_dir, BoundSettings(budgets=(7,)), progress=False)
+
+
+def test_d_star_table_per_seed_agreement():
+    """Certified d* per seed against the seed's own measured d*; vacuous bounds name nothing."""
+    import json
+
+    import xarray as xr
+
+    from difftrade.bound import d_star_table
+
+    coords = {"difficulty": [1, 2, 3], "budget": [10, 20], "seed": [0, 1, 2]}
+    dims = ("difficulty", "budget", "seed")
+    risk = np.full((3, 2, 3), 0.5)
+    bound = np.ones((3, 2, 3))  # n = 10: every bound vacuous
+    risk[1, 1, 0], bound[1, 1, 0] = 0.1, 0.6  # seed 0 at n = 20: both pick d = 2 (agree)
+    risk[0, 1, 1], bound[2, 1, 1] = 0.1, 0.7  # seed 1: measured d = 1, certified d = 3 (disagree)
+    risk[2, 1, 2] = 0.1  # seed 2: vacuous everywhere, names no d*
+    ds = xr.Dataset({"target_risk": (dims, risk)}, coords=coords)
+    b = xr.Dataset({"target_bound": (dims, bound), "shift_target_bound": (dims, bound)}, coords=coords,
+                   attrs={"settings": json.dumps({"seeds": None, "budgets": None})})
+    t = d_star_table(ds, b)
+    np.testing.assert_array_equal(t["seeds_agree"], [0, 1])
+    np.testing.assert_array_equal(t["seeds_informative"], [0, 2])
+    # seed means at n = 20: bounds (1, 0.867, 0.9) -> d = 2; risks (0.367, 0.367, 0.367) tie -> d = 1
+    np.testing.assert_array_equal(t["certified"], [np.nan, 2.0])
+    np.testing.assert_array_equal(t["empirical"], [1.0, 1.0])

@@ -277,3 +277,19 @@ def test_save_selection_is_atomic_and_complete(tmp_path):
     with pytest.raises(ValueError, match="suffix '.txt'"):
         save_selection(tmp_path / "sel.txt", sel)
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["out", "sel.csv", "sel.npy"]
+
+
+def test_cli_select_weights_and_bins(tmp_path, capsys):
+    """`difftrade select` parses --weights and --bins (blank pieces skipped) and names a bad field."""
+    from difftrade.cli import main
+
+    s = pool(200)
+    np.save(tmp_path / "s.npy", s)
+    edges = "-inf," + ",".join(f"{q:.6f}" for q in np.quantile(s, [0.5])) + ",inf,"
+    assert main(["select", str(tmp_path / "s.npy"), "-n", "20", "--weights", "0.25,0.75", "--bins=" + edges,
+                 "--out", str(tmp_path / "sel.npy")]) == 0
+    expected = select_with_report(s, 20, [0.25, 0.75], bins=[-np.inf, float(edges.split(",")[1]), np.inf])
+    np.testing.assert_array_equal(np.load(tmp_path / "sel.npy"), expected.indices)
+    capsys.readouterr()
+    assert main(["select", str(tmp_path / "s.npy"), "-n", "20", "--weights", "0.25,x"]) == 2
+    assert "--weights='0.25,x'" in capsys.readouterr().err

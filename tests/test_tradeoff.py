@@ -173,6 +173,14 @@ def test_empirical_d_star_hand_made():
 def test_d_star_from_bound():
     bound = np.array([[0.9, 0.8], [0.5, 0.7], [0.6, 0.4]])
     np.testing.assert_array_equal(d_star_from_bound(bound, [2, 4, 6]), [4.0, 6.0])
+    # all-vacuous columns name no difficulty (a tie at 1 would otherwise pick the easiest level)
+    vac = np.array([[1.0, 0.8], [1.0, 0.999], [1.0, np.nan]])
+    np.testing.assert_array_equal(d_star_from_bound(vac, [2, 4, 6]), [2.0, 2.0])
+    np.testing.assert_array_equal(d_star_from_bound(vac, [2, 4, 6], vacuous=0.999), [np.nan, 2.0])
+    np.testing.assert_array_equal(d_star_from_bound(vac, [2, 4, 6], vacuous=0.8), [np.nan, np.nan])
+    # per seed: [D, N, S] -> [N, S]
+    per_seed = np.stack([bound, bound[::-1]], axis=-1)
+    np.testing.assert_array_equal(d_star_from_bound(per_seed, [2, 4, 6]), [[4.0, 4.0], [6.0, 2.0]])
 
 
 def synthetic_seeds(noise=0.01, seeds=10, rng_seed=0):

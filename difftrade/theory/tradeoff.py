@@ -472,7 +472,16 @@ from difftrade.evaluate import (  # d*(n) lives upstream, with the risks
 )
 
 
-def d_star_from_bound(bound, difficulties) -> np.ndarray:
-    """Difficulty minimising a certified bound ``[D, N]`` for each budget: ``[N]``."""
-    b, d = _check_risk_array(bound, difficulties, ndims=(2,))
-    return _argmin_difficulty(b, d)
+def d_star_from_bound(bound, difficulties, vacuous: float | None = None) -> np.ndarray:
+    """Difficulty minimising a certified bound ``[D, N]`` (or per seed ``[D, N, S]``): ``[N]`` (``[N, S]``).
+
+    NaN where a column has no finite bound, and, with ``vacuous`` given, where even its smallest
+    bound is ``>= vacuous``: bounds that certify nothing order nothing (a tie of vacuous bounds
+    would otherwise name the easiest level).
+    """
+    b, d = _check_risk_array(bound, difficulties, ndims=(2, 3))
+    best = _argmin_difficulty(b, d)
+    if vacuous is None:
+        return best
+    informative = np.min(np.where(np.isfinite(b), b, np.inf), axis=0) < vacuous
+    return np.where(informative, best, np.nan)
