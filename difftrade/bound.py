@@ -51,7 +51,7 @@ from difftrade.tasks.base import Task
 from difftrade.theory import bounds
 from difftrade.theory.certificate import CertificateConfig, certify_population, format_budget
 from difftrade.theory.posterior import FitConfig, fit_posterior
-from difftrade.theory.shift import kl_shift_bound, nested_shell_weights
+from difftrade.theory.shift import lp_shift_bound, nested_shell_weights
 from difftrade.train import member_data_root, member_init_params, prefix_budget
 
 
@@ -324,25 +324,7 @@ def _assemble(run_dir: Path, cfg: RunConfig, ds: xr.Dataset, chosen: np.ndarray,
         full = np.full(int(np.prod(grid)), np.nan)
         full[chosen] = values.astype(np.float64)
         variables[name] = (dims, full.reshape(grid))
-    # shift bounds of the deterministic network from the held-out level test sets
-    task = cfg.task
-    train_w = cfg.train_weights()  # [D, L]
-    target_w = cfg.target_weights()
-    lower, upper = level_bands(ds["level_exact"].values, cfg.eval.n_test, settings.delta_heldout)
-    source_upper = np.einsum("dl,dnsl->dns", train_w, upper)
-    source_lower = np.einsum("dl,dnsl->dns", train_w, lower)
-    target_upper, target_lower = upper @ target_w, lower @ target_w
-    variables["extrap_gap_lower"] = (dims, target_lower - source_upper)
-    variables["extrap_gap_upper"] = (dims, target_upper - source_lower)
-    s_atoms = shift_atoms(task, train_w)[:, None, None, :]
-    t_atoms = shift_atoms(task, target_w)
-    variables["shift_target_bound"] = (dims, np.asarray(kl_shift_bound(np.clip(source_upper, 0, 1), t_atoms, s_atoms)))
-    if settings.bound_set == "train":  # no target bound set: L_T(Q) by change of measure from L_S(Q)
-        certified = variables["in_dist_bound"][1]
-        ok = np.isfinite(certified)
-        composed = np.asarray(kl_shift_bound(np.where(ok, certified, 1.0), t_atoms, s_atoms))
-        variables["target_bound"] = (dims, np.where(ok, composed, np.nan))
-    variables["uncoverable_mass"] = (("difficulty",), np.asarray([t_atoms[s_atoms[i, 0, 0] == 0].sum() for i in range(grid[0])]))
+    variables.update(shift_variables(cfg, ds, variables["in_dist_bound"][1], settings.bound_set, settings.delta_heldout))
     variables["in_dist_gen_gap_bound"] = (dims, variables["in_dist_bound"][1] - ds["train_risk"].values)
     out = xr.Dataset(variables, coords={k: ds[k] for k in dims})
     out.attrs = {
@@ -350,9 +332,68 @@ def _assemble(run_dir: Path, cfg: RunConfig, ds: xr.Dataset, chosen: np.ndarray,
         "settings": json.dumps(dataclasses.asdict(settings)),
         "delta_budget": format_budget(ccfg, num_members=len(chosen)),
         "certified_members": len(chosen),
+        "shift_bound": SHIFT_BOUND,
     }
     results.atomic_write_netcdf(out, run_dir / "bounds.nc")
     return out
+
+
+# which change of measure made shift_target_bound (and, for bound_set="train", target_bound);
+# files without this attribute were written with an inverted kl bound that is not valid
+SHIFT_BOUND = "lp (exact worst case over [0, 1] losses)"
+
+
+def shift_variables(cfg: RunConfig, ds: xr.Dataset, in_dist_bound: np.ndarray, bound_set: str,
+                    delta_heldout: float) -> dict[str, tuple]:
+    """The change-of-measure fields of bounds.nc, from the measured results and the certificates.
+
+    ``extrap_gap_lower/upper`` ``[D, N, S]``: the held-out per-level Clopper–Pearson band of
+    R_T − R_S; ``shift_target_bound``: the deterministic network's R_T from its certified R_S by
+    :func:`~difftrade.theory.shift.lp_shift_bound`; ``target_bound`` (``bound_set="train"``
+    only, NaN where ``in_dist_bound`` is): the same change of measure applied to the certified
+    L_S(Q); ``uncoverable_mass`` ``[D]``: π per training difficulty.
+    """
+    dims = ("difficulty", "budget", "seed")
+    train_w, target_w = cfg.train_weights(), cfg.target_weights()  # [D, L], [L]
+    lower, upper = level_bands(ds["level_exact"].values, cfg.eval.n_test, delta_heldout)
+    source_upper = np.einsum("dl,dnsl->dns", train_w, upper)
+    source_lower = np.einsum("dl,dnsl->dns", train_w, lower)
+    target_upper, target_lower = upper @ target_w, lower @ target_w
+    s_atoms = shift_atoms(cfg.task, train_w)[:, None, None, :]
+    t_atoms = shift_atoms(cfg.task, target_w)
+    out = {
+        "extrap_gap_lower": (dims, target_lower - source_upper),
+        "extrap_gap_upper": (dims, target_upper - source_lower),
+        "shift_target_bound": (dims, np.asarray(lp_shift_bound(np.clip(source_upper, 0, 1), t_atoms, s_atoms))),
+        "uncoverable_mass": (("difficulty",), np.asarray([t_atoms[s_atoms[i, 0, 0] == 0].sum() for i in range(len(train_w))])),
+    }
+    if bound_set == "train":  # no target bound set: L_T(Q) by change of measure from L_S(Q)
+        ok = np.isfinite(in_dist_bound)
+        composed = np.asarray(lp_shift_bound(np.where(ok, in_dist_bound, 1.0), t_atoms, s_atoms))
+        out["target_bound"] = (dims, np.where(ok, composed, np.nan))
+    return out
+
+
+def refresh_shift(run_dir: str | Path) -> xr.Dataset:
+    """Recompute the change-of-measure fields of an existing ``bounds.nc`` (the certificates stay).
+
+    For files written before ``shift_bound`` was recorded, whose shift bounds came from an
+    inverted kl bound that can fall below the true target risk. Rewrites ``bounds.nc``.
+    """
+    run_dir = Path(run_dir)
+    cfg, ds = load_run(run_dir)
+    path = run_dir / "bounds.nc"
+    if not path.exists():
+        raise ValueError(f"{str(path)!r} does not exist; run `difftrade bound {run_dir}` first")
+    b = results.load(path)
+    if b.attrs.get("config_hash") != cfg.hash():
+        raise ValueError(f"{str(path)!r} has config_hash {b.attrs.get('config_hash')!r}, the run {cfg.hash()!r}")
+    used = {**dataclasses.asdict(BoundSettings()), **json.loads(b.attrs["settings"])}  # older files lack newer fields
+    fields = shift_variables(cfg, ds, b["in_dist_bound"].values, used["bound_set"], used["delta_heldout"])
+    b = b.assign(fields)
+    b.attrs["shift_bound"] = SHIFT_BOUND
+    results.atomic_write_netcdf(b, path)
+    return b
 
 
 VACUOUS = 0.999  # a certificate at or above this says nothing about a [0, 1] risk
@@ -423,6 +464,10 @@ def render(ds: xr.Dataset, b: xr.Dataset) -> str:
         *([("Prior centre: the member's own weights after its prefix phase, which drew minibatches from its first n' "
             "training examples only; the bound set is its other n − n' training examples.")]
           if settings.get("prior") == "prefix" else []),
+        *([("**Stale shift bounds:** this bounds.nc predates the fix of 2026-11-23. Its shift bounds and any "
+            "composed cert. L_T(Q) came from an inverted kl change of measure, which can fall below the true target "
+            "risk. `difftrade bound RUN --refresh-shift` recomputes them and keeps the certificates.")]
+          if "shift_bound" not in b.attrs else []),
         "",
         "```",
         b.attrs["delta_budget"],
@@ -441,7 +486,7 @@ def render(ds: xr.Dataset, b: xr.Dataset) -> str:
         for j, n in enumerate(budgets):
             row = [mean(cols[k][i, j]) for k in ("train", "test", "cs", "target", "ct", "shift")]
             lines.append(f"| {d} | {int(n):,} | " + " | ".join(f"{v:.3f}" for v in row)
-                         + f" | {mean(cols['kl'][i, j]):.3g} | {mean(cols['dist'][i, j]):.3g} |")
+                         + "".join(" | —" if np.isnan(v) else f" | {v:.3g}" for v in (mean(cols["kl"][i, j]), mean(cols["dist"][i, j]))) + " |")
     def share_nonvacuous(values: np.ndarray) -> str:  # over the certified members only
         done = values[np.isfinite(values)]
         return f"{int(np.sum(done < VACUOUS))} of {done.size}"

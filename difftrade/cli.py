@@ -170,7 +170,7 @@ def _ints(text: str | None, flag: str) -> tuple[int, ...] | None:
 
 def _bound(args: argparse.Namespace) -> int:
     from difftrade import plots
-    from difftrade.bound import BoundSettings, certify_run, load_run, render
+    from difftrade.bound import BoundSettings, certify_run, load_run, refresh_shift, render
     from difftrade.theory.posterior import FitConfig
 
     grids = {name: _floats(getattr(args, name), "--" + name.replace("_", "-")) for name in ("sigmas", "prior_sigmas")
@@ -181,7 +181,7 @@ def _bound(args: argparse.Namespace) -> int:
         bound_set=args.bound_set, posterior=args.posterior, prior=args.prior, fit=FitConfig(steps=args.fit_steps, mean_learning_rate=args.fit_mean_lr),
     )
     _, ds = load_run(args.run)
-    b = certify_run(args.run, settings)
+    b = refresh_shift(args.run) if args.refresh_shift else certify_run(args.run, settings)
     text = render(ds, b)
     (args.run / "bounds.md").write_text(text)
     written = plots.save_bounds(ds, b, args.run)
@@ -284,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-bound", type=int, default=4096, help="bound-set size per member and distribution")
     p.add_argument("--draws", type=int, default=8, help="Monte-Carlo weight draws per sigma")
     p.add_argument("--seeds", help="comma-separated seeds to certify (default: all)")
+    p.add_argument("--refresh-shift", action="store_true",
+                   help="recompute only the change-of-measure fields of an existing bounds.nc (certificates kept)")
     p.add_argument("--budgets", help="comma-separated budgets to certify (default: all; --prior grid still reads the "
                    "next smaller budget's members as priors)")
     p.add_argument("--bound-set", choices=["fresh", "train"], default="fresh",

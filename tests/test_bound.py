@@ -94,7 +94,7 @@ def test_train_bound_set_with_fitted_posterior(run_dir):
     L_T(Q) is the change of measure applied to the certified L_S(Q); the posterior is fitted."""
     from difftrade.bound import load_run
     from difftrade.theory.posterior import FitConfig
-    from difftrade.theory.shift import kl_shift_bound
+    from difftrade.theory.shift import lp_shift_bound
 
     settings = BoundSettings(num_draws=2, seeds=(0,), bound_set="train", posterior="fitted", fit=FitConfig(steps=5))
     b = certify_run(run_dir, settings, progress=False)
@@ -111,7 +111,7 @@ def test_train_bound_set_with_fitted_posterior(run_dir):
     target = b["target_bound"].values
     s_atoms = shift_atoms(cfg.task, cfg.train_weights())[:, None, None, :]
     certified = np.nan_to_num(b["in_dist_bound"].values, nan=1.0)
-    expected = np.asarray(kl_shift_bound(certified, shift_atoms(cfg.task, cfg.target_weights()), s_atoms))
+    expected = np.asarray(lp_shift_bound(certified, shift_atoms(cfg.task, cfg.target_weights()), s_atoms))
     np.testing.assert_allclose(target[..., 0], expected[..., 0])
     assert np.all(np.isnan(target[..., 1]))  # seed 1 not certified
     assert np.all(target[..., 0] >= b["uncoverable_mass"].values[:, None] - 1e-12)
@@ -262,3 +262,26 @@ def test_d_star_table_per_seed_agreement():
     # seed means at n = 20: bounds (1, 0.867, 0.9) -> d = 2; risks (0.367, 0.367, 0.367) tie -> d = 1
     np.testing.assert_array_equal(t["certified"], [np.nan, 2.0])
     np.testing.assert_array_equal(t["empirical"], [1.0, 1.0])
+
+
+def test_refresh_shift_recomputes_only_the_change_of_measure(run_dir, capsys):
+    """A bounds.nc from before the kl fix (no shift_bound attribute) is flagged in the report;
+    --refresh-shift rewrites its shift fields from results.nc and keeps every certificate."""
+    from difftrade.bound import SHIFT_BOUND, refresh_shift
+
+    settings = BoundSettings(n_bound=32, num_draws=1, seeds=(0,), budgets=(32,), bound_set="train")
+    fresh = certify_run(run_dir, settings, progress=False)
+    assert fresh.attrs["shift_bound"] == SHIFT_BOUND
+    stale = fresh.copy(deep=True)
+    del stale.attrs["shift_bound"]
+    stale["shift_target_bound"] = stale["shift_target_bound"] * 0.5  # what an invalid bound could say
+    stale["target_bound"] = stale["target_bound"] * 0.5
+    results.atomic_write_netcdf(stale, run_dir / "bounds.nc")
+    ds = results.load(run_dir / "results.nc")
+    assert "Stale shift bounds" in render(ds, results.load(run_dir / "bounds.nc"))
+    assert main(["bound", str(run_dir), "--refresh-shift"]) == 0
+    assert "Stale shift bounds" not in capsys.readouterr().out
+    refreshed = results.load(run_dir / "bounds.nc")
+    for name in ("shift_target_bound", "target_bound", "in_dist_bound", "in_dist_kl", "extrap_gap_lower"):
+        np.testing.assert_array_equal(refreshed[name].values, fresh[name].values)
+    assert refreshed.attrs["shift_bound"] == SHIFT_BOUND

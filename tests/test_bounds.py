@@ -113,6 +113,31 @@ def test_kl_inv_lower_matches_mpmath_and_is_conservative(kl_inv_grid):
         )
 
 
+def mp_kl_inv_reverse(p: float, c: float):
+    """Exact sup{q ∈ [p, 1] : kl(q‖p) ≤ c} at ≥ 60 digits (geometric bisection on q − p)."""
+    with mpmath.workdps(_digits_for(c)):
+        p_, c_ = mpmath.mpf(p), mpmath.mpf(c)
+        if c == 0 or p == 0:  # kl(q‖0) = ∞ for q > 0
+            return p_
+        if p == 1 or -mpmath.log(p_) <= c_:  # kl(1‖p) = −ln p
+            return mpmath.mpf(1)
+        return p_ + _geometric_bisection(lambda r: mp_kl(p_ + r, p_) <= c_, mpmath.mpf(10) ** -400, 1 - p_)
+
+
+def test_kl_inv_reverse_matches_mpmath_and_is_conservative():
+    """The inverse in kl's first argument (what data processing, kl(R_T‖R_S) ≤ KL, needs)."""
+    p, c = np.meshgrid(np.array(Q_GRID), np.array(C_GRID), indexing="ij")
+    values = np.asarray(B.kl_inv_reverse(p, c))
+    for (i, j), value in np.ndenumerate(values):
+        truth = mp_kl_inv_reverse(p[i, j], c[i, j])
+        assert mpmath.mpf(value) >= truth, (p[i, j], c[i, j], value, truth)
+        assert rel_err(value, truth) <= REL or abs(value - float(truth)) <= 3e-308, (p[i, j], c[i, j], value)
+    # not the same function as kl_inv: kl(0.99‖0.5) = 0.637, and kl_inv(0.5, 0.637) = 0.924 < 0.99
+    c99 = float(mp_kl(mpmath.mpf("0.99"), mpmath.mpf("0.5")))
+    assert float(B.kl_inv_reverse(0.5, c99)) == pytest.approx(0.99, rel=1e-12)
+    assert float(B.kl_inv(0.5, c99)) < 0.93
+
+
 @given(st.floats(0.0, 1e3))
 @settings(max_examples=60, deadline=None)
 def test_kl_inv_at_zero_is_closed_form(c):

@@ -36,12 +36,55 @@ def test_change_of_measure_bounds_hold_on_synthetic_levels(seed, zeros):
     t, s, r = _dirichlet(rng, L), _dirichlet(rng, L, zeros), rng.uniform(size=L)
     source, target = float(s @ r), float(t @ r)
     assert float(S.kl_shift_bound(source, t, s)) >= target
+    assert float(S.lp_shift_bound(source, t, s)) >= target
     for q in [1.2, 2.0, 5.0]:
         assert float(S.renyi_shift_bound(source, t, s, q)) >= target
     # plugging in an upper bound on R_S keeps it a bound (monotone in R_S)
     assert float(S.kl_shift_bound(min(1.0, source + 0.1), t, s)) >= float(
         S.kl_shift_bound(source, t, s)
     )
+
+
+def _worst_loss(source: float, t: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """A per-atom loss in [0, 1] with S-risk ``source`` and the largest T-risk (independent of
+    difftrade: scipy's LP solver over the S-mass of errors per atom, e_a ∈ [0, s_a], Σ e ≤ source)."""
+    from scipy.optimize import linprog
+
+    covered = s > 0
+    rho = np.where(covered, t / np.where(covered, s, 1.0), 0.0)
+    res = linprog(-rho, A_ub=[np.ones_like(s)], b_ub=[source], bounds=list(zip(np.zeros_like(s), s)), method="highs")
+    assert res.status == 0
+    return np.where(covered, np.clip(res.x / np.where(covered, s, 1.0), 0.0, 1.0), 1.0)
+
+
+@given(seeds, st.integers(0, L - 1), st.floats(0.0, 1.0))
+@settings(max_examples=80, deadline=None)
+def test_shift_bounds_hold_against_the_worst_loss(seed, zeros, source):
+    """Random losses rarely make data processing tight; the worst loss (an LP) does. Every bound
+    must hold against it, and lp_shift_bound must equal it (it is the exact worst case)."""
+    rng = np.random.default_rng(seed)
+    t, s = _dirichlet(rng, L), _dirichlet(rng, L, zeros)
+    loss = _worst_loss(source, t, s)
+    target = float(t @ loss)
+    assert float(s @ loss) <= source + 1e-9
+    lp = float(S.lp_shift_bound(source, t, s))
+    assert lp >= target - 1e-9 and lp == pytest.approx(min(1.0, target), abs=1e-8)
+    assert float(S.kl_shift_bound(source, t, s)) >= lp - 1e-11  # lp carries a 1e-12 margin
+    for q in [1.2, 2.0, 5.0]:
+        assert float(S.renyi_shift_bound(source, t, s, q)) >= lp - 1e-11
+
+
+def test_kl_shift_bound_inverts_the_right_argument():
+    """t = (0.99, 0.01), s = (0.5, 0.5), errors on atom 1: R_S = 0.5, R_T = 0.99. Inverting
+    kl(R_S‖·) (difftrade before 2026-11-23) gave 0.924, below the true target risk."""
+    t, s = np.array([0.99, 0.01]), np.array([0.5, 0.5])
+    assert float(S.lp_shift_bound(0.5, t, s)) == pytest.approx(0.99, abs=1e-11)
+    assert float(S.kl_shift_bound(0.5, t, s)) >= 0.99  # data processing is tight here
+    assert float(S.kl_shift_bound(0.5, t, s)) == pytest.approx(0.99, rel=1e-12)
+    # batched: one S row per training difficulty, leading axes of the risk broadcast
+    rows = np.asarray(S.lp_shift_bound(np.array([[0.0], [0.5]]), t, np.stack([s, s[::-1]])))
+    np.testing.assert_allclose(rows, [[1e-12, 1e-12], [0.99 + 1e-12, 0.99 + 1e-12]], atol=1e-14)
+    assert float(S.kl_shift_bound(0.0, t, s)) <= 1e-300  # R_S = 0 and T ≪ S: R_T = 0
 
 
 def test_out_of_support_mass_is_handled_exactly():
@@ -53,7 +96,7 @@ def test_out_of_support_mass_is_handled_exactly():
     np.testing.assert_allclose(np.asarray(t_in), [0.25, 0, 0.75, 0, 0])
     assert float(pi2) == pytest.approx(pi)
     kl_in = 0.25 * math.log(0.25 / 0.5) + 0.75 * math.log(0.75 / 0.5)
-    expected = (1 - pi) * float(B.kl_inv(0.1, kl_in)) + pi
+    expected = (1 - pi) * float(B.kl_inv_reverse(0.1, kl_in)) + pi
     assert float(S.kl_shift_bound(0.1, t, s)) == pytest.approx(expected, rel=1e-14)
     assert float(S.discrete_kl(t, s)) == math.inf  # the un-restricted KL is infinite
 

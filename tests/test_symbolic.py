@@ -56,6 +56,7 @@ def test_there_are_checks():
         "check_tradeoff_exponential",
         "check_tradeoff_pacbayes",
         "check_implicit_function",
+        "check_change_of_measure",
     ):
         assert expected in names
 

@@ -208,18 +208,21 @@ def _from_bits(b: jax.Array) -> jax.Array:
     return lax.bitcast_convert_type(b, jnp.float64)
 
 
-def _kl_inv_search(q: jax.Array, c: jax.Array, upper: bool) -> jax.Array:
-    """Bisection over the float64 bit patterns of [q, 1] (upper) or [0, q] (lower): 64 steps."""
+def _kl_inv_search(q: jax.Array, c: jax.Array, upper: bool, reverse: bool = False) -> jax.Array:
+    """Bisection over the float64 bit patterns of [q, 1] (upper) or [0, q] (lower): 64 steps.
+
+    Solves kl(q‖x) ≤ c for x, or kl(x‖q) ≤ c with ``reverse`` (both grow as x leaves q)."""
     c_test = c * (1.0 + KL_INV_REL_MARGIN)
+    kl_at = (lambda x: _binary_kl(x, q)) if reverse else (lambda x: _binary_kl(q, x))
     end = jnp.full_like(q, 1.0 if upper else 0.0)
-    end_inside = _binary_kl(q, end) <= c_test
+    end_inside = kl_at(end) <= c_test
     inside_b, outside_b = _bits(q), _bits(end)
 
     def step(_, carry):
         inside_b, outside_b = carry
         lo, hi = (inside_b, outside_b) if upper else (outside_b, inside_b)
         mid = lo + (hi - lo) // 2
-        inside = _binary_kl(q, _from_bits(mid)) <= c_test
+        inside = kl_at(_from_bits(mid)) <= c_test
         return jnp.where(inside, mid, inside_b), jnp.where(inside, outside_b, mid)
 
     inside_b, outside_b = lax.fori_loop(0, 64, step, (inside_b, outside_b))
@@ -293,16 +296,20 @@ def _kl_inv_lower_jvp(primals, tangents):
 # of on every call; under an outer jit they are simply inlined.
 _kl_inv_upper_jit = jax.jit(_kl_inv_upper)
 _kl_inv_lower_jit = jax.jit(_kl_inv_lower)
+_kl_inv_reverse_jit = jax.jit(partial(_kl_inv_search, upper=True, reverse=True))
 
 
-def _kl_inv(q: ArrayLike, c: ArrayLike, upper: bool) -> jax.Array:
+def _kl_inv(q: ArrayLike, c: ArrayLike, upper: bool, reverse: bool = False) -> jax.Array:
     _check_risk("q", q)
     check_range("c", c, 0.0, math.inf)
     with float64_scope():
         q, c = jnp.broadcast_arrays(*_f64(q, c))
         ok = (q >= 0) & (q <= 1) & (c >= 0)
         qs, cs = jnp.where(ok, q, 0.5), jnp.where(ok, c, 0.0)
-        p = _kl_inv_upper_jit(qs, cs) if upper else _kl_inv_lower_jit(qs, cs)
+        if reverse:
+            p = _kl_inv_reverse_jit(qs, cs)
+        else:
+            p = _kl_inv_upper_jit(qs, cs) if upper else _kl_inv_lower_jit(qs, cs)
         return jnp.where(ok, p, jnp.nan)
 
 
@@ -318,6 +325,17 @@ def kl_inv(q: ArrayLike, c: ArrayLike) -> jax.Array:
     traced input is out of domain).
     """
     return _kl_inv(q, c, upper=True)
+
+
+def kl_inv_reverse(p: ArrayLike, c: ArrayLike) -> jax.Array:
+    """Upper inverse in the *first* argument: ``sup{q ∈ [p, 1] : kl(q‖p) ≤ c}``, float64, conservative.
+
+    What a bound of the form ``kl(R‖p) ≤ c`` (data processing with p known) gives for R; not
+    :func:`kl_inv`, which inverts ``kl(p‖q) ≤ c`` (they differ: kl is not symmetric). ``p = 0``
+    gives 0 (to the smallest normal float) for every finite c (kl(q‖0) = ∞ for q > 0); ``kl(1‖p) = −ln p``, so c ≥ −ln p gives 1.
+    Same bisection, bracket and margin as :func:`kl_inv`; no custom gradient.
+    """
+    return _kl_inv(p, c, upper=True, reverse=True)
 
 
 def kl_inv_lower(q: ArrayLike, c: ArrayLike) -> jax.Array:

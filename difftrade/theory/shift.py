@@ -6,9 +6,16 @@ Three kinds (THEORY.md, "Extrapolation bounds"):
     extrapolation gap ``R_T − R_S`` from held-out estimates of both risks (binomial tail
     inversion on each side of each risk, δ split over the four one-sided terms).
 (b) Change of measure for any [0, 1] loss, with the distributions known exactly (synthetic
-    tasks): :func:`kl_shift_bound` ``R_T ≤ (1−π)·kl⁻¹(R_S, KL(T_in‖S)) + π`` and
-    :func:`renyi_shift_bound` ``R_T ≤ (1−π)·exp(((q−1)/q) D_q(T_in‖S))·R_S^(1−1/q) + π``, where
-    π = T-mass outside the support of S and T_in = T restricted to supp S, renormalised.
+    tasks): :func:`lp_shift_bound`, the exact worst case ``sup{E_T ℓ : E_S ℓ = R_S}`` (a
+    fractional knapsack over the atoms; every bound below is at least this one);
+    :func:`kl_shift_bound` ``R_T ≤ (1−π)·sup{q : kl(q‖R_S) ≤ KL(T_in‖S)} + π`` (data processing)
+    and :func:`renyi_shift_bound` ``R_T ≤ (1−π)·exp(((q−1)/q) D_q(T_in‖S))·R_S^(1−1/q) + π``
+    (Hölder), where π = T-mass outside the support of S and T_in = T restricted to supp S,
+    renormalised. Note the order in the kl bound: data processing gives kl(R_T‖R_S), so R_T is
+    the *first* argument (:func:`~difftrade.theory.bounds.kl_inv_reverse`); inverting kl(R_S‖·)
+    instead (:func:`~difftrade.theory.bounds.kl_inv`, as difftrade did before 2026-11-23) is not a
+    bound: t = (0.99, 0.01), s = (0.5, 0.5), errors on the first atom give R_S = 0.5,
+    R_T = 0.99, and kl⁻¹(0.5, KL(T‖S)) = 0.924.
 (c) :func:`domain_adaptation_bound` — Germain et al.'s disagreement bound
     ``R_T(G_Q) ≤ ½ d_T(Q) + β_q(T‖S)·e_S(Q)^(1−1/q) + η`` with each Monte-Carlo term corrected
     by kl⁻¹ at its own δ.
@@ -254,12 +261,47 @@ def _check_risk_input(field: str, r: ArrayLike) -> None:
     check_range(field, r, 0.0, 1.0)
 
 
+def lp_shift_bound(source_risk: ArrayLike, t: ArrayLike, s: ArrayLike) -> jax.Array:
+    """The exact worst case ``sup{E_T ℓ : ℓ ∈ [0, 1], E_S ℓ ≤ R_S}``: the tightest change of measure.
+
+    T/S is a constant ρ_a = t_a/s_a on atom a, so a loss enters only through the S-mass of its
+    errors on each atom, e_a ∈ [0, s_a] with Σ e_a ≤ R_S, and ``R_T = Σ ρ_a e_a + (mass where
+    s_a = 0) ≤ Σ ρ_a e_a + π``. Maximising is a fractional knapsack: fill the atoms in
+    decreasing ρ. The maximum is attained (by ℓ = e_a/s_a on atom a, 1 off supp S), so every
+    valid bound that uses only (R_S, t, s), such as :func:`kl_shift_bound` and
+    :func:`renyi_shift_bound`, is at least this one. Non-decreasing in R_S: pass an upper
+    confidence bound and it stays a bound at the same confidence.
+
+    Args: ``source_risk`` R_S in [0, 1], ``t``, ``s`` weight vectors over atoms ``[..., A]``
+    (leading axes broadcast with ``source_risk``'s). Returns float64 ``[...]``, with an absolute
+    margin of 1e-12 for rounding (each term ρ_a·e_a ≤ t_a ≤ 1).
+    """
+    _check_risk_input("source_risk", source_risk)
+    _check_weights("t", t)
+    _check_weights("s", s)
+    with float64_scope():
+        t, s = _as_weights(t, s)
+        r = jnp.asarray(source_risk, jnp.float64)
+        covered = s > 0
+        ratio = jnp.where(covered, t / jnp.where(covered, s, 1.0), -1.0)  # uncovered atoms sort last
+        order = jnp.argsort(-ratio, axis=-1)
+        s_by, ratio_by = (jnp.take_along_axis(x, order, axis=-1) for x in (s, ratio))
+        before = jnp.cumsum(s_by, axis=-1) - s_by  # S-mass of the atoms filled first
+        fill = jnp.clip(r[..., None] - before, 0.0, s_by)  # e_a
+        value = jnp.sum(jnp.where(s_by > 0, ratio_by * fill, 0.0), axis=-1) + jnp.sum(jnp.where(covered, 0.0, t), axis=-1)
+        ok = (r >= 0) & (r <= 1)
+        return jnp.where(ok, jnp.minimum(value + 1e-12, 1.0), jnp.nan)
+
+
 def kl_shift_bound(source_risk: ArrayLike, t: ArrayLike, s: ArrayLike) -> jax.Array:
-    """``R_T ≤ (1−π)·kl⁻¹(R_S, KL(T_in‖S)) + π`` for any [0, 1] loss (data processing).
+    """``R_T ≤ (1−π)·sup{q : kl(q‖R_S) ≤ KL(T_in‖S)} + π`` for any [0, 1] loss (data processing).
 
     ``kl(R_{T_in}‖R_S) ≤ KL(T_in‖S)`` (the loss is a channel), and the π mass outside supp S
-    contributes at most π. Vacuous by construction on the uncovered mass: training on one
-    disjoint level d gives ``T_d·R_S + (1 − T_d)``, and exactly 1 if T puts no mass on d.
+    contributes at most π. R_T is the first argument of kl, so the inverse is
+    :func:`~difftrade.theory.bounds.kl_inv_reverse`; R_S = 0 gives R_{T_in} = 0. Never below
+    :func:`lp_shift_bound`, the exact worst case. Vacuous by construction on the uncovered mass:
+    training on one disjoint level d gives ``T_d·R_S + (1 − T_d)``, and exactly 1 if T puts no
+    mass on d.
 
     Args: ``source_risk`` R_S in [0, 1] (an upper confidence bound for a certified result),
     ``t``, ``s`` weight vectors over atoms ``[..., A]``. Returns float64 ``[...]``.
@@ -273,7 +315,7 @@ def kl_shift_bound(source_risk: ArrayLike, t: ArrayLike, s: ArrayLike) -> jax.Ar
         t_safe = jnp.where(some_mass[..., None], t_in, s64)  # any valid vector where π = 1
         divergence = discrete_kl(t_safe, jnp.broadcast_to(s64, t_safe.shape))
         ok = (r >= 0) & (r <= 1) & jnp.isfinite(divergence)
-        inner = bounds.kl_inv(jnp.where(ok, r, 0.0), jnp.where(ok, divergence, 0.0))
+        inner = bounds.kl_inv_reverse(jnp.where(ok, r, 0.0), jnp.where(ok, divergence, 0.0))
         value = jnp.where(some_mass, (1.0 - pi) * inner + pi, 1.0)
         return jnp.where(ok, jnp.minimum(value, 1.0), jnp.nan)
 
