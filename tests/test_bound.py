@@ -267,7 +267,7 @@ def test_d_star_table_per_seed_agreement():
 def test_refresh_shift_recomputes_only_the_change_of_measure(run_dir, capsys):
     """A bounds.nc from before the kl fix (no shift_bound attribute) is flagged in the report;
     --refresh-shift rewrites its shift fields from results.nc and keeps every certificate."""
-    from difftrade.bound import SHIFT_BOUND, refresh_shift
+    from difftrade.bound import SHIFT_BOUND
 
     settings = BoundSettings(n_bound=32, num_draws=1, seeds=(0,), budgets=(32,), bound_set="train")
     fresh = certify_run(run_dir, settings, progress=False)
