@@ -23,6 +23,8 @@ def kl(a, b):
 
 ABOVE = {p: (0, 1), q: (p, 1)}  # p < q < 1: where sup{q : kl(q||p) <= c} searches
 HALF, NINETY_NINE = sp.Rational(1, 2), sp.Rational(99, 100)
+ORDER = q * (1 - p) - p * (1 - q)  # the sign of d/dq kl(q||p) = ln(q(1-p) / (p(1-q)))
+SWAP_GAP = kl(HALF, NINETY_NINE) - kl(NINETY_NINE, HALF)  # kl(R_S||R_T) - KL(T||S) in the two-atom example
 
 
 def check() -> list[Result]:
@@ -34,7 +36,7 @@ def check() -> list[Result]:
             claim=Claim("com.kl_first_derivative", "d/dq kl(q||p) = ln(q(1-p) / (p(1-q)))"),
         ),
         prove_sign(
-            q * (1 - p) - p * (1 - q),
+            ORDER,
             ">0",
             ABOVE,
             claim=Claim(
@@ -54,7 +56,7 @@ def check() -> list[Result]:
             ),
         ),
         prove_sign(
-            kl(HALF, NINETY_NINE) - kl(NINETY_NINE, HALF),
+            SWAP_GAP,
             ">0",
             None,
             claim=Claim(
@@ -80,13 +82,13 @@ def negative_controls() -> list[Result]:
     return [
         prove_equal(kl(q, p), kl(p, q), ABOVE, claim=Claim("wrong.kl_symmetric", "kl(q||p) = kl(p||q) (false)")),
         prove_sign(
-            kl(HALF, NINETY_NINE) - kl(NINETY_NINE, HALF),
+            SWAP_GAP,
             "<=0",
             None,
             claim=Claim("wrong.swapped_inverse_is_a_bound", "kl(0.5||0.99) <= kl(0.99||0.5) (false)"),
         ),
         prove_sign(
-            q * (1 - p) - p * (1 - q),
+            ORDER,
             "<0",
             ABOVE,
             claim=Claim("wrong.kl_first_decreasing", "kl(q||p) decreases in q above p (false)"),
