@@ -346,8 +346,9 @@ def bytes_per_member(model_cfg: ModelConfig, cfg: TrainConfig, seq_len: int) -> 
 
     Parameters + gradients + two Adam moments + a copy (float32; one more with a prefix phase,
     whose weights are returned too), plus activations saved for the backward pass: about
-    ``14 * d_model + 2 * mlp * d_model + 2 * heads * T`` floats per token per layer, plus logits. The fused kernels save neither the MLP hidden layer (``mlp =
-    'pallas'``) nor the attention scores (``attention = 'pallas'``), so those terms drop.
+    ``14 * d_model + 2 * mlp * d_model + 2 * heads * T`` floats per token per layer, plus
+    logits. The fused kernels save neither the MLP hidden layer (``mlp = 'pallas'``) nor the
+    attention scores (``attention = 'pallas'``), so those terms drop.
     """
     p = model_cfg.num_params() * 4 * (6 + (cfg.prefix_steps > 0))
     hidden = 0 if model_cfg.mlp == "pallas" else 2 * model_cfg.mlp_ratio * model_cfg.d_model

@@ -332,8 +332,9 @@ def kl_inv_reverse(p: ArrayLike, c: ArrayLike) -> jax.Array:
 
     What a bound of the form ``kl(R‖p) ≤ c`` (data processing with p known) gives for R; not
     :func:`kl_inv`, which inverts ``kl(p‖q) ≤ c`` (they differ: kl is not symmetric). ``p = 0``
-    gives 0 (to the smallest normal float) for every finite c (kl(q‖0) = ∞ for q > 0); ``kl(1‖p) = −ln p``, so c ≥ −ln p gives 1.
-    Same bisection, bracket and margin as :func:`kl_inv`; no custom gradient.
+    gives 0 (to the smallest normal float) for every finite c, since kl(q‖0) = ∞ for q > 0;
+    ``kl(1‖p) = −ln p``, so c ≥ −ln p gives 1. Same bisection, bracket and margin as
+    :func:`kl_inv`; no custom gradient.
     """
     return _kl_inv(p, c, upper=True, reverse=True)
 
