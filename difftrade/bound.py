@@ -25,6 +25,13 @@ For every certified member (all seeds by default):
 * **Change of measure**: R_T ≤ (1−π)·kl⁻¹(U_S, KL(T_in‖S)) + π with U_S the certified upper end
   of R_S, the distributions known exactly (nested levels: shells; exact-size levels: levels).
   π is the target mass no training example can cover (vacuous there by construction).
+* **Importance-weighted target certificate** (``bound_set="train"``, ``importance_weighted``):
+  L_T(Q) from the training bound set itself. A training example drawn at level l gets the loss
+  w_l·ℓ/B with w_l = t_l/s_l and B = max_l w_l over the levels S covers; its S-expectation is
+  (L_T(Q) − uncovered part)/B, so the same PAC-Bayes machinery certifies it and
+  L_T(Q) ≤ B·bound + π. Unlike the change of measure it sees *where* the errors fall (an error on
+  a level the target weighs less costs less); the price is the factor B on the complexity term.
+  A separate statement: its own δ + δ′ per member.
 
 Results: ``bounds.nc`` (dims difficulty, budget, seed) and ``bounds.md`` with the δ budget.
 """
@@ -51,7 +58,7 @@ from difftrade.tasks.base import Task
 from difftrade.theory import bounds
 from difftrade.theory.certificate import CertificateConfig, certify_population, format_budget
 from difftrade.theory.posterior import FitConfig, fit_posterior
-from difftrade.theory.shift import lp_shift_bound, nested_shell_weights
+from difftrade.theory.shift import importance_weights, lp_shift_bound, nested_shell_weights
 from difftrade.train import member_data_root, member_init_params, prefix_budget
 
 
@@ -84,6 +91,9 @@ class BoundSettings:
     # ~0.65 nats x 10⁵ parameters), while 1,000 values cost only ln 1000 = 6.9 nats.
     fitted_prior_grid: tuple[float, float, int] = (1e-4, 1.0, 1000)
     surrogate_p_min: float = 1e-4  # fit surrogate: answer cross-entropy clipped at ln(1/p_min), over it
+    # bound_set="train": also certify L_T(Q) by importance weighting the training bound set (a
+    # second certificate on the same examples: about twice the evaluation time)
+    importance_weighted: bool = False
 
     def __post_init__(self) -> None:
         for name, allowed in (("bound_set", ("fresh", "train")), ("posterior", ("isotropic", "fitted")), ("prior", ("init", "grid", "prefix"))):
@@ -93,6 +103,9 @@ class BoundSettings:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}={v!r}; allowed: an integer >= 1")
+        if self.importance_weighted and self.bound_set != "train":
+            raise ValueError(f"importance_weighted=True needs bound_set='train' (with a fresh target bound set L_T(Q) is "
+                             f"certified directly), got bound_set={self.bound_set!r}")
         if self.prior in ("grid", "prefix") and self.bound_set != "train":
             raise ValueError(f"prior={self.prior!r} needs bound_set='train' (the training examples its prior never saw), "
                              f"got bound_set={self.bound_set!r}")
@@ -132,6 +145,18 @@ class ZeroOneLoss:
         gdef = graphdef(self.model)
         exact = jax.lax.map(lambda tm: example_metrics(gdef, params, *tm)[0], (tb, mb)).reshape(-1)[:n]
         return 1.0 - exact.astype(jnp.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightedZeroOneLoss:
+    """``(params, (tokens [n, L], mask [n, L], weight [n])) -> [n]``: weight · 0-1 loss, weights in [0, 1]."""
+
+    model: ModelConfig
+    batch_size: int = 2048
+
+    def __call__(self, params, batch):
+        tokens, mask, weight = batch
+        return weight * ZeroOneLoss(self.model, self.batch_size)(params, (tokens, mask))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,6 +268,7 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
     base = None if cfg.run.init == "scratch" else load_base(cfg.run.init, cfg.model)
     ccfg = settings.certificate_config()
     loss = ZeroOneLoss(cfg.model)
+    iw_loss, iw_cfg = WeightedZeroOneLoss(cfg.model), dataclasses.replace(ccfg, binary_loss=False)
     target_w = jnp.asarray(cfg.target_weights(), jnp.float32)
     n = settings.n_bound
     bound_split = data.SPLITS["bound"]
@@ -254,8 +280,7 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
         return (s_tok, s_mask), (t_tok, t_mask)
 
     def train_sets(seed, weights, start, stop):
-        tokens, mask, _ = data.examples(task, member_data_root(run_key, seed), data.SPLITS["train"], weights, jnp.arange(start, stop))
-        return tokens, mask
+        return data.examples(task, member_data_root(run_key, seed), data.SPLITS["train"], weights, jnp.arange(start, stop))
 
     make_sets = jax.jit(jax.vmap(bound_sets))
     make_train_sets = jax.jit(jax.vmap(train_sets, in_axes=(0, 0, None, None)), static_argnums=(2, 3))
@@ -290,21 +315,28 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
             else:
                 prior = jax.tree.map(lambda x: jnp.broadcast_to(x, (len(idx), *x.shape)), base)
             if settings.bound_set == "train":
-                sets = {"in_dist": make_train_sets(seed_arr, jnp.asarray(pop.weights[idx]), first, int(pop.budget[idx[0]]))}
+                tokens, mask, levels = make_train_sets(seed_arr, jnp.asarray(pop.weights[idx]), first, int(pop.budget[idx[0]]))
+                sets = {"in_dist": (loss, ccfg, (tokens, mask))}
+                if settings.importance_weighted:
+                    weight, scale_b, pi = importance_weights(cfg.target_weights(), pop.weights[idx])
+                    w = np.take_along_axis(weight, np.asarray(levels) - task.d_min, axis=1)  # [M, n]
+                    sets["target_iw"] = (iw_loss, iw_cfg, (tokens, mask, jnp.asarray(w, jnp.float32)))
+                    out.setdefault("iw_scale", []).append(scale_b)
+                    out.setdefault("iw_uncovered", []).append(pi)
             else:
                 set_s, set_t = make_sets(seed_arr, jnp.asarray(pop.weights[idx]))
-                sets = {"in_dist": set_s, "target": set_t}
+                sets = {"in_dist": (loss, ccfg, set_s), "target": (loss, ccfg, set_t)}
             keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(run_key, 77), i))(jnp.asarray(idx))
             scale = None
             if settings.posterior == "fitted":  # one Q per member, fitted on its S bound set
-                mean, scale, history = fit(p, prior, sets["in_dist"], jax.vmap(lambda k: jax.random.fold_in(k, 2))(keys))
+                mean, scale, history = fit(p, prior, sets["in_dist"][2], jax.vmap(lambda k: jax.random.fold_in(k, 2))(keys))
                 out.setdefault("fit_objective", []).append(np.asarray(history["objective"][:, -1]))
                 out.setdefault("fit_retained", []).append(retained_displacement(mean, p, prior))
                 p = mean
             out.setdefault("prior_distance", []).append(distance(p, prior))  # ‖Q's mean − prior centre‖
-            for salt, (name, bound_set) in enumerate(sets.items()):
-                cert = certify_population(loss, p, prior, bound_set, jax.vmap(lambda k: jax.random.fold_in(k, salt))(keys), ccfg,
-                                          posterior_scale=scale)
+            for salt, (name, (set_loss, set_cfg, bound_set)) in enumerate(sets.items()):
+                cert = certify_population(set_loss, p, prior, bound_set, jax.vmap(lambda k: jax.random.fold_in(k, salt))(keys),
+                                          set_cfg, posterior_scale=scale)
                 for field in ("bound", "kl", "sigma", "prior_sigma", "mc_risk_estimate", "deterministic_risk",
                               "deterministic_lower", "deterministic_upper", "valid", "num_examples"):
                     out.setdefault(f"{name}_{field}", []).append(np.asarray(getattr(cert, field)))
@@ -324,13 +356,21 @@ def _assemble(run_dir: Path, cfg: RunConfig, ds: xr.Dataset, chosen: np.ndarray,
         full = np.full(int(np.prod(grid)), np.nan)
         full[chosen] = values.astype(np.float64)
         variables[name] = (dims, full.reshape(grid))
+    if "iw_scale" in variables:  # weighted-loss risks [0, 1] → target risks: B·x (+ π on the upper ends)
+        scale, pi = variables["iw_scale"][1], variables["iw_uncovered"][1]
+        for field, plus in (("bound", pi), ("deterministic_upper", pi), ("mc_risk_estimate", 0.0),
+                            ("deterministic_risk", 0.0), ("deterministic_lower", 0.0)):
+            name = f"target_iw_{field}"
+            variables[name] = (dims, np.minimum(1.0, scale * variables[name][1] + plus))
     variables.update(shift_variables(cfg, ds, variables["in_dist_bound"][1], settings.bound_set, settings.delta_heldout))
     variables["in_dist_gen_gap_bound"] = (dims, variables["in_dist_bound"][1] - ds["train_risk"].values)
     out = xr.Dataset(variables, coords={k: ds[k] for k in dims})
     out.attrs = {
         "config_hash": cfg.hash(),
         "settings": json.dumps(dataclasses.asdict(settings)),
-        "delta_budget": format_budget(ccfg, num_members=len(chosen)),
+        "delta_budget": format_budget(ccfg, num_members=len(chosen)) + (
+            "\n  importance-weighted L_T(Q): a second certificate per member, its own δ + δ′ "
+            f"= {ccfg.delta + ccfg.delta_prime:.6g}" if settings.importance_weighted else ""),
         "certified_members": len(chosen),
         "shift_bound": SHIFT_BOUND,
     }
@@ -413,27 +453,35 @@ def certified_view(ds: xr.Dataset, b: xr.Dataset) -> tuple[xr.Dataset, xr.Datase
 def d_star_table(ds: xr.Dataset, b: xr.Dataset) -> dict[str, np.ndarray]:
     """d*(n) measured and from the bounds, and per-seed agreement, on ``certified_view`` arrays.
 
-    ``empirical``, ``certified``, ``shift``: ``[N]`` difficulties (seed means; ``certified`` and
-    ``shift`` NaN where every bound at that n is vacuous); ``seeds_agree`` / ``seeds_informative``:
-    ``[N]`` counts of seeds whose own certified L_T(Q) names a d* (some bound non-vacuous) and,
-    of those, the seeds where it is the d* of their own measured target risks.
+    ``empirical``, ``certified``, ``shift`` (and ``importance`` when ``b`` has the
+    importance-weighted certificate): ``[N]`` difficulties (seed means; NaN where every bound at
+    that n is vacuous); ``seeds_agree`` / ``seeds_informative`` (``iw_seeds_agree`` /
+    ``iw_seeds_informative``): ``[N]`` counts of seeds whose own certified L_T(Q) (importance-
+    weighted) names a d* (some bound non-vacuous) and, of those, the seeds where it is the d* of
+    their own measured target risks.
     """
     from difftrade.evaluate import _quiet_nanmean, d_star
     from difftrade.theory.tradeoff import d_star_from_bound
 
     diffs = ds["difficulty"].values
-    with _quiet_nanmean():  # all-NaN seed means stay NaN
-        target_bound, shift = (np.nanmean(b[k].values, axis=-1) for k in ("target_bound", "shift_target_bound"))
-    per_seed = d_star_from_bound(b["target_bound"].values, diffs, vacuous=VACUOUS)  # [N, S]
     measured = d_star_from_bound(ds["target_risk"].values, diffs)  # [N, S]
-    informative = np.isfinite(per_seed)
-    return {
-        "empirical": d_star(ds["target_risk"].values, diffs),
-        "certified": d_star_from_bound(target_bound, diffs, vacuous=VACUOUS),
-        "shift": d_star_from_bound(shift, diffs, vacuous=VACUOUS),
-        "seeds_agree": np.sum(informative & (per_seed == measured), axis=-1),
-        "seeds_informative": np.sum(informative, axis=-1),
-    }
+
+    def from_bound(field: str) -> np.ndarray:  # d* of the seed-mean bound, [N]
+        with _quiet_nanmean():  # all-NaN seed means stay NaN
+            return d_star_from_bound(np.nanmean(b[field].values, axis=-1), diffs, vacuous=VACUOUS)
+
+    def agreement(field: str) -> tuple[np.ndarray, np.ndarray]:
+        per_seed = d_star_from_bound(b[field].values, diffs, vacuous=VACUOUS)  # [N, S]
+        informative = np.isfinite(per_seed)
+        return np.sum(informative & (per_seed == measured), axis=-1), np.sum(informative, axis=-1)
+
+    out = {"empirical": d_star(ds["target_risk"].values, diffs), "certified": from_bound("target_bound"),
+           "shift": from_bound("shift_target_bound")}
+    out["seeds_agree"], out["seeds_informative"] = agreement("target_bound")
+    if "target_iw_bound" in b:
+        out["importance"] = from_bound("target_iw_bound")
+        out["iw_seeds_agree"], out["iw_seeds_informative"] = agreement("target_iw_bound")
+    return out
 
 
 def render(ds: xr.Dataset, b: xr.Dataset) -> str:
@@ -447,6 +495,7 @@ def render(ds: xr.Dataset, b: xr.Dataset) -> str:
             return np.nanmean(v, axis=-1)
 
     settings = json.loads(b.attrs["settings"])
+    iw = "target_iw_bound" in b
     lines = [
         f"# Certificates and shift bounds (config {b.attrs['config_hash']}, {b.attrs['certified_members']} members)",
         "",
@@ -456,7 +505,9 @@ def render(ds: xr.Dataset, b: xr.Dataset) -> str:
         + f"({', '.join(str(int(v)) for v in ds['seed'].values)}); `vacuous` = bound ≥ {VACUOUS}; "
         "‖μ − w₀‖ = distance from Q's mean to the prior centre.",
         "Bound set: " + ("each member's own n training examples (n = budget); cert. L_T(Q) = the change of measure "
-                         "applied to cert. L_S(Q)." if settings.get("bound_set") == "train"
+                         "applied to cert. L_S(Q)" + ("; importance-weighted: a second certificate on the same examples, each "
+                                                      "weighted by t/s of the level it was drawn at (B · bound + π)." if iw else ".")
+                         if settings.get("bound_set") == "train"
                          else f"{settings['n_bound']:,} fresh examples from S and from T per member."),
         *([("Prior centre: the grid's member of the same difficulty and seed at the next smaller budget n' (trained on "
             "examples [0, n') only); the bound set is the member's other n − n' training examples. The smallest budget "
@@ -473,18 +524,19 @@ def render(ds: xr.Dataset, b: xr.Dataset) -> str:
         b.attrs["delta_budget"],
         "```",
         "",
-        ("| d | n | train risk | test risk (S) | cert. L_S(Q) | target risk | cert. L_T(Q) | shift bound on R_T | KL (S) "
-         "| ‖μ − w₀‖ |"),
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ("| d | n | train risk | test risk (S) | cert. L_S(Q) | target risk | cert. L_T(Q) | "
+         + ("cert. L_T(Q), importance-weighted | " if iw else "") + "shift bound on R_T | KL (S) | ‖μ − w₀‖ |"),
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if iw else ""),
     ]
     cols = {
         "train": ds["train_risk"].values, "test": ds["test_risk"].values, "cs": b["in_dist_bound"].values,
         "target": ds["target_risk"].values, "ct": b["target_bound"].values, "shift": b["shift_target_bound"].values,
+        "iw": b["target_iw_bound"].values if iw else None,
         "kl": b["in_dist_kl"].values, "dist": b["prior_distance"].values if "prior_distance" in b else np.full(b["in_dist_kl"].shape, np.nan),
     }
     for i, d in enumerate(diffs):
         for j, n in enumerate(budgets):
-            row = [mean(cols[k][i, j]) for k in ("train", "test", "cs", "target", "ct", "shift")]
+            row = [mean(cols[k][i, j]) for k in ("train", "test", "cs", "target", "ct", *(("iw",) if iw else ()), "shift")]
             lines.append(f"| {d} | {int(n):,} | " + " | ".join(f"{v:.3f}" for v in row)
                          + "".join(" | —" if np.isnan(v) else f" | {v:.3g}" for v in (mean(cols["kl"][i, j]), mean(cols["dist"][i, j]))) + " |")
     def share_nonvacuous(values: np.ndarray) -> str:  # over the certified members only
@@ -499,7 +551,8 @@ def render(ds: xr.Dataset, b: xr.Dataset) -> str:
                        "prior centre (1 = the trained weights, 0 = back at the prior: then Q certifies the prior, not the member).")]
     lines += [
         "",
-        f"Non-vacuous certificates: {nonvac_s} in-distribution, {nonvac_t} on the target.",
+        f"Non-vacuous certificates: {nonvac_s} in-distribution, {nonvac_t} on the target"
+        + (f" ({share_nonvacuous(b['target_iw_bound'].values)} importance-weighted)." if iw else "."),
         "Target mass no training example can cover, per difficulty (π): "
         + ", ".join(f"d={d}: {p:.3f}" for d, p in zip(diffs, b["uncoverable_mass"].values)),
         "",
@@ -507,12 +560,15 @@ def render(ds: xr.Dataset, b: xr.Dataset) -> str:
          "Last column: of the seeds whose own certified L_T(Q) names a d*, those where it is the d* of their own "
          "measured target risks."),
         "",
-        "| n | empirical d* | d* from certified L_T(Q) | d* from shift bound | seeds: certified d* = measured d* |",
-        "|---:|---:|---:|---:|---:|",
+        "| n | empirical d* | d* from certified L_T(Q) | d* from shift bound | seeds: certified d* = measured d* |"
+        + (" d* from importance-weighted L_T(Q) | seeds: importance-weighted d* = measured d* |" if iw else ""),
+        "|---:|---:|---:|---:|---:|" + ("---:|---:|" if iw else ""),
     ]
     fmt = lambda v: "—" if np.isnan(v) else f"{v:.0f}"
+    share = lambda agree, informative: f"{int(agree)} of {int(informative)}" if informative else "—"
     for j, n in enumerate(budgets):
-        agree, informative = int(table["seeds_agree"][j]), int(table["seeds_informative"][j])
         lines.append(f"| {int(n):,} | {fmt(table['empirical'][j])} | {fmt(table['certified'][j])} | {fmt(table['shift'][j])} | "
-                     + (f"{agree} of {informative}" if informative else "—") + " |")
+                     + share(table["seeds_agree"][j], table["seeds_informative"][j]) + " |"
+                     + (f" {fmt(table['importance'][j])} | {share(table['iw_seeds_agree'][j], table['iw_seeds_informative'][j])} |"
+                        if iw else ""))
     return "\n".join(lines) + "\n"

@@ -178,7 +178,8 @@ def _bound(args: argparse.Namespace) -> int:
     settings = BoundSettings(
         **grids, n_bound=args.n_bound, num_draws=args.draws,
         seeds=_ints(args.seeds, "--seeds"), budgets=_ints(args.budgets, "--budgets"),
-        bound_set=args.bound_set, posterior=args.posterior, prior=args.prior, fit=FitConfig(steps=args.fit_steps, mean_learning_rate=args.fit_mean_lr),
+        bound_set=args.bound_set, posterior=args.posterior, prior=args.prior, importance_weighted=args.importance_weighted,
+        fit=FitConfig(steps=args.fit_steps, mean_learning_rate=args.fit_mean_lr),
     )
     _, ds = load_run(args.run)
     b = refresh_shift(args.run) if args.refresh_shift else certify_run(args.run, settings)
@@ -290,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
                    "next smaller budget's members as priors)")
     p.add_argument("--bound-set", choices=["fresh", "train"], default="fresh",
                    help="fresh: n_bound new examples from S and T; train: each member's own n training examples")
+    p.add_argument("--importance-weighted", action="store_true",
+                   help="with --bound-set train: also certify L_T(Q) on the training examples weighted by t/s of "
+                        "their level (sees where the errors fall; about twice the time)")
     p.add_argument("--posterior", choices=["isotropic", "fitted"], default="isotropic",
                    help="isotropic: N(w, sigma^2 I) on a grid; fitted: N(mu, diag sigma^2) minimising the bound")
     p.add_argument("--prior", choices=["init", "grid", "prefix"], default="init",

@@ -168,6 +168,7 @@ def bounds_overlay(ds: xr.Dataset, b: xr.Dataset) -> plt.Figure:
         (ds["target_risk"].values, "target risk (T)", "C2", "s-"),
         (b["target_bound"].values, "certified L_T(Q)", "C2", "v--"),
         (b["shift_target_bound"].values, "shift bound on R_T", "C3", "d:"),
+        *([(b["target_iw_bound"].values, "certified L_T(Q), importance-weighted", "C4", "x--")] if "target_iw_bound" in b else []),
     ]
     for j, n in enumerate(budgets):
         ax = panels[j]
@@ -221,6 +222,8 @@ def d_star_comparison(ds: xr.Dataset, b: xr.Dataset) -> plt.Figure:
     ax.plot(budgets, table["empirical"], "o-", label="empirical d*(n), certified seeds")
     ax.plot(budgets, table["certified"], "v--", label="argmin certified L_T(Q) (omitted where all vacuous)")
     ax.plot(budgets, table["shift"], "d:", label="argmin shift bound (omitted where all vacuous)")
+    if "importance" in table:
+        ax.plot(budgets, table["importance"], "x--", label="argmin importance-weighted L_T(Q) (omitted where all vacuous)")
     try:
         fitted = fit_dataset(full)
         dense = np.geomspace(budgets.min(), budgets.max(), 100)

@@ -65,7 +65,8 @@ CONFIG = C.CertificateConfig(
 )
 
 
-def test_coverage_on_linear_gaussian_problem():
+@pytest.mark.parametrize("monte_carlo", ["per_example", "whole_set"])
+def test_coverage_on_linear_gaussian_problem(monte_carlo):
     """The certificate holds in ≥ 1 − δ − δ′ of 200 independent repetitions (vmapped)."""
     reps, n = 200, 400
     truths = {s: gibbs_risk(2.0, 0.6, s) for s in CONFIG.sigmas}
@@ -78,7 +79,7 @@ def test_coverage_on_linear_gaussian_problem():
         jnp.zeros(DIM, jnp.float32),
         data,
         jax.random.split(key_mc, reps),
-        CONFIG,
+        dataclasses.replace(CONFIG, monte_carlo=monte_carlo),
         prior_axis=None,
     )
     chosen = np.asarray(certs.sigma)
@@ -96,6 +97,84 @@ def test_coverage_on_linear_gaussian_problem():
         det_truth <= np.asarray(certs.deterministic_upper)
     )
     assert inside.mean() >= 0.95
+
+
+def test_sample_convergence_covers_the_exact_bound_set_gibbs_risk():
+    """Step 3 alone. For w ~ N(μ, σ²I), P(sign(x·w) ≠ y) = Φ(−y x·μ / (σ‖x‖)), so the bound
+    set's Gibbs risk L̂(Q) is exact: both Monte-Carlo bounds must cover it in ≥ 1 − δ′ of 400
+    repetitions, and one fresh draw per example is tighter than 8 draws on the whole set."""
+    reps, n, sigma = 400, 400, 1.0
+    data = jax.vmap(lambda k: make_bound_set(k, n))(jax.random.split(jax.random.key(5), reps))
+    x, y = (np.asarray(a, np.float64) for a in data)
+    exact = stats.norm.cdf(-y * (x @ MU.astype(np.float64)) / (sigma * np.linalg.norm(x, axis=-1))).mean(axis=-1)
+    out = {}
+    for mode, draws in (("per_example", 1), ("whole_set", 8)):
+        config = C.CertificateConfig(sigmas=(sigma,), prior_sigmas=(1.0,), num_draws=draws, delta_prime=0.05, monte_carlo=mode)
+        certs = C.certify_population(linear_01_loss, jnp.broadcast_to(jnp.asarray(MU), (reps, DIM)), jnp.zeros(DIM, jnp.float32),
+                                     data, jax.random.split(jax.random.key(6), reps), config, prior_axis=None)
+        out[mode] = np.asarray(certs.sample_convergence_bound)
+        assert np.mean(out[mode] >= exact) >= 0.95, mode
+        # power: the estimate alone is below L̂(Q) about half the time
+        assert 0.25 < np.mean(np.asarray(certs.mc_risk_estimate) < exact) < 0.75, mode
+    assert np.median(out["per_example"] - exact) < 0.5 * np.median(out["whole_set"] - exact)
+
+
+def test_per_example_draws_are_fresh_and_shared_across_sigmas():
+    """The loss reads the perturbation of one parameter: each (example, draw) gets its own
+    standard normal ε, the same ε at every σ (common random numbers)."""
+    def reveal(w, data):
+        return jnp.clip(0.5 + 0.05 * w[0], 0.0, 1.0) * jnp.ones(data.shape[0])
+
+    config = C.CertificateConfig(sigmas=(1.0, 2.0), num_draws=3)
+    _, losses, ok = C._evaluate(reveal, jnp.zeros(4), jnp.zeros((500, 2)), jax.random.key(0), None, config)
+    eps = (np.asarray(losses, np.float64) - 0.5) / (0.05 * np.array([1.0, 2.0]))  # [1500, 2]
+    np.testing.assert_allclose(eps[:, 0], eps[:, 1], atol=1e-4)
+    assert np.all(np.asarray(ok)) and np.unique(eps[:, 0]).size > 1490  # one shared draw per row would give 3
+    assert stats.kstest(eps[:, 0], "norm").pvalue > 1e-3
+
+
+def weighted_linear_01_loss(w: jax.Array, data: tuple[jax.Array, jax.Array, jax.Array]) -> jax.Array:
+    """weight · 0-1 loss of sign(x·w): shape [n]."""
+    x, y, weight = data
+    return weight * linear_01_loss(w, (x, y))
+
+
+def test_importance_weighted_certificate_covers_the_target_risk():
+    """Two components: level A labels by e₁, level B by e₂ (μ is 73° from e₂). Training mix
+    S = (0.9, 0.1), target T = (0.5, 0.5): B · (certificate of the weighted loss) bounds the
+    target Gibbs risk 0.5·R_A + 0.5·R_B in ≥ 1 − δ − δ′ of 200 repetitions."""
+    from difftrade.theory.shift import importance_weights, lp_shift_bound
+
+    reps, n = 200, 2000
+    weight, scale, pi = importance_weights(np.array([0.5, 0.5]), np.array([0.9, 0.1]))
+    assert scale == pytest.approx(5.0) and pi == 0.0
+    truths = {s: 0.5 * gibbs_risk(2.0, 0.6, s) + 0.5 * gibbs_risk(0.6, 2.0, s) for s in CONFIG.sigmas}
+
+    def bound_set(key):
+        kx, kl = jax.random.split(key)
+        x = jax.random.normal(kx, (n, DIM))
+        level = (jax.random.uniform(kl, (n,)) < 0.1).astype(jnp.int32)  # 1 = B with probability s_B
+        y = jnp.sign(jnp.where(level == 0, x[:, 0], x[:, 1]))
+        return x, y, jnp.asarray(weight, jnp.float32)[level]
+
+    key_data, key_mc = jax.random.split(jax.random.key(99))
+    config = dataclasses.replace(CONFIG, binary_loss=False, selection="bound")
+    certs = C.certify_population(
+        weighted_linear_01_loss, jnp.broadcast_to(jnp.asarray(MU), (reps, DIM)), jnp.zeros(DIM, jnp.float32),
+        jax.vmap(bound_set)(jax.random.split(key_data, reps)), jax.random.split(key_mc, reps), config, prior_axis=None,
+    )
+    truth = np.array([truths[float(s)] for s in np.asarray(certs.sigma)])
+    bound = scale * np.asarray(certs.bound) + pi
+    assert np.all(np.asarray(certs.valid))
+    assert np.mean(bound >= truth) >= 0.95 and bound.max() < 1.0
+    # power: B times the Monte-Carlo estimate falls below the truth often; the unweighted
+    # risk of the S-sample (what the source certificate sees) is far below the target risk
+    assert np.mean(scale * np.asarray(certs.mc_risk_estimate) < truth) > 0.2
+    # it sees where the errors fall: below the change of measure even at the *exact* source risk
+    source = {s: 0.9 * gibbs_risk(2.0, 0.6, s) + 0.1 * gibbs_risk(0.6, 2.0, s) for s in CONFIG.sigmas}
+    exact_lp = np.asarray(lp_shift_bound(np.array([source[float(s)] for s in np.asarray(certs.sigma)]),
+                                         np.array([0.5, 0.5]), np.array([0.9, 0.1])))
+    assert np.median(bound) < np.median(exact_lp)
 
 
 def _member_inputs(num: int, n: int = 300):
@@ -160,10 +239,16 @@ def test_every_delta_is_paid_in_the_numbers():
     cert = C.certify(linear_01_loss, *_member(0, inputs), SMALL)
     n, k, kp, m = 300, 3, 2, 16
     assert float(cert.num_examples) == n
-    # sample convergence at δ′/K for each σ (σ is chosen after the draws)
-    sc = B.sample_convergence_bound(cert.mc_risk_estimates, m, SMALL.delta_prime / k)
+    # sample convergence at δ′/K for each σ (σ is chosen after the draws): m draws per example
+    sc = B.per_example_convergence_bound(cert.mc_risk_estimates, m * n, SMALL.delta_prime / k)
     i = SMALL.sigmas.index(float(cert.sigma))
     assert float(cert.sample_convergence_bound) == float(sc[i])
+    np.testing.assert_allclose(  # ... = kl⁻¹(X̄, ln(K/δ′)/(m·n)), independently of the helper
+        float(sc[i]), float(B.kl_inv(float(cert.mc_risk_estimates[i]), math.log(k / SMALL.delta_prime) / (m * n))), rtol=1e-14)
+    whole = C.certify(linear_01_loss, *_member(0, inputs), dataclasses.replace(SMALL, monte_carlo="whole_set"))
+    j = SMALL.sigmas.index(float(whole.sigma))
+    assert float(whole.sample_convergence_bound) == float(
+        B.sample_convergence_bound(whole.mc_risk_estimates, m, SMALL.delta_prime / k)[j])
     # kl bound pays ln(2√n/δ) and ln(K·K_P)
     c = (float(cert.kl) + math.log(2 * math.sqrt(n) / SMALL.delta) + math.log(k * kp)) / n
     assert float(cert.bound) == pytest.approx(
@@ -272,7 +357,9 @@ def test_budget_itemises_every_delta(capsys):
     items = C.confidence_budget(config)
     assert [round(i.delta, 12) for i in items] == [0.02, 0.01, 0.05]
     text = C.format_budget(config, num_members=4)
-    assert "δ/6" in text and "δ′/3" in text and "m=50" in text
+    assert "δ/6" in text and "δ′/3" in text and "r=50 fresh draws per example" in text
+    whole = C.format_budget(dataclasses.replace(config, monte_carlo="whole_set"))
+    assert "ln(2K/δ′)/m with m=50 draws on the whole set" in whole
     assert "confidence 0.97" in text and "confidence 0.92" in text and "4 × 0.03 = 0.12" in text
     C.print_budget(config)
     assert "confidence budget" in capsys.readouterr().out

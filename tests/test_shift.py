@@ -74,6 +74,46 @@ def test_shift_bounds_hold_against_the_worst_loss(seed, zeros, source):
         assert float(S.renyi_shift_bound(source, t, s, q)) >= lp - 1e-11
 
 
+@given(seeds, st.integers(0, L - 1))
+@settings(max_examples=60, deadline=None)
+def test_importance_weights_recover_the_target_risk(seed, zeros):
+    """On a finite space, overlapping components D_l (like nested levels), any loss: the weighted
+    S-risk times B plus π bounds R_T computed point by point, with equality when π = 0 or the
+    loss is 1 on the components S misses."""
+    rng = np.random.default_rng(seed)
+    points = 7
+    comps = np.stack([_dirichlet(rng, points, zeros=int(rng.integers(0, points - 1))) for _ in range(L)])  # D_l [L, X]
+    t, s = _dirichlet(rng, L), _dirichlet(rng, L, zeros)
+    loss = rng.uniform(size=points) * (rng.uniform(size=points) < 0.7)
+    weight, scale, pi = S.importance_weights(t, s)
+    assert np.all((weight >= 0) & (weight <= 1)) and np.isclose(weight.max(), 1.0)
+    target_risk = (t @ comps) @ loss  # T(x) = Σ_l t_l D_l(x), point by point
+    weighted = np.sum(s * weight * (comps @ loss))  # E_S[weight_L ℓ(Z)], (L, Z) drawn from S
+    bound = scale * weighted + pi
+    np.testing.assert_allclose(pi, t[s == 0].sum())
+    assert bound >= target_risk - 1e-12
+    if zeros == 0:
+        np.testing.assert_allclose(bound, target_risk, rtol=1e-12)
+    worst = np.where(comps[s == 0].sum(axis=0) > 0, 1.0, loss)  # 1 wherever an uncovered component lives
+    uncovered_one = np.sum(s * weight * (comps @ worst)) * scale + pi
+    assert uncovered_one >= (t @ comps) @ worst - 1e-12
+    # ... and the bound is attained when the uncovered components live on their own points
+    own = np.zeros((L, points + L))
+    own[:, :points] = comps * (s > 0)[:, None]
+    own[s == 0, points + np.flatnonzero(s == 0)] = 1.0
+    loss_own = np.concatenate([loss, np.ones(L)])
+    np.testing.assert_allclose(scale * np.sum(s * weight * (own @ loss_own)) + pi, (t @ own) @ loss_own, rtol=1e-12)
+
+
+def test_importance_weights_closed_form():
+    weight, scale, pi = S.importance_weights(np.ones(3) / 3, np.array([[0.8, 0.1, 0.1], [0.0, 0.5, 0.5], [1.0, 0, 0]]))
+    np.testing.assert_allclose(scale, [10 / 3, 2 / 3, 1 / 3])
+    np.testing.assert_allclose(weight, [[1 / 8, 1, 1], [0, 1, 1], [1, 0, 0]])
+    np.testing.assert_allclose(pi, [0, 1 / 3, 2 / 3])
+    _, scale0, pi0 = S.importance_weights(np.array([1.0, 0.0]), np.array([0.0, 1.0]))  # S covers no target mass
+    assert scale0 == 1.0 and pi0 == 1.0
+
+
 def test_kl_shift_bound_inverts_the_right_argument():
     """t = (0.99, 0.01), s = (0.5, 0.5), errors on atom 1: R_S = 0.5, R_T = 0.99. Inverting
     kl(R_S‖·) (difftrade before 2026-11-23) gave 0.924, below the true target risk."""
@@ -257,6 +297,7 @@ def test_divergences_match_direct_formulas_and_order():
         (lambda: S.kl_shift_bound(1.5, np.ones(2) / 2, np.ones(2) / 2), "source_risk=1.5"),
         (lambda: S.nested_shell_weights(np.ones(2) / 2, np.array([3, 3])), "level_sizes="),
         (lambda: S.gap_band(5, 10, 1, 10, 1.0), "delta=1.0"),
+        (lambda: S.importance_weights(np.ones(2) / 2, np.array([0.7, 0.7])), "s sums to"),
         (lambda: S.gap_band(11, 10, 1, 10, 0.1), "k="),
         (lambda: S.gap_band(11.0, 10, 1.0, 10, 0.1, binary=False), "target_errors="),
         (

@@ -638,6 +638,19 @@ def sample_convergence_bound(
         return kl_inv(mc_risk, c)
 
 
+def per_example_convergence_bound(mc_risk: ArrayLike, num_terms: ArrayLike, delta_prime: ArrayLike) -> jax.Array:
+    """Sample convergence with a fresh weight draw per example: ``L̂(Q) ≤ kl⁻¹(X̄, ln(1/δ′)/N)``.
+
+    Draw ``w_ij ~ Q`` independently for every bound-set example ``z_i`` (r draws each, N = r·n
+    terms) and let ``X_ij = ℓ(w_ij, z_i) ∈ [0, 1]``. Given the bound set, the N terms are
+    independent (not identically distributed) with average mean L̂(Q), and Hoeffding's (1963)
+    Theorem 1 bounds such averages by the same Chernoff–kl tail as i.i.d. ones. So the slack is
+    ln(1/δ′)/(r·n), where :func:`sample_convergence_bound`, which reuses each draw on the whole
+    set, pays ln(2/δ′)/m.
+    """
+    return _test_set(kl_inv, mc_risk, num_terms, delta_prime)
+
+
 def kl_test_set_bound(emp_risk: ArrayLike, n: ArrayLike, delta: ArrayLike) -> jax.Array:
     """Test-set (Chernoff–kl) bound for any [0, 1] loss: ``L ≤ kl⁻¹(L̂, ln(1/δ)/n)`` w.p. ≥ 1−δ.
 

@@ -1,6 +1,6 @@
 """Extrapolation (domain-shift) bounds: from the training distribution S to the target T.
 
-Three kinds (THEORY.md, "Extrapolation bounds"):
+Four kinds (THEORY.md, "Extrapolation bounds"):
 
 (a) :func:`gap_band` — always available, no theory: a certified band around the measured
     extrapolation gap ``R_T − R_S`` from held-out estimates of both risks (binomial tail
@@ -19,6 +19,10 @@ Three kinds (THEORY.md, "Extrapolation bounds"):
 (c) :func:`domain_adaptation_bound` — Germain et al.'s disagreement bound
     ``R_T(G_Q) ≤ ½ d_T(Q) + β_q(T‖S)·e_S(Q)^(1−1/q) + η`` with each Monte-Carlo term corrected
     by kl⁻¹ at its own δ.
+(d) :func:`importance_weights` — for a *certificate* of R_T from examples drawn from S: when
+    T = Σ t_l D_l and S = Σ s_l D_l mix the same components D_l (difficulty levels, nested or
+    not), weighting an example drawn from component l by t_l/s_l makes its S-expectation the
+    covered part of R_T. Unlike (b) it sees which components the errors fall on.
 
 **Distributions.** ``t`` and ``s`` are weight vectors over the *atoms* of a partition on which
 the density ratio T/S is constant, last axis = atoms, leading axes broadcast (e.g. one ``s``
@@ -291,6 +295,34 @@ def lp_shift_bound(source_risk: ArrayLike, t: ArrayLike, s: ArrayLike) -> jax.Ar
         value = jnp.sum(jnp.where(s_by > 0, ratio_by * fill, 0.0), axis=-1) + jnp.sum(jnp.where(covered, 0.0, t), axis=-1)
         ok = (r >= 0) & (r <= 1)
         return jnp.where(ok, jnp.minimum(value + 1e-12, 1.0), jnp.nan)
+
+
+def importance_weights(t: ArrayLike, s: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Loss weights that turn an S-sample into a certificate of the target risk. Host numpy.
+
+    T = Σ_l t_l D_l and S = Σ_l s_l D_l mix the same components D_l (for difftrade: the
+    difficulty levels an example is *drawn at*; nested levels are fine, the components need not
+    be disjoint). With ρ_l = t_l/s_l, B = max ρ_l over the components S covers and
+    weight_l = ρ_l/B ∈ [0, 1], any loss ℓ ∈ [0, 1] satisfies, for (L, Z) drawn from S,
+
+        E_S[weight_L · ℓ(Z)] = Σ_{s_l > 0} t_l R_l / B,   so   R_T ≤ B · E_S[weight_L · ℓ(Z)] + π,
+
+    π = Σ_{s_l = 0} t_l, with equality when ℓ ≡ 1 on the uncovered components. So any bound on
+    the mean of the [0, 1] loss weight·ℓ (a PAC-Bayes certificate, a test-set bound) times B,
+    plus π, bounds R_T at the same confidence. The price is the factor B on that bound's slack.
+
+    Args: ``t`` ``[L]`` and ``s`` ``[..., L]`` weight vectors over components.
+    Returns ``(weight [..., L], B [...], π [...])``, float64; weight is 0 where s_l = 0 (never
+    drawn) and B = 1 where S covers no target mass (then every weight is 0 and π = 1).
+    """
+    _check_weights("t", t)
+    _check_weights("s", s)
+    s, t = np.asarray(s, np.float64), np.broadcast_to(np.asarray(t, np.float64), np.shape(s))
+    covered = s > 0
+    ratio = np.where(covered, t / np.where(covered, s, 1.0), 0.0)
+    scale = ratio.max(axis=-1)
+    scale = np.where(scale > 0, scale, 1.0)
+    return ratio / scale[..., None], scale, np.where(covered, 0.0, t).sum(axis=-1)
 
 
 def kl_shift_bound(source_risk: ArrayLike, t: ArrayLike, s: ArrayLike) -> jax.Array:
