@@ -309,7 +309,7 @@ def test_importance_weighted_target_certificate(tmp_path, run_dir):
     np.testing.assert_allclose(b["iw_scale"].values[:, 0, 0], (t / s).max(axis=1))
     np.testing.assert_allclose(b["iw_uncovered"].values, 0.0)
     like = init_params(cfg.model, jax.random.key(0))
-    members, params = load_params(out, like)
+    _, params = load_params(out, like)
     run_key = jax.random.key(cfg.run.seed)
     for i in range(len(cfg.grid.difficulties)):
         member = jax.tree.map(lambda x, i=i: x[i], params)
