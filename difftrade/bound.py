@@ -67,7 +67,8 @@ class BoundSettings:
     """What to certify and how (static; fixed before any bound-set example is drawn)."""
 
     n_bound: int = 4096
-    num_draws: int = 8
+    num_draws: int = 1  # per example and σ ("per_example"), or on the whole set ("whole_set")
+    monte_carlo: Literal["per_example", "whole_set"] = "per_example"
     sigmas: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
     prior_sigmas: tuple[float, ...] | None = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
     delta: float = 0.025
@@ -96,7 +97,8 @@ class BoundSettings:
     importance_weighted: bool = False
 
     def __post_init__(self) -> None:
-        for name, allowed in (("bound_set", ("fresh", "train")), ("posterior", ("isotropic", "fitted")), ("prior", ("init", "grid", "prefix"))):
+        for name, allowed in (("bound_set", ("fresh", "train")), ("posterior", ("isotropic", "fitted")), ("prior", ("init", "grid", "prefix")),
+                              ("monte_carlo", ("per_example", "whole_set"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is unknown; allowed: {', '.join(map(repr, allowed))}")
         for name in ("n_bound", "num_draws", "member_chunk"):
@@ -123,7 +125,7 @@ class BoundSettings:
         return CertificateConfig(
             sigmas=(1.0,) if fitted else self.sigmas,
             prior_sigmas=self.fitted_prior_sigmas if fitted else self.prior_sigmas,
-            num_draws=self.num_draws, delta=self.delta, delta_prime=self.delta_prime,
+            num_draws=self.num_draws, monte_carlo=self.monte_carlo, delta=self.delta, delta_prime=self.delta_prime,
             delta_heldout=self.delta_heldout, selection="bound",
         )
 
@@ -509,6 +511,10 @@ def render(ds: xr.Dataset, b: xr.Dataset) -> str:
                                                       "weighted by t/s of the level it was drawn at (B · bound + π)." if iw else ".")
                          if settings.get("bound_set") == "train"
                          else f"{settings['n_bound']:,} fresh examples from S and from T per member."),
+        ("Monte-Carlo step: " + (f"r = {settings['num_draws']} fresh weight draw(s) per example and σ (slack ln(K/δ′)/(r·n))."
+                                 if settings.get("monte_carlo", "whole_set") == "per_example" else
+                                 "m weight draws, each on the whole bound set (Langford–Caruana, slack ln(2K/δ′)/m; "
+                                 "before 2026-11-23 the only option).")),
         *([("Prior centre: the grid's member of the same difficulty and seed at the next smaller budget n' (trained on "
             "examples [0, n') only); the bound set is the member's other n − n' training examples. The smallest budget "
             "has no such prior: NaN.")] if settings.get("prior") == "grid" else []),

@@ -5,7 +5,7 @@
     difftrade run CONFIG.toml [--out DIR] [--resume] train + evaluate a grid
     difftrade pretrain CONFIG.toml [--out DIR]       train one member, save it as a base checkpoint
     difftrade report RESULTS.nc [--out DIR]          tables and figures
-    difftrade bound RUN_DIR [--n-bound N --draws M --seeds 0,1 --budgets 1024,4096 --bound-set train --posterior fitted]
+    difftrade bound RUN_DIR [--n-bound N --draws R --monte-carlo per_example --seeds 0,1 --budgets 1024,4096 --bound-set train --posterior fitted]
     difftrade difficulty agreement CONFIG.toml [-n N]  reference loss vs nominal level (rank agreement)
     difftrade recommend RESULTS.nc --budget N [--validate]   difficulty for a budget
     difftrade select SCORES --column C --budget N (--results R | --weights W) [--out F]
@@ -176,7 +176,7 @@ def _bound(args: argparse.Namespace) -> int:
     grids = {name: _floats(getattr(args, name), "--" + name.replace("_", "-")) for name in ("sigmas", "prior_sigmas")
              if getattr(args, name) is not None}
     settings = BoundSettings(
-        **grids, n_bound=args.n_bound, num_draws=args.draws,
+        **grids, n_bound=args.n_bound, num_draws=args.draws, monte_carlo=args.monte_carlo,
         seeds=_ints(args.seeds, "--seeds"), budgets=_ints(args.budgets, "--budgets"),
         bound_set=args.bound_set, posterior=args.posterior, prior=args.prior, importance_weighted=args.importance_weighted,
         fit=FitConfig(steps=args.fit_steps, mean_learning_rate=args.fit_mean_lr),
@@ -283,7 +283,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("bound", help="PAC-Bayes certificates and shift bounds for a finished run")
     p.add_argument("run", type=Path, help="run directory (with results.nc and chunks/)")
     p.add_argument("--n-bound", type=int, default=4096, help="bound-set size per member and distribution")
-    p.add_argument("--draws", type=int, default=8, help="Monte-Carlo weight draws per sigma")
+    p.add_argument("--draws", type=int, default=1,
+                   help="Monte-Carlo weight draws per sigma: fresh draws per example (default), or on the whole set")
+    p.add_argument("--monte-carlo", choices=["per_example", "whole_set"], default="per_example",
+                   help="per_example: r fresh weight draws per bound-set example, slack ln(K/delta')/(r n); whole_set: "
+                        "m draws each on the whole set (Langford-Caruana), slack ln(2K/delta')/m")
     p.add_argument("--seeds", help="comma-separated seeds to certify (default: all)")
     p.add_argument("--refresh-shift", action="store_true",
                    help="recompute only the change-of-measure fields of an existing bounds.nc (certificates kept)")

@@ -184,7 +184,8 @@ def bounds_overlay(ds: xr.Dataset, b: xr.Dataset) -> plt.Figure:
     handles, labels = panels[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
     fig.suptitle("measured risks vs certificates (mean over the certified seeds); bounds at 1 are vacuous", fontsize=10)
-    fig.tight_layout(rect=(0, 0.1, 1, 0.96))
+    legend_inches = 0.2 * -(-len(labels) // 3) + 0.15  # three entries a row
+    fig.tight_layout(rect=(0, legend_inches / fig.get_figheight(), 1, 0.96))
     return fig
 
 

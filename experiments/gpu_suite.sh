@@ -82,26 +82,26 @@ for stage in "$@"; do
       mkdir -p "runs/$stage"; dt run "$cfg" --out "runs/$stage" 2>&1 | tr '\r' '\n' | tail -4 | tee "runs/$stage/run.log"
       dt report "runs/$stage/results.nc" > /dev/null
       nb=4096; [ "$stage" = mixture ] && nb=1024
-      dt bound "runs/$stage" --seeds 0 --n-bound "${NBOUND:-$nb}" --draws "${DRAWS:-8}" 2>&1 | tail -40 ;;
+      dt bound "runs/$stage" --seeds 0 --n-bound "${NBOUND:-$nb}" --draws "${DRAWS:-1}" 2>&1 | tail -40 ;;
     finetune)
       dt pretrain experiments/pretrain.toml --out runs/pretrain 2>&1 | tail -3
       mkdir -p runs/finetune; dt run experiments/finetune.toml --out runs/finetune 2>&1 | tr '\r' '\n' | tail -4 | tee runs/finetune/run.log
       dt report runs/finetune/results.nc > /dev/null
       # fine-tuning moves the weights little, so a large bound set can make the KL/n term small
-      dt bound runs/finetune --seeds 0 --n-bound "${FT_NBOUND:-65536}" --draws 4 2>&1 | tail -40
+      dt bound runs/finetune --seeds 0 --n-bound "${FT_NBOUND:-65536}" 2>&1 | tail -40
       for f in bounds.nc bounds.md bounds.png; do mv "runs/finetune/$f" "runs/finetune/fresh_$f"; done
       # the generalization certificate proper: each member's own training data, fitted posterior
       # (on the CPU this gave the first non-vacuous certificates, from a strong base; docs/theory.md)
-      dt bound runs/finetune --seeds 0 --bound-set train --posterior fitted --fit-steps 1000 --draws 64 2>&1 | tail -40
+      dt bound runs/finetune --seeds 0 --bound-set train --posterior fitted --fit-steps 1000 2>&1 | tail -40
       for f in bounds.nc bounds.md bounds.png; do mv "runs/finetune/$f" "runs/finetune/fitted_$f"; done
       # Q centred at the member, prior = the next smaller budget's member (docs/theory.md, session 4)
-      dt bound runs/finetune --seeds 0 --bound-set train --prior grid --draws 64 2>&1 | tail -40 ;;
+      dt bound runs/finetune --seeds 0 --bound-set train --prior grid 2>&1 | tail -40 ;;
     prefix)
       # tradeoff_mixture.toml with a prefix phase; certificates with the member's own prefix weights
       # as prior, on the n/2 training examples that prior never saw (docs/theory.md, session 7)
       mkdir -p runs/prefix; dt run experiments/tradeoff_mixture_prefix.toml --out runs/prefix 2>&1 | tr '\r' '\n' | tail -4 | tee runs/prefix/run.log
       dt report runs/prefix/results.nc > /dev/null
-      dt bound runs/prefix --seeds 0 --bound-set train --prior prefix --draws "${DRAWS:-64}" \
+      dt bound runs/prefix --seeds 0 --bound-set train --prior prefix --importance-weighted --draws "${DRAWS:-1}" \
         --sigmas 1e-3,3e-3,1e-2,2e-2,3e-2,5e-2,7e-2,0.1 --prior-sigmas 3e-3,1e-2,2e-2,3e-2,5e-2,7e-2,0.1 2>&1 | tail -40 ;;
     *) echo "unknown stage $stage"; continue ;;
   esac

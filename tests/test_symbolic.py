@@ -57,6 +57,7 @@ def test_there_are_checks():
         "check_tradeoff_pacbayes",
         "check_implicit_function",
         "check_change_of_measure",
+        "check_sample_convergence",
     ):
         assert expected in names
 

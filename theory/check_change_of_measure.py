@@ -14,6 +14,11 @@ import sympy as sp
 from difftrade.theory.symbolic import Claim, Result, prove_equal, prove_sign, run_check_script
 
 q, p, e1, e2, eps, r1, r2 = sp.symbols("q p e1 e2 epsilon rho1 rho2", positive=True)
+T = sp.symbols("t1:4", positive=True)  # target weights of three components
+S = sp.symbols("s1:4", positive=True)  # training weights (all covered)
+R = sp.symbols("R1:4", positive=True)  # per-component risks
+B = sp.Symbol("B", positive=True)  # any positive scale, e.g. max t/s
+TARGET_RISK = sum(t * r for t, r in zip(T, R))
 
 
 def kl(a, b):
@@ -75,6 +80,16 @@ def check() -> list[Result]:
                 "eps(rho1 - rho2): filling atoms in decreasing T/S is optimal (lp_shift_bound)",
             ),
         ),
+        prove_equal(
+            B * sum(s_ * (t / s_ / B) * r for t, s_, r in zip(T, S, R)),
+            TARGET_RISK,
+            None,
+            claim=Claim(
+                "com.importance_weighting_unbiased",
+                "B E_S[(t_L/s_L)/B * loss] = sum_l t_l R_l for mixtures of the same components: the weighted "
+                "training loss certifies the target risk (shift.importance_weights)",
+            ),
+        ),
     ]
 
 
@@ -92,6 +107,12 @@ def negative_controls() -> list[Result]:
             "<0",
             ABOVE,
             claim=Claim("wrong.kl_first_decreasing", "kl(q||p) decreases in q above p (false)"),
+        ),
+        prove_equal(
+            sum(s_ * (s_ / t) * r for t, s_, r in zip(T, S, R)),
+            TARGET_RISK,
+            None,
+            claim=Claim("wrong.importance_weights_inverted", "weighting by s/t recovers the target risk (false)"),
         ),
     ]
 
