@@ -53,7 +53,7 @@ def diagonal_gibbs_risk(mean: np.ndarray, sigma: np.ndarray, draws: int = 400_00
 
 FIT = FitConfig(steps=150, learning_rate=0.05, mean_learning_rate=0.01, batch_size=64, init_sigma=0.1,
                 init_prior_sigma=1.0, delta=0.025)
-CERT = C.CertificateConfig(sigmas=(1.0,), prior_sigmas=(0.5, 1.0, 2.0), num_draws=256, selection="bound")
+CERT = C.CertificateConfig(sigmas=(1.0,), prior_sigmas=(0.5, 1.0, 2.0), num_draws=4, selection="bound")  # 4 draws per example
 
 
 def test_posterior_fitted_on_the_bound_set_keeps_coverage():
@@ -97,7 +97,7 @@ def test_diagonal_fit_beats_the_isotropic_grid_when_sensitivities_differ():
     prior = jnp.zeros(dim, jnp.float32)
     sigmas = tuple(float(s) for s in np.geomspace(1e-3, 1.0, 10))
     iso = C.certify(linear_01_loss, jnp.asarray(mu), prior, data, jax.random.key(1),
-                    C.CertificateConfig(sigmas=sigmas, prior_sigmas=CERT.prior_sigmas, num_draws=32, selection="bound"))
+                    C.CertificateConfig(sigmas=sigmas, prior_sigmas=CERT.prior_sigmas, num_draws=4, selection="bound"))
     mean, sigma, _ = fit_posterior(smooth_01, jnp.asarray(mu), prior, data, jax.random.key(2),
                                    FitConfig(steps=400, learning_rate=0.05, mean_learning_rate=0.01, init_sigma=0.01,
                                              init_prior_sigma=1.0))
