@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU runs behind docs/results.md, docs/theory.md and benchmarks/README.md.
 # Usage (repo root, on the GPU machine): bash experiments/gpu_suite.sh STAGE [STAGE ...]
-# Stages: bench, sweep, kernels, ncu, scale, tradeoff, mixture, finetune, prefix. Each stage packs its outputs (results, bounds,
+# Stages: bench, sweep, kernels, certificate, ncu, scale, tradeoff, mixture, finetune, prefix. Each stage packs its outputs (results, bounds,
 # reports, figures, log) into $OUT/<stage>.tar.gz (or ./gpu-out/ when OUT is unset).
 set -uo pipefail
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -57,6 +57,11 @@ for stage in "$@"; do
       # (every launch checked against XLA before it is timed)
       mkdir -p runs/kernels
       timeout 300 python3 -m benchmarks.mlp_kernels --out runs/kernels/mlp.json 2>&1 | tail -n 20 | tee runs/kernels/mlp.md ;;
+    certificate)
+      # the certificate's Monte-Carlo step side by side: per-example draws vs whole-set draws
+      # (benchmarks/NOTES.md, session 9: 15x faster than m = 64 on the CPU; unmeasured here)
+      mkdir -p runs/certificate
+      timeout 420 python3 -m benchmarks.certificate --members 16 --n 4096 --d-model 128 2>&1 | tail -n 8 | tee runs/certificate/bench.md ;;
     ncu)
       # Nsight Compute on the default path's kernels (fused MLP, flash attention) at d=128: is a
       # kernel held by the tensor pipe, by DRAM, or by neither (latency, occupancy)? The open
