@@ -29,7 +29,12 @@ def main() -> None:
     from difftrade.model import ModelConfig
     from difftrade.tasks.addition import Addition
     from difftrade.theory.certificate import CertificateConfig, certify_population
-    from difftrade.train import TrainConfig, make_member_trainer, member_data_root, member_init_params
+    from difftrade.train import (
+        TrainConfig,
+        make_member_trainer,
+        member_data_root,
+        member_init_params,
+    )
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--members", type=int, default=2)
