@@ -22,9 +22,10 @@ For every certified member (all seeds by default):
 * **Extrapolation band**: the measured extrapolation gap of the deterministic network with a
   certified band from the per-level held-out test sets (Clopper–Pearson per level and side,
   all 2L one-sided statements at δ/(2L): valid simultaneously for R_S and R_T).
-* **Change of measure**: R_T ≤ (1−π)·kl⁻¹(U_S, KL(T_in‖S)) + π with U_S the certified upper end
-  of R_S, the distributions known exactly (nested levels: shells; exact-size levels: levels).
-  π is the target mass no training example can cover (vacuous there by construction).
+* **Change of measure**: R_T ≤ the exact worst case over [0, 1] losses given U_S, the certified
+  upper end of R_S (:func:`~difftrade.theory.shift.lp_shift_bound`), the distributions known
+  exactly (nested levels: shells; exact-size levels: levels). π, the target mass no training
+  example can cover, is always in it (vacuous there by construction).
 * **Importance-weighted target certificate** (``bound_set="train"``, ``importance_weighted``):
   L_T(Q) from the training bound set itself. A training example drawn at level l gets the loss
   w_l·ℓ/B with w_l = t_l/s_l and B = max_l w_l over the levels S covers; its S-expectation is
@@ -93,7 +94,7 @@ class BoundSettings:
     fitted_prior_grid: tuple[float, float, int] = (1e-4, 1.0, 1000)
     surrogate_p_min: float = 1e-4  # fit surrogate: answer cross-entropy clipped at ln(1/p_min), over it
     # bound_set="train": also certify L_T(Q) by importance weighting the training bound set (a
-    # second certificate on the same examples: about twice the evaluation time)
+    # second certificate pass over the same examples)
     importance_weighted: bool = False
 
     def __post_init__(self) -> None:
@@ -563,7 +564,7 @@ def render(ds: xr.Dataset, b: xr.Dataset) -> str:
         + ", ".join(f"d={d}: {p:.3f}" for d, p in zip(diffs, b["uncoverable_mass"].values)),
         "",
         ("d* from a bound is the difficulty with the smallest bound, `—` where every bound at that n is vacuous. "
-         "Last column: of the seeds whose own certified L_T(Q) names a d*, those where it is the d* of their own "
+         "`seeds` columns: of the seeds whose own certified L_T(Q) names a d*, those where it is the d* of their own "
          "measured target risks."),
         "",
         "| n | empirical d* | d* from certified L_T(Q) | d* from shift bound | seeds: certified d* = measured d* |"

@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="fresh: n_bound new examples from S and T; train: each member's own n training examples")
     p.add_argument("--importance-weighted", action="store_true",
                    help="with --bound-set train: also certify L_T(Q) on the training examples weighted by t/s of "
-                        "their level (sees where the errors fall; about twice the time)")
+                        "their level (sees where the errors fall; a second certificate pass)")
     p.add_argument("--posterior", choices=["isotropic", "fitted"], default="isotropic",
                    help="isotropic: N(w, sigma^2 I) on a grid; fitted: N(mu, diag sigma^2) minimising the bound")
     p.add_argument("--prior", choices=["init", "grid", "prefix"], default="init",

@@ -447,6 +447,8 @@ def test_implicit_gradients_match_finite_differences(fn):
         (lambda: B.catoni_grid_bound(0.1, 1.0, 10, 0.1, [[1.0]]), "c_grid"),
         (lambda: B.sample_convergence_bound(0.1, 0, 0.1), "num_draws=0"),
         (lambda: B.sample_convergence_bound(0.1, 10, 2.0), "delta_prime=2.0"),
+        (lambda: B.per_example_convergence_bound(1.5, 10, 0.1), "mc_risk=1.5"),
+        (lambda: B.per_example_convergence_bound(0.1, 0, 0.1), "num_terms=0"),
         (lambda: B.clopper_pearson_upper(3.5, 10, 0.1), "k="),
         (lambda: B.clopper_pearson_upper(11, 10, 0.1), "k="),
         (lambda: B.clopper_pearson_host(1, 10, 0.1, side="left"), "side="),

@@ -648,7 +648,7 @@ def per_example_convergence_bound(mc_risk: ArrayLike, num_terms: ArrayLike, delt
     ln(1/δ′)/(r·n), where :func:`sample_convergence_bound`, which reuses each draw on the whole
     set, pays ln(2/δ′)/m.
     """
-    return _test_set(kl_inv, mc_risk, num_terms, delta_prime)
+    return _test_set(kl_inv, mc_risk, num_terms, delta_prime, names=("mc_risk", "num_terms", "delta_prime"))
 
 
 def kl_test_set_bound(emp_risk: ArrayLike, n: ArrayLike, delta: ArrayLike) -> jax.Array:
@@ -664,11 +664,12 @@ def kl_test_set_lower(emp_risk: ArrayLike, n: ArrayLike, delta: ArrayLike) -> ja
     return _test_set(kl_inv_lower, emp_risk, n, delta)
 
 
-def _test_set(invert, emp_risk: ArrayLike, n: ArrayLike, delta: ArrayLike) -> jax.Array:
-    """``invert(L̂, ln(1/δ)/n)`` with the checks both test-set bounds share."""
-    _check_risk("emp_risk", emp_risk)
-    _check_n("n", n)
-    _check_delta("delta", delta)
+def _test_set(invert, emp_risk: ArrayLike, n: ArrayLike, delta: ArrayLike,
+              names: tuple[str, str, str] = ("emp_risk", "n", "delta")) -> jax.Array:
+    """``invert(L̂, ln(1/δ)/n)`` with the checks the test-set bounds share (errors name ``names``)."""
+    _check_risk(names[0], emp_risk)
+    _check_n(names[1], n)
+    _check_delta(names[2], delta)
     with float64_scope():
         emp_risk, n, delta = _f64(emp_risk, n, delta)
         ok = (n >= 1) & (delta > 0) & (delta < 1)
