@@ -32,7 +32,8 @@ For every certified member (all seeds by default):
   (L_T(Q) − uncovered part)/B, so the same PAC-Bayes machinery certifies it and
   L_T(Q) ≤ B·bound + π. Unlike the change of measure it sees *where* the errors fall (an error on
   a level the target weighs less costs less); the price is the factor B on the complexity term.
-  A separate statement: its own δ + δ′ per member.
+  A separate statement: its own δ + δ′ per member, certified from the same forward passes (the
+  same weight draws) as the in-distribution certificate, so it costs almost nothing extra.
 
 Results: ``bounds.nc`` (dims difficulty, budget, seed) and ``bounds.md`` with the δ budget.
 """
@@ -94,7 +95,7 @@ class BoundSettings:
     fitted_prior_grid: tuple[float, float, int] = (1e-4, 1.0, 1000)
     surrogate_p_min: float = 1e-4  # fit surrogate: answer cross-entropy clipped at ln(1/p_min), over it
     # bound_set="train": also certify L_T(Q) by importance weighting the training bound set (a
-    # second certificate pass over the same examples)
+    # second certificate from the same forward passes)
     importance_weighted: bool = False
 
     def __post_init__(self) -> None:
@@ -151,15 +152,17 @@ class ZeroOneLoss:
 
 
 @dataclasses.dataclass(frozen=True)
-class WeightedZeroOneLoss:
-    """``(params, (tokens [n, L], mask [n, L], weight [n])) -> [n]``: weight · 0-1 loss, weights in [0, 1]."""
+class ZeroOneAndWeightedLoss:
+    """``(params, (tokens [n, L], mask [n, L], weight [n])) -> [n, 2]``: the 0-1 loss of exact
+    match and weight · it (weights in [0, 1]), from one forward pass, for two joint certificates."""
 
     model: ModelConfig
     batch_size: int = 2048
 
     def __call__(self, params, batch):
         tokens, mask, weight = batch
-        return weight * ZeroOneLoss(self.model, self.batch_size)(params, (tokens, mask))
+        loss = ZeroOneLoss(self.model, self.batch_size)(params, (tokens, mask))
+        return jnp.stack([loss, weight * loss], axis=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,7 +274,7 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
     base = None if cfg.run.init == "scratch" else load_base(cfg.run.init, cfg.model)
     ccfg = settings.certificate_config()
     loss = ZeroOneLoss(cfg.model)
-    iw_loss, iw_cfg = WeightedZeroOneLoss(cfg.model), dataclasses.replace(ccfg, binary_loss=False)
+    iw_cfg = dataclasses.replace(ccfg, binary_loss=False)
     target_w = jnp.asarray(cfg.target_weights(), jnp.float32)
     n = settings.n_bound
     bound_split = data.SPLITS["bound"]
@@ -319,30 +322,34 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
                 prior = jax.tree.map(lambda x: jnp.broadcast_to(x, (len(idx), *x.shape)), base)
             if settings.bound_set == "train":
                 tokens, mask, levels = make_train_sets(seed_arr, jnp.asarray(pop.weights[idx]), first, int(pop.budget[idx[0]]))
-                sets = {"in_dist": (loss, ccfg, (tokens, mask))}
+                fit_set = (tokens, mask)
+                # each call: (names, loss, configs, bound set); two names share every forward pass
+                calls = [(("in_dist",), loss, (ccfg,), fit_set)]
                 if settings.importance_weighted:
                     weight, scale_b, pi = importance_weights(cfg.target_weights(), pop.weights[idx])
                     w = np.take_along_axis(weight, np.asarray(levels) - task.d_min, axis=1)  # [M, n]
-                    sets["target_iw"] = (iw_loss, iw_cfg, (tokens, mask, jnp.asarray(w, jnp.float32)))
+                    calls = [(("in_dist", "target_iw"), ZeroOneAndWeightedLoss(cfg.model), (ccfg, iw_cfg),
+                              (tokens, mask, jnp.asarray(w, jnp.float32)))]
                     out.setdefault("iw_scale", []).append(scale_b)
                     out.setdefault("iw_uncovered", []).append(pi)
             else:
-                set_s, set_t = make_sets(seed_arr, jnp.asarray(pop.weights[idx]))
-                sets = {"in_dist": (loss, ccfg, set_s), "target": (loss, ccfg, set_t)}
+                fit_set, set_t = make_sets(seed_arr, jnp.asarray(pop.weights[idx]))
+                calls = [(("in_dist",), loss, (ccfg,), fit_set), (("target",), loss, (ccfg,), set_t)]
             keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(run_key, 77), i))(jnp.asarray(idx))
             scale = None
             if settings.posterior == "fitted":  # one Q per member, fitted on its S bound set
-                mean, scale, history = fit(p, prior, sets["in_dist"][2], jax.vmap(lambda k: jax.random.fold_in(k, 2))(keys))
+                mean, scale, history = fit(p, prior, fit_set, jax.vmap(lambda k: jax.random.fold_in(k, 2))(keys))
                 out.setdefault("fit_objective", []).append(np.asarray(history["objective"][:, -1]))
                 out.setdefault("fit_retained", []).append(retained_displacement(mean, p, prior))
                 p = mean
             out.setdefault("prior_distance", []).append(distance(p, prior))  # ‖Q's mean − prior centre‖
-            for salt, (name, (set_loss, set_cfg, bound_set)) in enumerate(sets.items()):
-                cert = certify_population(set_loss, p, prior, bound_set, jax.vmap(lambda k: jax.random.fold_in(k, salt))(keys),
-                                          set_cfg, posterior_scale=scale)
-                for field in ("bound", "kl", "sigma", "prior_sigma", "mc_risk_estimate", "deterministic_risk",
-                              "deterministic_lower", "deterministic_upper", "valid", "num_examples"):
-                    out.setdefault(f"{name}_{field}", []).append(np.asarray(getattr(cert, field)))
+            for salt, (names, set_loss, configs, bound_set) in enumerate(calls):
+                certs = certify_population(set_loss, p, prior, bound_set, jax.vmap(lambda k: jax.random.fold_in(k, salt))(keys),
+                                           configs if len(configs) > 1 else configs[0], posterior_scale=scale)
+                for name, cert in zip(names, certs if len(configs) > 1 else (certs,)):
+                    for field in ("bound", "kl", "sigma", "prior_sigma", "mc_risk_estimate", "deterministic_risk",
+                                  "deterministic_lower", "deterministic_upper", "valid", "num_examples"):
+                        out.setdefault(f"{name}_{field}", []).append(np.asarray(getattr(cert, field)))
             order.append(idx)
             if progress:
                 print(f"certified {sum(map(len, order))}/{len(chosen)} members", flush=True)

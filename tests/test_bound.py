@@ -290,7 +290,8 @@ def test_refresh_shift_recomputes_only_the_change_of_measure(run_dir, capsys):
 def test_importance_weighted_target_certificate(tmp_path, run_dir):
     """importance_weighted: a second certificate on the training bound set, each example
     weighted by (t/s of the level it was drawn at)/B; L_T(Q) ≤ B·bound + π. Checked on the
-    deterministic network against the weighted error recomputed here from the examples."""
+    deterministic network against the weighted error recomputed here from the examples. It
+    shares the in-distribution certificate's forward passes without changing that certificate."""
     import jax
     import jax.numpy as jnp
 
@@ -324,5 +325,8 @@ def test_importance_weighted_target_certificate(tmp_path, run_dir):
     assert np.all((bound >= mc) & (bound <= 1.0)) and np.all(b["target_iw_valid"].values == 1)
     assert "importance-weighted" in render(results.load(out / "results.nc"), b)
     assert "own δ + δ′" in b.attrs["delta_budget"]
+    alone = certify_run(out, BoundSettings(num_draws=1, bound_set="train"), progress=False)
+    for name in ("in_dist_bound", "in_dist_mc_risk_estimate", "in_dist_sigma", "in_dist_kl"):
+        np.testing.assert_array_equal(b[name].values, alone[name].values, err_msg=name)
     with pytest.raises(ValueError, match="importance_weighted=True needs bound_set='train'"):
         BoundSettings(importance_weighted=True)

@@ -127,6 +127,7 @@ def test_per_example_draws_are_fresh_and_shared_across_sigmas():
 
     config = C.CertificateConfig(sigmas=(1.0, 2.0), num_draws=3)
     _, losses, ok = C._evaluate(reveal, jnp.zeros(4), jnp.zeros((500, 2)), jax.random.key(0), None, config)
+    losses = losses[..., 0]  # the one loss column
     eps = (np.asarray(losses, np.float64) - 0.5) / (0.05 * np.array([1.0, 2.0]))  # [1500, 2]
     np.testing.assert_allclose(eps[:, 0], eps[:, 1], atol=1e-4)
     assert np.all(np.asarray(ok)) and np.unique(eps[:, 0]).size > 1490  # one shared draw per row would give 3
@@ -175,6 +176,50 @@ def test_importance_weighted_certificate_covers_the_target_risk():
     exact_lp = np.asarray(lp_shift_bound(np.array([source[float(s)] for s in np.asarray(certs.sigma)]),
                                          np.array([0.5, 0.5]), np.array([0.9, 0.1])))
     assert np.median(bound) < np.median(exact_lp)
+
+
+@pytest.mark.parametrize("monte_carlo", ["per_example", "whole_set"])
+def test_joint_columns_equal_separate_certificates(monte_carlo):
+    """Two losses of the same examples (0-1 and weight · 0-1) certified from one set of forward
+    passes: each column equals the certificate computed alone with the same key, every field,
+    although the columns choose different σ and use different deterministic intervals."""
+    x, y = make_bound_set(jax.random.key(11), 300)
+    weight = jnp.asarray(np.random.default_rng(2).uniform(0.0, 1.0, 300), jnp.float32)
+    mu, prior, key = jnp.asarray(MU), jnp.zeros(DIM, jnp.float32), jax.random.key(12)
+    plain = C.CertificateConfig(sigmas=(0.05, 0.5, 2.0), prior_sigmas=(0.5, 2.0), num_draws=2,
+                                monte_carlo=monte_carlo, selection="bound")
+    weighted = dataclasses.replace(plain, binary_loss=False, delta=0.01, selection="flatness")
+
+    def both(w, d):
+        loss = linear_01_loss(w, d[:2])
+        return jnp.stack([loss, d[2] * loss], axis=1)
+
+    joint = C.certify(both, mu, prior, (x, y, weight), key, (plain, weighted))
+    alone = (C.certify(linear_01_loss, mu, prior, (x, y), key, plain),
+             C.certify(weighted_linear_01_loss, mu, prior, (x, y, weight), key, weighted))
+    assert isinstance(joint, tuple) and len(joint) == 2
+    for got, want in zip(joint, alone):
+        for field, value in want._asdict().items():
+            np.testing.assert_allclose(np.asarray(getattr(got, field)), np.asarray(value), rtol=1e-12, err_msg=field)
+    assert float(joint[0].bound) != float(joint[1].bound)  # two different statements, not one copied
+    # a population call returns the same tuple with a member axis
+    pop = C.certify_population(both, mu[None], prior, jax.tree.map(lambda a: a[None], (x, y, weight)), key[None],
+                               (plain, weighted), prior_axis=None)
+    np.testing.assert_allclose(np.asarray(pop[1].bound)[0], float(joint[1].bound), rtol=1e-12)
+
+
+def test_joint_columns_errors():
+    data = make_bound_set(jax.random.key(0), 10)
+    a = C.CertificateConfig(sigmas=(0.1,), num_draws=2)
+    mu, key = jnp.asarray(MU), jax.random.key(0)
+    with pytest.raises(ValueError, match="sigmas differs between columns"):
+        C.certify(linear_01_loss, mu, mu, data, key, (a, dataclasses.replace(a, sigmas=(0.2,))))
+    with pytest.raises(ValueError, match="num_draws differs between columns"):
+        C.certify(linear_01_loss, mu, mu, data, key, (a, dataclasses.replace(a, num_draws=3)))
+    with pytest.raises(ValueError, match=r"allowed: \[n, 2\]"):
+        C.certify(linear_01_loss, mu, mu, data, key, (a, a))  # one column for two configs
+    with pytest.raises(ValueError, match="non-empty tuple"):
+        C.certify(linear_01_loss, mu, mu, data, key, ())
 
 
 def _member_inputs(num: int, n: int = 300):

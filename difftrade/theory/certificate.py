@@ -34,6 +34,11 @@ certified quantities are NaN. With ``binary_loss=True`` a non-0/1 loss makes the
 interval NaN. The posterior actually sampled is ``μ + σε`` rounded to the parameter dtype; this
 rounding is ignored, as everywhere in the literature.
 
+Several losses of the same examples (e.g. the 0-1 loss and an importance-weighted one) can be
+certified from one set of forward passes: a ``loss_fn`` returning [n, C] and a tuple of C configs
+(:func:`certify`). Each column is then exactly the certificate it would be alone with the same
+key; the columns are separate statements whose draws happen to coincide.
+
 Shapes: every ``Certificate`` field is a float64 scalar per member (``mc_risk_estimates`` [K],
 ``bound_grid`` and ``kl_grid`` [K, K_P]); under ``jax.vmap`` / :func:`certify_population` they
 gain a leading member axis.
@@ -234,12 +239,37 @@ def _mean_and_validity(losses: jax.Array) -> tuple[jax.Array, jax.Array]:
         return jnp.mean(values), ok
 
 
-def _check_loss_shape(losses: jax.Array) -> int:
-    if jnp.ndim(losses) != 1:
+def _check_loss_shape(losses: jax.Array, columns: int | None) -> int:
+    """n, after checking that ``loss_fn`` returned [n] (one config) or [n, C] (C configs)."""
+    shape = jnp.shape(losses)
+    if columns is None and len(shape) != 1:
+        raise ValueError(f"loss_fn returned shape {shape}; allowed: per-example losses of shape [n]")
+    if columns is not None and (len(shape) != 2 or shape[1] != columns):
         raise ValueError(
-            f"loss_fn returned shape {jnp.shape(losses)}; allowed: per-example losses of shape [n]"
+            f"loss_fn returned shape {shape}; allowed: [n, {columns}] (one column per config of the {columns} given)"
         )
-    return int(jnp.shape(losses)[0])
+    return int(shape[0])
+
+
+# the fields that decide which weights are drawn and evaluated: shared by jointly certified columns
+_DRAW_FIELDS = ("sigmas", "num_draws", "monte_carlo", "map_batch_size")
+
+
+def _configs(config: CertificateConfig | tuple[CertificateConfig, ...]) -> tuple[CertificateConfig, ...]:
+    """The configs as a tuple, after checking that they agree on how the weights are drawn."""
+    configs = config if isinstance(config, tuple) else (config,)
+    if not configs or not all(isinstance(c, CertificateConfig) for c in configs):
+        raise ValueError(  # noqa: TRY004
+            f"config={config!r} is not allowed; allowed: a CertificateConfig or a non-empty tuple of them"
+        )
+    for c in configs[1:]:
+        for name in _DRAW_FIELDS:
+            if getattr(c, name) != getattr(configs[0], name):
+                raise ValueError(
+                    f"config {name} differs between columns ({getattr(configs[0], name)!r} vs {getattr(c, name)!r}); "
+                    "allowed: one value, since every column is evaluated on the same weight draws"
+                )
+    return configs
 
 
 def certify(
@@ -248,41 +278,53 @@ def certify(
     prior_params: PyTree,
     data: PyTree,
     key: jax.Array,
-    config: CertificateConfig,
+    config: CertificateConfig | tuple[CertificateConfig, ...],
     posterior_scale: PyTree | None = None,
-) -> Certificate:
+) -> Certificate | tuple[Certificate, ...]:
     """PAC-Bayes certificate of ``Q = N(params, σ²I)`` on a bound set (see module docstring).
 
     Args:
-      loss_fn: pure JAX ``(params, data) -> [n]`` per-example losses in [0, 1].
+      loss_fn: pure JAX ``(params, data) -> [n]`` per-example losses in [0, 1]; with a tuple of
+        C configs, ``-> [n, C]``: C losses of the same examples, certified jointly (below).
       params: trained weights μ (pytree; floating leaves are perturbed, others kept).
       prior_params: prior centre w₀ (same structure), data-free or never saw the bound set.
       data: the bound set (any pytree ``loss_fn`` accepts), n examples disjoint from training.
       key: PRNG key for the m weight draws.
-      config: :class:`CertificateConfig` (static).
+      config: :class:`CertificateConfig` (static), or a tuple of C of them, one per loss column.
+        The columns share every forward pass: the same weight draws (so the configs must agree on
+        ``sigmas``, ``num_draws``, ``monte_carlo`` and ``map_batch_size``). Each column then
+        chooses its own (σ, σ_P) and is its own statement at its own δ + δ′, exactly as if it
+        had been certified alone with this key.
       posterior_scale: optional pytree of fixed per-parameter scales s (structure of params):
         the posterior becomes ``N(μ, σ² diag s²)``; s must not depend on the bound set.
 
     Returns:
-      :class:`Certificate`. jit- and vmap-compatible over (params, prior_params, data, key,
-      posterior_scale); ``loss_fn`` and ``config`` are static.
+      :class:`Certificate` (a tuple of C with a tuple config). jit- and vmap-compatible over
+      (params, prior_params, data, key, posterior_scale); ``loss_fn`` and ``config`` are static.
     """
-    if not isinstance(config, CertificateConfig):
-        raise ValueError(f"config={config!r} is not allowed; allowed: a CertificateConfig")  # noqa: TRY004
-    det_losses, risks, oks = _evaluate(loss_fn, params, data, key, posterior_scale, config)
+    configs = _configs(config)
+    columns = len(configs) if isinstance(config, tuple) else None
+    det_losses, risks, oks = _evaluate(loss_fn, params, data, key, posterior_scale, configs[0], columns)
     with float64_scope():  # eager calls compile the arithmetic here, with float64 available
-        return _assemble(det_losses, risks, oks, params, prior_params, posterior_scale, config)
+        certs = tuple(_assemble(det_losses[:, c], risks[..., c], oks[..., c], params, prior_params, posterior_scale, cfg)
+                      for c, cfg in enumerate(configs))
+    return certs if isinstance(config, tuple) else certs[0]
 
 
-@partial(jax.jit, static_argnames=("loss_fn", "config"))
-def _evaluate(loss_fn, params, data, key, posterior_scale, config):
-    """Deterministic losses [n], the Monte-Carlo risks [draws, K] and their validity flags.
+@partial(jax.jit, static_argnames=("loss_fn", "config", "columns"))
+def _evaluate(loss_fn, params, data, key, posterior_scale, config, columns=None):
+    """Deterministic losses [n, C], the Monte-Carlo risks [draws, K, C] and validity flags [..., C].
 
     ``"whole_set"``: row j = draw j's mean loss on the bound set. ``"per_example"``: row
-    i·r + j = the loss of example i under its own draw j (model's own dtypes).
+    i·r + j = the loss of example i under its own draw j (model's own dtypes). C = 1 when
+    ``columns`` is None (``loss_fn`` returns [n]), else ``columns`` (it returns [n, C]).
     """
-    det_losses = loss_fn(params, data)
-    n = _check_loss_shape(det_losses)
+    def as_columns(losses):  # [n] or [n, C] -> [n, C]
+        _check_loss_shape(losses, columns)
+        return losses[:, None] if columns is None else losses
+
+    det_losses = as_columns(loss_fn(params, data))
+    n = int(det_losses.shape[0])
     k_sig, m = config.num_sigmas, config.num_draws
     sigma_grid = jnp.asarray(config.sigmas)  # float32 unless x64 is on; cast to each leaf's dtype
 
@@ -290,29 +332,29 @@ def _evaluate(loss_fn, params, data, key, posterior_scale, config):
         def one_eval(index):
             draw, which = index // k_sig, index % k_sig
             noise = _perturbation_noise(params, jax.random.fold_in(key, draw))
-            losses = loss_fn(_perturb(params, noise, sigma_grid[which], posterior_scale), data)
-            _check_loss_shape(losses)
-            return _mean_and_validity(losses)
+            losses = as_columns(loss_fn(_perturb(params, noise, sigma_grid[which], posterior_scale), data))
+            return jax.vmap(_mean_and_validity, in_axes=1)(losses)  # [C], [C]
 
         risks, oks = jax.lax.map(one_eval, jnp.arange(m * k_sig), batch_size=config.map_batch_size)
-        return det_losses, risks.reshape(m, k_sig), oks
+        return det_losses, risks.reshape(m, k_sig, -1), oks
 
-    def one_example(index):  # example i under its own draw j, at every σ: [K] losses
+    def one_example(index):  # example i under its own draw j, at every σ: [K, C] losses
         i, draw = index // m, index % m
         example = jax.tree.map(lambda x: jax.lax.dynamic_slice_in_dim(x, i, 1), data)
         noise = _perturbation_noise(params, jax.random.fold_in(jax.random.fold_in(key, draw), i))
-        losses = jax.vmap(lambda s: loss_fn(_perturb(params, noise, s, posterior_scale), example))(sigma_grid)
+        losses = jax.vmap(lambda s: as_columns(loss_fn(_perturb(params, noise, s, posterior_scale), example)))(sigma_grid)
         return losses[:, 0]
 
     batch = config.map_batch_size or max(1, 2**26 // (k_sig * max(num_parameters(params), 1)))
-    losses = jax.lax.map(one_example, jnp.arange(n * m), batch_size=min(batch, n * m))  # [n·r, K]
-    ok = jnp.all(jnp.isfinite(losses) & (losses >= 0) & (losses <= 1), axis=0)
+    losses = jax.lax.map(one_example, jnp.arange(n * m), batch_size=min(batch, n * m))  # [n·r, K, C]
+    ok = jnp.all(jnp.isfinite(losses) & (losses >= 0) & (losses <= 1), axis=(0, 1))  # [C]
     return det_losses, losses, ok
 
 
 @partial(jax.jit, static_argnames=("config",))
 def _assemble(det_losses, risks, oks, params, prior_params, posterior_scale, config) -> Certificate:
-    """Every bound of the recipe from the evaluated losses; float64 throughout."""
+    """Every bound of the recipe from one column's evaluated losses ([n], [draws, K], flags);
+    float64 throughout."""
     n = int(det_losses.shape[0])
     k_sig, m = config.num_sigmas, config.num_draws
     det_risk, det_ok = _mean_and_validity(det_losses)
@@ -445,12 +487,12 @@ def certify_population(
     prior_params: PyTree,
     data: PyTree,
     keys: jax.Array,
-    config: CertificateConfig,
+    config: CertificateConfig | tuple[CertificateConfig, ...],
     *,
     data_axis: int | None = 0,
     prior_axis: int | None = 0,
     posterior_scale: PyTree | None = None,
-) -> Certificate:
+) -> Certificate | tuple[Certificate, ...]:
     """Certify a population in one compiled call: ``jit(vmap(certify))`` over the member axis.
 
     Args:
@@ -460,12 +502,15 @@ def certify_population(
       data: member-stacked bound sets (``data_axis=0``) or one shared bound set (``None``).
       keys: ``[M]`` PRNG keys (e.g. ``jax.random.split(key, M)``).
       loss_fn, config: static (``loss_fn`` should be a module-level function or a stable
-        object, so the compiled program is cached between calls).
+        object, so the compiled program is cached between calls). A tuple of C configs with a
+        ``loss_fn`` returning [n, C] certifies C losses from one set of forward passes
+        (:func:`certify`).
       posterior_scale: optional member-stacked per-parameter scales (see :func:`certify`),
         e.g. the σ of :func:`difftrade.theory.posterior.fit_posterior`.
 
     Returns:
-      :class:`Certificate` with a leading member axis M. Each member's statement holds at
+      :class:`Certificate` (a tuple of C with a tuple config) with a leading member axis M.
+      Each member's statement holds at
       ``1 − δ − δ′``; for all M at once use ``format_budget(config, num_members=M)``.
     """
     return _certify_population_jit(
