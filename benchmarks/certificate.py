@@ -64,7 +64,7 @@ def main() -> None:
             ("per_example", 1, "separate"), ("per_example", 1, "joint")]
     print(f"{a.members} members, d_model {a.d_model}, bound set n = {a.n}, K = {len(sigmas)} σ, "
           f"{jax.devices()[0].platform}, jax {jax.__version__}")
-    print(f"{'Monte-Carlo step':34s} {'slack':>8s} {'compile+1st s':>14s} {'median s':>9s} {'ratio':>6s}  bound per member")
+    print(f"{'Monte-Carlo step':40s} {'slack':>8s} {'compile+1st s':>14s} {'median s':>9s} {'ratio':>6s}  bound per member")
     first = None
     for mode, draws, how in rows:
         cfg = CertificateConfig(sigmas=sigmas, prior_sigmas=prior_sigmas, num_draws=draws, monte_carlo=mode,
@@ -95,7 +95,7 @@ def main() -> None:
         slack = math.log(k / delta_prime) / (draws * a.n) if mode == "per_example" else math.log(2 * k / delta_prime) / draws
         label = f"{mode}, {'r' if mode == 'per_example' else 'm'} = {draws}" + ("" if how == "one" else f", 2 losses {how}")
         shown = " | ".join(str(np.round(np.asarray(b), 3).tolist()) for b in bounds)
-        print(f"{label:34s} {slack:8.4f} {compile_s:14.2f} {med:9.2f} {med / first:6.2f}  {shown}", flush=True)
+        print(f"{label:40s} {slack:8.4f} {compile_s:14.2f} {med:9.2f} {med / first:6.2f}  {shown}", flush=True)
 
 
 @dataclasses.dataclass(frozen=True)
