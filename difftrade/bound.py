@@ -41,7 +41,9 @@ Results: ``bounds.nc`` (dims difficulty, budget, seed) and ``bounds.md`` with th
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Literal
 
@@ -250,7 +252,13 @@ def level_bands(level_exact: np.ndarray, n_test: int, delta: float) -> tuple[np.
 
 
 def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), progress: bool = True) -> xr.Dataset:
-    """Certificates and shift bounds for a finished run; writes ``bounds.nc`` and returns it."""
+    """Certificates and shift bounds for a finished run; writes ``bounds.nc`` and returns it.
+
+    Each finished chunk of ``settings.member_chunk`` members is saved under
+    ``run_dir/bounds.partial/<hash of config and settings>/`` as it completes; a rerun with the same
+    settings after an interruption or failure loads those chunks instead of certifying them again
+    (the numbers are the same: every key derives from the member index). The folder is removed
+    once ``bounds.nc`` is written."""
     run_dir = Path(run_dir)
     cfg, ds = load_run(run_dir)
     task, pop = cfg.task, cfg.population()
@@ -298,9 +306,24 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
     else:
         groups = [chosen]
     order, out = [], {}
+    partial = _partial_dir(run_dir, cfg, settings)  # finished chunks, so an interrupted run resumes
     for group in groups:
         for start in range(0, len(group), settings.member_chunk):
             idx = group[start : start + settings.member_chunk]
+            saved = partial / f"members_{idx[0]}_{idx[-1]}.npz"
+            if saved.exists():
+                with np.load(saved) as f:
+                    chunk = {k: f[k] for k in f.files if k != "members"}
+                    if not np.array_equal(f["members"], idx):
+                        raise ValueError(f"{saved} holds members {f['members'].tolist()}, expected {idx.tolist()}: "
+                                         f"delete {partial} to certify from scratch")
+                for k, v in chunk.items():
+                    out.setdefault(k, []).append(v)
+                order.append(idx)
+                if progress:
+                    print(f"certified {sum(map(len, order))}/{len(chosen)} members (resumed from {saved})", flush=True)
+                continue
+            chunk: dict[str, np.ndarray] = {}
             p = jax.tree.map(lambda x: jnp.asarray(x[idx]), params)
             seed_arr = jnp.asarray(pop.seed[idx])
             first = 0  # first training example of the "train" bound set
@@ -330,8 +353,8 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
                     w = np.take_along_axis(weight, np.asarray(levels) - task.d_min, axis=1)  # [M, n]
                     calls = [(("in_dist", "target_iw"), ZeroOneAndWeightedLoss(cfg.model), (ccfg, iw_cfg),
                               (tokens, mask, jnp.asarray(w, jnp.float32)))]
-                    out.setdefault("iw_scale", []).append(scale_b)
-                    out.setdefault("iw_uncovered", []).append(pi)
+                    chunk["iw_scale"] = scale_b
+                    chunk["iw_uncovered"] = pi
             else:
                 fit_set, set_t = make_sets(seed_arr, jnp.asarray(pop.weights[idx]))
                 calls = [(("in_dist",), loss, (ccfg,), fit_set), (("target",), loss, (ccfg,), set_t)]
@@ -339,22 +362,37 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
             scale = None
             if settings.posterior == "fitted":  # one Q per member, fitted on its S bound set
                 mean, scale, history = fit(p, prior, fit_set, jax.vmap(lambda k: jax.random.fold_in(k, 2))(keys))
-                out.setdefault("fit_objective", []).append(np.asarray(history["objective"][:, -1]))
-                out.setdefault("fit_retained", []).append(retained_displacement(mean, p, prior))
+                chunk["fit_objective"] = np.asarray(history["objective"][:, -1])
+                chunk["fit_retained"] = retained_displacement(mean, p, prior)
                 p = mean
-            out.setdefault("prior_distance", []).append(distance(p, prior))  # ‖Q's mean − prior centre‖
+            chunk["prior_distance"] = distance(p, prior)  # ‖Q's mean − prior centre‖
             for salt, (names, set_loss, configs, bound_set) in enumerate(calls):
                 certs = certify_population(set_loss, p, prior, bound_set, jax.vmap(lambda k: jax.random.fold_in(k, salt))(keys),
                                            configs if len(configs) > 1 else configs[0], posterior_scale=scale)
                 for name, cert in zip(names, certs if len(configs) > 1 else (certs,)):
                     for field in ("bound", "kl", "sigma", "prior_sigma", "mc_risk_estimate", "deterministic_risk",
                                   "deterministic_lower", "deterministic_upper", "valid", "num_examples"):
-                        out.setdefault(f"{name}_{field}", []).append(np.asarray(getattr(cert, field)))
+                        chunk[f"{name}_{field}"] = np.asarray(getattr(cert, field))
+            partial.mkdir(parents=True, exist_ok=True)
+            results.atomic_save_npz({**chunk, "members": idx}, saved)
+            for k, v in chunk.items():
+                out.setdefault(k, []).append(v)
             order.append(idx)
             if progress:
                 print(f"certified {sum(map(len, order))}/{len(chosen)} members", flush=True)
     flat = {k: np.concatenate(v) for k, v in out.items()}
-    return _assemble(run_dir, cfg, ds, np.concatenate(order), flat, settings, ccfg)
+    written = _assemble(run_dir, cfg, ds, np.concatenate(order), flat, settings, ccfg)
+    shutil.rmtree(partial, ignore_errors=True)  # bounds.nc holds every chunk now
+    if partial.parent.exists() and not any(partial.parent.iterdir()):
+        partial.parent.rmdir()
+    return written
+
+
+def _partial_dir(run_dir: Path, cfg: RunConfig, settings: BoundSettings) -> Path:
+    """Where ``certify_run`` keeps finished chunks until ``bounds.nc`` is written: one folder per
+    (run config, settings), so a rerun with other settings never picks up these numbers."""
+    key = json.dumps({"config": cfg.hash(), "settings": dataclasses.asdict(settings)}, sort_keys=True, default=str)
+    return run_dir / "bounds.partial" / hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def _assemble(run_dir: Path, cfg: RunConfig, ds: xr.Dataset, chosen: np.ndarray, flat: dict[str, np.ndarray],

@@ -280,7 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("demo", help="run experiments/quick.toml and report into ./difftrade-demo")
     p.add_argument("--out", type=Path, default=Path("difftrade-demo"))
     p.add_argument("--config", type=Path, default=REPO_ROOT / "experiments" / "quick.toml")
-    p = sub.add_parser("bound", help="PAC-Bayes certificates and shift bounds for a finished run")
+    p = sub.add_parser("bound", help="PAC-Bayes certificates and shift bounds for a finished run",
+                       description="PAC-Bayes certificates and shift bounds for a finished run. Finished chunks of members "
+                                   "are kept in RUN/bounds.partial/ until bounds.nc is written: after an interruption, "
+                                   "the same command certifies only the rest.")
     p.add_argument("run", type=Path, help="run directory (with results.nc and chunks/)")
     p.add_argument("--n-bound", type=int, default=4096, help="bound-set size per member and distribution")
     p.add_argument("--draws", type=int, default=1,

@@ -1,5 +1,7 @@
 """difftrade bound: certificates and shift bounds next to a finished run."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from conftest import tiny_raw
@@ -330,3 +332,46 @@ def test_importance_weighted_target_certificate(tmp_path, run_dir):
         np.testing.assert_array_equal(b[name].values, alone[name].values, err_msg=name)
     with pytest.raises(ValueError, match="importance_weighted=True needs bound_set='train'"):
         BoundSettings(importance_weighted=True)
+
+
+def test_interrupted_certification_resumes_without_recomputing(run_dir, tmp_path, monkeypatch):
+    """A certification that fails part way keeps its finished chunks; the rerun certifies only
+    the rest and writes the same bounds.nc as an uninterrupted run, then drops the chunks."""
+    import shutil
+
+    from difftrade import bound
+
+    settings = BoundSettings(n_bound=32, num_draws=1, seeds=(0,), budgets=(32,), member_chunk=1, sigmas=(0.01, 0.03),
+                             prior_sigmas=(0.05,))
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    for d in (whole, broken):
+        shutil.copytree(run_dir, d)
+    expected = certify_run(whole, settings, progress=False)
+    assert not (whole / "bounds.partial").exists()
+
+    real, calls = bound.certify_population, []
+
+    def failing_on_third(*args, **kwargs):  # each chunk makes two calls (S and T bound sets)
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("simulated failure")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bound, "certify_population", failing_on_third)
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        certify_run(broken, settings, progress=False)
+    saved = list((broken / "bounds.partial").rglob("*.npz"))
+    assert len(saved) == 1 and not (broken / "bounds.nc").exists()  # the first chunk survived
+
+    calls.clear()
+    monkeypatch.setattr(bound, "certify_population", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    got = certify_run(broken, settings, progress=False)
+    num_chunks = int(np.isfinite(expected["in_dist_bound"].values).sum())  # one member each
+    assert num_chunks >= 2 and len(calls) == 2 * (num_chunks - 1)  # the saved chunk was not redone
+    for name in expected.data_vars:
+        np.testing.assert_array_equal(got[name].values, expected[name].values, err_msg=name)
+    assert not (broken / "bounds.partial").exists()
+    # another settings' chunks are never picked up: a different folder
+    cfg = bound.load_run(broken)[0]
+    assert bound._partial_dir(broken, cfg, settings) == saved[0].parent
+    assert bound._partial_dir(broken, cfg, dataclasses.replace(settings, sigmas=(0.02, 0.03))) != saved[0].parent

@@ -259,7 +259,7 @@ def _configs(config: CertificateConfig | tuple[CertificateConfig, ...]) -> tuple
     """The configs as a tuple, after checking that they agree on how the weights are drawn."""
     configs = config if isinstance(config, tuple) else (config,)
     if not configs or not all(isinstance(c, CertificateConfig) for c in configs):
-        raise ValueError(  # noqa: TRY004
+        raise ValueError(
             f"config={config!r} is not allowed; allowed: a CertificateConfig or a non-empty tuple of them"
         )
     for c in configs[1:]:
