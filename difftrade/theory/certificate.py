@@ -510,8 +510,8 @@ def certify_population(
 
     Returns:
       :class:`Certificate` (a tuple of C with a tuple config) with a leading member axis M.
-      Each member's statement holds at
-      ``1 − δ − δ′``; for all M at once use ``format_budget(config, num_members=M)``.
+      Each member's statement holds at ``1 − δ − δ′``; for all M at once use
+      ``format_budget(config, num_members=M)``.
     """
     return _certify_population_jit(
         loss_fn, params, prior_params, data, keys, posterior_scale, config, data_axis, prior_axis
