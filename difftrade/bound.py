@@ -99,16 +99,21 @@ class BoundSettings:
     # bound_set="train": also certify L_T(Q) by importance weighting the training bound set (a
     # second certificate from the same forward passes)
     importance_weighted: bool = False
+    # its (σ, σ_P): "own" = chosen for the weighted certificate itself (the tightest); "shared" =
+    # the in-distribution certificate's, so both certify the same Q (valid: every grid point is paid)
+    iw_selection: Literal["own", "shared"] = "own"
 
     def __post_init__(self) -> None:
         for name, allowed in (("bound_set", ("fresh", "train")), ("posterior", ("isotropic", "fitted")), ("prior", ("init", "grid", "prefix")),
-                              ("monte_carlo", ("per_example", "whole_set"))):
+                              ("monte_carlo", ("per_example", "whole_set")), ("iw_selection", ("own", "shared"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is unknown; allowed: {', '.join(map(repr, allowed))}")
         for name in ("n_bound", "num_draws", "member_chunk"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}={v!r}; allowed: an integer >= 1")
+        if self.iw_selection == "shared" and not self.importance_weighted:
+            raise ValueError("iw_selection='shared' needs importance_weighted=True (it picks that certificate's σ, σ_P)")
         if self.importance_weighted and self.bound_set != "train":
             raise ValueError(f"importance_weighted=True needs bound_set='train' (with a fresh target bound set L_T(Q) is "
                              f"certified directly), got bound_set={self.bound_set!r}")
@@ -282,7 +287,7 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
     base = None if cfg.run.init == "scratch" else load_base(cfg.run.init, cfg.model)
     ccfg = settings.certificate_config()
     loss = ZeroOneLoss(cfg.model)
-    iw_cfg = dataclasses.replace(ccfg, binary_loss=False)
+    iw_cfg = dataclasses.replace(ccfg, binary_loss=False, selection="shared" if settings.iw_selection == "shared" else ccfg.selection)
     target_w = jnp.asarray(cfg.target_weights(), jnp.float32)
     n = settings.n_bound
     bound_split = data.SPLITS["bound"]
@@ -554,7 +559,10 @@ def render(ds: xr.Dataset, b: xr.Dataset) -> str:
         "‖μ − w₀‖ = distance from Q's mean to the prior centre.",
         "Bound set: " + ("each member's own n training examples (n = budget); cert. L_T(Q) = the change of measure "
                          "applied to cert. L_S(Q)" + ("; importance-weighted: a second certificate on the same examples, each "
-                                                      "weighted by t/s of the level it was drawn at (B · bound + π)." if iw else ".")
+                                                      "weighted by t/s of the level it was drawn at (B · bound + π), "
+                                                      + ("at the σ, σ_P of cert. L_S(Q) (the same Q)."
+                                                         if settings.get("iw_selection") == "shared" else "at its own σ, σ_P.")
+                                                      if iw else ".")
                          if settings.get("bound_set") == "train"
                          else f"{settings['n_bound']:,} fresh examples from S and from T per member."),
         ("Monte-Carlo step: " + (f"r = {settings['num_draws']} fresh weight draw(s) per example and σ (slack ln(K/δ′)/(r·n))."

@@ -179,6 +179,7 @@ def _bound(args: argparse.Namespace) -> int:
         **grids, n_bound=args.n_bound, num_draws=args.draws, monte_carlo=args.monte_carlo,
         seeds=_ints(args.seeds, "--seeds"), budgets=_ints(args.budgets, "--budgets"),
         bound_set=args.bound_set, posterior=args.posterior, prior=args.prior, importance_weighted=args.importance_weighted,
+        iw_selection=args.iw_selection,
         fit=FitConfig(steps=args.fit_steps, mean_learning_rate=args.fit_mean_lr),
     )
     _, ds = load_run(args.run)
@@ -300,7 +301,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="fresh: n_bound new examples from S and T; train: each member's own n training examples")
     p.add_argument("--importance-weighted", action="store_true",
                    help="with --bound-set train: also certify L_T(Q) on the training examples weighted by t/s of "
-                        "their level (sees where the errors fall; a second certificate pass)")
+                        "their level (sees where the errors fall; a second certificate from the same forward passes)")
+    p.add_argument("--iw-selection", choices=["own", "shared"], default="own",
+                   help="the importance-weighted certificate's sigma and prior sigma: own (its tightest) or shared (those "
+                        "of the in-distribution certificate, so both bound the same Q)")
     p.add_argument("--posterior", choices=["isotropic", "fitted"], default="isotropic",
                    help="isotropic: N(w, sigma^2 I) on a grid; fitted: N(mu, diag sigma^2) minimising the bound")
     p.add_argument("--prior", choices=["init", "grid", "prefix"], default="init",

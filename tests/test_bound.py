@@ -330,6 +330,16 @@ def test_importance_weighted_target_certificate(tmp_path, run_dir):
     alone = certify_run(out, BoundSettings(num_draws=1, bound_set="train"), progress=False)
     for name in ("in_dist_bound", "in_dist_mc_risk_estimate", "in_dist_sigma", "in_dist_kl"):
         np.testing.assert_array_equal(b[name].values, alone[name].values, err_msg=name)
+    # iw_selection="shared": the weighted certificate at the in-distribution (σ, σ_P), the same Q;
+    # never below its own choice, which minimises its bound over the same grid and draws
+    shared = certify_run(out, BoundSettings(num_draws=1, bound_set="train", importance_weighted=True, iw_selection="shared"),
+                         progress=False)
+    for name in ("sigma", "prior_sigma"):
+        np.testing.assert_array_equal(shared[f"target_iw_{name}"].values, shared[f"in_dist_{name}"].values)
+    assert np.all(shared["target_iw_bound"].values >= b["target_iw_bound"].values)
+    assert "at the σ, σ_P of cert. L_S(Q)" in render(results.load(out / "results.nc"), shared)
+    with pytest.raises(ValueError, match="iw_selection='shared' needs importance_weighted=True"):
+        BoundSettings(bound_set="train", iw_selection="shared")
     with pytest.raises(ValueError, match="importance_weighted=True needs bound_set='train'"):
         BoundSettings(importance_weighted=True)
 

@@ -208,6 +208,29 @@ def test_joint_columns_equal_separate_certificates(monte_carlo):
     np.testing.assert_allclose(np.asarray(pop[1].bound)[0], float(joint[1].bound), rtol=1e-12)
 
 
+def test_shared_selection_certifies_the_first_columns_posterior():
+    """selection='shared': the second column takes the (σ, σ_P) the first chose, so both bound
+    the same Q; its bound is its own grid's entry there, never below its own best."""
+    x, y = make_bound_set(jax.random.key(21), 300)
+    weight = jnp.asarray(np.random.default_rng(3).uniform(0.0, 1.0, 300), jnp.float32)
+    mu, prior, key = jnp.asarray(MU), jnp.zeros(DIM, jnp.float32), jax.random.key(22)
+    first = C.CertificateConfig(sigmas=(0.05, 0.5, 2.0), prior_sigmas=(0.5, 2.0), num_draws=2, selection="flatness")
+    own = dataclasses.replace(first, binary_loss=False, selection="bound")
+
+    def both(w, d):
+        loss = linear_01_loss(w, d[:2])
+        return jnp.stack([loss, d[2] * loss], axis=1)
+
+    a, shared = C.certify(both, mu, prior, (x, y, weight), key, (first, dataclasses.replace(own, selection="shared")))
+    _, best = C.certify(both, mu, prior, (x, y, weight), key, (first, own))
+    assert float(shared.sigma) == float(a.sigma) and float(shared.prior_sigma) == float(a.prior_sigma)
+    i, j = first.sigmas.index(float(a.sigma)), first.prior_sigmas.index(float(a.prior_sigma))
+    assert float(shared.bound) == float(np.asarray(best.bound_grid)[i, j])
+    assert float(shared.bound) >= float(best.bound)
+    # the first column (flatness) picks σ = 0.05 here, the weighted one alone 0.5: the choices differ
+    assert float(best.sigma) != float(a.sigma)
+
+
 def test_joint_columns_errors():
     data = make_bound_set(jax.random.key(0), 10)
     a = C.CertificateConfig(sigmas=(0.1,), num_draws=2)
@@ -220,6 +243,10 @@ def test_joint_columns_errors():
         C.certify(linear_01_loss, mu, mu, data, key, (a, a))  # one column for two configs
     with pytest.raises(ValueError, match="non-empty tuple"):
         C.certify(linear_01_loss, mu, mu, data, key, ())
+    with pytest.raises(ValueError, match="selection='shared' is not allowed for the first"):
+        C.certify(linear_01_loss, mu, mu, data, key, dataclasses.replace(a, selection="shared"))
+    with pytest.raises(ValueError, match="prior_sigmas differs between columns"):
+        C.certify(linear_01_loss, mu, mu, data, key, (a, dataclasses.replace(a, prior_sigmas=(1.0,), selection="shared")))
 
 
 def _member_inputs(num: int, n: int = 300):

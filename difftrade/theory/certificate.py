@@ -80,7 +80,9 @@ class CertificateConfig:
         statement; :func:`format_budget` also prints the all-statements union).
       selection: "flatness" (largest σ with MC risk ≤ deterministic risk + tolerance; σ_P then
         minimises the bound) or "bound" (the (σ, σ_P) pair minimising the certified bound).
-        Ties (typically: all vacuous at 1) go to the smallest KL.
+        Ties (typically: all vacuous at 1) go to the smallest KL. "shared", only for a later
+        config of a joint call (:func:`certify`): the (σ, σ_P) the first config chose, so both
+        columns certify the same Q (valid: every grid point is paid for).
       flatness_tolerance: tolerance of the flatness search, in risk units.
       xi: "relaxed" (ln 2√n, the THEORY.md recipe) or "exact" (Maurer's ξ(n), slightly tighter).
       binary_loss: the loss is 0-1, so the deterministic interval is Clopper–Pearson; else kl.
@@ -97,7 +99,7 @@ class CertificateConfig:
     delta: float = 0.025
     delta_prime: float = 0.025
     delta_heldout: float = 0.05
-    selection: Literal["flatness", "bound"] = "flatness"
+    selection: Literal["flatness", "bound", "shared"] = "flatness"
     flatness_tolerance: float = 0.05
     xi: Literal["relaxed", "exact"] = "relaxed"
     binary_loss: bool = True
@@ -123,9 +125,9 @@ class CertificateConfig:
             raise ValueError(
                 f"delta + delta_prime = {self.delta + self.delta_prime!r}; allowed: a sum below 1"
             )
-        if self.selection not in ("flatness", "bound"):
+        if self.selection not in ("flatness", "bound", "shared"):
             raise ValueError(
-                f"selection={self.selection!r} is unknown; allowed: 'flatness', 'bound'"
+                f"selection={self.selection!r} is unknown; allowed: 'flatness', 'bound', 'shared'"
             )
         if (
             not isinstance(self.flatness_tolerance, (int, float))
@@ -262,8 +264,11 @@ def _configs(config: CertificateConfig | tuple[CertificateConfig, ...]) -> tuple
         raise ValueError(
             f"config={config!r} is not allowed; allowed: a CertificateConfig or a non-empty tuple of them"
         )
+    if configs[0].selection == "shared":
+        raise ValueError("selection='shared' is not allowed for the first (or only) config; allowed: 'flatness' "
+                         "or 'bound' there, 'shared' for a later column, which then uses the first column's (σ, σ_P)")
     for c in configs[1:]:
-        for name in _DRAW_FIELDS:
+        for name in _DRAW_FIELDS + (("prior_sigmas",) if c.selection == "shared" else ()):
             if getattr(c, name) != getattr(configs[0], name):
                 raise ValueError(
                     f"config {name} differs between columns ({getattr(configs[0], name)!r} vs {getattr(c, name)!r}); "
@@ -305,10 +310,14 @@ def certify(
     configs = _configs(config)
     columns = len(configs) if isinstance(config, tuple) else None
     det_losses, risks, oks = _evaluate(loss_fn, params, data, key, posterior_scale, configs[0], columns)
+    certs, first_choice = [], None
     with float64_scope():  # eager calls compile the arithmetic here, with float64 available
-        certs = tuple(_assemble(det_losses[:, c], risks[..., c], oks[..., c], params, prior_params, posterior_scale, cfg)
-                      for c, cfg in enumerate(configs))
-    return certs if isinstance(config, tuple) else certs[0]
+        for c, cfg in enumerate(configs):
+            cert, choice = _assemble(det_losses[:, c], risks[..., c], oks[..., c], params, prior_params, posterior_scale,
+                                     cfg, first_choice)
+            certs.append(cert)
+            first_choice = choice if first_choice is None else first_choice
+    return tuple(certs) if isinstance(config, tuple) else certs[0]
 
 
 @partial(jax.jit, static_argnames=("loss_fn", "config", "columns"))
@@ -352,9 +361,10 @@ def _evaluate(loss_fn, params, data, key, posterior_scale, config, columns=None)
 
 
 @partial(jax.jit, static_argnames=("config",))
-def _assemble(det_losses, risks, oks, params, prior_params, posterior_scale, config) -> Certificate:
+def _assemble(det_losses, risks, oks, params, prior_params, posterior_scale, config, given=None):
     """Every bound of the recipe from one column's evaluated losses ([n], [draws, K], flags);
-    float64 throughout."""
+    float64 throughout. Returns the certificate and its chosen grid indices (i, j); ``given``:
+    the indices to use when ``config.selection == "shared"``."""
     n = int(det_losses.shape[0])
     k_sig, m = config.num_sigmas, config.num_draws
     det_risk, det_ok = _mean_and_validity(det_losses)
@@ -393,9 +403,11 @@ def _assemble(det_losses, risks, oks, params, prior_params, posterior_scale, con
             ranked = jnp.where(flat, -sig, jnp.inf)
             i = jnp.where(jnp.any(flat), bounds.argmin(ranked), bounds.argmin(sig))
             j = _smallest_kl_among_best(bound_grid[i], kl_grid[i])
-        else:
+        elif config.selection == "bound":
             flat_index = _smallest_kl_among_best(bound_grid.reshape(-1), kl_grid.reshape(-1))
             i, j = flat_index // config.num_prior_sigmas, flat_index % config.num_prior_sigmas
+        else:  # "shared": the first column's choice (checked in _configs)
+            i, j = given
 
         prior_sigma = prior_grid[i, 0] if config.prior_sigmas is None else prior_grid[0, j]
         nan = jnp.asarray(jnp.nan, jnp.float64)
@@ -417,7 +429,7 @@ def _assemble(det_losses, risks, oks, params, prior_params, posterior_scale, con
             kl_grid=kl_grid,
             bound_grid=guard(bound_grid),
             valid=valid,
-        )
+        ), (i, j)
 
 
 def _smallest_kl_among_best(bound: jax.Array, kl: jax.Array) -> jax.Array:
