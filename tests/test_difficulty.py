@@ -238,6 +238,11 @@ def test_experiment_configs_parse_and_share_the_architecture():
     mixture = config.load(root / "quick_mixture_prefix.toml")
     assert dataclasses.replace(mixture.grid, train_distribution="point") == quick.grid and mixture.model == quick.model
     assert dataclasses.replace(mixture.train, prefix_steps=0, num_checkpoints=6) == quick.train and mixture.train.prefix_steps > 0
+    # its larger variant: one level harder, 4x the largest budget, the same model and mixture
+    large = config.load(root / "quick_mixture_prefix_large.toml")
+    assert large.task.d_max == mixture.task.d_max + 1 and max(large.grid.budgets) == 4 * max(mixture.grid.budgets)
+    assert dataclasses.replace(large.model, seq_len=mixture.model.seq_len) == mixture.model  # longer sequences only
+    assert large.grid.train_distribution == "mixture" and large.train.prefix_steps > 0
     gpu_mixture, gpu_prefix = config.load(root / "tradeoff_mixture.toml"), config.load(root / "tradeoff_mixture_prefix.toml")
     assert dataclasses.replace(gpu_prefix.train, prefix_steps=0, num_checkpoints=10) == gpu_mixture.train
     assert gpu_prefix.train.prefix_steps > 0
