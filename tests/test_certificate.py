@@ -281,6 +281,21 @@ def test_population_call_equals_per_member_calls():
             )
 
 
+def test_one_key_for_every_member_equals_per_member_calls_with_that_key():
+    """key_axis=None: every member draws the same ε (generated once); member i's certificate is
+    the one certify() gives it alone with that key, so each statement is unchanged in kind."""
+    inputs = _member_inputs(3)
+    params, prior, data, keys = inputs
+    shared = C.certify_population(linear_01_loss, params, prior, data, keys[0], SMALL, key_axis=None)
+    for i in range(3):
+        p, p0, d, _ = _member(i, inputs)
+        single = C.certify(linear_01_loss, p, p0, d, keys[0], SMALL)
+        for field in ("bound", "mc_risk_estimate", "sigma", "kl"):
+            np.testing.assert_allclose(np.asarray(getattr(shared, field))[i], np.asarray(getattr(single, field)), rtol=1e-12)
+    own = C.certify_population(linear_01_loss, params, prior, data, keys, SMALL)
+    assert not np.array_equal(np.asarray(own.mc_risk_estimates)[1:], np.asarray(shared.mc_risk_estimates)[1:])
+
+
 @pytest.mark.slow
 def test_shared_axes_and_batched_map_agree():
     inputs = _member_inputs(4)
