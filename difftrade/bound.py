@@ -266,7 +266,7 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
     Each finished chunk of ``settings.member_chunk`` members is saved under
     ``run_dir/bounds.partial/<hash of config and settings>/`` as it completes; a rerun with the same
     settings after an interruption or failure loads those chunks instead of certifying them again
-    (the numbers are the same: every key derives from the member index). The folder is removed
+    (the numbers are the same: every random key derives from the run's seed and the member index). The folder is removed
     once ``bounds.nc`` is written."""
     run_dir = Path(run_dir)
     cfg, ds = load_run(run_dir)
