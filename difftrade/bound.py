@@ -36,7 +36,7 @@ For every certified member (all seeds by default):
   same weight draws) as the in-distribution certificate, so it costs almost nothing extra.
 
 Every member of the run uses the same standard normal weight draws ε (one key, common random
-numbers): generated once per chunk instead of once per member (on the CPU they were about half
+numbers): generated once per chunk instead of once per member (on the CPU drawing them was most
 of a certificate's time), each member's draws still independent of its own data.
 
 Results: ``bounds.nc`` (dims difficulty, budget, seed) and ``bounds.md`` with the δ budget.
