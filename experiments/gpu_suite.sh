@@ -59,9 +59,10 @@ for stage in "$@"; do
       timeout 300 python3 -m benchmarks.mlp_kernels --out runs/kernels/mlp.json 2>&1 | tail -n 20 | tee runs/kernels/mlp.md ;;
     certificate)
       # the certificate's Monte-Carlo step side by side: per-example draws vs whole-set draws
-      # (benchmarks/NOTES.md, session 9: 15x faster than m = 64 on the CPU; unmeasured here)
+      # (benchmarks/NOTES.md, session 9: 15x faster than m = 64 on the CPU; unmeasured here), and
+      # two losses in two calls / jointly / jointly with one key for all members (session 10)
       mkdir -p runs/certificate
-      timeout 420 python3 -m benchmarks.certificate --members 16 --n 4096 --d-model 128 2>&1 | tail -n 8 | tee runs/certificate/bench.md ;;
+      timeout 420 python3 -m benchmarks.certificate --members 16 --n 4096 --d-model 128 2>&1 | tail -n 10 | tee runs/certificate/bench.md ;;
     ncu)
       # Nsight Compute on the default path's kernels (fused MLP, flash attention) at d=128: is a
       # kernel held by the tensor pipe, by DRAM, or by neither (latency, occupancy)? The open
