@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import gc
 import json
 
+import jax
 import pytest
 
 from difftrade import config
@@ -37,3 +39,14 @@ def toml_text(raw: dict) -> str:
 @pytest.fixture(scope="session")
 def tiny_cfg() -> config.RunConfig:
     return config.from_dict(tiny_raw())
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop jax's compiled programs after each test module. Every CPU executable keeps memory
+    mappings (LLVM code), and one pytest process compiles hundreds of programs: without this the
+    process passed 20,000 mappings after two modules and, late in the suite, the kernel's
+    vm.max_map_count (65,530 here) made a compile abort the whole run."""
+    yield
+    jax.clear_caches()
+    gc.collect()
