@@ -109,10 +109,10 @@ class WeightedZeroOne:
     model: object
 
     def __call__(self, params, batch):
-        from difftrade.bound import ZeroOneLoss
+        from difftrade.bound import ZeroOneAndWeightedLoss
 
-        tokens, mask, weight = batch
-        return weight * ZeroOneLoss(self.model)(params, (tokens, mask))
+        return ZeroOneAndWeightedLoss(self.model)(params, batch)[:, 1]
+
 
 if __name__ == "__main__":
     main()

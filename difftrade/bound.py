@@ -266,8 +266,8 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
     Each finished chunk of ``settings.member_chunk`` members is saved under
     ``run_dir/bounds.partial/<hash of config and settings>/`` as it completes; a rerun with the same
     settings after an interruption or failure loads those chunks instead of certifying them again
-    (the numbers are the same: every random key derives from the run's seed and the member index). The folder is removed
-    once ``bounds.nc`` is written."""
+    (the numbers are the same: every random key derives from the run's seed and the member
+    index). The folder is removed once ``bounds.nc`` is written."""
     run_dir = Path(run_dir)
     cfg, ds = load_run(run_dir)
     task, pop = cfg.task, cfg.population()
@@ -333,7 +333,7 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
                 if progress:
                     print(f"certified {sum(map(len, order))}/{len(chosen)} members (resumed from {saved})", flush=True)
                 continue
-            chunk: dict[str, np.ndarray] = {}
+            chunk = {}
             p = jax.tree.map(lambda x: jnp.asarray(x[idx]), params)
             seed_arr = jnp.asarray(pop.seed[idx])
             first = 0  # first training example of the "train" bound set
@@ -356,8 +356,8 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
             if settings.bound_set == "train":
                 tokens, mask, levels = make_train_sets(seed_arr, jnp.asarray(pop.weights[idx]), first, int(pop.budget[idx[0]]))
                 fit_set = (tokens, mask)
-                # each call: (names, loss, configs, bound set); two names share every forward pass
-                calls = [(("in_dist",), loss, (ccfg,), fit_set)]
+                # each call: (names, loss, config or configs, bound set); two names share every forward pass
+                calls = [(("in_dist",), loss, ccfg, fit_set)]
                 if settings.importance_weighted:
                     weight, scale_b, pi = importance_weights(cfg.target_weights(), pop.weights[idx])
                     w = np.take_along_axis(weight, np.asarray(levels) - task.d_min, axis=1)  # [M, n]
@@ -367,7 +367,7 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
                     chunk["iw_uncovered"] = pi
             else:
                 fit_set, set_t = make_sets(seed_arr, jnp.asarray(pop.weights[idx]))
-                calls = [(("in_dist",), loss, (ccfg,), fit_set), (("target",), loss, (ccfg,), set_t)]
+                calls = [(("in_dist",), loss, ccfg, fit_set), (("target",), loss, ccfg, set_t)]
             scale = None
             if settings.posterior == "fitted":  # one Q per member, fitted on its S bound set
                 fit_keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(run_key, 77), i), 2))(jnp.asarray(idx))
@@ -376,12 +376,12 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
                 chunk["fit_retained"] = retained_displacement(mean, p, prior)
                 p = mean
             chunk["prior_distance"] = distance(p, prior)  # ‖Q's mean − prior centre‖
-            for salt, (names, set_loss, configs, bound_set) in enumerate(calls):
+            for salt, (names, set_loss, set_config, bound_set) in enumerate(calls):
                 # one key for every member of the run: they share their weight draws ε (generated once
                 # per chunk, not once per member; each member's draws stay independent of its data)
-                certs = certify_population(set_loss, p, prior, bound_set, jax.random.fold_in(mc_key, salt),
-                                           configs if len(configs) > 1 else configs[0], key_axis=None, posterior_scale=scale)
-                for name, cert in zip(names, certs if len(configs) > 1 else (certs,)):
+                certs = certify_population(set_loss, p, prior, bound_set, jax.random.fold_in(mc_key, salt), set_config,
+                                           key_axis=None, posterior_scale=scale)
+                for name, cert in zip(names, certs if isinstance(set_config, tuple) else (certs,)):
                     for field in ("bound", "kl", "sigma", "prior_sigma", "mc_risk_estimate", "deterministic_risk",
                                   "deterministic_lower", "deterministic_upper", "valid", "num_examples"):
                         chunk[f"{name}_{field}"] = np.asarray(getattr(cert, field))

@@ -382,10 +382,10 @@ def test_interrupted_certification_resumes_without_recomputing(run_dir, tmp_path
     for name in expected.data_vars:
         np.testing.assert_array_equal(got[name].values, expected[name].values, err_msg=name)
     assert not (broken / "bounds.partial").exists()
-    # another settings' chunks are never picked up: a different folder
     # every member draws from the run's one key: chunking does not change the numbers
     rechunked = certify_run(whole, dataclasses.replace(settings, member_chunk=2), progress=False)
     np.testing.assert_array_equal(rechunked["in_dist_bound"].values, expected["in_dist_bound"].values)
+    # another settings' chunks are never picked up: a different folder
     cfg = bound.load_run(broken)[0]
     assert bound._partial_dir(broken, cfg, settings) == saved[0].parent
     assert bound._partial_dir(broken, cfg, dataclasses.replace(settings, sigmas=(0.02, 0.03))) != saved[0].parent
