@@ -4,10 +4,10 @@
     difftrade tasks show NAME --difficulty D -n 5    rendered examples, answer in [ ]
     difftrade run CONFIG.toml [--out DIR] [--resume] train + evaluate a grid
     difftrade pretrain CONFIG.toml [--out DIR]       train one member, save it as a base checkpoint
-    difftrade report RESULTS.nc [--out DIR]          tables and figures
+    difftrade report RUN_DIR [--out DIR]             tables and figures (RUN_DIR/results.nc also works)
     difftrade bound RUN_DIR [--n-bound N --draws R --monte-carlo per_example --seeds 0,1 --budgets 1024,4096 --bound-set train --posterior fitted]
     difftrade difficulty agreement CONFIG.toml [-n N]  reference loss vs nominal level (rank agreement)
-    difftrade recommend RESULTS.nc --budget N [--validate]   difficulty for a budget
+    difftrade recommend RUN_DIR --budget N [--validate]      difficulty for a budget (or RESULTS.nc)
     difftrade select SCORES --column C --budget N (--results R | --weights W) [--out F]
     difftrade demo [--out DIR]                       run experiments/quick.toml and report
 """
@@ -276,8 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("config", type=Path)
     p.add_argument("--out", type=Path)
     p = sub.add_parser("report", help="tables and figures from results.nc")
-    p.add_argument("results", type=Path)
-    p.add_argument("--out", type=Path)
+    p.add_argument("results", type=Path, help="a run directory or its results.nc")
+    p.add_argument("--out", type=Path, help="where report.md and the figures go (default: beside results.nc)")
     p = sub.add_parser("demo", help="run experiments/quick.toml and report into ./difftrade-demo")
     p.add_argument("--out", type=Path, default=Path("difftrade-demo"))
     p.add_argument("--config", type=Path, default=REPO_ROOT / "experiments" / "quick.toml")
@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-n", type=int, default=8192, help="fresh pool examples to score")
     p.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("recommend", help="training difficulty for a budget, from results.nc")
-    p.add_argument("results", type=Path)
+    p.add_argument("results", type=Path, help="a run directory or its results.nc")
     p.add_argument("--budget", "-n", type=int, required=True)
     p.add_argument("--method", choices=["auto", "measured", "model"], default="auto")
     p.add_argument("--no-extrapolation", action="store_true", help="error, not extrapolate")
@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--column", help="score column: name or 0-based position")
     p.add_argument("--budget", "-n", type=int, required=True)
     target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--results", type=Path, help="results.nc to recommend from")
+    target.add_argument("--results", type=Path, help="a run directory or its results.nc to recommend from")
     target.add_argument("--weights", help="distribution over levels, e.g. 0,0.25,0.75")
     p.add_argument("--bins", help="L+1 ascending edges, e.g. --bins=-inf,1,2,inf")
     p.add_argument("--seed", type=int, default=0)
@@ -361,7 +361,9 @@ def main(argv: list[str] | None = None) -> int:
             _pretrain(args.config, args.out or Path("runs") / args.config.stem)
             return 0
         if args.command == "report":
-            _report(args.results, args.out or args.results.parent)
+            from difftrade import results
+
+            _report(args.results, args.out or results.results_path(args.results).parent)
             return 0
         if args.command == "demo":
             results_path = _run(args.config, args.out, resume=True)

@@ -90,11 +90,24 @@ def atomic_save_npz(arrays: dict[str, np.ndarray], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def load(path: str | Path) -> xr.Dataset:
-    """Open a results file fully into memory (the file is closed afterwards)."""
+def results_path(path: str | Path) -> Path:
+    """The results file named by ``path``: the file itself, or ``results.nc`` in a run directory."""
     path = Path(path)
+    if path.is_dir():
+        if not (path / "results.nc").exists():
+            raise ValueError(
+                f"run directory {str(path)!r} has no results.nc; allowed: a finished run's directory or its "
+                "results.nc (an unfinished run completes with `difftrade run CONFIG --out DIR --resume`)"
+            )
+        return path / "results.nc"
     if not path.exists():
         raise ValueError(f"results file {str(path)!r} does not exist")
+    return path
+
+
+def load(path: str | Path) -> xr.Dataset:
+    """Open a results file (or a run directory's ``results.nc``) fully into memory; the file is closed afterwards."""
+    path = results_path(path)
     with xr.open_dataset(path, engine=ENGINE) as ds:
         return ds.load()
 

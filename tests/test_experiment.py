@@ -123,6 +123,17 @@ def test_cli_report_writes_figures(full_run, tmp_path, capsys):
     assert "d*(n)" in (tmp_path / "report.md").read_text()
 
 
+def test_run_directory_stands_for_its_results_file(full_run, tmp_path, capsys):
+    _, out, ds = full_run
+    xr.testing.assert_identical(results.load(out), ds)
+    assert main(["recommend", str(out), "--budget", "4", "--n-boot", "0"]) == 0
+    capsys.readouterr()
+    assert main(["report", str(tmp_path)]) == 2  # a directory with no results.nc: an error, not a traceback
+    err = capsys.readouterr().err
+    assert str(tmp_path) in err and "no results.nc" in err
+    assert not (tmp_path / "report.md").exists()
+
+
 def test_automatic_chunking_splits_by_memory(tiny_cfg, tmp_path, monkeypatch):
     """With little device memory the grid is cut into several chunks, and results do not change."""
     from difftrade import train
