@@ -267,6 +267,11 @@ def test_sample_convergence_and_test_set_bounds_match_mpmath():
         assert mpmath.mpf(low) <= mp_kl_inv(
             mc, float(mpmath.log(1 / mpmath.mpf(dp)) / m), upper=False
         )
+        # the lower sides of both Monte-Carlo corrections: never above the exact inverse, within 1e-10
+        for value, c in ((B.sample_convergence_lower(mc, m, dp), mpmath.log(2 / mpmath.mpf(dp)) / m),
+                         (B.per_example_convergence_lower(mc, m, dp), mpmath.log(1 / mpmath.mpf(dp)) / m)):
+            exact = mp_kl_inv(mc, float(c), upper=False)
+            assert mpmath.mpf(float(value)) <= exact and float(exact - float(value)) <= 1e-10 * max(float(exact), 1e-300)
 
 
 # ---- orderings and monotonicity (hypothesis) --------------------------------------------------
@@ -449,6 +454,8 @@ def test_implicit_gradients_match_finite_differences(fn):
         (lambda: B.sample_convergence_bound(0.1, 10, 2.0), "delta_prime=2.0"),
         (lambda: B.per_example_convergence_bound(1.5, 10, 0.1), "mc_risk=1.5"),
         (lambda: B.per_example_convergence_bound(0.1, 0, 0.1), "num_terms=0"),
+        (lambda: B.per_example_convergence_lower(0.1, 10, 0.0), "delta_prime=0.0"),
+        (lambda: B.sample_convergence_lower(-0.1, 10, 0.1), "mc_risk=-0.1"),
         (lambda: B.clopper_pearson_upper(3.5, 10, 0.1), "k="),
         (lambda: B.clopper_pearson_upper(11, 10, 0.1), "k="),
         (lambda: B.clopper_pearson_host(1, 10, 0.1, side="left"), "side="),

@@ -91,6 +91,12 @@ def test_coverage_on_linear_gaussian_problem(monte_carlo):
     assert np.all(bound <= 1.0) and np.all(bound > truth.min())
     # the test has power: the Monte-Carlo *estimate* alone falls below the truth often
     assert np.mean(np.asarray(certs.mc_risk_estimate) < truth) > 0.2
+    # two-sided: lower_bound ≤ L(Q) ≤ bound in ≥ 1 − δ − δ′ − δ_low; the lower end is informative
+    # (above 0) and the estimate alone is above the truth often
+    lower = np.asarray(certs.lower_bound)
+    assert np.mean((lower <= truth) & (truth <= bound)) >= float(certs.interval_confidence[0]) == pytest.approx(0.925)
+    assert np.all(lower > 0) and np.all(lower < np.asarray(certs.mc_risk_estimate))
+    assert np.mean(np.asarray(certs.mc_risk_estimate) > truth) > 0.2
     # the deterministic network's Clopper–Pearson interval covers its exact risk ≥ 95% of the time
     det_truth = math.atan(0.3) / math.pi
     inside = (np.asarray(certs.deterministic_lower) <= det_truth) & (
@@ -102,18 +108,21 @@ def test_coverage_on_linear_gaussian_problem(monte_carlo):
 def test_sample_convergence_covers_the_exact_bound_set_gibbs_risk():
     """Step 3 alone. For w ~ N(μ, σ²I), P(sign(x·w) ≠ y) = Φ(−y x·μ / (σ‖x‖)), so the bound
     set's Gibbs risk L̂(Q) is exact: both Monte-Carlo bounds must cover it in ≥ 1 − δ′ of 400
-    repetitions, and one fresh draw per example is tighter than 8 draws on the whole set."""
+    repetitions (and their lower sides ≥ 1 − δ_low), and one fresh draw per example is tighter
+    than 8 draws on the whole set."""
     reps, n, sigma = 400, 400, 1.0
     data = jax.vmap(lambda k: make_bound_set(k, n))(jax.random.split(jax.random.key(5), reps))
     x, y = (np.asarray(a, np.float64) for a in data)
     exact = stats.norm.cdf(-y * (x @ MU.astype(np.float64)) / (sigma * np.linalg.norm(x, axis=-1))).mean(axis=-1)
     out = {}
     for mode, draws in (("per_example", 1), ("whole_set", 8)):
-        config = C.CertificateConfig(sigmas=(sigma,), prior_sigmas=(1.0,), num_draws=draws, delta_prime=0.05, monte_carlo=mode)
+        config = C.CertificateConfig(sigmas=(sigma,), prior_sigmas=(1.0,), num_draws=draws, delta_prime=0.05,
+                                     delta_lower=0.05, monte_carlo=mode)
         certs = C.certify_population(linear_01_loss, jnp.broadcast_to(jnp.asarray(MU), (reps, DIM)), jnp.zeros(DIM, jnp.float32),
                                      data, jax.random.split(jax.random.key(6), reps), config, prior_axis=None)
         out[mode] = np.asarray(certs.sample_convergence_bound)
         assert np.mean(out[mode] >= exact) >= 0.95, mode
+        assert np.mean(np.asarray(certs.sample_convergence_lower) <= exact) >= 0.95, mode
         # power: the estimate alone is below L̂(Q) about half the time
         assert 0.25 < np.mean(np.asarray(certs.mc_risk_estimate) < exact) < 0.75, mode
     assert np.median(out["per_example"] - exact) < 0.5 * np.median(out["whole_set"] - exact)
@@ -348,6 +357,14 @@ def test_every_delta_is_paid_in_the_numbers():
     assert float(cert.kl) == pytest.approx(kl, rel=1e-12)
     assert float(cert.confidence) == pytest.approx(1 - 0.01 - 0.02)
     assert float(cert.bound) >= float(cert.sample_convergence_bound) >= float(cert.mc_risk_estimate)
+    # the lower side: Ľ = kl⁻¹_lower(X̄, ln(K/δ_low)/(m·n)), then the same c inverted from below
+    assert float(cert.sample_convergence_lower) == float(
+        B.kl_inv_lower(float(cert.mc_risk_estimates[i]), math.log(k / SMALL.delta_lower) / (m * n)))
+    assert float(cert.lower_bound) == float(B.kl_inv_lower(float(cert.sample_convergence_lower), c))
+    assert float(whole.sample_convergence_lower) == float(
+        B.kl_inv_lower(float(whole.mc_risk_estimates[j]), math.log(2 * k / SMALL.delta_lower) / m))
+    assert float(cert.lower_bound) <= float(cert.sample_convergence_lower) <= float(cert.mc_risk_estimate)
+    assert float(cert.interval_confidence) == pytest.approx(1 - 0.01 - 0.02 - SMALL.delta_lower)
     # flatness: the largest σ whose MC risk is within the tolerance (else the smallest σ)
     mc, det = np.asarray(cert.mc_risk_estimates), float(cert.deterministic_risk)
     flat = [sig for sig, r in zip(SMALL.sigmas, mc) if r <= det + SMALL.flatness_tolerance]
@@ -439,15 +456,17 @@ def test_budget_itemises_every_delta(capsys):
         num_draws=50,
         delta=0.02,
         delta_prime=0.01,
+        delta_lower=0.015,
         delta_heldout=0.05,
     )
     items = C.confidence_budget(config)
-    assert [round(i.delta, 12) for i in items] == [0.02, 0.01, 0.05]
+    assert [round(i.delta, 12) for i in items] == [0.02, 0.01, 0.015, 0.05]
     text = C.format_budget(config, num_members=4)
     assert "δ/6" in text and "δ′/3" in text and "r=50 fresh draws per example" in text
     whole = C.format_budget(dataclasses.replace(config, monte_carlo="whole_set"))
     assert "ln(2K/δ′)/m with m=50 draws on the whole set" in whole
     assert "confidence 0.97" in text and "confidence 0.92" in text and "4 × 0.03 = 0.12" in text
+    assert "δ_low/3" in text and "δ + δ′ + δ_low = 0.045 → confidence 0.955" in text
     C.print_budget(config)
     assert "confidence budget" in capsys.readouterr().out
     assert "vacuous" in C.format_budget(config, num_members=40)
@@ -464,6 +483,8 @@ def test_budget_itemises_every_delta(capsys):
         ({"sigmas": (0.1,), "delta": 0.0}, "delta=0.0"),
         ({"sigmas": (0.1,), "delta_prime": 1.5}, "delta_prime=1.5"),
         ({"sigmas": (0.1,), "delta": 0.6, "delta_prime": 0.5}, "delta \\+ delta_prime"),
+        ({"sigmas": (0.1,), "delta_lower": 0.0}, "delta_lower=0.0"),
+        ({"sigmas": (0.1,), "delta": 0.4, "delta_prime": 0.3, "delta_lower": 0.3}, "delta_lower = 1.0"),
         ({"sigmas": (0.1,), "selection": "best"}, "selection='best'"),
         ({"sigmas": (0.1,), "flatness_tolerance": -1.0}, "flatness_tolerance=-1.0"),
         ({"sigmas": (0.1,), "xi": "approx"}, "xi='approx'"),

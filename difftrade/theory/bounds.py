@@ -628,6 +628,16 @@ def sample_convergence_bound(
     ``mc_risk`` = L̂_m, the mean over ``m = num_draws`` weight samples from Q (each evaluated on
     the whole bound set) of the empirical risk on that set. Turns the estimate into a bound.
     """
+    return _sample_convergence(kl_inv, mc_risk, num_draws, delta_prime)
+
+
+def sample_convergence_lower(mc_risk: ArrayLike, num_draws: ArrayLike, delta_prime: ArrayLike) -> jax.Array:
+    """The lower side of :func:`sample_convergence_bound`: ``L̂(Q) ≥ kl⁻¹_lower(L̂_m, ln(2/δ′)/m)``
+    w.p. ≥ 1−δ′ (Langford–Caruana's ln(2/δ′) covers either tail)."""
+    return _sample_convergence(kl_inv_lower, mc_risk, num_draws, delta_prime)
+
+
+def _sample_convergence(invert, mc_risk: ArrayLike, num_draws: ArrayLike, delta_prime: ArrayLike) -> jax.Array:
     _check_risk("mc_risk", mc_risk)
     _check_n("num_draws", num_draws)
     _check_delta("delta_prime", delta_prime)
@@ -635,7 +645,7 @@ def sample_convergence_bound(
         mc_risk, m, dp = _f64(mc_risk, num_draws, delta_prime)
         ok = (m >= 1) & (dp > 0) & (dp < 1)
         c = jnp.where(ok, jnp.log(2.0 / jnp.where(ok, dp, 0.5)) / jnp.where(ok, m, 1.0), jnp.nan)
-        return kl_inv(mc_risk, c)
+        return invert(mc_risk, c)
 
 
 def per_example_convergence_bound(mc_risk: ArrayLike, num_terms: ArrayLike, delta_prime: ArrayLike) -> jax.Array:
@@ -649,6 +659,12 @@ def per_example_convergence_bound(mc_risk: ArrayLike, num_terms: ArrayLike, delt
     set, pays ln(2/δ′)/m.
     """
     return _test_set(kl_inv, mc_risk, num_terms, delta_prime, names=("mc_risk", "num_terms", "delta_prime"))
+
+
+def per_example_convergence_lower(mc_risk: ArrayLike, num_terms: ArrayLike, delta_prime: ArrayLike) -> jax.Array:
+    """The lower side of :func:`per_example_convergence_bound`: ``L̂(Q) ≥ kl⁻¹_lower(X̄, ln(1/δ′)/N)``
+    w.p. ≥ 1−δ′ (the other tail of the same Chernoff–Hoeffding bound, a separate δ′)."""
+    return _test_set(kl_inv_lower, mc_risk, num_terms, delta_prime, names=("mc_risk", "num_terms", "delta_prime"))
 
 
 def kl_test_set_bound(emp_risk: ArrayLike, n: ArrayLike, delta: ArrayLike) -> jax.Array:

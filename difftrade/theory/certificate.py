@@ -23,6 +23,11 @@ predictor ``Q = N(μ, σ² I)`` (or ``N(μ, σ² diag s²)`` with a fixed per-pa
    against 0.10 for m = 64 whole-set draws, for 1/64 of the forward passes.
 4. Certificate: ``L(Q) ≤ kl⁻¹(Û, (KL + ln(ξ/δ) + ln(K·K_P))/n)`` with ``ξ = 2√n`` (default) or
    Maurer's exact ξ(n), holding with probability ≥ 1 − δ − δ′ (per member).
+   The kl bound is two-sided (it bounds kl(L̂(Q)‖L(Q)), not one tail), so on the same event
+   ``L(Q) ≥ kl⁻¹_lower(Ľ, same c)``, where Ľ ≤ L̂(Q) is the lower side of step 3 at its own
+   δ_low (``delta_lower``): ``lower_bound ≤ L(Q) ≤ bound`` with probability ≥ 1 − δ − δ′ − δ_low.
+   A lower bound is what a *certified comparison* needs: Q_a is certified better than Q_b when
+   Q_a's ``bound`` is below Q_b's ``lower_bound`` (comparing two upper bounds certifies nothing).
 5. Separately: the deterministic network's risk on the bound set with a two-sided
    Clopper–Pearson interval at ``delta_heldout`` (0-1 loss) — or the kl/Chernoff interval for a
    non-binary [0, 1] loss. :func:`confidence_budget` / :func:`format_budget` itemise every δ.
@@ -76,6 +81,8 @@ class CertificateConfig:
       monte_carlo: "per_example" or "whole_set" (module docstring, step 3).
       delta: confidence spent on the PAC-Bayes kl bound (split over the K·K_P grid).
       delta_prime: confidence spent on sample convergence (split over the K posterior σ).
+      delta_lower: confidence spent on the lower side of sample convergence (split over the K
+        posterior σ); only the two-sided statement ``lower_bound ≤ L(Q) ≤ bound`` pays it.
       delta_heldout: confidence of the deterministic network's two-sided interval (a separate
         statement; :func:`format_budget` also prints the all-statements union).
       selection: "flatness" (largest σ with MC risk ≤ deterministic risk + tolerance; σ_P then
@@ -98,6 +105,7 @@ class CertificateConfig:
     monte_carlo: Literal["per_example", "whole_set"] = "per_example"
     delta: float = 0.025
     delta_prime: float = 0.025
+    delta_lower: float = 0.025
     delta_heldout: float = 0.05
     selection: Literal["flatness", "bound", "shared"] = "flatness"
     flatness_tolerance: float = 0.05
@@ -117,13 +125,14 @@ class CertificateConfig:
             raise ValueError(
                 f"num_draws={self.num_draws!r} is not allowed; allowed: an integer >= 1"
             )
-        for name in ("delta", "delta_prime", "delta_heldout"):
+        for name in ("delta", "delta_prime", "delta_lower", "delta_heldout"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
                 raise ValueError(f"{name}={value!r} is out of range; allowed: a float in (0, 1)")
-        if not self.delta + self.delta_prime < 1.0:
+        if not self.delta + self.delta_prime + self.delta_lower < 1.0:
             raise ValueError(
-                f"delta + delta_prime = {self.delta + self.delta_prime!r}; allowed: a sum below 1"
+                f"delta + delta_prime + delta_lower = {self.delta + self.delta_prime + self.delta_lower!r}; "
+                "allowed: a sum below 1"
             )
         if self.selection not in ("flatness", "bound", "shared"):
             raise ValueError(
@@ -205,6 +214,9 @@ class Certificate(NamedTuple):
         jax.Array
     )  # [K, K_P] certified bound at every candidate (each already paid ln K·K_P)
     valid: jax.Array  # bool: all losses finite and in [0, 1]
+    sample_convergence_lower: jax.Array  # Ľ ≤ L̂(Q) at the chosen σ (δ_low/K per σ)
+    lower_bound: jax.Array  # certified lower bound on L(Q): lower_bound ≤ L(Q) ≤ bound at interval_confidence
+    interval_confidence: jax.Array  # 1 − δ − δ′ − δ_low
 
 
 def _perturbation_noise(params: PyTree, key: jax.Array) -> PyTree:
@@ -376,8 +388,10 @@ def _assemble(det_losses, risks, oks, params, prior_params, posterior_scale, con
         mc = jnp.where(valid, mc, 0.5)
         if config.monte_carlo == "whole_set":
             sc = bounds.sample_convergence_bound(mc, m, config.delta_prime / k_sig)  # [K]
+            sc_low = bounds.sample_convergence_lower(mc, m, config.delta_lower / k_sig)  # [K]
         else:
             sc = bounds.per_example_convergence_bound(mc, m * n, config.delta_prime / k_sig)  # [K]
+            sc_low = bounds.per_example_convergence_lower(mc, m * n, config.delta_lower / k_sig)  # [K]
 
         sig = jnp.asarray(config.sigmas, jnp.float64)  # [K]
         if config.prior_sigmas is None:
@@ -395,6 +409,8 @@ def _assemble(det_losses, risks, oks, params, prior_params, posterior_scale, con
         log_xi = math.log(2.0 * math.sqrt(n)) if config.xi == "relaxed" else bounds.log_xi(n)
         c = (kl_grid + log_xi - math.log(config.delta) + math.log(config.num_grid_points)) / n
         bound_grid = bounds.kl_inv(jnp.broadcast_to(sc[:, None], c.shape), c)  # [K, K_P]
+        # the kl event is two-sided: the same c bounds L(Q) from below, given Ľ ≤ L̂(Q)
+        lower_grid = bounds.kl_inv_lower(jnp.broadcast_to(sc_low[:, None], c.shape), c)  # [K, K_P]
 
         det_risk = jnp.asarray(det_risk, jnp.float64)
         if config.selection == "flatness":
@@ -429,6 +445,9 @@ def _assemble(det_losses, risks, oks, params, prior_params, posterior_scale, con
             kl_grid=kl_grid,
             bound_grid=guard(bound_grid),
             valid=valid,
+            sample_convergence_lower=guard(sc_low[i]),
+            lower_bound=guard(lower_grid[i, j]),
+            interval_confidence=jnp.asarray(1.0 - config.delta - config.delta_prime - config.delta_lower, jnp.float64),
         ), (i, j)
 
 
@@ -564,6 +583,11 @@ def confidence_budget(config: CertificateConfig) -> list[BudgetItem]:
                else f"ln(K/δ′)/(r·n) with r={config.num_draws} fresh draws per example"),
         ),
         BudgetItem(
+            "lower side of the Monte-Carlo risk (only the interval lower_bound ≤ L(Q) ≤ bound)",
+            config.delta_lower,
+            f"δ_low/{k} at each of {k} posterior σ; the kl event above is two-sided and shared",
+        ),
+        BudgetItem(
             "deterministic network's interval (separate statement)",
             config.delta_heldout,
             "δ_h/2 per side, " + ("Clopper–Pearson" if config.binary_loss else "kl/Chernoff"),
@@ -586,6 +610,10 @@ def format_budget(config: CertificateConfig, num_members: int = 1) -> str:
     cert = config.delta + config.delta_prime
     lines.append(
         f"  certificate L(Q) ≤ bound: union δ + δ′ = {cert:.6g} → confidence {1 - cert:.6g}"
+    )
+    interval = cert + config.delta_lower
+    lines.append(
+        f"  interval lower_bound ≤ L(Q) ≤ bound: δ + δ′ + δ_low = {interval:.6g} → confidence {1 - interval:.6g}"
     )
     both = cert + config.delta_heldout
     lines.append(
