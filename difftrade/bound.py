@@ -66,7 +66,7 @@ from difftrade.tasks.base import Task
 from difftrade.theory import bounds
 from difftrade.theory.certificate import CertificateConfig, certify_population, format_budget
 from difftrade.theory.posterior import FitConfig, fit_posterior
-from difftrade.theory.shift import importance_weights, lp_shift_bound, nested_shell_weights
+from difftrade.theory.shift import importance_weights, lp_shift_bound, lp_shift_lower, nested_shell_weights
 from difftrade.train import member_data_root, member_init_params, prefix_budget
 
 
@@ -81,6 +81,7 @@ class BoundSettings:
     prior_sigmas: tuple[float, ...] | None = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
     delta: float = 0.025
     delta_prime: float = 0.025
+    delta_lower: float = 0.025  # the lower ends of the certificates (their two-sided intervals) pay this too
     delta_heldout: float = 0.05
     seeds: tuple[int, ...] | None = None  # None: every seed
     budgets: tuple[int, ...] | None = None  # None: every budget
@@ -139,7 +140,7 @@ class BoundSettings:
             sigmas=(1.0,) if fitted else self.sigmas,
             prior_sigmas=self.fitted_prior_sigmas if fitted else self.prior_sigmas,
             num_draws=self.num_draws, monte_carlo=self.monte_carlo, delta=self.delta, delta_prime=self.delta_prime,
-            delta_heldout=self.delta_heldout, selection="bound",
+            delta_lower=self.delta_lower, delta_heldout=self.delta_heldout, selection="bound",
         )
 
 
@@ -382,7 +383,7 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
                 certs = certify_population(set_loss, p, prior, bound_set, jax.random.fold_in(mc_key, salt), set_config,
                                            key_axis=None, posterior_scale=scale)
                 for name, cert in zip(names, certs if isinstance(set_config, tuple) else (certs,)):
-                    for field in ("bound", "kl", "sigma", "prior_sigma", "mc_risk_estimate", "deterministic_risk",
+                    for field in ("bound", "lower_bound", "kl", "sigma", "prior_sigma", "mc_risk_estimate", "deterministic_risk",
                                   "deterministic_lower", "deterministic_upper", "valid", "num_examples"):
                         chunk[f"{name}_{field}"] = np.asarray(getattr(cert, field))
             partial.mkdir(parents=True, exist_ok=True)
@@ -419,10 +420,11 @@ def _assemble(run_dir: Path, cfg: RunConfig, ds: xr.Dataset, chosen: np.ndarray,
     if "iw_scale" in variables:  # weighted-loss risks [0, 1] → target risks: B·x (+ π on the upper ends)
         scale, pi = variables["iw_scale"][1], variables["iw_uncovered"][1]
         for field, plus in (("bound", pi), ("deterministic_upper", pi), ("mc_risk_estimate", 0.0),
-                            ("deterministic_risk", 0.0), ("deterministic_lower", 0.0)):
+                            ("deterministic_risk", 0.0), ("deterministic_lower", 0.0), ("lower_bound", 0.0)):
             name = f"target_iw_{field}"
             variables[name] = (dims, np.minimum(1.0, scale * variables[name][1] + plus))
-    variables.update(shift_variables(cfg, ds, variables["in_dist_bound"][1], settings.bound_set, settings.delta_heldout))
+    variables.update(shift_variables(cfg, ds, variables["in_dist_bound"][1], settings.bound_set, settings.delta_heldout,
+                                     variables["in_dist_lower_bound"][1]))
     variables["in_dist_gen_gap_bound"] = (dims, variables["in_dist_bound"][1] - ds["train_risk"].values)
     out = xr.Dataset(variables, coords={k: ds[k] for k in dims})
     out.attrs = {
@@ -430,7 +432,8 @@ def _assemble(run_dir: Path, cfg: RunConfig, ds: xr.Dataset, chosen: np.ndarray,
         "settings": json.dumps(dataclasses.asdict(settings)),
         "delta_budget": format_budget(ccfg, num_members=len(chosen)) + (
             "\n  importance-weighted L_T(Q): a second certificate per member, its own δ + δ′ "
-            f"= {ccfg.delta + ccfg.delta_prime:.6g}" if settings.importance_weighted else ""),
+            f"= {ccfg.delta + ccfg.delta_prime:.6g} (its interval: + δ_low = {ccfg.delta + ccfg.delta_prime + ccfg.delta_lower:.6g})"
+            if settings.importance_weighted else ""),
         "certified_members": len(chosen),
         "shift_bound": SHIFT_BOUND,
     }
@@ -444,14 +447,16 @@ SHIFT_BOUND = "lp (exact worst case over [0, 1] losses)"
 
 
 def shift_variables(cfg: RunConfig, ds: xr.Dataset, in_dist_bound: np.ndarray, bound_set: str,
-                    delta_heldout: float) -> dict[str, tuple]:
+                    delta_heldout: float, in_dist_lower: np.ndarray | None = None) -> dict[str, tuple]:
     """The change-of-measure fields of bounds.nc, from the measured results and the certificates.
 
     ``extrap_gap_lower/upper`` ``[D, N, S]``: the held-out per-level Clopper–Pearson band of
     R_T − R_S; ``shift_target_bound``: the deterministic network's R_T from its certified R_S by
     :func:`~difftrade.theory.shift.lp_shift_bound`; ``target_bound`` (``bound_set="train"``
     only, NaN where ``in_dist_bound`` is): the same change of measure applied to the certified
-    L_S(Q); ``uncoverable_mass`` ``[D]``: π per training difficulty.
+    L_S(Q), and ``target_lower_bound`` (with ``in_dist_lower``, the certified lower ends of L_S(Q)):
+    the best case of the same change of measure (:func:`~difftrade.theory.shift.lp_shift_lower`);
+    ``uncoverable_mass`` ``[D]``: π per training difficulty.
     """
     dims = ("difficulty", "budget", "seed")
     train_w, target_w = cfg.train_weights(), cfg.target_weights()  # [D, L], [L]
@@ -471,6 +476,10 @@ def shift_variables(cfg: RunConfig, ds: xr.Dataset, in_dist_bound: np.ndarray, b
         ok = np.isfinite(in_dist_bound)
         composed = np.asarray(lp_shift_bound(np.where(ok, in_dist_bound, 1.0), t_atoms, s_atoms))
         out["target_bound"] = (dims, np.where(ok, composed, np.nan))
+        if in_dist_lower is not None:
+            ok = np.isfinite(in_dist_lower)
+            best = np.asarray(lp_shift_lower(np.where(ok, in_dist_lower, 0.0), t_atoms, s_atoms))
+            out["target_lower_bound"] = (dims, np.where(ok, best, np.nan))
     return out
 
 
@@ -489,7 +498,8 @@ def refresh_shift(run_dir: str | Path) -> xr.Dataset:
     if b.attrs.get("config_hash") != cfg.hash():
         raise ValueError(f"{str(path)!r} has config_hash {b.attrs.get('config_hash')!r}, the run {cfg.hash()!r}")
     used = {**dataclasses.asdict(BoundSettings()), **json.loads(b.attrs["settings"])}  # older files lack newer fields
-    fields = shift_variables(cfg, ds, b["in_dist_bound"].values, used["bound_set"], used["delta_heldout"])
+    fields = shift_variables(cfg, ds, b["in_dist_bound"].values, used["bound_set"], used["delta_heldout"],
+                             b["in_dist_lower_bound"].values if "in_dist_lower_bound" in b else None)
     b = b.assign(fields)
     b.attrs["shift_bound"] = SHIFT_BOUND
     results.atomic_write_netcdf(b, path)
@@ -518,10 +528,12 @@ def d_star_table(ds: xr.Dataset, b: xr.Dataset) -> dict[str, np.ndarray]:
     that n is vacuous); ``seeds_agree`` / ``seeds_informative`` (``iw_seeds_agree`` /
     ``iw_seeds_informative``): ``[N]`` counts of seeds whose own certified L_T(Q) (importance-
     weighted) names a d* (some bound non-vacuous) and, of those, the seeds where it is the d* of
-    their own measured target risks.
+    their own measured target risks. ``certified_set`` (``iw_certified_set``) ``[D, N, S]`` bool,
+    when ``b`` has the lower ends: the difficulties whose certified L_T(Q) interval is not wholly
+    above another difficulty's (:func:`~difftrade.theory.tradeoff.certified_d_star_set`).
     """
     from difftrade.evaluate import _quiet_nanmean, d_star
-    from difftrade.theory.tradeoff import d_star_from_bound
+    from difftrade.theory.tradeoff import certified_d_star_set, d_star_from_bound
 
     diffs = ds["difficulty"].values
     measured = d_star_from_bound(ds["target_risk"].values, diffs)  # [N, S]
@@ -541,6 +553,9 @@ def d_star_table(ds: xr.Dataset, b: xr.Dataset) -> dict[str, np.ndarray]:
     if "target_iw_bound" in b:
         out["importance"] = from_bound("target_iw_bound")
         out["iw_seeds_agree"], out["iw_seeds_informative"] = agreement("target_iw_bound")
+    for prefix, key in (("target", "certified_set"), ("target_iw", "iw_certified_set")):
+        if f"{prefix}_lower_bound" in b:
+            out[key] = certified_d_star_set(b[f"{prefix}_bound"].values, b[f"{prefix}_lower_bound"].values)
     return out
 
 
@@ -638,4 +653,41 @@ def render(ds: xr.Dataset, b: xr.Dataset) -> str:
                      + share(table["seeds_agree"][j], table["seeds_informative"][j]) + " |"
                      + (f" {fmt(table['importance'][j])} | {share(table['iw_seeds_agree'][j], table['iw_seeds_informative'][j])} |"
                         if iw else ""))
+    if "certified_set" in table:
+        lines += _certified_set_lines(ds, b, table, settings)
     return "\n".join(lines) + "\n"
+
+
+def _certified_set_lines(ds: xr.Dataset, b: xr.Dataset, table: dict[str, np.ndarray], settings: dict) -> list[str]:
+    """The report's table of certified sets of optimal difficulties, per budget and seed."""
+    from difftrade.theory.tradeoff import d_star_from_bound
+
+    diffs, seeds = ds["difficulty"].values, ds["seed"].values
+    measured = d_star_from_bound(ds["target_risk"].values, diffs)  # [N, S]
+    per_member = settings["delta"] + settings["delta_prime"] + settings.get("delta_lower", 0.025)
+    columns = [("certified_set", "target_bound")] + ([("iw_certified_set", "target_iw_bound")] if "iw_certified_set" in table else [])
+
+    def cell(key: str, field: str, j: int) -> str:
+        out = []
+        for k, seed in enumerate(seeds):
+            if not np.any(np.isfinite(b[field].values[:, j, k])):
+                continue  # this seed was not certified at this n
+            members = diffs[table[key][:, j, k]]
+            out.append(f"{int(seed)}: {{{', '.join(str(int(d)) for d in members)}}}")
+        return "; ".join(out) or "—"
+
+    lines = [
+        "",
+        ("Certified sets of optimal difficulties: d is left out when another difficulty's certified L_T(Q) is below "
+         "d's certified *lower* end, so the comparison itself is certified (comparing two upper bounds, as the d* "
+         f"columns above do, certifies no order). Per n and seed, the set holds with probability ≥ 1 − {len(diffs)} × "
+         f"{per_member:.6g} = {1 - len(diffs) * per_member:.6g} (each member's interval: δ + δ′ + δ_low). "
+         "Q is the stochastic network: the set is about the Q's, not the deterministic networks."),
+        "",
+        "| n | measured d* per seed | certified set per seed | " + ("importance-weighted set per seed |" if len(columns) > 1 else ""),
+        "|---:|---|---|" + ("---|" if len(columns) > 1 else ""),
+    ]
+    for j, n in enumerate(ds["budget"].values):
+        picked = "; ".join(f"{int(seed)}: {'—' if np.isnan(measured[j, k]) else int(measured[j, k])}" for k, seed in enumerate(seeds))
+        lines.append(f"| {int(n):,} | {picked} | " + " | ".join(cell(key, field, j) for key, field in columns) + " |")
+    return lines

@@ -29,6 +29,8 @@ def test_certificates_are_valid_bounds(run_dir):
         mc = b[f"{name}_mc_risk_estimate"].sel(seed=0).values
         assert np.all(b[f"{name}_valid"].sel(seed=0).values == 1)
         assert np.all((bound >= mc) & (bound <= 1.0))  # a bound is never below its own estimate
+        lower = b[f"{name}_lower_bound"].sel(seed=0).values  # ... and the lower end never above it
+        assert np.all((lower >= 0) & (lower <= mc))
         assert np.all(b[f"{name}_kl"].sel(seed=0).values >= 0)
     assert "confidence" in b.attrs["delta_budget"]
     assert (run_dir / "bounds.nc").exists()
@@ -264,6 +266,23 @@ def test_d_star_table_per_seed_agreement():
     # seed means at n = 20: bounds (1, 0.867, 0.9) -> d = 2; risks (0.367, 0.367, 0.367) tie -> d = 1
     np.testing.assert_array_equal(t["certified"], [np.nan, 2.0])
     np.testing.assert_array_equal(t["empirical"], [1.0, 1.0])
+    assert "certified_set" not in t  # no lower ends: no certified comparison
+    # with lower ends: seed 0 at n = 20 rules out d = 1 and 3 (lower ends 0.65 > 0.6); elsewhere nothing
+    lower = np.zeros((3, 2, 3))
+    lower[[0, 2], 1, 0] = 0.65
+    b["target_lower_bound"] = (dims, lower)
+    b.attrs.update(certified_members=18, config_hash="x", delta_budget="",
+                   settings=json.dumps({"seeds": None, "budgets": None, "delta": 0.01, "delta_prime": 0.01,
+                                        "delta_lower": 0.01, "bound_set": "fresh", "n_bound": 8}))
+    t = d_star_table(ds, b)
+    assert t["certified_set"][:, 1, 0].tolist() == [False, True, False] and t["certified_set"][:, 0].all()
+    for name in ("in_dist_bound", "in_dist_kl"):
+        b[name] = (dims, bound)
+    b["uncoverable_mass"] = (("difficulty",), np.zeros(3))
+    ds["train_risk"] = ds["test_risk"] = (dims, risk)
+    text = render(ds, b)
+    assert "| 20 | 0: 2; 1: 1; 2: 3 | 0: {2}; 1: {1, 2, 3}; 2: {1, 2, 3} |" in text
+    assert "1 − 3 × 0.03 = 0.91" in text
 
 
 def test_refresh_shift_recomputes_only_the_change_of_measure(run_dir, capsys):
@@ -325,7 +344,14 @@ def test_importance_weighted_target_certificate(tmp_path, run_dir):
         np.testing.assert_allclose(b["target_iw_deterministic_risk"].values[i, 0, 0], expected, rtol=1e-6)
     bound, mc = b["target_iw_bound"].values, b["target_iw_mc_risk_estimate"].values
     assert np.all((bound >= mc) & (bound <= 1.0)) and np.all(b["target_iw_valid"].values == 1)
-    assert "importance-weighted" in render(results.load(out / "results.nc"), b)
+    # the lower end: B·(lower end of the weighted loss), no π (the uncovered part is ≥ 0)
+    lower = b["target_iw_lower_bound"].values
+    assert np.all((lower >= 0) & (lower <= mc))
+    # LP-composed target interval from the in-distribution one: best case ≤ worst case
+    assert np.all(b["target_lower_bound"].values <= b["target_bound"].values)
+    text = render(results.load(out / "results.nc"), b)
+    assert "importance-weighted" in text and "Certified sets of optimal difficulties" in text
+    assert "importance-weighted set per seed" in text
     assert "own δ + δ′" in b.attrs["delta_budget"]
     alone = certify_run(out, BoundSettings(num_draws=1, bound_set="train"), progress=False)
     for name in ("in_dist_bound", "in_dist_mc_risk_estimate", "in_dist_sigma", "in_dist_kl"):

@@ -74,6 +74,36 @@ def test_shift_bounds_hold_against_the_worst_loss(seed, zeros, source):
         assert float(S.renyi_shift_bound(source, t, s, q)) >= lp - 1e-11
 
 
+@given(seeds, st.integers(0, L - 1), st.floats(0.0, 1.0))
+@settings(max_examples=80, deadline=None)
+def test_lp_shift_lower_is_the_best_case(seed, zeros, source):
+    """The lower mirror: scipy's LP (min Σ ρ_a e_a with Σ e_a ≥ R_S, e_a ∈ [0, s_a]) gives the
+    smallest T-risk of any loss with S-risk ≥ R_S; lp_shift_lower equals it, stays below the
+    T-risk of random per-atom losses, and below lp_shift_bound."""
+    from scipy.optimize import linprog
+
+    rng = np.random.default_rng(seed)
+    t, s = _dirichlet(rng, L), _dirichlet(rng, L, zeros)
+    covered = s > 0
+    rho = np.where(covered, t / np.where(covered, s, 1.0), 0.0)
+    res = linprog(rho, A_ub=[-np.ones_like(s)], b_ub=[-source], bounds=list(zip(np.zeros_like(s), s)), method="highs")
+    assert res.status == 0
+    lower = float(S.lp_shift_lower(source, t, s))
+    assert lower <= res.fun + 1e-9 and lower == pytest.approx(res.fun, abs=1e-8)
+    r = rng.uniform(size=L)
+    assert float(S.lp_shift_lower(float(s @ r), t, s)) <= float(t @ r) + 1e-12
+    assert lower <= float(S.lp_shift_bound(source, t, s))
+
+
+def test_lp_shift_lower_closed_form():
+    """t = (0.5, 0.5), s = (0.9, 0.1): ρ = (5/9, 5); R_S = 0.95 puts 0.9 on atom 1 and 0.05 on atom 2."""
+    t, s = np.array([0.5, 0.5]), np.array([0.9, 0.1])
+    assert float(S.lp_shift_lower(0.95, t, s)) == pytest.approx(0.9 * 5 / 9 + 0.05 * 5, abs=1e-11)
+    assert float(S.lp_shift_lower(0.3, t, s)) == pytest.approx(0.3 * 5 / 9, abs=1e-11)
+    # S misses atom 3: the best case puts nothing there
+    assert float(S.lp_shift_lower(1.0, np.array([0.2, 0.2, 0.6]), np.array([0.5, 0.5, 0.0]))) == pytest.approx(0.4, abs=1e-11)
+
+
 @given(seeds, st.integers(0, L - 1))
 @settings(max_examples=60, deadline=None)
 def test_importance_weights_recover_the_target_risk(seed, zeros):

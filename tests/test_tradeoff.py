@@ -12,6 +12,7 @@ from difftrade.theory.tradeoff import (
     PowerTradeoff,
     bootstrap_d_star,
     compare_models,
+    certified_d_star_set,
     d_star_from_bound,
     empirical_d_star,
     fit,
@@ -168,6 +169,27 @@ def test_empirical_d_star_hand_made():
     assert np.isnan(out[2])
     # unsorted difficulty labels are handled
     np.testing.assert_array_equal(empirical_d_star(r[::-1], [3, 2, 1])[:2], [2.0, 1.0])
+
+
+def test_certified_d_star_set():
+    # d=1 is ruled out by d=3 (0.3 < 0.35); d=2's interval overlaps d=3's: both stay
+    upper, lower = np.array([0.9, 0.5, 0.3]), np.array([0.35, 0.1, 0.05])
+    np.testing.assert_array_equal(certified_d_star_set(upper, lower), [False, True, True])
+    # disjoint intervals: one difficulty; NaN upper rules nothing out, NaN lower is never ruled out
+    np.testing.assert_array_equal(certified_d_star_set([0.2, 0.9, np.nan], [0.1, 0.8, 0.95]), [True, False, False])
+    np.testing.assert_array_equal(certified_d_star_set([np.nan, 0.9], [0.0, 0.5]), [True, True])
+    np.testing.assert_array_equal(certified_d_star_set([0.2, 0.9], [0.1, np.nan]), [True, True])
+    # per (budget, seed): axis 0 is the difficulty
+    both = certified_d_star_set(np.stack([upper, upper[::-1]], -1), np.stack([lower, lower[::-1]], -1))
+    np.testing.assert_array_equal(both, [[False, True], [True, True], [True, False]])
+    with pytest.raises(ValueError, match="upper has shape"):
+        certified_d_star_set([0.1, 0.2], [0.1])
+    # whenever every interval holds, every true minimiser is in the set
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        truth = rng.uniform(size=5)
+        lo, up = truth - rng.exponential(0.1, 5), truth + rng.exponential(0.1, 5)
+        assert certified_d_star_set(up, lo)[np.argmin(truth)]
 
 
 def test_d_star_from_bound():

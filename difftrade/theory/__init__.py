@@ -39,6 +39,7 @@ _EXPORTS: dict[str, str] = {
     "BootstrapDStar": "tradeoff",
     "bootstrap_d_star": "tradeoff",
     "d_star_from_bound": "tradeoff",
+    "certified_d_star_set": "tradeoff",
 }
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "Result",
     "TradeoffModel",
     "bootstrap_d_star",
+    "certified_d_star_set",
     "combine",
     "compare_models",
     "d_star_from_bound",

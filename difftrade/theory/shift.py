@@ -280,6 +280,22 @@ def lp_shift_bound(source_risk: ArrayLike, t: ArrayLike, s: ArrayLike) -> jax.Ar
     (leading axes broadcast with ``source_risk``'s). Returns float64 ``[...]``, with an absolute
     margin of 1e-12 for rounding (each term ρ_a·e_a ≤ t_a ≤ 1).
     """
+    return _lp_shift(source_risk, t, s, worst=True)
+
+
+def lp_shift_lower(source_risk: ArrayLike, t: ArrayLike, s: ArrayLike) -> jax.Array:
+    """The exact best case ``inf{E_T ℓ : ℓ ∈ [0, 1], E_S ℓ ≥ R_S}``: a lower bound on R_T.
+
+    The mirror of :func:`lp_shift_bound`: the S-mass of errors R_S is placed on the atoms T
+    weighs least (increasing ρ_a = t_a/s_a) and nothing on atoms S does not cover. Non-decreasing
+    in R_S: pass a *lower* confidence bound on R_S and it is a lower bound on R_T at the same
+    confidence. Same arguments; float64 with the rounding margin subtracted (clipped at 0).
+    """
+    return _lp_shift(source_risk, t, s, worst=False)
+
+
+def _lp_shift(source_risk: ArrayLike, t: ArrayLike, s: ArrayLike, worst: bool) -> jax.Array:
+    """Fractional knapsack over atoms: fill the S-mass R_S in decreasing ρ (``worst``) or increasing ρ."""
     _check_risk_input("source_risk", source_risk)
     _check_weights("t", t)
     _check_weights("s", s)
@@ -287,14 +303,18 @@ def lp_shift_bound(source_risk: ArrayLike, t: ArrayLike, s: ArrayLike) -> jax.Ar
         t, s = _as_weights(t, s)
         r = jnp.asarray(source_risk, jnp.float64)
         covered = s > 0
-        ratio = jnp.where(covered, t / jnp.where(covered, s, 1.0), -1.0)  # uncovered atoms sort last
-        order = jnp.argsort(-ratio, axis=-1)
+        ratio = t / jnp.where(covered, s, 1.0)
+        key = jnp.where(covered, -ratio if worst else ratio, jnp.inf)  # uncovered atoms sort last
+        order = jnp.argsort(key, axis=-1)
         s_by, ratio_by = (jnp.take_along_axis(x, order, axis=-1) for x in (s, ratio))
         before = jnp.cumsum(s_by, axis=-1) - s_by  # S-mass of the atoms filled first
         fill = jnp.clip(r[..., None] - before, 0.0, s_by)  # e_a
-        value = jnp.sum(jnp.where(s_by > 0, ratio_by * fill, 0.0), axis=-1) + jnp.sum(jnp.where(covered, 0.0, t), axis=-1)
+        value = jnp.sum(jnp.where(s_by > 0, ratio_by * fill, 0.0), axis=-1)
         ok = (r >= 0) & (r <= 1)
-        return jnp.where(ok, jnp.minimum(value + 1e-12, 1.0), jnp.nan)
+        if worst:  # ℓ = 1 where S never looks
+            value = value + jnp.sum(jnp.where(covered, 0.0, t), axis=-1)
+            return jnp.where(ok, jnp.minimum(value + 1e-12, 1.0), jnp.nan)
+        return jnp.where(ok, jnp.maximum(value - 1e-12, 0.0), jnp.nan)
 
 
 def importance_weights(t: ArrayLike, s: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

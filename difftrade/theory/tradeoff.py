@@ -472,6 +472,23 @@ from difftrade.evaluate import (  # d*(n) lives upstream, with the risks
 )
 
 
+def certified_d_star_set(upper, lower) -> np.ndarray:
+    """Which difficulties the certificates cannot rule out as the best: bool ``[D, ...]``.
+
+    ``upper`` and ``lower`` ``[D, ...]``: certified upper and lower bounds on each difficulty's
+    risk (axis 0 = difficulty; e.g. ``[D, N, S]``). Difficulty d is ruled out when some d′ has
+    ``upper[d′] < lower[d]``: then R(d′) < R(d) on the event where both bounds hold. So if every
+    interval holds (probability ≥ 1 − Σ_d δ_d by the union bound), the set contains every true
+    minimiser. A NaN upper bound rules nothing out; a NaN lower bound is never ruled out. The set
+    is never empty (the smallest upper bound's difficulty stays in it whenever lower ≤ upper).
+    """
+    up, low = np.asarray(upper, np.float64), np.asarray(lower, np.float64)
+    if up.shape != low.shape or up.ndim < 1:
+        raise ValueError(f"upper has shape {up.shape} and lower {low.shape}; allowed: one shape [D, ...]")
+    best_upper = np.min(np.where(np.isnan(up), np.inf, up), axis=0)  # [...]
+    return ~(np.where(np.isnan(low), -np.inf, low) > best_upper[None])
+
+
 def d_star_from_bound(bound, difficulties, vacuous: float | None = None) -> np.ndarray:
     """Difficulty minimising a certified bound ``[D, N]`` (or per seed ``[D, N, S]``): ``[N]`` (``[N, S]``).
 
