@@ -30,7 +30,7 @@ def test_certificates_are_valid_bounds(run_dir):
         assert np.all(b[f"{name}_valid"].sel(seed=0).values == 1)
         assert np.all((bound >= mc) & (bound <= 1.0))  # a bound is never below its own estimate
         lower = b[f"{name}_lower_bound"].sel(seed=0).values  # ... and the lower end never above it
-        assert np.all((lower >= 0) & (lower <= mc))
+        assert np.all((lower >= 0) & (lower <= mc)) and np.all(b[f"{name}_grid_lower_bound"].sel(seed=0).values <= lower)
         assert np.all(b[f"{name}_kl"].sel(seed=0).values >= 0)
     assert "confidence" in b.attrs["delta_budget"]
     assert (run_dir / "bounds.nc").exists()
@@ -270,7 +270,7 @@ def test_d_star_table_per_seed_agreement():
     # with lower ends: seed 0 at n = 20 rules out d = 1 and 3 (lower ends 0.65 > 0.6); elsewhere nothing
     lower = np.zeros((3, 2, 3))
     lower[[0, 2], 1, 0] = 0.65
-    b["target_lower_bound"] = (dims, lower)
+    b["target_grid_lower_bound"] = (dims, lower)
     b.attrs.update(certified_members=18, config_hash="x", delta_budget="",
                    settings=json.dumps({"seeds": None, "budgets": None, "delta": 0.01, "delta_prime": 0.01,
                                         "delta_lower": 0.01, "bound_set": "fresh", "n_bound": 8}))
@@ -346,9 +346,10 @@ def test_importance_weighted_target_certificate(tmp_path, run_dir):
     assert np.all((bound >= mc) & (bound <= 1.0)) and np.all(b["target_iw_valid"].values == 1)
     # the lower end: B·(lower end of the weighted loss), no π (the uncovered part is ≥ 0)
     lower = b["target_iw_lower_bound"].values
-    assert np.all((lower >= 0) & (lower <= mc))
+    assert np.all((lower >= 0) & (lower <= mc)) and np.all(b["target_iw_grid_lower_bound"].values <= lower)
     # LP-composed target interval from the in-distribution one: best case ≤ worst case
     assert np.all(b["target_lower_bound"].values <= b["target_bound"].values)
+    assert np.all(b["target_grid_lower_bound"].values <= b["target_lower_bound"].values)
     text = render(results.load(out / "results.nc"), b)
     assert "importance-weighted" in text and "Certified sets of optimal difficulties" in text
     assert "importance-weighted set per seed" in text

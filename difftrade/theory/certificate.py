@@ -26,8 +26,12 @@ predictor ``Q = N(μ, σ² I)`` (or ``N(μ, σ² diag s²)`` with a fixed per-pa
    The kl bound is two-sided (it bounds kl(L̂(Q)‖L(Q)), not one tail), so on the same event
    ``L(Q) ≥ kl⁻¹_lower(Ľ, same c)``, where Ľ ≤ L̂(Q) is the lower side of step 3 at its own
    δ_low (``delta_lower``): ``lower_bound ≤ L(Q) ≤ bound`` with probability ≥ 1 − δ − δ′ − δ_low.
-   A lower bound is what a *certified comparison* needs: Q_a is certified better than Q_b when
-   Q_a's ``bound`` is below Q_b's ``lower_bound`` (comparing two upper bounds certifies nothing).
+   Every grid point holds on that event, so ``lower_bound`` is the best over σ_P for the chosen
+   σ, and ``grid_lower_bound`` (the smallest of those over σ) bounds every posterior of the σ
+   grid at once. A lower bound is what a *certified comparison* needs: comparing two upper bounds
+   certifies nothing. Q_a beats *every* grid posterior of member b when Q_a's ``bound`` is below
+   b's ``grid_lower_bound``; that comparison does not depend on which σ b's selection picked
+   (where every bound of b is vacuous, the pick is arbitrary and may be a very noisy Q).
 5. Separately: the deterministic network's risk on the bound set with a two-sided
    Clopper–Pearson interval at ``delta_heldout`` (0-1 loss) — or the kl/Chernoff interval for a
    non-binary [0, 1] loss. :func:`confidence_budget` / :func:`format_budget` itemise every δ.
@@ -216,6 +220,7 @@ class Certificate(NamedTuple):
     valid: jax.Array  # bool: all losses finite and in [0, 1]
     sample_convergence_lower: jax.Array  # Ľ ≤ L̂(Q) at the chosen σ (δ_low/K per σ)
     lower_bound: jax.Array  # certified lower bound on L(Q): lower_bound ≤ L(Q) ≤ bound at interval_confidence
+    grid_lower_bound: jax.Array  # certified lower bound on L(Q_σ) for *every* σ of the grid (same event)
     interval_confidence: jax.Array  # 1 − δ − δ′ − δ_low
 
 
@@ -409,8 +414,10 @@ def _assemble(det_losses, risks, oks, params, prior_params, posterior_scale, con
         log_xi = math.log(2.0 * math.sqrt(n)) if config.xi == "relaxed" else bounds.log_xi(n)
         c = (kl_grid + log_xi - math.log(config.delta) + math.log(config.num_grid_points)) / n
         bound_grid = bounds.kl_inv(jnp.broadcast_to(sc[:, None], c.shape), c)  # [K, K_P]
-        # the kl event is two-sided: the same c bounds L(Q) from below, given Ľ ≤ L̂(Q)
+        # the kl event is two-sided: the same c bounds L(Q) from below, given Ľ ≤ L̂(Q); every grid
+        # point holds at once, so Q_σ's lower end is the best over σ_P
         lower_grid = bounds.kl_inv_lower(jnp.broadcast_to(sc_low[:, None], c.shape), c)  # [K, K_P]
+        lower_by_sigma = jnp.max(lower_grid, axis=1)  # [K]
 
         det_risk = jnp.asarray(det_risk, jnp.float64)
         if config.selection == "flatness":
@@ -446,7 +453,8 @@ def _assemble(det_losses, risks, oks, params, prior_params, posterior_scale, con
             bound_grid=guard(bound_grid),
             valid=valid,
             sample_convergence_lower=guard(sc_low[i]),
-            lower_bound=guard(lower_grid[i, j]),
+            lower_bound=guard(lower_by_sigma[i]),
+            grid_lower_bound=guard(jnp.min(lower_by_sigma)),
             interval_confidence=jnp.asarray(1.0 - config.delta - config.delta_prime - config.delta_lower, jnp.float64),
         ), (i, j)
 
