@@ -383,7 +383,7 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
                 certs = certify_population(set_loss, p, prior, bound_set, jax.random.fold_in(mc_key, salt), set_config,
                                            key_axis=None, posterior_scale=scale)
                 for name, cert in zip(names, certs if isinstance(set_config, tuple) else (certs,)):
-                    for field in ("bound", "lower_bound", "grid_lower_bound", "kl", "sigma", "prior_sigma", "mc_risk_estimate", "deterministic_risk",
+                    for field in ("bound", "lower_bound", "kl", "sigma", "prior_sigma", "mc_risk_estimate", "deterministic_risk",
                                   "deterministic_lower", "deterministic_upper", "valid", "num_examples"):
                         chunk[f"{name}_{field}"] = np.asarray(getattr(cert, field))
             partial.mkdir(parents=True, exist_ok=True)
@@ -420,12 +420,11 @@ def _assemble(run_dir: Path, cfg: RunConfig, ds: xr.Dataset, chosen: np.ndarray,
     if "iw_scale" in variables:  # weighted-loss risks [0, 1] → target risks: B·x (+ π on the upper ends)
         scale, pi = variables["iw_scale"][1], variables["iw_uncovered"][1]
         for field, plus in (("bound", pi), ("deterministic_upper", pi), ("mc_risk_estimate", 0.0),
-                            ("deterministic_risk", 0.0), ("deterministic_lower", 0.0), ("lower_bound", 0.0),
-                            ("grid_lower_bound", 0.0)):
+                            ("deterministic_risk", 0.0), ("deterministic_lower", 0.0), ("lower_bound", 0.0)):
             name = f"target_iw_{field}"
             variables[name] = (dims, np.minimum(1.0, scale * variables[name][1] + plus))
     variables.update(shift_variables(cfg, ds, variables["in_dist_bound"][1], settings.bound_set, settings.delta_heldout,
-                                     {k: variables[f"in_dist_{k}"][1] for k in ("lower_bound", "grid_lower_bound")}))
+                                     variables["in_dist_lower_bound"][1]))
     variables["in_dist_gen_gap_bound"] = (dims, variables["in_dist_bound"][1] - ds["train_risk"].values)
     out = xr.Dataset(variables, coords={k: ds[k] for k in dims})
     out.attrs = {
@@ -448,16 +447,16 @@ SHIFT_BOUND = "lp (exact worst case over [0, 1] losses)"
 
 
 def shift_variables(cfg: RunConfig, ds: xr.Dataset, in_dist_bound: np.ndarray, bound_set: str,
-                    delta_heldout: float, in_dist_lower: dict[str, np.ndarray] | None = None) -> dict[str, tuple]:
+                    delta_heldout: float, in_dist_lower: np.ndarray | None = None) -> dict[str, tuple]:
     """The change-of-measure fields of bounds.nc, from the measured results and the certificates.
 
     ``extrap_gap_lower/upper`` ``[D, N, S]``: the held-out per-level Clopper–Pearson band of
-    R_T − R_S; ``shift_target_bound``: the deterministic network's R_T from its certified R_S by
+    R_T − R_S; ``heldout_target_lower/upper``: the same bands' interval for the deterministic
+    network's R_T (from the run's test sets, no KL: what held-out data certifies); ``shift_target_bound``: the deterministic network's R_T from its certified R_S by
     :func:`~difftrade.theory.shift.lp_shift_bound`; ``target_bound`` (``bound_set="train"``
     only, NaN where ``in_dist_bound`` is): the same change of measure applied to the certified
-    L_S(Q), and ``target_lower_bound`` / ``target_grid_lower_bound`` (from ``in_dist_lower``, the
-    certified lower ends ``{"lower_bound": ..., "grid_lower_bound": ...}`` of L_S(Q)): the best
-    case of the same change of measure (:func:`~difftrade.theory.shift.lp_shift_lower`);
+    L_S(Q), and ``target_lower_bound`` (from ``in_dist_lower``, the certified lower ends of
+    L_S(Q)): the best case of the same change of measure (:func:`~difftrade.theory.shift.lp_shift_lower`);
     ``uncoverable_mass`` ``[D]``: π per training difficulty.
     """
     dims = ("difficulty", "budget", "seed")
@@ -471,6 +470,8 @@ def shift_variables(cfg: RunConfig, ds: xr.Dataset, in_dist_bound: np.ndarray, b
     out = {
         "extrap_gap_lower": (dims, target_lower - source_upper),
         "extrap_gap_upper": (dims, target_upper - source_lower),
+        "heldout_target_lower": (dims, target_lower),
+        "heldout_target_upper": (dims, target_upper),
         "shift_target_bound": (dims, np.asarray(lp_shift_bound(np.clip(source_upper, 0, 1), t_atoms, s_atoms))),
         "uncoverable_mass": (("difficulty",), np.asarray([t_atoms[s_atoms[i, 0, 0] == 0].sum() for i in range(len(train_w))])),
     }
@@ -478,10 +479,10 @@ def shift_variables(cfg: RunConfig, ds: xr.Dataset, in_dist_bound: np.ndarray, b
         ok = np.isfinite(in_dist_bound)
         composed = np.asarray(lp_shift_bound(np.where(ok, in_dist_bound, 1.0), t_atoms, s_atoms))
         out["target_bound"] = (dims, np.where(ok, composed, np.nan))
-        for name, lower in (in_dist_lower or {}).items():
-            ok = np.isfinite(lower)
-            best = np.asarray(lp_shift_lower(np.where(ok, lower, 0.0), t_atoms, s_atoms))
-            out[f"target_{name}"] = (dims, np.where(ok, best, np.nan))
+        if in_dist_lower is not None:
+            ok = np.isfinite(in_dist_lower)
+            best = np.asarray(lp_shift_lower(np.where(ok, in_dist_lower, 0.0), t_atoms, s_atoms))
+            out["target_lower_bound"] = (dims, np.where(ok, best, np.nan))
     return out
 
 
@@ -501,7 +502,7 @@ def refresh_shift(run_dir: str | Path) -> xr.Dataset:
         raise ValueError(f"{str(path)!r} has config_hash {b.attrs.get('config_hash')!r}, the run {cfg.hash()!r}")
     used = {**dataclasses.asdict(BoundSettings()), **json.loads(b.attrs["settings"])}  # older files lack newer fields
     fields = shift_variables(cfg, ds, b["in_dist_bound"].values, used["bound_set"], used["delta_heldout"],
-                             {k: b[f"in_dist_{k}"].values for k in ("lower_bound", "grid_lower_bound") if f"in_dist_{k}" in b})
+                             b["in_dist_lower_bound"].values if "in_dist_lower_bound" in b else None)
     b = b.assign(fields)
     b.attrs["shift_bound"] = SHIFT_BOUND
     results.atomic_write_netcdf(b, path)
@@ -530,10 +531,12 @@ def d_star_table(ds: xr.Dataset, b: xr.Dataset) -> dict[str, np.ndarray]:
     that n is vacuous); ``seeds_agree`` / ``seeds_informative`` (``iw_seeds_agree`` /
     ``iw_seeds_informative``): ``[N]`` counts of seeds whose own certified L_T(Q) (importance-
     weighted) names a d* (some bound non-vacuous) and, of those, the seeds where it is the d* of
-    their own measured target risks. ``certified_set`` (``iw_certified_set``) ``[D, N, S]`` bool,
+    their own measured target risks. ``heldout_set`` ``[D, N, S]`` bool: the certified set of
+    the deterministic networks from the held-out test sets' intervals. ``certified_set`` (``iw_certified_set``) ``[D, N, S]`` bool,
     when ``b`` has the lower ends: the difficulties that no other difficulty's certified L_T(Q)
-    beats, i.e. whose lower end over every posterior of the σ grid (``*_grid_lower_bound``) is not
-    above another difficulty's upper bound (:func:`~difftrade.theory.tradeoff.certified_d_star_set`).
+    beats (:func:`~difftrade.theory.tradeoff.certified_d_star_set`). A member's lower end counts
+    only where its own bound is informative (< ``VACUOUS``): otherwise its σ was picked among
+    vacuous ties and its Q is an arbitrary, often very noisy, network.
     """
     from difftrade.evaluate import _quiet_nanmean, d_star
     from difftrade.theory.tradeoff import certified_d_star_set, d_star_from_bound
@@ -556,9 +559,12 @@ def d_star_table(ds: xr.Dataset, b: xr.Dataset) -> dict[str, np.ndarray]:
     if "target_iw_bound" in b:
         out["importance"] = from_bound("target_iw_bound")
         out["iw_seeds_agree"], out["iw_seeds_informative"] = agreement("target_iw_bound")
+    if "heldout_target_lower" in b:  # the deterministic networks, from the run's held-out test sets
+        out["heldout_set"] = certified_d_star_set(b["heldout_target_upper"].values, b["heldout_target_lower"].values)
     for prefix, key in (("target", "certified_set"), ("target_iw", "iw_certified_set")):
-        if f"{prefix}_grid_lower_bound" in b:
-            out[key] = certified_d_star_set(b[f"{prefix}_bound"].values, b[f"{prefix}_grid_lower_bound"].values)
+        if f"{prefix}_lower_bound" in b:
+            upper = b[f"{prefix}_bound"].values
+            out[key] = certified_d_star_set(upper, np.where(upper < VACUOUS, b[f"{prefix}_lower_bound"].values, np.nan))
     return out
 
 
@@ -668,12 +674,14 @@ def _certified_set_lines(ds: xr.Dataset, b: xr.Dataset, table: dict[str, np.ndar
     diffs, seeds = ds["difficulty"].values, ds["seed"].values
     measured = d_star_from_bound(ds["target_risk"].values, diffs)  # [N, S]
     per_member = settings["delta"] + settings["delta_prime"] + settings.get("delta_lower", 0.025)
-    columns = [("certified_set", "target_bound")] + ([("iw_certified_set", "target_iw_bound")] if "iw_certified_set" in table else [])
+    columns = [(key, label) for key, label in (("certified_set", "certified set per seed"),
+                                               ("iw_certified_set", "importance-weighted set per seed"),
+                                               ("heldout_set", "held-out test sets, per seed")) if key in table]
 
-    def cell(key: str, field: str, j: int) -> str:
+    def cell(key: str, j: int) -> str:
         out = []
         for k, seed in enumerate(seeds):
-            if not np.any(np.isfinite(b[field].values[:, j, k])):
+            if not np.any(np.isfinite(b["target_bound"].values[:, j, k])):
                 continue  # this seed was not certified at this n
             members = diffs[table[key][:, j, k]]
             out.append(f"{int(seed)}: {{{', '.join(str(int(d)) for d in members)}}}")
@@ -682,16 +690,20 @@ def _certified_set_lines(ds: xr.Dataset, b: xr.Dataset, table: dict[str, np.ndar
     lines = [
         "",
         ("Certified sets of optimal difficulties: d is left out when another difficulty's certified L_T(Q) is below "
-         "the certified *lower* end of every posterior N(μ_d, σ²) of d's σ grid, so the comparison itself is certified "
-         "(comparing two upper bounds, as the d* columns above do, certifies no order) and does not hang on which σ "
-         f"was picked for d. Per n and seed, the set holds with probability ≥ 1 − {len(diffs)} × {per_member:.6g} = "
-         f"{1 - len(diffs) * per_member:.6g} (each member's interval: δ + δ′ + δ_low). The Q's are stochastic "
-         "networks; the smallest σ of the grid is the one closest to the trained network."),
+         "d's certified *lower* end, so the comparison itself is certified (comparing two upper bounds, as the d* "
+         "columns above do, certifies no order). A lower end counts only where d's own certificate is non-vacuous: "
+         "otherwise d's σ was picked among vacuous ties and its Q is an arbitrary, often very noisy, network. Per n "
+         f"and seed, the set holds with probability ≥ 1 − {len(diffs)} × {per_member:.6g} = "
+         f"{1 - len(diffs) * per_member:.6g} (each member's interval: δ + δ′ + δ_low)."
+         + (" For contrast, the last column orders the deterministic networks by the Clopper–Pearson intervals of "
+            "their target risks from the run's held-out test sets (no KL; per n and seed ≥ 1 − "
+            f"{len(diffs)} × {settings['delta_heldout']:.6g} = {1 - len(diffs) * settings['delta_heldout']:.6g}): "
+            "what held-out data certifies, against what the training data alone does." if "heldout_set" in table else "")),
         "",
-        "| n | measured d* per seed | certified set per seed | " + ("importance-weighted set per seed |" if len(columns) > 1 else ""),
-        "|---:|---|---|" + ("---|" if len(columns) > 1 else ""),
+        "| n | measured d* per seed | " + " | ".join(label for _, label in columns) + " |",
+        "|---:|---|" + "---|" * len(columns),
     ]
     for j, n in enumerate(ds["budget"].values):
         picked = "; ".join(f"{int(seed)}: {'—' if np.isnan(measured[j, k]) else int(measured[j, k])}" for k, seed in enumerate(seeds))
-        lines.append(f"| {int(n):,} | {picked} | " + " | ".join(cell(key, field, j) for key, field in columns) + " |")
+        lines.append(f"| {int(n):,} | {picked} | " + " | ".join(cell(key, j) for key, _ in columns) + " |")
     return lines

@@ -27,11 +27,11 @@ predictor ``Q = N(μ, σ² I)`` (or ``N(μ, σ² diag s²)`` with a fixed per-pa
    ``L(Q) ≥ kl⁻¹_lower(Ľ, same c)``, where Ľ ≤ L̂(Q) is the lower side of step 3 at its own
    δ_low (``delta_lower``): ``lower_bound ≤ L(Q) ≤ bound`` with probability ≥ 1 − δ − δ′ − δ_low.
    Every grid point holds on that event, so ``lower_bound`` is the best over σ_P for the chosen
-   σ, and ``grid_lower_bound`` (the smallest of those over σ) bounds every posterior of the σ
-   grid at once. A lower bound is what a *certified comparison* needs: comparing two upper bounds
-   certifies nothing. Q_a beats *every* grid posterior of member b when Q_a's ``bound`` is below
-   b's ``grid_lower_bound``; that comparison does not depend on which σ b's selection picked
-   (where every bound of b is vacuous, the pick is arbitrary and may be a very noisy Q).
+   σ. A lower bound is what a *certified comparison* needs: Q_a is certified better than Q_b
+   when Q_a's ``bound`` is below Q_b's ``lower_bound`` (two upper bounds in order certify
+   nothing). Where every bound of b is vacuous the selected σ is arbitrary (ties go to the
+   smallest KL, often a large σ): Q_b is then a very noisy network and such a comparison says
+   little about b's training (``tradeoff.certified_d_star_set`` callers skip those).
 5. Separately: the deterministic network's risk on the bound set with a two-sided
    Clopper–Pearson interval at ``delta_heldout`` (0-1 loss) — or the kl/Chernoff interval for a
    non-binary [0, 1] loss. :func:`confidence_budget` / :func:`format_budget` itemise every δ.
@@ -220,7 +220,6 @@ class Certificate(NamedTuple):
     valid: jax.Array  # bool: all losses finite and in [0, 1]
     sample_convergence_lower: jax.Array  # Ľ ≤ L̂(Q) at the chosen σ (δ_low/K per σ)
     lower_bound: jax.Array  # certified lower bound on L(Q): lower_bound ≤ L(Q) ≤ bound at interval_confidence
-    grid_lower_bound: jax.Array  # certified lower bound on L(Q_σ) for *every* σ of the grid (same event)
     interval_confidence: jax.Array  # 1 − δ − δ′ − δ_low
 
 
@@ -454,7 +453,6 @@ def _assemble(det_losses, risks, oks, params, prior_params, posterior_scale, con
             valid=valid,
             sample_convergence_lower=guard(sc_low[i]),
             lower_bound=guard(lower_by_sigma[i]),
-            grid_lower_bound=guard(jnp.min(lower_by_sigma)),
             interval_confidence=jnp.asarray(1.0 - config.delta - config.delta_prime - config.delta_lower, jnp.float64),
         ), (i, j)
 
