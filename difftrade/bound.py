@@ -66,7 +66,12 @@ from difftrade.tasks.base import Task
 from difftrade.theory import bounds
 from difftrade.theory.certificate import CertificateConfig, certify_population, format_budget
 from difftrade.theory.posterior import FitConfig, fit_posterior
-from difftrade.theory.shift import importance_weights, lp_shift_bound, lp_shift_lower, nested_shell_weights
+from difftrade.theory.shift import (
+    importance_weights,
+    lp_shift_bound,
+    lp_shift_lower,
+    nested_shell_weights,
+)
 from difftrade.train import member_data_root, member_init_params, prefix_budget
 
 
@@ -452,7 +457,8 @@ def shift_variables(cfg: RunConfig, ds: xr.Dataset, in_dist_bound: np.ndarray, b
 
     ``extrap_gap_lower/upper`` ``[D, N, S]``: the held-out per-level Clopper–Pearson band of
     R_T − R_S; ``heldout_target_lower/upper``: the same bands' interval for the deterministic
-    network's R_T (from the run's test sets, no KL: what held-out data certifies); ``shift_target_bound``: the deterministic network's R_T from its certified R_S by
+    network's R_T (from the run's test sets, no KL: what held-out data certifies);
+    ``shift_target_bound``: the deterministic network's R_T from its certified R_S by
     :func:`~difftrade.theory.shift.lp_shift_bound`; ``target_bound`` (``bound_set="train"``
     only, NaN where ``in_dist_bound`` is): the same change of measure applied to the certified
     L_S(Q), and ``target_lower_bound`` (from ``in_dist_lower``, the certified lower ends of
@@ -532,9 +538,9 @@ def d_star_table(ds: xr.Dataset, b: xr.Dataset) -> dict[str, np.ndarray]:
     ``iw_seeds_informative``): ``[N]`` counts of seeds whose own certified L_T(Q) (importance-
     weighted) names a d* (some bound non-vacuous) and, of those, the seeds where it is the d* of
     their own measured target risks. ``heldout_set`` ``[D, N, S]`` bool: the certified set of
-    the deterministic networks from the held-out test sets' intervals. ``certified_set`` (``iw_certified_set``) ``[D, N, S]`` bool,
-    when ``b`` has the lower ends: the difficulties that no other difficulty's certified L_T(Q)
-    beats (:func:`~difftrade.theory.tradeoff.certified_d_star_set`). A member's lower end counts
+    the deterministic networks from the held-out test sets' intervals. ``certified_set``
+    (``iw_certified_set``) ``[D, N, S]`` bool, when ``b`` has the lower ends: the difficulties
+    that no other difficulty's certified L_T(Q) beats (:func:`~difftrade.theory.tradeoff.certified_d_star_set`). A member's lower end counts
     only where its own bound is informative (< ``VACUOUS``): otherwise its σ was picked among
     vacuous ties and its Q is an arbitrary, often very noisy, network.
     """
