@@ -21,7 +21,7 @@ from difftrade.recommender import (
 )
 from difftrade.theory.tradeoff import PowerTradeoff, fit_dataset
 
-GPU_RESULTS = Path("/tmp/tradeoff_v1.nc")
+GPU_RESULTS = Path(__file__).resolve().parents[1] / "docs" / "runs" / "tradeoff_v1.nc"  # shipped with the repository
 POWER = {"c": 40.0, "a": 0.4}  # d*(n) = 0.8^(2/3) (n/40)^(1/3): 1.9 at n=400, 7.4 at n=25,600
 
 
@@ -280,8 +280,9 @@ def test_leave_one_out_needs_three_budgets():
         validate_leave_one_budget_out(ds)
 
 
-@pytest.mark.skipif(not GPU_RESULTS.exists(), reason="GPU results file not present")
-def test_on_the_gpu_results_if_present():
+def test_on_the_shipped_gpu_results():
+    """docs/runs/tradeoff_v1.nc (the H100 grid of docs/recommend.md): the documented
+    leave-one-budget-out errors (MAE 0.89 interpolating, 1.89 model, 1.11 auto; 9 budgets)."""
     from difftrade.results import load
 
     ds = load(GPU_RESULTS)
@@ -289,7 +290,7 @@ def test_on_the_gpu_results_if_present():
     assert rec.method == "measured" and rec.difficulty in rec.plausible
     loo = validate_leave_one_budget_out(ds)
     assert loo.budgets.shape == (ds.sizes["budget"],)
-    assert all(np.isfinite(loo.mae[p]) for p in loo.mae)
+    assert loo.mae == pytest.approx({"interpolate": 8 / 9, "model": 17 / 9, "auto": 10 / 9})
 
 
 def test_without_models_outside_the_range_is_an_error():
