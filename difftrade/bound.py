@@ -339,7 +339,7 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
                 if progress:
                     print(f"certified {sum(map(len, order))}/{len(chosen)} members (resumed from {saved})", flush=True)
                 continue
-            chunk = {}
+            chunk: dict[str, np.ndarray] = {}
             p = jax.tree.map(lambda x: jnp.asarray(x[idx]), params)
             seed_arr = jnp.asarray(pop.seed[idx])
             first = 0  # first training example of the "train" bound set
@@ -534,7 +534,8 @@ def d_star_table(ds: xr.Dataset, b: xr.Dataset) -> dict[str, np.ndarray]:
 
     ``empirical``, ``certified``, ``shift`` (and ``importance`` when ``b`` has the
     importance-weighted certificate): ``[N]`` difficulties (seed means; NaN where every bound at
-    that n is vacuous); ``seeds_agree`` / ``seeds_informative`` (``iw_seeds_agree`` /
+    that n is vacuous); ``measured_per_seed`` ``[N, S]``: each seed's own measured d*;
+    ``seeds_agree`` / ``seeds_informative`` (``iw_seeds_agree`` /
     ``iw_seeds_informative``): ``[N]`` counts of seeds whose own certified L_T(Q) (importance-
     weighted) names a d* (some bound non-vacuous) and, of those, the seeds where it is the d* of
     their own measured target risks. ``heldout_set`` ``[D, N, S]`` bool: the certified set of
@@ -559,7 +560,7 @@ def d_star_table(ds: xr.Dataset, b: xr.Dataset) -> dict[str, np.ndarray]:
         informative = np.isfinite(per_seed)
         return np.sum(informative & (per_seed == measured), axis=-1), np.sum(informative, axis=-1)
 
-    out = {"empirical": d_star(ds["target_risk"].values, diffs), "certified": from_bound("target_bound"),
+    out = {"empirical": d_star(ds["target_risk"].values, diffs), "measured_per_seed": measured, "certified": from_bound("target_bound"),
            "shift": from_bound("shift_target_bound")}
     out["seeds_agree"], out["seeds_informative"] = agreement("target_bound")
     if "target_iw_bound" in b:
@@ -675,11 +676,9 @@ def render(ds: xr.Dataset, b: xr.Dataset) -> str:
 
 def _certified_set_lines(ds: xr.Dataset, b: xr.Dataset, table: dict[str, np.ndarray], settings: dict) -> list[str]:
     """The report's table of certified sets of optimal difficulties, per budget and seed."""
-    from difftrade.theory.tradeoff import d_star_from_bound
-
     diffs, seeds = ds["difficulty"].values, ds["seed"].values
-    measured = d_star_from_bound(ds["target_risk"].values, diffs)  # [N, S]
-    per_member = settings["delta"] + settings["delta_prime"] + settings.get("delta_lower", 0.025)
+    measured = table["measured_per_seed"]  # [N, S]
+    per_member = settings["delta"] + settings["delta_prime"] + settings["delta_lower"]  # files with lower ends have it
     columns = [(key, label) for key, label in (("certified_set", "certified set per seed"),
                                                ("iw_certified_set", "importance-weighted set per seed"),
                                                ("heldout_set", "held-out test sets, per seed")) if key in table]
