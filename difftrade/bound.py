@@ -249,11 +249,16 @@ def grid_prior_members(cfg: RunConfig, idx: np.ndarray) -> tuple[int, np.ndarray
 
 
 def shift_atoms(task: Task, weights: np.ndarray) -> np.ndarray:
-    """Weights over the atoms on which T/S is constant: shells for nested levels, else levels."""
-    if getattr(task, "levels_kind", "exact") == "nested":
-        sizes = np.array([float(task.sample_space_size(d)) for d in task.levels])
-        return np.asarray(nested_shell_weights(weights, sizes))
-    return np.asarray(weights, np.float64)
+    """Weights ``[..., L]`` over the atoms on which T/S is constant (``task.level_structure``):
+    shells for nested levels, the levels themselves for exact ones."""
+    if task.level_structure == "nested":
+        sizes = [task.sample_space_size(d) for d in task.levels]
+        if any(size is None for size in sizes):
+            raise ValueError(f"task {task.name!r} declares nested levels but not every level's sample_space_size")
+        return np.asarray(nested_shell_weights(weights, np.array(sizes, np.float64)))
+    if task.level_structure == "exact":
+        return np.asarray(weights, np.float64)
+    raise ValueError(f"task {task.name!r}: level_structure={task.level_structure!r} has no shift atoms; allowed: exact, nested")
 
 
 def level_bands(level_exact: np.ndarray, n_test: int, delta: float) -> tuple[np.ndarray, np.ndarray]:

@@ -129,6 +129,10 @@ class BankTask(Task):
             raise ValueError(f"edges has shape {np.shape(self.edges)}; expected ({self.num_levels - 1},)")
 
     @property
+    def level_structure(self) -> str:
+        return "exact"  # equal-count bins of one scored pool: each row lies in one bin
+
+    @property
     def per_level(self) -> int:
         return self.banks["train"].per_level
 

@@ -66,6 +66,28 @@ def test_shift_atoms_nested_and_exact():
     np.testing.assert_array_equal(shift_atoms(exact, w), w)
 
 
+def test_shift_atoms_follow_the_declared_level_structure():
+    """Every registered task gets atoms from its own declaration (no default): exact tasks keep
+    their level weights; a nested task that cannot size its levels is refused, not treated as exact."""
+    from difftrade.tasks import REGISTRY
+    from difftrade.tasks.addition import Addition
+
+    w = np.array([0.25, 0.75, 0.0])
+    for name in REGISTRY:
+        task = make_task(name, d_min=1, d_max=3)
+        if task.level_structure == "exact":
+            np.testing.assert_array_equal(shift_atoms(task, w), w)
+        else:
+            assert not np.array_equal(shift_atoms(task, w), w)
+
+    class Unsized(Addition):
+        def sample_space_size(self, d: int) -> None:
+            return None
+
+    with pytest.raises(ValueError, match="nested levels but not every level's sample_space_size"):
+        shift_atoms(Unsized(d_max=3), w)
+
+
 def test_level_bands_bracket_estimates():
     acc = np.array([[0.5, 0.9, 1.0]])
     lo, hi = level_bands(acc, 100, 0.05)

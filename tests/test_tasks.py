@@ -141,6 +141,55 @@ def test_answers_match_reference_solver_at_every_level(index):
             assert len(a) == len(b) == task.d_max and max(int(a), int(b)) < 10**d
 
 
+@pytest.mark.parametrize("index", range(len(CONFIGS)), ids=IDS)
+def test_declared_level_structure_holds(index):
+    """'exact': every generated problem's level is read off its text (disjoint supports);
+    'nested': level d's problems lie in level d's support and include easier levels' problems."""
+    name, _ = CONFIGS[index]
+    task = _task(index)
+    levels, tokens, mask = _level_batch(index)
+    prompts = [split_prompt_answer(row, row_mask)[0] for row, row_mask in zip(tokens, mask)]
+    if task.level_structure == "exact":
+        read = [_prompt_level(name, task, p) for p in prompts]
+        assert read == levels.tolist()
+        return
+    assert (name, task.level_structure) == ("addition", "nested")
+    top = np.array([max(int(x) for x in p.split("+")) for p in prompts])
+    for d in task.levels[1:]:
+        at = top[levels == d]
+        assert np.all(at < 10**d) and np.any(at < 10 ** (d - 1))
+
+
+def test_level_structure_is_declared_by_every_task():
+    """No default: a task class without ``level_structure`` cannot be built; a bad value is refused."""
+    from difftrade.tasks.base import LEVEL_STRUCTURES
+    from difftrade.tasks.sorting import Sorting
+
+    for name, cls in REGISTRY.items():
+        assert "level_structure" in {k for c in cls.__mro__[:-1] if c is not Task for k in vars(c)}, name
+        assert make_task(name).level_structure in LEVEL_STRUCTURES
+
+    class Undeclared(Task):  # everything a task needs but the level structure
+        seq_len = property(lambda self: 8)
+
+        def _sample(self, key, d):
+            raise AssertionError("never sampled")
+
+        def solve(self, prompt: str) -> str:
+            return prompt
+
+    with pytest.raises(TypeError, match="level_structure"):
+        Undeclared()
+
+    class Unknown(Sorting):
+        @property
+        def level_structure(self) -> str:
+            return "overlapping"
+
+    with pytest.raises(ValueError, match="level_structure='overlapping'.*allowed: exact, nested"):
+        Unknown()
+
+
 def test_default_sequence_lengths_are_modest():
     for name in REGISTRY:
         assert make_task(name).seq_len <= 64, name

@@ -42,6 +42,11 @@ class Addition(Task):
             raise ValueError(f"addition: d_max={self.d_max} too large; allowed up to 18")
 
     @property
+    def level_structure(self) -> str:
+        # nested: operands uniform on [0, 10^d), so level d's problems include level d - 1's
+        return "nested" if self.levels_kind == "nested" else "exact"
+
+    @property
     def answer_len(self) -> int:
         return 2 * self.d_max if self.scratchpad else self.d_max + 1
 

@@ -30,6 +30,7 @@ VOCAB: tuple[str, ...] = SPECIALS + SYMBOLS + DIGITS + LETTERS
 VOCAB_SIZE: int = 64  # padded to a multiple of 8 for the embedding/logit matmuls
 TOKEN_ID: dict[str, int] = {t: i for i, t in enumerate(VOCAB)}
 PAD, BOS, EOS = TOKEN_ID["<pad>"], TOKEN_ID["<bos>"], TOKEN_ID["<eos>"]
+LEVEL_STRUCTURES: tuple[str, ...] = ("exact", "nested")
 ANSWER = TOKEN_ID["="]  # the answer marker: every answer starts right after the first "="
 DIGIT0 = TOKEN_ID["0"]
 LETTER0 = TOKEN_ID["a"]
@@ -79,8 +80,8 @@ def example_key(root: jax.Array, split: int | jax.Array, level: int | jax.Array,
 class Task(abc.ABC):
     """A family of problems indexed by an integer difficulty ``d`` in ``[d_min, d_max]``.
 
-    Subclasses set ``name``, ``difficulty_meaning``, implement ``seq_len``, ``_sample``,
-    ``solve`` and may override ``sample_space_size``.
+    Subclasses set ``name``, ``difficulty_meaning``, implement ``seq_len``, ``level_structure``,
+    ``_sample``, ``solve`` and may override ``sample_space_size``.
 
     Out-of-range *traced* difficulties cannot raise inside ``jit``: they are **clamped** to
     ``[d_min, d_max]`` (documented and tested). Python ints out of range raise ``ValueError``.
@@ -98,12 +99,32 @@ class Task(abc.ABC):
             raise ValueError(
                 f"{self.name}: need 1 <= d_min <= d_max, got d_min={self.d_min}, d_max={self.d_max}"
             )
+        if self.level_structure not in LEVEL_STRUCTURES:
+            raise ValueError(
+                f"{self.name}: level_structure={self.level_structure!r}; allowed: {', '.join(LEVEL_STRUCTURES)}"
+            )
 
     # ---- shapes -------------------------------------------------------------------------
     @property
     @abc.abstractmethod
     def seq_len(self) -> int:
         """Fixed sequence length (a function of ``d_max`` only)."""
+
+    @property
+    @abc.abstractmethod
+    def level_structure(self) -> str:
+        """How the levels' problem distributions relate; one of ``LEVEL_STRUCTURES``.
+
+        * ``"exact"``: the levels' supports are disjoint (a problem belongs to exactly one level).
+          Every mixture draws a level's problems from that level's own generator, so the density
+          ratio between two mixtures of levels is constant on each level.
+        * ``"nested"``: level ``d``'s support contains every easier level's, and a problem drawn
+          at level ``d`` is uniform over its support, whose size is ``sample_space_size(d)``.
+          Importance weights are constant on shells (problems of level ``d`` not in ``d - 1``).
+
+        The shift bounds read this to choose the atoms on which the density ratio is constant; a
+        wrong declaration makes those bounds invalid, so every task states it.
+        """
 
     @property
     def levels(self) -> tuple[int, ...]:

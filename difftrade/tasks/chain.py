@@ -72,6 +72,10 @@ class Chain(Task):
         return self.d_max if self.cot else 1
 
     @property
+    def level_structure(self) -> str:
+        return "exact"  # d operations: prompts of different levels have different lengths
+
+    @property
     def seq_len(self) -> int:
         # <bos> start (op x)*d_max = answer <eos>
         return 1 + (1 + 2 * self.d_max) + 1 + self.answer_len + 1

@@ -78,6 +78,10 @@ class Parity(Task):
         return self.d_max if self.cot else 1
 
     @property
+    def level_structure(self) -> str:
+        return "exact"  # masks with exactly d ones: each problem has one level
+
+    @property
     def seq_len(self) -> int:
         # <bos> bits | mask = answer <eos>
         return 1 + (2 * self.n_bits + 1) + 1 + self.answer_len + 1

@@ -75,6 +75,10 @@ class Pointer(Task):
         return self.d_max if self.cot else 1
 
     @property
+    def level_structure(self) -> str:
+        return "exact"  # the hop count d is written in the prompt: each problem has one level
+
+    @property
     def seq_len(self) -> int:
         return 1 + self.prompt_len + 1 + self.answer_len + 1
 

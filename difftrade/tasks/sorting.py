@@ -45,6 +45,10 @@ class Sorting(Task):
             )
 
     @property
+    def level_structure(self) -> str:
+        return "exact"  # lists of length d: each problem has one level
+
+    @property
     def seq_len(self) -> int:
         # <bos> values(d_max) = sorted(d_max) <eos>
         return 1 + self.d_max + 1 + self.d_max + 1
