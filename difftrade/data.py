@@ -81,7 +81,7 @@ def mixture(task: Task, d: int, main: float = 0.8) -> np.ndarray:
     """Mass ``main`` on level ``d``, the rest spread uniformly over all levels.
 
     Every level keeps positive mass when ``main < 1``, which makes change-of-measure bounds
-    to any target finite (see THEORY.md).
+    to any target finite.
     """
     if not 0.0 <= main <= 1.0:
         raise ValueError(f"mixture.main={main!r}; allowed: 0 <= main <= 1")

@@ -43,7 +43,7 @@ def general_kl(mu0: sp.Matrix, cov0: sp.Matrix, mu1: sp.Matrix, cov1: sp.Matrix)
 
 
 def difftrade_kl(sigmas, mus, w0s, sp_) -> sp.Expr:
-    """The formula difftrade implements (THEORY.md table)."""
+    """The formula difftrade implements (the closed form of KL between diagonal Gaussians)."""
     return sp.Rational(1, 2) * sum(
         s**2 / sp_**2 + (m - w) ** 2 / sp_**2 - 1 + sp.log(sp_**2 / s**2)
         for s, m, w in zip(sigmas, mus, w0s)

@@ -5,7 +5,7 @@ Difficulty ``d`` = number of digits of the operands. Both operands are written z
 (``d_max + 1`` digits), the order in which a causal decoder can compute it with carries.
 
 * ``levels="nested"`` (default): operands uniform in ``[0, 10^d)``; every easier problem lies
-  in the support of every harder level (what makes the tradeoff observable, see DESIGN.md).
+  in the support of every harder level (harder training data covers easier problems).
 * ``levels="exact"``: operands with exactly ``d`` digits (for ``d = 1``: 0..9).
 * ``scratchpad=True``: the answer lists, per position (LSB first), the sum digit and the carry
   out, so the last token is the top digit of the sum: ``s0 c0 s1 c1 ...``.

@@ -11,7 +11,7 @@ There is no operator precedence: the chain is evaluated strictly left to right.
 * ``cot=True`` (default): the answer lists every intermediate result, one digit per operation,
   so the answer of a hard example contains the answers of all its prefixes (the easy
   sub-problems), and each answer token needs one step of arithmetic on the previous one. This is
-  the format a causal decoder can learn (DESIGN.md).
+  the format a causal decoder can learn.
 * ``cot=False``: the answer is only the final value (one digit).
 
 The prompt has ``1 + 2 d`` symbols, so its length varies with ``d`` (padded to ``d_max``).

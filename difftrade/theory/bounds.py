@@ -1,6 +1,6 @@
 """PAC-Bayes bounds, binary kl and its inverses, test-set bounds. Exact and conservative.
 
-Notation (THEORY.md): loss in [0, 1]; ``emp_risk`` = L̂, the empirical risk of the Gibbs
+Notation: loss in [0, 1]; ``emp_risk`` = L̂, the empirical risk of the Gibbs
 predictor Q on ``n`` examples that never influenced the prior; ``kl`` = KL(Q‖P);
 ``kl(q‖p) = q ln(q/p) + (1−q) ln((1−q)/(1−p))`` the binary KL;
 ``kl⁻¹(q, c) = sup{p ∈ [q, 1] : kl(q‖p) ≤ c}``; ``B = KL + ln(ξ/δ)`` with ``ξ = 2√n`` (the usual

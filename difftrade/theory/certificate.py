@@ -1,4 +1,4 @@
-"""A generic, vmappable PAC-Bayes certificate for a trained member (THEORY.md recipe).
+"""A generic, vmappable PAC-Bayes certificate for a trained member.
 
 Given a pure loss ``loss_fn(params, data) -> [n]`` with values in [0, 1], trained weights μ, a
 prior centre w₀, and a *bound set* of n examples, :func:`certify` returns, for the Gibbs
@@ -95,7 +95,7 @@ class CertificateConfig:
         config of a joint call (:func:`certify`): the (σ, σ_P) the first config chose, so both
         columns certify the same Q (valid: every grid point is paid for).
       flatness_tolerance: tolerance of the flatness search, in risk units.
-      xi: "relaxed" (ln 2√n, the THEORY.md recipe) or "exact" (Maurer's ξ(n), slightly tighter).
+      xi: "relaxed" (ln 2√n, the usual recipe) or "exact" (Maurer's ξ(n), slightly tighter).
       binary_loss: the loss is 0-1, so the deterministic interval is Clopper–Pearson; else kl.
       map_batch_size: evaluations run through ``jax.lax.map`` with this batch size: draws×σ
         ("whole_set"; None: one at a time) or examples×draws, each on the whole σ grid

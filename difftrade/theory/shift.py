@@ -1,6 +1,6 @@
 """Extrapolation (domain-shift) bounds: from the training distribution S to the target T.
 
-Four kinds (THEORY.md, "Extrapolation bounds"):
+Four kinds:
 
 (a) :func:`gap_band` — always available, no theory: a certified band around the measured
     extrapolation gap ``R_T − R_S`` from held-out estimates of both risks (binomial tail
