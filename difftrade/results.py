@@ -2,9 +2,10 @@
 
 A run directory holds::
 
-    config.toml.json      the validated config (JSON) and its hash
-    chunks/chunk_00000.nc per-chunk member results (dim ``member``), written atomically
-    chunks/chunk_00000.params.npz  trained weights of the chunk's members (for certificates)
+    config.json           the validated config (JSON) and its hash
+    chunks/chunk_m000000-000003.nc  per-chunk member results (dim ``member``; named by its
+                          first and last member), written atomically
+    chunks/chunk_m000000-000003.params.npz  trained weights of the chunk's members (for certificates)
     results.nc            the assembled grid dataset
 
 Schema of ``results.nc`` (dims ``difficulty, budget, seed, level, checkpoint``):
@@ -13,8 +14,9 @@ Schema of ``results.nc`` (dims ``difficulty, budget, seed, level, checkpoint``):
     level_exact, level_ce                  [difficulty, budget, seed, level]
     loss_curve, accuracy_curve             [difficulty, budget, seed, checkpoint]
     nonfinite_steps                        [difficulty, budget, seed]   (0 = healthy)
+    diverged                               [difficulty, budget, seed]   bool: nonfinite_steps > 0
     train_risk, test_risk, target_risk,
-    generalization_gap, extrapolation_gap  [difficulty, budget, seed]
+    generalization_gap, extrapolation_gap  [difficulty, budget, seed]   NaN where diverged
     train_weights [difficulty, level], target_weights [level]
 
 Attributes: ``config`` (JSON), ``config_hash``, library versions, device kind.
@@ -132,7 +134,9 @@ def chunk_dataset(member_index: np.ndarray, train_out: dict[str, np.ndarray], ev
 def assemble(cfg: Any, chunks: list[xr.Dataset], extra_attrs: dict[str, Any] | None = None) -> xr.Dataset:
     """Stack chunk datasets into the labelled grid and add risks and gaps.
 
-    ``cfg`` is a ``RunConfig``. Members are in grid order (difficulty, budget, seed).
+    ``cfg`` is a ``RunConfig``. Members are in grid order (difficulty, budget, seed). A member
+    with any NaN/inf training step is ``diverged [difficulty, budget, seed]``: its risks and gaps
+    are NaN (its raw ``level_exact``/``train_exact`` are kept), so seed means skip it.
     """
     flat = xr.concat(chunks, dim="member").sortby("member")
     num = int(np.prod(cfg.grid_shape))
@@ -158,8 +162,10 @@ def assemble(cfg: Any, chunks: list[xr.Dataset], extra_attrs: dict[str, Any] | N
     r = risks(
         variables["train_exact"][1], variables["level_exact"][1], train_w[:, None, None, :], target_w
     )
+    diverged = variables["nonfinite_steps"][1] > 0
+    variables["diverged"] = (grid_dims, diverged)
     for name, value in r.items():
-        variables[name] = (grid_dims, value)
+        variables[name] = (grid_dims, np.where(diverged, np.nan, value))
     variables["train_weights"] = (("difficulty", "level"), train_w)
     variables["target_weights"] = (("level",), target_w)
     attrs = {
@@ -171,6 +177,31 @@ def assemble(cfg: Any, chunks: list[xr.Dataset], extra_attrs: dict[str, Any] | N
         **(extra_attrs or {}),
     }
     return xr.Dataset(variables, coords=coords, attrs=attrs)
+
+
+def diverged_mask(ds: xr.Dataset) -> xr.DataArray | None:
+    """Bool ``[difficulty, budget, seed]``: members with NaN/inf training steps (``diverged``, or
+    ``nonfinite_steps > 0`` for results files without it); None when neither is stored."""
+    if "diverged" in ds:
+        return ds["diverged"].astype(bool)
+    if "nonfinite_steps" in ds:
+        return ds["nonfinite_steps"] > 0
+    return None
+
+
+def describe_diverged(ds: xr.Dataset, limit: int = 10) -> str:
+    """``"N diverged member(s) (d, n, seed): (1, 32, 0), ..."`` (the first ``limit``), or ``""`` if none."""
+    bad = diverged_mask(ds)
+    if bad is None or not bool(bad.any()):
+        return ""
+    bad = bad.transpose("difficulty", "budget", "seed")
+    cells = [
+        f"({int(bad['difficulty'][i])}, {int(bad['budget'][j])}, {int(bad['seed'][k])})"
+        for i, j, k in np.argwhere(bad.values)
+    ]
+    more = f", ... and {len(cells) - limit} more" if len(cells) > limit else ""
+    return (f"{len(cells)} diverged member(s) (NaN/inf training steps; their risks are NaN and excluded), "
+            f"(d, n, seed): {', '.join(cells[:limit])}{more}")
 
 
 def flatten_params(params: Any) -> dict[str, np.ndarray]:
