@@ -550,15 +550,14 @@ def d_star_table(ds: xr.Dataset, b: xr.Dataset) -> dict[str, np.ndarray]:
     only where its own bound is informative (< ``VACUOUS``): otherwise its σ was picked among
     vacuous ties and its Q is an arbitrary, often very noisy, network.
     """
-    from difftrade.evaluate import _quiet_nanmean, d_star
+    from difftrade.analysis import d_star, seed_mean
     from difftrade.theory.tradeoff import certified_d_star_set, d_star_from_bound
 
     diffs = ds["difficulty"].values
     measured = d_star_from_bound(ds["target_risk"].values, diffs)  # [N, S]
 
     def from_bound(field: str) -> np.ndarray:  # d* of the seed-mean bound, [N]
-        with _quiet_nanmean():  # all-NaN seed means stay NaN
-            return d_star_from_bound(np.nanmean(b[field].values, axis=-1), diffs, vacuous=VACUOUS)
+        return d_star_from_bound(seed_mean(b[field].values), diffs, vacuous=VACUOUS)  # all-NaN cells stay NaN
 
     def agreement(field: str) -> tuple[np.ndarray, np.ndarray]:
         per_seed = d_star_from_bound(b[field].values, diffs, vacuous=VACUOUS)  # [N, S]
@@ -582,13 +581,10 @@ def d_star_table(ds: xr.Dataset, b: xr.Dataset) -> dict[str, np.ndarray]:
 
 def render(ds: xr.Dataset, b: xr.Dataset) -> str:
     """Markdown summary: certificates vs measured risks, shift bounds, d*(n) three ways."""
-    from difftrade.evaluate import _quiet_nanmean
+    from difftrade.analysis import seed_mean as mean  # over seeds; all-NaN cells (left uncertified) stay NaN
 
     ds, b = certified_view(ds, b)
     diffs, budgets = ds["difficulty"].values, ds["budget"].values
-    def mean(v: np.ndarray) -> np.ndarray:  # over seeds; all-NaN cells (left uncertified) stay NaN
-        with _quiet_nanmean():
-            return np.nanmean(v, axis=-1)
 
     settings = json.loads(b.attrs["settings"])
     iw = "target_iw_bound" in b

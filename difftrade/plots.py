@@ -18,9 +18,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
-from difftrade.evaluate import bootstrap_d_star
+from difftrade.analysis import argmin_index, bootstrap_d_star, nan_mean, seed_mean
 
 COLORS = {"train": "#4C72B0", "gen": "#DD8452", "extrap": "#55A868", "target": "black"}
+
+
+def _grid(ds: xr.Dataset, name: str) -> np.ndarray:
+    """``ds[name]`` as a float array ``[D, N, S]``."""
+    return np.asarray(ds[name].transpose("difficulty", "budget", "seed").values, dtype=float)
 
 
 def _budget_labels(budgets: np.ndarray) -> list[str]:
@@ -39,17 +44,20 @@ def _budget_panels(num: int, height: float) -> tuple[plt.Figure, list[plt.Axes]]
 
 
 def heatmap(ds: xr.Dataset) -> plt.Figure:
-    """Target accuracy (seed mean) over difficulty × budget; white dots mark d*(n)."""
-    acc = 1.0 - ds["target_risk"].mean("seed").values  # [D, N]
+    """Target accuracy (seed mean) over difficulty × budget; red outlines mark d*(n)."""
+    risk = seed_mean(_grid(ds, "target_risk"))  # [D, N]
+    acc = 1.0 - risk
+    top = float(np.nanmax(acc)) if np.isfinite(acc).any() else 0.0
     diffs, budgets = ds["difficulty"].values, ds["budget"].values
     fig, ax = plt.subplots(figsize=(2.0 + 0.9 * len(budgets), 1.6 + 0.45 * len(diffs)))
-    im = ax.imshow(acc, origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=max(acc.max(), 1e-3))
+    im = ax.imshow(acc, origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=max(top, 1e-3))
     for i in range(len(diffs)):
         for j in range(len(budgets)):
             ax.text(j, i, f"{acc[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                    color="white" if acc[i, j] < 0.6 * acc.max() else "black")
-    best = np.argmax(acc, axis=0)
-    for j, i in enumerate(best):  # outline the d*(n) cell, keep its number readable
+                    color="white" if acc[i, j] < 0.6 * top else "black")
+    best = argmin_index(risk, diffs)  # [N]; -1: no finite cell
+    for j in np.flatnonzero(best >= 0):  # outline the d*(n) cell, keep its number readable
+        i = best[j]
         ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2.5))
     ax.set_xticks(range(len(budgets)), _budget_labels(budgets), rotation=45)
     ax.set_yticks(range(len(diffs)), [str(d) for d in diffs])
@@ -63,7 +71,7 @@ def heatmap(ds: xr.Dataset) -> plt.Figure:
 
 def d_star_curve(ds: xr.Dataset, n_boot: int = 1000) -> plt.Figure:
     """d*(n) against budget (log axis) with a 90% bootstrap interval over seeds."""
-    boot = bootstrap_d_star(ds["target_risk"].values, ds["difficulty"].values, n_boot=n_boot, level=0.9)
+    boot = bootstrap_d_star(_grid(ds, "target_risk"), ds["difficulty"].values, n_boot=n_boot, level=0.9)
     budgets = ds["budget"].values
     fig, ax = plt.subplots(figsize=(5, 3.4))
     ax.vlines(budgets, boot.low - 0.15, boot.high + 0.15, color="C0", alpha=0.25, lw=10, label="90% bootstrap (seeds)")
@@ -86,7 +94,7 @@ def d_star_curve(ds: xr.Dataset, n_boot: int = 1000) -> plt.Figure:
 def gap_decomposition(ds: xr.Dataset) -> plt.Figure:
     """Waterfall per difficulty: train risk, + generalization gap, + extrapolation gap = target risk."""
     diffs, budgets = ds["difficulty"].values, ds["budget"].values
-    mean = {k: ds[k].mean("seed").values for k in ("train_risk", "generalization_gap", "extrapolation_gap", "target_risk")}
+    mean = {k: seed_mean(_grid(ds, k)) for k in ("train_risk", "generalization_gap", "extrapolation_gap", "target_risk")}
     fig, panels = _budget_panels(len(budgets), 3.2)
     x = np.arange(len(diffs))
     for j, b in enumerate(budgets):
@@ -114,7 +122,8 @@ def learning_curves(ds: xr.Dataset) -> plt.Figure:
     diffs, budgets = ds["difficulty"].values, ds["budget"].values
     steps = ds["checkpoint"].values
     fig, panels = _budget_panels(len(budgets), 2.6)
-    curve = ds["loss_curve"].mean("seed").values  # [D, N, K]
+    curve = ds["loss_curve"].reduce(nan_mean, dim="seed")  # skips diverged members
+    curve = curve.transpose("difficulty", "budget", "checkpoint").values  # [D, N, K]
     for j, b in enumerate(budgets):
         ax = panels[j]
         for i, d in enumerate(diffs):
@@ -160,7 +169,6 @@ def bounds_overlay(ds: xr.Dataset, b: xr.Dataset) -> plt.Figure:
     ds, b = certified_view(ds, b)  # measured means over the certified seeds only
     diffs, budgets = ds["difficulty"].values, ds["budget"].values
     fig, panels = _budget_panels(len(budgets), 2.9)
-    m = lambda v: np.nanmean(v, axis=-1)
     series = [
         (ds["train_risk"].values, "train risk", "C0", "o-"),
         (ds["test_risk"].values, "test risk (S_d)", "C1", "o-"),
@@ -173,7 +181,7 @@ def bounds_overlay(ds: xr.Dataset, b: xr.Dataset) -> plt.Figure:
     for j, n in enumerate(budgets):
         ax = panels[j]
         for values, label, color, style in series:
-            ax.plot(diffs, m(values[:, j]), style, color=color, label=label, ms=4)
+            ax.plot(diffs, seed_mean(values[:, j]), style, color=color, label=label, ms=4)
         ax.set_title(f"n = {int(n):,}", fontsize=10)
         ax.set_xlabel("training difficulty d")
         ax.set_xticks(diffs)
@@ -195,9 +203,9 @@ def extrapolation_band(ds: xr.Dataset, b: xr.Dataset) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for j, n in enumerate(budgets):
         color = plt.cm.viridis(j / max(len(budgets) - 1, 1))
-        gap = ds["extrapolation_gap"].mean("seed").values[:, j]
-        lo = np.nanmean(b["extrap_gap_lower"].values[:, j], axis=-1)
-        hi = np.nanmean(b["extrap_gap_upper"].values[:, j], axis=-1)
+        gap = seed_mean(_grid(ds, "extrapolation_gap"))[:, j]
+        lo = seed_mean(b["extrap_gap_lower"].values[:, j])
+        hi = seed_mean(b["extrap_gap_upper"].values[:, j])
         ax.plot(diffs, gap, "o-", color=color, ms=3, label=f"n={int(n):,}")
         ax.fill_between(diffs, lo, hi, color=color, alpha=0.12)
     ax.axhline(0, color="grey", lw=0.5)

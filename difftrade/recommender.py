@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from difftrade.analysis import argmin_index, resample_seed_means, seed_mean
 from difftrade.theory import tradeoff
 
 METHODS = ("auto", "measured", "model")
@@ -83,8 +84,9 @@ def _check_n_boot(n_boot: Any) -> int:
 class Surface:
     """Target risk on the measured grid, budgets sorted ascending.
 
-    ``risk``: ``[D, N, S]``; ``difficulties [D]``, ``budgets [N]``, ``levels [L]``,
-    ``train_weights [D, L]`` (each row a distribution over levels).
+    ``risk``: ``[D, N, S]`` (NaN for diverged members); ``difficulties [D]``, ``budgets [N]``,
+    ``levels [L]``, ``train_weights [D, L]`` (each row a distribution over levels);
+    ``diverged``: how many members were excluded for NaN/inf training steps.
     """
 
     difficulties: np.ndarray
@@ -92,11 +94,12 @@ class Surface:
     risk: np.ndarray
     levels: np.ndarray
     train_weights: np.ndarray
+    diverged: int = 0
 
     @property
     def mean(self) -> np.ndarray:
         """Seed-mean target risk ``[D, N]`` (NaN-aware; NaN where a cell has no finite seed)."""
-        return _nanmean(self.risk, axis=2)
+        return seed_mean(self.risk)
 
     def without_budget(self, j: int) -> Surface:
         keep = np.arange(self.budgets.shape[0]) != j
@@ -106,24 +109,39 @@ class Surface:
             self.risk[:, keep],
             self.levels,
             self.train_weights,
+            self.diverged,
         )
 
 
-def _nanmean(x: np.ndarray, axis: int) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(x, axis=axis)
+def _diverged(ds: xr.Dataset) -> xr.DataArray | None:
+    """Bool ``[difficulty, budget, seed]`` of members with NaN/inf training steps (``diverged``,
+    or ``nonfinite_steps > 0`` for results files without it); None when neither is stored."""
+    if "diverged" in ds:
+        return ds["diverged"].astype(bool)
+    if "nonfinite_steps" in ds:
+        return ds["nonfinite_steps"] > 0
+    return None
+
+
+def _exclude_diverged(ds: xr.Dataset, da: xr.DataArray) -> tuple[xr.DataArray, int]:
+    """``da`` with diverged members set to NaN, and how many members diverged."""
+    bad = _diverged(ds)
+    if bad is None or not set(bad.dims) <= set(da.dims):
+        return da, 0
+    return da.where(~bad), int(bad.sum())
 
 
 def surface(ds: xr.Dataset, variable: str = "target_risk") -> Surface:
     """Extract the measured :class:`Surface` from a results Dataset (schema of
     :mod:`difftrade.results`). ``train_weights`` is used when present, else every difficulty
-    is taken as a point distribution on the level of the same value."""
+    is taken as a point distribution on the level of the same value. Diverged members
+    (``diverged``, or ``nonfinite_steps > 0``) are excluded (NaN); ``ValueError`` if no member
+    is left with a finite risk."""
     if not isinstance(ds, xr.Dataset):
         raise ValueError(  # noqa: TRY004 (the project's convention: bad input is a ValueError)
             f"results is a {type(ds).__name__}; allowed: an xarray.Dataset or a FitResult"
         )
-    da = tradeoff.risk_variable(ds, variable)
+    da, diverged = _exclude_diverged(ds, tradeoff.risk_variable(ds, variable))
     if "seed" not in da.dims:
         da = da.expand_dims("seed", axis=-1)
     da = da.sortby("budget").transpose("difficulty", "budget", "seed")
@@ -134,6 +152,12 @@ def surface(ds: xr.Dataset, variable: str = "target_risk") -> Surface:
     if np.any(budgets < 1) or len(np.unique(budgets)) != len(budgets):
         raise ValueError(f"budget coordinates {budgets.tolist()}; allowed: distinct values >= 1")
     risk = np.asarray(da.values, dtype=float)
+    if not np.isfinite(risk).any() and diverged:
+        raise ValueError(
+            f"no member has a finite {variable}: {diverged} of {risk.size} diverged (NaN/inf training steps, "
+            "see nonfinite_steps); allowed: results with at least one member trained without NaN/inf steps "
+            "(e.g. rerun with a lower grid.learning_rate)"
+        )
     if not np.isfinite(risk).any():
         raise ValueError(f"{variable} has no finite value")
     if "train_weights" in ds and "level" in ds["train_weights"].dims:
@@ -144,7 +168,7 @@ def surface(ds: xr.Dataset, variable: str = "target_risk") -> Surface:
     else:
         levels = da["difficulty"].values.copy()
         weights = np.eye(len(levels))
-    return Surface(difficulties, budgets, risk, levels, weights)
+    return Surface(difficulties, budgets, risk, levels, weights, diverged)
 
 
 def _bracket(budgets: np.ndarray, n: float) -> tuple[int, int, float]:
@@ -181,15 +205,6 @@ def interpolate(mean: np.ndarray, budgets: np.ndarray, n: float) -> np.ndarray:
         v = mean[i][ok]
         out[i] = (1 - t) * v[j0] + t * v[j1]
     return out
-
-
-def _argmin(values: np.ndarray, difficulties: np.ndarray) -> np.ndarray:
-    """Index of the lowest risk over axis 0, NaN-aware, ties to the easiest difficulty; -1
-    where nothing is finite."""
-    order = np.argsort(difficulties, kind="stable")
-    v = np.where(np.isfinite(values[order]), values[order], np.inf)
-    idx = order[np.argmin(v, axis=0)]
-    return np.where(np.isfinite(values).any(axis=0), idx, -1)
 
 
 # ---- closed-form models -----------------------------------------------------------------------
@@ -234,6 +249,7 @@ class Recommendation:
     ``plausible``: difficulties with share >= ``min_share``. ``expected_loss``/``loss_q90``:
     mean / 90th percentile over resamples of the target risk lost against that resample's best.
     ``model``: the best family's prediction; ``models``: every family's (best first).
+    ``diverged``: members excluded from the measured surface for NaN/inf training steps.
     """
 
     budget: int
@@ -257,6 +273,7 @@ class Recommendation:
     model: ModelPrediction | None = None
     models: tuple[ModelPrediction, ...] = ()
     notes: tuple[str, ...] = ()
+    diverged: int = 0
 
     @property
     def mean_level(self) -> float:
@@ -285,6 +302,7 @@ class Recommendation:
             "model": None if self.model is None else vars(self.model).copy(),
             "models": [vars(m).copy() for m in self.models],
             "notes": list(self.notes),
+            "diverged_excluded": self.diverged,
         }
 
     def __str__(self) -> str:
@@ -307,6 +325,10 @@ class Recommendation:
         lines.append(
             f"  train at difficulty {_fmt(self.difficulty)}: {_weights_text(self.levels, self.weights)}"
         )
+        if self.diverged:
+            lines.append(
+                f"  excluded {self.diverged} diverged member(s) (NaN/inf training steps; see nonfinite_steps)"
+            )
         if self.expected_risk is not None:
             line = f"  expected target risk {self.expected_risk:.3f}"
             if self.runner_up is not None:
@@ -487,7 +509,7 @@ def recommend(
         if surf is not None:
             mean = surf.mean
             j = int(np.argmin(np.abs(np.log(surf.budgets) - np.log(n))))
-            k = int(_argmin(mean[:, j], difficulties))
+            k = int(argmin_index(mean[:, j], difficulties))
             if k >= 0:
                 notes.append(
                     f"at the nearest measured budget ({_fmt(surf.budgets[j])}) the measured d* is "
@@ -505,12 +527,13 @@ def recommend(
             model=model_pred,
             models=predictions,
             notes=tuple(notes),
+            diverged=0 if surf is None else surf.diverged,
         )
 
     # the measured surface
     mean = surf.mean
     risk_n = interpolate(mean, surf.budgets, float(n))
-    i = int(_argmin(risk_n, difficulties))
+    i = int(argmin_index(risk_n, difficulties))
     if i < 0:
         raise ValueError(f"no difficulty has a finite target risk around budget={n}")
     missing = difficulties[~np.isfinite(risk_n)]
@@ -524,7 +547,7 @@ def recommend(
     j0, j1, _ = _bracket(surf.budgets, float(n))
 
     def at(j: int) -> float:
-        k = int(_argmin(mean[:, j], difficulties))
+        k = int(argmin_index(mean[:, j], difficulties))
         return float(difficulties[k]) if k >= 0 else float("nan")
 
     bracket = ((float(surf.budgets[j0]), at(j0)), (float(surf.budgets[j1]), at(j1)))
@@ -540,13 +563,11 @@ def recommend(
     plausible: tuple[float, ...] = (float(difficulties[i]),)
     expected_loss = loss_q90 = None
     if n_boot and S > 1:
-        rng = np.random.default_rng(seed)
-        idx = rng.integers(0, S, size=(n_boot, S))
-        boot_mean = _nanmean(surf.risk[:, :, idx], axis=3)  # [D, N, B]
+        boot_mean = resample_seed_means(surf.risk, n_boot, seed)  # [D, N, B]
         boot = interpolate(
             np.concatenate([mean[:, :, None], boot_mean], axis=2), surf.budgets, float(n)
         )[:, 1:]
-        chosen = _argmin(boot, difficulties)  # [B]
+        chosen = argmin_index(boot, difficulties)  # [B]
         valid = chosen >= 0
         counts = np.bincount(chosen[valid], minlength=len(difficulties))
         share = {float(difficulties[k]): float(c / valid.sum()) for k, c in enumerate(counts) if c}
@@ -590,6 +611,7 @@ def recommend(
         model=model_pred,
         models=predictions,
         notes=tuple(notes),
+        diverged=surf.diverged,
     )
 
 
@@ -698,7 +720,7 @@ def validate_leave_one_budget_out(
         raise ValueError(f"results has {N} budgets; allowed: at least 3 for leave-one-budget-out")
     mean = surf.mean
     d = surf.difficulties
-    measured_idx = _argmin(mean, d)
+    measured_idx = argmin_index(mean, d)
     measured = np.where(measured_idx >= 0, d[measured_idx], np.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -713,9 +735,9 @@ def validate_leave_one_budget_out(
         extrapolated[j] = not rest.budgets[0] <= n <= rest.budgets[-1]
         if extrapolated[j]:
             k = 0 if n < rest.budgets[0] else -1
-            i = int(_argmin(rest.mean[:, k], d))
+            i = int(argmin_index(rest.mean[:, k], d))
         else:
-            i = int(_argmin(interpolate(rest.mean, rest.budgets, n), d))
+            i = int(argmin_index(interpolate(rest.mean, rest.budgets, n), d))
         pred["interpolate"][j] = d[i] if i >= 0 else np.nan
         try:
             ranked = fit_models(rest, models)
@@ -736,8 +758,7 @@ def validate_leave_one_budget_out(
     n_boot = _check_n_boot(n_boot)
     S = surf.risk.shape[2]
     if n_boot and S > 1:
-        idx = np.random.default_rng(seed).integers(0, S, size=(n_boot, S))
-        chosen = _argmin(_nanmean(surf.risk[:, :, idx], axis=3), d)  # [N, B]
+        chosen = argmin_index(resample_seed_means(surf.risk, n_boot, seed), d)  # [N, B]
         boot = np.where(chosen >= 0, d[chosen], np.nan)
     else:
         boot = measured[:, None]

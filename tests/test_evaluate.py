@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from difftrade import data
-from difftrade.evaluate import bootstrap_d_star, d_star, evaluate_population, example_metrics, risks
+from difftrade.analysis import bootstrap_d_star, d_star
+from difftrade.evaluate import evaluate_population, example_metrics, risks
 from difftrade.model import apply, graphdef
 from difftrade.tasks.base import ANSWER
 from difftrade.train import member_data_root, train_population

@@ -1,20 +1,20 @@
-"""difftrade.theory.tradeoff: closed forms, fitting, empirical and bootstrap d*(n)."""
+"""difftrade.theory.tradeoff: closed forms, fitting, d*(n) from bounds; and the measured and
+bootstrap d*(n) of difftrade.analysis on grids drawn from those closed forms."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from difftrade.analysis import bootstrap_d_star, d_star
 from difftrade.theory.tradeoff import (
     FAMILIES,
     ExponentialTradeoff,
     PacBayesTradeoff,
     PowerTradeoff,
-    bootstrap_d_star,
     certified_d_star_set,
     compare_models,
     d_star_from_bound,
-    empirical_d_star,
     fit,
     fit_dataset,
     numeric_d_star,
@@ -164,11 +164,11 @@ def test_empirical_d_star_hand_made():
             [[0.9, 0.9], [0.1, 0.3], [np.nan, np.nan]],
         ]
     )
-    out = empirical_d_star(r, [1, 2, 3])
+    out = d_star(r, [1, 2, 3])
     np.testing.assert_array_equal(out[:2], [2.0, 1.0])
     assert np.isnan(out[2])
     # unsorted difficulty labels are handled
-    np.testing.assert_array_equal(empirical_d_star(r[::-1], [3, 2, 1])[:2], [2.0, 1.0])
+    np.testing.assert_array_equal(d_star(r[::-1], [3, 2, 1])[:2], [2.0, 1.0])
 
 
 def test_certified_d_star_set():

@@ -1,5 +1,5 @@
-"""Closed-form difficulty/budget tradeoff families, fitted to measured target risk, and the
-empirical optimal difficulty d*(n) with bootstrap intervals.
+"""Closed-form difficulty/budget tradeoff families, fitted to measured target risk, and d*(n)
+from certified bounds (the measured d*(n) and its bootstrap live in :mod:`difftrade.analysis`).
 
 Each family models target risk as a generalisation term that grows with difficulty ``d`` and
 shrinks with budget ``n``, plus an extrapolation term that shrinks with ``d``::
@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import optimize
+
+from difftrade.analysis import argmin_difficulty, check_grid, nan_mean
 
 Params = Mapping[str, float] | Sequence[float] | np.ndarray
 
@@ -203,7 +205,7 @@ FAMILIES: tuple[TradeoffModel, ...] = (PowerTradeoff(), ExponentialTradeoff(), P
 
 
 def _scales(d, n, y) -> tuple[float, float, float]:
-    s = float(np.clip(np.nanmean(y), 1e-3, None))
+    s = float(np.clip(nan_mean(y, axis=None), 1e-3, None))
     return s, float(np.median(d)), float(np.exp(np.mean(np.log(n))))
 
 
@@ -449,8 +451,7 @@ def fit_dataset(
             f"{variable} ranges over [{finite.min():.3g}, {finite.max():.3g}]; allowed: risks in [0, 1]"
         )
     if "seed" in da.dims:
-        with np.errstate(all="ignore"), _quiet_nanmean():
-            da = da.mean("seed", skipna=True)
+        da = da.reduce(nan_mean, dim="seed")
     da = da.transpose("difficulty", "budget")
     return fit(
         model,
@@ -460,16 +461,6 @@ def fit_dataset(
         weights,
         **fit_kwargs,
     )
-
-
-from difftrade.evaluate import (  # d*(n) lives upstream, with the risks
-    BootstrapDStar,  # noqa: F401 (re-exported)
-    _argmin_difficulty,
-    _check_risk_array,
-    _quiet_nanmean,
-    bootstrap_d_star,  # noqa: F401 (re-exported)
-    empirical_d_star,  # noqa: F401 (re-exported)
-)
 
 
 def certified_d_star_set(upper, lower) -> np.ndarray:
@@ -496,8 +487,8 @@ def d_star_from_bound(bound, difficulties, vacuous: float | None = None) -> np.n
     bound is ``>= vacuous``: bounds that certify nothing order nothing (a tie of vacuous bounds
     would otherwise name the easiest level).
     """
-    b, d = _check_risk_array(bound, difficulties, ndims=(2, 3))
-    best = _argmin_difficulty(b, d)
+    b, d = check_grid(bound, difficulties, ndims=(2, 3))
+    best = argmin_difficulty(b, d)
     if vacuous is None:
         return best
     informative = np.min(np.where(np.isfinite(b), b, np.inf), axis=0) < vacuous

@@ -1,0 +1,93 @@
+"""difftrade.report: the d*(n) table with paired tests, the diverged-member header, and the
+sample-size note, on hand-made results Datasets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from difftrade import report
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+OLD_KEYS = {"d_star", "low", "high", "moves_harder", "never_decreases", "separated", "mechanism", "nonfinite_members"}
+
+
+def make_results(seeds: int = 6, with_diverged_variable: bool = True) -> xr.Dataset:
+    """[D=3, N=2, S] grid. Budget 100: d=1 best, d=2 close, d=3 diverged on every seed.
+    Budget 1,000: d=3 best, d=2 worse on every seed, d=1 diverged on seeds 0-4."""
+    base = np.array([0.20, 0.25, 0.30, 0.22, 0.28, 0.24])
+    risk = np.zeros((3, 2, 6))
+    risk[0, 0] = base
+    risk[1, 0] = base + np.array([0.02, -0.01, 0.03, -0.02, 0.01, 0.00])
+    risk[2, 0] = 0.9
+    risk[2, 1] = base - 0.1
+    risk[1, 1] = base + 0.1
+    risk[0, 1] = base + 0.3
+    diverged = np.zeros(risk.shape, dtype=bool)
+    diverged[2, 0, :] = True
+    diverged[1, 0, 5] = True
+    diverged[0, 1, :5] = True
+    risk, diverged = risk[:, :, :seeds], diverged[:, :, :seeds]
+    risk = np.where(diverged, np.nan, risk)
+    dims = ("difficulty", "budget", "seed")
+    variables = {
+        "target_risk": (dims, risk),
+        "train_risk": (dims, np.where(diverged, np.nan, 0.0)),
+        "generalization_gap": (dims, risk / 2),
+        "extrapolation_gap": (dims, risk / 2),
+        "nonfinite_steps": (dims, diverged.astype(np.int32) * 3),
+    }
+    if with_diverged_variable:
+        variables["diverged"] = (dims, diverged)
+    coords = {"difficulty": [1, 2, 3], "budget": [100, 1000], "seed": np.arange(seeds)}
+    return xr.Dataset(variables, coords=coords, attrs={"task": "addition"})
+
+
+def test_summary_keeps_its_keys_and_adds_the_paired_comparison():
+    s = report.summary(make_results(), n_boot=200)
+    assert OLD_KEYS <= set(s)
+    np.testing.assert_array_equal(s["d_star"], [1, 3])
+    assert s["not_worse"] == [(1.0, 2.0), (1.0, 3.0)]  # d=3 at 100: every seed diverged; d=1 at 1,000: one pair
+    np.testing.assert_array_equal(s["runner_up"], [2.0, 2.0])
+    np.testing.assert_allclose(s["runner_up_margin"], [0.006, 0.2], atol=1e-12)
+    assert s["nonfinite_members"] == 12 and len(s["diverged"]) == 12
+    assert s["diverged"][0] == (1, 1000, 0) and s["all_diverged_cells"] == [(3, 100)]
+    assert s["num_seeds"] == 6 and s["distinct_resamples"] == 462 and s["support_note"] == ""
+
+
+def test_render_states_the_tests_resamples_and_diverged_members():
+    text = report.render(make_results(), n_boot=200)
+    assert "| 100 | 1 | " in text and "| {1, 2} | 2 (+0.006) |" in text
+    assert "| 1,000 | 3 | " in text and "| {1, 3} | 2 (+0.200) |" in text
+    assert "462 distinct resamples" in text and "200 resamples drawn" in text
+    assert "(d=1, n=1,000, seed 0)" in text and "(d=3, n=100, seed 3)" in text
+    assert "(d=3, n=100, seed 4)" not in text and "and 2 more" in text  # 12 members, 10 named
+    assert "every seed diverged have no seed mean and were not chosen as d*: (d=3, n=100)" in text
+    assert "bootstrap intervals at the ends" in text and "cannot support a claim" not in text
+
+
+def test_render_with_few_seeds_prints_the_support_note_instead_of_a_verdict():
+    text = report.render(make_results(seeds=3), n_boot=100)
+    assert "with 3 seeds (fewer than 5) the bootstrap intervals and paired tests cannot support a claim" in text
+    assert "do not overlap" not in text and "intervals at the ends" not in text
+    assert "10 distinct resamples" in text
+
+
+def test_render_reads_nonfinite_steps_without_a_diverged_variable():
+    ds = make_results(with_diverged_variable=False)
+    assert "diverged" not in ds
+    s = report.summary(ds, n_boot=50)
+    assert len(s["diverged"]) == 12 and s["all_diverged_cells"] == [(3, 100)]
+    clean = ds.drop_vars("nonfinite_steps")
+    assert "diverged members (NaN/inf training steps): none" in report.render(clean, n_boot=50)
+
+
+def test_render_marks_a_budget_without_any_finite_cell():
+    ds = make_results()
+    ds["target_risk"][:, 1] = np.nan
+    text = report.render(ds, n_boot=50)
+    assert "| 1,000 | — | — | — | — | — |" in text
+    best = report.summary(ds, n_boot=50)["d_star"]
+    assert best[0] == 1 and np.isnan(best[1])
