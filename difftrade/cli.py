@@ -9,6 +9,7 @@
     difftrade difficulty agreement CONFIG.toml [-n N]  reference loss vs nominal level (rank agreement)
     difftrade recommend RUN_DIR --budget N [--validate]      difficulty for a budget (or RESULTS.nc)
     difftrade select SCORES --column C --budget N (--results R | --weights W) [--out F]
+    difftrade transfer CONFIG.toml|RUN_DIR [--budget N] [--out DIR]   accuracy of each training level on every level
     difftrade demo [--out DIR]                       run experiments/quick.toml and report
 """
 
@@ -100,25 +101,49 @@ def _report(results_path: Path, out_dir: Path) -> str:
 
 def _run(config_path: Path, out_dir: Path, resume: bool) -> Path:
     import jax
+    import numpy as np
 
-    from difftrade import config, experiment
+    from difftrade import config, experiment, results
+    from difftrade.analysis import d_star as measured_d_star
 
     cfg = config.load(config_path)
     start = time.time()
     ds = experiment.run(cfg, out_dir, resume=resume)
     if ds is None:  # a worker process of a multi-host run: process 0 writes and reports
         return out_dir / "results.nc"
-    best = ds["target_risk"].mean("seed")
-    d_star = ds["difficulty"].values[best.argmin("difficulty").values]
+    # NaN-aware seed means: diverged members (NaN risk) are skipped, a budget with no finite cell is None
+    risk = ds["target_risk"].transpose("difficulty", "budget", "seed").values
+    d_star = [None if np.isnan(d) else int(d) for d in measured_d_star(risk, ds["difficulty"].values)]
     members = int(ds.sizes["difficulty"] * ds.sizes["budget"] * ds.sizes["seed"])
     where = f"on {jax.device_count()} device(s) in {jax.process_count()} process(es), chunks of {ds.attrs['chunk_size']}"
     if "peak_device_bytes" in ds.attrs:
         where += f", peak device memory {ds.attrs['peak_device_bytes'] / 2**30:.1f} GiB"
+    diverged = results.describe_diverged(ds)
     print(
         f"done: {members} members in {time.time() - start:.0f} s {where}; "
-        f"d*(n) = {dict(zip(ds['budget'].values.tolist(), d_star.tolist()))}; results: {out_dir / 'results.nc'}"
+        f"d*(n) = {dict(zip(ds['budget'].values.tolist(), d_star))}; "
+        + (f"{diverged}; " if diverged else "")
+        + f"results: {out_dir / 'results.nc'}"
     )
     return out_dir / "results.nc"
+
+
+def _transfer(args: argparse.Namespace) -> int:
+    """Transfer matrix of a finished run, or of a config trained first (resuming into ``--out``)."""
+    from difftrade import results, transfer
+
+    source: Path = args.source
+    if source.suffix == ".toml":
+        out = args.out or Path("runs") / source.stem
+        results_file = _run(source, out, resume=True)
+    else:
+        results_file = results.results_path(source)
+        out = args.out or results_file.parent
+    tm = transfer.transfer_matrix(results.load(results_file), args.budget)
+    written = transfer.save(tm, out)
+    print(transfer.render(tm))
+    print(f"written: {', '.join(written)}")
+    return 0
 
 
 def _pretrain(config_path: Path, out_dir: Path) -> Path:
@@ -278,6 +303,13 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("report", help="tables and figures from results.nc")
     p.add_argument("results", type=Path, help="a run directory or its results.nc")
     p.add_argument("--out", type=Path, help="where report.md and the figures go (default: beside results.nc)")
+    p = sub.add_parser("transfer", help="transfer matrix: accuracy of each training difficulty on every level",
+                       description="Exact-match accuracy on every level of the members trained at each difficulty, at "
+                                   "one budget (mean, min and max over seeds). Given a config, trains it first (resuming).")
+    p.add_argument("source", type=Path, help="a config TOML to train, or a finished run directory / results.nc")
+    p.add_argument("--budget", "-n", type=int, help="the budget to read (default: the largest in the run)")
+    p.add_argument("--out", type=Path, help="where transfer.md and the figures go (default: the run directory; "
+                                             "for a config, runs/CONFIG_STEM)")
     p = sub.add_parser("demo", help="run experiments/quick.toml and report into ./difftrade-demo")
     p.add_argument("--out", type=Path, default=Path("difftrade-demo"))
     p.add_argument("--config", type=Path, default=REPO_ROOT / "experiments" / "quick.toml")
@@ -346,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command in GRID_COMMANDS:
         _one_cpu_device_per_core(_grid_members(args.config))
+    if args.command == "transfer" and args.source.suffix == ".toml":
+        _one_cpu_device_per_core(_grid_members(args.source))
     try:
         if args.command == "tasks":
             return _tasks(args)
@@ -377,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
             return _recommend(args)
         if args.command == "select":
             return _select(args)
+        if args.command == "transfer":
+            return _transfer(args)
     except ValueError as err:
         print(f"difftrade: error: {err}", file=sys.stderr)
         return 2
