@@ -4,7 +4,8 @@ Sections: ``[task]`` (name + task options), ``[grid]`` (difficulties, budgets, s
 distribution, learning rate), ``[model]``, ``[train]``, ``[eval]`` (sizes, target distribution),
 ``[run]`` (root seed, chunk size, init), ``[difficulty]`` (optional: nominal levels, or levels
 binned from a reference model's loss, see ``difftrade.difficulty``). Unknown keys raise with a
-did-you-mean; every value is checked before anything is compiled.
+did-you-mean; every field is checked against its spec (``difftrade.fields``: kind, range, list or
+single value) before anything is written or compiled.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import numpy as np
 
 from difftrade import data
 from difftrade.evaluate import EvalConfig
+from difftrade.fields import Field, check, check_fields, refuse, show
 from difftrade.model import ModelConfig
-from difftrade.tasks import Task, make_task
+from difftrade.tasks import REGISTRY, VOCAB, Task, make_task, task_options
 from difftrade.tasks.registry import did_you_mean
 from difftrade.train import Population, TrainConfig
 
@@ -41,6 +43,9 @@ class GridConfig:
     mixture_main: float = 0.8
     learning_rate: float = 1e-3
 
+    def __post_init__(self) -> None:
+        check_fields(self, "grid", GRID_FIELDS)
+
 
 @dataclasses.dataclass(frozen=True)
 class RunSettings:
@@ -48,6 +53,9 @@ class RunSettings:
     chunk_size: int = 0  # 0 = automatic from device memory
     init: str = "scratch"  # "scratch" or a checkpoint path (fine-tuning from a base)
     target: tuple[float, ...] = ()  # target weights over levels; () = uniform
+
+    def __post_init__(self) -> None:
+        check_fields(self, "run", RUN_FIELDS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +75,34 @@ class DifficultySettings:
     num_levels: int = 0
     per_level: int = 0
     pool_seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_fields(self, "difficulty", DIFFICULTY_FIELDS)
+
+
+# One spec per field of each section (difftrade.fields); [model], [train] and [eval] keep theirs
+# beside their dataclasses. Rules that involve the task or other sections are in from_dict.
+GRID_FIELDS: dict[str, Field] = {
+    "difficulties": Field(int, 1, many=True, note="levels of the task"),
+    "budgets": Field(int, 1, many=True),
+    "seeds": Field(int, 0, many=True),
+    "train_distribution": Field(str, choices=TRAIN_DISTRIBUTIONS),
+    "mixture_main": Field(float, 0, 1, low_open=True),
+    "learning_rate": Field(float, 0, low_open=True),
+}
+RUN_FIELDS: dict[str, Field] = {
+    "seed": Field(int, 0),
+    "chunk_size": Field(int, 0, note="0 = automatic"),
+    "init": Field(str, note="'scratch' or a base checkpoint directory written by `difftrade pretrain`"),
+    "target": Field(float, 0, many=True, empty=True, repeats=True, note="one weight per level, summing to 1; [] = uniform"),
+}
+DIFFICULTY_FIELDS: dict[str, Field] = {
+    "kind": Field(str, choices=DIFFICULTY_KINDS),
+    "reference": Field(str, empty=True, note="a base checkpoint directory; kind = 'model' only"),
+    "num_levels": Field(int, 0, note="0 = the task's levels"),
+    "per_level": Field(int, 0, note="0 = max(grid.budgets, eval.n_test)"),
+    "pool_seed": Field(int, 0),
+}
 
 
 _MODEL_TASKS: dict[tuple[Any, ...], Task] = {}  # scored banks, built once per process
@@ -192,98 +228,125 @@ def _plain(d: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
-def _section(cls: type, raw: dict[str, Any], section: str, tuples: tuple[str, ...] = ()) -> Any:
+def _section(cls: type, raw: dict[str, Any], section: str) -> Any:
+    """``cls`` built from one TOML table; unknown keys and every field's value are checked."""
     fields = {f.name for f in dataclasses.fields(cls)}
     for key in raw:
         if key not in fields:
             raise ValueError(
                 f"[{section}] key {key!r} is unknown{did_you_mean(key, sorted(fields))}; allowed: {', '.join(sorted(fields))}"
             )
-    values = {k: tuple(v) if k in tuples and isinstance(v, list) else v for k, v in raw.items()}
-    return cls(**values)
+    return cls(**raw)
 
 
 def from_dict(raw: dict[str, Any]) -> RunConfig:
-    """Validate a parsed TOML document; raises ``ValueError`` naming the field and allowed values."""
+    """Validate a parsed TOML document; raises ``ValueError`` naming the field and allowed values.
+
+    Checks every field of every section (``difftrade.fields``) and the rules between them, so a
+    config that passes is one the run can train; what needs the device (memory, kernels) or the
+    reference checkpoint is checked by ``experiment.run`` before it writes anything.
+    """
     sections = ("task", "grid", "model", "train", "eval", "run", "difficulty")
     for key in raw:
         if key not in sections:
             raise ValueError(f"section [{key}] is unknown{did_you_mean(key, sections)}; allowed: {', '.join(sections)}")
-    task_raw = dict(raw.get("task", {}))
+    task_raw = dict(_table(raw, "task"))
     if "name" not in task_raw:
         raise ValueError("[task] name is missing; allowed: a registered task name (see `difftrade tasks`)")
     name = task_raw.pop("name")
-    task = make_task(name, **task_raw)  # validates the name and options
+    task = _task(name, task_raw)
 
-    grid = _section(GridConfig, raw.get("grid", {}), "grid", ("difficulties", "budgets", "seeds"))
-    ev = _section(EvalConfig, raw.get("eval", {}), "eval")
-    difficulty = _difficulty(raw.get("difficulty", {}), task, grid, ev)
-    for d in grid.difficulties:
-        if difficulty.kind == "model":  # model-based levels 1..num_levels (no bank built here)
-            if not isinstance(d, int) or not 1 <= d <= difficulty.num_levels:
-                raise ValueError(
-                    f"grid.difficulties={d!r} is out of range for model-based levels: allowed 1..{difficulty.num_levels}"
-                )
-        else:
-            task.check_difficulty(d, "grid.difficulties")
-    for n in grid.budgets:
-        data.check_budget(n, "grid.budgets")
-    if len(set(grid.difficulties)) != len(grid.difficulties) or len(set(grid.budgets)) != len(grid.budgets):
-        raise ValueError("grid.difficulties and grid.budgets must not repeat values")
-    if not grid.seeds or len(set(grid.seeds)) != len(grid.seeds) or any(not isinstance(s, int) or s < 0 for s in grid.seeds):
-        raise ValueError(f"grid.seeds={list(grid.seeds)}; allowed: distinct integers >= 0 (at least one)")
-    if grid.train_distribution not in TRAIN_DISTRIBUTIONS:
-        raise ValueError(
-            f"grid.train_distribution={grid.train_distribution!r}{did_you_mean(grid.train_distribution, TRAIN_DISTRIBUTIONS)}; "
-            f"allowed: {', '.join(TRAIN_DISTRIBUTIONS)}"
-        )
-    if not (isinstance(grid.learning_rate, (int, float)) and grid.learning_rate > 0):
-        raise ValueError(f"grid.learning_rate={grid.learning_rate!r}; allowed: a number > 0")
-
-    model_raw = dict(raw.get("model", {}))
+    grid = _section(GridConfig, _table(raw, "grid"), "grid")
+    ev = _section(EvalConfig, _table(raw, "eval"), "eval")
+    difficulty = _difficulty(_table(raw, "difficulty"), task, grid, ev)
+    _check_difficulties(grid.difficulties, task, difficulty)
+    model_raw = dict(_table(raw, "model"))
     model_raw.setdefault("seq_len", task.seq_len - 1)
     model = _section(ModelConfig, model_raw, "model")
-    train = _section(TrainConfig, raw.get("train", {}), "train")
-    run = _section(RunSettings, raw.get("run", {}), "run", ("target",))
-    if not isinstance(run.chunk_size, int) or run.chunk_size < 0:
-        raise ValueError(f"run.chunk_size={run.chunk_size!r}; allowed: 0 (automatic) or an integer >= 1")
+    _check_model_fits_task(model, task)
+    train = _section(TrainConfig, _table(raw, "train"), "train")
+    run = _section(RunSettings, _table(raw, "run"), "run")
     cfg = RunConfig(name, tuple(sorted(task_raw.items())), grid, model, train, ev, run, difficulty)
-    if run.target:  # validates run.target without building a model-based task
-        data.validate_weights(run.target, cfg.num_levels, "run.target")
+    _check_target(run.target, cfg.num_levels)  # without building a model-based task
     return cfg
+
+
+def _table(raw: dict[str, Any], section: str) -> dict[str, Any]:
+    """The ``[section]`` table of a TOML document ({} when absent)."""
+    value = raw.get(section, {})
+    if not isinstance(value, dict):
+        raise ValueError(f"{section}={show(value)} is not a table; allowed: a [{section}] section of keys")  # noqa: TRY004 - the CLI reports ValueError
+    return value
+
+
+def _task(name: Any, options: dict[str, Any]) -> Task:
+    """The ``[task]`` task: its name, each option's kind (that of its default) and range, then the task's own checks."""
+    if not isinstance(name, str):
+        raise refuse("task", "name", name, f"a registered task name: {', '.join(sorted(REGISTRY))}")
+    defaults = task_options(name)  # validates the name
+    values = {**defaults, **options}
+    for key, default in defaults.items():  # declaration order: d_min before d_max
+        if key in options and type(default) in (int, float, str, bool):
+            check("task", key, options[key], TASK_RANGES.get(key, Field(type(default))), values)
+    return make_task(name, **options)  # unknown options, then the task's own checks
+
+
+# Ranges of the options every task has; the others take the kind of their default.
+TASK_RANGES: dict[str, Field] = {"d_min": Field(int, 1), "d_max": Field(int, "d_min")}
+
+
+def _check_difficulties(difficulties: tuple[int, ...], task: Task, difficulty: DifficultySettings) -> None:
+    """Every grid difficulty is a level: the task's, or a model-based one (1..num_levels)."""
+    lo, hi, what = task.d_min, task.d_max, f"levels of task {task.name!r}"
+    if difficulty.kind == "model":  # model-based levels 1..num_levels (no bank built here)
+        lo, hi, what = 1, difficulty.num_levels, "model-based levels"
+    if any(not lo <= d <= hi for d in difficulties):
+        raise refuse("grid", "difficulties", difficulties, f"a non-empty list of distinct integers in {lo}..{hi}",
+                     f" is out of range for {what}")
+
+
+def _check_model_fits_task(model: ModelConfig, task: Task) -> None:
+    """The model reads the task's inputs (``seq_len``) and tokens (``vocab_size``)."""
+    if model.seq_len < task.seq_len - 1:
+        raise refuse("model", "seq_len", model.seq_len, f"an integer >= {task.seq_len - 1} (the default)",
+                     f" is shorter than the task's inputs ({task.seq_len - 1} tokens)")
+    if model.vocab_size < len(VOCAB):
+        raise refuse("model", "vocab_size", model.vocab_size, f"an integer >= {len(VOCAB)}",
+                     f" is smaller than the task vocabulary ({len(VOCAB)} tokens)")
+
+
+def _check_target(target: tuple[float, ...], num_levels: int) -> None:
+    """``run.target``: empty (uniform) or one weight per level summing to 1."""
+    if target and (len(target) != num_levels or abs(sum(target) - 1.0) > 1e-6):
+        why = f" has {len(target)} weights for {num_levels} levels" if len(target) != num_levels else f" sums to {sum(target):.8g}"
+        raise refuse("run", "target", target, f"{num_levels} weights >= 0 summing to 1 (one per level), or [] for uniform", why)
 
 
 def _difficulty(raw: dict[str, Any], task: Task, grid: GridConfig, ev: EvalConfig) -> DifficultySettings:
     """Validate ``[difficulty]``; resolve ``num_levels``/``per_level`` defaults (kind = "model")."""
     settings = _section(DifficultySettings, raw, "difficulty")
-    kind = settings.kind
-    if kind not in DIFFICULTY_KINDS:
-        raise ValueError(f"difficulty.kind={kind!r}{did_you_mean(str(kind), DIFFICULTY_KINDS)}; allowed: {', '.join(DIFFICULTY_KINDS)}")
-    if kind == "nominal":
+    if settings.kind == "nominal":
         extra = sorted(k for k in raw if k != "kind")
         if extra:
             raise ValueError(f"[difficulty] {', '.join(extra)} only apply to kind = \"model\"; allowed with kind = \"nominal\": kind")
         return settings
-    if not isinstance(settings.reference, str) or not settings.reference:
+    if not settings.reference:
         raise ValueError(
             "difficulty.reference is missing; allowed: a base checkpoint directory written by `difftrade pretrain` "
             "(its [model] must equal this config's)"
         )
-    for field in ("num_levels", "per_level", "pool_seed"):
-        value = getattr(settings, field)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"difficulty.{field}={value!r}; allowed: an integer >= 0 (0 = default)")
     num_levels = settings.num_levels or task.num_levels
-    per_level = settings.per_level or max(max(grid.budgets, default=1), ev.n_test)
+    per_level = settings.per_level or max(max(grid.budgets), ev.n_test)
     if num_levels < 2:
-        raise ValueError(f"difficulty.num_levels={num_levels}; allowed: >= 2 (one level has no difficulty)")
-    if max(grid.budgets, default=0) > per_level:
-        raise ValueError(
-            f"grid.budgets max {max(grid.budgets)} > difficulty.per_level={per_level}: a bank level holds "
-            f"per_level examples, so larger budgets would repeat them; allowed: per_level >= every budget"
-        )
+        raise refuse("difficulty", "num_levels", num_levels, "0 (the task's levels) or an integer >= 2",
+                     " (one level has no difficulty)")
+    if max(grid.budgets) > per_level:
+        raise refuse("difficulty", "per_level", per_level, f"0 or an integer >= max(grid.budgets) = {max(grid.budgets)}",
+                     f" is below grid.budgets max {max(grid.budgets)}: a bank level holds per_level examples, "
+                     "so larger budgets would repeat them")
     if ev.n_test > per_level:
-        raise ValueError(f"eval.n_test={ev.n_test} > difficulty.per_level={per_level}; allowed: n_test <= per_level")
+        raise refuse("eval", "n_test", ev.n_test, f"n_test <= difficulty.per_level={per_level}",
+                     f" is above difficulty.per_level={per_level}")
     return dataclasses.replace(settings, num_levels=num_levels, per_level=per_level)
 
 

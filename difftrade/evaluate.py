@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from difftrade import data
+from difftrade.fields import Field, check_fields
 from difftrade.model import ModelConfig, Params, graphdef, token_losses
 from difftrade.multihost import to_host
 from difftrade.tasks.base import Task
@@ -43,10 +44,11 @@ class EvalConfig:
     batch_size: int = 512
 
     def __post_init__(self) -> None:
-        for field in ("n_test", "n_train_eval", "batch_size"):
-            value = getattr(self, field)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"eval.{field}={value!r}; allowed: an integer >= 1")
+        check_fields(self, "eval", EVAL_FIELDS)
+
+
+# [eval]: one spec per field (difftrade.fields)
+EVAL_FIELDS: dict[str, Field] = {name: Field(int, 1) for name in ("n_test", "n_train_eval", "batch_size")}
 
 
 def example_metrics(gdef: Any, params: Params, tokens: jax.Array, loss_mask: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +33,9 @@ from difftrade.checkpoint import load_base
 from difftrade.config import RunConfig
 from difftrade.evaluate import evaluate_population
 from difftrade.multihost import broadcast, is_main, to_host
+from difftrade.tasks import Task
 from difftrade.train import (
+    Population,
     auto_chunk_size,
     check_chunk_fits,
     member_data_root,
@@ -64,9 +67,15 @@ class Progress:
         sys.stderr.flush()
 
 
-def prepare_dir(cfg: RunConfig, out_dir: Path, resume: bool) -> None:
-    """Create the run directory or check that it belongs to this config (resume)."""
+def prepare_dir(cfg: RunConfig, out_dir: Path, resume: bool) -> list[Path]:
+    """Create the run directory or check that it belongs to this config (resume).
+
+    Returns what it created, deepest first: ``config.json``, ``chunks/`` and every directory
+    above it that did not exist ([] for a directory that already holds a run), for
+    :func:`undo_prepare`.
+    """
     meta = out_dir / META
+    created: list[Path] = []
     if meta.exists():
         old = json.loads(meta.read_text())
         if not resume:
@@ -80,8 +89,23 @@ def prepare_dir(cfg: RunConfig, out_dir: Path, resume: bool) -> None:
                 f"{cfg.hash()}; the configs differ (compare {META}), so results would mix two experiments"
             )
     else:
-        (out_dir / "chunks").mkdir(parents=True, exist_ok=True)
+        chunks = out_dir / "chunks"
+        created = [p for p in (chunks, *chunks.parents) if not p.exists()]
+        chunks.mkdir(parents=True, exist_ok=True)
         meta.write_text(json.dumps({"config_hash": cfg.hash(), "config": cfg.to_dict()}, indent=2))
+        created.insert(0, meta)
+    return created
+
+
+def undo_prepare(created: list[Path]) -> None:
+    """Remove what :func:`prepare_dir` created (deepest first), so a run refused before its first
+    chunk leaves the directory as it found it; a directory that is no longer empty is kept."""
+    for path in created:
+        if path.is_dir():
+            if not any(path.iterdir()):
+                path.rmdir()
+        else:
+            path.unlink(missing_ok=True)
 
 
 CHUNK_NAME = re.compile(r"chunk_m(\d+)-(\d+)\.nc")
@@ -200,18 +224,20 @@ def finished_members(out_dir: Path, num_members: int, kinds: tuple[str, ...] = (
     return chunks, done
 
 
-def plan(cfg: RunConfig, out_dir: Path, resume: bool, num_members: int) -> tuple[list[xr.Dataset], np.ndarray]:
-    """Prepare ``out_dir`` and find the finished members: (chunks on disk, done bool ``[M]``).
+def plan(cfg: RunConfig, out_dir: Path, resume: bool, num_members: int) -> tuple[list[xr.Dataset], np.ndarray, list[Path]]:
+    """Prepare ``out_dir`` and find the finished members: (chunks on disk, done bool ``[M]``,
+    the paths :func:`prepare_dir` created).
 
     Process 0 alone reads and writes the directory; every process receives the done mask.
     A refusal (wrong directory, config mismatch) is raised on every process.
     """
     chunks: list[xr.Dataset] = []
     done = np.zeros(num_members, np.int32)
+    created: list[Path] = []
     refused: ValueError | None = None
     if is_main():
         try:
-            prepare_dir(cfg, out_dir, resume)
+            created = prepare_dir(cfg, out_dir, resume)
             kinds = ("params", "prior") if cfg.train.prefix_steps else ("params",)
             chunks, members = finished_members(out_dir, num_members, kinds)
             done[list(members)] = 1
@@ -219,10 +245,11 @@ def plan(cfg: RunConfig, out_dir: Path, resume: bool, num_members: int) -> tuple
             refused = err
     flags = broadcast(np.concatenate([[int(refused is None)], done]).astype(np.int32))
     if refused is not None:
+        undo_prepare(created)
         raise refused
     if not flags[0]:
         raise ValueError(f"process 0 refused --out {str(out_dir)!r} (its error says why); nothing was trained")
-    return chunks, flags[1:].astype(bool)
+    return chunks, flags[1:].astype(bool), created
 
 
 def run(
@@ -239,17 +266,35 @@ def run(
     Under ``jax.distributed`` every process calls this with the same config and the member
     axis of each chunk spans all hosts' devices; process 0 writes ``out_dir`` and returns the
     results, the other processes return None. Chunks are rounded up to a multiple of the
-    device count.
+    device count. The reference or base checkpoint, the kernels and the memory estimate are
+    checked before ``out_dir`` is written; a failure before the first chunk file removes what
+    this call created there.
     """
     out_dir = Path(out_dir)
+    # everything that can refuse the config is checked before plan() writes out_dir
     base = None if cfg.run.init == "scratch" else load_base(cfg.run.init, cfg.model)
     task, pop = cfg.task, cfg.population()
     run_key = jax.random.key(cfg.run.seed)
-    chunks, done = plan(cfg, out_dir, resume, pop.size)
+    cfg.model.check_backend()
+    check_chunk_fits(cfg.model, cfg.train, task.seq_len, cfg.run.chunk_size)
+    chunks, done, created = plan(cfg, out_dir, resume, pop.size)
+    try:
+        return _train_chunks(cfg, out_dir, task, pop, run_key, base, chunks, done, progress, stop_after_chunks, on_chunk)
+    except BaseException:
+        if is_main() and not chunk_files(out_dir):  # nothing trained yet: leave the directory as it was
+            undo_prepare(created)
+        raise
+
+
+def _train_chunks(
+    cfg: RunConfig, out_dir: Path, task: Task, pop: Population, run_key: jax.Array, base: Any, chunks: list[xr.Dataset],
+    done: np.ndarray, progress: bool, stop_after_chunks: int | None, on_chunk: Callable[[int], None] | None,
+) -> xr.Dataset | None:
+    """The chunk loop of :func:`run` and the results file, in a prepared ``out_dir`` (``base``: the
+    starting params of ``run.init``, or None from scratch)."""
     todo = np.flatnonzero(~done)
     size = cfg.run.chunk_size or auto_chunk_size(cfg.model, cfg.train, task.seq_len, max(len(todo), 1))
     size = -(-size // jax.device_count()) * jax.device_count()
-    check_chunk_fits(cfg.model, cfg.train, task.seq_len, size)
     bar = Progress(pop.size, progress and is_main())
     bar.update(int(done.sum()), "(resumed)" if done.any() else "")
     for c, start in enumerate(range(0, len(todo), size)):

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from difftrade import kernels
+from difftrade.fields import Field, check_fields, refuse
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 POS_ENCODINGS = ("learned", "sinusoidal")
@@ -57,6 +58,17 @@ def _pallas_interpret(field: str) -> bool:
     return _KERNEL_MODE[0] == "interpret"
 
 
+# [model]: one spec per field (difftrade.fields)
+MODEL_FIELDS: dict[str, Field] = {
+    **{name: Field(int, 1) for name in ("vocab_size", "seq_len", "d_model", "num_layers", "num_heads", "mlp_ratio")},
+    "pos_encoding": Field(str, choices=POS_ENCODINGS),
+    "param_dtype": Field(str, choices=tuple(DTYPES)),
+    "compute_dtype": Field(str, choices=tuple(DTYPES)),
+    "attention": Field(str, choices=ATTENTIONS),
+    "mlp": Field(str, choices=MLPS),
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """Architecture (all static). ``compute_dtype='bfloat16'`` keeps float32 master weights."""
@@ -74,26 +86,25 @@ class ModelConfig:
     mlp: str = "auto"
 
     def __post_init__(self) -> None:
-        for field in ("vocab_size", "seq_len", "d_model", "num_layers", "num_heads", "mlp_ratio"):
-            value = getattr(self, field)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"model.{field}={value!r}; allowed: an integer >= 1")
+        check_fields(self, "model", MODEL_FIELDS)
         if self.d_model % self.num_heads:
-            raise ValueError(
-                f"model.d_model={self.d_model} is not divisible by model.num_heads={self.num_heads}; "
-                "allowed: d_model a multiple of num_heads"
-            )
-        if self.pos_encoding not in POS_ENCODINGS:
-            raise ValueError(f"model.pos_encoding={self.pos_encoding!r}; allowed: {', '.join(POS_ENCODINGS)}")
-        for field in ("param_dtype", "compute_dtype"):
-            if getattr(self, field) not in DTYPES:
-                raise ValueError(f"model.{field}={getattr(self, field)!r}; allowed: {', '.join(DTYPES)}")
-        if self.attention not in ATTENTIONS:
-            raise ValueError(f"model.attention={self.attention!r}; allowed: {', '.join(ATTENTIONS)}")
-        if self.mlp not in MLPS:
-            raise ValueError(f"model.mlp={self.mlp!r}; allowed: {', '.join(MLPS)}")
+            raise refuse("model", "d_model", self.d_model, "d_model a multiple of num_heads",
+                         f" is not divisible by model.num_heads={self.num_heads}")
+        if self.pos_encoding == "sinusoidal" and self.d_model % 2:
+            raise refuse("model", "d_model", self.d_model, "an even d_model (half sines, half cosines)",
+                         " is odd, with model.pos_encoding='sinusoidal'")
         if self.mlp == "pallas":
             kernels.check_shapes(self.d_model, self.mlp_ratio * self.d_model)
+
+    def check_backend(self) -> None:
+        """Refuse (before compiling) a kernel this jax backend cannot run: 'pallas' off-GPU (outside
+        ``kernel_mode``) and 'cudnn' off-GPU."""
+        for field in IMPLEMENTATION_FIELDS:
+            impl = self.implementation(field)
+            if impl == "pallas":
+                _pallas_interpret(field)
+            if impl == "cudnn" and jax.default_backend() != "gpu":
+                raise refuse("model", field, impl, "'auto' or 'xla'", f" needs a GPU (this jax backend is {jax.default_backend()!r})")
 
     def implementation(self, field: str) -> str:
         """The concrete kernel of ``field`` ('attention' or 'mlp') on this jax backend.

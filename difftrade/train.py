@@ -23,6 +23,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from difftrade import data
+from difftrade.fields import Field, check_fields, refuse
 from difftrade.model import ModelConfig, Params, graphdef, init_params, token_losses
 from difftrade.multihost import to_host
 from difftrade.tasks.base import Task
@@ -49,30 +50,30 @@ class TrainConfig:
     prefix_fraction: float = 0.5
 
     def __post_init__(self) -> None:
-        for field in ("steps", "batch_size", "num_checkpoints"):
-            value = getattr(self, field)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"train.{field}={value!r}; allowed: an integer >= 1")
-        if self.steps % self.num_checkpoints:
-            raise ValueError(
-                f"train.num_checkpoints={self.num_checkpoints} does not divide train.steps={self.steps}; "
-                "allowed: a divisor of steps"
-            )
-        if not 0 <= self.warmup_steps <= self.steps:
-            raise ValueError(f"train.warmup_steps={self.warmup_steps}; allowed: 0..steps ({self.steps})")
-        for field in ("weight_decay", "grad_clip"):
-            if not getattr(self, field) >= 0:
-                raise ValueError(f"train.{field}={getattr(self, field)!r}; allowed: >= 0")
+        check_fields(self, "train", TRAIN_FIELDS)
         seg = self.steps // self.num_checkpoints
-        p = self.prefix_steps
-        if not isinstance(p, int) or isinstance(p, bool) or not 0 <= p < self.steps or p % seg:
-            raise ValueError(
-                f"train.prefix_steps={p!r}; allowed: 0 (off) or a multiple of steps / num_checkpoints = {seg} "
-                f"below steps ({self.steps})"
-            )
-        f = self.prefix_fraction
-        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < 1:
-            raise ValueError(f"train.prefix_fraction={f!r}; allowed: a number in (0, 1)")
+        if self.prefix_steps % seg:
+            raise refuse("train", "prefix_steps", self.prefix_steps,
+                         f"0 (off) or a multiple of steps / num_checkpoints = {seg} below steps ({self.steps})",
+                         f" is not a multiple of steps / num_checkpoints = {seg}")
+
+
+# [train]: one spec per field (difftrade.fields). The schedule warms up for max(warmup_steps, 1)
+# steps and decays over the rest, so steps >= 2 and warmup_steps < steps; grad_clip is the
+# largest global gradient norm (0 would zero every update).
+TRAIN_FIELDS: dict[str, Field] = {
+    "steps": Field(int, 2, note="one warmup step at least, then the decay"),
+    "num_checkpoints": Field(int, 1, "steps", divides="steps"),
+    "batch_size": Field(int, 1),
+    "warmup_steps": Field(int, 0, "steps", high_open=True),
+    "weight_decay": Field(float, 0),
+    "grad_clip": Field(float, 0, low_open=True, note="the largest global gradient norm"),
+    "b1": Field(float, 0, 1, high_open=True),
+    "b2": Field(float, 0, 1, high_open=True),
+    "final_lr_fraction": Field(float, 0, 1, note="of the peak learning rate"),
+    "prefix_steps": Field(int, 0, "steps", high_open=True, note="0 = off; a multiple of steps / num_checkpoints"),
+    "prefix_fraction": Field(float, 0, 1, low_open=True, high_open=True),
+}
 
 
 def prefix_budget(budget: Any, fraction: float) -> Any:
@@ -350,13 +351,21 @@ def bytes_per_member(model_cfg: ModelConfig, cfg: TrainConfig, seq_len: int) -> 
     logits. The fused kernels save neither the MLP hidden layer (``mlp = 'pallas'``) nor the
     attention scores (``attention = 'pallas'``), so those terms drop.
     """
-    p = model_cfg.num_params() * 4 * (6 + (cfg.prefix_steps > 0))
+    return _state_bytes(model_cfg, cfg) + cfg.batch_size * _example_bytes(model_cfg, seq_len)
+
+
+def _state_bytes(model_cfg: ModelConfig, cfg: TrainConfig) -> int:
+    """Bytes of one member's weights and optimizer state (see :func:`bytes_per_member`)."""
+    return model_cfg.num_params() * 4 * (6 + (cfg.prefix_steps > 0))
+
+
+def _example_bytes(model_cfg: ModelConfig, seq_len: int) -> int:
+    """Activation bytes one training example of a minibatch keeps (see :func:`bytes_per_member`)."""
     hidden = 0 if model_cfg.mlp == "pallas" else 2 * model_cfg.mlp_ratio * model_cfg.d_model
     scores = 0 if model_cfg.attention == "pallas" else 2 * model_cfg.num_heads * seq_len
     per_tok_layer = 14 * model_cfg.d_model + hidden + scores
     bytes_per = 2 if model_cfg.compute_dtype != "float32" else 4
-    acts = cfg.batch_size * seq_len * (model_cfg.num_layers * per_tok_layer + 3 * model_cfg.vocab_size) * bytes_per
-    return int(p + acts)
+    return seq_len * (model_cfg.num_layers * per_tok_layer + 3 * model_cfg.vocab_size) * bytes_per
 
 
 def device_memory_bytes() -> int:
@@ -378,13 +387,27 @@ def auto_chunk_size(model_cfg: ModelConfig, cfg: TrainConfig, seq_len: int, num_
 
 
 def check_chunk_fits(model_cfg: ModelConfig, cfg: TrainConfig, seq_len: int, chunk_size: int) -> None:
-    """Refuse (before compiling) a chunk whose estimated need exceeds the free device memory."""
-    per_device = -(-chunk_size // jax.device_count())
-    need = per_device * bytes_per_member(model_cfg, cfg, seq_len)
+    """Refuse (before compiling) a chunk whose estimated need exceeds the free device memory.
+
+    ``chunk_size`` 0 (automatic) needs one member per device to fit. A member that does not fit
+    alone is refused by its ``train.batch_size`` (or, when even one example is too many, by the
+    model's size); a chunk of members that each fit, by ``run.chunk_size``.
+    """
+    gib = 2**30
     have = device_memory_bytes()
-    if need > have:
-        fits = max(0, have // bytes_per_member(model_cfg, cfg, seq_len)) * jax.device_count()
-        raise ValueError(
-            f"run.chunk_size={chunk_size} does not fit: about {need / 2**30:.1f} GiB per device needed, "
-            f"{have / 2**30:.1f} GiB free; allowed: at most {fits} members per chunk (or 0 for automatic)"
-        )
+    state, example = _state_bytes(model_cfg, cfg), _example_bytes(model_cfg, seq_len)
+    one = state + cfg.batch_size * example
+    if one > have:
+        if state + example > have:
+            raise refuse("model", "d_model", model_cfg.d_model,
+                         f"a model whose weights and Adam state fit {have / gib:.1f} GiB (fewer model.num_layers, "
+                         "a smaller model.d_model or model.vocab_size)",
+                         f" with model.num_layers={model_cfg.num_layers} does not fit one member on a device: about "
+                         f"{(state + example) / gib:.1f} GiB at batch size 1, {have / gib:.1f} GiB free")
+        raise refuse("train", "batch_size", cfg.batch_size, f"an integer in [1, {(have - state) // example}] on this device",
+                     f" does not fit: one member needs about {one / gib:.1f} GiB, {have / gib:.1f} GiB free")
+    per_device = max(1, -(-chunk_size // jax.device_count()))
+    if per_device * one > have:
+        fits = have // one * jax.device_count()
+        raise refuse("run", "chunk_size", chunk_size, f"at most {fits} members per chunk (or 0 for automatic)",
+                     f" does not fit: about {per_device * one / gib:.1f} GiB per device needed, {have / gib:.1f} GiB free")

@@ -201,7 +201,7 @@ def test_bad_difficulty_configs_raise(reference, tmp_path):
         config.from_dict(tiny_raw(difficulty={"reference": str(path)}))
     with pytest.raises(ValueError, match="key 'per_levels' is unknown \\(did you mean 'per_level'\\?\\)"):
         config.from_dict(_model_raw(path, per_levels=3))
-    with pytest.raises(ValueError, match="out of range for model-based levels: allowed 1..3"):
+    with pytest.raises(ValueError, match=r"grid.difficulties=\[4\] is out of range for model-based levels; allowed: .* 1..3"):
         config.from_dict(tiny_raw(difficulty={"kind": "model", "reference": str(path), "num_levels": 3},
                                   grid={"difficulties": [4]}))
     with pytest.raises(ValueError, match="per_level=16"):

@@ -78,8 +78,8 @@ def test_params_saved_for_every_member(full_run, tiny_cfg):
 @pytest.mark.parametrize(
     "override,match",
     [
-        ({"grid": {"difficulties": [1, 5]}}, "grid.difficulties=5"),
-        ({"grid": {"budgets": [0]}}, "grid.budgets=0"),
+        ({"grid": {"difficulties": [1, 5]}}, r"grid.difficulties=\[1, 5\]"),
+        ({"grid": {"budgets": [0]}}, r"grid.budgets=\[0\]"),
         ({"grid": {"lerning_rate": 1e-3}}, "did you mean 'learning_rate'"),
         ({"train": {"steps": 0}}, "train.steps=0"),
         ({"task": {"name": "additon"}}, "did you mean 'addition'"),
