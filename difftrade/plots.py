@@ -1,6 +1,6 @@
 """Figures of a results Dataset (matplotlib, Agg backend): PNG and PDF.
 
-* ``heatmap``         target accuracy over training difficulty × budget, d*(n) marked
+* ``heatmap``         target risk over training difficulty × budget with the seed range, d*(n) marked
 * ``d_star_curve``    d*(n) with its bootstrap interval over seeds
 * ``gap_decomposition`` train risk + generalization gap + extrapolation gap = target risk,
                       against difficulty, one panel per budget
@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
-from difftrade.analysis import argmin_index, bootstrap_d_star, nan_mean, seed_mean
+from difftrade.analysis import argmin_difficulty, argmin_index, bootstrap_d_star, nan_mean, seed_mean
 
 COLORS = {"train": "#4C72B0", "gen": "#DD8452", "extrap": "#55A868", "target": "black"}
 
@@ -44,17 +44,21 @@ def _budget_panels(num: int, height: float) -> tuple[plt.Figure, list[plt.Axes]]
 
 
 def heatmap(ds: xr.Dataset) -> plt.Figure:
-    """Target accuracy (seed mean) over difficulty × budget; red outlines mark d*(n)."""
-    risk = seed_mean(_grid(ds, "target_risk"))  # [D, N]
-    acc = 1.0 - risk
-    top = float(np.nanmax(acc)) if np.isfinite(acc).any() else 0.0
+    """Target risk (seed mean, as in the tables) over difficulty × budget, each cell with its
+    lowest and highest seed; red outlines mark d*(n)."""
+    grid = _grid(ds, "target_risk")
+    risk = seed_mean(grid)  # [D, N]
+    finite = np.where(np.isfinite(grid), grid, np.nan)
+    with np.errstate(all="ignore"):
+        low, high = np.nanmin(np.where(np.isnan(finite), np.inf, finite), -1), np.nanmax(np.where(np.isnan(finite), -np.inf, finite), -1)
     diffs, budgets = ds["difficulty"].values, ds["budget"].values
-    fig, ax = plt.subplots(figsize=(2.0 + 0.9 * len(budgets), 1.6 + 0.45 * len(diffs)))
-    im = ax.imshow(acc, origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=max(top, 1e-3))
+    fig, ax = plt.subplots(figsize=(2.0 + 1.0 * len(budgets), 1.6 + 0.5 * len(diffs)))
+    im = ax.imshow(risk, origin="lower", aspect="auto", cmap="viridis_r", vmin=0, vmax=1)
     for i in range(len(diffs)):
         for j in range(len(budgets)):
-            ax.text(j, i, f"{acc[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                    color="white" if acc[i, j] < 0.6 * top else "black")
+            text = "all\ndiverged" if not np.isfinite(risk[i, j]) else f"{risk[i, j]:.2f}\n[{low[i, j]:.2f}, {high[i, j]:.2f}]"
+            ax.text(j, i, text, ha="center", va="center", fontsize=6.5,
+                    color="black" if np.isfinite(risk[i, j]) and risk[i, j] < 0.5 else "white")
     best = argmin_index(risk, diffs)  # [N]; -1: no finite cell
     for j in np.flatnonzero(best >= 0):  # outline the d*(n) cell, keep its number readable
         i = best[j]
@@ -63,29 +67,36 @@ def heatmap(ds: xr.Dataset) -> plt.Figure:
     ax.set_yticks(range(len(diffs)), [str(d) for d in diffs])
     ax.set_xlabel("training budget n (examples)")
     ax.set_ylabel("training difficulty d")
-    ax.set_title(f"{ds.attrs.get('task', '')}: target exact-match accuracy\n(red outline: d*(n), best difficulty per budget)", fontsize=10)
-    fig.colorbar(im, ax=ax, label="target accuracy")
+    ax.set_title(f"{ds.attrs.get('task', '')}: target risk, seed mean [lowest, highest seed]\n"
+                 "(red outline: d*(n), the lowest seed mean per budget)", fontsize=10)
+    fig.colorbar(im, ax=ax, label="target risk (1 − exact match)")
     fig.tight_layout()
     return fig
 
 
 def d_star_curve(ds: xr.Dataset, n_boot: int = 1000) -> plt.Figure:
-    """d*(n) against budget (log axis) with a 90% bootstrap interval over seeds."""
-    boot = bootstrap_d_star(_grid(ds, "target_risk"), ds["difficulty"].values, n_boot=n_boot, level=0.9)
-    budgets = ds["budget"].values
+    """d*(n) at each measured budget (no lines between budgets: nothing was measured there), its
+    90% bootstrap interval over seeds, and each seed's own argmin as small dots."""
+    grid = _grid(ds, "target_risk")
+    diffs, budgets = ds["difficulty"].values, ds["budget"].values
+    boot = bootstrap_d_star(grid, diffs, n_boot=n_boot, level=0.9)
+    per_seed = np.stack([argmin_difficulty(grid[:, :, k], diffs) for k in range(grid.shape[2])], -1)  # [N, S]
     fig, ax = plt.subplots(figsize=(5, 3.4))
     ax.vlines(budgets, boot.low - 0.15, boot.high + 0.15, color="C0", alpha=0.25, lw=10, label="90% bootstrap (seeds)")
-    ax.plot(budgets, boot.d_star, "o-", color="C0", label="d*(n) (seed mean)")
+    offsets = np.linspace(-0.06, 0.06, grid.shape[2]) if grid.shape[2] > 1 else np.zeros(1)
+    for k in range(grid.shape[2]):
+        ax.plot(budgets * np.exp(offsets[k]), per_seed[:, k] - 0.25, ".", color="grey", ms=4,
+                label="each seed's argmin" if k == 0 else None)
+    ax.plot(budgets, boot.d_star, "o", color="C0", ms=7, label="d*(n): argmin of the seed mean")
     ax.set_xscale("log")
     ax.set_xticks(budgets, _budget_labels(budgets), rotation=45)
     ax.minorticks_off()
-    diffs = ds["difficulty"].values
     ax.set_yticks(diffs)
-    ax.set_ylim(diffs.min() - 0.5, diffs.max() + 0.5)
+    ax.set_ylim(diffs.min() - 0.6, diffs.max() + 0.5)
     ax.set_xlabel("training budget n (examples)")
     ax.set_ylabel("optimal training difficulty d*")
-    ax.set_title("optimal difficulty vs budget")
-    ax.legend(fontsize=8)
+    ax.set_title("d*(n) at the measured budgets (target risk)", fontsize=10)
+    ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
@@ -102,7 +113,9 @@ def gap_decomposition(ds: xr.Dataset) -> plt.Figure:
         train, gen, ext = mean["train_risk"][:, j], mean["generalization_gap"][:, j], mean["extrapolation_gap"][:, j]
         ax.bar(x, train, 0.7, color=COLORS["train"], label="train risk")
         ax.bar(x, gen, 0.7, bottom=train, color=COLORS["gen"], label="generalization gap")
-        ax.bar(x, ext, 0.7, bottom=train + gen, color=COLORS["extrap"], label="extrapolation gap", hatch="//", alpha=0.85)
+        # a negative gap is drawn downward from the top of the stack, outlined in red
+        ax.bar(x, ext, 0.7, bottom=train + gen, color=COLORS["extrap"], label="extrapolation gap", hatch="//", alpha=0.85,
+               edgecolor=np.where(ext < 0, "red", COLORS["extrap"]).tolist())
         ax.plot(x, mean["target_risk"][:, j], "k_", ms=18, mew=2, label="target risk")
         ax.axhline(0, color="grey", lw=0.5)
         ax.set_xticks(x, [str(d) for d in diffs])

@@ -87,11 +87,17 @@ def render(tm: xr.Dataset) -> str:
     ]
     for i, d in enumerate(diffs):
         cells = [
+            "–" if not np.isfinite(tm["accuracy"].values[i, j]) else
             f"{tm['accuracy'].values[i, j]:.2f} [{tm['accuracy_low'].values[i, j]:.2f}, {tm['accuracy_high'].values[i, j]:.2f}]"
             for j in range(len(levels))
         ]
-        lines.append(f"| {int(d)} | {int(tm['seeds'].values[i])} | " + " | ".join(cells) + f" | {down[i]:.2f} | {up[i]:.2f} |")
+        lines.append(f"| {int(d)} | {int(tm['seeds'].values[i])} | " + " | ".join(cells) + f" | {_num(down[i])} | {_num(up[i])} |")
     return "\n".join(lines) + "\n"
+
+
+def _num(value: float) -> str:
+    """Two decimals, or "–" where there is nothing to show (NaN)."""
+    return "–" if not np.isfinite(value) else f"{value:.2f}"
 
 
 def figure(tm: xr.Dataset) -> plt.Figure:

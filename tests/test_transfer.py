@@ -50,7 +50,7 @@ def test_every_seed_diverged_gives_nan_not_a_number():
     ds["nonfinite_steps"][0, 1, :] = 1
     tm = transfer.transfer_matrix(ds)
     assert np.all(np.isnan(tm["accuracy"].values[0])) and tm["seeds"].values[0] == 0
-    assert "| 1 | 0 | nan" in transfer.render(tm)
+    assert "| 1 | 0 | – | – | – | – | – |" in transfer.render(tm)
 
 
 def test_coverage_below_and_above_the_diagonal():
