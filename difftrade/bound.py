@@ -606,15 +606,14 @@ def render(ds: xr.Dataset, b: xr.Dataset) -> str:
                          else f"{settings['n_bound']:,} fresh examples from S and from T per member."),
         ("Monte-Carlo step: " + (f"r = {settings['num_draws']} fresh weight draw(s) per example and σ (slack ln(K/δ′)/(r·n))."
                                  if settings.get("monte_carlo", "whole_set") == "per_example" else
-                                 "m weight draws, each on the whole bound set (Langford–Caruana, slack ln(2K/δ′)/m; "
-                                 "before 2026-11-23 the only option).")),
+                                 "m weight draws, each on the whole bound set (Langford–Caruana, slack ln(2K/δ′)/m).")),
         *([("Prior centre: the grid's member of the same difficulty and seed at the next smaller budget n' (trained on "
             "examples [0, n') only); the bound set is the member's other n − n' training examples. The smallest budget "
             "has no such prior: NaN.")] if settings.get("prior") == "grid" else []),
         *([("Prior centre: the member's own weights after its prefix phase, which drew minibatches from its first n' "
             "training examples only; the bound set is its other n − n' training examples.")]
           if settings.get("prior") == "prefix" else []),
-        *([("**Stale shift bounds:** this bounds.nc predates the fix of 2026-11-23. Its shift bounds and any "
+        *([("**Stale shift bounds:** this bounds.nc has no exact change-of-measure field. Its shift bounds and any "
             "composed cert. L_T(Q) came from an inverted kl change of measure, which can fall below the true target "
             "risk. `difftrade bound RUN --refresh-shift` recomputes them and keeps the certificates.")]
           if "shift_bound" not in b.attrs else []),

@@ -109,9 +109,8 @@ class MlpTuning:
         The row blocks a program keeps plus ``num_stages`` buffers of what its loop loads. This
         reproduces Triton's request on an H100 for the forward kernel exactly (294,912 bytes at
         d=256, 64 x 128 blocks, bf16, 2 stages) and overestimates the others slightly. Calibrated
-        before the kernels took in the LayerNorm and residual; since then the launches it resolved
-        compiled on the H100 at d=128 and 256 (session 6: all three kernels in bfloat16, the
-        forward in float32).
+        before the kernels took in the LayerNorm and residual; the launches it resolves compile on
+        the H100 at d=128 and 256 (all three kernels in bfloat16, the forward in float32).
         """
         bm, bh, bhd, st = self.block_tokens, self.block_hidden, self.block_hidden_dw, max(1, self.num_stages)
         bmd = self.block_tokens_dw or bm

@@ -109,7 +109,7 @@ class ModelConfig:
     def implementation(self, field: str) -> str:
         """The concrete kernel of ``field`` ('attention' or 'mlp') on this jax backend.
 
-        ``auto`` picks what measured fastest on an H100 (benchmarks/NOTES.md, 2026-11-23 sweep):
+        ``auto`` picks what measured fastest on an H100 (benchmarks/NOTES.md, the H100 sweep):
         on a GPU, attention 'pallas' (1.12x / 1.09x the XLA path at d_model 128 / 256) and the
         fused MLP up to width MLP_AUTO_PALLAS_MAX_D, where the Triton tiles need power-of-two
         widths >= 16 (head_dim; d_model and the hidden width); 'xla' otherwise and off-GPU.

@@ -227,7 +227,7 @@ def test_experiment_configs_parse_and_share_the_architecture():
     assert model_cfg.model == pretrain.model == config.load(root / "tradeoff.toml").model
     assert pretrain.population().size == 1  # `difftrade pretrain` needs exactly one member
     assert model_cfg.source_task == pretrain.task
-    # the CPU certificate pair (docs/theory.md): a one-member strong base, quick.toml fine-tuned from it
+    # the CPU certificate pair (docs/notes.md): a one-member strong base, quick.toml fine-tuned from it
     strong, finetune, quick = (config.load(root / f) for f in ("quick_strong_pretrain.toml", "quick_finetune.toml", "quick.toml"))
     assert strong.population().size == 1 and strong.model == finetune.model == quick.model
     assert finetune.run.init == "runs/quick_strong_pretrain/base" and finetune.grid == quick.grid

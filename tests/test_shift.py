@@ -149,7 +149,7 @@ def test_importance_weights_closed_form():
 
 def test_kl_shift_bound_inverts_the_right_argument():
     """t = (0.99, 0.01), s = (0.5, 0.5), errors on atom 1: R_S = 0.5, R_T = 0.99. Inverting
-    kl(R_S‖·) (difftrade before 2026-11-23) gave 0.924, below the true target risk."""
+    kl(R_S‖·) gives 0.924, below the true target risk."""
     t, s = np.array([0.99, 0.01]), np.array([0.5, 0.5])
     assert float(S.lp_shift_bound(0.5, t, s)) == pytest.approx(0.99, abs=1e-11)
     assert float(S.kl_shift_bound(0.5, t, s)) >= 0.99  # data processing is tight here

@@ -13,7 +13,7 @@ Four kinds:
     (Hölder), where π = T-mass outside the support of S and T_in = T restricted to supp S,
     renormalised. Note the order in the kl bound: data processing gives kl(R_T‖R_S), so R_T is
     the *first* argument (:func:`~difftrade.theory.bounds.kl_inv_reverse`); inverting kl(R_S‖·)
-    instead (:func:`~difftrade.theory.bounds.kl_inv`, as difftrade did before 2026-11-23) is not a
+    instead (:func:`~difftrade.theory.bounds.kl_inv`) is not a
     bound: t = (0.99, 0.01), s = (0.5, 0.5), errors on the first atom give R_S = 0.5,
     R_T = 0.99, and kl⁻¹(0.5, KL(T‖S)) = 0.924.
 (c) :func:`domain_adaptation_bound` — Germain et al.'s disagreement bound
