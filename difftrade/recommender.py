@@ -42,7 +42,8 @@ import numpy as np
 import xarray as xr
 
 from difftrade.analysis import argmin_index, resample_seed_means, seed_mean
-from difftrade.theory import tradeoff
+from difftrade import results as results_file
+from difftrade.theory import threshold, tradeoff
 
 METHODS = ("auto", "measured", "model")
 
@@ -113,19 +114,9 @@ class Surface:
         )
 
 
-def _diverged(ds: xr.Dataset) -> xr.DataArray | None:
-    """Bool ``[difficulty, budget, seed]`` of members with NaN/inf training steps (``diverged``,
-    or ``nonfinite_steps > 0`` for results files without it); None when neither is stored."""
-    if "diverged" in ds:
-        return ds["diverged"].astype(bool)
-    if "nonfinite_steps" in ds:
-        return ds["nonfinite_steps"] > 0
-    return None
-
-
 def _exclude_diverged(ds: xr.Dataset, da: xr.DataArray) -> tuple[xr.DataArray, int]:
     """``da`` with diverged members set to NaN, and how many members diverged."""
-    bad = _diverged(ds)
+    bad = results_file.diverged_mask(ds)
     if bad is None or not set(bad.dims) <= set(da.dims):
         return da, 0
     return da.where(~bad), int(bad.sum())
@@ -616,7 +607,7 @@ def recommend(
 
 
 # ---- out-of-sample validation -----------------------------------------------------------------
-PREDICTORS = ("interpolate", "model", "auto")
+PREDICTORS = ("interpolate", "model", "threshold", "auto")
 
 
 @dataclass(frozen=True)
@@ -629,6 +620,8 @@ class LeaveOneOut:
       largest budget, which no pair brackets, the nearest remaining budget's d*);
     * ``model``: the best closed-form family (AIC, re-selected per fold) fitted without the
       budget, its d*(n) rounded to the nearest measured difficulty (``model_d_star``: unrounded);
+    * ``threshold``: :func:`difftrade.theory.threshold.fit_threshold` without the budget (π from
+      the run's level structure and training distributions), its argmin over the difficulties;
     * ``auto``: what :func:`recommend` does: ``interpolate`` inside the remaining range,
       ``model`` outside it.
 
@@ -675,9 +668,9 @@ class LeaveOneOut:
     def __str__(self) -> str:
         head = (
             "| budget | measured d* | interpolate (err, regret, support) | model d* (family) "
-            "| model (err, regret, support) | auto (err, regret, support) |"
+            "| model (err, regret, support) | threshold (err, regret, support) | auto (err, regret, support) |"
         )
-        rows = [head, "|" + "---|" * 6]
+        rows = [head, "|" + "---|" * 7]
         for j, b in enumerate(self.budgets):
 
             def cell(p: str, j: int = j) -> str:
@@ -689,15 +682,27 @@ class LeaveOneOut:
             ext = " (outside)" if self.extrapolated[j] else ""
             rows.append(
                 f"| {_fmt(b)}{ext} | {_fmt(self.measured[j])} | {cell('interpolate')} | "
-                f"{self.model_d_star[j]:.2f} ({self.model_family[j]}) | {cell('model')} | {cell('auto')} |"
+                f"{self.model_d_star[j]:.2f} ({self.model_family[j]}) | {cell('model')} | {cell('threshold')} | {cell('auto')} |"
             )
         summary = {
             p: f"MAE {self.mae[p]:.2f}, regret {self.mean_regret[p]:.3f}" for p in PREDICTORS
         }
         rows.append(
-            f"| **mean** | | {summary['interpolate']} | | {summary['model']} | {summary['auto']} |"
+            f"| **mean** | | {summary['interpolate']} | | {summary['model']} | {summary['threshold']} | {summary['auto']} |"
         )
         return "\n".join(rows)
+
+
+def _uncovered_mass(ds: xr.Dataset, surf: Surface) -> np.ndarray | None:
+    """π [D] for the threshold model: the target mass each row's training does not cover (from
+    the run's level structure); None (π fitted) when the file does not say."""
+    try:
+        structure = results_file.level_structure(ds)
+    except (ValueError, KeyError, TypeError):
+        return None
+    if "target_weights" not in ds:
+        return None
+    return threshold.uncovered_mass(surf.train_weights, ds["target_weights"].values, structure)
 
 
 def validate_leave_one_budget_out(
@@ -726,6 +731,7 @@ def validate_leave_one_budget_out(
         warnings.simplefilter("ignore", RuntimeWarning)
         best_risk = np.nanmin(mean, axis=0)
     pred = {p: np.full(N, np.nan) for p in PREDICTORS}
+    pi = _uncovered_mass(results, surf)
     model_d = np.full(N, np.nan)
     family: list[str] = []
     extrapolated = np.zeros(N, dtype=bool)
@@ -746,6 +752,11 @@ def validate_leave_one_budget_out(
             family.append(ranked[0].fit.model.name)
         except (ValueError, RuntimeError):
             family.append("none")
+        try:
+            fit = threshold.fit_threshold(d, rest.budgets, rest.mean, pi)
+            pred["threshold"][j] = float(fit.predict_d_star(np.asarray([n]))[0])
+        except ValueError:
+            pass
         pred["auto"][j] = pred["model"][j] if extrapolated[j] else pred["interpolate"][j]
     error = {p: pred[p] - measured for p in PREDICTORS}
     regret = {}

@@ -179,6 +179,39 @@ def assemble(cfg: Any, chunks: list[xr.Dataset], extra_attrs: dict[str, Any] | N
     return xr.Dataset(variables, coords=coords, attrs=attrs)
 
 
+def with_target(ds: xr.Dataset, target_weights: np.ndarray) -> xr.Dataset:
+    """The same members against another target distribution over levels, ``target_weights [L]``.
+
+    ``target_risk`` and ``extrapolation_gap`` ``[difficulty, budget, seed]`` are recomputed from
+    ``level_exact`` (diverged members stay NaN); train risk, test risk and the generalization gap
+    do not depend on the target. The target needs no retraining: it only weights the levels.
+    """
+    from difftrade import data
+
+    t = data.validate_weights(target_weights, ds.sizes["level"], "target_weights")
+    dims = ("difficulty", "budget", "seed")
+    level_exact = ds["level_exact"].transpose(*dims, "level").values
+    train_w = ds["train_weights"].transpose("difficulty", "level").values
+    r = risks(ds["train_exact"].transpose(*dims).values, level_exact, train_w[:, None, None, :], t)
+    bad = diverged_mask(ds)
+    bad = np.zeros(level_exact.shape[:3], bool) if bad is None else bad.transpose(*dims).values
+    out = ds.copy()
+    for name in ("target_risk", "extrapolation_gap"):
+        out[name] = (dims, np.where(bad, np.nan, r[name]))
+    out["target_weights"] = (("level",), t)
+    return out
+
+
+def level_structure(ds: xr.Dataset) -> str:
+    """The ``level_structure`` of the run's task, rebuilt from the config stored in the file."""
+    from difftrade.tasks import make_task
+
+    if "config" not in ds.attrs:
+        raise ValueError("this results dataset has no 'config' attribute; allowed: a file written by difftrade run")
+    task = dict(json.loads(ds.attrs["config"])["task"])
+    return make_task(task.pop("name"), **task).level_structure
+
+
 def diverged_mask(ds: xr.Dataset) -> xr.DataArray | None:
     """Bool ``[difficulty, budget, seed]``: members with NaN/inf training steps (``diverged``, or
     ``nonfinite_steps > 0`` for results files without it); None when neither is stored."""

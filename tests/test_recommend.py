@@ -264,7 +264,7 @@ def test_leave_one_out_small_error_when_d_star_rises_smoothly():
     assert loo.mae["auto"] <= 0.5
     assert loo.mean_regret["auto"] < 0.01 and np.all(loo.regret["auto"] >= 0)
     assert loo.extrapolated.tolist() == [True] + [False] * (len(budgets) - 2) + [True]
-    assert "MAE" in str(loo) and loo.to_dataset()["error"].shape == (3, len(budgets))
+    assert "MAE" in str(loo) and loo.to_dataset()["error"].shape == (4, len(budgets))
     for p in loo.support:
         assert np.all((loo.support[p] >= 0) & (loo.support[p] <= 1))
     hit = loo.error["interpolate"] == 0
@@ -282,7 +282,8 @@ def test_leave_one_out_needs_three_budgets():
 
 def test_on_the_shipped_gpu_results():
     """docs/runs/tradeoff_v1.nc (the H100 grid of docs/recommend.md): the documented
-    leave-one-budget-out errors (MAE 0.89 interpolating, 1.89 model, 1.11 auto; 9 budgets)."""
+    leave-one-budget-out errors (MAE 0.89 interpolating, 1.89 model, 1.00 threshold, 1.11 auto;
+    9 budgets)."""
     from difftrade.results import load
 
     ds = load(GPU_RESULTS)
@@ -290,7 +291,7 @@ def test_on_the_shipped_gpu_results():
     assert rec.method == "measured" and rec.difficulty in rec.plausible
     loo = validate_leave_one_budget_out(ds)
     assert loo.budgets.shape == (ds.sizes["budget"],)
-    assert loo.mae == pytest.approx({"interpolate": 8 / 9, "model": 17 / 9, "auto": 10 / 9})
+    assert loo.mae == pytest.approx({"interpolate": 8 / 9, "model": 17 / 9, "threshold": 9 / 9, "auto": 10 / 9})
 
 
 def test_without_models_outside_the_range_is_an_error():
