@@ -1,0 +1,187 @@
+"""A multi-family study's tables, regenerated from its result files.
+
+``summarize(folder)`` reads ``<family>.nc`` (a tradeoff grid) and, where present,
+``transfer_<family>.nc`` (point training at one budget) for every family in the folder and
+returns Markdown: per family the transfer matrix, d*(n) with its seed bootstrap and the set of
+difficulties not significantly worse than d* (paired sign-flip tests, Holm), the gap
+decomposition, the mechanism fractions, and tradeoff models compared by AIC and by their
+leave-one-budget-out error in predicting d*. Everything is deterministic, so the published
+tables can be checked against the committed files by regenerating them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from difftrade import analysis, report, results, transfer
+from difftrade.theory import threshold, tradeoff
+
+ALPHA = 0.05
+BOOT_LEVEL = 0.9
+
+
+def _config(ds: xr.Dataset) -> dict:
+    return json.loads(ds.attrs["config"])
+
+
+def _risk(ds: xr.Dataset, name: str = "target_risk") -> np.ndarray:
+    """``[D, N, S]`` with diverged members as NaN."""
+    r = ds[name].transpose("difficulty", "budget", "seed").values.astype(np.float64)
+    diverged = results.diverged_mask(ds)
+    return r if diverged is None else np.where(diverged.transpose("difficulty", "budget", "seed").values, np.nan, r)
+
+
+def hard_target(num_levels: int) -> np.ndarray:
+    """Target weights ``[L]`` proportional to the level's rank 1..L (harder levels weigh more)."""
+    w = np.arange(1, num_levels + 1, dtype=np.float64)
+    return w / w.sum()
+
+
+def _fmt_set(values) -> str:
+    return "{" + ", ".join(str(int(v)) for v in values) + "}"
+
+
+def d_star_table(ds: xr.Dataset) -> str:
+    """d*(n), its bootstrap interval, the not-significantly-worse set and the runner-up's margin."""
+    r, d = _risk(ds), ds["difficulty"].values
+    boot = analysis.bootstrap_d_star(r, d, n_boot=2000, level=BOOT_LEVEL)
+    cmp = analysis.compare_to_d_star(r, d, method="sign_flip", alpha=ALPHA)
+    mean = analysis.seed_mean(r)
+    lines = [
+        f"| n | d*(n) | {BOOT_LEVEL:.0%} bootstrap | not significantly worse (α = {ALPHA}) | runner-up: margin | target risk at d* |",
+        "|---:|---:|:---:|:---:|:---:|---:|",
+    ]
+    for j, n in enumerate(ds["budget"].values):
+        if not np.isfinite(cmp.d_star[j]):
+            lines.append(f"| {int(n):,} | none (every member diverged) | | | | |")
+            continue
+        i = int(np.flatnonzero(d == cmp.d_star[j])[0])
+        runner = "none" if not np.isfinite(cmp.runner_up[j]) else f"{int(cmp.runner_up[j])}: +{cmp.runner_up_margin[j]:.3f}"
+        lines.append(
+            f"| {int(n):,} | {int(cmp.d_star[j])} | [{int(boot.low[j])}, {int(boot.high[j])}] | "
+            f"{_fmt_set(cmp.not_worse_set(j))} | {runner} | {mean[i, j]:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def matrix_table(ds: xr.Dataset, name: str) -> str:
+    """Seed mean of ``name`` ``[difficulty, budget]`` as a table (rows: difficulty)."""
+    mean = analysis.seed_mean(_risk(ds, name))
+    budgets = ds["budget"].values
+    lines = ["| d \\ n | " + " | ".join(f"{int(n):,}" for n in budgets) + " |", "|---:|" + "---:|" * len(budgets)]
+    for i, d in enumerate(ds["difficulty"].values):
+        lines.append(f"| {int(d)} | " + " | ".join(f"{v:.3f}" for v in mean[i]) + " |")
+    return "\n".join(lines)
+
+
+def _family_fitter(model: tradeoff.TradeoffModel) -> threshold.Fitter:
+    def fitter(d: np.ndarray, n: np.ndarray, y: np.ndarray) -> Callable[[float], np.ndarray]:
+        result = tradeoff.fit(model, d, n, y)
+        return lambda budget: result.predict_risk(d, budget)
+
+    return fitter
+
+
+def model_table(ds: xr.Dataset) -> str:
+    """Threshold models (π from coverage, π fitted) and the smooth families: AIC, R², and
+    leave-one-budget-out d* error, all on the seed means of target risk."""
+    d, n = ds["difficulty"].values.astype(float), ds["budget"].values.astype(float)
+    y = analysis.seed_mean(_risk(ds))
+    pi = threshold.uncovered_mass(ds["train_weights"].values, ds["target_weights"].values, results.level_structure(ds))
+    total = float(np.nansum((y - np.nanmean(y)) ** 2))
+    fitters: list[tuple[str, Callable[[], tuple[int, float, float]], threshold.Fitter]] = []
+    for label, p in (("threshold, π from coverage", pi), ("threshold, π fitted", None)):
+        fitters.append((label, lambda p=p: _threshold_stats(threshold.fit_threshold(d, n, y, p), total),
+                        threshold.threshold_fitter(p)))
+    for model in tradeoff.FAMILIES:
+        fitters.append((model.name, lambda model=model: _family_stats(tradeoff.fit(model, d, n, y), total),
+                        _family_fitter(model)))
+    rows, failed = [], []
+    for label, stats, fitter in fitters:
+        try:
+            rows.append((label, *stats(), threshold.leave_one_budget_out(fitter, d, n, y)))
+        except (ValueError, RuntimeError) as err:
+            failed.append(f"{label}: {err}")
+    lines = [
+        "| model | parameters | AIC | R² | held-out d* error (levels) | held-out d* exact | held-out risk RMSE |",
+        "|:---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, k, aic, r2, score in sorted(rows, key=lambda row: row[2]):
+        exact = "–" if not np.isfinite(score.exact) else f"{score.exact:.0%}"
+        lines.append(f"| {label} | {k} | {aic:.1f} | {r2:.2f} | {score.error:.2f} | {exact} | {score.risk_rmse:.3f} |")
+    return "\n".join(lines + [f"\nNot fitted: {reason}" for reason in failed])
+
+
+def _threshold_stats(fit: threshold.ThresholdFit, total: float) -> tuple[int, float, float]:
+    return fit.num_params, fit.aic, 1 - fit.rss / total
+
+
+def _family_stats(fit: tradeoff.FitResult, total: float) -> tuple[int, float, float]:
+    return len(fit.params), fit.aic, 1 - fit.rss / total
+
+
+def family_section(name: str, ds: xr.Dataset, point: xr.Dataset | None) -> str:
+    """Every table of one family."""
+    cfg = _config(ds)
+    mask = results.diverged_mask(ds)
+    diverged = 0 if mask is None else int(mask.sum())
+    seeds = ds.sizes["seed"]
+    lines = [
+        f"### {name}: {ds.attrs.get('task', '?')}, levels {results.level_structure(ds)}, training distribution "
+        f"`{cfg['grid']['train_distribution']}`",
+        "",
+        f"{ds.sizes['difficulty']} difficulties x {ds.sizes['budget']} budgets x {seeds} seeds; "
+        f"{diverged} diverged members; {ds.attrs.get('device', '?')}, wall time {ds.attrs.get('wall_seconds', float('nan')):.0f} s; "
+        f"config hash {ds.attrs.get('config_hash', '?')}.",
+        "",
+    ]
+    note = analysis.support_note(seeds)
+    if note:
+        lines += [f"Note: {note}.", ""]
+    if point is not None:
+        lines += [transfer.render(transfer.transfer_matrix(point)).replace("## ", "#### Point training: "), ""]
+    lines += [transfer.render(transfer.transfer_matrix(ds)).replace("## ", f"#### Grid (`{cfg['grid']['train_distribution']}`): "), ""]
+    target = ", ".join(f"{w:.2f}" for w in ds["target_weights"].values)
+    lines += [f"#### d*(n), the run's target (level weights {target})", "", d_star_table(ds), ""]
+    hard = hard_target(ds.sizes["level"])
+    lines += [
+        f"#### d*(n), hard-weighted target (level weights ∝ 1..{ds.sizes['level']}: "
+        + ", ".join(f"{w:.2f}" for w in hard) + "; the same members, re-weighted)",
+        "",
+        d_star_table(results.with_target(ds, hard)),
+        "",
+    ]
+    for var, title in (("target_risk", "target risk"), ("train_risk", "train risk"),
+                       ("generalization_gap", "generalization gap"), ("extrapolation_gap", "extrapolation gap")):
+        lines += [f"#### {title} (seed mean)", "", matrix_table(ds, var), ""]
+    m = report.mechanism(ds)
+    lines += [
+        f"Mechanism (ordered pairs of seed means differing by > 0.01): generalization gap rises with d in "
+        f"{m['gen_gap_rises_with_d']:.0%}, falls with n in {m['gen_gap_falls_with_n']:.0%}; extrapolation gap "
+        f"falls with d in {m['extrap_gap_falls_with_d']:.0%}.",
+        "",
+        "#### Models of target risk (fitted to the seed means)",
+        "",
+        model_table(ds),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def summarize(folder: str | Path) -> str:
+    """Markdown for every ``<family>.nc`` in ``folder`` (families in name order)."""
+    folder = Path(folder)
+    grids = sorted(p for p in folder.glob("*.nc") if not p.name.startswith("transfer_"))
+    if not grids:
+        raise ValueError(f"folder {str(folder)!r} holds no <family>.nc result files")
+    sections = []
+    for path in grids:
+        point_path = folder / f"transfer_{path.name}"
+        point = results.load(point_path) if point_path.exists() else None
+        sections.append(family_section(path.stem, results.load(path), point))
+    return "\n".join(sections)

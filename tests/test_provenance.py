@@ -1,0 +1,52 @@
+"""Published numbers are regenerable: configs hash to the result files they produced, the
+committed reports and the study's tables equal what the current code computes from the committed
+result files, and the README's headline table is read off its result file."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from difftrade import config, report, results, study
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = ROOT / "docs" / "runs"
+STUDY = RUNS / "study"
+
+
+@pytest.mark.parametrize("config_path, result_path", [
+    ("experiments/tradeoff_v1.toml", "docs/runs/tradeoff_v1.nc"),
+    *[(f"experiments/study/{p.stem}.toml", f"docs/runs/study/{p.name}") for p in sorted(STUDY.glob("*.nc"))],
+])
+def test_config_hashes_to_its_result_file(config_path, result_path):
+    assert config.load(ROOT / config_path).hash() == results.load(ROOT / result_path).attrs["config_hash"]
+
+
+def test_readme_headline_is_its_result_file():
+    text = (ROOT / "README.md").read_text()
+    s = report.summary(results.load(RUNS / "tradeoff_v1.nc"))
+
+    def row(label: str) -> list[str]:
+        line = next(line for line in text.splitlines() if line.startswith(f"| {label} |"))
+        return [cell.strip() for cell in line.strip("|").split("|")[1:]]
+
+    assert row("d*(n)") == [str(d) for d in s["d_star"]]
+    assert row("90% interval") == [f"[{lo},{hi}]" for lo, hi in zip(s["low"], s["high"])]
+    assert re.search(r"4 seeds", text)
+
+
+@pytest.mark.parametrize("name", ["tradeoff_v1", "mixture", "finetune"])
+def test_committed_report_is_current(name):
+    assert report.render(results.load(RUNS / f"{name}.nc")) == (RUNS / f"{name}.report.md").read_text()
+
+
+def test_study_tables_are_current():
+    assert sorted(p.stem for p in STUDY.glob("*.nc") if not p.name.startswith("transfer_")), "no study grid committed"
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("summarize", ROOT / "experiments" / "study" / "summarize.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.HEADER + study.summarize(STUDY) == (ROOT / "docs" / "study_tables.md").read_text()
