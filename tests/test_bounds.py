@@ -236,7 +236,7 @@ def test_bounds_match_mpmath(emp, kl, n, delta):
     b = mp_b(kl, n, delta)
     e = b / (2 * n)
     _check_bound(B.maurer_bound(emp, kl, n, delta), mp_kl_inv(emp, float(b / n)))
-    _check_bound(B.mcallester_bound(emp, kl, n, delta), emp + mpmath.sqrt(e))
+    _check_bound(B.pinsker_bound(emp, kl, n, delta), emp + mpmath.sqrt(e))
     _check_bound(B.quad_bound(emp, kl, n, delta), (mpmath.sqrt(emp + e) + mpmath.sqrt(e)) ** 2)
     lam = 2 / (mpmath.sqrt(2 * n * mpmath.mpf(emp) / b + 1) + 1)
     _check_bound(
@@ -279,7 +279,7 @@ risks = st.floats(0.0, 1.0)
 kls = st.floats(0.0, 1e4)
 ns = st.integers(1, 10**7)
 deltas = st.floats(1e-9, 0.999)
-RELAXATIONS = [B.mcallester_bound, B.quad_bound, B.lambda_bound]
+RELAXATIONS = [B.pinsker_bound, B.quad_bound, B.lambda_bound]
 
 
 @given(risks, kls, ns, deltas)
@@ -292,7 +292,7 @@ def test_relaxations_dominate_kl_bound(emp, kl, n, delta):
     assert kl_bound * MONO_SLACK >= float(B.maurer_bound(emp, kl, n, delta, xi="exact"))
 
 
-ALL_BOUNDS = [B.maurer_bound, B.mcallester_bound, B.quad_bound, B.lambda_bound]
+ALL_BOUNDS = [B.maurer_bound, B.pinsker_bound, B.quad_bound, B.lambda_bound]
 
 
 @given(risks, risks, kls, kls, ns, ns, deltas, deltas)
@@ -445,7 +445,7 @@ def test_implicit_gradients_match_finite_differences(fn):
         (lambda: B.maurer_bound(0.1, -1.0, 100, 0.05), "kl=-1.0"),
         (lambda: B.maurer_bound(0.1, 1.0, 0, 0.05), "n=0"),
         (lambda: B.maurer_bound(0.1, 1.0, 10, 0.0), "delta=0.0"),
-        (lambda: B.mcallester_bound(0.1, 1.0, 10, 1.0), "delta=1.0"),
+        (lambda: B.pinsker_bound(0.1, 1.0, 10, 1.0), "delta=1.0"),
         (lambda: B.quad_bound(np.array([0.1, 1.2]), 1.0, 10, 0.1), "emp_risk=1.2"),
         (lambda: B.lambda_bound(0.1, 1.0, 10, 0.1, lam=2.0), "lam=2.0"),
         (lambda: B.catoni_bound(0.1, 1.0, 10, 0.1, 0.0), "c=0.0"),
@@ -471,7 +471,7 @@ def test_bad_traced_input_gives_nan():
     assert np.isnan(float(jax.jit(B.kl_inv)(1.5, 0.1)))
     assert np.isnan(float(jax.jit(B.kl_inv)(0.5, -0.1)))
     assert np.isnan(float(jax.jit(B.maurer_bound)(0.1, -1.0, 100.0, 0.05)))
-    assert np.isnan(float(jax.jit(B.mcallester_bound)(0.1, 1.0, 0.5, 0.05)))
+    assert np.isnan(float(jax.jit(B.pinsker_bound)(0.1, 1.0, 0.5, 0.05)))
     assert np.isnan(float(jax.jit(B.catoni_bound)(0.1, 1.0, 100.0, 1.5, 1.0)))
     assert np.isnan(float(jax.jit(B.clopper_pearson_upper)(11.0, 10.0, 0.05)))
     out = np.asarray(jax.vmap(B.kl_inv)(jnp.array([0.1, 2.0]), jnp.array([0.1, 0.1])))

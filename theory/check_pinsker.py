@@ -1,4 +1,4 @@
-"""sympy check for theory/pinsker.md: the Pinsker (McAllester) relaxation dominates the kl bound.
+"""sympy check for theory/pinsker.md: the Pinsker relaxation dominates the kl bound.
 
 Run ``python theory/check_pinsker.py``; ``check()`` returns the results, ``negative_controls()``
 returns deliberately wrong statements that the same machinery must reject.

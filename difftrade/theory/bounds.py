@@ -17,13 +17,18 @@ float32 by JAX, so do bound arithmetic through these functions.
 
 **Conservative inverses.** ``kl⁻¹`` is found by bisection over the ordered bit patterns of
 float64, so the final bracket is two adjacent floats (relative width 2⁻⁵²). The membership test
-is ``kl(q‖p) ≤ c·(1 + 1e-13)``, a margin above the error of the (cancellation-free) ``kl``
-evaluation (a few ulps; ≤ 2e-14 relative in its worst corner), and the *upper* end of the bracket
-is returned by :func:`kl_inv` (the *lower* end by :func:`kl_inv_lower`). Hence the float64 upper
-inverse is never below the exact one and exceeds it by at most ~1e-13 relative (the lower inverse:
-never above, and below by at most ~(c/q)·1e-13 ≤ 1e-10 while the result is a normal float).
-Results below the smallest normal float64 (2.2e-308; XLA flushes subnormals) are reported as
-that float (upper inverse) or 0 (lower inverse): still conservative.
+is ``kl(q‖p) ≤ c·(1 + 1e-13)``, a margin far above the error of the (cancellation-free) ``kl``
+evaluation (~2e-15 relative at worst, for masses down to 2.2e-308), and the *upper*
+end of the bracket is returned by :func:`kl_inv` (the *lower* end by :func:`kl_inv_lower`).
+Hence the float64 upper inverse is never below the exact one and exceeds it by at most ~1e-13
+relative (the lower inverse: never above, and below by at most ~(c/q)·1e-13 ≤ 1e-10 while the
+result is a normal float). XLA flushes subnormal floats (below 2.2e-308) to zero, so subnormal
+``q`` and ``c`` are first rounded in the direction that can only move the result outward (q up to
+2.2e-308 for the upper inverses, down to 0 for the lower one; c up), and a result below 2.2e-308
+is reported as that float or above (upper inverse) or as 0 (lower inverse). With subnormal
+inputs the results stay conservative and within 1e-10 relative or 1e-297 absolute of the exact
+value, except :func:`kl_inv_reverse` at a subnormal ``p``, which is its value at p = 2.2e-308
+(never below the exact one, but not tight: kl(x‖p) depends on ln p).
 
 **Bad input.** Concrete inputs (Python numbers, numpy arrays, concrete jax arrays) are checked
 on the host: a probability outside [0, 1], a negative KL, ``n < 1``, ``δ ∉ (0, 1)`` raise a
@@ -52,9 +57,10 @@ from jax.custom_derivatives import SymbolicZero
 ArrayLike = Any  # float | np.ndarray | jax.Array (kept loose: accepts tracers)
 
 #: relative margin in the kl⁻¹ membership test (see module docstring); the computed kl is
-#: accurate to ~2e-14 relative in the worst corner (p → 1 in the log-difference branch)
+#: accurate to ~2e-15 relative at worst
 KL_INV_REL_MARGIN: float = 1e-13
-#: relative margin in the Clopper–Pearson tail test of the JAX path (covers incomplete-beta error)
+#: relative margin in the Clopper–Pearson tail tests (covers the incomplete beta's error, ≤ ~1e-10
+#: relative for n ≤ 1e9 on the JAX path, ≤ 2e-11 for scipy's on the host path)
 BETAINC_REL_MARGIN: float = 1e-9
 XiMode = Literal["relaxed", "exact"]
 
@@ -141,7 +147,10 @@ def _x_minus_log1p(x, xp):
         series = series * v + 1.0 / (2 * j + 3)
     h_small = 2.0 * v / (1.0 - u) - 2.0 * u * v * series
     xl = xp.where(small, 1.0, x)
-    return xp.where(small, h_small, xl - xp.log1p(xl))
+    # ln(1+x) as log(1 + x) for x < 0 (1 + x is then rounded by ≤ 2⁻⁵⁴, ~2e-16 of the log):
+    # XLA's float64 log1p is off by up to 2.5e-14 relative on [−1/2, −1/4]
+    log1p_xl = xp.where(xl < 0, xp.log(1.0 + xl), xp.log1p(xl))
+    return xp.where(small, h_small, xl - log1p_xl)
 
 
 def x_minus_log1p(x: jax.Array) -> jax.Array:
@@ -149,25 +158,28 @@ def x_minus_log1p(x: jax.Array) -> jax.Array:
 
     For ``|x| < 1/4`` the cancellation is removed with ``u = x/(2+x)``, ``ln(1+x) = 2 atanh u``:
     ``h = 2u²/(1−u) − 2u³ Σ_j u^{2j}/(2j+3)`` (``|u| ≤ 1/7``: 12 terms reach 1e-20).
-    Elsewhere the direct formula loses at most a factor ~10 (a few ulps). ``h(−1) = +inf``.
+    Elsewhere the direct formula loses at most a factor ~10 to cancellation (~2e-15 relative at
+    worst; ``ln(1+x)`` is taken as ``log(1 + x)`` for ``x < 0``). ``h(−1) = +inf``.
     Call inside :func:`float64_scope` for float64 accuracy. Elementwise, any shape.
     """
     return _x_minus_log1p(x, jnp)
 
 
-def _generalised_kl(
-    a: jax.Array, b_minus_a: jax.Array, log_a: jax.Array, log_b: jax.Array
-) -> jax.Array:
-    """``a ln(a/b) − a + b ≥ 0`` for masses ``a, b ≥ 0``, without cancellation.
+def _generalised_kl(a: jax.Array, b_minus_a: jax.Array, b: jax.Array) -> jax.Array:
+    """``a ln(a/b) − a + b ≥ 0`` for masses ``a, b ≥ 0``, without cancellation. Elementwise.
 
-    Equals ``a·h((b−a)/a)`` with ``h`` from :func:`x_minus_log1p`; the logs are passed in so the
-    caller can use ``log1p(−q)`` for complements. ``a = 0`` gives ``b``; ``b = 0 < a`` gives inf.
+    Equals ``a·h((b−a)/a)`` with ``h`` from :func:`x_minus_log1p` while ``b > a/2``. Farther
+    below (``b ≤ a/2``) it is ``(b − a) − a·ln(b/a)`` with the log taken of the *quotient*
+    ``b/a`` (relative error ≤ 1 ulp, so ``ln(b/a)`` is exact to ~1e-16 absolute); the difference
+    ``ln b − ln a`` would lose ~1e-13 absolute for masses near the bottom of the float range
+    (``|ln b| ≈ 700``). ``b − a`` is passed in so the caller forms it without cancellation.
+    ``a = 0`` gives ``b``; ``b = 0 < a`` gives inf.
     """
     a_pos = a > 0
     a_safe = jnp.where(a_pos, a, 1.0)
     x = b_minus_a / a_safe
-    far_below = x <= -0.5  # b ≤ a/2: use the logs directly (x+1 would lose digits)
-    log_ratio = jnp.where(a_pos & far_below, log_b - jnp.where(a_pos, log_a, 0.0), -1.0)
+    far_below = x <= -0.5  # b ≤ a/2: x + 1 would lose digits, so use the quotient's log
+    log_ratio = jnp.where(a_pos & far_below, jnp.log(jnp.where(far_below, b, 0.5) / a_safe), -1.0)
     direct = b_minus_a - a_safe * log_ratio
     near = a_safe * x_minus_log1p(jnp.where(far_below, 0.0, x))
     return jnp.where(a_pos, jnp.where(far_below, direct, near), b_minus_a)
@@ -176,9 +188,19 @@ def _generalised_kl(
 def _binary_kl(q: jax.Array, p: jax.Array) -> jax.Array:
     """Unchecked binary kl(q‖p) in the dtype of the inputs (float64 inside the scope)."""
     d = p - q
-    first = _generalised_kl(q, d, jnp.log(q), jnp.log(p))
-    second = _generalised_kl(1.0 - q, -d, jnp.log1p(-q), jnp.log1p(-p))
-    return first + second
+    return _generalised_kl(q, d, p) + _generalised_kl(1.0 - q, -d, 1.0 - p)
+
+
+def _kl_of_masses(x0: jax.Array, y0: jax.Array, x: jax.Array, y: jax.Array) -> jax.Array:
+    """kl(x0‖x) for two-point masses ``(x0, y0)``, ``(x, y)`` each given with its complement.
+
+    ``x0 + y0 = x + y = 1`` in exact arithmetic; nothing is recomputed as ``1 − ·``, so a mass
+    near 1 whose complement is tiny (``y = p ~ 1e-8``, ``x = 1 − p`` rounded) keeps the
+    complement's full relative precision. The step ``x − x0 = y0 − y`` is formed from the
+    smaller pair (the exact one). Elementwise, broadcastable.
+    """
+    d = jnp.where(x <= y, x - x0, y0 - y)
+    return _generalised_kl(x0, d, x) + _generalised_kl(y0, -d, y)
 
 
 def binary_kl(q: ArrayLike, p: ArrayLike) -> jax.Array:
@@ -208,10 +230,33 @@ def _from_bits(b: jax.Array) -> jax.Array:
     return lax.bitcast_convert_type(b, jnp.float64)
 
 
+_SMALLEST_NORMAL: float = float(np.finfo(np.float64).tiny)  # 2⁻¹⁰²² ≈ 2.2e-308
+_SMALLEST_NORMAL_BITS: int = int(np.float64(_SMALLEST_NORMAL).view(np.int64))
+
+
+def _round_subnormal(x: jax.Array, up: bool) -> jax.Array:
+    """``x`` with its positive subnormal entries replaced by the smallest normal float (``up``)
+    or by 0. Elementwise, any shape.
+
+    XLA flushes subnormal operands to zero, always downwards, whichever direction is the safe
+    one for the caller. The entries are found by bit pattern (``0 < bits < bits(2⁻¹⁰²²)``),
+    which flushing does not touch, so the replacement works eagerly and under ``jit``.
+    """
+    b = lax.bitcast_convert_type(x, jnp.int64)
+    subnormal = (b > 0) & (b < _SMALLEST_NORMAL_BITS)
+    return jnp.where(subnormal, _SMALLEST_NORMAL if up else 0.0, x)
+
+
 def _kl_inv_search(q: jax.Array, c: jax.Array, upper: bool, reverse: bool = False) -> jax.Array:
     """Bisection over the float64 bit patterns of [q, 1] (upper) or [0, q] (lower): 64 steps.
 
-    Solves kl(q‖x) ≤ c for x, or kl(x‖q) ≤ c with ``reverse`` (both grow as x leaves q)."""
+    Solves kl(q‖x) ≤ c for x, or kl(x‖q) ≤ c with ``reverse`` (both grow as x leaves q). The
+    result is nondecreasing in q and (upper) nondecreasing / (lower) nonincreasing in c, so
+    subnormal inputs are first rounded the way that can only move the result outward: q up to
+    the smallest normal float (upper, reverse) or down to 0 (lower), c up.
+    """
+    q = _round_subnormal(q, up=upper)
+    c = _round_subnormal(c, up=True)
     c_test = c * (1.0 + KL_INV_REL_MARGIN)
     kl_at = (lambda x: _binary_kl(x, q)) if reverse else (lambda x: _binary_kl(q, x))
     end = jnp.full_like(q, 1.0 if upper else 0.0)
@@ -228,7 +273,7 @@ def _kl_inv_search(q: jax.Array, c: jax.Array, upper: bool, reverse: bool = Fals
     inside_b, outside_b = lax.fori_loop(0, 64, step, (inside_b, outside_b))
     p = _from_bits(outside_b)
     if not upper:  # XLA may flush subnormals to zero inside kl: never report one as a lower end
-        p = jnp.where(p < np.finfo(np.float64).tiny, 0.0, p)
+        p = jnp.where(p < _SMALLEST_NORMAL, 0.0, p)
     return jnp.where(end_inside, end, p)
 
 
@@ -317,7 +362,8 @@ def kl_inv(q: ArrayLike, c: ArrayLike) -> jax.Array:
     """Upper kl inverse ``kl⁻¹(q, c) = sup{p ∈ [q, 1] : kl(q‖p) ≤ c}``, float64, conservative.
 
     Bisection over float64 bit patterns to a bracket of two adjacent floats; returns the upper
-    end, so the result is ≥ the exact value and within ~1e-13 relative of it. ``c = +inf`` or
+    end, so the result is ≥ the exact value and within ~1e-13 relative of it (or 1e-297
+    absolute; subnormal ``q``, ``c`` are rounded up, see the module docstring). ``c = +inf`` or
     ``q = 1`` give 1. Closed form for checking: ``kl⁻¹(0, c) = 1 − e^(−c)``.
     Differentiable in ``q`` and ``c`` by implicit differentiation (``jax.custom_jvp``).
 
@@ -334,7 +380,8 @@ def kl_inv_reverse(p: ArrayLike, c: ArrayLike) -> jax.Array:
     :func:`kl_inv`, which inverts ``kl(p‖q) ≤ c`` (they differ: kl is not symmetric). ``p = 0``
     gives 0 (to the smallest normal float) for every finite c, since kl(q‖0) = ∞ for q > 0;
     ``kl(1‖p) = −ln p``, so c ≥ −ln p gives 1. Same bisection, bracket and margin as
-    :func:`kl_inv`; no custom gradient.
+    :func:`kl_inv` (never below the exact value, within ~1e-13 relative); a subnormal ``p`` is
+    rounded up to 2.2e-308 (still never below, not tight). No custom gradient.
     """
     return _kl_inv(p, c, upper=True, reverse=True)
 
@@ -342,9 +389,9 @@ def kl_inv_reverse(p: ArrayLike, c: ArrayLike) -> jax.Array:
 def kl_inv_lower(q: ArrayLike, c: ArrayLike) -> jax.Array:
     """Lower kl inverse ``inf{p ∈ [0, q] : kl(q‖p) ≤ c}``, float64; returns the bracket's LOWER end.
 
-    Never above the exact value (within ~(c/q)·1e-13 ≤ 1e-10 relative). ``q = 0`` or ``c = +inf``
-    give 0.
-    Same shapes, checks and gradients as :func:`kl_inv`.
+    Never above the exact value (within ~(c/q)·1e-13 ≤ 1e-10 relative, or 1e-297 absolute);
+    a subnormal ``q`` is rounded down to 0, a subnormal ``c`` up. ``q = 0`` or ``c = +inf``
+    give 0. Same shapes, checks and gradients as :func:`kl_inv`.
     """
     return _kl_inv(q, c, upper=False)
 
@@ -510,10 +557,16 @@ def maurer_bound(
         )
 
 
-def mcallester_bound(
+def pinsker_bound(
     emp_risk: ArrayLike, kl: ArrayLike, n: ArrayLike, delta: ArrayLike, *, xi: XiMode = "relaxed"
 ) -> jax.Array:
-    """McAllester (Pinsker relaxation of the kl bound): ``L ≤ L̂ + √(B/(2n))``, clipped to 1."""
+    """Pinsker form of the kl bound: ``L ≤ L̂ + √((KL + ln(ξ/δ))/(2n))``, clipped to 1.
+
+    :func:`maurer_bound` relaxed by Pinsker's inequality ``kl(q‖p) ≥ 2(p − q)²`` (so never below
+    it); with ``ξ = 2√n`` this is ``L̂ + √((KL + ln(2√n/δ))/(2n))``. Often called McAllester's
+    bound, but it is not McAllester's (1999) statement, whose complexity term differs.
+    Args: broadcastable arrays. Returns: float64, broadcast shape.
+    """
     _bound_inputs(emp_risk, kl, n, delta)
     with float64_scope():
         emp_risk, _, n, _, b, ok = _complexity(emp_risk, kl, n, delta, xi)
@@ -694,12 +747,20 @@ def _test_set(invert, emp_risk: ArrayLike, n: ArrayLike, delta: ArrayLike,
 
 
 # ---- binomial tail inversion (Clopper–Pearson) -----------------------------------------------
+#: largest ``n`` the Clopper–Pearson functions accept (the domain their accuracy is tested on)
+CLOPPER_PEARSON_MAX_N: float = 1e9
+
+
 def _check_counts(k, n):
-    _check_n("n", n)
+    check_range("n", n, 1.0, CLOPPER_PEARSON_MAX_N)
     check_range("k", k, 0.0, math.inf)
     kv, nv = _host_value(k), _host_value(n)
     if kv is not None and np.any(kv != np.round(kv)):
-        raise ValueError(f"k={kv.flat[0]!r} is not an integer count; allowed: integers 0..n")
+        bad = float(kv[kv != np.round(kv)].flat[0])
+        raise ValueError(f"k={bad!r} is not an integer count; allowed: integers 0..n")
+    if nv is not None and np.any(nv != np.round(nv)):
+        bad = float(nv[nv != np.round(nv)].flat[0])
+        raise ValueError(f"n={bad!r} is not an integer count; allowed: integers 1..1e9")
     if (
         kv is not None
         and nv is not None
@@ -724,15 +785,17 @@ def _lgamma_remainder(z: jax.Array) -> jax.Array:
     return jnp.where(big, series / zb, direct)
 
 
-def _log_beta_prefactor(a: jax.Array, b: jax.Array, x: jax.Array) -> jax.Array:
-    """``ln[x^a (1−x)^b / B(a, b)]`` without large cancelling terms.
+def _log_beta_prefactor(a: jax.Array, b: jax.Array, x: jax.Array, y: jax.Array) -> jax.Array:
+    """``ln[x^a y^b / B(a, b)]`` (``y = 1 − x`` given separately) without large cancelling terms.
 
-    With ``x₀ = a/(a+b)`` it equals ``−(a+b)·kl(x₀‖x) + ½ ln(ab/(2π(a+b))) − r(a) − r(b) + r(a+b)``
-    (Stirling remainders r), so the error stays ~1e-14 relative even for a, b ~ 1e9.
+    With ``x₀ = a/(a+b)``, ``y₀ = b/(a+b)`` it equals
+    ``−(a+b)·kl(x₀‖x) + ½ ln(ab/(2π(a+b))) − r(a) − r(b) + r(a+b)`` (Stirling remainders r);
+    kl is evaluated by :func:`_kl_of_masses`, so the error stays ~1e-14 relative even for
+    ``a, b ~ 1e9`` and ``x`` within 1e-9 of 1. Elementwise, broadcastable.
     """
-    x0 = a / (a + b)
+    x0, y0 = a / (a + b), b / (a + b)
     return (
-        -(a + b) * _binary_kl(x0, x)
+        -(a + b) * _kl_of_masses(x0, y0, x, y)
         + 0.5 * (jnp.log(a) + jnp.log(b) - jnp.log(a + b) - math.log(2 * math.pi))
         - _lgamma_remainder(a)
         - _lgamma_remainder(b)
@@ -741,12 +804,20 @@ def _log_beta_prefactor(a: jax.Array, b: jax.Array, x: jax.Array) -> jax.Array:
 
 
 def _beta_continued_fraction(
-    a: jax.Array, b: jax.Array, x: jax.Array, max_iter: int = 100_000
+    a: jax.Array,
+    b: jax.Array,
+    x: jax.Array,
+    y: jax.Array,
+    active: jax.Array,
+    max_iter: int = 100_000,
 ) -> jax.Array:
-    """Continued fraction of I_x(a, b) (modified Lentz). Each entry stops (is frozen) once its
-    update factor is within 4e-16 of 1; the loop runs until all have; NaN if ``max_iter`` is hit.
+    """Continued fraction of I_x(a, b) (modified Lentz), ``y = 1 − x`` given separately.
 
-    Needs ~O(√max(a, b)) steps near the mean (~10⁴ for a, b ~ 1e8).
+    Each ``active`` entry stops (is frozen) once its update factor is within 4e-16 of 1; the loop
+    runs until all have; NaN if ``max_iter`` is hit (inactive entries: unspecified values). The
+    leading denominator ``1 − (a+b)x/(a+1)`` cancels near the mean; it is formed as
+    ``((a+b)y − (b−1))/(a+1)`` when ``y < x`` (``y`` is the exact one there).
+    Needs ~O(√max(a, b)) steps near the mean (~10⁴ for a, b ~ 1e8). Elementwise, broadcastable.
     """
     qab, qap, qam = a + b, a + 1.0, a - 1.0
 
@@ -771,24 +842,82 @@ def _beta_continued_fraction(
         h = jnp.where(done, h, h * step * delta)
         return m + 1.0, c, d, h, done | (jnp.abs(delta - 1.0) <= 4e-16)
 
-    d0 = 1.0 / fix(1.0 - qab * x / qap)
-    init = (jnp.ones((), x.dtype), jnp.ones_like(x), d0, d0, jnp.zeros(x.shape, bool))
+    lead = jnp.where(x <= y, 1.0 - qab * x / qap, (qab * y - (b - 1.0)) / qap)
+    d0 = 1.0 / fix(lead)
+    init = (jnp.ones((), x.dtype), jnp.ones_like(x), d0, d0, ~active)
     _, _, _, h, done = lax.while_loop(cond, body, init)
     return jnp.where(done, h, jnp.nan)
 
 
-def regularized_incomplete_beta(a: jax.Array, b: jax.Array, x: jax.Array) -> jax.Array:
+#: largest integer b for which I_x(a, b), x > 1/2, is summed as a finite binomial series
+#: (:func:`_beta_binomial_series`, ≤ ~9√b terms) instead of by the continued fraction, whose
+#: rounding errors grow like ~a·1e-16/√b there (≤ 1e-10 for b > 1e7 and a ≤ 1e9)
+_SERIES_MAX_B: float = 1e7
+
+
+def _beta_binomial_series(
+    a: jax.Array,
+    b: jax.Array,
+    x: jax.Array,
+    y: jax.Array,
+    active: jax.Array,
+    max_iter: int = 100_000,
+) -> jax.Array:
+    """``Σ_j T_j/T_0`` for integer ``b``: ``I_x(a, b) = T_0 · Σ_{j=0}^{b−1} T_j/T_0``.
+
+    ``T_j = Γ(a+b)/(Γ(a+1+j) Γ(b−j)) x^{a+j} y^{b−1−j}`` (the binomial terms of
+    ``P(Bin(a+b−1, y) ≤ b−1)``), ``T_{j+1}/T_j = (b−1−j)x/((a+1+j)y)``: positive terms, no
+    cancellation, and ``x`` enters only as a factor, so a rounded ``x = 1 − y`` costs one ulp.
+    Below the mean (``y > (b+1)/(a+b+2)``) the ratios are < 1 and shrink: ≤ ~9√b terms to 2⁻⁶⁰.
+    Each ``active`` entry stops once its term is below 2⁻⁶⁰ of the sum (or ends at ``j = b−1``);
+    NaN if ``max_iter`` is hit. Elementwise, broadcastable.
+    """
+
+    def cond(state):
+        j, _, _, done = state
+        return (j < max_iter) & ~jnp.all(done)
+
+    def body(state):
+        j, term, total, done = state
+        term = jnp.where(done, term, term * (b - 1.0 - j) * x / ((a + 1.0 + j) * y))
+        total = jnp.where(done, total, total + term)
+        return j + 1.0, term, total, done | (term <= 2.0**-60 * total)
+
+    ones = jnp.ones_like(x)
+    _, _, total, done = lax.while_loop(cond, body, (jnp.zeros((), x.dtype), ones, ones, ~active))
+    return jnp.where(done, total, jnp.nan)
+
+
+def regularized_incomplete_beta(
+    a: jax.Array, b: jax.Array, x: jax.Array, y: jax.Array | None = None
+) -> jax.Array:
     """``I_x(a, b)`` for a, b > 0, x ∈ [0, 1], float64 (call inside :func:`float64_scope`).
+
+    ``y = 1 − x`` (default: computed). Pass it when it is known more precisely than ``1 − x``
+    rounds, i.e. for ``x`` near 1: ``I_{1−p}(n−k, k+1)`` at ``p ~ 1e-8`` needs ``y = p`` exactly,
+    since rounding ``1 − p`` moves p by ~1e-16 and the tail by ~n·1e-16 relative.
 
     A self-contained replacement for ``jax.scipy.special.betainc``, which (i) loses up to ~1e-8
     relative accuracy for arguments ~1e6 and (ii) cannot be lowered inside a float64 scope under
-    an outer ``jit`` (its lowering re-traces with the global dtype). Modified Lentz continued
-    fraction on the side of the mean where it converges fast, prefactor from
-    :func:`_log_beta_prefactor`. Relative error ~1e-12 up to a, b ~ 1e8 (tested against scipy).
+    an outer ``jit`` (its lowering re-traces with the global dtype). Evaluated on the side of the
+    mean where the expansions converge fast (``I_x(a, b) = 1 − I_y(b, a)``), as prefactor
+    (:func:`_log_beta_prefactor`) times the modified Lentz continued fraction or, where the
+    variable exceeds 1/2 and b is an integer ≤ 1e7, the finite binomial series
+    (:func:`_beta_binomial_series`; there the fraction's rounding errors grow like a·1e-16/√b).
+    Relative error ≤ ~1e-10 for a + b ≤ 1e9 (tested against mpmath through the binomial tails).
+    Elementwise, broadcastable.
     """
-    direct = x < (a + 1.0) / (a + b + 2.0)
-    xs, as_, bs = jnp.where(direct, x, 1.0 - x), jnp.where(direct, a, b), jnp.where(direct, b, a)
-    value = jnp.exp(_log_beta_prefactor(as_, bs, xs)) * _beta_continued_fraction(as_, bs, xs) / as_
+    if y is None:
+        y = 1.0 - x
+    direct = jnp.where(x <= y, x * (a + b + 2.0) < a + 1.0, y * (a + b + 2.0) > b + 1.0)
+    xs, ys = jnp.where(direct, x, y), jnp.where(direct, y, x)
+    as_, bs = jnp.where(direct, a, b), jnp.where(direct, b, a)
+    series = (xs > 0.5) & (bs == jnp.floor(bs)) & (bs <= _SERIES_MAX_B)
+    ys_safe = jnp.where(ys > 0, ys, 1.0)
+    fraction = _beta_continued_fraction(as_, bs, xs, ys, ~series)
+    summed = _beta_binomial_series(as_, bs, xs, ys_safe, series) / ys_safe
+    prefactor = jnp.exp(_log_beta_prefactor(as_, bs, xs, ys)) / as_
+    value = prefactor * jnp.where(series, summed, fraction)
     return jnp.where(direct, value, 1.0 - value)
 
 
@@ -800,9 +929,7 @@ def _cp_search(k, n, delta, upper: bool):
         p,
     ):  # upper: P(X ≤ k; p) = I_{1−p}(n−k, k+1), decreasing; lower: P(X ≥ k; p) = I_p(k, n−k+1)
         if upper:
-            return regularized_incomplete_beta(
-                jnp.maximum(n - k, 1.0), k + 1.0, jnp.clip(1.0 - p, 0.0, 1.0)
-            )
+            return regularized_incomplete_beta(jnp.maximum(n - k, 1.0), k + 1.0, 1.0 - p, p)
         return regularized_incomplete_beta(jnp.maximum(k, 1.0), n - k + 1.0, p)
 
     # keep side: tail ≥ target (upper: p small; lower: p large). Return the far end of the bracket.
@@ -827,29 +954,44 @@ _cp_search_jit = jax.jit(_cp_search, static_argnames="upper")
 
 
 def _cp(k, n, delta, upper: bool):
+    """Checked front end of :func:`_cp_search`: NaN for invalid traced entries, the trivial bound
+    (1 upper, 0 lower) for traced ``n`` above :data:`CLOPPER_PEARSON_MAX_N`."""
     _check_counts(k, n)
     _check_delta("delta", delta)
     with float64_scope():
         k, n, delta = jnp.broadcast_arrays(*_f64(k, n, delta))
         ok = (n >= 1) & (k >= 0) & (k <= n) & (delta > 0) & (delta < 1)
-        ks, ns, ds = jnp.where(ok, k, 0.0), jnp.where(ok, n, 1.0), jnp.where(ok, delta, 0.5)
-        return jnp.where(ok, _cp_search_jit(ks, ns, ds, upper=upper), jnp.nan)
+        searched = ok & (n <= CLOPPER_PEARSON_MAX_N)
+        ks, ns = jnp.where(searched, k, 0.0), jnp.where(searched, n, 1.0)
+        ds = jnp.where(searched, delta, 0.5)
+        p = jnp.where(searched, _cp_search_jit(ks, ns, ds, upper=upper), 1.0 if upper else 0.0)
+        return jnp.where(ok, p, jnp.nan)
 
 
 def clopper_pearson_upper(k: ArrayLike, n: ArrayLike, delta: ArrayLike) -> jax.Array:
     """One-sided binomial tail inversion: ``sup{p : P(Bin(n, p) ≤ k) ≥ δ}`` (= Beta(1−δ; k+1, n−k)).
 
     ``risk ≤ upper`` w.p. ≥ 1−δ for a fixed predictor with ``k`` errors (0-1 loss) on ``n`` fresh
-    examples. JAX path (vmappable, jittable): bit-pattern bisection on
-    :func:`regularized_incomplete_beta` (relative error ~1e-12); the tail is compared with
-    ``δ·(1 − 1e-9)`` so the result is conservative. Host values: :func:`clopper_pearson_host`.
-    ``k = n`` gives 1.
+    examples. JAX path (vmappable, jittable): bit-pattern bisection on the tail
+    ``I_{1−p}(n−k, k+1)`` from :func:`regularized_incomplete_beta` with the complement ``p``
+    passed exactly (relative error ≤ ~1e-10 for n ≤ 1e9); the tail is compared with
+    ``δ·(1 − 1e-9)``, so the result is never below the exact value, and above it by a tail
+    ratio ≤ ~1e-9 (or one ulp of the result, whichever is larger). Host values:
+    :func:`clopper_pearson_host`. ``k = n`` gives 1.
+
+    Domain: integers ``0 ≤ k ≤ n``, ``1 ≤ n ≤`` :data:`CLOPPER_PEARSON_MAX_N` (1e9), ``δ ∈ (0, 1)``;
+    host-known inputs outside it raise ``ValueError``. Traced: an invalid ``k, δ`` or ``n < 1``
+    gives NaN, ``n > 1e9`` gives 1 (trivially valid).
     """
     return _cp(k, n, delta, upper=True)
 
 
 def clopper_pearson_lower(k: ArrayLike, n: ArrayLike, delta: ArrayLike) -> jax.Array:
-    """One-sided lower inversion ``inf{p : P(Bin(n, p) ≥ k) ≥ δ}`` (= Beta(δ; k, n−k+1)); ``k = 0`` gives 0."""
+    """One-sided lower inversion ``inf{p : P(Bin(n, p) ≥ k) ≥ δ}`` (= Beta(δ; k, n−k+1)).
+
+    ``k = 0`` gives 0. Never above the exact value; same method, accuracy and domain as
+    :func:`clopper_pearson_upper` (traced ``n > 1e9`` gives 0).
+    """
     return _cp(k, n, delta, upper=False)
 
 
@@ -876,44 +1018,56 @@ def clopper_pearson_host(
     delta: float,
     side: Literal["upper", "lower", "two-sided"] = "two-sided",
 ):
-    """Host (numpy/scipy) Clopper–Pearson, polished to be conservative to the last ulp.
+    """Host (numpy/scipy) Clopper–Pearson, an implementation independent of the JAX path.
 
-    ``scipy.stats.beta.ppf`` gives the quantile at ``δ·(1 − 1e-9)`` (scipy's binomial tails are
-    accurate to ~1e-10 relative for n ~ 1e6, not to the last ulp); it is then stepped outward one
-    ulp at a time until ``scipy.special.bdtr`` confirms the tail condition at that level.
-    ``side='two-sided'`` returns ``(lower, upper)`` at δ/2 each; ``'upper'``/``'lower'`` a single
-    array at δ.
+    The same 64-step bisection over float64 bit patterns as :func:`clopper_pearson_upper`, on
+    scipy's Boost incomplete beta evaluated at ``p`` itself: ``P(X ≤ k; p) = betaincc(k+1, n−k, p)``
+    (upper) and ``P(X ≥ k; p) = betainc(k, n−k+1, p)`` (lower). Neither ``1 − p`` nor ``1 − δ`` is
+    ever rounded (``beta.ppf(1 − δ)`` and ``bdtr``, which evaluates at ``1 − p`` and takes int32
+    counts, lose ~n·1e-16 relative). Boost's tails are within 2e-11 relative of mpmath for
+    ``n ≤ 1e9``; the tail is compared with ``δ·(1 − 1e-9)``, so the returned bound satisfies the
+    tail condition exactly. ``side='two-sided'`` returns ``(lower, upper)`` at δ/2 each;
+    ``'upper'``/``'lower'`` a single array at δ. Domain as :func:`clopper_pearson_upper`
+    (``ValueError`` outside it).
     """
-    from scipy import special, stats
+    from scipy import special
 
     _check_counts(k, n)
     _check_delta("delta", delta)
     if side not in ("upper", "lower", "two-sided"):
         raise ValueError(f"side={side!r} is unknown; allowed: 'upper', 'lower', 'two-sided'")
     k, n = np.broadcast_arrays(np.asarray(k, dtype=np.float64), np.asarray(n, dtype=np.float64))
-    d = (delta / 2.0 if side == "two-sided" else delta) * (1.0 - BETAINC_REL_MARGIN)
-    k_int, n_int = k.astype(np.int64), n.astype(np.int64)
+    target = (delta / 2.0 if side == "two-sided" else delta) * (1.0 - BETAINC_REL_MARGIN)
 
-    def upper():
-        p = np.where(k >= n, 1.0, stats.beta.ppf(1.0 - d, k + 1, np.maximum(n - k, 1e-300)))
-        for _ in range(64):  # P(X ≤ k; p) must be ≤ δ at the returned p
-            bad = (k < n) & (special.bdtr(k_int, n_int, p) > d)
-            if not np.any(bad):
-                break
-            p = np.where(bad, np.nextafter(p, 2.0), p)
-        return np.minimum(p, 1.0)
+    def upper() -> np.ndarray:
+        kk = np.where(k < n, k, 0.0)  # k = n: trivial bound 1
+        p = _host_bisect(lambda p: special.betaincc(kk + 1.0, n - kk, p), target, 0.0, 1.0)
+        return np.where(k < n, p, 1.0)
 
-    def lower():
-        p = np.where(k <= 0, 0.0, stats.beta.ppf(d, np.maximum(k, 1e-300), n - k + 1))
-        for _ in range(64):  # P(X ≥ k; p) = 1 − P(X ≤ k−1) must be ≤ δ at the returned p
-            bad = (k > 0) & (special.bdtrc(np.maximum(k_int - 1, 0), n_int, p) > d)
-            if not np.any(bad):
-                break
-            p = np.where(bad, np.nextafter(p, -1.0), p)
-        return np.maximum(p, 0.0)
+    def lower() -> np.ndarray:
+        kk = np.where(k > 0, k, 1.0)  # k = 0: trivial bound 0
+        p = _host_bisect(lambda p: special.betainc(kk, n - kk + 1.0, p), target, 1.0, 0.0)
+        return np.where(k > 0, p, 0.0)
 
     if side == "upper":
         return upper()
     if side == "lower":
         return lower()
     return lower(), upper()
+
+
+def _host_bisect(tail, target: float, keep_end: float, far_end: float) -> np.ndarray:
+    """Bisection over float64 bit patterns between ``keep_end`` and ``far_end`` (64 steps).
+
+    ``tail(p)`` (vectorised, monotone) is ≥ ``target`` on the keep side; the result is the far
+    end of the final bracket: ``far_end`` itself or a point where ``tail < target`` was computed.
+    NaN tails count as keep (the conservative direction). Returns the shape of ``tail``'s input.
+    """
+    shape = np.shape(tail(np.float64(keep_end)))
+    keep_b = np.full(shape, np.float64(keep_end)).view(np.int64)
+    far_b = np.full(shape, np.float64(far_end)).view(np.int64)
+    for _ in range(64):
+        mid = keep_b + (far_b - keep_b) // 2
+        keep = ~(tail(mid.view(np.float64)) < target)
+        keep_b, far_b = np.where(keep, mid, keep_b), np.where(keep, far_b, mid)
+    return far_b.view(np.float64)
