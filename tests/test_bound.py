@@ -36,6 +36,7 @@ def test_certificates_are_valid_bounds(run_dir):
     assert (run_dir / "bounds.nc").exists()
 
 
+@pytest.mark.slow
 def test_extrapolation_band_contains_measured_gap(run_dir):
     b = certify_run(run_dir, BoundSettings(n_bound=32, num_draws=1, seeds=(1,)), progress=False)
     from difftrade import results
@@ -119,6 +120,7 @@ def test_cli_bound_and_errors(run_dir, capsys, tmp_path):
     assert "prior_sigmas=[0.0]" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_train_bound_set_with_fitted_posterior(run_dir):
     """bound_set="train": each member is certified on its own n = budget training examples, and
     L_T(Q) is the change of measure applied to the certified L_S(Q); the posterior is fitted."""
@@ -185,6 +187,7 @@ def _check_kl_against_closed_form(b, params, members, prior_params, prior_member
         np.testing.assert_allclose(b["prior_distance"].values[i, 1, 0], np.linalg.norm(w - w0), rtol=1e-9)
 
 
+@pytest.mark.slow
 def test_prefix_prior_is_the_member_after_its_prefix_phase(tmp_path, run_dir):
     """prior="prefix": the prior centre is the member's own weights after its prefix phase (saved
     as chunk_*.prior.npz), the bound set is its training examples [n', n) with n' = prefix_budget(n),
@@ -218,6 +221,7 @@ def test_prefix_prior_is_the_member_after_its_prefix_phase(tmp_path, run_dir):
         certify_run(run_dir, BoundSettings(bound_set="train", prior="prefix"), progress=False)
 
 
+@pytest.mark.slow
 def test_grid_prior_is_the_smaller_budget_member(run_dir):
     """prior="grid": the prior centre of a member (d, n, seed) is the grid's member (d, n', seed) at
     the next smaller budget, the bound set is the member's training examples [n', n), and the
@@ -250,6 +254,7 @@ def test_grid_prior_is_the_smaller_budget_member(run_dir):
         BoundSettings(prior="mean")
 
 
+@pytest.mark.slow
 def test_budgets_flag_and_report_over_certified_members(run_dir):
     """--budgets certifies only those budgets; the report sets each certificate against the
     measured risks of the same seeds and budgets, not the mean over all of them."""
@@ -339,6 +344,7 @@ def test_refresh_shift_recomputes_only_the_change_of_measure(run_dir, capsys):
     assert refreshed.attrs["shift_bound"] == SHIFT_BOUND
 
 
+@pytest.mark.slow
 def test_importance_weighted_target_certificate(tmp_path, run_dir):
     """importance_weighted: a second certificate on the training bound set, each example
     weighted by (t/s of the level it was drawn at)/B; L_T(Q) ≤ B·bound + π. Checked on the
@@ -401,6 +407,7 @@ def test_importance_weighted_target_certificate(tmp_path, run_dir):
         BoundSettings(importance_weighted=True)
 
 
+@pytest.mark.slow
 def test_interrupted_certification_resumes_without_recomputing(run_dir, tmp_path, monkeypatch):
     """A certification that fails part way keeps its finished chunks; the rerun certifies only
     the rest and writes the same bounds.nc as an uninterrupted run, then drops the chunks."""
@@ -448,6 +455,7 @@ def test_interrupted_certification_resumes_without_recomputing(run_dir, tmp_path
     assert bound._partial_dir(broken, cfg, dataclasses.replace(settings, sigmas=(0.02, 0.03))) != saved[0].parent
 
 
+@pytest.mark.slow
 def test_cli_whole_set_monte_carlo(run_dir, tmp_path, capsys):
     """--monte-carlo whole_set (the fallback if per-example draws misbehave somewhere) runs end to
     end with one key for all members and reaches the certificate: the δ budget names m whole-set

@@ -149,6 +149,7 @@ def weighted_linear_01_loss(w: jax.Array, data: tuple[jax.Array, jax.Array, jax.
     return weight * linear_01_loss(w, (x, y))
 
 
+@pytest.mark.slow
 def test_importance_weighted_certificate_covers_the_target_risk():
     """Two components: level A labels by e₁, level B by e₂ (μ is 73° from e₂). Training mix
     S = (0.9, 0.1), target T = (0.5, 0.5): B · (certificate of the weighted loss) bounds the
@@ -187,6 +188,7 @@ def test_importance_weighted_certificate_covers_the_target_risk():
     assert np.median(bound) < np.median(exact_lp)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("monte_carlo", ["per_example", "whole_set"])
 def test_joint_columns_equal_separate_certificates(monte_carlo):
     """Two losses of the same examples (0-1 and weight · 0-1) certified from one set of forward
@@ -217,6 +219,7 @@ def test_joint_columns_equal_separate_certificates(monte_carlo):
     np.testing.assert_allclose(np.asarray(pop[1].bound)[0], float(joint[1].bound), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_shared_selection_certifies_the_first_columns_posterior():
     """selection='shared': the second column takes the (σ, σ_P) the first chose, so both bound
     the same Q; its bound is its own grid's entry there, never below its own best."""
@@ -278,6 +281,7 @@ def _member(i: int, inputs):
     return params[i], prior[i], jax.tree.map(lambda a: a[i], data), keys[i]
 
 
+@pytest.mark.slow
 def test_population_call_equals_per_member_calls():
     inputs = _member_inputs(4)
     params, prior, data, keys = inputs
@@ -290,6 +294,7 @@ def test_population_call_equals_per_member_calls():
             )
 
 
+@pytest.mark.slow
 def test_one_key_for_every_member_equals_per_member_calls_with_that_key():
     """key_axis=None: every member draws the same ε (generated once); member i's certificate is
     the one certify() gives it alone with that key, so each statement is unchanged in kind."""
@@ -377,6 +382,7 @@ def test_every_delta_is_paid_in_the_numbers():
     assert float(cert.bound) == float(np.min(np.asarray(cert.bound_grid)[i]))
 
 
+@pytest.mark.slow
 def test_selection_rules():
     inputs = _member_inputs(4)
     args = (linear_01_loss, *_member(0, inputs))
@@ -529,6 +535,7 @@ def test_call_errors():
         C.format_budget(config, num_members=0)
 
 
+@pytest.mark.slow
 def test_per_example_draws_through_the_pallas_kernels():
     """Per-example draws give every example its own weights, so a certificate vmaps the model
     over (member, example, σ) weight sets: the fused kernels' batching rule must carry that. In

@@ -168,6 +168,7 @@ def test_bad_config_is_refused_in_one_line_before_anything_is_written(overrides,
     assert not out.exists(), sorted(p.name for p in out.rglob("*"))
 
 
+@pytest.mark.slow
 def test_rejected_config_leaves_no_directory_and_the_corrected_one_runs_there(tmp_path, capsys):
     out = tmp_path / "run"
     code, lines = _run(_write(tmp_path / "bad.toml", tiny_raw(train={"b2": -1})), out, capsys)

@@ -322,6 +322,7 @@ def test_unknown_split_raises():
     assert data.split_id("test") == 1 and data.split_id(2) == 2
 
 
+@pytest.mark.slow
 def test_overlap_table_agrees_with_overlap_report():
     """The nested one-pass table equals the per-budget exact report on every cell."""
     task = make_task("addition", d_max=2)

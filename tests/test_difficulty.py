@@ -171,6 +171,7 @@ def _model_raw(path, **difficulty):
                     grid={"difficulties": [1, 3], "budgets": [8, 32], "seeds": [0]})
 
 
+@pytest.mark.slow
 def test_grid_runs_on_model_based_levels(reference, tmp_path):
     _, _, path = reference
     cfg = config.from_dict(_model_raw(path))

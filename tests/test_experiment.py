@@ -164,6 +164,7 @@ def test_cpu_device_count(cores, members, expected):
     assert cpu_device_count(cores, members) == expected
 
 
+@pytest.mark.slow
 def test_cli_run_splits_members_over_cpu_cores(tmp_path):
     """`difftrade run` on a CPU uses one jax device per core (as many as divide the grid)."""
     import os

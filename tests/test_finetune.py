@@ -51,6 +51,7 @@ def test_architecture_mismatch_is_refused(base):
         load_base(path.parent, cfg.model)
 
 
+@pytest.mark.slow
 def test_finetune_with_vanishing_rate_reproduces_base(base, tmp_path):
     """lr -> 0 fine-tuning (the closest to zero steps the trainer allows) keeps the base's metrics."""
     _pre_cfg, path = base
@@ -70,6 +71,7 @@ def test_finetune_with_vanishing_rate_reproduces_base(base, tmp_path):
     assert ev["level_ce"].mean() < 0.7 * ev0["level_ce"].mean()
 
 
+@pytest.mark.slow
 def test_finetuning_starts_from_the_base(base, tmp_path):
     _, path = base
     scratch = experiment.run(config.from_dict(tiny_raw()), tmp_path / "s", progress=False)

@@ -179,6 +179,7 @@ def _numpy_mlp(x, scale, bias, w1, b1, w2, b2, eps=1e-6):
 
 @pytest.mark.parametrize("tuning", [None, {"block_tokens": 16, "block_tokens_dw": 64, "num_warps_dw": 8},
                                     {"block_tokens": 64, "block_tokens_dw": 16}])
+@pytest.mark.slow
 def test_fused_mlp_equals_numpy_and_autodiff(tuning):
     """Values against float64 numpy; gradients of all seven inputs against jax's autodiff of flax's
     LayerNorm + the unfused MLP + the residual; under vmap, with a token count (100) that needs
@@ -215,6 +216,7 @@ def test_fused_mlp_equals_numpy_and_autodiff(tuning):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype,tol", [("float32", 1e-5), ("bfloat16", 3e-2)])
 def test_fused_kernels_model_equals_xla(dtype, tol):
     """The whole model with both Pallas kernels: same loss and gradients as the XLA path."""

@@ -54,6 +54,7 @@ def two_process_run(tmp_path_factory):
     return config.from_dict(raw), cfg_path, out, procs
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one(two_process_run, tmp_path):
     cfg, _, out, procs = two_process_run
     assert "on 2 device(s) in 2 process(es)" in procs[0].stdout  # process 0 reports ...
@@ -66,6 +67,7 @@ def test_two_processes_equal_one(two_process_run, tmp_path):
         np.testing.assert_allclose(two[name].values, one[name].values, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.slow
 def test_resume_and_refusal_are_decided_by_process_0(two_process_run):
     _, cfg_path, out, _ = two_process_run
     before = results.load(out / "results.nc")
@@ -110,6 +112,7 @@ if multihost.is_main():
 """
 
 
+@pytest.mark.slow
 def test_fine_tuning_init_across_processes(tiny_cfg, tmp_path):
     """A process-local starting point (a loaded base) is split over hosts correctly: the same
     members come out as from one process, and padding to the device count is dropped."""

@@ -56,6 +56,7 @@ FIT = FitConfig(steps=150, learning_rate=0.05, mean_learning_rate=0.01, batch_si
 CERT = C.CertificateConfig(sigmas=(1.0,), prior_sigmas=(0.5, 1.0, 2.0), num_draws=4, selection="bound")  # 4 draws per example
 
 
+@pytest.mark.slow
 def test_posterior_fitted_on_the_bound_set_keeps_coverage():
     """Fit Q on the very examples the bound uses (valid: the prior never saw them) and certify:
     the bound holds in ≥ 1 − δ − δ′ of 100 repetitions against the exact Gibbs risk."""

@@ -219,6 +219,7 @@ def test_load_params_refuses_damaged_repeated_or_missing_weights(chunked, tmp_pa
         experiment.load_params(out, like)
 
 
+@pytest.mark.slow
 def test_prefix_runs_check_their_prior_weights_on_resume(tmp_path, capsys):
     """With train.prefix_steps > 0 each chunk also needs its .prior.npz: a complete run resumes
     without discarding anything, a chunk whose prior weights are gone is retrained."""

@@ -71,6 +71,7 @@ def test_check_passes_with_recorded_method(path):
         assert r.method == r.claim.expected_method, f"method changed: {r}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", CHECKS, ids=lambda p: p.stem)
 def test_negative_controls_are_rejected(path):
     controls = load(path).negative_controls()

@@ -40,6 +40,7 @@ def test_shapes_and_learning(tiny_cfg, trained):
     assert max(float(x) for x in jax.tree.leaves(moved)) > 1e-3
 
 
+@pytest.mark.slow
 def test_vmap_equals_single_member_loop(tiny_cfg, trained):
     """The population program computes what the single-member trainer computes, member by member."""
     pop, key, res = trained
@@ -112,6 +113,7 @@ def test_prefix_budget_host_and_device_agree():
     np.testing.assert_array_equal(prefix_budget(np.array([1, 2, 3, 64, 65]), 0.5), [1, 1, 1, 32, 32])
 
 
+@pytest.mark.slow
 def test_prefix_phase_sees_only_the_first_examples(tiny_cfg):
     """With ``prefix_steps``, members whose budgets share n' = prefix_budget(n) (64 and 65 at 0.5)
     run an identical prefix phase: the same saved prior weights and loss curve up to it, bitwise.
@@ -145,6 +147,7 @@ def test_bad_population_and_shapes(tiny_cfg):
         train_population(tiny_cfg.task, pop, short, tiny_cfg.train, jax.random.key(0))
 
 
+@pytest.mark.slow
 def test_fused_kernels_train_the_same_members():
     """The population trainer with both Pallas kernels (interpreted off-GPU) trains what the XLA
     path trains: same loss curves and weights, through vmap over members and the step scans."""

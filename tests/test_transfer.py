@@ -78,6 +78,7 @@ def test_cli_on_a_run_directory(tmp_path, capsys):
     assert "budget=65 is not in this run" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_trains_a_config_then_reads_its_matrix(tmp_path, capsys):
     config = tmp_path / "t.toml"
     config.write_text(toml_text(tiny_raw()))
