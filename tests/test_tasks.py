@@ -415,3 +415,17 @@ def test_render_shows_prompt_and_bracketed_answer(index, seed, level):
     plain = task.render(tokens)
     assert " ".join(text.replace("[", "").replace("]", "").split()) == " ".join(plain.split())
     assert plain.replace(" ", "") == f"<bos>{prompt}={answer}<eos>"
+
+
+def test_register_refuses_a_taken_name():
+    """A second class under an existing name would silently replace the family; it is refused.
+    Registering the same class again is harmless."""
+    from difftrade.tasks import register
+    from difftrade.tasks.sorting import Sorting
+
+    class Impostor(Sorting):
+        name = "sorting"
+
+    with pytest.raises(ValueError, match="task name 'sorting' is already registered by difftrade.tasks.sorting.Sorting"):
+        register(Impostor)
+    assert register(Sorting) is Sorting and REGISTRY["sorting"] is Sorting

@@ -12,7 +12,17 @@ REGISTRY: dict[str, type[Task]] = {}
 
 
 def register(cls: type[Task]) -> type[Task]:
-    """Class decorator / function: add a task family under ``cls.name``."""
+    """Class decorator / function: add a task family under ``cls.name``.
+
+    A name already taken by another class is refused (``ValueError``); registering the same class
+    again is a no-op, so a module imported twice does not fail.
+    """
+    taken = REGISTRY.get(cls.name)
+    if taken is not None and taken is not cls:
+        raise ValueError(
+            f"task name {cls.name!r} is already registered by {taken.__module__}.{taken.__qualname__}; "
+            f"allowed: a name not in {', '.join(sorted(REGISTRY))}"
+        )
     REGISTRY[cls.name] = cls
     return cls
 
