@@ -24,6 +24,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 GRID_COMMANDS = ("run", "demo")  # the commands that train whole grids
 
 
+def _version() -> str:
+    """The installed package's version ("unknown" when difftrade runs from a source tree without metadata)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("difftrade")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def _grid_members(config_path: Path) -> int | None:
     """Members of a config's grid, read from the TOML alone (jax must not start yet); None if unsure."""
     import tomllib
@@ -281,6 +291,7 @@ def _select(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="difftrade", description="Data difficulty vs data budget.")
+    parser.add_argument("--version", action="version", version=f"difftrade {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("tasks", help="list task families or show examples")
     p.add_argument("action", nargs="?", choices=["show"])

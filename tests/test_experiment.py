@@ -196,3 +196,14 @@ def test_netcdf_write_keeps_attributes_beyond_int32(tmp_path):
     with pytest.raises(TypeError, match="bad"):  # xarray refuses the attribute mid-write
         results.atomic_write_netcdf(xr.Dataset(attrs={"bad": object()}), tmp_path / "s.nc")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.nc"]
+
+
+def test_cli_version(capsys):
+    from importlib import metadata
+
+    from difftrade.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"difftrade {metadata.version('difftrade')}"
