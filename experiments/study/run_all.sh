@@ -6,9 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 mkdir -p runs/study docs/runs/study
 for family in addition chain sorting; do
-  /usr/bin/time -f "transfer_$family %e s" difftrade transfer "experiments/study/transfer_$family.toml" --out "runs/study/transfer_$family"
+  start=$SECONDS
+  difftrade transfer "experiments/study/transfer_$family.toml" --out "runs/study/transfer_$family"
+  echo "transfer_$family: $((SECONDS - start)) s"
   cp "runs/study/transfer_$family/results.nc" "docs/runs/study/transfer_$family.nc"
-  /usr/bin/time -f "$family %e s" difftrade run "experiments/study/$family.toml" --out "runs/study/$family" --resume
+  start=$SECONDS
+  difftrade run "experiments/study/$family.toml" --out "runs/study/$family" --resume
+  echo "$family: $((SECONDS - start)) s"
   cp "runs/study/$family/results.nc" "docs/runs/study/$family.nc"
 done
 python experiments/study/summarize.py docs/runs/study --out docs/study_tables.md
