@@ -132,12 +132,12 @@ def family_section(name: str, ds: xr.Dataset, point: xr.Dataset | None) -> str:
     diverged = 0 if mask is None else int(mask.sum())
     seeds = ds.sizes["seed"]
     lines = [
-        f"### {name}: {ds.attrs.get('task', '?')}, levels {results.level_structure(ds)}, training distribution "
-        f"`{cfg['grid']['train_distribution']}`",
+        (f"### {name}: {ds.attrs.get('task', '?')}, levels {results.level_structure(ds)}, training distribution "
+        f"`{cfg['grid']['train_distribution']}`"),
         "",
-        f"{ds.sizes['difficulty']} difficulties x {ds.sizes['budget']} budgets x {seeds} seeds; "
+        (f"{ds.sizes['difficulty']} difficulties x {ds.sizes['budget']} budgets x {seeds} seeds; "
         f"{diverged} diverged members; {ds.attrs.get('device', '?')}, wall time {ds.attrs.get('wall_seconds', float('nan')):.0f} s; "
-        f"config hash {ds.attrs.get('config_hash', '?')}.",
+        f"config hash {ds.attrs.get('config_hash', '?')}."),
         "",
     ]
     note = analysis.support_note(seeds)
@@ -161,9 +161,9 @@ def family_section(name: str, ds: xr.Dataset, point: xr.Dataset | None) -> str:
         lines += [f"#### {title} (seed mean)", "", matrix_table(ds, var), ""]
     m = report.mechanism(ds)
     lines += [
-        f"Mechanism (ordered pairs of seed means differing by > 0.01): generalization gap rises with d in "
+        (f"Mechanism (ordered pairs of seed means differing by > 0.01): generalization gap rises with d in "
         f"{m['gen_gap_rises_with_d']:.0%}, falls with n in {m['gen_gap_falls_with_n']:.0%}; extrapolation gap "
-        f"falls with d in {m['extrap_gap_falls_with_d']:.0%}.",
+        f"falls with d in {m['extrap_gap_falls_with_d']:.0%}."),
         "",
         "#### Models of target risk (fitted to the seed means)",
         "",

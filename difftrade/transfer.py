@@ -79,8 +79,8 @@ def render(tm: xr.Dataset) -> str:
     lines = [
         f"## Transfer matrix: {tm.attrs['task']} at n = {tm.attrs['budget']:,}",
         "",
-        "Exact-match accuracy on each level's test set (rows: training difficulty; mean over seeds, "
-        "[lowest, highest seed]); `below`/`above`: mean accuracy on the levels below/above the row's own.",
+        ("Exact-match accuracy on each level's test set (rows: training difficulty; mean over seeds, "
+        "[lowest, highest seed]); `below`/`above`: mean accuracy on the levels below/above the row's own."),
         "",
         "| trained at | seeds | " + " | ".join(f"level {int(l)}" for l in levels) + " | below | above |",
         "|---:|---:|" + "---:|" * (len(levels) + 2),
