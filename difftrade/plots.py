@@ -48,9 +48,8 @@ def heatmap(ds: xr.Dataset) -> plt.Figure:
     lowest and highest seed; red outlines mark d*(n)."""
     grid = _grid(ds, "target_risk")
     risk = seed_mean(grid)  # [D, N]
-    finite = np.where(np.isfinite(grid), grid, np.nan)
-    with np.errstate(all="ignore"):
-        low, high = np.nanmin(np.where(np.isnan(finite), np.inf, finite), -1), np.nanmax(np.where(np.isnan(finite), -np.inf, finite), -1)
+    finite = np.isfinite(grid)
+    low, high = np.where(finite, grid, np.inf).min(-1), np.where(finite, grid, -np.inf).max(-1)  # seed range
     diffs, budgets = ds["difficulty"].values, ds["budget"].values
     fig, ax = plt.subplots(figsize=(2.0 + 1.0 * len(budgets), 1.6 + 0.5 * len(diffs)))
     im = ax.imshow(risk, origin="lower", aspect="auto", cmap="viridis_r", vmin=0, vmax=1)

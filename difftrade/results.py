@@ -36,7 +36,9 @@ import jax
 import numpy as np
 import xarray as xr
 
+from difftrade import data
 from difftrade.evaluate import risks
+from difftrade.tasks import make_task
 
 ENGINE = "scipy"
 
@@ -186,8 +188,6 @@ def with_target(ds: xr.Dataset, target_weights: np.ndarray) -> xr.Dataset:
     ``level_exact`` (diverged members stay NaN); train risk, test risk and the generalization gap
     do not depend on the target. The target needs no retraining: it only weights the levels.
     """
-    from difftrade import data
-
     t = data.validate_weights(target_weights, ds.sizes["level"], "target_weights")
     dims = ("difficulty", "budget", "seed")
     level_exact = ds["level_exact"].transpose(*dims, "level").values
@@ -204,8 +204,6 @@ def with_target(ds: xr.Dataset, target_weights: np.ndarray) -> xr.Dataset:
 
 def level_structure(ds: xr.Dataset) -> str:
     """The ``level_structure`` of the run's task, rebuilt from the config stored in the file."""
-    from difftrade.tasks import make_task
-
     if "config" not in ds.attrs:
         raise ValueError("this results dataset has no 'config' attribute; allowed: a file written by difftrade run")
     task = dict(json.loads(ds.attrs["config"])["task"])

@@ -14,6 +14,8 @@ with accuracy only on the diagonal means the levels do not transfer: train on ``
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -122,10 +124,8 @@ def figure(tm: xr.Dataset) -> plt.Figure:
     return fig
 
 
-def save(tm: xr.Dataset, out_dir: str, formats: tuple[str, ...] = ("png", "pdf")) -> list[str]:
+def save(tm: xr.Dataset, out_dir: str | Path, formats: tuple[str, ...] = ("png", "pdf")) -> list[str]:
     """Write ``transfer.md`` and the figure (``transfer.<fmt>``) into ``out_dir``; returns the paths."""
-    from pathlib import Path
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "transfer.md"]
