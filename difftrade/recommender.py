@@ -731,7 +731,8 @@ def validate_leave_one_budget_out(
         warnings.simplefilter("ignore", RuntimeWarning)
         best_risk = np.nanmin(mean, axis=0)
     pred = {p: np.full(N, np.nan) for p in PREDICTORS}
-    pi = _uncovered_mass(results, surf)
+    fitter = threshold.threshold_fitter(_uncovered_mass(results, surf))
+    pred["threshold"] = threshold.leave_one_budget_out(fitter, d, surf.budgets, mean).predicted
     model_d = np.full(N, np.nan)
     family: list[str] = []
     extrapolated = np.zeros(N, dtype=bool)
@@ -752,11 +753,6 @@ def validate_leave_one_budget_out(
             family.append(ranked[0].fit.model.name)
         except (ValueError, RuntimeError):
             family.append("none")
-        try:
-            fit = threshold.fit_threshold(d, rest.budgets, rest.mean, pi)
-            pred["threshold"][j] = float(fit.predict_d_star(np.asarray([n]))[0])
-        except ValueError:
-            pass
         pred["auto"][j] = pred["model"][j] if extrapolated[j] else pred["interpolate"][j]
     error = {p: pred[p] - measured for p in PREDICTORS}
     regret = {}
