@@ -2,26 +2,56 @@
 
     difftrade tasks                                  list task families
     difftrade tasks show NAME --difficulty D -n 5    rendered examples, answer in [ ]
-    difftrade run CONFIG.toml [--out DIR] [--resume] train + evaluate a grid
-    difftrade pretrain CONFIG.toml [--out DIR]       train one member, save it as a base checkpoint
+    difftrade run CONFIG [--out DIR] [--resume]      train + evaluate a grid (CONFIG: a TOML file or a packaged name, e.g. quick)
+    difftrade pretrain CONFIG [--out DIR]            train one member, save it as a base checkpoint
     difftrade report RUN_DIR [--out DIR]             tables and figures (RUN_DIR/results.nc also works)
     difftrade bound RUN_DIR [--n-bound N --draws R --monte-carlo per_example --seeds 0,1 --budgets 1024,4096 --bound-set train --posterior fitted]
-    difftrade difficulty agreement CONFIG.toml [-n N]  reference loss vs nominal level (rank agreement)
+    difftrade compress RUN_DIR [--levels L --qat-steps K --delta D]   compression certificates ([subspace] runs)
+    difftrade difficulty agreement CONFIG [-n N]     reference loss vs nominal level (rank agreement)
     difftrade recommend RUN_DIR --budget N [--validate]      difficulty for a budget (or RESULTS.nc)
     difftrade select SCORES --column C --budget N (--results R | --weights W) [--out F]
-    difftrade transfer CONFIG.toml|RUN_DIR [--budget N] [--out DIR]   accuracy of each training level on every level
-    difftrade demo [--out DIR]                       run experiments/quick.toml and report
+    difftrade transfer CONFIG|RUN_DIR [--budget N] [--out DIR]   accuracy of each training level on every level
+    difftrade demo [--out DIR]                       run the packaged quick config and report
+
+Every command takes ``--import MODULE`` (repeatable): the module is imported first, so task
+families it registers with ``@register`` resolve like the built-in ones; installed packages add
+theirs through the entry-point group ``difftrade.tasks``.
+
+Adding a command: write ``_add_NAME(sub)`` (its parser, built with ``_command``, which adds
+``--import``) and a handler ``(args) -> int`` set with ``set_defaults(handler=...)``, then list
+``_add_NAME`` in ``COMMANDS``. Import jax and the library inside the handler, not at module
+level: ``difftrade --help`` must stay free of jax.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeAlias
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # configs shipped with the package
 GRID_COMMANDS = ("run", "demo")  # the commands that train whole grids
+DEFAULT_RUNS = Path("runs")  # run/pretrain/transfer write to runs/CONFIG_STEM unless --out says otherwise
+
+
+def packaged_configs() -> dict[str, Path]:
+    """Name -> path of the configs shipped in ``difftrade/configs`` (e.g. ``quick``)."""
+    return {path.stem: path for path in sorted(CONFIG_DIR.glob("*.toml"))}
+
+
+def config_path(text: str) -> Path:
+    """A config argument: an existing path, else a packaged config's name (``quick`` or ``quick.toml``).
+
+    Anything else stays as given, so ``config.load`` reports the missing file.
+    """
+    path = Path(text)
+    if path.exists() or path.parent != Path("."):
+        return path
+    return packaged_configs().get(path.stem if path.suffix == ".toml" else text, path)
 
 
 def _version() -> str:
@@ -60,7 +90,6 @@ def _one_cpu_device_per_core(members: int | None) -> None:
     chose a count (``JAX_NUM_CPU_DEVICES`` or ``--xla_force_host_platform_device_count`` in
     ``XLA_FLAGS``) or jax's devices already exist.
     """
-    import os
 
     import jax
 
@@ -76,10 +105,10 @@ def _tasks(args: argparse.Namespace) -> int:
     import jax
 
     from difftrade import data
-    from difftrade.tasks import REGISTRY, make_task
+    from difftrade.tasks import make_task, task_names
 
     if args.action is None:
-        for name in sorted(REGISTRY):
+        for name in task_names():
             print(make_task(name).describe())
         return 0
     if args.action != "show" or not args.name:
@@ -144,7 +173,7 @@ def _transfer(args: argparse.Namespace) -> int:
 
     source: Path = args.source
     if source.suffix == ".toml":
-        out = args.out or Path("runs") / source.stem
+        out = args.out or DEFAULT_RUNS / source.stem
         results_file = _run(source, out, resume=True)
     else:
         results_file = results.results_path(source)
@@ -158,11 +187,9 @@ def _transfer(args: argparse.Namespace) -> int:
 
 def _pretrain(config_path: Path, out_dir: Path) -> Path:
     """Train the config's single member and save it as a base checkpoint ``out_dir/base``."""
-    import json
-
     import jax
 
-    from difftrade import config, experiment
+    from difftrade import checkpoint, config, experiment
     from difftrade.checkpoint import save_base
     from difftrade.model import init_params
 
@@ -174,7 +201,7 @@ def _pretrain(config_path: Path, out_dir: Path) -> Path:
         )
     ds = experiment.run(cfg, out_dir, resume=True)
     existing = out_dir / "base" / "base.json"
-    if existing.exists() and json.loads(existing.read_text()).get("config_hash") == cfg.hash():
+    if existing.exists() and checkpoint.read_meta(existing.parent).get("config_hash") == cfg.hash():
         print(f"base checkpoint: {existing.parent} (already written by this config)")
         return existing.parent
     _, params = experiment.load_params(out_dir, init_params(cfg.model, jax.random.key(0)))
@@ -224,6 +251,18 @@ def _bound(args: argparse.Namespace) -> int:
     written = plots.save_bounds(ds, b, args.run)
     print(text)
     print(f"bounds: {args.run / 'bounds.nc'}; figures: {', '.join(str(p) for p in written if p.suffix == '.png')}")
+    return 0
+
+
+def _compress(args: argparse.Namespace) -> int:
+    """Quantize, code and certify every member of a [subspace] run."""
+    from difftrade.compress import CompressSettings, compress_run
+
+    settings = CompressSettings(levels=args.levels, qat_steps=args.qat_steps, qat_lr_scale=args.qat_lr_scale,
+                                delta=args.delta, member_chunk=args.member_chunk)
+    compress_run(args.run, settings)
+    print((args.run / "compression.md").read_text())
+    print(f"compression certificates: {args.run / 'compression.nc'}; descriptions: {args.run / 'compression.codes.npz'}")
     return 0
 
 
@@ -289,47 +328,122 @@ def _select(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="difftrade", description="Data difficulty vs data budget.")
-    parser.add_argument("--version", action="version", version=f"difftrade {_version()}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("tasks", help="list task families or show examples")
-    p.add_argument("action", nargs="?", choices=["show"])
-    p.add_argument("name", nargs="?")
-    p.add_argument("--difficulty", "-d", type=int)
-    p.add_argument("-n", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
-    p = sub.add_parser("run", help="train and evaluate a grid from a TOML config")
-    p.add_argument("config", type=Path)
-    p.add_argument("--out", type=Path)
-    p.add_argument("--resume", action="store_true")
+def _run_command(args: argparse.Namespace) -> int:
+    if args.distributed or any(v is not None for v in (args.coordinator, args.num_processes, args.process_id)):
+        from difftrade import multihost
+
+        multihost.initialize(args.coordinator, args.num_processes, args.process_id)
+    _run(args.config, args.out or DEFAULT_RUNS / args.config.stem, args.resume)
+    return 0
+
+
+def _pretrain_command(args: argparse.Namespace) -> int:
+    _pretrain(args.config, args.out or DEFAULT_RUNS / args.config.stem)
+    return 0
+
+
+def _report_command(args: argparse.Namespace) -> int:
+    from difftrade import results
+
+    _report(args.results, args.out or results.results_path(args.results).parent)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    _report(_run(args.config, args.out, resume=True), args.out)
+    return 0
+
+
+# ---- parsers: one _add_NAME per command ---------------------------------------------------------
+
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+CONFIG_HELP = "a TOML config file, or the name of a config shipped with difftrade ({})"
+
+
+def _plugins_parent() -> argparse.ArgumentParser:
+    """The ``--import`` option every command shares."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                        help="import MODULE before anything else, so the task families it registers with "
+                             "@register can be named (repeatable; from the working directory or sys.path, "
+                             "e.g. PYTHONPATH)")
+    return parent
+
+
+def _command(sub: Subparsers, name: str, handler: Callable[[argparse.Namespace], int], **kwargs: str) -> argparse.ArgumentParser:
+    """A subcommand's parser, with ``--import`` and its handler attached."""
+    p = sub.add_parser(name, parents=[_plugins_parent()], **kwargs)
+    p.set_defaults(handler=handler)
+    return p
+
+
+def _add_config(p: argparse.ArgumentParser, name: str = "config", extra: str = "") -> None:
+    p.add_argument(name, type=config_path, help=CONFIG_HELP.format(", ".join(packaged_configs()) or "none") + extra)
+
+
+def _add_tasks(sub: Subparsers) -> None:
+    p = _command(sub, "tasks", _tasks, help="list task families or show examples")
+    p.add_argument("action", nargs="?", choices=["show"], help="show: render examples of one family")
+    p.add_argument("name", nargs="?", help="the task family to show (see the list from `difftrade tasks`)")
+    p.add_argument("--difficulty", "-d", type=int, help="level to show (default: the family's easiest, d_min)")
+    p.add_argument("-n", type=int, default=5, help="number of examples to show (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the examples' random key (default 0)")
+
+
+def _add_run(sub: Subparsers) -> None:
+    p = _command(sub, "run", _run_command, help="train and evaluate a grid from a TOML config")
+    _add_config(p)
+    p.add_argument("--out", type=Path, help=f"output directory (default: {DEFAULT_RUNS}/CONFIG_STEM, e.g. "
+                                            f"{DEFAULT_RUNS}/quick)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a run that --out already holds (same config only): members on disk are "
+                        "checked and kept, the rest trained; without it an existing run in --out is refused")
     hosts = p.add_argument_group("multi-host (jax.distributed; run the same command on every host)")
     hosts.add_argument("--distributed", action="store_true", help="join a cluster jax detects (SLURM, MPI, TPU)")
     hosts.add_argument("--coordinator", help="host:port of process 0 (with --num-processes, --process-id)")
-    hosts.add_argument("--num-processes", type=int)
-    hosts.add_argument("--process-id", type=int)
-    p = sub.add_parser("pretrain", help="train a one-member config and save it as a base checkpoint")
-    p.add_argument("config", type=Path)
-    p.add_argument("--out", type=Path)
-    p = sub.add_parser("report", help="tables and figures from results.nc")
+    hosts.add_argument("--num-processes", type=int, help="number of processes in the cluster")
+    hosts.add_argument("--process-id", type=int, help="this process's index, 0..num-processes-1")
+
+
+def _add_pretrain(sub: Subparsers) -> None:
+    p = _command(sub, "pretrain", _pretrain_command, help="train a one-member config and save it as a base checkpoint")
+    _add_config(p, extra="; its grid must have exactly one member")
+    p.add_argument("--out", type=Path, help=f"output directory; the base goes to OUT/base (default: "
+                                            f"{DEFAULT_RUNS}/CONFIG_STEM)")
+
+
+def _add_report(sub: Subparsers) -> None:
+    p = _command(sub, "report", _report_command, help="tables and figures from results.nc")
     p.add_argument("results", type=Path, help="a run directory or its results.nc")
     p.add_argument("--out", type=Path, help="where report.md and the figures go (default: beside results.nc)")
-    p = sub.add_parser("transfer", help="transfer matrix: accuracy of each training difficulty on every level",
-                       description="Exact-match accuracy on every level of the members trained at each difficulty, at "
-                                   "one budget (mean, min and max over seeds). Given a config, trains it first (resuming).")
-    p.add_argument("source", type=Path, help="a config TOML to train, or a finished run directory / results.nc")
+
+
+def _add_transfer(sub: Subparsers) -> None:
+    p = _command(sub, "transfer", _transfer, help="transfer matrix: accuracy of each training difficulty on every level",
+                 description="Exact-match accuracy on every level of the members trained at each difficulty, at "
+                             "one budget (mean, min and max over seeds). Given a config, trains it first (resuming).")
+    _add_config(p, "source", extra="; or a finished run directory / results.nc")
     p.add_argument("--budget", "-n", type=int, help="the budget to read (default: the largest in the run)")
     p.add_argument("--out", type=Path, help="where transfer.md and the figures go (default: the run directory; "
-                                             "for a config, runs/CONFIG_STEM)")
-    p = sub.add_parser("demo", help="run experiments/quick.toml and report into ./difftrade-demo")
-    p.add_argument("--out", type=Path, default=Path("difftrade-demo"))
-    p.add_argument("--config", type=Path, default=REPO_ROOT / "experiments" / "quick.toml")
-    p = sub.add_parser("bound", help="PAC-Bayes certificates and shift bounds for a finished run",
-                       description="PAC-Bayes certificates and shift bounds for a finished run. Finished chunks of members "
-                                   "are kept in RUN/bounds.partial/ until bounds.nc is written: after an interruption, "
-                                   "the same command certifies only the rest.")
-    p.add_argument("run", type=Path, help="run directory (with results.nc and chunks/)")
-    p.add_argument("--n-bound", type=int, default=4096, help="bound-set size per member and distribution")
+                                             f"for a config, {DEFAULT_RUNS}/CONFIG_STEM)")
+
+
+def _add_demo(sub: Subparsers) -> None:
+    p = _command(sub, "demo", _demo, help="run the packaged quick config and report into ./difftrade-demo")
+    p.add_argument("--out", type=Path, default=Path("difftrade-demo"),
+                   help="directory of the run, report.md and the figures (default: ./difftrade-demo; reruns resume)")
+    p.add_argument("--config", type=config_path, default="quick",
+                   help="the config to run (default: quick, shipped with difftrade; a TOML path works too)")
+
+
+def _add_bound(sub: Subparsers) -> None:
+    p = _command(sub, "bound", _bound, help="PAC-Bayes certificates and shift bounds for a finished run",
+                 description="PAC-Bayes certificates and shift bounds for a finished run. Finished chunks of members "
+                             "are kept in RUN/bounds.partial/ until bounds.nc is written: after an interruption, "
+                             "the same command certifies only the rest.")
+    p.add_argument("run", type=Path, help="run directory (with results.nc and chunks/); bounds.nc, bounds.md and "
+                                          "the figures are written into it")
+    p.add_argument("--n-bound", type=int, default=4096, help="bound-set size per member and distribution (default 4096)")
     p.add_argument("--draws", type=int, default=1,
                    help="Monte-Carlo weight draws per sigma: fresh draws per example (default), or on the whole set")
     p.add_argument("--monte-carlo", choices=["per_example", "whole_set"], default="per_example",
@@ -358,76 +472,103 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sigmas", help="posterior sigma grid, comma-separated (default 1e-4,3e-4,1e-3,3e-3,1e-2,3e-2; "
                                     "ln of the grid sizes is paid inside the bound)")
     p.add_argument("--prior-sigmas", help="prior sigma_P grid, comma-separated (default 1e-3,3e-3,1e-2,3e-2,1e-1)")
-    p.add_argument("--fit-steps", type=int, default=1000, help="Adam steps of the fitted posterior")
+    p.add_argument("--fit-steps", type=int, default=1000, help="Adam steps of the fitted posterior (default 1000)")
     p.add_argument("--fit-mean-lr", type=float, default=1e-4,
                    help="Adam step of the fitted mean; 0 keeps it at the trained weights (certifies the member itself)")
-    p = sub.add_parser("difficulty", help="model-based difficulty: agreement with nominal levels")
-    p.add_argument("action", choices=["agreement"])
-    p.add_argument("config", type=Path)
-    p.add_argument("-n", type=int, default=8192, help="fresh pool examples to score")
-    p.add_argument("--seed", type=int, default=0)
-    p = sub.add_parser("recommend", help="training difficulty for a budget, from results.nc")
+
+
+def _add_compress(sub: Subparsers) -> None:
+    p = _command(sub, "compress", _compress, help="compression certificates for a run trained in a subspace",
+                 description="Quantize each member's subspace coordinates to a learned codebook, code them "
+                             "(arithmetic coding), and certify the quantized network's risk by the Occam bound, "
+                             "carried to the target by the level structure's change of measure. Writes "
+                             "RUN/compression.nc, compression.md and compression.codes.npz; finished chunks are kept "
+                             "in RUN/compression.partial/ until then, so a rerun resumes.")
+    p.add_argument("run", type=Path, help="a finished run directory whose config has [subspace] dim > 0")
+    p.add_argument("--levels", type=int, default=8, help="codebook values L (default: 8)")
+    p.add_argument("--qat-steps", type=int, default=200,
+                   help="quantization-aware training steps (default: 200; 0 rounds to the initial codebook)")
+    p.add_argument("--qat-lr-scale", type=float, default=0.1,
+                   help="their peak learning rate as a fraction of grid.learning_rate (default: 0.1)")
+    p.add_argument("--delta", type=float, default=0.05,
+                   help="failure probability of all members' certificates together (default: 0.05)")
+    p.add_argument("--member-chunk", type=int, default=0, help="members per compiled call (default: 0, all at once)")
+
+
+def _add_difficulty(sub: Subparsers) -> None:
+    p = _command(sub, "difficulty", _difficulty, help="model-based difficulty: agreement with nominal levels")
+    p.add_argument("action", choices=["agreement"], help="agreement: rank agreement of the reference loss with the "
+                                                          "task's nominal levels")
+    _add_config(p, extra="; with [difficulty] kind = 'model' and a reference")
+    p.add_argument("-n", type=int, default=8192, help="fresh pool examples to score (default 8192)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the pool's random key (default 0)")
+
+
+def _add_recommend(sub: Subparsers) -> None:
+    p = _command(sub, "recommend", _recommend, help="training difficulty for a budget, from results.nc")
     p.add_argument("results", type=Path, help="a run directory or its results.nc")
-    p.add_argument("--budget", "-n", type=int, required=True)
-    p.add_argument("--method", choices=["auto", "measured", "model"], default="auto")
+    p.add_argument("--budget", "-n", type=int, required=True, help="the data budget to recommend a difficulty for")
+    p.add_argument("--method", choices=["auto", "measured", "model"], default="auto",
+                   help="measured: the grid's own d*(n); model: a fitted tradeoff model; auto: measured at a "
+                        "measured budget, else the model (default)")
     p.add_argument("--no-extrapolation", action="store_true", help="error, not extrapolate")
-    p.add_argument("--n-boot", type=int, default=1000, help="seed-bootstrap resamples (0: none)")
-    p.add_argument("--min-share", type=float, default=0.1, help="plausible-set share")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-boot", type=int, default=1000, help="seed-bootstrap resamples (0: none; default 1000)")
+    p.add_argument("--min-share", type=float, default=0.1, help="plausible-set share (default 0.1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     p.add_argument("--validate", action="store_true", help="also leave-one-budget-out validation")
-    p.add_argument("--json", action="store_true")
-    p = sub.add_parser("select", help="pick a budget of pool examples following a recommendation")
+    p.add_argument("--json", action="store_true", help="print the recommendation as JSON")
+
+
+def _add_select(sub: Subparsers) -> None:
+    p = _command(sub, "select", _select, help="pick a budget of pool examples following a recommendation")
     p.add_argument("scores", type=Path, help=".csv/.tsv/.parquet/.npy of scores")
     p.add_argument("--column", help="score column: name or 0-based position")
-    p.add_argument("--budget", "-n", type=int, required=True)
+    p.add_argument("--budget", "-n", type=int, required=True, help="number of pool examples to pick")
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--results", type=Path, help="a run directory or its results.nc to recommend from")
     target.add_argument("--weights", help="distribution over levels, e.g. 0,0.25,0.75")
     p.add_argument("--bins", help="L+1 ascending edges, e.g. --bins=-inf,1,2,inf")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random pick within levels (default 0)")
     p.add_argument("--out", type=Path, help=".csv (index,level,score) or .npy; default: stdout")
-    args = parser.parse_args(argv)
+
+
+COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
+    _add_tasks, _add_run, _add_pretrain, _add_report, _add_transfer, _add_demo, _add_bound, _add_compress,
+    _add_difficulty, _add_recommend, _add_select,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="difftrade", description="Data difficulty vs data budget.")
+    parser.add_argument("--version", action="version", version=f"difftrade {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    """Before a command: jax's CPU devices for grid commands (TOML read only), then ``--import`` modules."""
     if args.command in GRID_COMMANDS:
         _one_cpu_device_per_core(_grid_members(args.config))
     if args.command == "transfer" and args.source.suffix == ".toml":
         _one_cpu_device_per_core(_grid_members(args.source))
+    if args.imports:
+        from difftrade.tasks import import_modules
+
+        if os.getcwd() not in sys.path and "" not in sys.path:
+            sys.path.append(os.getcwd())  # as with `python -m`: modules in the working directory, last
+        import_modules(args.imports)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
-        if args.command == "tasks":
-            return _tasks(args)
-        if args.command == "run":
-            if args.distributed or args.coordinator is not None or args.num_processes is not None or args.process_id is not None:
-                from difftrade import multihost
-
-                multihost.initialize(args.coordinator, args.num_processes, args.process_id)
-            out = args.out or Path("runs") / args.config.stem
-            _run(args.config, out, args.resume)
-            return 0
-        if args.command == "pretrain":
-            _pretrain(args.config, args.out or Path("runs") / args.config.stem)
-            return 0
-        if args.command == "report":
-            from difftrade import results
-
-            _report(args.results, args.out or results.results_path(args.results).parent)
-            return 0
-        if args.command == "demo":
-            results_path = _run(args.config, args.out, resume=True)
-            _report(results_path, args.out)
-            return 0
-        if args.command == "difficulty":
-            return _difficulty(args)
-        if args.command == "bound":
-            return _bound(args)
-        if args.command == "recommend":
-            return _recommend(args)
-        if args.command == "select":
-            return _select(args)
-        if args.command == "transfer":
-            return _transfer(args)
+        _prepare(args)
+        return args.handler(args)
     except ValueError as err:
         print(f"difftrade: error: {err}", file=sys.stderr)
         return 2
-    return 1
 
 
 if __name__ == "__main__":

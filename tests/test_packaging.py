@@ -1,0 +1,105 @@
+"""The installable package: packaged configs, help text, a jax-free ``--help``, metadata files."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from difftrade import cli, config
+
+ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_packaged_quick_config_is_the_experiments_copy():
+    """experiments/quick.toml (README, docs) and the shipped difftrade/configs/quick.toml must not diverge."""
+    assert (ROOT / "difftrade" / "configs" / "quick.toml").read_bytes() == (ROOT / "experiments" / "quick.toml").read_bytes()
+    assert set(cli.packaged_configs()) == {"quick"}
+    for path in cli.packaged_configs().values():
+        config.load(path)  # every shipped config is valid
+
+
+def test_config_argument_is_a_file_or_a_packaged_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    shipped = cli.CONFIG_DIR / "quick.toml"
+    assert cli.config_path("quick") == shipped and cli.config_path("quick.toml") == shipped
+    assert cli.build_parser().parse_args(["run", "quick"]).config == shipped
+    assert cli.build_parser().parse_args(["demo"]).config == shipped  # works outside the repository
+    (tmp_path / "quick.toml").write_text("")
+    assert cli.config_path("quick.toml") == Path("quick.toml")  # an existing file wins
+    assert cli.config_path("sub/quick.toml") == Path("sub/quick.toml")  # a path is never a name
+    assert cli.config_path("nope") == Path("nope")
+
+
+def test_unknown_config_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["pretrain", "nope"]) == 2  # (not run: it would set this process's CPU device count)
+    assert "config file 'nope' does not exist" in capsys.readouterr().err
+
+
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+def test_every_argument_of_every_command_has_help():
+    commands = subcommands()
+    assert {"tasks", "run", "pretrain", "report", "transfer", "demo", "bound", "difficulty", "recommend", "select"} <= set(commands)
+    missing = [f"{name} {action.dest}" for name, p in commands.items() for action in p._actions
+               if not isinstance(action, argparse._HelpAction) and not action.help]
+    assert missing == []
+    for name, p in commands.items():
+        assert any("--import" in a.option_strings for a in p._actions), name
+    run_help = commands["run"].format_help()
+    assert "runs/CONFIG_STEM" in run_help and "quick" in run_help
+
+
+HELP_WITHOUT_JAX = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("cli_alone", {path!r})
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+for argv in (["--help"], ["run", "--help"], ["demo", "--help"], ["bound", "--help"]):
+    try:
+        module.main(argv)
+    except SystemExit as stop:
+        assert stop.code == 0, argv
+print("jax imported:", "jax" in sys.modules)
+"""
+
+
+def test_cli_help_does_not_import_jax():
+    """cli.py itself imports jax and the library only inside the commands: ``--help`` builds every
+    parser without them (loaded here on its own, without the ``difftrade`` package)."""
+    code = HELP_WITHOUT_JAX.format(path=str(ROOT / "difftrade" / "cli.py"))
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "jax imported: False" in done.stdout and "usage: difftrade run" in done.stdout
+
+
+def test_difftrade_help_does_not_import_jax():
+    code = ("import sys\nfrom difftrade.cli import main\ntry:\n    main(['run', '--help'])\nexcept SystemExit:\n"
+            "    pass\nprint('jax imported:', 'jax' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "jax imported: False" in done.stdout
+
+
+def test_package_metadata():
+    project = PYPROJECT["project"]
+    assert project["license"] == {"text": "Apache-2.0"}
+    license_text = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in license_text and "Version 2.0, January 2004" in license_text
+    assert "License :: OSI Approved :: Apache Software License" in project["classifiers"]
+    assert (ROOT / "difftrade" / "py.typed").exists()
+    package_data = PYPROJECT["tool"]["setuptools"]["package-data"]["difftrade"]
+    assert "py.typed" in package_data and "configs/*.toml" in package_data
+    extras = project["optional-dependencies"]
+    assert "difftrade[test]" in extras["dev"]  # one test extra; dev adds the tools
+    assert any(dep.startswith("orbax-checkpoint") for dep in project["dependencies"])  # difftrade.checkpoint imports it
