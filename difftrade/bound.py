@@ -60,7 +60,7 @@ from difftrade import data, results
 from difftrade.checkpoint import load_base
 from difftrade.config import RunConfig, from_dict
 from difftrade.evaluate import example_metrics
-from difftrade.experiment import META, load_params
+from difftrade.experiment import META, load_params, read_meta
 from difftrade.model import ModelConfig, graphdef, init_params
 from difftrade.tasks.base import Task
 from difftrade.theory import bounds
@@ -225,7 +225,7 @@ def load_run(run_dir: str | Path) -> tuple[RunConfig, xr.Dataset]:
     run_dir = Path(run_dir)
     if not (run_dir / META).exists() or not (run_dir / "results.nc").exists():
         raise ValueError(f"{str(run_dir)!r} is not a finished run directory (needs {META} and results.nc)")
-    cfg = from_dict(json.loads((run_dir / META).read_text())["config"])
+    cfg = from_dict(read_meta(run_dir)["config"])
     return cfg, results.load(run_dir / "results.nc")
 
 

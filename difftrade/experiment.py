@@ -5,8 +5,8 @@ fails loses at most the chunk in flight; ``resume=True`` skips the members alrea
 (whatever chunk size they were run with) and refuses a directory whose config hash differs.
 
 A chunk is named by the members it holds, ``chunks/chunk_m{first:06d}-{last:06d}.nc`` with its
-weights beside it (``.params.npz``, and ``.prior.npz`` for runs with ``train.prefix_steps > 0``),
-so no chunk's name can be another's. The member ids stored inside the files are what counts:
+weights beside it (``.params.npz``; ``.prior.npz`` for runs with ``train.prefix_steps > 0``;
+``.coords.npz``, each member's subspace coordinates, for runs with ``[subspace]``), so no chunk's name can be another's. The member ids stored inside the files are what counts:
 a resume opens and checks every chunk, moves a chunk that fails a check aside (``*.discarded``,
 with a line on stderr naming it and why) and retrains its members. Count-named chunks
 (``chunk_00000.nc``) are read by their stored ids.
@@ -33,6 +33,7 @@ from difftrade.checkpoint import load_base
 from difftrade.config import RunConfig
 from difftrade.evaluate import evaluate_population
 from difftrade.multihost import broadcast, is_main, to_host
+from difftrade.rundir import DirLock, SessionLog, one_line
 from difftrade.tasks import Task
 from difftrade.train import (
     Population,
@@ -41,6 +42,7 @@ from difftrade.train import (
     member_data_root,
     padded_index,
     train_population,
+    view_of,
 )
 
 META = "config.json"
@@ -67,6 +69,24 @@ class Progress:
         sys.stderr.flush()
 
 
+def read_meta(out_dir: Path) -> dict[str, Any]:
+    """A run directory's ``config.json``: ``{"config_hash": str, "config": dict}``.
+
+    ``ValueError`` naming the file when it is unreadable, not JSON, or lacks either key.
+    """
+    meta = Path(out_dir) / META
+    allowed = (f"allowed: the {META} that difftrade run wrote (restore it, or move {str(out_dir)!r} aside and run "
+               "again)")
+    try:
+        old = json.loads(meta.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{meta} is not a difftrade run's {META} ({one_line(err)}); {allowed}") from None
+    missing = [k for k in ("config_hash", "config") if not isinstance(old, dict) or k not in old]
+    if missing:
+        raise ValueError(f"{meta} lacks the keys {missing}; {allowed}")
+    return old
+
+
 def prepare_dir(cfg: RunConfig, out_dir: Path, resume: bool) -> list[Path]:
     """Create the run directory or check that it belongs to this config (resume).
 
@@ -77,7 +97,7 @@ def prepare_dir(cfg: RunConfig, out_dir: Path, resume: bool) -> list[Path]:
     meta = out_dir / META
     created: list[Path] = []
     if meta.exists():
-        old = json.loads(meta.read_text())
+        old = read_meta(out_dir)
         if not resume:
             raise ValueError(
                 f"--out {str(out_dir)!r} already holds a run (config hash {old['config_hash']}); "
@@ -92,7 +112,7 @@ def prepare_dir(cfg: RunConfig, out_dir: Path, resume: bool) -> list[Path]:
         chunks = out_dir / "chunks"
         created = [p for p in (chunks, *chunks.parents) if not p.exists()]
         chunks.mkdir(parents=True, exist_ok=True)
-        meta.write_text(json.dumps({"config_hash": cfg.hash(), "config": cfg.to_dict()}, indent=2))
+        results.atomic_write_text(json.dumps({"config_hash": cfg.hash(), "config": cfg.to_dict()}, indent=2), meta)
         created.insert(0, meta)
     return created
 
@@ -122,14 +142,18 @@ def chunk_files(out_dir: Path) -> list[Path]:
     return sorted((Path(out_dir) / "chunks").glob("chunk_*.nc"))
 
 
+WEIGHT_KINDS = ("params", "prior", "coords")
+
+
+def weight_kinds(cfg: RunConfig) -> tuple[str, ...]:
+    """The weights files each chunk of ``cfg`` has: ``params``, ``prior`` (``train.prefix_steps > 0``),
+    ``coords`` (``[subspace]`` on: each member's coordinates ``z [D]``)."""
+    return ("params",) + ("prior",) * bool(cfg.train.prefix_steps) + ("coords",) * cfg.subspace.enabled
+
+
 def weights_file(chunk: Path, kind: str) -> Path:
-    """The weights file of a chunk file ``chunk_X.nc``: ``chunk_X.{kind}.npz`` (kind ``params`` or ``prior``)."""
+    """The weights file of a chunk file ``chunk_X.nc``: ``chunk_X.{kind}.npz`` (kind one of ``WEIGHT_KINDS``)."""
     return chunk.with_name(f"{chunk.name.removesuffix('.nc')}.{kind}.npz")
-
-
-def _one_line(err: BaseException) -> str:
-    """``"Type: message"`` of an exception on one line."""
-    return f"{type(err).__name__}: {' '.join(str(err).split())}"
 
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:
@@ -140,7 +164,7 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as z:
             return {k: np.asarray(z[k]) for k in z.files}
     except Exception as err:  # noqa: BLE001 - a damaged zip raises zipfile, zlib, OS, Value or EOF errors
-        raise ValueError(f"{path} is unreadable ({_one_line(err)})") from None
+        raise ValueError(f"{path} is unreadable ({one_line(err)})") from None
 
 
 def npz_members(arrays: dict[str, np.ndarray], path: Path) -> np.ndarray:
@@ -164,7 +188,7 @@ def check_chunk(path: Path, num_members: int, kinds: tuple[str, ...]) -> xr.Data
     try:
         ds = results.load(path)
     except Exception as err:  # noqa: BLE001 - scipy's netCDF reader raises many types on a damaged file
-        raise ValueError(f"unreadable ({_one_line(err)})") from None
+        raise ValueError(f"unreadable ({one_line(err)})") from None
     missing = [v for v in ("member", *CHUNK_VARIABLES) if v not in ds.variables or ds[v].dims[:1] != ("member",)]
     if missing:
         raise ValueError(f"lacks the per-member variables {missing}")
@@ -185,7 +209,7 @@ def check_chunk(path: Path, num_members: int, kinds: tuple[str, ...]) -> xr.Data
 
 def discard(path: Path, reason: str) -> None:
     """Move a chunk file and its weights files aside (``*.discarded``) with one line on stderr naming it and why."""
-    moved = [path] + [weights_file(path, k) for k in ("params", "prior") if path.suffix == ".nc"]
+    moved = [path] + [weights_file(path, k) for k in WEIGHT_KINDS if path.suffix == ".nc"]
     for p in moved:
         if p.exists():
             target, k = p.with_name(p.name + ".discarded"), 1
@@ -217,19 +241,22 @@ def finished_members(out_dir: Path, num_members: int, kinds: tuple[str, ...] = (
         chunks.append(ds)
         done.update(ids)
         owner.update({m: path.name for m in ids})
-    for kind in ("params", "prior"):
+    for kind in WEIGHT_KINDS:
         for path in sorted((Path(out_dir) / "chunks").glob(f"chunk_*.{kind}.npz")):
             if not path.with_name(path.name.removesuffix(f".{kind}.npz") + ".nc").exists():
                 discard(path, "no chunk .nc beside it: its chunk did not finish")
     return chunks, done
 
 
-def plan(cfg: RunConfig, out_dir: Path, resume: bool, num_members: int) -> tuple[list[xr.Dataset], np.ndarray, list[Path]]:
+def plan(
+    cfg: RunConfig, out_dir: Path, resume: bool, num_members: int, lock: DirLock | None = None
+) -> tuple[list[xr.Dataset], np.ndarray, list[Path]]:
     """Prepare ``out_dir`` and find the finished members: (chunks on disk, done bool ``[M]``,
-    the paths :func:`prepare_dir` created).
+    the paths :func:`prepare_dir` and ``lock`` created).
 
-    Process 0 alone reads and writes the directory; every process receives the done mask.
-    A refusal (wrong directory, config mismatch) is raised on every process.
+    Process 0 alone takes ``lock`` (held on return; the caller releases it), reads and writes
+    the directory; every process receives the done mask. A refusal (directory in use, wrong
+    directory, config mismatch) is raised on every process.
     """
     chunks: list[xr.Dataset] = []
     done = np.zeros(num_members, np.int32)
@@ -237,8 +264,11 @@ def plan(cfg: RunConfig, out_dir: Path, resume: bool, num_members: int) -> tuple
     refused: ValueError | None = None
     if is_main():
         try:
-            created = prepare_dir(cfg, out_dir, resume)
-            kinds = ("params", "prior") if cfg.train.prefix_steps else ("params",)
+            if lock is not None:
+                lock.acquire()
+                created = lock.created
+            created = prepare_dir(cfg, out_dir, resume) + created
+            kinds = weight_kinds(cfg)
             chunks, members = finished_members(out_dir, num_members, kinds)
             done[list(members)] = 1
         except ValueError as err:
@@ -246,6 +276,8 @@ def plan(cfg: RunConfig, out_dir: Path, resume: bool, num_members: int) -> tuple
     flags = broadcast(np.concatenate([[int(refused is None)], done]).astype(np.int32))
     if refused is not None:
         undo_prepare(created)
+        if lock is not None:
+            lock.release()
         raise refused
     if not flags[0]:
         raise ValueError(f"process 0 refused --out {str(out_dir)!r} (its error says why); nothing was trained")
@@ -277,13 +309,16 @@ def run(
     run_key = jax.random.key(cfg.run.seed)
     cfg.model.check_backend()
     check_chunk_fits(cfg.model, cfg.train, task.seq_len, cfg.run.chunk_size)
-    chunks, done, created = plan(cfg, out_dir, resume, pop.size)
+    lock = DirLock(out_dir)  # held from plan() to the end of the run
+    chunks, done, created = plan(cfg, out_dir, resume, pop.size, lock)
     try:
         return _train_chunks(cfg, out_dir, task, pop, run_key, base, chunks, done, progress, stop_after_chunks, on_chunk)
     except BaseException:
         if is_main() and not chunk_files(out_dir):  # nothing trained yet: leave the directory as it was
             undo_prepare(created)
         raise
+    finally:
+        lock.release()
 
 
 def _train_chunks(
@@ -297,6 +332,7 @@ def _train_chunks(
     size = -(-size // jax.device_count()) * jax.device_count()
     bar = Progress(pop.size, progress and is_main())
     bar.update(int(done.sum()), "(resumed)" if done.any() else "")
+    log = SessionLog(out_dir, int(size), is_main())
     for c, start in enumerate(range(0, len(todo), size)):
         if stop_after_chunks is not None and c >= stop_after_chunks:
             return None
@@ -306,20 +342,22 @@ def _train_chunks(
         padded = idx[padded_index(len(idx), size)]
         sub = pop.take(padded)
         init = None if base is None else jax.tree.map(lambda x: jnp.broadcast_to(x, (sub.size, *x.shape)), base)
-        full = train_population(task, sub, cfg.model, cfg.train, run_key, init=init)
+        full = train_population(task, sub, cfg.model, cfg.train, run_key, init=init, view=view_of(cfg.subspace))
         ev = evaluate_population(task, full.params, sub.weights, sub.budget, sub.seed, cfg.model, cfg.eval, run_key)
-        kept = ("params", "prior_params", "loss_curve", "accuracy_curve", "nonfinite_steps")
+        kept = ("params", "prior_params", "coords", "loss_curve", "accuracy_curve", "nonfinite_steps")
         trained = jax.tree.map(lambda x: x[: len(idx)], to_host({k: getattr(full, k) for k in kept}))
         ev = {k: v[: len(idx)] for k, v in ev.items()}
-        train_out = {k: trained[k] for k in kept[2:]}
+        train_out = {k: trained[k] for k in kept[3:]}
         ds = results.chunk_dataset(idx, train_out, ev)
         if is_main():
             stem = chunk_stem(out_dir / "chunks", idx)
-            # the final weights, and the prefix phase's (train.prefix_steps; None when off)
-            for field, suffix in (("params", ".params.npz"), ("prior_params", ".prior.npz")):
+            # the final weights, the prefix phase's (train.prefix_steps) and the subspace coordinates
+            # ([subspace]); None when off
+            for field, suffix in (("params", ".params.npz"), ("prior_params", ".prior.npz"), ("coords", ".coords.npz")):
                 if trained[field] is not None:
                     results.atomic_save_npz({"member": idx, **results.flatten_params(trained[field])}, stem.with_suffix(suffix))
             results.atomic_write_netcdf(ds, stem.with_suffix(".nc"))  # the .nc marks the chunk as done
+            log.chunk_done(len(idx))
         chunks.append(ds)
         bad = int(np.sum(train_out["nonfinite_steps"] > 0))
         bar.update(len(idx), f"(chunk of {len(idx)}{f', {bad} with NaN/inf steps' if bad else ''})")
@@ -328,7 +366,7 @@ def _train_chunks(
     if not is_main():
         return None
     stats = jax.local_devices()[0].memory_stats() or {}  # GPU/TPU; CPU has none
-    extra = {"wall_seconds": float(time.time() - bar.start), "chunk_size": int(size), "device_count": jax.device_count()}
+    extra = log.attrs()
     if "peak_bytes_in_use" in stats:
         extra["peak_device_bytes"] = int(stats["peak_bytes_in_use"])
     ds = results.assemble(cfg, chunks, extra)
@@ -357,8 +395,12 @@ def grid_size(out_dir: Path) -> int:
     meta = Path(out_dir) / META
     if not meta.exists():
         raise ValueError(f"{str(out_dir)!r} has no {META}; allowed: a directory written by difftrade run")
-    grid = json.loads(meta.read_text())["config"]["grid"]
-    return len(grid["difficulties"]) * len(grid["budgets"]) * len(grid["seeds"])
+    try:
+        grid = read_meta(out_dir)["config"]["grid"]
+        return len(grid["difficulties"]) * len(grid["budgets"]) * len(grid["seeds"])
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"{meta}: its config has no grid of difficulties, budgets and seeds ({one_line(err)}); "
+                         "allowed: the config.json that difftrade run wrote") from None
 
 
 def _check_cover(stored: list[tuple[Path, np.ndarray]], num_members: int, kind: str) -> None:
@@ -384,7 +426,8 @@ def _check_cover(stored: list[tuple[Path, np.ndarray]], num_members: int, kind: 
 def load_params(out_dir: str | Path, like: object, kind: str = "params") -> tuple[np.ndarray, object]:
     """All trained weights of a run: (member indices ``[M]`` = ``0..M-1``, params pytree with leading ``M``).
 
-    ``like`` is a params pytree of one member (for the tree structure). ``kind="prior"``: the
+    ``like`` is a params pytree of one member (for the tree structure). ``kind="coords"``: the
+    subspace coordinates (``like`` a ``[D]`` array; runs with ``[subspace]``). ``kind="prior"``: the
     weights after each member's prefix phase (runs with ``train.prefix_steps > 0``). Each chunk
     file's weights are placed by the member ids stored in them. ``ValueError`` naming the file
     when a weights file is absent or unreadable, or when a member is repeated or missing.

@@ -362,7 +362,7 @@ def load_scores(path: str | Path, column: str | int | None = None) -> np.ndarray
         raise ValueError(f"scores file {str(path)!r} does not exist")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        return check_scores(np.load(path, allow_pickle=False), f"{path.name}")
+        return _nonempty(check_scores(_read_npy(path), f"{path.name}"), path)
     if suffix in (".parquet", ".pq"):
         try:
             import pandas as pd
@@ -372,17 +372,36 @@ def load_scores(path: str | Path, column: str | int | None = None) -> np.ndarray
                 f"reading Parquet ({path.name}) needs pandas and pyarrow ({err}); "
                 "install them (pip install pandas pyarrow) or save the scores as CSV"
             ) from err
-        frame = pd.read_parquet(path)
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as err:  # noqa: BLE001 - pyarrow raises its own error types on a damaged file
+            raise ValueError(f"scores file {str(path)!r} is not a readable Parquet file ({type(err).__name__}: "
+                             f"{' '.join(str(err).split())[:200]})") from None
         name = _column_name(list(map(str, frame.columns)), column, path)
-        return check_scores(
-            frame[frame.columns[list(map(str, frame.columns)).index(name)]].to_numpy(),
-            f"{path.name}:{name}",
-        )
+        values = frame[frame.columns[list(map(str, frame.columns)).index(name)]].to_numpy()
+        return _nonempty(check_scores(values, f"{path.name}:{name}"), path)
     if suffix not in (".csv", ".tsv", ".txt"):
         raise ValueError(
             f"scores file {path.name!r} has suffix {suffix!r}; allowed: .csv, .tsv, .txt, .parquet, .npy"
         )
-    delimiter = "\t" if suffix == ".tsv" else ","
+    try:
+        return _read_delimited(path, "\t" if suffix == ".tsv" else ",", column)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"scores file {str(path)!r} is not text ({err.reason} at byte {err.start}); "
+                         "allowed: a UTF-8 CSV/TSV with a header row") from None
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    """The array of a ``.npy`` file; ``ValueError`` naming the file when it is not one (or holds objects)."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as err:  # noqa: BLE001 - numpy raises Value, EOF, OS or Unpickling errors
+        raise ValueError(f"scores file {str(path)!r} is not a readable .npy array of numbers "
+                         f"({type(err).__name__}: {' '.join(str(err).split())[:160]})") from None
+
+
+def _read_delimited(path: Path, delimiter: str, column: str | int | None) -> np.ndarray:
+    """The score column of a CSV/TSV with a header row, ``[P]`` float64 (see :func:`load_scores`)."""
     with open(path, newline="") as fh:
         reader = csv.reader(fh, delimiter=delimiter)
         header = next(reader, None)
@@ -408,7 +427,15 @@ def load_scores(path: str | Path, column: str | int | None = None) -> np.ndarray
                     f"{path.name} line {line}, column {name!r}: {cell!r}; allowed: finite numbers"
                 )
             values.append(v)
-    return check_scores(np.asarray(values, dtype=np.float64), f"{path.name}:{name}")
+    return _nonempty(check_scores(np.asarray(values, dtype=np.float64), f"{path.name}:{name}"), path)
+
+
+def _nonempty(scores: np.ndarray, path: Path) -> np.ndarray:
+    """``scores [P]`` unchanged; ``ValueError`` naming the file when ``P == 0`` (a header-only CSV, an empty array)."""
+    if scores.size == 0:
+        raise ValueError(f"scores file {str(path)!r} holds no scores (a header row alone, or an empty array); "
+                         "allowed: one score per pool example")
+    return scores
 
 
 def _column_name(header: list[str], column: str | int | None, path: Path) -> str:

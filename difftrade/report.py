@@ -15,9 +15,10 @@ from difftrade.analysis import (
     support_note,
     trend,
 )
-from difftrade.results import diverged_mask
+from difftrade.results import diverged_mask, require
 
 GRID = ("difficulty", "budget", "seed")
+REPORT_VARIABLES = ("target_risk", "train_risk", "generalization_gap", "extrapolation_gap")
 MAX_LISTED = 10  # diverged members named in the header before the list is abbreviated
 
 
@@ -73,6 +74,7 @@ def summary(ds: xr.Dataset, n_boot: int = 1000) -> dict[str, object]:
     tuple of difficulties per budget; ``diverged``: ``(d, n, seed)`` triples; ``all_diverged_cells``:
     ``(d, n)`` pairs.
     """
+    require(ds, REPORT_VARIABLES, "difftrade report")
     risk, diffs = _grid(ds, "target_risk"), ds["difficulty"].values
     boot = bootstrap_d_star(risk, diffs, n_boot=n_boot, level=0.9)
     paired = compare_to_d_star(risk, diffs, method="sign_flip", alpha=0.05)

@@ -3,6 +3,8 @@
 A run directory holds::
 
     config.json           the validated config (JSON) and its hash
+    .lock                 flock'ed by the one process writing the directory (holds its pid)
+    sessions.json         one entry per session that trained members (UTC times, wall seconds, chunk size, devices)
     chunks/chunk_m000000-000003.nc  per-chunk member results (dim ``member``; named by its
                           first and last member), written atomically
     chunks/chunk_m000000-000003.params.npz  trained weights of the chunk's members (for certificates)
@@ -19,15 +21,20 @@ Schema of ``results.nc`` (dims ``difficulty, budget, seed, level, checkpoint``):
     generalization_gap, extrapolation_gap  [difficulty, budget, seed]   NaN where diverged
     train_weights [difficulty, level], target_weights [level]
 
-Attributes: ``config`` (JSON), ``config_hash``, library versions, device kind.
+Attributes: ``config`` (JSON), ``config_hash``, library versions, device kind; from the sessions
+that trained it: ``wall_seconds`` (summed), ``chunk_size`` and ``device_count`` (the last session's),
+``started_utc``/``finished_utc`` (ISO 8601), ``source_revision`` and ``sessions`` (JSON list).
+:func:`load` names the file when it is not netCDF or not difftrade's.
 netCDF is written with the scipy engine (netCDF3; no HDF5 dependency).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
+import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -51,6 +58,23 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[pkg] = "unknown"
     return out
+
+
+@functools.cache
+def source_revision() -> str:
+    """``git rev-parse HEAD`` of the checkout the package runs from (``+dirty`` when the package's
+    tracked files differ from it), else ``"difftrade <version>"`` (an installed package)."""
+    pkg = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=pkg, capture_output=True, text=True, timeout=20, check=True).stdout.strip()
+
+    try:
+        git("ls-files", "--error-unmatch", "__init__.py")  # the package is tracked by this checkout
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".")
+        return git("rev-parse", "HEAD") + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return f"difftrade {versions()['difftrade']}"
 
 
 def device_kind() -> str:
@@ -87,6 +111,18 @@ def atomic_write_netcdf(ds: xr.Dataset, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def atomic_write_text(text: str, path: Path) -> None:
+    """Write a text file through a temporary file in the same folder and a rename: never half-written."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def atomic_save_npz(arrays: dict[str, np.ndarray], path: Path) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
@@ -109,11 +145,72 @@ def results_path(path: str | Path) -> Path:
     return path
 
 
+GRID_DIMS = ("difficulty", "budget", "seed")
+# what every results.nc written by difftrade run holds (docs/runs back to tradeoff_v1.nc)
+RESULTS_VARIABLES = ("train_exact", "level_exact", "train_risk", "test_risk", "target_risk",
+                     "generalization_gap", "extrapolation_gap", "train_weights", "target_weights")
+ALLOWED_RESULTS = "allowed: a results.nc written by `difftrade run`, or its run directory"
+
+
+def _first_line(err: BaseException, limit: int = 200) -> str:
+    """``"Type: first line of the message"`` (at most ``limit`` characters)."""
+    text = (str(err).strip().splitlines() or [""])[0].strip()
+    return f"{type(err).__name__}: {text[:limit]}"
+
+
+def open_netcdf(path: str | Path) -> xr.Dataset:
+    """Read a netCDF3 file fully into memory (closed afterwards), whatever it holds.
+
+    ``ValueError`` naming the file when it cannot be read or is not netCDF3 (text, empty,
+    truncated, HDF5/netCDF4).
+    """
+    path = Path(path)
+    try:
+        with xr.open_dataset(path, engine=ENGINE) as ds:
+            return ds.load()
+    except PermissionError as err:
+        raise ValueError(f"{path} cannot be read ({err.strerror}); {ALLOWED_RESULTS}") from None
+    except Exception as err:  # noqa: BLE001 - scipy's reader raises Type, Value, Index, OS or EOF errors
+        raise ValueError(f"{path} is not a difftrade results file (not a readable netCDF3 file: "
+                         f"{_first_line(err)}); {ALLOWED_RESULTS}") from None
+
+
+def file_kind(ds: xr.Dataset) -> str | None:
+    """``"bounds"`` (bounds.nc), ``"chunk"`` (dim ``member``), ``"results"`` (dims difficulty,
+    budget, seed and ``level_exact``), or None for a file difftrade did not write."""
+    if "settings" in ds.attrs and "config_hash" in ds.attrs:
+        return "bounds"
+    if "member" in ds.dims and "level_exact" in ds:
+        return "chunk"
+    if set(GRID_DIMS) <= set(ds.dims) and "level_exact" in ds:
+        return "results"
+    return None
+
+
+def require(ds: xr.Dataset, names: tuple[str, ...], purpose: str) -> None:
+    """``ValueError`` naming the dataset's file and the variables of ``names`` it lacks, if any."""
+    missing = [n for n in names if n not in ds.variables]
+    if missing:
+        source = ds.encoding.get("source", "the results dataset")
+        raise ValueError(f"{source} is not a difftrade results file (lacks the variables {missing} that {purpose} "
+                         f"reads); {ALLOWED_RESULTS}")
+
+
 def load(path: str | Path) -> xr.Dataset:
-    """Open a results file (or a run directory's ``results.nc``) fully into memory; the file is closed afterwards."""
+    """Open a results file (or a run directory's ``results.nc``), a chunk file or a bounds.nc fully
+    into memory; the file is closed afterwards.
+
+    ``ValueError`` naming the file when it is missing, not netCDF3, or netCDF from another tool
+    (naming the dims and variables of a difftrade results file it lacks).
+    """
     path = results_path(path)
-    with xr.open_dataset(path, engine=ENGINE) as ds:
-        return ds.load()
+    ds = open_netcdf(path)
+    if file_kind(ds) is None:
+        dims = [d for d in GRID_DIMS if d not in ds.dims]
+        variables = [v for v in RESULTS_VARIABLES if v not in ds.variables]
+        raise ValueError(f"{path} is not a difftrade results file (lacks the dims {dims} and the variables {variables}; "
+                         f"it holds {sorted(map(str, ds.data_vars))[:10]}); {ALLOWED_RESULTS}")
+    return ds
 
 
 def chunk_dataset(member_index: np.ndarray, train_out: dict[str, np.ndarray], eval_out: dict[str, np.ndarray]) -> xr.Dataset:
@@ -204,9 +301,14 @@ def with_target(ds: xr.Dataset, target_weights: np.ndarray) -> xr.Dataset:
 
 def level_structure(ds: xr.Dataset) -> str:
     """The ``level_structure`` of the run's task, rebuilt from the config stored in the file."""
+    source = ds.encoding.get("source", "this results dataset")
     if "config" not in ds.attrs:
-        raise ValueError("this results dataset has no 'config' attribute; allowed: a file written by difftrade run")
-    task = dict(json.loads(ds.attrs["config"])["task"])
+        raise ValueError(f"{source} has no 'config' attribute; allowed: a file written by difftrade run")
+    try:
+        task = dict(json.loads(ds.attrs["config"])["task"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{source}: its 'config' attribute is not a difftrade config ({_first_line(err)}); "
+                         "allowed: a file written by difftrade run") from None
     return make_task(task.pop("name"), **task).level_structure
 
 

@@ -1,0 +1,150 @@
+"""A run directory's writers and sessions: one process writes it at a time (``DirLock``), and each
+session that trains members is recorded with its times, devices and source revision (``SessionLog``)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from difftrade import results
+
+LOCK = ".lock"  # flock'ed by the one process writing the directory; holds its pid
+SESSIONS = "sessions.json"  # one entry per session that trained members (see SessionLog)
+
+
+def one_line(err: BaseException) -> str:
+    """``"Type: message"`` of an exception on one line."""
+    return f"{type(err).__name__}: {' '.join(str(err).split())}"
+
+
+class DirLock:
+    """One writer per run directory: an exclusive, non-blocking ``flock`` on ``out_dir/.lock``,
+    which holds the writer's pid. The OS releases it when the process ends, however it ends."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir, self.fd, self.created = Path(out_dir), None, []
+
+    def acquire(self) -> None:
+        """Take the lock (creating ``out_dir``; ``created`` lists what was made, deepest first);
+        ``ValueError`` naming the directory and the holder's pid when another process holds it."""
+        path = self.out_dir / LOCK
+        self.created = [p for p in (path, self.out_dir, *self.out_dir.parents) if not p.exists()]
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise ValueError(f"--out {str(self.out_dir)!r} cannot be written ({one_line(err)}); allowed: a directory "
+                             "this user can create and write") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise ValueError(f"--out {str(self.out_dir)!r} is being written by another difftrade process (pid {holder} "
+                             f"holds {path}); allowed: one writer per directory: wait for it to finish, or choose "
+                             "another --out") from None
+        except OSError as err:  # a filesystem without flock (some network mounts): run, unguarded, and say so
+            print(f"difftrade: {path} cannot be locked here ({one_line(err)}); nothing stops a second writer",
+                  file=sys.stderr, flush=True)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        """Drop the lock (and the pid in the file); a no-op when not held."""
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)
+            os.close(self.fd)
+            self.fd = None
+
+
+def utc_now() -> str:
+    """The current UTC time in ISO 8601, to the second (``2025-01-31T12:00:00+00:00``)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def read_sessions(out_dir: Path) -> list[dict[str, Any]]:
+    """The sessions recorded in ``out_dir/sessions.json``; for a run written before that file,
+    one entry rebuilt from its ``results.nc`` attributes; [] when neither is there or readable
+    (an unreadable ``sessions.json`` is named on stderr, and rewritten after the next chunk)."""
+    path = Path(out_dir) / SESSIONS
+    if path.exists():
+        try:
+            sessions = json.loads(path.read_text())
+            if isinstance(sessions, list) and all(isinstance(e, dict) for e in sessions):
+                return sessions
+            raise ValueError("not a list of sessions")
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            print(f"difftrade: {path} is unreadable ({one_line(err)}); its sessions are not counted and it is rewritten",
+                  file=sys.stderr, flush=True)
+            return []
+    try:
+        attrs = results.open_netcdf(Path(out_dir) / "results.nc").attrs if (Path(out_dir) / "results.nc").exists() else {}
+    except ValueError:
+        attrs = {}
+    if "wall_seconds" not in attrs or not float(attrs["wall_seconds"]) > 0:
+        return []
+    keys = ("chunk_size", "device_count", "device")
+    return [{"start_utc": None, "end_utc": None, "wall_seconds": float(attrs["wall_seconds"]), "members": None,
+             **{k: attrs[k].item() if hasattr(attrs[k], "item") else attrs[k] for k in keys if k in attrs},
+             "revision": f"difftrade {attrs.get('version_difftrade', 'unknown')}", "from": "results.nc"}]
+
+
+class SessionLog:
+    """The sessions of a run directory (``sessions.json``): one entry per session (a ``run`` call)
+    that trained members, with UTC start and end (ISO 8601), wall seconds, members trained, chunk
+    size, device and process counts, device kind and source revision. Rewritten after every chunk,
+    so an interrupted session counts too; ``attrs`` gives the results file's attributes."""
+
+    def __init__(self, out_dir: Path, chunk_size: int, enabled: bool):
+        self.path, self.enabled, self.start = Path(out_dir) / SESSIONS, enabled, time.time()
+        self.past = read_sessions(out_dir) if enabled else []
+        self.current: dict[str, Any] = {
+            "start_utc": utc_now(), "end_utc": None, "wall_seconds": 0.0, "members": 0, "chunk_size": chunk_size,
+            "device_count": jax.device_count(), "process_count": jax.process_count(), "device": results.device_kind(),
+            "revision": results.source_revision() if enabled else "",
+        }
+
+    def chunk_done(self, members: int) -> None:
+        """Count a finished chunk of ``members`` in this session and rewrite the file."""
+        if not self.enabled:
+            return
+        self.current.update(end_utc=utc_now(), wall_seconds=round(time.time() - self.start, 3),
+                            members=self.current["members"] + members)
+        results.atomic_write_text(json.dumps(self.past + [self.current], indent=1), self.path)
+
+    def sessions(self) -> list[dict[str, Any]]:
+        """Every session that trained members, this one included if it did."""
+        return self.past + ([self.current] if self.current["members"] else [])
+
+    def attrs(self) -> dict[str, Any]:
+        """Results attributes: ``wall_seconds`` summed over sessions (NaN if none is known),
+        ``chunk_size``/``device_count`` of the last session that trained, ``device`` and
+        ``source_revision`` (distinct values, ``"; "``-joined), ``started_utc``/``finished_utc``,
+        and ``sessions`` (the list as a JSON string)."""
+        sessions = self.sessions()
+        last = sessions[-1] if sessions else self.current
+
+        def distinct(key: str) -> str:
+            return "; ".join(dict.fromkeys(str(s[key]) for s in sessions if s.get(key))) or str(self.current[key])
+
+        starts = [s["start_utc"] for s in sessions if s.get("start_utc")]
+        return {
+            "wall_seconds": float(sum(s["wall_seconds"] for s in sessions)) if sessions else math.nan,
+            "chunk_size": int(last.get("chunk_size", self.current["chunk_size"])),
+            "device_count": int(last.get("device_count", self.current["device_count"])),
+            "device": distinct("device"),
+            "source_revision": distinct("revision"),
+            "started_utc": starts[0] if starts else "unknown",
+            "finished_utc": last.get("end_utc") or "unknown",
+            "sessions": json.dumps(sessions),
+        }
