@@ -3,7 +3,8 @@
 Sections: ``[task]`` (name + task options), ``[grid]`` (difficulties, budgets, seeds, training
 distribution, learning rate), ``[model]``, ``[train]``, ``[eval]`` (sizes, target distribution),
 ``[run]`` (root seed, chunk size, init), ``[difficulty]`` (optional: nominal levels, or levels
-binned from a reference model's loss, see ``difftrade.difficulty``). Unknown keys raise with a
+binned from a reference model's loss, see ``difftrade.difficulty``), ``[subspace]`` (optional:
+train each member's coordinates in a random subspace, see ``difftrade.subspace``). Unknown keys raise with a
 did-you-mean; every field is checked against its spec (``difftrade.fields``: kind, range, list or
 single value) before anything is written or compiled.
 """
@@ -24,6 +25,7 @@ from difftrade import data
 from difftrade.evaluate import EvalConfig
 from difftrade.fields import Field, check, check_fields, refuse, show
 from difftrade.model import ModelConfig
+from difftrade.subspace import SubspaceConfig
 from difftrade.tasks import REGISTRY, VOCAB, Task, make_task, task_options
 from difftrade.tasks.registry import did_you_mean
 from difftrade.train import Population, TrainConfig
@@ -118,6 +120,7 @@ class RunConfig:
     eval: EvalConfig
     run: RunSettings
     difficulty: DifficultySettings = DifficultySettings()
+    subspace: SubspaceConfig = SubspaceConfig()  # noqa: RUF009 - a frozen dataclass, shared safely
 
     # ---- derived ------------------------------------------------------------------------
     @property
@@ -206,6 +209,8 @@ class RunConfig:
             "run": _plain(dataclasses.asdict(self.run)),
             # nominal (the default) adds nothing, so configs without [difficulty] keep their hash
             **({"difficulty": dataclasses.asdict(self.difficulty)} if self.difficulty.kind != "nominal" else {}),
+            # likewise [subspace] when off (every weight trained)
+            **({"subspace": dataclasses.asdict(self.subspace)} if self.subspace.enabled else {}),
         }
 
     def hash(self) -> str:
@@ -246,7 +251,7 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
     config that passes is one the run can train; what needs the device (memory, kernels) or the
     reference checkpoint is checked by ``experiment.run`` before it writes anything.
     """
-    sections = ("task", "grid", "model", "train", "eval", "run", "difficulty")
+    sections = ("task", "grid", "model", "train", "eval", "run", "difficulty", "subspace")
     for key in raw:
         if key not in sections:
             raise ValueError(f"section [{key}] is unknown{did_you_mean(key, sections)}; allowed: {', '.join(sections)}")
@@ -266,7 +271,10 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
     _check_model_fits_task(model, task)
     train = _section(TrainConfig, _table(raw, "train"), "train")
     run = _section(RunSettings, _table(raw, "run"), "run")
-    cfg = RunConfig(name, tuple(sorted(task_raw.items())), grid, model, train, ev, run, difficulty)
+    subspace = _section(SubspaceConfig, _table(raw, "subspace"), "subspace")
+    if subspace.enabled:
+        subspace.check_fits(model.num_params())
+    cfg = RunConfig(name, tuple(sorted(task_raw.items())), grid, model, train, ev, run, difficulty, subspace)
     _check_target(run.target, cfg.num_levels)  # without building a model-based task
     return cfg
 

@@ -26,6 +26,7 @@ from difftrade import data
 from difftrade.fields import Field, check_fields, refuse
 from difftrade.model import ModelConfig, Params, graphdef, init_params, token_losses
 from difftrade.multihost import to_host
+from difftrade.subspace import Subspace, SubspaceConfig, projection_key
 from difftrade.tasks.base import Task
 
 
@@ -134,7 +135,9 @@ class TrainResult:
     cross-entropy over each of the K checkpoint segments); accuracy_curve ``[M, K]`` (mean
     train-batch exact match per segment); nonfinite_steps int32 ``[M]`` (steps whose loss or
     gradient was NaN/inf; their updates were skipped); prior_params: the weights after the
-    prefix phase (``TrainConfig.prefix_steps``), None when it is off.
+    prefix phase (``TrainConfig.prefix_steps``), None when it is off; coords: the trained
+    variables when they are not the weights themselves (a subspace member's ``z`` float32
+    ``[M, D]``), else None.
     """
 
     params: Params
@@ -143,10 +146,12 @@ class TrainResult:
     accuracy_curve: jax.Array
     nonfinite_steps: jax.Array
     prior_params: Params | None = None
+    coords: Any = None
 
 
 def run_keys(run_key: jax.Array) -> dict[str, jax.Array]:
-    """Independent roots for data, initialisation and minibatch order."""
+    """Independent roots for data, initialisation and minibatch order (``fold_in`` 0..2; the
+    subspace projection's root is ``fold_in(run_key, 3)``, ``difftrade.subspace``)."""
     names = ("data", "init", "order")
     return {name: jax.random.fold_in(run_key, i) for i, name in enumerate(names)}
 
@@ -187,22 +192,60 @@ def masked_loss(gdef: Any, params: Params, tokens: jax.Array, loss_mask: jax.Arr
     return loss, jnp.mean(exact)
 
 
-def make_member_trainer(
-    task: Task, model_cfg: ModelConfig, cfg: TrainConfig, run_key: jax.Array
-) -> Callable[..., TrainResult]:
-    """The single-member training function ``(params0, weights, budget, seed, lr) -> TrainResult``.
+@dataclasses.dataclass(frozen=True)
+class FullView:
+    """Every weight is trained: the trained variables are the params pytree itself."""
 
-    Pure and jittable; ``train_population`` vmaps it over members.
+    def start(self, params0: Params) -> Params:
+        return params0
+
+    def bind(self, params0: Params, key: jax.Array) -> Callable[[Any], Params]:
+        """The map from trained variables to weights for one member (identity)."""
+        return lambda w: w
+
+
+@dataclasses.dataclass(frozen=True)
+class SubspaceView:
+    """Only the coordinates ``z`` ``[D]`` are trained: weights ``θ₀ + P z`` (``difftrade.subspace``)."""
+
+    cfg: SubspaceConfig
+
+    def start(self, params0: Params) -> jax.Array:
+        return jnp.zeros((self.cfg.dim,), jnp.float32)
+
+    def bind(self, params0: Params, key: jax.Array) -> Callable[[Any], Params]:
+        return Subspace(self.cfg, params0, key).weights
+
+
+FULL = FullView()
+
+
+def view_of(subspace: SubspaceConfig) -> FullView | SubspaceView:
+    """The trainer's view for a ``[subspace]`` setting (dim 0: every weight)."""
+    return SubspaceView(subspace) if subspace.enabled else FULL
+
+
+def make_member_trainer(
+    task: Task, model_cfg: ModelConfig, cfg: TrainConfig, run_key: jax.Array, view: Any = FULL
+) -> Callable[..., TrainResult]:
+    """The single-member training function ``(params0, weights, budget, seed, lr[, start]) -> TrainResult``.
+
+    ``view`` says what is trained (:class:`FullView`: the weights, starting at ``params0``;
+    :class:`SubspaceView`: coordinates ``z`` with weights ``params0 + P z``; any object with
+    ``start(params0)`` and ``bind(params0, key) -> (w -> params)``); ``start`` overrides
+    ``view.start(params0)``. Pure and jittable; ``train_population`` vmaps it over members.
     """
     gdef = graphdef(model_cfg)
     tx = optimizer(cfg)
     roots = run_keys(run_key)
     seg = cfg.steps // cfg.num_checkpoints
-    grad_fn = jax.value_and_grad(lambda p, t, m: masked_loss(gdef, p, t, m), has_aux=True)
 
-    def train_member(params0, weights, budget, seed, lr):
+    def train_member(params0, weights, budget, seed, lr, start=None):
         data_root = jax.random.fold_in(roots["data"], seed)
         order_key = jax.random.fold_in(roots["order"], seed)
+        to_params = view.bind(params0, projection_key(run_key, seed))
+        grad_fn = jax.value_and_grad(lambda w, t, m: masked_loss(gdef, to_params(w), t, m), has_aux=True)
+        w0 = view.start(params0) if start is None else start
 
         def high(t):  # minibatch indices are drawn below this; a python branch keeps the default program as it was
             if not cfg.prefix_steps:
@@ -228,17 +271,18 @@ def make_member_trainer(
             carry, (losses, exacts) = jax.lax.scan(step, carry, k * seg + jnp.arange(seg))
             return carry, (jnp.mean(losses), jnp.mean(exacts))
 
-        carry = (params0, tx.init(params0), jnp.int32(0))
+        carry = (w0, tx.init(w0), jnp.int32(0))
         split = cfg.prefix_steps // seg  # segments of the prefix phase (0: off; always < num_checkpoints)
         prior = None
         if split:
             carry, head = jax.lax.scan(segment, carry, jnp.arange(split))
-            prior = carry[0]
-        (params, _, bad), curves = jax.lax.scan(segment, carry, jnp.arange(split, cfg.num_checkpoints))
+            prior = to_params(carry[0])
+        (w, _, bad), curves = jax.lax.scan(segment, carry, jnp.arange(split, cfg.num_checkpoints))
         if split:
             curves = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), head, curves)
         loss_curve, acc_curve = curves
-        return TrainResult(params, params0, loss_curve, acc_curve, bad, prior)
+        coords = None if isinstance(view, FullView) else w
+        return TrainResult(to_params(w), params0, loss_curve, acc_curve, bad, prior, coords)
 
     return train_member
 
@@ -280,6 +324,14 @@ def padded_index(m: int, size: int) -> np.ndarray:
     return np.concatenate([np.arange(m), np.full(size - m, m - 1)])
 
 
+def pad_tree(tree: Any, m: int, size: int) -> Any:
+    """A pytree with leading member axis ``m`` padded to ``size`` by copies of its last member."""
+    if size == m:
+        return tree
+    idx = padded_index(m, size)
+    return jax.tree.map(lambda x: x[idx], tree)
+
+
 def pad_members(pop: Population, multiple: int) -> tuple[Population, int]:
     """Pad with copies of the last member so the size divides ``multiple``; returns (pop, real size)."""
     m = pop.size
@@ -289,16 +341,20 @@ def pad_members(pop: Population, multiple: int) -> tuple[Population, int]:
 _COMPILED: dict[Any, Callable[..., TrainResult]] = {}
 
 
-def compiled_trainer(task: Task, model_cfg: ModelConfig, cfg: TrainConfig, run_key: jax.Array) -> Callable[..., TrainResult]:
-    """``jit(vmap(member_trainer))``, cached per (task, model, train config, run key)."""
-    cache_key = (task, model_cfg, cfg, tuple(np.asarray(jax.random.key_data(run_key)).ravel().tolist()))
+def compiled_trainer(
+    task: Task, model_cfg: ModelConfig, cfg: TrainConfig, run_key: jax.Array, view: Any = FULL
+) -> Callable[..., TrainResult]:
+    """``jit(vmap(member_trainer))``, cached per (task, model, train config, run key, view)."""
+    cache_key = (task, model_cfg, cfg, tuple(np.asarray(jax.random.key_data(run_key)).ravel().tolist()), view)
     if cache_key not in _COMPILED:
-        member = make_member_trainer(task, model_cfg, cfg, run_key)
+        member = make_member_trainer(task, model_cfg, cfg, run_key, view)
         init = jax.vmap(lambda s: member_init_params(model_cfg, run_key, s))
 
-        def train_chunk(weights, budget, seed, learning_rate, params0=None):
+        def train_chunk(weights, budget, seed, learning_rate, params0=None, start=None):
             p0 = init(seed) if params0 is None else params0
-            return jax.vmap(member)(p0, weights, budget, seed, learning_rate)
+            if start is None:
+                return jax.vmap(member)(p0, weights, budget, seed, learning_rate)
+            return jax.vmap(member)(p0, weights, budget, seed, learning_rate, start)
 
         # Outputs keep the member split, so evaluation reads them where they are.
         _COMPILED[cache_key] = jax.jit(train_chunk, out_shardings=member_sharding(member_mesh()))
@@ -312,13 +368,17 @@ def train_population(
     cfg: TrainConfig,
     run_key: jax.Array,
     init: Params | None = None,
+    view: Any = FULL,
+    start: Any = None,
 ) -> TrainResult:
     """Train every member of ``population`` (one chunk) in one compiled program.
 
     ``init``: optional starting parameters with leading member axis (fine-tuning from a base);
-    by default each member starts from its data-free initialisation. The member axis is
-    sharded over all devices (padded to a multiple of the device count). Returns a
-    ``TrainResult`` for the real (unpadded) members.
+    by default each member starts from its data-free initialisation. ``view``: what is trained
+    (see :func:`make_member_trainer`); ``start``: the trained variables' starting values with
+    leading member axis (default ``view.start``). The member axis is sharded over all devices
+    (padded to a multiple of the device count). Returns a ``TrainResult`` for the real
+    (unpadded) members.
     """
     if model_cfg.seq_len < task.seq_len - 1:
         raise ValueError(
@@ -332,13 +392,9 @@ def train_population(
     mesh = member_mesh()
     padded, m = pad_members(population, mesh.size)
     arrays = shard_members(padded.as_arrays(), mesh)
-    fn = compiled_trainer(task, model_cfg.for_members(padded.size // mesh.size), cfg, run_key)
-    if init is not None:
-        if padded.size != m:
-            idx = padded_index(m, padded.size)
-            init = jax.tree.map(lambda x: x[idx], init)
-        init = shard_members(init, mesh)
-    out = fn(arrays["weights"], arrays["budget"], arrays["seed"], arrays["learning_rate"], init)
+    fn = compiled_trainer(task, model_cfg.for_members(padded.size // mesh.size), cfg, run_key, view)
+    init, start = (None if tree is None else shard_members(pad_tree(tree, m, padded.size), mesh) for tree in (init, start))
+    out = fn(arrays["weights"], arrays["budget"], arrays["seed"], arrays["learning_rate"], init, start)
     return out if padded.size == m else jax.tree.map(lambda x: x[:m], out)
 
 

@@ -1,0 +1,268 @@
+"""Compression certificates for a run trained in a subspace: ``difftrade compress RUN_DIR``.
+
+For every member of a ``[subspace]`` run (weights ``θ₀ + P z``, ``difftrade.subspace``):
+
+1. quantize ``z`` ``[D]`` to ``L`` codebook values (quantization-aware training from the trained
+   ``z``, ``difftrade.quantize``), giving symbols ``s`` ``[D]`` and a half-precision codebook;
+2. describe the quantized network by a prefix-free code: ``D`` and ``L`` (Elias delta), the
+   symbol counts, the arithmetic-coded symbols (``difftrade.theory.coding``) and ``16 L`` bits of
+   codebook. The decoder knows what was fixed before the data: the architecture, the run key
+   and the member's seed (hence ``θ₀`` and ``P``), the projection's ``terms``;
+3. measure the quantized network's exact-match risk on all ``n`` of its own training examples
+   and on each level's held-out test set;
+4. certify its in-distribution risk by the Occam bound (``difftrade.theory.occam``) at
+   ``δ / M`` per member, so all ``M`` certified members' intervals hold together with
+   probability ≥ 1 − δ, and carry it to the target by the change of measure of the task's level
+   structure (``bound.shift_variables``: ``target_bound``, ``target_lower_bound``);
+5. per budget: the difficulty minimising the certified target risk and the certified set of
+   optimal difficulties, beside the measured ``d*(n)``.
+
+Results go to ``RUN_DIR/compression.nc`` (dims difficulty, budget, seed), ``compression.md`` and
+``compression.codes.npz`` (each member's symbols and stored codebook: the described networks);
+finished chunks of members are kept under ``compression.partial/`` until then, so an interrupted
+run resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+from difftrade import results
+from difftrade.bound import load_run, shift_variables
+from difftrade.checkpoint import load_base
+from difftrade.config import RunConfig
+from difftrade.evaluate import evaluate_population, risks
+from difftrade.experiment import load_params, read_npz
+from difftrade.fields import Field, check_fields, refuse
+from difftrade.quantize import CODEBOOK_BITS, QuantizedView, initial_codebook, quantized
+from difftrade.subspace import Subspace, projection_key
+from difftrade.theory.coding import code_length, empirical_entropy_bits
+from difftrade.theory.occam import occam_interval
+from difftrade.train import Population, member_init_params, train_population
+
+DIMS = ("difficulty", "budget", "seed")
+CODES = "compression.codes.npz"  # member int [M], symbols uint16 [M, D], codebook float32 [M, L] (as stored)
+
+
+@dataclasses.dataclass(frozen=True)
+class CompressSettings:
+    """How members are quantized and certified.
+
+    ``levels``: codebook size L; ``qat_steps``: quantization-aware training steps (0: round the
+    trained ``z`` to the initial codebook); ``qat_lr_scale``: their peak learning rate as a
+    fraction of ``grid.learning_rate``; ``delta``: for all certified members together;
+    ``delta_heldout``: for the held-out level bands of the shift fields; ``member_chunk``:
+    members quantized per compiled call (0: the whole grid).
+    """
+
+    levels: int = 8
+    qat_steps: int = 200
+    qat_lr_scale: float = 0.1
+    delta: float = 0.05
+    delta_heldout: float = 0.05
+    member_chunk: int = 0
+
+    def __post_init__(self) -> None:
+        check_fields(self, "compress", COMPRESS_FIELDS)
+        if self.qat_steps == 1:
+            raise refuse("compress", "qat_steps", 1, "0 (no quantization-aware training) or an integer >= 2")
+
+
+COMPRESS_FIELDS: dict[str, Field] = {
+    "levels": Field(int, 1, 2**16, note="codebook values"),
+    "qat_steps": Field(int, 0, note="0 = round to the initial codebook"),
+    "qat_lr_scale": Field(float, 0, low_open=True, note="times grid.learning_rate"),
+    "delta": Field(float, 0, 1, low_open=True, high_open=True),
+    "delta_heldout": Field(float, 0, 1, low_open=True, high_open=True),
+    "member_chunk": Field(int, 0, note="0 = every member at once"),
+}
+
+
+def _member_base(cfg: RunConfig, run_key: jax.Array, base: Any, seed: jax.Array) -> Any:
+    """A member's ``θ₀``: its data-free initialisation, or the run's base checkpoint."""
+    return member_init_params(cfg.model, run_key, seed) if base is None else base
+
+
+def quantize_members(cfg: RunConfig, settings: CompressSettings, pop: Population, z: jax.Array,
+                     run_key: jax.Array, base: Any) -> dict[str, Any]:
+    """Quantize members ``pop`` (size m) from their coordinates ``z`` float32 ``[m, D]``.
+
+    Returns ``symbols`` int32 ``[m, D]``, ``codebook`` float32 ``[m, L]`` (as stored), ``params``
+    (the quantized networks, leading axis m) and ``qat_nonfinite`` int32 ``[m]``.
+    """
+    codebook = jax.jit(jax.vmap(initial_codebook, in_axes=(0, None)), static_argnums=1)(z, settings.levels)
+    bad = np.zeros(pop.size, np.int32)
+    if settings.qat_steps:
+        qat = dataclasses.replace(cfg.train, steps=settings.qat_steps, warmup_steps=0, num_checkpoints=1, prefix_steps=0)
+        init = None if base is None else jax.tree.map(lambda x: jnp.broadcast_to(x, (pop.size, *x.shape)), base)
+        lr_pop = dataclasses.replace(pop, learning_rate=pop.learning_rate * np.float32(settings.qat_lr_scale))
+        out = train_population(cfg.task, lr_pop, cfg.model, qat, run_key, init=init,
+                               view=QuantizedView(cfg.subspace), start={"z": z, "codebook": codebook})
+        z, codebook, bad = out.coords["z"], out.coords["codebook"], np.asarray(out.nonfinite_steps)
+    symbols, stored, zhat = jax.vmap(quantized)(z, codebook)
+    return {"symbols": np.asarray(symbols), "codebook": np.asarray(stored),
+            "params": networks(cfg, run_key, base, pop.seed, zhat), "qat_nonfinite": bad}
+
+
+def networks(cfg: RunConfig, run_key: jax.Array, base: Any, seeds: np.ndarray, coords: jax.Array) -> Any:
+    """The weights ``θ₀ + P z`` of members with seeds int ``[m]`` at coordinates float32 ``[m, D]``
+    (a params pytree with leading axis m): what a decoder rebuilds from a description."""
+
+    @jax.jit
+    @jax.vmap
+    def weights(seed: jax.Array, z: jax.Array) -> Any:
+        theta0 = _member_base(cfg, run_key, base, seed)
+        return Subspace(cfg.subspace, theta0, projection_key(run_key, seed)).weights(z)
+
+    return weights(jnp.asarray(seeds, jnp.int32), jnp.asarray(coords, jnp.float32))
+
+
+def describe(symbols: np.ndarray, levels: int) -> dict[str, np.ndarray]:
+    """Code lengths in bits of members' descriptions, symbols int ``[m, D]`` -> each ``[m]``:
+    ``code_bits`` (the whole description: coded symbols + codebook), ``symbol_bits``
+    (``D``, ``L``, counts and payload), ``codebook_bits`` and ``entropy_bits`` (``D·H`` of each
+    member's symbol frequencies: the arithmetic payload is within 2 bits above it)."""
+    lengths = [code_length(s, levels) for s in symbols]
+    symbol_bits = np.array([c.total for c in lengths], np.float64)
+    codebook_bits = np.full(len(lengths), float(CODEBOOK_BITS * levels))
+    return {"code_bits": symbol_bits + codebook_bits, "symbol_bits": symbol_bits, "codebook_bits": codebook_bits,
+            "entropy_bits": np.array([empirical_entropy_bits(s, levels) for s in symbols], np.float64)}
+
+
+def compress_chunk(cfg: RunConfig, settings: CompressSettings, pop: Population, z: jax.Array, run_key: jax.Array,
+                   base: Any) -> dict[str, np.ndarray]:
+    """Quantize, describe and evaluate members ``pop`` (size m): per-member arrays ``[m]`` (``level_exact`` ``[m, L]``)."""
+    q = quantize_members(cfg, settings, pop, z, run_key, base)
+    ev_cfg = dataclasses.replace(cfg.eval, n_train_eval=int(np.max(pop.budget)))  # every own training example
+    ev = evaluate_population(cfg.task, q["params"], pop.weights, pop.budget, pop.seed, cfg.model, ev_cfg, run_key)
+    errors = pop.budget - np.rint(np.asarray(ev["train_exact"], np.float64) * pop.budget)
+    return {**describe(q["symbols"], settings.levels), "train_errors": errors, "level_exact": ev["level_exact"],
+            "qat_nonfinite": q["qat_nonfinite"], "symbols": q["symbols"], "codebook": q["codebook"]}
+
+
+def _partial_dir(run_dir: Path, cfg: RunConfig, settings: CompressSettings) -> Path:
+    key = json.dumps({"config": cfg.hash(), "settings": dataclasses.asdict(settings)}, sort_keys=True)
+    return run_dir / "compression.partial" / hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def check_run(cfg: RunConfig, run_dir: Path) -> None:
+    """Refuse a run that was not trained in a subspace (there is no ``z`` to code)."""
+    if not cfg.subspace.enabled:
+        raise ValueError(f"{str(run_dir)!r} was trained without [subspace] (subspace.dim = 0); allowed: a run whose "
+                         "config sets [subspace] dim > 0, so each member has coordinates z to quantize and code")
+
+
+def compress_run(run_dir: str | Path, settings: CompressSettings = CompressSettings(), progress: bool = True) -> xr.Dataset:
+    """Quantize and certify every member of a ``[subspace]`` run; writes ``compression.nc`` and returns it."""
+    run_dir = Path(run_dir)
+    cfg, ds = load_run(run_dir)
+    check_run(cfg, run_dir)
+    pop, run_key = cfg.population(), jax.random.key(cfg.run.seed)
+    base = None if cfg.run.init == "scratch" else load_base(cfg.run.init, cfg.model)
+    _, coords = load_params(run_dir, jnp.zeros((cfg.subspace.dim,), jnp.float32), kind="coords")
+    size = settings.member_chunk or pop.size
+    partial = _partial_dir(run_dir, cfg, settings)
+    parts: list[dict[str, np.ndarray]] = []
+    for start in range(0, pop.size, size):
+        idx = np.arange(start, min(start + size, pop.size))
+        saved = partial / f"members_{idx[0]}_{idx[-1]}.npz"
+        if saved.exists():
+            parts.append(read_npz(saved))
+        else:
+            chunk = compress_chunk(cfg, settings, pop.take(idx), jnp.asarray(coords[idx]), run_key, base)
+            partial.mkdir(parents=True, exist_ok=True)
+            results.atomic_save_npz(chunk, saved)
+            parts.append(chunk)
+        if progress:
+            print(f"compressed {idx[-1] + 1}/{pop.size} members", flush=True)
+    flat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    codes = {"member": np.arange(pop.size), "symbols": flat.pop("symbols").astype(np.uint16), "codebook": flat.pop("codebook")}
+    out = certify(cfg, ds, flat, settings)
+    results.atomic_save_npz(codes, run_dir / CODES)  # what each certificate describes, to decode and check
+    results.atomic_write_netcdf(out, run_dir / "compression.nc")
+    (run_dir / "compression.md").write_text(render(ds, out))
+    shutil.rmtree(partial.parent, ignore_errors=True)
+    return out
+
+
+def certify(cfg: RunConfig, ds: xr.Dataset, flat: dict[str, np.ndarray], settings: CompressSettings) -> xr.Dataset:
+    """The certificates from per-member measurements ``flat`` (grid order, ``[M]``): ``compression.nc``'s dataset."""
+    shape = cfg.grid_shape
+    grid = {k: v.reshape(*shape, *v.shape[1:]) for k, v in flat.items()}
+    n = np.broadcast_to(np.asarray(cfg.grid.budgets, np.float64)[None, :, None], shape)
+    emp = grid["train_errors"] / n
+    per_member = settings.delta / int(np.prod(shape))
+    lower, upper = occam_interval(emp, n, grid["code_bits"], per_member)
+    level_exact = xr.DataArray(grid["level_exact"], dims=(*DIMS, "level"))
+    measured = risks(1.0 - emp, grid["level_exact"], cfg.train_weights()[:, None, None, :], cfg.target_weights())
+    shift = shift_variables(cfg, xr.Dataset({"level_exact": level_exact}), np.asarray(upper), "train",
+                            settings.delta_heldout, np.asarray(lower))
+    variables = {k: (DIMS, grid[k]) for k in ("code_bits", "symbol_bits", "codebook_bits", "entropy_bits", "train_errors",
+                                              "qat_nonfinite")}
+    variables.update({f"q_{k}": (DIMS, v) for k, v in measured.items()})
+    variables.update(in_dist_bound=(DIMS, np.asarray(upper)), in_dist_lower_bound=(DIMS, np.asarray(lower)),
+                     q_level_exact=level_exact, **shift)
+    out = xr.Dataset(variables, coords={k: ds[k] for k in DIMS})
+    out.attrs = {"config_hash": cfg.hash(), "settings": json.dumps(dataclasses.asdict(settings)),
+                 "subspace": json.dumps(dataclasses.asdict(cfg.subspace)), "delta_per_member": per_member,
+                 "certified_members": int(np.prod(shape))}
+    return out
+
+
+def d_star_summary(ds: xr.Dataset, c: xr.Dataset) -> dict[str, np.ndarray]:
+    """Per budget ``[N]``: ``measured`` (d* of the run's seed-mean target risk), ``quantized`` (of the
+    quantized networks' seed-mean target risk), ``certified`` (argmin of the seed-mean certified
+    target bound; NaN where every bound is vacuous); ``certified_set`` bool ``[D, N]``: the
+    difficulties that no other difficulty's certified target risk beats for every seed (the
+    union over seeds of each seed's certified set: each seed's networks are certified together)."""
+    from difftrade.analysis import seed_mean
+    from difftrade.theory.tradeoff import certified_d_star_set, d_star_from_bound
+
+    diffs = ds["difficulty"].values
+    per_seed = certified_d_star_set(c["target_bound"].values, c["target_lower_bound"].values)  # [D, N, S]
+    return {
+        "measured": d_star_from_bound(seed_mean(ds["target_risk"].values), diffs),
+        "quantized": d_star_from_bound(seed_mean(c["q_target_risk"].values), diffs),
+        "certified": d_star_from_bound(seed_mean(c["target_bound"].values), diffs, vacuous=VACUOUS),
+        "certified_set": per_seed.any(axis=2),
+    }
+
+
+VACUOUS = 0.999  # a bound at or above this certifies nothing about a [0, 1] risk
+
+
+def render(ds: xr.Dataset, c: xr.Dataset) -> str:
+    """``compression.md``: per (difficulty, budget) the seed means of code length, risks and bounds; then d* per budget."""
+    settings = json.loads(c.attrs["settings"])
+    mean = lambda name: np.nanmean(c[name].values, axis=2)
+    lines = [f"# Compression certificates ({c.attrs['certified_members']} members, subspace {c.attrs['subspace']})", "",
+             (f"Quantized to {settings['levels']} levels after {settings['qat_steps']} quantization-aware steps; "
+              f"Occam bound at δ = {settings['delta']} for all members together "
+              f"(δ/M = {c.attrs['delta_per_member']:.3g} each). Seed means."), "",
+             "| d | n | code bits | D·H bits | train risk (q) | test risk (q) | certified R_S | target risk (q) | certified R_T |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    fields = ("code_bits", "entropy_bits", "q_train_risk", "q_test_risk", "in_dist_bound", "q_target_risk", "target_bound")
+    table = {f: mean(f) for f in fields}
+    for i, d in enumerate(c["difficulty"].values):
+        for j, n in enumerate(c["budget"].values):
+            cells = [f"{table[f][i, j]:.0f}" if f.endswith("bits") else f"{table[f][i, j]:.3f}" for f in fields]
+            lines.append(f"| {d} | {n} | " + " | ".join(cells) + " |")
+    summary = d_star_summary(ds, c)
+    diffs = c["difficulty"].values
+    lines += ["", "| n | measured d* | quantized d* | certified argmin | certified set |", "|---|---|---|---|---|"]
+    for j, n in enumerate(c["budget"].values):
+        show = lambda x: "–" if np.isnan(x) else str(int(x))
+        members = "{" + ", ".join(str(int(d)) for d in diffs[summary["certified_set"][:, j]]) + "}"
+        lines.append(f"| {n} | {show(summary['measured'][j])} | {show(summary['quantized'][j])} | "
+                     f"{show(summary['certified'][j])} | {members} |")
+    return "\n".join(lines) + "\n"

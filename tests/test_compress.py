@@ -1,0 +1,109 @@
+"""Compression certificates end to end on a tiny subspace run: the stored description decodes to the
+network that was evaluated, its length is what the bound paid for, and the bound is the Occam bound."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import tiny_raw
+
+from difftrade import compress, config, experiment
+from difftrade.compress import CODES, CompressSettings, compress_run, networks
+from difftrade.evaluate import evaluate_population
+from difftrade.experiment import read_npz
+from difftrade.theory.coding import code_length
+from difftrade.theory.occam import occam_interval
+
+SETTINGS = CompressSettings(levels=4, qat_steps=4, member_chunk=4)
+
+
+@pytest.fixture(scope="module")
+def compressed(tmp_path_factory):
+    cfg = config.from_dict(tiny_raw(subspace={"dim": 16, "terms": 2}, grid={"learning_rate": 0.05}))
+    out = tmp_path_factory.mktemp("subspace_run")
+    experiment.run(cfg, out, progress=False)
+    return cfg, out, compress_run(out, SETTINGS, progress=False)
+
+
+def test_code_length_is_the_stored_descriptions(compressed):
+    _, out, c = compressed
+    codes = read_npz(out / CODES)
+    assert codes["symbols"].shape == (8, 16) and codes["codebook"].shape == (8, SETTINGS.levels)
+    bits = [code_length(s.astype(np.int64), SETTINGS.levels).total + 16 * SETTINGS.levels for s in codes["symbols"]]
+    np.testing.assert_array_equal(c["code_bits"].values.ravel(), bits)
+    assert np.all(codes["codebook"] == codes["codebook"].astype(np.float16))  # the 16 bits a value pays for
+
+
+def test_decoded_networks_make_the_counted_training_errors(compressed):
+    cfg, out, c = compressed
+    codes, pop, key = read_npz(out / CODES), cfg.population(), jax.random.key(cfg.run.seed)
+    zhat = np.take_along_axis(codes["codebook"], codes["symbols"].astype(np.int64), axis=1)
+    params = networks(cfg, key, None, pop.seed, jnp.asarray(zhat))
+    ev_cfg = dataclasses.replace(cfg.eval, n_train_eval=int(pop.budget.max()))
+    ev = evaluate_population(cfg.task, params, pop.weights, pop.budget, pop.seed, cfg.model, ev_cfg, key)
+    errors = pop.budget - np.rint(ev["train_exact"] * pop.budget)
+    np.testing.assert_array_equal(c["train_errors"].values.ravel(), errors)
+    np.testing.assert_allclose(c["q_level_exact"].values.reshape(8, -1), ev["level_exact"])
+
+
+def test_bounds_are_the_occam_interval_at_delta_over_members(compressed):
+    cfg, _, c = compressed
+    n = np.asarray(cfg.grid.budgets, np.float64)[None, :, None]
+    lower, upper = occam_interval(c["train_errors"].values / n, np.broadcast_to(n, c["code_bits"].shape),
+                                  c["code_bits"].values, SETTINGS.delta / 8)
+    np.testing.assert_array_equal(c["in_dist_bound"].values, upper)
+    np.testing.assert_array_equal(c["in_dist_lower_bound"].values, lower)
+    assert np.all(c["target_lower_bound"].values <= c["target_bound"].values)
+    assert np.all((c["target_bound"].values >= 0) & (c["target_bound"].values <= 1))
+
+
+def test_report_lists_every_cell_and_budget(compressed):
+    _, out, _ = compressed
+    text = (out / "compression.md").read_text()
+    cells = [line for line in text.splitlines() if line.startswith("| ") and line.count("|") == 10]
+    assert [tuple(line.split(" | ")[:2]) for line in cells[1:]] == [("| 1", "1"), ("| 1", "32"), ("| 2", "1"), ("| 2", "32")]
+    per_budget = [line for line in text.splitlines() if line.count("|") == 6]
+    assert [line.split(" | ")[0] for line in per_budget[2:]] == ["| 1", "| 32"]
+
+
+def test_interrupted_compression_resumes_from_finished_chunks(compressed, tmp_path, monkeypatch):
+    _, out, full = compressed
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("config.json", "results.nc", "chunks"):
+        src = out / name
+        (run / name).symlink_to(src, target_is_directory=src.is_dir())
+    real, calls = compress.compress_chunk, []
+
+    def failing_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("interrupted")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(compress, "compress_chunk", failing_second)
+    with pytest.raises(RuntimeError):
+        compress_run(run, SETTINGS, progress=False)
+    assert not (run / "compression.nc").exists() and list((run / "compression.partial").rglob("*.npz"))
+    calls.clear()
+    again = compress_run(run, SETTINGS, progress=False)
+    assert len(calls) == 1  # only the unfinished chunk
+    np.testing.assert_array_equal(again["in_dist_bound"].values, full["in_dist_bound"].values)
+    assert not (run / "compression.partial").exists()
+
+
+def test_a_run_without_subspace_is_refused(tiny_cfg, tmp_path):
+    experiment.run(config.from_dict(tiny_raw(grid={"budgets": [32], "seeds": [0]})), tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"without \[subspace\]"):
+        compress_run(tmp_path, SETTINGS, progress=False)
+
+
+@pytest.mark.parametrize(("field", "value"), [("levels", 0), ("qat_steps", 1), ("qat_steps", -2), ("delta", 1.0),
+                                              ("qat_lr_scale", 0.0), ("member_chunk", -1), ("levels", 2**17)])
+def test_bad_settings_name_the_field(field, value):
+    with pytest.raises(ValueError, match=f"compress.{field}="):
+        CompressSettings(**{field: value})
