@@ -6,12 +6,14 @@
     difftrade pretrain CONFIG [--out DIR]            train one member, save it as a base checkpoint
     difftrade report RUN_DIR [--out DIR]             tables and figures (RUN_DIR/results.nc also works)
     difftrade bound RUN_DIR [--n-bound N --draws R --monte-carlo per_example --seeds 0,1 --budgets 1024,4096 --bound-set train --posterior fitted]
-    difftrade compress RUN_DIR [--levels L --qat-steps K --delta D]   compression certificates ([subspace] runs)
+    difftrade compress RUN_DIR [RUN_DIR ...] [--levels L --qat-steps K --delta D]   compression certificates ([subspace] runs)
     difftrade difficulty agreement CONFIG [-n N]     reference loss vs nominal level (rank agreement)
     difftrade recommend RUN_DIR --budget N [--validate]      difficulty for a budget (or RESULTS.nc)
     difftrade select SCORES --column C --budget N (--results R | --weights W) [--out F]
     difftrade transfer CONFIG|RUN_DIR [--budget N] [--out DIR]   accuracy of each training level on every level
     difftrade demo [--out DIR]                       run the packaged quick config and report
+    difftrade export TASK|--config C --split train -d D -n N [--seed S] [--chat] [--out F]   examples as JSONL
+    difftrade score TASK|--config C PREDICTIONS [--out DIR]   exact match of outside answers; a grid -> results.nc
 
 Every command takes ``--import MODULE`` (repeatable): the module is imported first, so task
 families it registers with ``@register`` resolve like the built-in ones; installed packages add
@@ -256,13 +258,18 @@ def _bound(args: argparse.Namespace) -> int:
 
 def _compress(args: argparse.Namespace) -> int:
     """Quantize, code and certify every member of a [subspace] run."""
-    from difftrade.compress import CompressSettings, compress_run
+    from difftrade.compress import CompressSettings, best_of, compress_run
 
     settings = CompressSettings(levels=args.levels, qat_steps=args.qat_steps, qat_lr_scale=args.qat_lr_scale,
                                 delta=args.delta, member_chunk=args.member_chunk)
-    compress_run(args.run, settings)
-    print((args.run / "compression.md").read_text())
-    print(f"compression certificates: {args.run / 'compression.nc'}; descriptions: {args.run / 'compression.codes.npz'}")
+    for run in args.runs:
+        compress_run(run, settings)
+    out = args.runs[0]
+    if len(args.runs) > 1:
+        out = args.out or args.runs[0].parent / "best_of"
+        best_of(args.runs, out)
+    print((out / "compression.md").read_text())
+    print(f"compression certificates: {out / 'compression.nc'}")
     return 0
 
 
@@ -297,6 +304,67 @@ def _recommend(args: argparse.Namespace) -> int:
     if args.validate:
         print("\nleave-one-budget-out validation (each budget predicted from the others):")
         print(validate_leave_one_budget_out(ds))
+    return 0
+
+
+def _export_config(args: argparse.Namespace):
+    """The RunConfig an export/score addresses: ``--config``, else the bare TASK (``export.task_config``)."""
+    from difftrade import config, export
+
+    if (args.task is None) == (args.config is None):
+        given = "both TASK and --config" if args.task is not None else "neither TASK nor --config"
+        raise ValueError(f"{given} given; allowed: a task family name (e.g. addition) or --config CONFIG, not both")
+    if args.config is not None:
+        if args.run_seed is not None:
+            raise ValueError(f"--run-seed={args.run_seed} with --config; allowed: only with TASK (a config's [run] seed is used)")
+        return config.load(args.config)
+    return export.task_config(args.task, 0 if args.run_seed is None else args.run_seed)
+
+
+def _export(args: argparse.Namespace) -> int:
+    """Examples as JSONL text records: a member's training set, the test sets, or target examples."""
+    from difftrade import export
+
+    cfg = _export_config(args)
+    if args.system is not None or args.template != export.DEFAULT_TEMPLATE:
+        args.chat = True
+    template = export.check_template(args.template)
+    difficulty = _ints(args.difficulty, "--difficulty")
+    n = args.n
+    if n is None:
+        if args.split == "train":
+            raise ValueError("-n is missing with --split train; allowed: the budget n >= 1 (the member's training "
+                             "examples 0..n-1)")
+        n = cfg.eval.n_test
+    rows = export.records(cfg, args.split, n, args.seed, difficulty)
+    if args.chat:
+        rows = [export.with_messages(r, template, args.system) for r in rows]
+    if args.out is None:
+        export.write_jsonl(rows, sys.stdout)
+    else:
+        count = export.write_jsonl(rows, args.out)
+        print(f"exported {count} {args.split} records of {cfg.task_name} (seed {args.seed}): {args.out}", file=sys.stderr)
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    """Exact match of an outside model's answers per level; a full labelled grid becomes results.nc + report."""
+    from difftrade import results
+    from difftrade import score as scoring
+
+    cfg = _export_config(args)
+    scores = scoring.score_file(cfg, args.predictions)
+    table = scoring.render(cfg, scores)
+    print(table)
+    if args.out is not None:
+        ds = scoring.to_dataset(cfg, scores, str(args.predictions))
+        args.out.mkdir(parents=True, exist_ok=True)
+        results.atomic_write_netcdf(ds, args.out / "results.nc")
+        results.atomic_write_text(table + "\n", args.out / "scores.md")
+        print(f"scores:  {args.out / 'scores.md'}")
+        print(f"results: {args.out / 'results.nc'}")
+        if not args.no_report:
+            _report(args.out / "results.nc", args.out)
     return 0
 
 
@@ -484,7 +552,11 @@ def _add_compress(sub: Subparsers) -> None:
                              "carried to the target by the level structure's change of measure. Writes "
                              "RUN/compression.nc, compression.md and compression.codes.npz; finished chunks are kept "
                              "in RUN/compression.partial/ until then, so a rerun resumes.")
-    p.add_argument("run", type=Path, help="a finished run directory whose config has [subspace] dim > 0")
+    p.add_argument("runs", type=Path, nargs="+", metavar="RUN",
+                   help="finished run directories whose configs have [subspace] dim > 0; several runs of one grid "
+                        "that differ only in [subspace] are then combined: each member keeps the description that "
+                        "certifies it best")
+    p.add_argument("--out", type=Path, help="where the combination of several runs goes (default: RUN1/../best_of)")
     p.add_argument("--levels", type=int, default=8, help="codebook values L (default: 8)")
     p.add_argument("--qat-steps", type=int, default=200,
                    help="quantization-aware training steps (default: 200; 0 rounds to the initial codebook)")
@@ -532,9 +604,62 @@ def _add_select(sub: Subparsers) -> None:
     p.add_argument("--out", type=Path, help=".csv (index,level,score) or .npy; default: stdout")
 
 
+def _add_export_source(p: argparse.ArgumentParser, what: str) -> None:
+    """TASK or --config, and --run-seed: the streams an export or a score addresses."""
+    p.add_argument("task", nargs="?", help=f"a task family (its default options, point training distributions, "
+                                           f"uniform target), or give --config; {what}")
+    p.add_argument("--config", type=config_path, help=CONFIG_HELP.format(", ".join(packaged_configs()) or "none")
+                   + ": its task, run seed, training and target distributions (instead of TASK)")
+    p.add_argument("--run-seed", type=int, help="with TASK: the [run] seed of the native run to match (default 0)")
+
+
+def _add_export(sub: Subparsers) -> None:
+    p = _command(sub, "export", _export, help="write examples as JSONL text (to fine-tune and test any LLM elsewhere)",
+                 description="Write examples as JSONL records (task, split, seed, level, index, prompt, answer; train "
+                             "records also difficulty and budget; --chat adds messages) from the addressable streams of "
+                             "a native run: --split train is exactly member (difficulty, n, seed)'s training set (budgets "
+                             "nest: budget n is the first n records of any larger budget); --split test is each level's "
+                             "held-out test examples 0..n-1 (never a training key); --split target is n test examples "
+                             "with levels drawn from the target distribution. See docs/llm_bridge.md.")
+    _add_export_source(p, "the examples are those of a native run of it")
+    p.add_argument("--split", choices=["train", "test", "target"], default="train",
+                   help="train: a member's training examples (default); test: each level's test examples; target: "
+                        "test examples under the target distribution")
+    p.add_argument("--difficulty", "-d",
+                   help="train: the member's training difficulty (its grid row; required); test: comma-separated "
+                        "levels (default: all); target: not used")
+    p.add_argument("-n", "--budget", dest="n", type=int,
+                   help="train: the budget n, examples 0..n-1 (required); test: examples per level; target: examples "
+                        "(test and target default to the config's eval.n_test, 512 for TASK)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="the member's grid seed: its data stream and test sets (default 0)")
+    p.add_argument("--chat", action="store_true",
+                   help="add messages: [system], user (--template), assistant (the answer)")
+    p.add_argument("--system", help="system message of the chat form (implies --chat)")
+    p.add_argument("--template", default="{prompt}=",
+                   help="user message of the chat form, with the field {prompt} (default '{prompt}='; implies --chat)")
+    p.add_argument("--out", "-o", type=Path, help="JSONL file to write (default: stdout)")
+
+
+def _add_score(sub: Subparsers) -> None:
+    p = _command(sub, "score", _score, help="score an outside model's JSONL answers per level; a grid becomes results.nc",
+                 description="Exact match (after NFKC, removing whitespace, lower-casing) of the 'prediction' of each "
+                             "record of PREDICTIONS against the answer difftrade generates at its address (split, seed, "
+                             "level, index). Records labelled with difficulty and budget are scored per member; a full "
+                             "difficulty x budget x seed grid with --out becomes results.nc, report.md and figures, as "
+                             "after `difftrade run`. See docs/llm_bridge.md.")
+    _add_export_source(p, "the examples are regenerated from it")
+    p.add_argument("predictions", type=Path,
+                   help="JSONL: exported records (or their split, seed, level, index) with 'prediction', the model's "
+                        "answer text, and 'difficulty', 'budget' naming the member that answered")
+    p.add_argument("--out", type=Path,
+                   help="directory for results.nc, scores.md, report.md and the figures (needs a full labelled grid)")
+    p.add_argument("--no-report", action="store_true", help="with --out: write results.nc and scores.md only")
+
+
 COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_tasks, _add_run, _add_pretrain, _add_report, _add_transfer, _add_demo, _add_bound, _add_compress,
-    _add_difficulty, _add_recommend, _add_select,
+    _add_difficulty, _add_recommend, _add_select, _add_export, _add_score,
 )
 
 

@@ -167,6 +167,11 @@ def compress_run(run_dir: str | Path, settings: CompressSettings = CompressSetti
     run_dir = Path(run_dir)
     cfg, ds = load_run(run_dir)
     check_run(cfg, run_dir)
+    done = _finished(run_dir, cfg, settings)
+    if done is not None:
+        if progress:
+            print(f"{run_dir / 'compression.nc'} already holds these certificates (same config and settings)", flush=True)
+        return done
     pop, run_key = cfg.population(), jax.random.key(cfg.run.seed)
     base = None if cfg.run.init == "scratch" else load_base(cfg.run.init, cfg.model)
     _, coords = load_params(run_dir, jnp.zeros((cfg.subspace.dim,), jnp.float32), kind="coords")
@@ -193,6 +198,63 @@ def compress_run(run_dir: str | Path, settings: CompressSettings = CompressSetti
     (run_dir / "compression.md").write_text(render(ds, out))
     shutil.rmtree(partial.parent, ignore_errors=True)
     return out
+
+
+def best_of(run_dirs: list[Path], out_dir: Path) -> xr.Dataset:
+    """Per member, the description with the smallest certified target risk among certified runs
+    that differ only in ``[subspace]`` (e.g. D): writes ``out_dir/compression.nc`` and ``.md``.
+
+    Valid at the runs' common δ: D and L are part of every description's code (Elias delta), so
+    the descriptions of all dimensions form one prefix-free code per member and its Occam bound
+    holds for all of them at once; choosing among them after seeing the data costs nothing more.
+    Adds ``subspace_dim`` ``[difficulty, budget, seed]`` (the chosen run's D).
+    """
+    runs = [(load_run(Path(r)), _certified(Path(r))) for r in run_dirs]
+    (cfg0, ds0), c0 = runs[0]
+    same = lambda cfg: {k: v for k, v in cfg.to_dict().items() if k != "subspace"}
+    for ((cfg, _), c), path in zip(runs[1:], run_dirs[1:]):
+        if same(cfg) != same(cfg0) or json.loads(c.attrs["settings"])["delta"] != json.loads(c0.attrs["settings"])["delta"]:
+            raise ValueError(f"{str(path)!r} differs from {str(run_dirs[0])!r} in more than [subspace] (or in compress "
+                             "--delta); allowed: runs of one grid that differ only in [subspace]")
+    choice = np.argmin(np.stack([np.nan_to_num(c["target_bound"].values, nan=np.inf) for _, c in runs]), axis=0)
+
+    def pick(arrays: list[np.ndarray]) -> np.ndarray:  # [R, D, N, S, ...] -> [D, N, S, ...]
+        stacked = np.stack(arrays)
+        index = choice.reshape(1, *choice.shape, *([1] * (stacked.ndim - 1 - choice.ndim)))
+        return np.take_along_axis(stacked, index, axis=0)[0]
+
+    out = c0.copy()
+    for name, var in c0.data_vars.items():
+        if var.dims[:3] == DIMS:
+            out[name] = (var.dims, pick([c[name].values for _, c in runs]))
+    out["subspace_dim"] = (DIMS, np.asarray([cfg.subspace.dim for (cfg, _), _ in runs])[choice])
+    out.attrs.update(runs=json.dumps([str(r) for r in run_dirs]), subspace="best of " + ", ".join(
+        f"D = {cfg.subspace.dim}" for (cfg, _), _ in runs))
+    measured = ds0.assign(target_risk=(DIMS, pick([ds["target_risk"].values for (_, ds), _ in runs])))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results.atomic_write_netcdf(out, out_dir / "compression.nc")
+    (out_dir / "compression.md").write_text(render(measured, out))
+    return out
+
+
+def _finished(run_dir: Path, cfg: RunConfig, settings: CompressSettings) -> xr.Dataset | None:
+    """The run's ``compression.nc`` when it was written for this config and these settings (the
+    member chunk aside: it does not change the numbers), else None."""
+    path = run_dir / "compression.nc"
+    if not path.exists():
+        return None
+    c = results.open_netcdf(path)
+    numbers = lambda d: {k: v for k, v in d.items() if k != "member_chunk"}
+    same = numbers(json.loads(c.attrs.get("settings", "{}"))) == numbers(dataclasses.asdict(settings))
+    return c if same and c.attrs.get("config_hash") == cfg.hash() else None
+
+
+def _certified(run_dir: Path) -> xr.Dataset:
+    """A run's ``compression.nc``; ``ValueError`` naming it when absent."""
+    path = run_dir / "compression.nc"
+    if not path.exists():
+        raise ValueError(f"{str(path)!r} does not exist; allowed: a run certified by `difftrade compress {run_dir}`")
+    return results.open_netcdf(path)
 
 
 def certify(cfg: RunConfig, ds: xr.Dataset, flat: dict[str, np.ndarray], settings: CompressSettings) -> xr.Dataset:
@@ -253,9 +315,14 @@ def render(ds: xr.Dataset, c: xr.Dataset) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     fields = ("code_bits", "entropy_bits", "q_train_risk", "q_test_risk", "in_dist_bound", "q_target_risk", "target_bound")
     table = {f: mean(f) for f in fields}
+    chosen = c["subspace_dim"].values if "subspace_dim" in c else None  # best_of: each seed's D
+    if chosen is not None:
+        lines[-2], lines[-1] = lines[-2] + " D chosen |", lines[-1] + "---|"
     for i, d in enumerate(c["difficulty"].values):
         for j, n in enumerate(c["budget"].values):
             cells = [f"{table[f][i, j]:.0f}" if f.endswith("bits") else f"{table[f][i, j]:.3f}" for f in fields]
+            if chosen is not None:
+                cells.append("/".join(str(int(v)) for v in np.unique(chosen[i, j])))
             lines.append(f"| {d} | {n} | " + " | ".join(cells) + " |")
     summary = d_star_summary(ds, c)
     diffs = c["difficulty"].values

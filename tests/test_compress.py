@@ -107,3 +107,31 @@ def test_a_run_without_subspace_is_refused(tiny_cfg, tmp_path):
 def test_bad_settings_name_the_field(field, value):
     with pytest.raises(ValueError, match=f"compress.{field}="):
         CompressSettings(**{field: value})
+
+
+def test_a_certified_run_is_not_certified_again(compressed, monkeypatch):
+    _, out, full = compressed
+    monkeypatch.setattr(compress, "compress_chunk", lambda *a, **k: pytest.fail("recomputed"))
+    again = compress_run(out, dataclasses.replace(SETTINGS, member_chunk=0), progress=False)  # chunking: same numbers
+    np.testing.assert_array_equal(again["target_bound"].values, full["target_bound"].values)
+
+
+def test_best_of_keeps_each_members_best_description(compressed, tmp_path):
+    cfg, out, first = compressed
+    other = tmp_path / "dim8"
+    experiment.run(config.from_dict(tiny_raw(subspace={"dim": 8, "terms": 2}, grid={"learning_rate": 0.05})), other,
+                   progress=False)
+    second = compress_run(other, SETTINGS, progress=False)
+    best = compress.best_of([out, other], tmp_path / "best")
+    both = np.stack([first["target_bound"].values, second["target_bound"].values])
+    np.testing.assert_array_equal(best["target_bound"].values, both.min(axis=0))
+    took_second = best["subspace_dim"].values == 8
+    np.testing.assert_array_equal(best["code_bits"].values, np.where(took_second, second["code_bits"].values,
+                                                                     first["code_bits"].values))
+    assert (tmp_path / "best" / "compression.md").read_text().count("D chosen") == 1
+    wrong = tmp_path / "other_grid"
+    experiment.run(config.from_dict(tiny_raw(subspace={"dim": 8}, grid={"budgets": [32], "seeds": [0]})), wrong,
+                   progress=False)
+    compress_run(wrong, SETTINGS, progress=False)
+    with pytest.raises(ValueError, match="differs from"):
+        compress.best_of([out, wrong], tmp_path / "refused")
