@@ -15,6 +15,7 @@ For a member trained on distribution ``w`` (weights over levels) and a target ``
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -27,11 +28,14 @@ from difftrade.model import ModelConfig, Params, graphdef, token_losses
 from difftrade.multihost import to_host
 from difftrade.tasks.base import Task
 from difftrade.train import (
+    TRACES,
     member_data_root,
     member_mesh,
     member_sharding,
     padded_index,
+    replicate,
     shard_members,
+    trace_state,
 )
 
 
@@ -69,16 +73,17 @@ def _batched(fn, indices: jax.Array, batch: int):
     return jax.tree.map(lambda x: x.reshape(-1)[:n], out)
 
 
-def make_member_evaluator(task: Task, model_cfg: ModelConfig, cfg: EvalConfig, run_key: jax.Array):
-    """``(params, weights, budget, seed) -> dict`` of per-member metrics (vmappable).
+def member_evaluator(task: Task, model_cfg: ModelConfig, cfg: EvalConfig):
+    """``(run_key, params, weights, budget, seed) -> dict`` of per-member metrics (vmappable).
 
-    Returns ``train_exact`` / ``train_ce`` scalars (own training examples) and
-    ``level_exact`` / ``level_ce`` ``[num_levels]`` (each level's test set).
+    Built from static configuration only; the run key is an argument. Returns ``train_exact`` /
+    ``train_ce`` scalars (own training examples) and ``level_exact`` / ``level_ce``
+    ``[num_levels]`` (each level's test set).
     """
     gdef = graphdef(model_cfg)
     levels = jnp.asarray(task.levels, jnp.int32)
 
-    def evaluate_member(params, weights, budget, seed):
+    def evaluate_member(run_key, params, weights, budget, seed):
         root = member_data_root(run_key, seed)
 
         def on_train(idx):
@@ -103,7 +108,30 @@ def make_member_evaluator(task: Task, model_cfg: ModelConfig, cfg: EvalConfig, r
     return evaluate_member
 
 
+def make_member_evaluator(task: Task, model_cfg: ModelConfig, cfg: EvalConfig, run_key: jax.Array):
+    """:func:`member_evaluator` with the run key bound: ``(params, weights, budget, seed) -> dict``."""
+    return functools.partial(member_evaluator(task, model_cfg, cfg), run_key)
+
+
 _COMPILED: dict[Any, Any] = {}
+
+
+def compiled_evaluator(task: Task, model_cfg: ModelConfig, cfg: EvalConfig):
+    """``jit(vmap(member_evaluator))`` over a chunk: ``(run_key, params, weights, budget, seed) -> dict``.
+
+    Cached per (task, model, eval config, :func:`difftrade.train.trace_state`): static
+    configuration only, so a new run key reuses the compiled program.
+    """
+    key = (task, model_cfg, cfg, trace_state())
+    if key not in _COMPILED:
+        member = jax.vmap(member_evaluator(task, model_cfg, cfg), in_axes=(None, 0, 0, 0, 0))
+
+        def evaluate_chunk(run_key, params, weights, budget, seed):
+            TRACES["evaluate"] += 1
+            return member(run_key, params, weights, budget, seed)
+
+        _COMPILED[key] = jax.jit(evaluate_chunk, out_shardings=member_sharding(member_mesh()))
+    return _COMPILED[key]
 
 
 def evaluate_population(
@@ -119,15 +147,11 @@ def evaluate_population(
     mesh = member_mesh()
     m = int(np.shape(budget)[0])
     fill = padded_index(m, -(-m // mesh.size) * mesh.size)  # pad to the device count
-    model_cfg = model_cfg.for_members(len(fill) // mesh.size)
-    key = (task, model_cfg, cfg, tuple(np.asarray(jax.random.key_data(run_key)).ravel().tolist()))
-    if key not in _COMPILED:
-        evaluator = jax.vmap(make_member_evaluator(task, model_cfg, cfg, run_key))
-        _COMPILED[key] = jax.jit(evaluator, out_shardings=member_sharding(mesh))
+    fn = compiled_evaluator(task, model_cfg.for_members(len(fill) // mesh.size), cfg)
     if len(fill) > m:
         params = jax.tree.map(lambda x: x[fill], params)
     hyper = (np.asarray(weights, np.float32)[fill], np.asarray(budget, np.int32)[fill], np.asarray(seed, np.int32)[fill])
-    out = _COMPILED[key](*shard_members((params, *hyper), mesh))
+    out = fn(replicate(run_key, mesh), *shard_members((params, *hyper), mesh))
     return {k: v[:m] for k, v in to_host(out).items()}
 
 

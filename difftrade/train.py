@@ -12,7 +12,9 @@ Keys. ``run_key`` is split into data / init / order roots; member ``m`` uses
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +24,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from difftrade import data
+from difftrade import data, model
 from difftrade.fields import Field, check_fields, refuse
 from difftrade.model import ModelConfig, Params, graphdef, init_params, token_losses
 from difftrade.multihost import to_host
@@ -225,22 +227,22 @@ def view_of(subspace: SubspaceConfig) -> FullView | SubspaceView:
     return SubspaceView(subspace) if subspace.enabled else FULL
 
 
-def make_member_trainer(
-    task: Task, model_cfg: ModelConfig, cfg: TrainConfig, run_key: jax.Array, view: Any = FULL
-) -> Callable[..., TrainResult]:
-    """The single-member training function ``(params0, weights, budget, seed, lr[, start]) -> TrainResult``.
+def member_trainer(task: Task, model_cfg: ModelConfig, cfg: TrainConfig, view: Any = FULL) -> Callable[..., TrainResult]:
+    """The single-member training function ``(run_key, params0, weights, budget, seed, lr[, start]) -> TrainResult``.
 
-    ``view`` says what is trained (:class:`FullView`: the weights, starting at ``params0``;
-    :class:`SubspaceView`: coordinates ``z`` with weights ``params0 + P z``; any object with
-    ``start(params0)`` and ``bind(params0, key) -> (w -> params)``); ``start`` overrides
-    ``view.start(params0)``. Pure and jittable; ``train_population`` vmaps it over members.
+    Built from static configuration only; the run key is an argument (traced under ``jit``),
+    so one compiled program serves every ``run.seed``. ``view`` says what is trained
+    (:class:`FullView`: the weights, starting at ``params0``; :class:`SubspaceView`: coordinates
+    ``z`` with weights ``params0 + P z``; any hashable object with ``start(params0)`` and
+    ``bind(params0, key) -> (w -> params)``); ``start`` overrides ``view.start(params0)``. Pure
+    and jittable; ``train_population`` vmaps it over members.
     """
     gdef = graphdef(model_cfg)
     tx = optimizer(cfg)
-    roots = run_keys(run_key)
     seg = cfg.steps // cfg.num_checkpoints
 
-    def train_member(params0, weights, budget, seed, lr, start=None):
+    def train_member(run_key, params0, weights, budget, seed, lr, start=None):
+        roots = run_keys(run_key)
         data_root = jax.random.fold_in(roots["data"], seed)
         order_key = jax.random.fold_in(roots["order"], seed)
         to_params = view.bind(params0, projection_key(run_key, seed))
@@ -285,6 +287,17 @@ def make_member_trainer(
         return TrainResult(to_params(w), params0, loss_curve, acc_curve, bad, prior, coords)
 
     return train_member
+
+
+def make_member_trainer(
+    task: Task, model_cfg: ModelConfig, cfg: TrainConfig, run_key: jax.Array, view: Any = FULL
+) -> Callable[..., TrainResult]:
+    """:func:`member_trainer` with the run key bound: ``(params0, weights, budget, seed, lr[, start]) -> TrainResult``.
+
+    A function jitted from this holds the key as a constant (one program per key); the population
+    trainer (:func:`compiled_trainer`) passes the key as an argument instead.
+    """
+    return functools.partial(member_trainer(task, model_cfg, cfg, view), run_key)
 
 
 def member_mesh() -> Mesh:
@@ -338,27 +351,59 @@ def pad_members(pop: Population, multiple: int) -> tuple[Population, int]:
     return pop.take(padded_index(m, -(-m // multiple) * multiple)), m
 
 
+def trace_state() -> tuple[Any, ...]:
+    """Process-global settings read while tracing that change the traced program (so they
+    belong in every compile-cache key next to the static configuration): the Pallas kernel mode
+    (:func:`difftrade.model.kernel_mode`) and the member mesh the outputs are split over. (jax's
+    own configuration, e.g. ``jax_enable_x64``, is in ``jax.jit``'s cache key already.)"""
+    return (model._KERNEL_MODE[0], member_mesh())
+
+
+# Times each population program was traced, by name ("train", "evaluate"): every compilation
+# follows a trace, so this counts compilations (tests, run summaries).
+TRACES: collections.Counter[str] = collections.Counter()
+
 _COMPILED: dict[Any, Callable[..., TrainResult]] = {}
 
 
 def compiled_trainer(
-    task: Task, model_cfg: ModelConfig, cfg: TrainConfig, run_key: jax.Array, view: Any = FULL
+    task: Task, model_cfg: ModelConfig, cfg: TrainConfig, view: Any = FULL
 ) -> Callable[..., TrainResult]:
-    """``jit(vmap(member_trainer))``, cached per (task, model, train config, run key, view)."""
-    cache_key = (task, model_cfg, cfg, tuple(np.asarray(jax.random.key_data(run_key)).ravel().tolist()), view)
-    if cache_key not in _COMPILED:
-        member = make_member_trainer(task, model_cfg, cfg, run_key, view)
-        init = jax.vmap(lambda s: member_init_params(model_cfg, run_key, s))
+    """``jit(vmap(member_trainer))`` over a chunk: ``(run_key, weights, budget, seed, learning_rate,
+    params0=None, start=None) -> TrainResult``, the run key replicated on every device.
 
-        def train_chunk(weights, budget, seed, learning_rate, params0=None, start=None):
-            p0 = init(seed) if params0 is None else params0
-            if start is None:
-                return jax.vmap(member)(p0, weights, budget, seed, learning_rate)
-            return jax.vmap(member)(p0, weights, budget, seed, learning_rate, start)
+    Cached per (task, model, train config, view, :func:`trace_state`): static configuration
+    only, so runs that differ in their key (``run.seed``) share one compiled program.
+    """
+    cache_key = (task, model_cfg, cfg, view, trace_state())
+    if cache_key not in _COMPILED:
+        member = jax.vmap(member_trainer(task, model_cfg, cfg, view), in_axes=(None, 0, 0, 0, 0, 0, 0))
+
+        def train_chunk(run_key, weights, budget, seed, learning_rate, params0=None, start=None):
+            TRACES["train"] += 1
+            if params0 is None:
+                params0 = jax.vmap(lambda s: member_init_params(model_cfg, run_key, s))(seed)
+            return member(run_key, params0, weights, budget, seed, learning_rate, start)
 
         # Outputs keep the member split, so evaluation reads them where they are.
         _COMPILED[cache_key] = jax.jit(train_chunk, out_shardings=member_sharding(member_mesh()))
     return _COMPILED[cache_key]
+
+
+def replicate(x: jax.Array, mesh: Mesh) -> jax.Array:
+    """``x`` (a key or a small array, the same on every process) ready for a jitted call over the
+    mesh. On one process it is placed whole on every device. When the mesh spans hosts it stays
+    process-local and uncommitted, and ``jit`` copies it to each process's devices
+    (``device_put`` cannot spread a typed key over hosts; a committed process-local value would
+    be refused as on the wrong devices, so it is copied off its device first)."""
+    sharding = NamedSharding(mesh, PartitionSpec())
+    if sharding.is_fully_addressable:
+        return jax.device_put(x, sharding)
+    if isinstance(x, jax.Array) and x.committed and x.is_fully_addressable:
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(np.asarray(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+        return np.asarray(x)
+    return x
 
 
 def train_population(
@@ -392,9 +437,9 @@ def train_population(
     mesh = member_mesh()
     padded, m = pad_members(population, mesh.size)
     arrays = shard_members(padded.as_arrays(), mesh)
-    fn = compiled_trainer(task, model_cfg.for_members(padded.size // mesh.size), cfg, run_key, view)
+    fn = compiled_trainer(task, model_cfg.for_members(padded.size // mesh.size), cfg, view)
     init, start = (None if tree is None else shard_members(pad_tree(tree, m, padded.size), mesh) for tree in (init, start))
-    out = fn(arrays["weights"], arrays["budget"], arrays["seed"], arrays["learning_rate"], init, start)
+    out = fn(replicate(run_key, mesh), arrays["weights"], arrays["budget"], arrays["seed"], arrays["learning_rate"], init, start)
     return out if padded.size == m else jax.tree.map(lambda x: x[:m], out)
 
 

@@ -1,0 +1,93 @@
+"""Compiled population programs are cached on static configuration only: the run key is an
+argument, so a population trained and evaluated under a second key (a new ``run.seed``) reuses
+the programs compiled for the first, and gets the numbers a fresh compile for that key gets."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from conftest import tiny_raw
+
+from difftrade import config, evaluate, train
+from difftrade.evaluate import compiled_evaluator, evaluate_population
+from difftrade.model import kernel_mode
+from difftrade.subspace import Subspace, SubspaceConfig, projection_key
+from difftrade.train import (
+    TRACES,
+    FullView,
+    compiled_trainer,
+    member_init_params,
+    train_population,
+    view_of,
+)
+
+# A config of this module's own (no other module compiles it): 4 members, 8 steps.
+CFG = config.from_dict(tiny_raw(train={"steps": 8, "warmup_steps": 2, "num_checkpoints": 2}))
+POP = CFG.population().take(np.arange(4))
+
+
+def run(key: jax.Array) -> dict[str, np.ndarray]:
+    """Train and evaluate POP under ``key``: every output leaf as numpy, by name."""
+    res = train_population(CFG.task, POP, CFG.model, CFG.train, key)
+    ev = evaluate_population(CFG.task, res.params, POP.weights, POP.budget, POP.seed, CFG.model, CFG.eval, key)
+    leaves = {f"train/{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(res))}
+    return leaves | {f"eval/{k}": v for k, v in ev.items()}
+
+
+def fresh_caches(monkeypatch) -> None:
+    """Forget every compiled program, as a new process would start."""
+    monkeypatch.setattr(train, "_COMPILED", {})
+    monkeypatch.setattr(evaluate, "_COMPILED", {})
+    jax.clear_caches()
+
+
+def test_second_key_reuses_programs_and_matches_a_fresh_compile(monkeypatch):
+    fresh_caches(monkeypatch)
+    before = TRACES.copy()
+    a = run(jax.random.key(0))
+    assert TRACES - before == {"train": 1, "evaluate": 1}
+    b = run(jax.random.key(1))
+    assert TRACES - before == {"train": 1, "evaluate": 1}  # key 1 compiled nothing
+    # The key is really an input, not the first call's key kept as a constant: results differ.
+    assert not np.array_equal(a["train/0"], b["train/0"])
+    assert not np.array_equal(a["eval/level_ce"], b["eval/level_ce"])
+
+    fresh_caches(monkeypatch)
+    fresh = run(jax.random.key(1))
+    assert TRACES - before == {"train": 2, "evaluate": 2}  # it did compile afresh
+    assert sorted(fresh) == sorted(b)
+    for k in b:
+        np.testing.assert_array_equal(b[k], fresh[k], err_msg=k)
+
+
+def test_subspace_member_uses_the_calls_key(monkeypatch):
+    """A subspace member's projection comes from the key of the call: under a second key the
+    same program trains weights ``θ₀ + P z`` with that key's ``θ₀`` and ``P``."""
+    fresh_caches(monkeypatch)
+    sub = SubspaceConfig(dim=8)
+    before = TRACES.copy()
+    pop = POP.take(np.array([0, 3]))
+    for seed in (0, 1):
+        key = jax.random.key(seed)
+        res = train_population(CFG.task, pop, CFG.model, CFG.train, key, view=view_of(sub))
+        for i in range(pop.size):
+            s = jnp.int32(pop.seed[i])
+            rebuilt = Subspace(sub, member_init_params(CFG.model, key, s), projection_key(key, s)).weights(res.coords[i])
+            for x, y in zip(jax.tree.leaves(rebuilt), jax.tree.leaves(jax.tree.map(lambda x, i=i: x[i], res.params))):
+                np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-6)
+    assert TRACES - before == {"train": 1}
+
+
+def test_cache_keys_hold_static_configuration_and_kernel_mode():
+    """The same static configuration gives the same program whatever the key (no key is
+    passed); the Pallas kernel mode, read while tracing, selects another program."""
+    model = CFG.model.for_members(POP.size // jax.device_count())
+    trainer = compiled_trainer(CFG.task, model, CFG.train, FullView())
+    evaluator = compiled_evaluator(CFG.task, model, CFG.eval)
+    assert compiled_trainer(CFG.task, model, CFG.train) is trainer
+    assert compiled_evaluator(CFG.task, model, CFG.eval) is evaluator
+    with kernel_mode("interpret"):
+        assert compiled_trainer(CFG.task, model, CFG.train) is not trainer
+        assert compiled_evaluator(CFG.task, model, CFG.eval) is not evaluator
+    assert compiled_trainer(CFG.task, model, CFG.train) is trainer
