@@ -41,8 +41,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from difftrade.analysis import argmin_index, resample_seed_means, seed_mean
 from difftrade import results as results_file
+from difftrade.analysis import argmin_index, resample_seed_means, seed_mean
 from difftrade.theory import threshold, tradeoff
 
 METHODS = ("auto", "measured", "model")
@@ -430,116 +430,140 @@ def recommend(
     n_boot = _check_n_boot(n_boot)
     min_share = _check_share(min_share, "min_share")
     notes: list[str] = []
+    src = _Source.of(results_or_fit, method)
+    inside = _check_range(n, src, allow_extrapolation, notes)
+    predictions = _closed_form(src, models, n, notes)
+    common = {"budget": n, "levels": np.asarray(src.levels), "budget_range": (src.lo, src.hi), "min_share": min_share,
+              "model": predictions[0] if predictions else None, "models": predictions,
+              "diverged": 0 if src.surf is None else src.surf.diverged}
+    if src.surf is None or not inside or src.method == "model":
+        return _from_model(src, n, inside, notes, common)
+    return _from_measured(src, n, n_boot, min_share, seed, notes, common)
 
-    ranked = _as_ranked(results_or_fit)
-    surf: Surface | None = None
-    if ranked is not None:
-        best = ranked[0].fit
-        difficulties = np.asarray(best.difficulties, dtype=float)
-        levels = difficulties.copy()
-        train_weights = np.eye(len(levels))
-        lo, hi = float(best.budgets.min()), float(best.budgets.max())
-        if method == "measured":
-            raise ValueError(
-                "method='measured' needs a results Dataset; allowed with a fitted model: 'auto', 'model'"
-            )
-        method = "model"
-    else:
+
+@dataclass
+class _Source:
+    """What a recommendation reads: the measured surface (None for a fitted model), or the ranked
+    fits; the difficulties ``[D]``, levels ``[L]``, training weights ``[D, L]`` and measured range."""
+
+    surf: Surface | None
+    ranked: list[tradeoff.RankedFit] | None
+    difficulties: np.ndarray
+    levels: np.ndarray
+    train_weights: np.ndarray
+    lo: float
+    hi: float
+    method: str
+
+    @classmethod
+    def of(cls, results_or_fit: Any, method: str) -> _Source:
+        ranked = _as_ranked(results_or_fit)
+        if ranked is not None:
+            if method == "measured":
+                raise ValueError("method='measured' needs a results Dataset; allowed with a fitted model: 'auto', 'model'")
+            best = ranked[0].fit
+            difficulties = np.asarray(best.difficulties, dtype=float)
+            return cls(None, ranked, difficulties, difficulties.copy(), np.eye(len(difficulties)),
+                       float(best.budgets.min()), float(best.budgets.max()), "model")
         surf = surface(results_or_fit)
-        difficulties, levels, train_weights = surf.difficulties, surf.levels, surf.train_weights
         finite_budgets = surf.budgets[np.isfinite(surf.mean).any(axis=0)]
-        lo, hi = float(finite_budgets.min()), float(finite_budgets.max())
+        return cls(surf, None, surf.difficulties, surf.levels, surf.train_weights, float(finite_budgets.min()),
+                   float(finite_budgets.max()), method)
 
-    inside = lo <= n <= hi
-    if not inside:
-        msg = (
-            f"budget={n} is outside the measured budget range [{_fmt(lo)}, {_fmt(hi)}]; "
-            "the recommendation is a closed-form-model extrapolation"
-        )
-        if not allow_extrapolation:
-            raise ValueError(
-                msg + "; allowed with allow_extrapolation=False: "
-                f"{_fmt(lo)} <= budget <= {_fmt(hi)}"
-            )
-        if method == "measured":
-            raise ValueError(
-                f"budget={n} is outside the measured budget range [{_fmt(lo)}, {_fmt(hi)}]; "
-                "allowed for method='measured': budgets inside it (use method='auto' or 'model')"
-            )
-        warnings.warn(msg, ExtrapolationWarning, stacklevel=2)
-        notes.append(msg)
 
-    # the closed-form model: always reported
-    predictions: tuple[ModelPrediction, ...] = ()
+def _check_range(n: int, src: _Source, allow_extrapolation: bool, notes: list[str]) -> bool:
+    """Whether ``n`` lies in the measured range; outside it warn (a note), or refuse when extrapolation
+    is not allowed or the method is 'measured'."""
+    lo, hi = src.lo, src.hi
+    if lo <= n <= hi:
+        return True
+    msg = (f"budget={n} is outside the measured budget range [{_fmt(lo)}, {_fmt(hi)}]; "
+           "the recommendation is a closed-form-model extrapolation")
+    if not allow_extrapolation:
+        raise ValueError(msg + f"; allowed with allow_extrapolation=False: {_fmt(lo)} <= budget <= {_fmt(hi)}")
+    if src.method == "measured":
+        raise ValueError(f"budget={n} is outside the measured budget range [{_fmt(lo)}, {_fmt(hi)}]; "
+                         "allowed for method='measured': budgets inside it (use method='auto' or 'model')")
+    warnings.warn(msg, ExtrapolationWarning, stacklevel=3)
+    notes.append(msg)
+    return False
+
+
+def _closed_form(src: _Source, models: Sequence[tradeoff.TradeoffModel] | None, n: int,
+                 notes: list[str]) -> tuple[ModelPrediction, ...]:
+    """The closed-form families' predictions at ``n`` (always reported), best by AIC first."""
+    ranked = src.ranked
     if ranked is None and models is not None and len(models) == 0:
         notes.append("closed-form model not fitted (models=())")
     elif ranked is None:
         try:
-            ranked = fit_models(surf, models)
+            ranked = fit_models(src.surf, models)
         except (ValueError, RuntimeError) as err:
             notes.append(f"closed-form model not fitted: {err}")
-    if ranked:
-        predictions = _model_predictions(ranked, float(n))
-        spread = [p.d_star for p in predictions]
-        if len(spread) > 1 and max(spread) - min(spread) >= 1.0:
-            notes.append(
-                f"the closed-form families disagree by {max(spread) - min(spread):.1f} levels at this budget"
-            )
-    model_pred = predictions[0] if predictions else None
+    if not ranked:
+        return ()
+    predictions = _model_predictions(ranked, float(n))
+    spread = [p.d_star for p in predictions]
+    if len(spread) > 1 and max(spread) - min(spread) >= 1.0:
+        notes.append(f"the closed-form families disagree by {max(spread) - min(spread):.1f} levels at this budget")
+    return predictions
 
-    use_measured = surf is not None and inside and method in ("auto", "measured")
-    if not use_measured:
-        if model_pred is None:
-            raise ValueError(
-                "no closed-form model could be fitted, so there is no prediction for this budget"
-            )
-        i = _nearest(difficulties, model_pred.d_star)
-        notes.append(
-            f"model d*(n) = {model_pred.d_star:.2f} rounded to the nearest measured difficulty {_fmt(difficulties[i])}"
-        )
-        if surf is not None:
-            mean = surf.mean
-            j = int(np.argmin(np.abs(np.log(surf.budgets) - np.log(n))))
-            k = int(argmin_index(mean[:, j], difficulties))
-            if k >= 0:
-                notes.append(
-                    f"at the nearest measured budget ({_fmt(surf.budgets[j])}) the measured d* is "
-                    f"{_fmt(difficulties[k])}"
-                )
-        return Recommendation(
-            budget=n,
-            difficulty=float(difficulties[i]),
-            weights=np.asarray(train_weights[i], dtype=float),
-            levels=np.asarray(levels),
-            method="model",
-            extrapolated=not inside,
-            budget_range=(lo, hi),
-            min_share=min_share,
-            model=model_pred,
-            models=predictions,
-            notes=tuple(notes),
-            diverged=0 if surf is None else surf.diverged,
-        )
 
-    # the measured surface
-    mean = surf.mean
-    risk_n = interpolate(mean, surf.budgets, float(n))
+def _from_model(src: _Source, n: int, inside: bool, notes: list[str], common: dict[str, Any]) -> Recommendation:
+    """The closed-form model's d*(n), rounded to the nearest measured difficulty."""
+    model_pred, difficulties = common["model"], src.difficulties
+    if model_pred is None:
+        raise ValueError("no closed-form model could be fitted, so there is no prediction for this budget")
+    i = _nearest(difficulties, model_pred.d_star)
+    notes.append(f"model d*(n) = {model_pred.d_star:.2f} rounded to the nearest measured difficulty {_fmt(difficulties[i])}")
+    if src.surf is not None:
+        j = int(np.argmin(np.abs(np.log(src.surf.budgets) - np.log(n))))
+        k = int(argmin_index(src.surf.mean[:, j], difficulties))
+        if k >= 0:
+            notes.append(f"at the nearest measured budget ({_fmt(src.surf.budgets[j])}) the measured d* is {_fmt(difficulties[k])}")
+    return Recommendation(difficulty=float(difficulties[i]), weights=np.asarray(src.train_weights[i], dtype=float),
+                          method="model", extrapolated=not inside, notes=tuple(notes), **common)
+
+
+def _from_measured(src: _Source, n: int, n_boot: int, min_share: float, seed: int, notes: list[str],
+                   common: dict[str, Any]) -> Recommendation:
+    """The measured surface's d*(n) (log-n interpolation between bracketing budgets), with the seed bootstrap."""
+    surf, difficulties = src.surf, src.difficulties
+    risk_n = interpolate(surf.mean, surf.budgets, float(n))
     i = int(argmin_index(risk_n, difficulties))
     if i < 0:
         raise ValueError(f"no difficulty has a finite target risk around budget={n}")
     missing = difficulties[~np.isfinite(risk_n)]
     if missing.size:
-        notes.append(
-            f"difficulties {[_num(d) for d in missing]} have no finite risk around this budget and were skipped"
-        )
+        notes.append(f"difficulties {[_num(d) for d in missing]} have no finite risk around this budget and were skipped")
     order = np.argsort(np.where(np.isfinite(risk_n), risk_n, np.inf), kind="stable")
     runner = int(order[1]) if np.isfinite(risk_n).sum() > 1 else None
+    bracket = _bracket_d_star(surf, n, notes)
+    S = surf.risk.shape[2]
+    boot = {"share": {}, "plausible": (float(difficulties[i]),), "expected_loss": None, "loss_q90": None}
+    if n_boot and S > 1:
+        boot = _bootstrap(surf, n, i, n_boot, min_share, seed)
+    elif S <= 1:
+        notes.append("one seed only: no seed-bootstrap uncertainty")
+    if common["model"] is not None:
+        k = _nearest(difficulties, common["model"].d_star)
+        if k != i:
+            notes.append(f"the closed-form model ({common['model'].family}) would pick difficulty {_fmt(difficulties[k])} instead")
+    return Recommendation(
+        difficulty=float(difficulties[i]), weights=np.asarray(src.train_weights[i], dtype=float), method="measured",
+        extrapolated=False, expected_risk=float(risk_n[i]),
+        runner_up=None if runner is None else float(difficulties[runner]),
+        margin=None if runner is None else float(risk_n[runner] - risk_n[i]),
+        n_boot=n_boot if S > 1 else 0, n_seeds=S, bracket=bracket, notes=tuple(notes), **boot, **common)
 
+
+def _bracket_d_star(surf: Surface, n: int, notes: list[str]) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(budget, measured d*) at the two measured budgets around ``n``; a note when they differ."""
     j0, j1, _ = _bracket(surf.budgets, float(n))
 
     def at(j: int) -> float:
-        k = int(argmin_index(mean[:, j], difficulties))
-        return float(difficulties[k]) if k >= 0 else float("nan")
+        k = int(argmin_index(surf.mean[:, j], surf.difficulties))
+        return float(surf.difficulties[k]) if k >= 0 else float("nan")
 
     bracket = ((float(surf.budgets[j0]), at(j0)), (float(surf.budgets[j1]), at(j1)))
     if j0 != j1 and bracket[0][1] != bracket[1][1]:
@@ -548,62 +572,27 @@ def recommend(
             f"{_fmt(bracket[1][0])}: d* = {_fmt(bracket[1][1])}): the log-n interpolation is a guess in "
             f"between; measure budget {n:,} directly to be sure"
         )
+    return bracket
 
-    S = surf.risk.shape[2]
-    share: dict[float, float] = {}
-    plausible: tuple[float, ...] = (float(difficulties[i]),)
-    expected_loss = loss_q90 = None
-    if n_boot and S > 1:
-        boot_mean = resample_seed_means(surf.risk, n_boot, seed)  # [D, N, B]
-        boot = interpolate(
-            np.concatenate([mean[:, :, None], boot_mean], axis=2), surf.budgets, float(n)
-        )[:, 1:]
-        chosen = argmin_index(boot, difficulties)  # [B]
-        valid = chosen >= 0
-        counts = np.bincount(chosen[valid], minlength=len(difficulties))
-        share = {float(difficulties[k]): float(c / valid.sum()) for k, c in enumerate(counts) if c}
-        plausible = tuple(sorted(d for d, s in share.items() if s >= min_share))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN resample stays NaN
-            best_b = np.nanmin(boot, axis=0)
-        loss = boot[i] - best_b
-        loss = loss[np.isfinite(loss)]
-        if loss.size:
-            expected_loss = float(np.mean(loss))
-            loss_q90 = float(np.quantile(loss, 0.9))
-    elif S <= 1:
-        notes.append("one seed only: no seed-bootstrap uncertainty")
 
-    if model_pred is not None:
-        k = _nearest(difficulties, model_pred.d_star)
-        if k != i:
-            notes.append(
-                f"the closed-form model ({model_pred.family}) would pick difficulty {_fmt(difficulties[k])} instead"
-            )
-    return Recommendation(
-        budget=n,
-        difficulty=float(difficulties[i]),
-        weights=np.asarray(train_weights[i], dtype=float),
-        levels=np.asarray(levels),
-        method="measured",
-        extrapolated=False,
-        budget_range=(lo, hi),
-        expected_risk=float(risk_n[i]),
-        runner_up=None if runner is None else float(difficulties[runner]),
-        margin=None if runner is None else float(risk_n[runner] - risk_n[i]),
-        share=share,
-        plausible=plausible,
-        min_share=min_share,
-        n_boot=n_boot if S > 1 else 0,
-        n_seeds=S,
-        expected_loss=expected_loss,
-        loss_q90=loss_q90,
-        bracket=bracket,
-        model=model_pred,
-        models=predictions,
-        notes=tuple(notes),
-        diverged=surf.diverged,
-    )
+def _bootstrap(surf: Surface, n: int, i: int, n_boot: int, min_share: float, seed: int) -> dict[str, Any]:
+    """Seed-bootstrap of the interpolated d*(n): each difficulty's share, the plausible set (share
+    >= ``min_share``), and the expected and 90th-percentile risk lost by choosing difficulty ``i``."""
+    difficulties = surf.difficulties
+    boot_mean = resample_seed_means(surf.risk, n_boot, seed)  # [D, N, B]
+    boot = interpolate(np.concatenate([surf.mean[:, :, None], boot_mean], axis=2), surf.budgets, float(n))[:, 1:]
+    chosen = argmin_index(boot, difficulties)  # [B]
+    valid = chosen >= 0
+    counts = np.bincount(chosen[valid], minlength=len(difficulties))
+    share = {float(difficulties[k]): float(c / valid.sum()) for k, c in enumerate(counts) if c}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN resample stays NaN
+        best_b = np.nanmin(boot, axis=0)
+    loss = boot[i] - best_b
+    loss = loss[np.isfinite(loss)]
+    return {"share": share, "plausible": tuple(sorted(d for d, s in share.items() if s >= min_share)),
+            "expected_loss": float(np.mean(loss)) if loss.size else None,
+            "loss_q90": float(np.quantile(loss, 0.9)) if loss.size else None}
 
 
 # ---- out-of-sample validation -----------------------------------------------------------------
