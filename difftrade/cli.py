@@ -4,7 +4,7 @@
     difftrade tasks show NAME --difficulty D -n 5    rendered examples, answer in [ ]
     difftrade run CONFIG [--out DIR] [--resume]      train + evaluate a grid (CONFIG: a TOML file or a packaged name, e.g. quick)
     difftrade pretrain CONFIG [--out DIR]            train one member, save it as a base checkpoint
-    difftrade report RUN_DIR [--out DIR]             tables and figures (RUN_DIR/results.nc also works)
+    difftrade report RUN_DIR [--out DIR] [--csv]     tables and figures (RUN_DIR/results.nc also works)
     difftrade bound RUN_DIR [--n-bound N --draws R --monte-carlo per_example --seeds 0,1 --budgets 1024,4096 --bound-set train --posterior fitted]
     difftrade compress RUN_DIR [RUN_DIR ...] [--levels L --qat-steps K --delta D]   compression certificates ([subspace] runs)
     difftrade difficulty agreement CONFIG [-n N]     reference loss vs nominal level (rank agreement)
@@ -126,8 +126,8 @@ def _tasks(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(results_path: Path, out_dir: Path) -> str:
-    from difftrade import plots, report, results
+def _report(results_path: Path, out_dir: Path, csv: bool = False) -> str:
+    from difftrade import plots, report, results, tables
 
     ds = results.load(results_path)
     text = report.render(ds)
@@ -136,6 +136,8 @@ def _report(results_path: Path, out_dir: Path) -> str:
     written = plots.save_all(ds, out_dir)
     print(text)
     print(f"figures: {', '.join(str(p) for p in written if p.suffix == '.png')}")
+    if csv:
+        print(f"tables:  {', '.join(str(p) for p in tables.write_tables(ds, out_dir))}")
     print(f"report:  {out_dir / 'report.md'}")
     return text
 
@@ -413,7 +415,7 @@ def _pretrain_command(args: argparse.Namespace) -> int:
 def _report_command(args: argparse.Namespace) -> int:
     from difftrade import results
 
-    _report(args.results, args.out or results.results_path(args.results).parent)
+    _report(args.results, args.out or results.results_path(args.results).parent, csv=args.csv)
     return 0
 
 
@@ -484,6 +486,8 @@ def _add_report(sub: Subparsers) -> None:
     p = _command(sub, "report", _report_command, help="tables and figures from results.nc")
     p.add_argument("results", type=Path, help="a run directory or its results.nc")
     p.add_argument("--out", type=Path, help="where report.md and the figures go (default: beside results.nc)")
+    p.add_argument("--csv", action="store_true", help="also write tidy tables (one row per member, per member and "
+                                                      "level, per checkpoint) as OUT/tables/*.csv")
 
 
 def _add_transfer(sub: Subparsers) -> None:
