@@ -36,6 +36,7 @@ from difftrade.multihost import broadcast, is_main, to_host
 from difftrade.rundir import DirLock, SessionLog, one_line
 from difftrade.tasks import Task
 from difftrade.train import (
+    SEGMENT_LISTENERS,
     Population,
     auto_chunk_size,
     check_chunk_fits,
@@ -49,23 +50,46 @@ META = "config.json"
 
 
 class Progress:
-    """A one-line progress report with ETA over chunks (stderr)."""
+    """Progress with ETA on stderr: a line redrawn in place on a terminal, plain lines (at most one
+    per ``LOG_EVERY`` seconds, and one per chunk) otherwise. It moves within a chunk through
+    :data:`difftrade.train.SEGMENT_LISTENERS` (``segment``), and by whole members per chunk (``update``)."""
 
-    def __init__(self, total_members: int, enabled: bool = True):
+    LOG_EVERY = 30.0
+    REDRAW_EVERY = 0.5
+
+    def __init__(self, total_members: int, enabled: bool = True, segments_per_member: int = 1):
         self.total, self.done, self.enabled, self.start = total_members, 0, enabled, time.time()
+        self.per_member, self.partial, self.chunk, self.shown = segments_per_member, 0, 0, 0.0
+        self.tty = sys.stderr.isatty()
+
+    def begin_chunk(self, members: int) -> None:
+        """A chunk of ``members`` starts (its padding copies are not counted)."""
+        self.chunk, self.partial = members, 0
+
+    def segment(self, count: int) -> None:
+        """``count`` member-segments finished inside the running chunk (a host callback)."""
+        self.partial += count
+        now = time.time()
+        if now - self.shown >= (self.REDRAW_EVERY if self.tty else self.LOG_EVERY):
+            self._show(self.done + min(self.chunk, self.partial / self.per_member), "")
 
     def update(self, members: int, note: str = "") -> None:
+        """A chunk of ``members`` finished."""
         self.done += members
+        self.partial = self.chunk = 0
+        self._show(self.done, note)
+
+    def _show(self, done: float, note: str) -> None:
         if not self.enabled:
             return
-        elapsed = time.time() - self.start
-        eta = elapsed / max(self.done, 1) * (self.total - self.done)
-        bar = "#" * int(30 * self.done / self.total)
-        sys.stderr.write(
-            f"\r[{bar:<30}] {self.done}/{self.total} members  {elapsed:6.0f}s elapsed  ETA {eta:5.0f}s {note}   "
-        )
-        if self.done >= self.total:
-            sys.stderr.write("\n")
+        self.shown = time.time()
+        elapsed = self.shown - self.start
+        eta = elapsed / max(done, 1e-9) * (self.total - done) if done else float("nan")
+        bar = "#" * int(30 * done / self.total)
+        line = (f"[{bar:<30}] {done:.0f}/{self.total} members  {elapsed:6.0f}s elapsed  "
+                f"ETA {eta:5.0f}s {note}".rstrip())
+        end = "\n" if not self.tty or done >= self.total else ""
+        sys.stderr.write(("\r" + line + "   " if self.tty else line) + end)
         sys.stderr.flush()
 
 
@@ -330,8 +354,20 @@ def _train_chunks(
     todo = np.flatnonzero(~done)
     size = cfg.run.chunk_size or auto_chunk_size(cfg.model, cfg.train, task.seq_len, max(len(todo), 1))
     size = -(-size // jax.device_count()) * jax.device_count()
-    bar = Progress(pop.size, progress and is_main())
+    bar = Progress(pop.size, progress and is_main(), cfg.train.num_checkpoints)
     bar.update(int(done.sum()), "(resumed)" if done.any() else "")
+    SEGMENT_LISTENERS.append(bar.segment)
+    try:
+        return _chunk_loop(cfg, out_dir, task, pop, run_key, base, chunks, todo, size, bar, stop_after_chunks, on_chunk)
+    finally:
+        SEGMENT_LISTENERS.remove(bar.segment)
+
+
+def _chunk_loop(
+    cfg: RunConfig, out_dir: Path, task: Task, pop: Population, run_key: jax.Array, base: Any, chunks: list[xr.Dataset],
+    todo: np.ndarray, size: int, bar: Progress, stop_after_chunks: int | None, on_chunk: Callable[[int], None] | None,
+) -> xr.Dataset | None:
+    """Train the members ``todo`` in chunks of ``size``, then write results.nc (see :func:`_train_chunks`)."""
     log = SessionLog(out_dir, int(size), is_main())
     for c, start in enumerate(range(0, len(todo), size)):
         if stop_after_chunks is not None and c >= stop_after_chunks:
@@ -340,6 +376,7 @@ def _train_chunks(
         # A short last chunk is padded with copies of its last member (dropped below), so every
         # chunk has one shape and the trainer and evaluator compile once per run.
         padded = idx[padded_index(len(idx), size)]
+        bar.begin_chunk(len(idx))
         sub = pop.take(padded)
         init = None if base is None else jax.tree.map(lambda x: jnp.broadcast_to(x, (sub.size, *x.shape)), base)
         full = train_population(task, sub, cfg.model, cfg.train, run_key, init=init, view=view_of(cfg.subspace))

@@ -194,6 +194,18 @@ def masked_loss(gdef: Any, params: Params, tokens: jax.Array, loss_mask: jax.Arr
     return loss, jnp.mean(exact)
 
 
+# Host-side listeners of training progress, called from inside the compiled program with the
+# number of member-segments (one checkpoint segment of one member) that just finished, so a
+# progress bar can move within a chunk. Calls arrive unordered, from every device.
+SEGMENT_LISTENERS: list[Callable[[int], None]] = []
+
+
+def _segment_done(nonfinite: np.ndarray) -> None:
+    """Host callback at the end of a checkpoint segment; ``nonfinite`` holds one value per member it covers."""
+    for listener in tuple(SEGMENT_LISTENERS):  # a copy: a run may remove its listener meanwhile
+        listener(int(np.size(nonfinite)))
+
+
 @dataclasses.dataclass(frozen=True)
 class FullView:
     """Every weight is trained: the trained variables are the params pytree itself."""
@@ -271,6 +283,7 @@ def member_trainer(task: Task, model_cfg: ModelConfig, cfg: TrainConfig, view: A
 
         def segment(carry, k):
             carry, (losses, exacts) = jax.lax.scan(step, carry, k * seg + jnp.arange(seg))
+            jax.debug.callback(_segment_done, carry[2])  # after the segment: it reads its result
             return carry, (jnp.mean(losses), jnp.mean(exacts))
 
         carry = (w0, tx.init(w0), jnp.int32(0))
