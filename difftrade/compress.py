@@ -168,10 +168,10 @@ def compress_run(run_dir: str | Path, settings: CompressSettings = CompressSetti
     cfg, ds = load_run(run_dir)
     check_run(cfg, run_dir)
     done = _finished(run_dir, cfg, settings)
-    if done is not None:
+    if done is not None:  # measured already: the certificates are recomputed from its measurements
         if progress:
-            print(f"{run_dir / 'compression.nc'} already holds these certificates (same config and settings)", flush=True)
-        return done
+            print(f"{run_dir / 'compression.nc'} holds these measurements (same config and settings)", flush=True)
+        return _write(run_dir, ds, certify(cfg, ds, measurements(done), settings))
     pop, run_key = cfg.population(), jax.random.key(cfg.run.seed)
     base = None if cfg.run.init == "scratch" else load_base(cfg.run.init, cfg.model)
     _, coords = load_params(run_dir, jnp.zeros((cfg.subspace.dim,), jnp.float32), kind="coords")
@@ -192,12 +192,28 @@ def compress_run(run_dir: str | Path, settings: CompressSettings = CompressSetti
             print(f"compressed {idx[-1] + 1}/{pop.size} members", flush=True)
     flat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     codes = {"member": np.arange(pop.size), "symbols": flat.pop("symbols").astype(np.uint16), "codebook": flat.pop("codebook")}
-    out = certify(cfg, ds, flat, settings)
     results.atomic_save_npz(codes, run_dir / CODES)  # what each certificate describes, to decode and check
-    results.atomic_write_netcdf(out, run_dir / "compression.nc")
-    (run_dir / "compression.md").write_text(render(ds, out))
+    out = _write(run_dir, ds, certify(cfg, ds, flat, settings))
     shutil.rmtree(partial.parent, ignore_errors=True)
     return out
+
+
+def _write(run_dir: Path, ds: xr.Dataset, c: xr.Dataset) -> xr.Dataset:
+    """Write ``compression.nc`` and ``compression.md``; returns ``c``."""
+    results.atomic_write_netcdf(c, run_dir / "compression.nc")
+    (run_dir / "compression.md").write_text(render(ds, c))
+    return c
+
+
+MEASURED = ("code_bits", "symbol_bits", "codebook_bits", "entropy_bits", "train_errors", "qat_nonfinite")
+
+
+def measurements(c: xr.Dataset) -> dict[str, np.ndarray]:
+    """The per-member measurements of a ``compression.nc`` (grid order, ``[M]``; ``level_exact`` ``[M, L]``),
+    from which :func:`certify` computes every certificate."""
+    flat = {k: c[k].values.reshape(-1) for k in MEASURED}
+    flat["level_exact"] = c["q_level_exact"].values.reshape(flat["code_bits"].size, -1)
+    return flat
 
 
 def best_of(run_dirs: list[Path], out_dir: Path) -> xr.Dataset:
@@ -263,21 +279,20 @@ def certify(cfg: RunConfig, ds: xr.Dataset, flat: dict[str, np.ndarray], setting
     grid = {k: v.reshape(*shape, *v.shape[1:]) for k, v in flat.items()}
     n = np.broadcast_to(np.asarray(cfg.grid.budgets, np.float64)[None, :, None], shape)
     emp = grid["train_errors"] / n
-    per_member = settings.delta / int(np.prod(shape))
+    per_member, heldout_per_member = settings.delta / int(np.prod(shape)), settings.delta_heldout / int(np.prod(shape))
     lower, upper = occam_interval(emp, n, grid["code_bits"], per_member)
     level_exact = xr.DataArray(grid["level_exact"], dims=(*DIMS, "level"))
     measured = risks(1.0 - emp, grid["level_exact"], cfg.train_weights()[:, None, None, :], cfg.target_weights())
     shift = shift_variables(cfg, xr.Dataset({"level_exact": level_exact}), np.asarray(upper), "train",
-                            settings.delta_heldout, np.asarray(lower))
-    variables = {k: (DIMS, grid[k]) for k in ("code_bits", "symbol_bits", "codebook_bits", "entropy_bits", "train_errors",
-                                              "qat_nonfinite")}
+                            heldout_per_member, np.asarray(lower))
+    variables = {k: (DIMS, grid[k]) for k in MEASURED}
     variables.update({f"q_{k}": (DIMS, v) for k, v in measured.items()})
     variables.update(in_dist_bound=(DIMS, np.asarray(upper)), in_dist_lower_bound=(DIMS, np.asarray(lower)),
                      q_level_exact=level_exact, **shift)
     out = xr.Dataset(variables, coords={k: ds[k] for k in DIMS})
     out.attrs = {"config_hash": cfg.hash(), "settings": json.dumps(dataclasses.asdict(settings)),
                  "subspace": json.dumps(dataclasses.asdict(cfg.subspace)), "delta_per_member": per_member,
-                 "certified_members": int(np.prod(shape))}
+                 "delta_heldout_per_member": heldout_per_member, "certified_members": int(np.prod(shape))}
     return out
 
 
@@ -286,13 +301,21 @@ def d_star_summary(ds: xr.Dataset, c: xr.Dataset) -> dict[str, np.ndarray]:
     quantized networks' seed-mean target risk), ``certified`` (argmin of the seed-mean certified
     target bound; NaN where every bound is vacuous); ``certified_set`` bool ``[D, N]``: the
     difficulties that no other difficulty's certified target risk beats for every seed (the
-    union over seeds of each seed's certified set: each seed's networks are certified together)."""
+    union over seeds of each seed's certified set: each seed's networks are certified together),
+    from the training-data certificates alone (all hold together w.p. ≥ 1 − δ); ``heldout_set``:
+    the same with each lower end raised to the held-out test sets' Clopper–Pearson lower end of
+    R_T where that is higher (all intervals together w.p. ≥ 1 − δ − δ_heldout). Training data
+    alone never lower-bounds the risk on target levels it does not cover, so only the second
+    set can rule a difficulty out for what it leaves uncovered."""
     from difftrade.analysis import seed_mean
     from difftrade.theory.tradeoff import certified_d_star_set, d_star_from_bound
 
     diffs = ds["difficulty"].values
-    per_seed = certified_d_star_set(c["target_bound"].values, c["target_lower_bound"].values)  # [D, N, S]
+    upper, lower = c["target_bound"].values, c["target_lower_bound"].values
+    per_seed = certified_d_star_set(upper, lower)  # [D, N, S]
+    with_heldout = certified_d_star_set(upper, np.fmax(lower, c["heldout_target_lower"].values))
     return {
+        "heldout_set": with_heldout.any(axis=2),
         "measured": d_star_from_bound(seed_mean(ds["target_risk"].values), diffs),
         "quantized": d_star_from_bound(seed_mean(c["q_target_risk"].values), diffs),
         "certified": d_star_from_bound(seed_mean(c["target_bound"].values), diffs, vacuous=VACUOUS),
@@ -326,10 +349,13 @@ def render(ds: xr.Dataset, c: xr.Dataset) -> str:
             lines.append(f"| {d} | {n} | " + " | ".join(cells) + " |")
     summary = d_star_summary(ds, c)
     diffs = c["difficulty"].values
-    lines += ["", "| n | measured d* | quantized d* | certified argmin | certified set |", "|---|---|---|---|---|"]
+    settings_delta = f"δ + δ_heldout = {settings['delta'] + settings['delta_heldout']:.3g}"
+    lines += ["", f"| n | measured d* | quantized d* | certified argmin | certified set (δ) | with held-out R_T ({settings_delta}) |",
+              "|---|---|---|---|---|---|"]
+    show = lambda x: "–" if np.isnan(x) else str(int(x))
+    members = lambda mask: "{" + ", ".join(str(int(d)) for d in diffs[mask]) + "}"
     for j, n in enumerate(c["budget"].values):
-        show = lambda x: "–" if np.isnan(x) else str(int(x))
-        members = "{" + ", ".join(str(int(d)) for d in diffs[summary["certified_set"][:, j]]) + "}"
         lines.append(f"| {n} | {show(summary['measured'][j])} | {show(summary['quantized'][j])} | "
-                     f"{show(summary['certified'][j])} | {members} |")
+                     f"{show(summary['certified'][j])} | {members(summary['certified_set'][:, j])} | "
+                     f"{members(summary['heldout_set'][:, j])} |")
     return "\n".join(lines) + "\n"

@@ -66,7 +66,7 @@ def test_report_lists_every_cell_and_budget(compressed):
     text = (out / "compression.md").read_text()
     cells = [line for line in text.splitlines() if line.startswith("| ") and line.count("|") == 10]
     assert [tuple(line.split(" | ")[:2]) for line in cells[1:]] == [("| 1", "1"), ("| 1", "32"), ("| 2", "1"), ("| 2", "32")]
-    per_budget = [line for line in text.splitlines() if line.count("|") == 6]
+    per_budget = [line for line in text.splitlines() if line.count("|") == 7]
     assert [line.split(" | ")[0] for line in per_budget[2:]] == ["| 1", "| 32"]
 
 
