@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from difftrade import config, report, results, study
+from difftrade import compress, config, report, results, study
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "docs" / "runs"
 STUDY = RUNS / "study"
+COMPRESSION = RUNS / "compression"  # one directory per run: config.json, results.nc, compression.nc/.md
+CERTIFIED = sorted(p.parent for p in COMPRESSION.glob("*/compression.nc") if (p.parent / "results.nc").exists())
 
 
 @pytest.mark.parametrize("config_path, result_path", [
@@ -50,3 +52,23 @@ def test_study_tables_are_current():
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     assert script.HEADER + study.summarize(STUDY) == (ROOT / "docs" / "study_tables.md").read_text()
+
+
+@pytest.mark.parametrize("run_dir", CERTIFIED, ids=lambda p: p.name)
+def test_committed_compression_certificates_are_current(run_dir):
+    """Each committed compression run: its config is one of experiments/compression/*.toml, its certificates
+    were computed for that config, and compression.md is what the current code renders from them."""
+    cfg, ds = compress.load_run(run_dir)
+    assert cfg.hash() in {config.load(p).hash() for p in (ROOT / "experiments" / "compression").glob("*.toml")}
+    c = results.open_netcdf(run_dir / "compression.nc")
+    assert c.attrs["config_hash"] == cfg.hash() == ds.attrs["config_hash"]
+    assert compress.render(ds, c) == (run_dir / "compression.md").read_text()
+
+
+def test_committed_best_of_is_current(tmp_path):
+    """docs/runs/compression/best_of_addition is the combination of the committed addition runs."""
+    best = COMPRESSION / "best_of_addition"
+    assert CERTIFIED and best.exists()
+    runs = [COMPRESSION / name for name in ("addition", "addition_d1000")]
+    compress.best_of(runs, tmp_path)
+    assert (tmp_path / "compression.md").read_text() == (best / "compression.md").read_text()
