@@ -48,6 +48,7 @@ import dataclasses
 import hashlib
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -60,7 +61,7 @@ from difftrade import data, results
 from difftrade.checkpoint import load_base
 from difftrade.config import RunConfig, from_dict
 from difftrade.evaluate import example_metrics
-from difftrade.experiment import META, load_params, read_meta
+from difftrade.experiment import META, load_params, read_meta, read_npz
 from difftrade.model import ModelConfig, graphdef, init_params
 from difftrade.tasks.base import Task
 from difftrade.theory import bounds
@@ -271,6 +272,33 @@ def level_bands(level_exact: np.ndarray, n_test: int, delta: float) -> tuple[np.
     return lower, upper
 
 
+def diverged_members(ds: xr.Dataset) -> np.ndarray:
+    """Bool ``[M]`` by flat member index (grid order): members whose training diverged (:func:`results.diverged_mask`)."""
+    bad = results.diverged_mask(ds)
+    if bad is None:
+        return np.zeros(int(np.prod([ds.sizes[d] for d in results.GRID_DIMS])), bool)
+    return np.asarray(bad.transpose(*results.GRID_DIMS).values, bool).reshape(-1)
+
+
+def certifiable(cfg: RunConfig, ds: xr.Dataset, picked: np.ndarray, prior: str, run_dir: Path) -> np.ndarray:
+    """The members of ``picked`` that can be certified: not diverged and, with ``prior="grid"``, with a
+    prior member (the next smaller budget's) that did not diverge either. A diverged member's weights
+    are those of a run that hit NaN/inf steps: it is left uncertified (NaN in bounds.nc), never
+    certified as if it had trained. ``ValueError`` when that leaves none."""
+    bad = diverged_members(ds)
+    keep = ~bad[picked]
+    if prior == "grid":
+        for k, i in enumerate(picked):
+            first, partner = grid_prior_members(cfg, np.array([i]))
+            keep[k] &= first == 0 or not bad[partner[0]]
+    if not keep.any():
+        raise ValueError(f"every member chosen for certification in {str(run_dir)!r} diverged (NaN/inf training steps"
+                         + (", or its grid prior did" if prior == "grid" else "") + f"): {results.describe_diverged(ds)}; "
+                         "allowed: a run with members that trained (a smaller grid.learning_rate), or --seeds/--budgets "
+                         "naming some of them")
+    return picked[keep]
+
+
 def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), progress: bool = True) -> xr.Dataset:
     """Certificates and shift bounds for a finished run; writes ``bounds.nc`` and returns it.
 
@@ -278,7 +306,9 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
     ``run_dir/bounds.partial/<hash of config and settings>/`` as it completes; a rerun with the same
     settings after an interruption or failure loads those chunks instead of certifying them again
     (the numbers are the same: every random key derives from the run's seed and the member
-    index). The folder is removed once ``bounds.nc`` is written."""
+    index); a saved chunk that cannot be read is discarded, named on stderr, and certified again.
+    The folder is removed once ``bounds.nc`` is written. Members whose training diverged (and, with
+    ``prior="grid"``, members whose prior did) are left uncertified: NaN (:func:`certifiable`)."""
     run_dir = Path(run_dir)
     cfg, ds = load_run(run_dir)
     task, pop = cfg.task, cfg.population()
@@ -291,9 +321,10 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
         unknown = sorted(set(picked) - set(grid_values))
         if unknown:
             raise ValueError(f"--{flag} {unknown} are not in the run's grid.{flag} {list(grid_values)}")
-    chosen = np.array([i for i in members if pop.seed[i] in seeds and pop.budget[i] in budgets])
+    selected = np.array([i for i in members if pop.seed[i] in seeds and pop.budget[i] in budgets])
     if settings.prior == "grid" and len(cfg.grid.budgets) < 2:
         raise ValueError(f"prior='grid' needs at least two grid.budgets (a smaller member as prior), got {list(cfg.grid.budgets)}")
+    chosen = certifiable(cfg, ds, selected, settings.prior, run_dir)  # diverged members stay NaN
     if settings.prior == "prefix":
         if not cfg.train.prefix_steps:
             raise ValueError("prior='prefix' needs a run trained with train.prefix_steps > 0 (it saves each member's "
@@ -332,12 +363,12 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
         for start in range(0, len(group), settings.member_chunk):
             idx = group[start : start + settings.member_chunk]
             saved = partial / f"members_{idx[0]}_{idx[-1]}.npz"
-            if saved.exists():
-                with np.load(saved) as f:
-                    chunk = {k: f[k] for k in f.files if k != "members"}
-                    if not np.array_equal(f["members"], idx):
-                        raise ValueError(f"{saved} holds members {f['members'].tolist()}, expected {idx.tolist()}: "
-                                         f"delete {partial} to certify from scratch")
+            stored = _read_partial(saved) if saved.exists() else None
+            if stored is not None:
+                chunk = {k: v for k, v in stored.items() if k != "members"}
+                if not np.array_equal(stored.get("members"), idx):
+                    raise ValueError(f"{saved} holds members {stored.get('members', np.zeros(0)).tolist()}, expected "
+                                     f"{idx.tolist()}: delete {partial} to certify from scratch")
                 for k, v in chunk.items():
                     out.setdefault(k, []).append(v)
                 order.append(idx)
@@ -403,12 +434,26 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
             order.append(idx)
             if progress:
                 print(f"certified {sum(map(len, order))}/{len(chosen)} members", flush=True)
+    if not order:  # prior="grid": only smallest-budget members (no prior) were left to certify
+        raise ValueError(f"no member of {str(run_dir)!r} could be certified with prior='grid': the smallest budget has "
+                         "no smaller member as prior, and the others diverged or their prior did")
     flat = {k: np.concatenate(v) for k, v in out.items()}
-    written = _assemble(run_dir, cfg, ds, np.concatenate(order), flat, settings, ccfg)
+    written = _assemble(run_dir, cfg, ds, np.concatenate(order), flat, settings, ccfg, np.setdiff1d(selected, chosen))
     shutil.rmtree(partial, ignore_errors=True)  # bounds.nc holds every chunk now
     if partial.parent.exists() and not any(partial.parent.iterdir()):
         partial.parent.rmdir()
     return written
+
+
+def _read_partial(saved: Path) -> dict[str, np.ndarray] | None:
+    """A finished chunk's arrays from ``bounds.partial/``; None, after removing it with a line on stderr
+    naming it, when it is unreadable (truncated or damaged), so its members are certified again."""
+    try:
+        return read_npz(saved)
+    except ValueError as err:
+        saved.unlink(missing_ok=True)
+        print(f"difftrade: discarded {err}; its members are certified again", file=sys.stderr, flush=True)
+        return None
 
 
 def _partial_dir(run_dir: Path, cfg: RunConfig, settings: BoundSettings) -> Path:
@@ -419,7 +464,9 @@ def _partial_dir(run_dir: Path, cfg: RunConfig, settings: BoundSettings) -> Path
 
 
 def _assemble(run_dir: Path, cfg: RunConfig, ds: xr.Dataset, chosen: np.ndarray, flat: dict[str, np.ndarray],
-              settings: BoundSettings, ccfg: CertificateConfig) -> xr.Dataset:
+              settings: BoundSettings, ccfg: CertificateConfig, excluded: np.ndarray) -> xr.Dataset:
+    """Write and return ``bounds.nc``: ``flat`` certificate fields of the members ``chosen`` (NaN elsewhere);
+    ``excluded``: members picked but left uncertified because they, or their grid prior, diverged."""
     grid = cfg.grid_shape
     dims = ("difficulty", "budget", "seed")
     variables = {}
@@ -445,6 +492,7 @@ def _assemble(run_dir: Path, cfg: RunConfig, ds: xr.Dataset, chosen: np.ndarray,
             f"= {ccfg.delta + ccfg.delta_prime:.6g} (its interval: + δ_low = {ccfg.delta + ccfg.delta_prime + ccfg.delta_lower:.6g})"
             if settings.importance_weighted else ""),
         "certified_members": len(chosen),
+        "uncertified_diverged": len(excluded),  # picked members left NaN: diverged, or their grid prior did
         "shift_bound": SHIFT_BOUND,
     }
     results.atomic_write_netcdf(out, run_dir / "bounds.nc")
@@ -468,7 +516,8 @@ def shift_variables(cfg: RunConfig, ds: xr.Dataset, in_dist_bound: np.ndarray, b
     only, NaN where ``in_dist_bound`` is): the same change of measure applied to the certified
     L_S(Q), and ``target_lower_bound`` (from ``in_dist_lower``, the certified lower ends of
     L_S(Q)): the best case of the same change of measure (:func:`~difftrade.theory.shift.lp_shift_lower`);
-    ``uncoverable_mass`` ``[D]``: π per training difficulty.
+    ``uncoverable_mass`` ``[D]``: π per training difficulty. Every ``[D, N, S]`` field is NaN for
+    a diverged member (:func:`diverged_members`): nothing about it is certified.
     """
     dims = ("difficulty", "budget", "seed")
     train_w, target_w = cfg.train_weights(), cfg.target_weights()  # [D, L], [L]
@@ -494,7 +543,8 @@ def shift_variables(cfg: RunConfig, ds: xr.Dataset, in_dist_bound: np.ndarray, b
             ok = np.isfinite(in_dist_lower)
             best = np.asarray(lp_shift_lower(np.where(ok, in_dist_lower, 0.0), t_atoms, s_atoms))
             out["target_lower_bound"] = (dims, np.where(ok, best, np.nan))
-    return out
+    bad = diverged_members(ds).reshape(cfg.grid_shape)
+    return {k: (d, np.where(bad, np.nan, v)) if d == dims else (d, v) for k, (d, v) in out.items()}
 
 
 def refresh_shift(run_dir: str | Path) -> xr.Dataset:
@@ -613,6 +663,7 @@ def render(ds: xr.Dataset, b: xr.Dataset) -> str:
         *([("Prior centre: the member's own weights after its prefix phase, which drew minibatches from its first n' "
             "training examples only; the bound set is its other n − n' training examples.")]
           if settings.get("prior") == "prefix" else []),
+        *_diverged_lines(ds, b),
         *([("**Stale shift bounds:** this bounds.nc has no exact change-of-measure field. Its shift bounds and any "
             "composed cert. L_T(Q) came from an inverted kl change of measure, which can fall below the true target "
             "risk. `difftrade bound RUN --refresh-shift` recomputes them and keeps the certificates.")]
@@ -672,6 +723,24 @@ def render(ds: xr.Dataset, b: xr.Dataset) -> str:
     if "certified_set" in table:
         lines += _certified_set_lines(ds, b, table, settings)
     return "\n".join(lines) + "\n"
+
+
+def _diverged_lines(ds: xr.Dataset, b: xr.Dataset) -> list[str]:
+    """The report's line on the members left uncertified because they (or their grid prior) diverged;
+    ``ds``, ``b``: the :func:`certified_view` arrays."""
+    text = results.describe_diverged(ds)
+    mask = results.diverged_mask(ds)
+    own = int(mask.sum()) if mask is not None else 0
+    if "uncertified_diverged" not in b.attrs:  # a bounds.nc from before diverged members were left out
+        return [(f"**Diverged members:** {text}. This bounds.nc predates leaving them uncertified: its numbers for them "
+                 "are not certificates; rerun `difftrade bound`.")] if text else []
+    others = int(b.attrs["uncertified_diverged"]) - own
+    parts = [(f"**Left uncertified:** {text}: their weights come from NaN/inf training steps, so bounds.nc holds NaN "
+              "for them and no mean or d* counts them.")] if text else []
+    if others > 0:
+        parts.append(f"{'Also left' if text else '**Left'} uncertified{'' if text else ':**'} {others} member(s) whose "
+                     "grid prior (the same difficulty and seed at the next smaller budget) diverged.")
+    return [" ".join(parts)] if parts else []
 
 
 def _certified_set_lines(ds: xr.Dataset, b: xr.Dataset, table: dict[str, np.ndarray], settings: dict) -> list[str]:

@@ -698,6 +698,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"difftrade: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk, a permission: one line naming the file; finished work stays on disk
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"difftrade: error: {err.strerror or err}{where}; what was finished is kept "
+              "(rerun with --resume where the command has it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

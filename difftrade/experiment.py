@@ -8,7 +8,8 @@ A chunk is named by the members it holds, ``chunks/chunk_m{first:06d}-{last:06d}
 weights beside it (``.params.npz``; ``.prior.npz`` for runs with ``train.prefix_steps > 0``;
 ``.coords.npz``, each member's subspace coordinates, for runs with ``[subspace]``), so no chunk's name can be another's. The member ids stored inside the files are what counts:
 a resume opens and checks every chunk, moves a chunk that fails a check aside (``*.discarded``,
-with a line on stderr naming it and why) and retrains its members. Count-named chunks
+with a line on stderr naming it and why) and retrains its members, and removes the temporary
+files (``.NAME.tmpPID``) of writes that a kill interrupted. Count-named chunks
 (``chunk_00000.nc``) are read by their stored ids.
 """
 
@@ -29,7 +30,7 @@ import numpy as np
 import xarray as xr
 
 from difftrade import data, results
-from difftrade.checkpoint import load_base
+from difftrade.checkpoint import _pid_alive, load_base
 from difftrade.config import RunConfig
 from difftrade.evaluate import evaluate_population
 from difftrade.multihost import broadcast, is_main, to_host
@@ -136,7 +137,11 @@ def prepare_dir(cfg: RunConfig, out_dir: Path, resume: bool) -> list[Path]:
         chunks = out_dir / "chunks"
         created = [p for p in (chunks, *chunks.parents) if not p.exists()]
         chunks.mkdir(parents=True, exist_ok=True)
-        results.atomic_write_text(json.dumps({"config_hash": cfg.hash(), "config": cfg.to_dict()}, indent=2), meta)
+        try:
+            results.atomic_write_text(json.dumps({"config_hash": cfg.hash(), "config": cfg.to_dict()}, indent=2), meta)
+        except BaseException:  # a failed write (a full disk): leave no empty chunks/ behind
+            undo_prepare(created)
+            raise
         created.insert(0, meta)
     return created
 
@@ -272,6 +277,20 @@ def finished_members(out_dir: Path, num_members: int, kinds: tuple[str, ...] = (
     return chunks, done
 
 
+TEMPORARY = re.compile(r"\..+\.tmp(\d+)(\.npz)?")  # the atomic writers' temporary files: .NAME.tmpPID[.npz]
+
+
+def clear_temporaries(out_dir: Path) -> None:
+    """Remove the temporary files that killed writers left in ``out_dir`` and its ``chunks/`` (a chunk's
+    weights can be large), those of processes that no longer run, with a line on stderr naming each."""
+    for folder in (Path(out_dir), Path(out_dir) / "chunks"):
+        for path in sorted(folder.glob(".*.tmp*")):
+            named = TEMPORARY.fullmatch(path.name)
+            if named and path.is_file() and not _pid_alive(int(named[1])):
+                path.unlink()
+                print(f"difftrade: removed {path} (the temporary file of an interrupted write)", file=sys.stderr, flush=True)
+
+
 def plan(
     cfg: RunConfig, out_dir: Path, resume: bool, num_members: int, lock: DirLock | None = None
 ) -> tuple[list[xr.Dataset], np.ndarray, list[Path]]:
@@ -294,9 +313,15 @@ def plan(
             created = prepare_dir(cfg, out_dir, resume) + created
             kinds = weight_kinds(cfg)
             chunks, members = finished_members(out_dir, num_members, kinds)
+            clear_temporaries(out_dir)
             done[list(members)] = 1
         except ValueError as err:
             refused = err
+        except BaseException:  # a failed write or read (a full disk): as a refusal, but raised as it is
+            undo_prepare(created)
+            if lock is not None:
+                lock.release()  # else this process would refuse its own next run of out_dir
+            raise
     flags = broadcast(np.concatenate([[int(refused is None)], done]).astype(np.int32))
     if refused is not None:
         undo_prepare(created)

@@ -124,10 +124,16 @@ def atomic_write_text(text: str, path: Path) -> None:
 
 
 def atomic_save_npz(arrays: dict[str, np.ndarray], path: Path) -> None:
+    """Write an ``.npz`` through a temporary file in the same folder and a rename: never half-written;
+    a failed write (a full disk) removes its temporary file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def results_path(path: str | Path) -> Path:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from conftest import tiny_raw
 
 from difftrade import config, evaluate, train
@@ -61,6 +62,7 @@ def test_second_key_reuses_programs_and_matches_a_fresh_compile(monkeypatch):
         np.testing.assert_array_equal(b[k], fresh[k], err_msg=k)
 
 
+@pytest.mark.slow  # a second trainer compile
 def test_subspace_member_uses_the_calls_key(monkeypatch):
     """A subspace member's projection comes from the key of the call: under a second key the
     same program trains weights ``θ₀ + P z`` with that key's ``θ₀`` and ``P``."""

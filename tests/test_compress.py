@@ -18,6 +18,8 @@ from difftrade.experiment import read_npz
 from difftrade.theory.coding import code_length
 from difftrade.theory.occam import occam_interval
 
+pytestmark = pytest.mark.slow  # every test here trains and compresses a grid (~2.5 min in all)
+
 SETTINGS = CompressSettings(levels=4, qat_steps=4, member_chunk=4)
 
 
@@ -117,7 +119,7 @@ def test_a_certified_run_is_not_certified_again(compressed, monkeypatch):
 
 
 def test_best_of_keeps_each_members_best_description(compressed, tmp_path):
-    cfg, out, first = compressed
+    _, out, first = compressed
     other = tmp_path / "dim8"
     experiment.run(config.from_dict(tiny_raw(subspace={"dim": 8, "terms": 2}, grid={"learning_rate": 0.05})), other,
                    progress=False)

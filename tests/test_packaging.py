@@ -8,8 +8,6 @@ import sys
 import tomllib
 from pathlib import Path
 
-import pytest
-
 from difftrade import cli, config
 
 ROOT = Path(__file__).resolve().parents[1]

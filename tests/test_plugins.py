@@ -73,6 +73,7 @@ def test_docs_example_is_about_40_lines_and_solves_its_examples(plugin_dir, monk
     assert config.load("rev.toml").population().size == 24  # the docs' config is valid as written
 
 
+@pytest.mark.slow  # trains, reports and certifies through the CLI (~35 s)
 def test_run_report_bound_from_the_command_line(plugin_dir, tmp_path, monkeypatch, capsys):
     """The docs' workflow end to end: unknown without --import, then run, report and bound."""
     monkeypatch.chdir(plugin_dir)  # --import finds modules in the working directory

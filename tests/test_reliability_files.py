@@ -323,6 +323,7 @@ def _utc(text: str) -> datetime:
     return when
 
 
+@pytest.mark.slow  # shares a two-session training fixture (~25 s)
 def test_resumed_metadata_accumulates_over_sessions(two_sessions):
     _, out, ds = two_sessions
     sessions = json.loads(ds.attrs["sessions"])
@@ -341,6 +342,7 @@ def test_resumed_metadata_accumulates_over_sessions(two_sessions):
     assert on_disk.attrs["sessions"] == ds.attrs["sessions"]
 
 
+@pytest.mark.slow  # shares a two-session training fixture (~25 s)
 def test_the_source_revision_is_recorded(two_sessions):
     _, _, ds = two_sessions
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT / "difftrade", capture_output=True, text=True, check=False)
@@ -350,6 +352,7 @@ def test_the_source_revision_is_recorded(two_sessions):
         assert ds.attrs["source_revision"].startswith("difftrade ")
 
 
+@pytest.mark.slow  # shares a two-session training fixture (~25 s)
 def test_rerunning_a_finished_run_keeps_its_metadata(two_sessions, tmp_path):
     """Re-running a finished run (results.nc there, or deleted) trains nothing and changes no metadata:
     the wall time stays the sessions' sum, not 0 s, and chunk size and devices stay those that trained."""
@@ -367,6 +370,7 @@ def test_rerunning_a_finished_run_keeps_its_metadata(two_sessions, tmp_path):
             assert again.attrs[key] == ds.attrs[key], key
 
 
+@pytest.mark.slow  # shares a two-session training fixture (~25 s)
 def test_a_run_from_before_the_sessions_file_keeps_its_wall_time(two_sessions, tmp_path):
     """A finished run without sessions.json (written before it existed): its results.nc's wall time,
     chunk size and device are kept as one session when it is re-run."""
@@ -431,3 +435,21 @@ def test_pretrain_after_an_interrupted_save(tmp_path, capsys):
     assert main(["pretrain", str(path), "--out", str(out)]) == 0
     assert f"removed {out.resolve() / 'base'}" in capsys.readouterr().err
     assert (out / "base" / "base.json").exists()
+
+
+def test_an_os_error_is_one_line_naming_the_file(monkeypatch, capsys):
+    """A full disk (or any OSError) in a command: exit 1 with one line naming the file, no traceback."""
+    import errno
+
+    from difftrade import cli
+
+    def full_disk(args):
+        raise OSError(errno.ENOSPC, "No space left on device", "/runs/x/chunks/chunk_m000000-000007.nc")
+
+    parser = cli.build_parser()
+    args = parser.parse_args(["report", "somewhere"])
+    args.handler = full_disk
+    monkeypatch.setattr(cli, "build_parser", lambda: type("P", (), {"parse_args": lambda self, argv: args})())
+    assert cli.main(["report", "somewhere"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No space left on device" in err[0] and "chunk_m000000-000007.nc" in err[0]

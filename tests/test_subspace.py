@@ -100,6 +100,7 @@ def test_subspace_off_keeps_the_config_hash():
     assert config.from_dict(tiny_raw(subspace={"dim": 8})).hash() != plain.hash()
 
 
+@pytest.mark.slow  # a whole run and its resume
 def test_run_stores_coordinates_and_resume_requires_them(tmp_path):
     cfg = config.from_dict(tiny_raw(subspace={"dim": 8}, grid={"budgets": [32], "seeds": [0]}, run={"chunk_size": 1}))
     ds = experiment.run(cfg, tmp_path, progress=False)
