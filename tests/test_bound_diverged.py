@@ -82,6 +82,7 @@ def test_a_diverged_grid_prior_leaves_its_member_uncertified(healthy, tmp_path):
     assert "1 diverged member(s)" in text and "Also left uncertified 1 member(s) whose grid prior" in text
 
 
+@pytest.mark.slow  # trains a grid to mark diverged (~30 s)
 def test_bound_refuses_a_run_whose_chosen_members_all_diverged(healthy, tmp_path, capsys):
     out, _ = _diverge(healthy, tmp_path, [(d, n, 0) for d in (1, 2) for n in (1, 32)])
     with pytest.raises(ValueError, match=r"every member chosen for certification in .* diverged"):

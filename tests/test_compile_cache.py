@@ -43,6 +43,7 @@ def fresh_caches(monkeypatch) -> None:
     jax.clear_caches()
 
 
+@pytest.mark.slow  # three trainer compiles (~25 s)
 def test_second_key_reuses_programs_and_matches_a_fresh_compile(monkeypatch):
     fresh_caches(monkeypatch)
     before = TRACES.copy()

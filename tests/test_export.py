@@ -172,6 +172,7 @@ def write_member_predictions(cfg, params, path) -> None:
                 f.write(json.dumps({**r, "prediction": f" {a}\n", "difficulty": d, "budget": n}) + "\n")
 
 
+@pytest.mark.slow  # trains a grid and decodes its answers (~20 s)
 def test_scoring_difftrade_members_reproduces_the_native_results(native, tmp_path, capsys):
     cfg_path, cfg, ds, params = native
     preds = tmp_path / "predictions.jsonl"
