@@ -137,3 +137,27 @@ def test_best_of_keeps_each_members_best_description(compressed, tmp_path):
     compress_run(wrong, SETTINGS, progress=False)
     with pytest.raises(ValueError, match="differs from"):
         compress.best_of([out, wrong], tmp_path / "refused")
+
+
+def test_fine_tuning_in_a_subspace_of_a_base_is_certified_from_the_base(tmp_path):
+    """run.init = a base: members train z around the base's weights, and the description decodes
+    to base + P ẑ (the base is part of what the decoder knows, fixed before the data)."""
+    from difftrade.checkpoint import load_base, save_base
+    from difftrade.model import init_params
+
+    plain = config.from_dict(tiny_raw())
+    save_base(tmp_path / "base", init_params(plain.model, jax.random.key(7)), plain.model, {"note": "test"})
+    cfg = config.from_dict(tiny_raw(subspace={"dim": 16}, grid={"learning_rate": 0.05, "budgets": [32], "seeds": [0]},
+                                    run={"init": str(tmp_path / "base")}))
+    experiment.run(cfg, tmp_path / "run", progress=False)
+    c = compress_run(tmp_path / "run", SETTINGS, progress=False)
+    codes, pop, key = read_npz(tmp_path / "run" / CODES), cfg.population(), jax.random.key(cfg.run.seed)
+    zhat = np.take_along_axis(codes["codebook"], codes["symbols"].astype(np.int64), axis=1)
+    base = load_base(tmp_path / "base", cfg.model)
+    params = networks(cfg, key, base, pop.seed, jnp.asarray(zhat))
+    ev_cfg = dataclasses.replace(cfg.eval, n_train_eval=int(pop.budget.max()))
+    ev = evaluate_population(cfg.task, params, pop.weights, pop.budget, pop.seed, cfg.model, ev_cfg, key)
+    np.testing.assert_array_equal(c["train_errors"].values.ravel(), pop.budget - np.rint(ev["train_exact"] * pop.budget))
+    scratch = networks(cfg, key, None, pop.seed, jnp.asarray(zhat))  # the same code from the initialisation instead
+    flat = lambda tree: np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)])
+    assert not np.allclose(flat(scratch), flat(params))
