@@ -26,6 +26,7 @@ run resumes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import shutil
@@ -88,11 +89,6 @@ COMPRESS_FIELDS: dict[str, Field] = {
 }
 
 
-def _member_base(cfg: RunConfig, run_key: jax.Array, base: Any, seed: jax.Array) -> Any:
-    """A member's ``θ₀``: its data-free initialisation, or the run's base checkpoint."""
-    return member_init_params(cfg.model, run_key, seed) if base is None else base
-
-
 def quantize_members(cfg: RunConfig, settings: CompressSettings, pop: Population, z: jax.Array,
                      run_key: jax.Array, base: Any) -> dict[str, Any]:
     """Quantize members ``pop`` (size m) from their coordinates ``z`` float32 ``[m, D]``.
@@ -117,14 +113,19 @@ def quantize_members(cfg: RunConfig, settings: CompressSettings, pop: Population
 def networks(cfg: RunConfig, run_key: jax.Array, base: Any, seeds: np.ndarray, coords: jax.Array) -> Any:
     """The weights ``θ₀ + P z`` of members with seeds int ``[m]`` at coordinates float32 ``[m, D]``
     (a params pytree with leading axis m): what a decoder rebuilds from a description."""
+    return _networks(cfg.subspace, cfg.model, run_key, base, jnp.asarray(seeds, jnp.int32), jnp.asarray(coords, jnp.float32))
 
-    @jax.jit
-    @jax.vmap
-    def weights(seed: jax.Array, z: jax.Array) -> Any:
-        theta0 = _member_base(cfg, run_key, base, seed)
-        return Subspace(cfg.subspace, theta0, projection_key(run_key, seed)).weights(z)
 
-    return weights(jnp.asarray(seeds, jnp.int32), jnp.asarray(coords, jnp.float32))
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _networks(subspace: Any, model_cfg: Any, run_key: jax.Array, base: Any, seeds: jax.Array, coords: jax.Array) -> Any:
+    """:func:`networks`, compiled once per (subspace, model, shapes): ``θ₀`` is each member's
+    initialisation, or ``base`` (the same for all) when given."""
+
+    def one(seed: jax.Array, z: jax.Array) -> Any:
+        theta0 = member_init_params(model_cfg, run_key, seed) if base is None else base
+        return Subspace(subspace, theta0, projection_key(run_key, seed)).weights(z)
+
+    return jax.vmap(one)(seeds, coords)
 
 
 def describe(symbols: np.ndarray, levels: int) -> dict[str, np.ndarray]:

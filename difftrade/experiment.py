@@ -6,9 +6,10 @@ fails loses at most the chunk in flight; ``resume=True`` skips the members alrea
 
 A chunk is named by the members it holds, ``chunks/chunk_m{first:06d}-{last:06d}.nc`` with its
 weights beside it (``.params.npz``; ``.prior.npz`` for runs with ``train.prefix_steps > 0``;
-``.coords.npz``, each member's subspace coordinates, for runs with ``[subspace]``), so no chunk's name can be another's. The member ids stored inside the files are what counts:
-a resume opens and checks every chunk, moves a chunk that fails a check aside (``*.discarded``,
-with a line on stderr naming it and why) and retrains its members, and removes the temporary
+``.coords.npz``, each member's subspace coordinates, for runs with ``[subspace]``), so no chunk's
+name can be another's. The member ids stored inside the files are what counts: a resume opens
+and checks every chunk, moves a chunk that fails a check aside (``*.discarded``, with a line on
+stderr naming it and why) and retrains its members, and removes the temporary
 files (``.NAME.tmpPID``) of writes that a kill interrupted. Count-named chunks
 (``chunk_00000.nc``) are read by their stored ids.
 """
@@ -85,10 +86,9 @@ class Progress:
             return
         self.shown = time.time()
         elapsed = self.shown - self.start
-        eta = elapsed / max(done, 1e-9) * (self.total - done) if done else float("nan")
+        eta = f"{elapsed / done * (self.total - done):5.0f}s" if done else "    ?"  # unknown before any progress
         bar = "#" * int(30 * done / self.total)
-        line = (f"[{bar:<30}] {done:.0f}/{self.total} members  {elapsed:6.0f}s elapsed  "
-                f"ETA {eta:5.0f}s {note}".rstrip())
+        line = f"[{bar:<30}] {done:.0f}/{self.total} members  {elapsed:6.0f}s elapsed  ETA {eta} {note}".rstrip()
         end = "\n" if not self.tty or done >= self.total else ""
         sys.stderr.write(("\r" + line + "   " if self.tty else line) + end)
         sys.stderr.flush()
