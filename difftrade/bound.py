@@ -59,10 +59,11 @@ import xarray as xr
 
 from difftrade import data, results
 from difftrade.checkpoint import load_base
+from difftrade.chunks import load_params, read_npz
 from difftrade.config import RunConfig, from_dict
 from difftrade.evaluate import example_metrics
-from difftrade.experiment import META, load_params, read_meta, read_npz
 from difftrade.model import ModelConfig, graphdef, init_params
+from difftrade.rundir import META, read_meta
 from difftrade.tasks.base import Task
 from difftrade.theory import bounds
 from difftrade.theory.certificate import CertificateConfig, certify_population, format_budget

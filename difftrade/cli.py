@@ -5,6 +5,7 @@
     difftrade run CONFIG [--out DIR] [--resume]      train + evaluate a grid (CONFIG: a TOML file or a packaged name, e.g. quick)
     difftrade pretrain CONFIG [--out DIR]            train one member, save it as a base checkpoint
     difftrade report RUN_DIR [--out DIR] [--csv]     tables and figures (RUN_DIR/results.nc also works)
+    difftrade merge RUN_DIR RUN_DIR [...] --out F.nc  one grid from runs that differ only in budgets, difficulties or seeds
     difftrade bound RUN_DIR [--n-bound N --draws R --monte-carlo per_example --seeds 0,1 --budgets 1024,4096 --bound-set train --posterior fitted]
     difftrade compress RUN_DIR [RUN_DIR ...] [--levels L --qat-steps K --delta D]   compression certificates ([subspace] runs)
     difftrade difficulty agreement CONFIG [-n N]     reference loss vs nominal level (rank agreement)
@@ -193,7 +194,7 @@ def _pretrain(config_path: Path, out_dir: Path) -> Path:
     """Train the config's single member and save it as a base checkpoint ``out_dir/base``."""
     import jax
 
-    from difftrade import checkpoint, config, experiment
+    from difftrade import checkpoint, chunks, config, experiment
     from difftrade.checkpoint import save_base
     from difftrade.model import init_params
 
@@ -208,7 +209,7 @@ def _pretrain(config_path: Path, out_dir: Path) -> Path:
     if existing.exists() and checkpoint.read_meta(existing.parent).get("config_hash") == cfg.hash():
         print(f"base checkpoint: {existing.parent} (already written by this config)")
         return existing.parent
-    _, params = experiment.load_params(out_dir, init_params(cfg.model, jax.random.key(0)))
+    _, params = chunks.load_params(out_dir, init_params(cfg.model, jax.random.key(0)))
     base = save_base(out_dir / "base", jax.tree.map(lambda x: x[0], params), cfg.model,
                      {"task": cfg.to_dict()["task"], "config_hash": cfg.hash()})
     acc = (1 - ds["level_exact"].values.reshape(-1, ds.sizes["level"])[0]).round(3).tolist()
@@ -419,6 +420,20 @@ def _report_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _merge_command(args: argparse.Namespace) -> int:
+    from difftrade import merge, results
+
+    if args.out.suffix != ".nc":
+        raise ValueError(f"--out {str(args.out)!r} does not end in .nc; allowed: a netCDF file name, e.g. merged.nc")
+    paths = [results.results_path(r) for r in args.runs]
+    ds = merge.merge([results.load(p) for p in paths], [str(p) for p in paths])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    results.atomic_write_netcdf(ds, args.out)
+    dims = ", ".join(f"{ds.sizes[d]} {name}" for d, name in zip(results.GRID_DIMS, ("difficulties", "budgets", "seeds")))
+    print(f"merged {len(paths)} runs into {args.out}: {dims}; config hash {ds.attrs['config_hash']}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     _report(_run(args.config, args.out, resume=True), args.out)
     return 0
@@ -488,6 +503,15 @@ def _add_report(sub: Subparsers) -> None:
     p.add_argument("--out", type=Path, help="where report.md and the figures go (default: beside results.nc)")
     p.add_argument("--csv", action="store_true", help="also write tidy tables (one row per member, per member and "
                                                       "level, per checkpoint) as OUT/tables/*.csv")
+
+
+def _add_merge(sub: Subparsers) -> None:
+    p = _command(sub, "merge", _merge_command, help="one grid from runs that differ only in budgets, difficulties or seeds",
+                 description="Concatenate finished runs whose configs differ only in grid.budgets, grid.difficulties "
+                             "or grid.seeds (disjoint values) into the results file the larger grid would have "
+                             "produced: a member's training never depends on the other members of its grid.")
+    p.add_argument("runs", nargs="+", type=Path, help="two or more run directories or results.nc files")
+    p.add_argument("--out", type=Path, required=True, help="the merged results file (.nc)")
 
 
 def _add_transfer(sub: Subparsers) -> None:
@@ -662,7 +686,7 @@ def _add_score(sub: Subparsers) -> None:
 
 
 COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
-    _add_tasks, _add_run, _add_pretrain, _add_report, _add_transfer, _add_demo, _add_bound, _add_compress,
+    _add_tasks, _add_run, _add_pretrain, _add_report, _add_merge, _add_transfer, _add_demo, _add_bound, _add_compress,
     _add_difficulty, _add_recommend, _add_select, _add_export, _add_score,
 )
 

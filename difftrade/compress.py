@@ -41,9 +41,9 @@ import xarray as xr
 from difftrade import results
 from difftrade.bound import load_run, shift_variables
 from difftrade.checkpoint import load_base
+from difftrade.chunks import load_params, read_npz
 from difftrade.config import RunConfig
 from difftrade.evaluate import evaluate_population, risks
-from difftrade.experiment import load_params, read_npz
 from difftrade.fields import Field, check_fields, refuse
 from difftrade.quantize import CODEBOOK_BITS, QuantizedView, initial_codebook, quantized
 from difftrade.subspace import Subspace, projection_key

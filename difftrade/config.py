@@ -222,10 +222,13 @@ class RunConfig:
 
 
 def _train_dict(train: TrainConfig) -> dict[str, Any]:
-    """[train] as a dict; the prefix phase's fields only when it is on, so older configs keep their hash."""
+    """[train] as a dict; the prefix phase's fields and ``epochs`` only when on, so a config that does
+    not use them has the hash it had before they existed."""
     d = dataclasses.asdict(train)
     if not train.prefix_steps:
         d = {k: v for k, v in d.items() if not k.startswith("prefix_")}
+    if not train.epochs:
+        del d["epochs"]
     return d
 
 

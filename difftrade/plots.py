@@ -132,14 +132,16 @@ def gap_decomposition(ds: xr.Dataset) -> plt.Figure:
 def learning_curves(ds: xr.Dataset) -> plt.Figure:
     """Training cross-entropy per checkpoint segment, one line per difficulty, one panel per budget."""
     diffs, budgets = ds["difficulty"].values, ds["budget"].values
-    steps = ds["checkpoint"].values
+    k = ds["checkpoint"].values
+    # fixed epochs: steps differ by budget and the coordinate counts segments
+    steps = ds["train_steps"].values[:, None] * k / k[-1] if "train_steps" in ds else np.broadcast_to(k, (len(budgets), len(k)))
     fig, panels = _budget_panels(len(budgets), 2.6)
     curve = ds["loss_curve"].reduce(nan_mean, dim="seed")  # skips diverged members
     curve = curve.transpose("difficulty", "budget", "checkpoint").values  # [D, N, K]
     for j, b in enumerate(budgets):
         ax = panels[j]
         for i, d in enumerate(diffs):
-            ax.plot(steps, curve[i, j], marker=".", color=plt.cm.plasma(i / max(len(diffs) - 1, 1)), label=f"d={d}")
+            ax.plot(steps[j], curve[i, j], marker=".", color=plt.cm.plasma(i / max(len(diffs) - 1, 1)), label=f"d={d}")
         ax.set_yscale("log")
         ax.set_title(f"n = {int(b):,}", fontsize=10)
         ax.set_xlabel("training step")

@@ -20,6 +20,8 @@ Schema of ``results.nc`` (dims ``difficulty, budget, seed, level, checkpoint``):
     train_risk, test_risk, target_risk,
     generalization_gap, extrapolation_gap  [difficulty, budget, seed]   NaN where diverged
     train_weights [difficulty, level], target_weights [level]
+    train_steps [budget]                   steps per member, only with ``train.epochs`` (then
+                                           ``checkpoint`` numbers the curve segments 1..K)
 
 Attributes: ``config`` (JSON), ``config_hash``, library versions, device kind; from the sessions
 that trained it: ``wall_seconds`` (summed), ``chunk_size`` and ``device_count`` (the last session's),
@@ -236,6 +238,14 @@ def chunk_dataset(member_index: np.ndarray, train_out: dict[str, np.ndarray], ev
     )
 
 
+def checkpoints(train: Any) -> np.ndarray:
+    """The ``checkpoint`` coordinate, int32 ``[K]``: the step at the end of each curve segment, or,
+    with ``train.epochs`` (steps differ by budget; ``train_steps [budget]`` holds them), the
+    segment's number 1..K."""
+    k = np.arange(1, train.num_checkpoints + 1)
+    return (k if train.epochs else k * (train.steps // train.num_checkpoints)).astype(np.int32)
+
+
 def assemble(cfg: Any, chunks: list[xr.Dataset], extra_attrs: dict[str, Any] | None = None) -> xr.Dataset:
     """Stack chunk datasets into the labelled grid and add risks and gaps.
 
@@ -255,7 +265,7 @@ def assemble(cfg: Any, chunks: list[xr.Dataset], extra_attrs: dict[str, Any] | N
         "budget": np.asarray(g.budgets, np.int32),
         "seed": np.asarray(g.seeds, np.int32),
         "level": np.asarray(task.levels, np.int32),
-        "checkpoint": (np.arange(1, cfg.train.num_checkpoints + 1) * (cfg.train.steps // cfg.train.num_checkpoints)).astype(np.int32),
+        "checkpoint": checkpoints(cfg.train),
     }
     grid_dims = ("difficulty", "budget", "seed")
     variables: dict[str, Any] = {}
@@ -273,6 +283,9 @@ def assemble(cfg: Any, chunks: list[xr.Dataset], extra_attrs: dict[str, Any] | N
         variables[name] = (grid_dims, np.where(diverged, np.nan, value))
     variables["train_weights"] = (("difficulty", "level"), train_w)
     variables["target_weights"] = (("level",), target_w)
+    if cfg.train.epochs:
+        steps = [cfg.train.for_budget(int(n)).steps for n in g.budgets]
+        variables["train_steps"] = (("budget",), np.asarray(steps, np.int32))
     attrs = {
         "config": json.dumps(cfg.to_dict(), sort_keys=True),
         "config_hash": cfg.hash(),

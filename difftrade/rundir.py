@@ -1,5 +1,6 @@
-"""A run directory's writers and sessions: one process writes it at a time (``DirLock``), and each
-session that trains members is recorded with its times, devices and source revision (``SessionLog``)."""
+"""A run directory's config, writers and sessions: its ``config.json`` (``read_meta``), one process
+writes it at a time (``DirLock``), and each session that trains members is recorded with its
+times, devices and source revision (``SessionLog``)."""
 
 from __future__ import annotations
 
@@ -19,11 +20,30 @@ from difftrade import results
 
 LOCK = ".lock"  # flock'ed by the one process writing the directory; holds its pid
 SESSIONS = "sessions.json"  # one entry per session that trained members (see SessionLog)
+META = "config.json"  # the run's config and its hash (see read_meta)
 
 
 def one_line(err: BaseException) -> str:
     """``"Type: message"`` of an exception on one line."""
     return f"{type(err).__name__}: {' '.join(str(err).split())}"
+
+
+def read_meta(out_dir: Path) -> dict[str, Any]:
+    """A run directory's ``config.json``: ``{"config_hash": str, "config": dict}``.
+
+    ``ValueError`` naming the file when it is unreadable, not JSON, or lacks either key.
+    """
+    meta = Path(out_dir) / META
+    allowed = (f"allowed: the {META} that difftrade run wrote (restore it, or move {str(out_dir)!r} aside and run "
+               "again)")
+    try:
+        old = json.loads(meta.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{meta} is not a difftrade run's {META} ({one_line(err)}); {allowed}") from None
+    missing = [k for k in ("config_hash", "config") if not isinstance(old, dict) or k not in old]
+    if missing:
+        raise ValueError(f"{meta} lacks the keys {missing}; {allowed}")
+    return old
 
 
 class DirLock:

@@ -79,6 +79,26 @@ def matrix_table(ds: xr.Dataset, name: str) -> str:
     return "\n".join(lines)
 
 
+def above_table(ds: xr.Dataset) -> str:
+    """Exact match on the levels above each row's own, ``[difficulty, budget]`` (mean over those
+    levels, then over seeds; diverged members skipped), as a table. All zeros when nothing a row
+    learns reaches harder levels (the extrapolation gap fixed by construction); values that grow
+    with n when it does (a graded gap). The hardest row has no level above it."""
+    acc = ds["level_exact"].transpose("difficulty", "budget", "seed", "level").values.astype(np.float64)
+    diverged = results.diverged_mask(ds)
+    if diverged is not None:
+        acc = np.where(diverged.transpose("difficulty", "budget", "seed").values[..., None], np.nan, acc)
+    levels, budgets = ds["level"].values, ds["budget"].values
+    lines = ["| d \\ n | " + " | ".join(f"{int(n):,}" for n in budgets) + " |", "|---:|" + "---:|" * len(budgets)]
+    for i, d in enumerate(ds["difficulty"].values):
+        above = levels > d
+        if not above.any():
+            continue
+        mean = analysis.seed_mean(analysis.nan_mean(acc[i][..., above], axis=-1))  # [N]
+        lines.append(f"| {int(d)} | " + " | ".join(f"{v:.3f}" for v in mean) + " |")
+    return "\n".join(lines)
+
+
 def _family_fitter(model: tradeoff.TradeoffModel) -> threshold.Fitter:
     def fitter(d: np.ndarray, n: np.ndarray, y: np.ndarray) -> Callable[[float], np.ndarray]:
         result = tradeoff.fit(model, d, n, y)
@@ -140,6 +160,11 @@ def family_section(name: str, ds: xr.Dataset, point: xr.Dataset | None) -> str:
         f"config hash {ds.attrs.get('config_hash', '?')}."),
         "",
     ]
+    if "train_steps" in ds:
+        lines += [f"Fixed epochs ({cfg['train']['epochs']} passes over each member's data): steps per member "
+                  + ", ".join(f"{int(s):,} at n = {int(n):,}" for n, s in zip(ds['budget'].values, ds['train_steps'].values)) + ".", ""]
+    else:
+        lines += [f"Fixed steps: {cfg['train']['steps']:,} per member at every budget.", ""]
     note = analysis.support_note(seeds)
     if note:
         lines += [f"Note: {note}.", ""]
@@ -159,6 +184,7 @@ def family_section(name: str, ds: xr.Dataset, point: xr.Dataset | None) -> str:
     for var, title in (("target_risk", "target risk"), ("train_risk", "train risk"),
                        ("generalization_gap", "generalization gap"), ("extrapolation_gap", "extrapolation gap")):
         lines += [f"#### {title} (seed mean)", "", matrix_table(ds, var), ""]
+    lines += ["#### exact match on the levels above the row's own (seed mean)", "", above_table(ds), ""]
     m = report.mechanism(ds)
     lines += [
         (f"Mechanism (ordered pairs of seed means differing by > 0.01): generalization gap rises with d in "

@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -51,14 +52,38 @@ class TrainConfig:
     # prior centre independent of the examples [n', n). 0 = off (every step draws from [0, n)).
     prefix_steps: int = 0
     prefix_fraction: float = 0.5
+    # Fixed epochs instead of fixed steps: 0 = every member trains ``steps`` steps; > 0 = a member
+    # with budget n trains about ``epochs`` passes over its n examples (:meth:`for_budget`), and
+    # ``steps`` is not used.
+    epochs: float = 0.0
 
     def __post_init__(self) -> None:
-        check_fields(self, "train", TRAIN_FIELDS)
+        # with epochs, steps is not used: num_checkpoints and warmup_steps are not checked against it
+        check_fields(self, "train", EPOCHS_FIELDS if self.epochs else TRAIN_FIELDS)
+        if self.epochs and self.prefix_steps:
+            raise refuse("train", "prefix_steps", self.prefix_steps, "0 when train.epochs > 0",
+                         f" cannot be combined with epochs = {self.epochs} (the prefix phase is a number of steps)")
+        if self.epochs:
+            return
         seg = self.steps // self.num_checkpoints
         if self.prefix_steps % seg:
             raise refuse("train", "prefix_steps", self.prefix_steps,
                          f"0 (off) or a multiple of steps / num_checkpoints = {seg} below steps ({self.steps})",
                          f" is not a multiple of steps / num_checkpoints = {seg}")
+
+    def for_budget(self, budget: int) -> TrainConfig:
+        """The fixed-steps configuration of a member with ``budget`` examples.
+
+        Itself when ``epochs`` is 0. Otherwise ``steps`` = epochs * budget / batch_size, rounded up
+        to a multiple of ``num_checkpoints`` (at least 2 steps), with ``warmup_steps`` capped at a
+        tenth of those steps, and ``epochs`` 0.
+        """
+        if not self.epochs:
+            return self
+        c = self.num_checkpoints
+        per_checkpoint = math.ceil(self.epochs * budget / (self.batch_size * c) - 1e-9)
+        steps = c * max(per_checkpoint, math.ceil(2 / c))
+        return dataclasses.replace(self, epochs=0.0, steps=steps, warmup_steps=min(self.warmup_steps, steps // 10))
 
 
 # [train]: one spec per field (difftrade.fields). The schedule warms up for max(warmup_steps, 1)
@@ -76,6 +101,10 @@ TRAIN_FIELDS: dict[str, Field] = {
     "final_lr_fraction": Field(float, 0, 1, note="of the peak learning rate"),
     "prefix_steps": Field(int, 0, "steps", high_open=True, note="0 = off; a multiple of steps / num_checkpoints"),
     "prefix_fraction": Field(float, 0, 1, low_open=True, high_open=True),
+    "epochs": Field(float, 0, note="0 = fixed steps; > 0 = passes over each member's budget"),
+}
+EPOCHS_FIELDS: dict[str, Field] = {
+    **TRAIN_FIELDS, "num_checkpoints": Field(int, 1), "warmup_steps": Field(int, 0), "prefix_steps": Field(int, 0),
 }
 
 
@@ -438,6 +467,9 @@ def train_population(
     (padded to a multiple of the device count). Returns a ``TrainResult`` for the real
     (unpadded) members.
     """
+    if cfg.epochs:
+        raise ValueError(f"train.epochs={cfg.epochs}: train_population trains one number of steps; "
+                         "allowed: the config of one budget, cfg.for_budget(n)")
     if model_cfg.seq_len < task.seq_len - 1:
         raise ValueError(
             f"model.seq_len={model_cfg.seq_len} is shorter than the task's inputs ({task.seq_len - 1}); "

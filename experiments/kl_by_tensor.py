@@ -19,7 +19,7 @@ import argparse
 import jax
 import numpy as np
 
-from difftrade import experiment
+from difftrade import chunks
 from difftrade.bound import grid_prior_members, load_run
 from difftrade.model import init_params
 
@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--sigmas", default="3e-3,1e-2,3e-2,0.1", help="posterior σ values (comma-separated)")
     args = parser.parse_args()
     cfg, _ = load_run(args.run_dir)
-    members, params = experiment.load_params(args.run_dir, init_params(cfg.model, jax.random.key(0)))
+    members, params = chunks.load_params(args.run_dir, init_params(cfg.model, jax.random.key(0)))
     leaves = jax.tree_util.tree_flatten_with_path(params)[0]
     names = [jax.tree_util.keystr(path) for path, _ in leaves]
     flat = [np.asarray(v, np.float64).reshape(len(members), -1) for _, v in leaves]

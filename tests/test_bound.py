@@ -194,7 +194,7 @@ def test_prefix_prior_is_the_member_after_its_prefix_phase(tmp_path, run_dir):
     and the certified KL is the Gaussian KL to that centre."""
     import jax
 
-    from difftrade.experiment import load_params
+    from difftrade.chunks import load_params
     from difftrade.model import init_params
 
     raw = tiny_raw(train={"steps": 80, "prefix_steps": 40})
@@ -229,7 +229,7 @@ def test_grid_prior_is_the_smaller_budget_member(run_dir):
     import jax
 
     from difftrade.bound import grid_prior_members, load_run
-    from difftrade.experiment import load_params
+    from difftrade.chunks import load_params
     from difftrade.model import init_params
 
     cfg, _ = load_run(run_dir)
@@ -354,8 +354,8 @@ def test_importance_weighted_target_certificate(tmp_path, run_dir):
     import jax.numpy as jnp
 
     from difftrade import data
+    from difftrade.chunks import load_params
     from difftrade.evaluate import example_metrics
-    from difftrade.experiment import load_params
     from difftrade.model import graphdef, init_params
     from difftrade.train import member_data_root
 

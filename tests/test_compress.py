@@ -12,9 +12,9 @@ import pytest
 from conftest import tiny_raw
 
 from difftrade import compress, config, experiment
+from difftrade.chunks import read_npz
 from difftrade.compress import CODES, CompressSettings, compress_run, networks
 from difftrade.evaluate import evaluate_population
-from difftrade.experiment import read_npz
 from difftrade.theory.coding import code_length
 from difftrade.theory.occam import occam_interval
 

@@ -16,7 +16,7 @@ import jax
 import pytest
 from conftest import tiny_raw, toml_text
 
-from difftrade import config, experiment
+from difftrade import config, experiment, rundir
 from difftrade.cli import main
 from difftrade.evaluate import EVAL_FIELDS, EvalConfig
 from difftrade.model import MODEL_FIELDS, ModelConfig
@@ -57,6 +57,10 @@ BAD: list[Any] = [
     ({"train": {"prefix_steps": 40}}, "train.prefix_steps", 40),
     ({"train": {"prefix_fraction": 1.0}}, "train.prefix_fraction", 1.0),
     ({"train": {"prefix_fraction": 0}}, "train.prefix_fraction", 0),
+    ({"train": {"epochs": -2}}, "train.epochs", -2),
+    ({"train": {"epochs": "32"}}, "train.epochs", "32"),
+    ({"train": {"epochs": True}}, "train.epochs", True),
+    ({"train": {"epochs": 4, "prefix_steps": 10}}, "train.prefix_steps", 10),
     # [grid]
     ({"grid": {"learning_rate": True}}, "grid.learning_rate", True),
     ({"grid": {"learning_rate": 0}}, "grid.learning_rate", 0),
@@ -176,7 +180,7 @@ def test_rejected_config_leaves_no_directory_and_the_corrected_one_runs_there(tm
     assert not out.exists()
     code, lines = _run(_write(tmp_path / "good.toml", tiny_raw()), out, capsys)
     assert code == 0, lines
-    assert (out / "results.nc").exists() and (out / experiment.META).exists()
+    assert (out / "results.nc").exists() and (out / rundir.META).exists()
 
 
 class Refused(ValueError):
@@ -253,6 +257,7 @@ def test_every_field_of_every_section_has_a_spec():
         {"train": {"b1": 0, "b2": 0.0, "final_lr_fraction": 0, "warmup_steps": 0, "num_checkpoints": 40, "grad_clip": 1}},
         {"train": {"final_lr_fraction": 1, "weight_decay": 0, "prefix_steps": 30, "prefix_fraction": 0.25}},
         {"run": {"target": [0.25, 0.75], "chunk_size": 0, "seed": 2**31 - 1}},
+        {"train": {"epochs": 0.25, "num_checkpoints": 7, "warmup_steps": 100}},  # steps (40) unused with epochs
         {"task": {"d_min": 2, "d_max": 2}, "grid": {"difficulties": [2]}, "run": {"target": [1]}},
     ],
 )

@@ -8,7 +8,7 @@ import pytest
 import xarray as xr
 from conftest import tiny_raw, toml_text
 
-from difftrade import config, experiment, results
+from difftrade import chunks, config, experiment, results
 from difftrade.cli import main
 
 
@@ -40,12 +40,16 @@ class Killed(RuntimeError):
 def test_resume_after_kill_equals_uninterrupted(full_run, tmp_path):
     cfg, _, ds = full_run
 
-    def kill_after_first(chunk):
+    seen = []
+
+    def kill_after_first(chunk, chunk_ds):
+        seen.append((chunk, chunk_ds["member"].values.tolist(), chunk_ds["train_exact"].shape))
         raise Killed("simulated kill")
 
     with pytest.raises(Killed):
         experiment.run(cfg, tmp_path, progress=False, on_chunk=kill_after_first)
     assert len(list((tmp_path / "chunks").glob("chunk_*.nc"))) == 1  # the finished chunk survived
+    assert seen == [(0, [0, 1, 2], (3,))]  # the hook saw the first chunk's members and results
     assert not (tmp_path / "results.nc").exists()
     # resume with another chunk size: only the 5 missing members are trained
     other = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, chunk_size=5))
@@ -70,7 +74,7 @@ def test_params_saved_for_every_member(full_run, tiny_cfg):
 
     cfg, out, _ = full_run
     like = init_params(cfg.model, jax.random.key(0))
-    members, params = experiment.load_params(out, like)
+    members, params = chunks.load_params(out, like)
     np.testing.assert_array_equal(members, np.arange(8))
     assert jax.tree.leaves(params)[0].shape[0] == 8
 

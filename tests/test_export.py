@@ -16,7 +16,7 @@ import pytest
 import xarray as xr
 from conftest import tiny_raw, toml_text
 
-from difftrade import cli, config, data, experiment, export, results
+from difftrade import chunks, cli, config, data, experiment, export, results
 from difftrade import score as scoring
 from difftrade.analysis import d_star
 from difftrade.model import apply, graphdef, init_params
@@ -152,7 +152,7 @@ def native(tmp_path_factory):
     cfg_path.write_text(toml_text(tiny_raw()))
     cfg = config.load(cfg_path)
     ds = experiment.run(cfg, root / "run", progress=False)
-    _, params = experiment.load_params(root / "run", init_params(cfg.model, jax.random.key(0)))
+    _, params = chunks.load_params(root / "run", init_params(cfg.model, jax.random.key(0)))
     return cfg_path, cfg, ds, params
 
 

@@ -37,6 +37,7 @@ import xarray as xr
 from conftest import tiny_raw, toml_text
 
 from difftrade import checkpoint, config, experiment, results
+from difftrade.chunks import chunk_files, load_params, weights_file
 from difftrade.model import init_params
 
 pytestmark = pytest.mark.slow
@@ -161,9 +162,9 @@ def reference(work) -> Reference:
     """An uninterrupted `difftrade run` of the tiny grid (chunks of 2)."""
     out = work / "reference"
     cli(work, "run", "tiny.toml", "--out", str(out))
-    members, params = experiment.load_params(out, _like(RAW))
+    members, params = load_params(out, _like(RAW))
     np.testing.assert_array_equal(members, np.arange(8))
-    assert len(experiment.chunk_files(out)) == 4
+    assert len(chunk_files(out)) == 4
     return Reference(out, results.load(out / "results.nc"), params)
 
 
@@ -177,7 +178,7 @@ def assert_same_run(out: Path, ref: Reference) -> None:
     xr.testing.assert_identical(got.drop_attrs(), ref.ds.drop_attrs())  # dims, coords and dtypes too
     strip = lambda attrs: {k: v for k, v in attrs.items() if k not in SESSION_ATTRS}
     assert strip(got.attrs) == strip(ref.ds.attrs)  # same device count, chunk size, config, versions
-    members, params = experiment.load_params(out, _like(RAW))
+    members, params = load_params(out, _like(RAW))
     np.testing.assert_array_equal(members, np.arange(got["difficulty"].size * got["budget"].size * got["seed"].size))
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(ref.params), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -202,38 +203,38 @@ def test_run_killed_at_every_stage_then_damaged_resumes_bit_for_bit(work, refere
     run = ("run", "tiny.toml", "--out", str(out))
     kill_when(work, lambda: any(out.glob("chunks/chunk_m*.nc")), *run)  # (1)
     assert not (out / "results.nc").exists()
-    first = [p.name for p in experiment.chunk_files(out)]
+    first = [p.name for p in chunk_files(out)]
     assert 1 <= len(first) < 4, first
-    nxt = experiment.chunk_files(reference.out)[len(first)]  # the chunk (2)-(4) are killed in
-    orphan = experiment.weights_file(out / "chunks" / nxt.name, "params")
+    nxt = chunk_files(reference.out)[len(first)]  # the chunk (2)-(4) are killed in
+    orphan = weights_file(out / "chunks" / nxt.name, "params")
 
     cli(work, *run, "--resume", point="npz-mid-write", killed=True)  # (2)
-    assert [p.name for p in experiment.chunk_files(out)] == first and not orphan.exists()
+    assert [p.name for p in chunk_files(out)] == first and not orphan.exists()
     assert any(t.startswith(f"chunks/.{orphan.name}.tmp") for t in temporaries(out)), temporaries(out)
 
     cli(work, *run, "--resume", point="nc-mid-write", killed=True)  # (3)
-    assert [p.name for p in experiment.chunk_files(out)] == first and orphan.exists()
+    assert [p.name for p in chunk_files(out)] == first and orphan.exists()
     assert any(t.startswith(f"chunks/.{nxt.name}.tmp") for t in temporaries(out)), temporaries(out)
 
     text = cli(work, *run, "--resume", point="before-nc", killed=True)  # (4)
     assert f"discarded {orphan} (no chunk .nc beside it" in text, text
-    assert [p.name for p in experiment.chunk_files(out)] == first and orphan.exists()
+    assert [p.name for p in chunk_files(out)] == first and orphan.exists()
 
     text = cli(work, *run, "--resume", point="results-mid-write", killed=True)  # (5)
     assert f"discarded {orphan} (no chunk .nc beside it" in text, text
-    chunks = experiment.chunk_files(out)
-    assert [p.name for p in chunks] == [p.name for p in experiment.chunk_files(reference.out)]
+    chunks = chunk_files(out)
+    assert [p.name for p in chunks] == [p.name for p in chunk_files(reference.out)]
     assert not (out / "results.nc").exists() and any(t.startswith(".results.nc.tmp") for t in temporaries(out))
 
-    empty, cut, weights = chunks[0], chunks[2], experiment.weights_file(chunks[3], "params")
+    empty, cut, weights = chunks[0], chunks[2], weights_file(chunks[3], "params")
     empty.write_bytes(b"")
     cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 3])
-    untouched = chunks[1].read_bytes(), experiment.weights_file(chunks[1], "params").read_bytes()
+    untouched = chunks[1].read_bytes(), weights_file(chunks[1], "params").read_bytes()
     text = cli(work, *run, "--resume")  # (6)
     for path in (empty, cut, chunks[3]):
         assert f"discarded {path} (" in text, text
-    assert (chunks[1].read_bytes(), experiment.weights_file(chunks[1], "params").read_bytes()) == untouched
+    assert (chunks[1].read_bytes(), weights_file(chunks[1], "params").read_bytes()) == untouched
     assert_same_run(out, reference)
     assert json.loads((out / "sessions.json").read_text())[-1]["members"] == 6  # only the damaged chunks again
     assert temporaries(out) == [], "a resume removes the temporary files of the killed writers"
@@ -245,7 +246,7 @@ def in_process(tmp_path_factory) -> Reference:
     """An uninterrupted in-process run (this process's device count) to compare the full-disk runs with."""
     out = tmp_path_factory.mktemp("disk") / "reference"
     ds = experiment.run(config.from_dict(RAW), out, progress=False)
-    return Reference(out, ds, experiment.load_params(out, _like(RAW))[1])
+    return Reference(out, ds, load_params(out, _like(RAW))[1])
 
 
 def _full_disk(monkeypatch, target: str) -> list[str]:
@@ -361,7 +362,7 @@ def test_pretrain_killed_then_rerun_completes(work):
     assert "base checkpoint:" in text and not list(out.glob(".base.tmp*"))
     model = config.from_dict(ONE).model
     base = checkpoint.load_base(out / "base", model)
-    members, trained = experiment.load_params(out, _like(ONE))
+    members, trained = load_params(out, _like(ONE))
     np.testing.assert_array_equal(members, [0])
     for a, b in zip(jax.tree.leaves(base), jax.tree.leaves(trained), strict=True):
         np.testing.assert_array_equal(np.asarray(a), b[0])

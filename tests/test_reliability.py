@@ -16,6 +16,7 @@ import xarray as xr
 from conftest import tiny_raw, toml_text
 
 from difftrade import cli, config, experiment, results
+from difftrade.chunks import load_params
 from difftrade.model import init_params
 from difftrade.recommender import recommend
 
@@ -29,7 +30,7 @@ def chunked(tmp_path_factory, tiny_cfg):
     cfg = dataclasses.replace(tiny_cfg, run=dataclasses.replace(tiny_cfg.run, chunk_size=2))
     out = tmp_path_factory.mktemp("chunked") / "run"
     ds = experiment.run(cfg, out, progress=False)
-    members, params = experiment.load_params(out, _like(cfg))
+    members, params = load_params(out, _like(cfg))
     np.testing.assert_array_equal(members, np.arange(8))
     return cfg, out, ds, params
 
@@ -92,7 +93,7 @@ def _assert_same_run(resumed: xr.Dataset, ds: xr.Dataset, out: Path, params: obj
         assert {k: v for k, v in got.attrs.items() if k not in STABLE_ATTRS} == {
             k: v for k, v in ds.attrs.items() if k not in STABLE_ATTRS
         }
-    members, loaded = experiment.load_params(out, _like(cfg))
+    members, loaded = load_params(out, _like(cfg))
     np.testing.assert_array_equal(members, np.arange(8))
     for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(params), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -180,7 +181,7 @@ def test_old_style_chunk_names_still_load_and_resume(chunked, tmp_path, capsys):
     for k, path in enumerate(_chunk_files(out)):
         _weights(path, "params").rename(chunks / f"chunk_{k:05d}.params.npz")
         path.rename(chunks / f"chunk_{k:05d}.nc")
-    members, loaded = experiment.load_params(out, _like(cfg))
+    members, loaded = load_params(out, _like(cfg))
     np.testing.assert_array_equal(members, np.arange(8))
     for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(params), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -202,21 +203,21 @@ def test_load_params_refuses_damaged_repeated_or_missing_weights(chunked, tmp_pa
     good = weights.read_bytes()
     weights.write_bytes(good[:200])
     with pytest.raises(ValueError, match=rf"{re.escape(str(weights))} is unreadable"):
-        experiment.load_params(out, like)
+        load_params(out, like)
     weights.unlink()
     with pytest.raises(ValueError, match=rf"{re.escape(str(weights))} does not exist"):
-        experiment.load_params(out, like)
+        load_params(out, like)
     arrays = dict(np.load(_weights(_chunk_of(out, 4), "params")))
     np.savez(weights, **arrays)  # members 4, 5 twice, 2, 3 nowhere
     with pytest.raises(ValueError, match=r"member 4 is in chunk_m000002-000003\.params\.npz and chunk_m000004-000005\.params\.npz"):
-        experiment.load_params(out, like)
+        load_params(out, like)
     np.savez(weights, **{k: v[:1] for k, v in dict(np.load(weights)).items()} | {"member": np.array([8])})
     with pytest.raises(ValueError, match=r"lack members \[2, 3\]; hold members \[8\] outside the grid; allowed: exactly"):
-        experiment.load_params(out, like)
+        load_params(out, like)
     weights.unlink()
     (weights.parent / weights.name.replace(".params.npz", ".nc")).unlink()
     with pytest.raises(ValueError, match=r"npz files of .* lack members \[2, 3\]; allowed: exactly the members 0..7$"):
-        experiment.load_params(out, like)
+        load_params(out, like)
 
 
 @pytest.mark.slow
@@ -226,7 +227,7 @@ def test_prefix_runs_check_their_prior_weights_on_resume(tmp_path, capsys):
     cfg = config.from_dict(tiny_raw(train={"prefix_steps": 20}, run={"chunk_size": 4}))
     out = tmp_path / "run"
     ds = experiment.run(cfg, out, progress=False)
-    _, prior = experiment.load_params(out, _like(cfg), kind="prior")
+    _, prior = load_params(out, _like(cfg), kind="prior")
     (out / "results.nc").unlink()
     capsys.readouterr()
     experiment.run(cfg, out, resume=True, progress=False)
@@ -237,7 +238,7 @@ def test_prefix_runs_check_their_prior_weights_on_resume(tmp_path, capsys):
     resumed = experiment.run(cfg, out, resume=True, progress=False)
     assert f"{gone} does not exist" in capsys.readouterr().err
     xr.testing.assert_identical(resumed.drop_attrs(), ds.drop_attrs())
-    members, again = experiment.load_params(out, _like(cfg), kind="prior")
+    members, again = load_params(out, _like(cfg), kind="prior")
     np.testing.assert_array_equal(members, np.arange(8))
     for a, b in zip(jax.tree.leaves(again), jax.tree.leaves(prior), strict=True):
         np.testing.assert_array_equal(a, b)

@@ -27,7 +27,7 @@ import pytest
 import xarray as xr
 from conftest import tiny_raw, toml_text
 
-from difftrade import checkpoint, config, experiment, pool, results, rundir
+from difftrade import checkpoint, chunks, config, experiment, pool, results, rundir
 from difftrade.cli import main
 from difftrade.model import ModelConfig, init_params
 
@@ -69,7 +69,7 @@ def _run_dir(tmp_path: Path, tiny_cfg: config.RunConfig) -> Path:
     """A run directory with a valid config.json and nothing else."""
     out = tmp_path / "run"
     out.mkdir()
-    (out / experiment.META).write_text(json.dumps({"config_hash": tiny_cfg.hash(), "config": tiny_cfg.to_dict()}))
+    (out / rundir.META).write_text(json.dumps({"config_hash": tiny_cfg.hash(), "config": tiny_cfg.to_dict()}))
     return out
 
 
@@ -137,13 +137,13 @@ def test_config_json_without_its_keys_is_named(text, missing, tmp_path, capsys, 
     path.write_text(toml_text(tiny_raw()))
     out = tmp_path / "run"
     (out / "chunks").mkdir(parents=True)
-    (out / experiment.META).write_text(text)
+    (out / rundir.META).write_text(text)
     assert main(["run", str(path), "--out", str(out), "--resume"]) == 2
-    _one_error_line(capsys, out / experiment.META, missing)
-    assert (out / experiment.META).read_text() == text  # left as it was
+    _one_error_line(capsys, out / rundir.META, missing)
+    assert (out / rundir.META).read_text() == text  # left as it was
     assert not (out / rundir.LOCK).exists()  # the lock file this call made is gone again
-    with pytest.raises(ValueError, match=re.escape(str(out / experiment.META))):
-        experiment.grid_size(out)
+    with pytest.raises(ValueError, match=re.escape(str(out / rundir.META))):
+        chunks.grid_size(out)
 
 
 def test_a_truncated_params_file_outside_resume_is_named(tiny_cfg, tmp_path):
@@ -155,7 +155,7 @@ def test_a_truncated_params_file_outside_resume_is_named(tiny_cfg, tmp_path):
     np.savez(weights, member=np.arange(8), leaf_000=np.zeros((8, 3)))
     weights.write_bytes(weights.read_bytes()[:60])
     with pytest.raises(ValueError, match=rf"^{re.escape(str(weights))} is unreadable \(.*\); allowed"):
-        experiment.load_params(out, None)
+        chunks.load_params(out, None)
 
 
 @pytest.mark.parametrize("name,content,expected", [
@@ -305,7 +305,7 @@ def two_sessions(tmp_path_factory):
     assert experiment.run(first, out, progress=False, stop_after_chunks=2) is None
     refusals = []
 
-    def try_second_writer(chunk: int) -> None:
+    def try_second_writer(chunk: int, ds: xr.Dataset) -> None:
         try:
             rundir.DirLock(out).acquire()
         except ValueError as err:

@@ -59,3 +59,23 @@ def test_leave_one_budget_out_has_the_threshold_predictor():
         fit = threshold.fit_threshold(d, n[keep], mean[:, keep], pi)
         assert loo.predicted["threshold"][j] == fit.predict_d_star(n[j : j + 1])[0]
     assert "threshold (err, regret, support)" in str(loo)
+
+
+def test_above_table_is_the_mean_accuracy_on_harder_levels():
+    """Each cell, by a plain loop: over the seeds that did not diverge, the mean of the row's
+    exact match on the levels above its own difficulty; the hardest row has no such levels."""
+    ds = results.load(GRID.with_name("chain_mixture.nc"))
+    ds["diverged"][0, 0, 0] = True  # a diverged member is skipped
+    rows = [line for line in study.above_table(ds).splitlines()[2:]]
+    levels = ds["level"].values
+    assert [int(r.split("|")[1]) for r in rows] == [int(d) for d in ds["difficulty"].values if (levels > d).any()]
+    for row in rows:
+        cells = [float(c) for c in row.split("|")[2:-1]]
+        d = int(row.split("|")[1])
+        i = int(np.flatnonzero(ds["difficulty"].values == d)[0])
+        for j in range(ds.sizes["budget"]):
+            per_seed = [
+                np.mean([float(ds["level_exact"][i, j, s, k]) for k in range(len(levels)) if levels[k] > d])
+                for s in range(ds.sizes["seed"]) if not bool(ds["diverged"][i, j, s])
+            ]
+            assert cells[j] == pytest.approx(np.mean(per_seed), abs=5e-4), (d, j)

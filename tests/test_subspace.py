@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import tiny_raw
 
-from difftrade import config, experiment
+from difftrade import chunks, config, experiment
 from difftrade.subspace import (
     Subspace,
     SubspaceConfig,
@@ -104,17 +104,17 @@ def test_subspace_off_keeps_the_config_hash():
 def test_run_stores_coordinates_and_resume_requires_them(tmp_path):
     cfg = config.from_dict(tiny_raw(subspace={"dim": 8}, grid={"budgets": [32], "seeds": [0]}, run={"chunk_size": 1}))
     ds = experiment.run(cfg, tmp_path, progress=False)
-    members, z = experiment.load_params(tmp_path, jnp.zeros((8,), jnp.float32), kind="coords")
+    members, z = chunks.load_params(tmp_path, jnp.zeros((8,), jnp.float32), kind="coords")
     assert members.tolist() == [0, 1] and z.shape == (2, 8)
-    _, params = experiment.load_params(tmp_path, member_init_params(cfg.model, jax.random.key(0), jnp.int32(0)))
+    _, params = chunks.load_params(tmp_path, member_init_params(cfg.model, jax.random.key(0), jnp.int32(0)))
     key = jax.random.key(cfg.run.seed)
     rebuilt = Subspace(cfg.subspace, member_init_params(cfg.model, key, jnp.int32(0)), projection_key(key, jnp.int32(0))).weights(jnp.asarray(z[1]))
     for a, b in zip(jax.tree.leaves(rebuilt), jax.tree.leaves(params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b)[1], atol=1e-6)
     # a chunk whose coordinates are missing is retrained on resume
-    first = experiment.chunk_files(tmp_path)[0]
-    experiment.weights_file(first, "coords").unlink()
+    first = chunks.chunk_files(tmp_path)[0]
+    chunks.weights_file(first, "coords").unlink()
     (tmp_path / "results.nc").unlink()
     again = experiment.run(cfg, tmp_path, resume=True, progress=False)
     np.testing.assert_array_equal(again["train_risk"].values, ds["train_risk"].values)
-    assert experiment.weights_file(first, "coords").exists()
+    assert chunks.weights_file(first, "coords").exists()
