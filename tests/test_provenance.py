@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from difftrade import compress, config, report, results, study
+from difftrade import analysis, compress, config, report, results, study
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "docs" / "runs"
@@ -52,6 +52,26 @@ def test_study_tables_are_current():
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     assert script.HEADER + study.summarize(STUDY) == (ROOT / "docs" / "study_tables.md").read_text()
+
+
+@pytest.mark.parametrize("label, grid", [
+    ("addition (nested levels)", "addition"), ("addition, fixed epochs", "addition_epochs"),
+    ("chain (exact levels, rows trained on 1..d)", "chain"), ("chain, mixture training", "chain_mixture"),
+    ("sorting (exact levels, rows trained on 2..d)", "sorting"),
+])
+def test_readme_study_table_is_its_result_files(label, grid):
+    """The README's study table: each row's d*(n) and its not-significantly-worse sets at the ends
+    are what the analysis computes from the committed grid."""
+    line = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith(f"| {label}, n = "))
+    cells = [cell.strip() for cell in line.strip("|").split("|")]
+    ds = results.load(STUDY / f"{grid}.nc")
+    risk = ds["target_risk"].transpose("difficulty", "budget", "seed").values
+    cmp = analysis.compare_to_d_star(risk, ds["difficulty"].values, method="sign_flip", alpha=study.ALPHA)
+    budgets = ds["budget"].values
+    assert cells[0] == f"{label}, n = {int(budgets[0]):,} → {int(budgets[-1]):,}"
+    assert cells[1] == ", ".join(str(int(d)) for d in cmp.d_star)
+    ends = [study._fmt_set(cmp.not_worse_set(j)) for j in (0, len(budgets) - 1)]
+    assert cells[2] == " / ".join(ends)
 
 
 @pytest.mark.parametrize("run_dir", CERTIFIED, ids=lambda p: p.name)
