@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 
 from difftrade import analysis, report, results, transfer
-from difftrade.theory import threshold, tradeoff
+from difftrade.theory import level_model, threshold, tradeoff
 
 ALPHA = 0.05
 BOOT_LEVEL = 0.9
@@ -118,6 +118,7 @@ def model_table(ds: xr.Dataset) -> str:
     for label, p in (("threshold, π from coverage", pi), ("threshold, π fitted", None)):
         fitters.append((label, lambda p=p: _threshold_stats(threshold.fit_threshold(d, n, y, p), total),
                         threshold.threshold_fitter(p)))
+    fitters.append(("per level (examples of each level)", lambda: _level_stats(ds, y, total), _level_fitter(ds)))
     for model in tradeoff.FAMILIES:
         fitters.append((model.name, lambda model=model: _family_stats(tradeoff.fit(model, d, n, y), total),
                         _family_fitter(model)))
@@ -135,6 +136,41 @@ def model_table(ds: xr.Dataset) -> str:
         exact = "–" if not np.isfinite(score.exact) else f"{score.exact:.0%}"
         lines.append(f"| {label} | {k} | {aic:.1f} | {r2:.2f} | {score.error:.2f} | {exact} | {score.risk_rmse:.3f} |")
     return "\n".join(lines + [f"\nNot fitted: {reason}" for reason in failed])
+
+
+def _level_inputs(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For the per-level model: level shares ``m [D, L]``, seed-mean exact match ``[D, N, L]``
+    (diverged members skipped) and the target ``[L]``."""
+    acc = ds["level_exact"].transpose("difficulty", "budget", "seed", "level").values.astype(np.float64)
+    diverged = results.diverged_mask(ds)
+    if diverged is not None:
+        acc = np.where(diverged.transpose("difficulty", "budget", "seed").values[..., None], np.nan, acc)
+    mass = level_model.level_mass(ds["train_weights"].values, results.level_structure(ds))
+    return mass, analysis.seed_mean(np.moveaxis(acc, 2, -1)), ds["target_weights"].values
+
+
+def _level_fitter(ds: xr.Dataset) -> threshold.Fitter:
+    """A fitter for :func:`threshold.leave_one_budget_out` that refits the per-level model on the
+    per-level accuracies of the budgets it is given (its risk argument is not used)."""
+    mass, acc, target = _level_inputs(ds)
+    budgets = ds["budget"].values.astype(float)
+
+    def fitter(d: np.ndarray, n: np.ndarray, y: np.ndarray) -> Callable[[float], np.ndarray]:
+        cols = np.flatnonzero(np.isin(budgets, n))
+        fit = level_model.fit_levels(mass, budgets[cols], acc[:, cols])
+        return lambda budget: fit.target_risk(mass, target, [budget])[:, 0]
+
+    return fitter
+
+
+def _level_stats(ds: xr.Dataset, y: np.ndarray, total: float) -> tuple[int, float, float]:
+    """Parameters, AIC and R² on the target-risk seed means ``y [D, N]`` of the per-level model
+    fitted to all per-level accuracies."""
+    mass, acc, target = _level_inputs(ds)
+    fit = level_model.fit_levels(mass, ds["budget"].values, acc)
+    resid = (fit.target_risk(mass, target, ds["budget"].values) - y)[np.isfinite(y)]
+    k, m, rss = fit.log_nc.size + 1, resid.size, float(np.sum(resid**2))
+    return k, m * np.log(rss / m) + 2 * k, 1 - rss / total
 
 
 def _threshold_stats(fit: threshold.ThresholdFit, total: float) -> tuple[int, float, float]:
@@ -191,12 +227,50 @@ def family_section(name: str, ds: xr.Dataset, point: xr.Dataset | None) -> str:
         f"{m['gen_gap_rises_with_d']:.0%}, falls with n in {m['gen_gap_falls_with_n']:.0%}; extrapolation gap "
         f"falls with d in {m['extrap_gap_falls_with_d']:.0%}."),
         "",
-        "#### Models of target risk (fitted to the seed means)",
+        "#### Models of target risk (fitted to the seed means; the per-level model to each level's exact match)",
         "",
         model_table(ds),
         "",
     ]
     return "\n".join(lines)
+
+
+def _same_levels(a: xr.Dataset, b: xr.Dataset) -> bool:
+    """Two grids of one task over the same difficulties, levels and target, trained on other distributions."""
+    return (a.attrs.get("task") == b.attrs.get("task")
+            and all(np.array_equal(a[k].values, b[k].values) for k in ("difficulty", "level", "target_weights"))
+            and not np.allclose(a["train_weights"].values, b["train_weights"].values))
+
+
+def cross_table(grids: dict[str, xr.Dataset]) -> str:
+    """The per-level model fitted on one grid (every budget) predicting d*(n) and the target risk
+    of another grid of the same task, levels and target trained on other distributions; empty
+    when no two grids qualify."""
+    lines = []
+    for a, da in grids.items():
+        mass_a, acc_a, _ = _level_inputs(da)
+        fit = level_model.fit_levels(mass_a, da["budget"].values, acc_a)
+        for b, db in grids.items():
+            if a == b or not _same_levels(da, db):
+                continue
+            mass_b, _, target = _level_inputs(db)
+            n, d = db["budget"].values, db["difficulty"].values
+            measured_risk = analysis.seed_mean(_risk(db))
+            predicted = fit.d_star(mass_b, target, d, n)
+            measured = analysis.argmin_difficulty(measured_risk, d)
+            rmse = float(np.sqrt(np.nanmean((fit.target_risk(mass_b, target, n) - measured_risk) ** 2)))
+            lines.append(f"| {a} | {b} | {', '.join(str(int(v)) for v in predicted)} | {', '.join(str(int(v)) for v in measured)} | "
+                         f"{np.nanmean(np.abs(predicted - measured)):.2f} | {rmse:.3f} |")
+    if not lines:
+        return ""
+    return "\n".join([
+        "### Across training distributions: the per-level model fitted on one grid, predicting another",
+        "",
+        "| fitted on | predicts | d*(n) predicted | d*(n) measured | mean d* error (levels) | target risk RMSE |",
+        "|:---|:---|:---|:---|---:|---:|",
+        *lines,
+        "",
+    ])
 
 
 def summarize(folder: str | Path) -> str:
@@ -205,9 +279,11 @@ def summarize(folder: str | Path) -> str:
     grids = sorted(p for p in folder.glob("*.nc") if not p.name.startswith("transfer_"))
     if not grids:
         raise ValueError(f"folder {str(folder)!r} holds no <family>.nc result files")
-    sections = []
+    sections, loaded = [], {}
     for path in grids:
         point_path = folder / f"transfer_{path.name}"
         point = results.load(point_path) if point_path.exists() else None
-        sections.append(family_section(path.stem, results.load(path), point))
-    return "\n".join(sections)
+        loaded[path.stem] = results.load(path)
+        sections.append(family_section(path.stem, loaded[path.stem], point))
+    cross = cross_table(loaded)
+    return "\n".join(sections + ([cross] if cross else []))

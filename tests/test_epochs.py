@@ -60,6 +60,7 @@ def test_chunk_plan_groups_members_by_budget():
     assert [list(idx) for _, idx, _ in fixed] == [[0, 1, 2], [3, 4, 5], [6, 8]]
 
 
+@pytest.mark.slow
 def test_epochs_run_equals_fixed_steps_runs_per_budget(tmp_path):
     """Each member of a fixed-epochs grid is the member a fixed-steps run of that budget's steps
     trains: same initial weights, data, schedule and number of steps."""

@@ -1,6 +1,7 @@
 """Merging grids that differ along one axis equals training the larger grid in one run."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +9,8 @@ from conftest import tiny_raw
 
 from difftrade import config, experiment, merge, results
 from difftrade.cli import main
+
+STUDY = Path(__file__).resolve().parents[1] / "docs" / "runs" / "study"
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +24,7 @@ def runs(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_merged_budgets_equal_the_whole_grid(runs, tmp_path):
     target = tmp_path / "merged.nc"
     assert main(["merge", str(runs["mid"].parent), str(runs["low"]), "--out", str(target)]) == 0
@@ -35,8 +39,27 @@ def test_merged_budgets_equal_the_whole_grid(runs, tmp_path):
                                    rtol=1e-5, atol=1e-6, err_msg=name)
 
 
-def test_refusals_name_the_difference(runs, tmp_path, capsys):
-    low = results.load(runs["low"])
+def _part(ds, budgets):
+    """A committed grid cut to ``budgets``, with its config saying so (as a run of them would)."""
+    part = ds.sel(budget=budgets)
+    raw = json.loads(ds.attrs["config"])
+    raw["grid"]["budgets"] = list(budgets)
+    part.attrs = {**ds.attrs, "config": json.dumps(raw), "config_hash": config.from_dict(raw).hash()}
+    return part
+
+
+def test_parts_of_a_grid_merge_back_into_it():
+    whole = results.load(STUDY / "chain.nc")
+    budgets = [int(n) for n in whole["budget"].values]
+    merged = merge.merge([_part(whole, budgets[1::2]), _part(whole, budgets[::2])], ["odd.nc", "even.nc"])
+    assert merged.attrs["config_hash"] == whole.attrs["config_hash"]
+    for name in whole.data_vars:
+        np.testing.assert_array_equal(merged[name].transpose(*whole[name].dims).values, whole[name].values, err_msg=name)
+    assert merged.attrs["wall_seconds"] == pytest.approx(2 * whole.attrs["wall_seconds"])  # each part carries the whole's
+
+
+def test_refusals_name_the_difference(tmp_path, capsys):
+    low = _part(results.load(STUDY / "chain.nc"), [32, 2048])
     with pytest.raises(ValueError, match="differ in grid lists none"):
         merge.merge([low, low], ["a.nc", "b.nc"])
     with pytest.raises(ValueError, match="1 result file"):
@@ -47,16 +70,18 @@ def test_refusals_name_the_difference(runs, tmp_path, capsys):
     other.attrs["config"] = json.dumps(raw)
     with pytest.raises(ValueError, match=r"share grid\.budgets values \[32\]"):
         merge.merge([low, other], ["a.nc", "b.nc"])
-    raw["train"]["steps"] = 80
+    raw["train"]["steps"] = 1200
     raw["grid"]["budgets"] = [8]
     other.attrs["config"] = json.dumps(raw)
     with pytest.raises(ValueError, match=r"b\.nc differs from a\.nc in train\.steps; allowed"):
         merge.merge([low, other], ["a.nc", "b.nc"])
-    raw["train"]["steps"] = 40
-    raw["grid"]["seeds"] = [5]
+    raw["train"]["steps"] = 600
+    raw["grid"]["seeds"] = [50]
     other.attrs["config"] = json.dumps(raw)
     with pytest.raises(ValueError, match=r"differ in grid lists \['budgets', 'seeds'\]"):
         merge.merge([low, other], ["a.nc", "b.nc"])
-    assert main(["merge", str(runs["low"]), str(runs["mid"]), "--out", str(tmp_path / "m.txt")]) == 2
+    path = tmp_path / "low.nc"
+    results.atomic_write_netcdf(low, path)
+    assert main(["merge", str(path), str(path), "--out", str(tmp_path / "m.txt")]) == 2
     assert "--out" in capsys.readouterr().err
     assert not (tmp_path / "m.txt").exists()
