@@ -99,7 +99,7 @@ def quantize_members(cfg: RunConfig, settings: CompressSettings, pop: Population
     codebook = jax.jit(jax.vmap(initial_codebook, in_axes=(0, None)), static_argnums=1)(z, settings.levels)
     bad = np.zeros(pop.size, np.int32)
     if settings.qat_steps:
-        qat = dataclasses.replace(cfg.train, steps=settings.qat_steps, warmup_steps=0, num_checkpoints=1, prefix_steps=0)
+        qat = dataclasses.replace(cfg.train, steps=settings.qat_steps, warmup_steps=0, num_checkpoints=1, prefix_steps=0, epochs=0.0)
         init = None if base is None else jax.tree.map(lambda x: jnp.broadcast_to(x, (pop.size, *x.shape)), base)
         lr_pop = dataclasses.replace(pop, learning_rate=pop.learning_rate * np.float32(settings.qat_lr_scale))
         out = train_population(cfg.task, lr_pop, cfg.model, qat, run_key, init=init,

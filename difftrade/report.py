@@ -255,4 +255,20 @@ def render(ds: xr.Dataset, n_boot: int = 1000) -> str:
         )
     if s["nonfinite_members"]:
         lines.append(f"* WARNING: {s['nonfinite_members']} members had NaN/inf training steps (see nonfinite_steps).")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _models(ds)) + "\n"
+
+
+def _models(ds: xr.Dataset) -> list[str]:
+    """Models of target risk and their leave-one-budget-out error in d* (:func:`difftrade.study.model_table`)."""
+    from difftrade import study  # study renders with this module's helpers
+
+    if ds.sizes["budget"] < 3:
+        return ["", "## Models of target risk", "", "Not fitted: fewer than 3 budgets leave nothing to hold out."]
+    return [
+        "",
+        "## Models of target risk: d* at a budget the fit did not see",
+        "",
+        "Each model is refitted without one budget and predicts d* there (leave one budget out).",
+        "",
+        study.model_table(ds),
+    ]

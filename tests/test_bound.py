@@ -97,6 +97,7 @@ def test_level_bands_bracket_estimates():
     assert lo[0, 2] == 0.0 and hi[0, 2] > 0.0
 
 
+@pytest.mark.slow
 def test_cli_bound_and_errors(run_dir, capsys, tmp_path):
     assert main(["bound", str(run_dir), "--n-bound", "32", "--draws", "1", "--seeds", "0", "--budgets", "32",
                  "--sigmas", "0.01,0.02", "--prior-sigmas", "0.05"]) == 0
@@ -321,6 +322,7 @@ def test_d_star_table_per_seed_agreement():
     assert "1 − 3 × 0.03 = 0.91" in text
 
 
+@pytest.mark.slow
 def test_refresh_shift_recomputes_only_the_change_of_measure(run_dir, capsys):
     """A bounds.nc from before the kl fix (no shift_bound attribute) is flagged in the report;
     --refresh-shift rewrites its shift fields from results.nc and keeps every certificate."""

@@ -105,6 +105,7 @@ def test_coverage_on_linear_gaussian_problem(monte_carlo):
     assert inside.mean() >= 0.95
 
 
+@pytest.mark.slow
 def test_sample_convergence_covers_the_exact_bound_set_gibbs_risk():
     """Step 3 alone. For w ~ N(μ, σ²I), P(sign(x·w) ≠ y) = Φ(−y x·μ / (σ‖x‖)), so the bound
     set's Gibbs risk L̂(Q) is exact: both Monte-Carlo bounds must cover it in ≥ 1 − δ′ of 400

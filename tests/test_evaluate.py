@@ -33,6 +33,7 @@ def greedy_exact(gdef, params, tokens, mask):
     return np.array(out)
 
 
+@pytest.mark.slow
 def test_teacher_forced_exact_match_equals_greedy_decoding(tiny_cfg, trained):
     pop, key, res = trained
     i = int(np.argmax(pop.budget))  # a member that learned something

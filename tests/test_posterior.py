@@ -84,6 +84,7 @@ def test_posterior_fitted_on_the_bound_set_keeps_coverage():
     assert np.all(np.abs(np.asarray(sigma) - 0.1).max(axis=1) > 0.02)
 
 
+@pytest.mark.slow
 def test_diagonal_fit_beats_the_isotropic_grid_when_sensitivities_differ():
     """Coordinate 2 is scaled by 100, so an isotropic σ must be tiny and pays ln(σ_P²/σ²) on all
     50 coordinates; the diagonal fit shrinks σ on that coordinate only."""

@@ -59,6 +59,7 @@ def test_subspace_weights_are_base_plus_projection(tiny_cfg):
     assert jax.tree.structure(space.weights(z)) == jax.tree.structure(base)
 
 
+@pytest.mark.slow
 def test_subspace_training_moves_only_along_the_projection(tiny_cfg):
     cfg = config.from_dict(tiny_raw(subspace={"dim": 24}, grid={"learning_rate": 0.05}))
     pop = cfg.population().take(np.array([1, 3, 5, 7]))  # budget 32, seeds 0/1, both difficulties
