@@ -63,7 +63,7 @@ from difftrade.chunks import load_params, read_npz
 from difftrade.config import RunConfig, from_dict
 from difftrade.evaluate import example_metrics
 from difftrade.model import ModelConfig, graphdef, init_params
-from difftrade.rundir import META, read_meta
+from difftrade.rundir import META, DirLock, read_meta
 from difftrade.tasks.base import Task
 from difftrade.theory import bounds
 from difftrade.theory.certificate import CertificateConfig, certify_population, format_budget
@@ -309,9 +309,17 @@ def certify_run(run_dir: str | Path, settings: BoundSettings = BoundSettings(), 
     (the numbers are the same: every random key derives from the run's seed and the member
     index); a saved chunk that cannot be read is discarded, named on stderr, and certified again.
     The folder is removed once ``bounds.nc`` is written. Members whose training diverged (and, with
-    ``prior="grid"``, members whose prior did) are left uncertified: NaN (:func:`certifiable`)."""
+    ``prior="grid"``, members whose prior did) are left uncertified: NaN (:func:`certifiable`).
+    The run directory is locked against other writers (``difftrade run --resume``, another
+    ``difftrade bound``) while it certifies."""
     run_dir = Path(run_dir)
-    cfg, ds = load_run(run_dir)
+    cfg, ds = load_run(run_dir)  # a finished run, or a clear error before anything is written
+    with DirLock(run_dir, "RUN"):
+        return _certify_locked(run_dir, cfg, ds, settings, progress)
+
+
+def _certify_locked(run_dir: Path, cfg: RunConfig, ds: xr.Dataset, settings: BoundSettings, progress: bool) -> xr.Dataset:
+    """:func:`certify_run` in a locked run directory (``cfg``, ``ds``: its config and results)."""
     task, pop = cfg.task, cfg.population()
     run_key = jax.random.key(cfg.run.seed)
     like = init_params(cfg.model, jax.random.key(0))

@@ -46,6 +46,7 @@ from difftrade.config import RunConfig
 from difftrade.evaluate import evaluate_population, risks
 from difftrade.fields import Field, check_fields, refuse
 from difftrade.quantize import CODEBOOK_BITS, QuantizedView, initial_codebook, quantized
+from difftrade.rundir import DirLock
 from difftrade.subspace import Subspace, projection_key
 from difftrade.theory.coding import code_length, empirical_entropy_bits
 from difftrade.theory.occam import occam_interval
@@ -164,9 +165,16 @@ def check_run(cfg: RunConfig, run_dir: Path) -> None:
 
 
 def compress_run(run_dir: str | Path, settings: CompressSettings = CompressSettings(), progress: bool = True) -> xr.Dataset:
-    """Quantize and certify every member of a ``[subspace]`` run; writes ``compression.nc`` and returns it."""
+    """Quantize and certify every member of a ``[subspace]`` run; writes ``compression.nc`` and returns it.
+    The run directory is locked against other writers while it runs."""
     run_dir = Path(run_dir)
-    cfg, ds = load_run(run_dir)
+    cfg, ds = load_run(run_dir)  # a finished run, or a clear error before anything is written
+    with DirLock(run_dir, "RUN"):
+        return _compress_locked(run_dir, cfg, ds, settings, progress)
+
+
+def _compress_locked(run_dir: Path, cfg: RunConfig, ds: xr.Dataset, settings: CompressSettings, progress: bool) -> xr.Dataset:
+    """:func:`compress_run` in a locked run directory (``cfg``, ``ds``: its config and results)."""
     check_run(cfg, run_dir)
     done = _finished(run_dir, cfg, settings)
     if done is not None:  # measured already: the certificates are recomputed from its measurements

@@ -12,7 +12,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import jax
 
@@ -50,8 +50,8 @@ class DirLock:
     """One writer per run directory: an exclusive, non-blocking ``flock`` on ``out_dir/.lock``,
     which holds the writer's pid. The OS releases it when the process ends, however it ends."""
 
-    def __init__(self, out_dir: Path):
-        self.out_dir, self.fd, self.created = Path(out_dir), None, []
+    def __init__(self, out_dir: Path, label: str = "--out"):
+        self.out_dir, self.label, self.fd, self.created = Path(out_dir), label, None, []
 
     def acquire(self) -> None:
         """Take the lock (creating ``out_dir``; ``created`` lists what was made, deepest first);
@@ -62,16 +62,16 @@ class DirLock:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
-            raise ValueError(f"--out {str(self.out_dir)!r} cannot be written ({one_line(err)}); allowed: a directory "
+            raise ValueError(f"{self.label} {str(self.out_dir)!r} cannot be written ({one_line(err)}); allowed: a directory "
                              "this user can create and write") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise ValueError(f"--out {str(self.out_dir)!r} is being written by another difftrade process (pid {holder} "
+            raise ValueError(f"{self.label} {str(self.out_dir)!r} is being written by another difftrade process (pid {holder} "
                              f"holds {path}); allowed: one writer per directory: wait for it to finish, or choose "
-                             "another --out") from None
+                             f"another {self.label}") from None
         except OSError as err:  # a filesystem without flock (some network mounts): run, unguarded, and say so
             print(f"difftrade: {path} cannot be locked here ({one_line(err)}); nothing stops a second writer",
                   file=sys.stderr, flush=True)
@@ -85,6 +85,13 @@ class DirLock:
             os.ftruncate(self.fd, 0)
             os.close(self.fd)
             self.fd = None
+
+    def __enter__(self) -> Self:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def utc_now() -> str:

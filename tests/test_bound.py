@@ -476,3 +476,21 @@ def test_cli_whole_set_monte_carlo(run_dir, tmp_path, capsys):
     certified = b.sel(seed=0, budget=32)
     assert np.all(certified["in_dist_valid"].values == 1) and np.all(certified["target_valid"].values == 1)
     assert np.all(certified["in_dist_bound"].values >= certified["in_dist_mc_risk_estimate"].values)
+
+
+def test_a_run_directory_another_process_writes_is_refused(run_dir, tmp_path, capsys):
+    """bound takes the run directory's lock: while another writer holds it, it refuses in one line
+    naming the directory and the holder, before certifying anything; a path that is not a run is
+    refused without creating it."""
+    import os
+
+    from difftrade import rundir
+
+    with rundir.DirLock(run_dir):
+        with pytest.raises(ValueError, match=rf"RUN '.*' is being written by another difftrade process \(pid {os.getpid()}"):
+            certify_run(run_dir, BoundSettings(n_bound=16, num_draws=1, seeds=(0,)), progress=False)
+        assert main(["bound", str(run_dir)]) == 2
+        assert "is being written by another difftrade process" in capsys.readouterr().err
+    missing = tmp_path / "no_such_run"
+    assert main(["bound", str(missing)]) == 2
+    assert not missing.exists()

@@ -161,3 +161,13 @@ def test_fine_tuning_in_a_subspace_of_a_base_is_certified_from_the_base(tmp_path
     scratch = networks(cfg, key, None, pop.seed, jnp.asarray(zhat))  # the same code from the initialisation instead
     flat = lambda tree: np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)])
     assert not np.allclose(flat(scratch), flat(params))
+
+
+def test_compress_refuses_a_run_directory_another_process_writes(compressed):
+    import os
+
+    from difftrade import rundir
+
+    _, out, _ = compressed
+    with rundir.DirLock(out), pytest.raises(ValueError, match=rf"is being written by another difftrade process \(pid {os.getpid()}"):
+        compress_run(out, SETTINGS, progress=False)
