@@ -82,8 +82,7 @@ def merge(datasets: Sequence[xr.Dataset], names: Sequence[str]) -> xr.Dataset:
     ds = ds.sortby(dim)
     merged = {**configs[0], "grid": {**configs[0]["grid"], key: [int(v) for v in ds[dim].values]}}
     cfg = config.from_dict(merged)
-    ds.attrs.update(datasets[0].attrs)
-    ds.attrs.update({
+    ds.attrs.update({  # the rest: the first input's (combine_attrs="override")
         "config": json.dumps(cfg.to_dict(), sort_keys=True),
         "config_hash": cfg.hash(),
         "wall_seconds": float(np.sum([float(d.attrs.get("wall_seconds", np.nan)) for d in datasets])),

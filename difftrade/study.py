@@ -79,15 +79,21 @@ def matrix_table(ds: xr.Dataset, name: str) -> str:
     return "\n".join(lines)
 
 
+def _level_accuracy(ds: xr.Dataset) -> np.ndarray:
+    """Exact match per level ``[D, N, S, L]``, NaN for diverged members."""
+    acc = ds["level_exact"].transpose("difficulty", "budget", "seed", "level").values.astype(np.float64)
+    diverged = results.diverged_mask(ds)
+    if diverged is None:
+        return acc
+    return np.where(diverged.transpose("difficulty", "budget", "seed").values[..., None], np.nan, acc)
+
+
 def above_table(ds: xr.Dataset) -> str:
     """Exact match on the levels above each row's own, ``[difficulty, budget]`` (mean over those
     levels, then over seeds; diverged members skipped), as a table. All zeros when nothing a row
     learns reaches harder levels (the extrapolation gap fixed by construction); values that grow
     with n when it does (a graded gap). The hardest row has no level above it."""
-    acc = ds["level_exact"].transpose("difficulty", "budget", "seed", "level").values.astype(np.float64)
-    diverged = results.diverged_mask(ds)
-    if diverged is not None:
-        acc = np.where(diverged.transpose("difficulty", "budget", "seed").values[..., None], np.nan, acc)
+    acc = _level_accuracy(ds)
     levels, budgets = ds["level"].values, ds["budget"].values
     lines = ["| d \\ n | " + " | ".join(f"{int(n):,}" for n in budgets) + " |", "|---:|" + "---:|" * len(budgets)]
     for i, d in enumerate(ds["difficulty"].values):
@@ -141,12 +147,8 @@ def model_table(ds: xr.Dataset) -> str:
 def _level_inputs(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For the per-level model: level shares ``m [D, L]``, seed-mean exact match ``[D, N, L]``
     (diverged members skipped) and the target ``[L]``."""
-    acc = ds["level_exact"].transpose("difficulty", "budget", "seed", "level").values.astype(np.float64)
-    diverged = results.diverged_mask(ds)
-    if diverged is not None:
-        acc = np.where(diverged.transpose("difficulty", "budget", "seed").values[..., None], np.nan, acc)
     mass = level_model.level_mass(ds["train_weights"].values, results.level_structure(ds))
-    return mass, analysis.seed_mean(np.moveaxis(acc, 2, -1)), ds["target_weights"].values
+    return mass, analysis.seed_mean(np.moveaxis(_level_accuracy(ds), 2, -1)), ds["target_weights"].values
 
 
 def _level_fitter(ds: xr.Dataset) -> threshold.Fitter:
@@ -248,11 +250,12 @@ def cross_table(grids: dict[str, xr.Dataset]) -> str:
     when no two grids qualify."""
     lines = []
     for a, da in grids.items():
+        partners = [(b, db) for b, db in grids.items() if b != a and _same_levels(da, db)]
+        if not partners:
+            continue
         mass_a, acc_a, _ = _level_inputs(da)
         fit = level_model.fit_levels(mass_a, da["budget"].values, acc_a)
-        for b, db in grids.items():
-            if a == b or not _same_levels(da, db):
-                continue
+        for b, db in partners:
             mass_b, _, target = _level_inputs(db)
             n, d = db["budget"].values, db["difficulty"].values
             measured_risk = analysis.seed_mean(_risk(db))
