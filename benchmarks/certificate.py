@@ -32,16 +32,17 @@ def main() -> None:
     import numpy as np
 
     from difftrade import data
-    from difftrade.bound import ZeroOneAndWeightedLoss, ZeroOneLoss
+    from difftrade.certify.losses import ZeroOneAndWeightedLoss, ZeroOneLoss
     from difftrade.model import ModelConfig
     from difftrade.tasks.addition import Addition
-    from difftrade.theory.certificate import CertificateConfig, certify_population
+    from difftrade.theory.certificate_types import CertificateConfig
+    from difftrade.theory.population_certificate import certify_population
     from difftrade.train import (
-        TrainConfig,
         make_member_trainer,
         member_data_root,
         member_init_params,
     )
+    from difftrade.train_config import TrainConfig
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--members", type=int, default=2)
@@ -109,7 +110,7 @@ class WeightedZeroOne:
     model: object
 
     def __call__(self, params, batch):
-        from difftrade.bound import ZeroOneAndWeightedLoss
+        from difftrade.certify.losses import ZeroOneAndWeightedLoss
 
         return ZeroOneAndWeightedLoss(self.model)(params, batch)[:, 1]
 

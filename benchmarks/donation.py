@@ -4,7 +4,7 @@ Every training step runs inside one ``jit(vmap(scan))``, so only the buffers at 
 edge could be donated or dropped: the starting weights ``params0`` (fine-tuning) and the
 ``init_params`` the trainer returns next to the trained weights. This compiles the chunk program
 five ways (nothing runs) and prints argument, output, temporary and aliased bytes
-(``compiled.memory_analysis()``; any backend, CPU included). Result and verdict: benchmarks/NOTES.md.
+(``compiled.memory_analysis()``; any backend, CPU included). Result and verdict: docs/notes.md.
 
     python -m benchmarks.donation --members 64 --d-model 128
 """
@@ -21,7 +21,8 @@ def main() -> None:
 
     from difftrade.model import ModelConfig
     from difftrade.tasks.addition import Addition
-    from difftrade.train import TrainConfig, make_member_trainer, member_init_params
+    from difftrade.train import make_member_trainer, member_init_params
+    from difftrade.train_config import TrainConfig
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--members", type=int, default=64)

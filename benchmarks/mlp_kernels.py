@@ -43,7 +43,7 @@ GRID = [
     (64, 64, 0, 8, 1),
     (64, 32, 0, 4, 2),
     (32, 64, 0, 4, 1),
-    # the weight-gradient kernel alone (the largest kernel of a d=128 step, NOTES.md): its own
+    # the weight-gradient kernel alone (the largest kernel of a d=128 step, docs/notes.md): its own
     # token block (larger dots per loop step) and warps, on the 64 x 64 default
     (64, 64, 0, 0, 2, 128, 0),
     (64, 64, 0, 0, 2, 128, 8),

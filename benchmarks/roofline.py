@@ -15,7 +15,7 @@ residual 1, LN 1, MLP up 4 and GELU 4, down 1, residual 1) plus ``3 H T`` for th
 scores (float32) and probabilities; each is written and read about six times over forward and
 backward (forward write + read, saved for backward, gradient write + reads). The optimiser adds
 28 bytes per parameter (float32 params, grads and two moments read, three written). This
-is the model behind the predictions in ``benchmarks/NOTES.md``.
+is the model behind the predictions in the performance log of ``docs/notes.md``.
 
 It is an estimate: XLA on CPU fuses differently from XLA on a GPU (the GPU usually fuses more,
 so CPU bytes overstate the GPU's), and the MFU numerator here is XLA's FLOP count, not the
@@ -36,7 +36,8 @@ def step_cost(d_model: int, members: int, batch: int, dtype: str, attention: str
 
     from difftrade.model import ModelConfig, graphdef
     from difftrade.tasks.addition import Addition
-    from difftrade.train import TrainConfig, masked_loss, member_init_params, optimizer
+    from difftrade.train import masked_loss, member_init_params, optimizer
+    from difftrade.train_config import TrainConfig
 
     task = Addition(d_max=8)
     cfg = ModelConfig(seq_len=task.seq_len - 1, d_model=d_model, compute_dtype=dtype, attention=attention)

@@ -141,7 +141,7 @@ def setup(cfg: BenchConfig, compute_dtype: str):
     from difftrade import data
     from difftrade.model import ModelConfig
     from difftrade.tasks.addition import Addition
-    from difftrade.train import Population, TrainConfig
+    from difftrade.train_config import Population, TrainConfig
 
     task = Addition(d_max=cfg.seq_task_dmax)
     model_cfg = ModelConfig(

@@ -3,7 +3,8 @@
 Synthetic tasks with a tunable difficulty (``difftrade.tasks``), vmapped grids of small
 transformers (``difftrade.train``), measured gaps and d*(n) (``difftrade.evaluate``), PAC-Bayes
 certificates and shift bounds (``difftrade.theory``), figures (``difftrade.plots``) and a
-difficulty recommendation for a budget (``recommend``, ``select``).
+difficulty recommendation for a budget (``recommend``, ``select``); a run's saved member weights
+read on their own (``load_weights``).
 
 The names below load on first use, so ``import difftrade`` (and ``difftrade --help``) does not
 start jax.
@@ -18,11 +19,13 @@ if TYPE_CHECKING:
     from difftrade.pool import select
     from difftrade.recommender import Recommendation, recommend, validate_leave_one_budget_out
     from difftrade.tasks import make_task
+    from difftrade.weights_format import load_weights
 
 __version__ = "0.1.0"
-__all__ = ["Recommendation", "__version__", "make_task", "recommend", "select", "validate_leave_one_budget_out"]
+__all__ = ["Recommendation", "__version__", "load_weights", "make_task", "recommend", "select", "validate_leave_one_budget_out"]
 _HOME = {"select": "difftrade.pool", "Recommendation": "difftrade.recommender", "recommend": "difftrade.recommender",
-         "validate_leave_one_budget_out": "difftrade.recommender", "make_task": "difftrade.tasks"}
+         "validate_leave_one_budget_out": "difftrade.recommender", "make_task": "difftrade.tasks",
+         "load_weights": "difftrade.weights_format"}
 
 
 def __getattr__(name: str) -> Any:

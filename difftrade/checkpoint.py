@@ -17,13 +17,13 @@ import dataclasses
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
+from difftrade.logs import log
 from difftrade.model import ModelConfig, Params, init_params
 
 META = "base.json"
@@ -49,7 +49,7 @@ def _pid_alive(pid: int) -> bool:
 def _remove(path: Path, why: str) -> None:
     """Delete a directory tree with one line on stderr naming it and why."""
     shutil.rmtree(path)
-    print(f"difftrade: removed {path} ({why})", file=sys.stderr, flush=True)
+    log.warning(f"difftrade: removed {path} ({why})")
 
 
 def clear_incomplete(path: Path) -> None:

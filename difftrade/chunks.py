@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
-from difftrade import results
+from difftrade import results, weights_format
 from difftrade.checkpoint import _pid_alive
 from difftrade.config import RunConfig
+from difftrade.logs import log
 from difftrade.rundir import META, one_line, read_meta
 
 CHUNK_NAME = re.compile(r"chunk_m(\d+)-(\d+)\.nc")
@@ -115,8 +115,7 @@ def discard(path: Path, reason: str) -> None:
             while target.exists():
                 target, k = p.with_name(f"{p.name}.discarded{k}"), k + 1
             os.replace(p, target)
-    print(f"difftrade: discarded {path} ({reason}); moved aside as *.discarded, its members are retrained",
-          file=sys.stderr, flush=True)
+    log.warning(f"difftrade: discarded {path} ({reason}); moved aside as *.discarded, its members are retrained")
 
 
 def finished_members(out_dir: Path, num_members: int, kinds: tuple[str, ...] = ("params",)) -> tuple[list[xr.Dataset], set[int]]:
@@ -158,7 +157,7 @@ def clear_temporaries(out_dir: Path) -> None:
             named = TEMPORARY.fullmatch(path.name)
             if named and path.is_file() and not _pid_alive(int(named[1])):
                 path.unlink()
-                print(f"difftrade: removed {path} (the temporary file of an interrupted write)", file=sys.stderr, flush=True)
+                log.warning(f"difftrade: removed {path} (the temporary file of an interrupted write)")
 
 
 def grid_size(out_dir: Path) -> int:
@@ -200,8 +199,9 @@ def load_params(out_dir: str | Path, like: object, kind: str = "params") -> tupl
     ``like`` is a params pytree of one member (for the tree structure). ``kind="coords"``: the
     subspace coordinates (``like`` a ``[D]`` array; runs with ``[subspace]``). ``kind="prior"``: the
     weights after each member's prefix phase (runs with ``train.prefix_steps > 0``). Each chunk
-    file's weights are placed by the member ids stored in them. ``ValueError`` naming the file
-    when a weights file is absent or unreadable, or when a member is repeated or missing.
+    file's weights are placed by the member ids stored in them and each leaf by its tree path
+    (:func:`difftrade.weights_format.keyed_params`). ``ValueError`` naming the file when a weights file is
+    absent or unreadable or does not match ``like``'s tree, or when a member is repeated or missing.
     """
     out_dir = Path(out_dir)
     paths = [weights_file(c, kind) for c in chunk_files(out_dir)]
@@ -216,11 +216,12 @@ def load_params(out_dir: str | Path, like: object, kind: str = "params") -> tupl
             raise ValueError(f"{err}; allowed: each chunk_*.nc with a complete .{kind}.npz beside it (`difftrade run "
                              "CONFIG --out DIR --resume` moves a damaged chunk aside and retrains it)") from None
         stored.append((path, npz_members(arrays, path)))
-        leaves.append({k: v for k, v in arrays.items() if k != "member"})
-        if leaves[-1].keys() != leaves[0].keys():
-            raise ValueError(f"{path} holds leaves {sorted(leaves[-1])}, {paths[0].name} {sorted(leaves[0])}; allowed: the same")
+        try:  # keyed by tree path (older files: leaf_NNN in tree order), so files of both kinds mix
+            leaves.append(weights_format.keyed_params(like, arrays))
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
     _check_cover(stored, grid_size(out_dir), kind)
     members = np.concatenate([ids for _, ids in stored])
     order = np.argsort(members)
     stacked = {k: np.concatenate([leaf[k] for leaf in leaves])[order] for k in leaves[0]}
-    return members[order], results.unflatten_params(like, stacked)
+    return members[order], weights_format.unflatten_params(like, stacked)

@@ -20,8 +20,10 @@ Every command takes ``--import MODULE`` (repeatable): the module is imported fir
 families it registers with ``@register`` resolve like the built-in ones; installed packages add
 theirs through the entry-point group ``difftrade.tasks``.
 
-Adding a command: write ``_add_NAME(sub)`` (its parser, built with ``_command``, which adds
-``--import``) and a handler ``(args) -> int`` set with ``set_defaults(handler=...)``, then list
+This module builds the argument parser and runs ``main``; the handlers live in
+:mod:`difftrade.commands`, one module per concern. Adding a command: write a handler
+``(args) -> int`` in the ``difftrade.commands`` module of its concern and ``_add_NAME(sub)`` here
+(its parser, built with ``_command``, which adds ``--import`` and attaches the handler), then list
 ``_add_NAME`` in ``COMMANDS``. Import jax and the library inside the handler, not at module
 level: ``difftrade --help`` must stay free of jax.
 """
@@ -31,14 +33,30 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeAlias
 
+from difftrade.commands.certificates import _bound, _compress
+from difftrade.commands.examples import _difficulty, _export, _score, _tasks
+from difftrade.commands.grids import (
+    DEFAULT_RUNS,
+    _demo,
+    _grid_members,
+    _one_cpu_device_per_core,
+    _pretrain_command,
+    _run_command,
+    _run_members,
+    _transfer,
+)
+from difftrade.commands.reports import _merge_command, _recommend, _report_command, _select
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # configs shipped with the package
 GRID_COMMANDS = ("run", "demo")  # the commands that train whole grids
-DEFAULT_RUNS = Path("runs")  # run/pretrain/transfer write to runs/CONFIG_STEM unless --out says otherwise
+# per-member work on a finished run that is mostly training (quantization-aware), split like a grid;
+# `bound` keeps one CPU device: its shared weight draws would be drawn again on every device
+# (slower on two cores, benchmarks/README.md)
+RUN_COMMANDS = ("compress",)
 
 
 def packaged_configs() -> dict[str, Path]:
@@ -65,378 +83,6 @@ def _version() -> str:
         return metadata.version("difftrade")
     except metadata.PackageNotFoundError:
         return "unknown"
-
-
-def _grid_members(config_path: Path) -> int | None:
-    """Members of a config's grid, read from the TOML alone (jax must not start yet); None if unsure."""
-    import tomllib
-
-    try:
-        grid = tomllib.loads(config_path.read_text()).get("grid", {})
-        return len(grid["difficulties"]) * len(grid["budgets"]) * len(grid["seeds"])
-    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError):
-        return None
-
-
-def cpu_device_count(cores: int, members: int | None) -> int:
-    """Largest divisor of ``members`` that is at most ``cores`` (``cores`` if members is unknown)."""
-    return max(d for d in range(1, cores + 1) if members is None or members % d == 0)
-
-
-def _one_cpu_device_per_core(members: int | None) -> None:
-    """On a CPU, split the member axis over per-core jax devices.
-
-    XLA runs each CPU device's program on its own thread, and on two cores that trained the
-    demo grid ~1.2x faster than one device using both (benchmarks/NOTES.md). The count is the
-    largest divisor of the grid size not above the core count (no padded members; a one-member
-    run keeps one device and all cores). GPU and TPU runs are unaffected. Skipped when the user
-    chose a count (``JAX_NUM_CPU_DEVICES`` or ``--xla_force_host_platform_device_count`` in
-    ``XLA_FLAGS``) or jax's devices already exist.
-    """
-
-    import jax
-
-    if "JAX_NUM_CPU_DEVICES" in os.environ or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
-        return
-    try:
-        jax.config.update("jax_num_cpu_devices", cpu_device_count(os.cpu_count() or 1, members))
-    except (AttributeError, RuntimeError):  # a jax without the option, or backends already up
-        pass
-
-
-def _tasks(args: argparse.Namespace) -> int:
-    import jax
-
-    from difftrade import data
-    from difftrade.tasks import make_task, task_names
-
-    if args.action is None:
-        for name in task_names():
-            print(make_task(name).describe())
-        return 0
-    if args.action != "show" or not args.name:
-        raise ValueError("usage: difftrade tasks [show NAME --difficulty D -n N]")
-    task = make_task(args.name)
-    d = task.d_min if args.difficulty is None else args.difficulty
-    task.check_difficulty(d, "--difficulty")
-    data.check_budget(args.n, "-n")
-    tokens, mask = data.examples_at_level(task, jax.random.key(args.seed), data.SPLITS["train"], d, jax.numpy.arange(args.n))
-    print(task.describe())
-    for i in range(args.n):
-        print(f"  [{i}] {task.render(tokens[i], mask[i])}")
-    return 0
-
-
-def _report(results_path: Path, out_dir: Path, csv: bool = False) -> str:
-    from difftrade import plots, report, results, tables
-
-    ds = results.load(results_path)
-    text = report.render(ds)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "report.md").write_text(text)
-    written = plots.save_all(ds, out_dir)
-    print(text)
-    print(f"figures: {', '.join(str(p) for p in written if p.suffix == '.png')}")
-    if csv:
-        print(f"tables:  {', '.join(str(p) for p in tables.write_tables(ds, out_dir))}")
-    print(f"report:  {out_dir / 'report.md'}")
-    return text
-
-
-def _run(config_path: Path, out_dir: Path, resume: bool) -> Path:
-    import jax
-    import numpy as np
-
-    from difftrade import config, experiment, results
-    from difftrade.analysis import d_star as measured_d_star
-
-    cfg = config.load(config_path)
-    start = time.time()
-    ds = experiment.run(cfg, out_dir, resume=resume)
-    if ds is None:  # a worker process of a multi-host run: process 0 writes and reports
-        return out_dir / "results.nc"
-    # NaN-aware seed means: diverged members (NaN risk) are skipped, a budget with no finite cell is None
-    risk = ds["target_risk"].transpose("difficulty", "budget", "seed").values
-    d_star = [None if np.isnan(d) else int(d) for d in measured_d_star(risk, ds["difficulty"].values)]
-    members = int(ds.sizes["difficulty"] * ds.sizes["budget"] * ds.sizes["seed"])
-    where = f"on {jax.device_count()} device(s) in {jax.process_count()} process(es), chunks of {ds.attrs['chunk_size']}"
-    if "peak_device_bytes" in ds.attrs:
-        where += f", peak device memory {ds.attrs['peak_device_bytes'] / 2**30:.1f} GiB"
-    diverged = results.describe_diverged(ds)
-    print(
-        f"done: {members} members in {time.time() - start:.0f} s {where}; "
-        f"d*(n) = {dict(zip(ds['budget'].values.tolist(), d_star))}; "
-        + (f"{diverged}; " if diverged else "")
-        + f"results: {out_dir / 'results.nc'}"
-    )
-    return out_dir / "results.nc"
-
-
-def _transfer(args: argparse.Namespace) -> int:
-    """Transfer matrix of a finished run, or of a config trained first (resuming into ``--out``)."""
-    from difftrade import results, transfer
-
-    source: Path = args.source
-    if source.suffix == ".toml":
-        out = args.out or DEFAULT_RUNS / source.stem
-        results_file = _run(source, out, resume=True)
-    else:
-        results_file = results.results_path(source)
-        out = args.out or results_file.parent
-    tm = transfer.transfer_matrix(results.load(results_file), args.budget)
-    written = transfer.save(tm, out)
-    print(transfer.render(tm))
-    print(f"written: {', '.join(written)}")
-    return 0
-
-
-def _pretrain(config_path: Path, out_dir: Path) -> Path:
-    """Train the config's single member and save it as a base checkpoint ``out_dir/base``."""
-    import jax
-
-    from difftrade import checkpoint, chunks, config, experiment
-    from difftrade.checkpoint import save_base
-    from difftrade.model import init_params
-
-    cfg = config.load(config_path)
-    if cfg.population().size != 1:
-        raise ValueError(
-            f"pretrain needs exactly one member; grid has {cfg.population().size} "
-            "(use one difficulty, one budget, one seed; e.g. train_distribution = 'up_to')"
-        )
-    ds = experiment.run(cfg, out_dir, resume=True)
-    existing = out_dir / "base" / "base.json"
-    if existing.exists() and checkpoint.read_meta(existing.parent).get("config_hash") == cfg.hash():
-        print(f"base checkpoint: {existing.parent} (already written by this config)")
-        return existing.parent
-    _, params = chunks.load_params(out_dir, init_params(cfg.model, jax.random.key(0)))
-    base = save_base(out_dir / "base", jax.tree.map(lambda x: x[0], params), cfg.model,
-                     {"task": cfg.to_dict()["task"], "config_hash": cfg.hash()})
-    acc = (1 - ds["level_exact"].values.reshape(-1, ds.sizes["level"])[0]).round(3).tolist()
-    print(f"base checkpoint: {base} (per-level risk {acc})")
-    return base
-
-
-def _floats(text: str, flag: str) -> tuple[float, ...]:
-    """A comma-separated list of numbers, e.g. ``1e-3,3e-3``; ValueError naming ``flag`` otherwise."""
-    try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise ValueError(f"{flag}={text!r}; allowed: comma-separated numbers, e.g. 1e-3,3e-3,1e-2") from None
-
-
-def _ints(text: str | None, flag: str) -> tuple[int, ...] | None:
-    """``"0,1"`` -> ``(0, 1)``; None stays None (every value of the grid)."""
-    if text is None:
-        return None
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise ValueError(f"{flag}={text!r}; allowed: comma-separated integers, e.g. 0,1") from None
-
-
-def _bound(args: argparse.Namespace) -> int:
-    from difftrade import plots
-    from difftrade.bound import BoundSettings, certify_run, load_run, refresh_shift, render
-    from difftrade.theory.posterior import FitConfig
-
-    grids = {name: _floats(getattr(args, name), "--" + name.replace("_", "-")) for name in ("sigmas", "prior_sigmas")
-             if getattr(args, name) is not None}
-    settings = BoundSettings(
-        **grids, n_bound=args.n_bound, num_draws=args.draws, monte_carlo=args.monte_carlo,
-        seeds=_ints(args.seeds, "--seeds"), budgets=_ints(args.budgets, "--budgets"),
-        bound_set=args.bound_set, posterior=args.posterior, prior=args.prior, importance_weighted=args.importance_weighted,
-        iw_selection=args.iw_selection,
-        fit=FitConfig(steps=args.fit_steps, mean_learning_rate=args.fit_mean_lr),
-    )
-    _, ds = load_run(args.run)
-    b = refresh_shift(args.run) if args.refresh_shift else certify_run(args.run, settings)
-    text = render(ds, b)
-    (args.run / "bounds.md").write_text(text)
-    written = plots.save_bounds(ds, b, args.run)
-    print(text)
-    print(f"bounds: {args.run / 'bounds.nc'}; figures: {', '.join(str(p) for p in written if p.suffix == '.png')}")
-    return 0
-
-
-def _compress(args: argparse.Namespace) -> int:
-    """Quantize, code and certify every member of a [subspace] run."""
-    from difftrade.compress import CompressSettings, best_of, compress_run
-
-    settings = CompressSettings(levels=args.levels, qat_steps=args.qat_steps, qat_lr_scale=args.qat_lr_scale,
-                                delta=args.delta, member_chunk=args.member_chunk)
-    for run in args.runs:
-        compress_run(run, settings)
-    out = args.runs[0]
-    if len(args.runs) > 1:
-        out = args.out or args.runs[0].parent / "best_of"
-        best_of(args.runs, out)
-    print((out / "compression.md").read_text())
-    print(f"compression certificates: {out / 'compression.nc'}")
-    return 0
-
-
-def _difficulty(args: argparse.Namespace) -> int:
-    """Rank agreement of a model-based config's reference loss with the task's nominal levels."""
-    import jax
-
-    from difftrade import config
-    from difftrade.difficulty import agreement, format_agreement
-
-    cfg = config.load(args.config)
-    if cfg.difficulty.kind != "model":
-        raise ValueError(f"{args.config}: difficulty.kind={cfg.difficulty.kind!r}; allowed: 'model' (with a reference)")
-    result = agreement(cfg.source_task, cfg.reference_params(), cfg.model, args.n, jax.random.key(args.seed),
-                       num_levels=cfg.difficulty.num_levels)
-    print(format_agreement(result))
-    return 0
-
-
-def _recommend(args: argparse.Namespace) -> int:
-    import json
-
-    from difftrade import results
-    from difftrade.recommender import recommend, validate_leave_one_budget_out
-
-    ds = results.load(args.results)
-    rec = recommend(
-        ds, args.budget, method=args.method, allow_extrapolation=not args.no_extrapolation,
-        n_boot=args.n_boot, min_share=args.min_share, seed=args.seed,
-    )
-    print(json.dumps(rec.to_dict(), indent=2) if args.json else rec)
-    if args.validate:
-        print("\nleave-one-budget-out validation (each budget predicted from the others):")
-        print(validate_leave_one_budget_out(ds))
-    return 0
-
-
-def _export_config(args: argparse.Namespace):
-    """The RunConfig an export/score addresses: ``--config``, else the bare TASK (``export.task_config``)."""
-    from difftrade import config, export
-
-    if (args.task is None) == (args.config is None):
-        given = "both TASK and --config" if args.task is not None else "neither TASK nor --config"
-        raise ValueError(f"{given} given; allowed: a task family name (e.g. addition) or --config CONFIG, not both")
-    if args.config is not None:
-        if args.run_seed is not None:
-            raise ValueError(f"--run-seed={args.run_seed} with --config; allowed: only with TASK (a config's [run] seed is used)")
-        return config.load(args.config)
-    return export.task_config(args.task, 0 if args.run_seed is None else args.run_seed)
-
-
-def _export(args: argparse.Namespace) -> int:
-    """Examples as JSONL text records: a member's training set, the test sets, or target examples."""
-    from difftrade import export
-
-    cfg = _export_config(args)
-    if args.system is not None or args.template != export.DEFAULT_TEMPLATE:
-        args.chat = True
-    template = export.check_template(args.template)
-    difficulty = _ints(args.difficulty, "--difficulty")
-    n = args.n
-    if n is None:
-        if args.split == "train":
-            raise ValueError("-n is missing with --split train; allowed: the budget n >= 1 (the member's training "
-                             "examples 0..n-1)")
-        n = cfg.eval.n_test
-    rows = export.records(cfg, args.split, n, args.seed, difficulty)
-    if args.chat:
-        rows = [export.with_messages(r, template, args.system) for r in rows]
-    if args.out is None:
-        export.write_jsonl(rows, sys.stdout)
-    else:
-        count = export.write_jsonl(rows, args.out)
-        print(f"exported {count} {args.split} records of {cfg.task_name} (seed {args.seed}): {args.out}", file=sys.stderr)
-    return 0
-
-
-def _score(args: argparse.Namespace) -> int:
-    """Exact match of an outside model's answers per level; a full labelled grid becomes results.nc + report."""
-    from difftrade import results
-    from difftrade import score as scoring
-
-    cfg = _export_config(args)
-    scores = scoring.score_file(cfg, args.predictions)
-    table = scoring.render(cfg, scores)
-    print(table)
-    if args.out is not None:
-        ds = scoring.to_dataset(cfg, scores, str(args.predictions))
-        args.out.mkdir(parents=True, exist_ok=True)
-        results.atomic_write_netcdf(ds, args.out / "results.nc")
-        results.atomic_write_text(table + "\n", args.out / "scores.md")
-        print(f"scores:  {args.out / 'scores.md'}")
-        print(f"results: {args.out / 'results.nc'}")
-        if not args.no_report:
-            _report(args.out / "results.nc", args.out)
-    return 0
-
-
-def _select(args: argparse.Namespace) -> int:
-    from difftrade import pool
-
-    if args.out is not None and args.out.suffix.lower() not in (".csv", ".npy"):
-        raise ValueError(f"--out={str(args.out)!r}; allowed: a .csv or .npy path")
-    try:
-        scores = pool.load_scores(args.scores, args.column)
-    except ImportError as err:  # Parquet without pandas/pyarrow
-        raise ValueError(str(err)) from None
-    if args.results is not None:
-        from difftrade import results
-        from difftrade.recommender import recommend
-
-        target = recommend(results.load(args.results), args.budget, seed=args.seed)
-        print(target, file=sys.stderr)
-    else:
-        target = _floats(args.weights, "--weights")
-    bins = None if args.bins is None else _floats(args.bins, "--bins")
-    selection = pool.select_with_report(scores, args.budget, target, bins=bins, seed=args.seed)
-    print(selection.report, file=sys.stderr)
-    if args.out is None:
-        print("\n".join(map(str, selection.indices.tolist())))
-    else:
-        pool.save_selection(args.out, selection)
-        print(f"selection: {args.out}", file=sys.stderr)
-    return 0
-
-
-def _run_command(args: argparse.Namespace) -> int:
-    if args.distributed or any(v is not None for v in (args.coordinator, args.num_processes, args.process_id)):
-        from difftrade import multihost
-
-        multihost.initialize(args.coordinator, args.num_processes, args.process_id)
-    _run(args.config, args.out or DEFAULT_RUNS / args.config.stem, args.resume)
-    return 0
-
-
-def _pretrain_command(args: argparse.Namespace) -> int:
-    _pretrain(args.config, args.out or DEFAULT_RUNS / args.config.stem)
-    return 0
-
-
-def _report_command(args: argparse.Namespace) -> int:
-    from difftrade import results
-
-    _report(args.results, args.out or results.results_path(args.results).parent, csv=args.csv)
-    return 0
-
-
-def _merge_command(args: argparse.Namespace) -> int:
-    from difftrade import merge, results
-
-    if args.out.suffix != ".nc":
-        raise ValueError(f"--out {str(args.out)!r} does not end in .nc; allowed: a netCDF file name, e.g. merged.nc")
-    paths = [results.results_path(r) for r in args.runs]
-    ds = merge.merge([results.load(p) for p in paths], [str(p) for p in paths])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    results.atomic_write_netcdf(ds, args.out)
-    dims = ", ".join(f"{ds.sizes[d]} {name}" for d, name in zip(results.GRID_DIMS, ("difficulties", "budgets", "seeds")))
-    print(f"merged {len(paths)} runs into {args.out}: {dims}; config hash {ds.attrs['config_hash']}")
-    return 0
-
-
-def _demo(args: argparse.Namespace) -> int:
-    _report(_run(args.config, args.out, resume=True), args.out)
-    return 0
 
 
 # ---- parsers: one _add_NAME per command ---------------------------------------------------------
@@ -701,11 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _prepare(args: argparse.Namespace) -> None:
-    """Before a command: jax's CPU devices for grid commands (TOML read only), then ``--import`` modules."""
+    """Before a command: jax's CPU devices for the commands that compute per member (the TOML or the
+    run's config.json read only), then ``--import`` modules."""
     if args.command in GRID_COMMANDS:
         _one_cpu_device_per_core(_grid_members(args.config))
     if args.command == "transfer" and args.source.suffix == ".toml":
         _one_cpu_device_per_core(_grid_members(args.source))
+    if args.command in RUN_COMMANDS:
+        _one_cpu_device_per_core(_run_members(args.runs[0]))
     if args.imports:
         from difftrade.tasks import import_modules
 

@@ -13,7 +13,7 @@ For every member of a ``[subspace]`` run (weights ``θ₀ + P z``, ``difftrade.s
 4. certify its in-distribution risk by the Occam bound (``difftrade.theory.occam``) at
    ``δ / M`` per member, so all ``M`` certified members' intervals hold together with
    probability ≥ 1 − δ, and carry it to the target by the change of measure of the task's level
-   structure (``bound.shift_variables``: ``target_bound``, ``target_lower_bound``);
+   structure (``certify.shift_fields.shift_variables``: ``target_bound``, ``target_lower_bound``);
 5. per budget: the difficulty minimising the certified target risk and the certified set of
    optimal difficulties, beside the measured ``d*(n)``.
 
@@ -29,7 +29,6 @@ import dataclasses
 import functools
 import hashlib
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -39,18 +38,21 @@ import numpy as np
 import xarray as xr
 
 from difftrade import results
-from difftrade.bound import load_run, shift_variables
+from difftrade.certify.shift_fields import shift_variables
 from difftrade.checkpoint import load_base
-from difftrade.chunks import load_params, read_npz
+from difftrade.chunks import load_params
 from difftrade.config import RunConfig
 from difftrade.evaluate import evaluate_population, risks
 from difftrade.fields import Field, check_fields, refuse
+from difftrade.logs import log
+from difftrade.population import PartialStore, map_chunks, plan_chunks
 from difftrade.quantize import CODEBOOK_BITS, QuantizedView, initial_codebook, quantized
-from difftrade.rundir import DirLock
+from difftrade.rundir import DirLock, load_run
 from difftrade.subspace import Subspace, projection_key
 from difftrade.theory.coding import code_length, empirical_entropy_bits
 from difftrade.theory.occam import occam_interval
-from difftrade.train import Population, member_init_params, train_population
+from difftrade.train import member_init_params, train_population
+from difftrade.train_config import Population
 
 DIMS = ("difficulty", "budget", "seed")
 CODES = "compression.codes.npz"  # member int [M], symbols uint16 [M, D], codebook float32 [M, L] (as stored)
@@ -179,31 +181,19 @@ def _compress_locked(run_dir: Path, cfg: RunConfig, ds: xr.Dataset, settings: Co
     done = _finished(run_dir, cfg, settings)
     if done is not None:  # measured already: the certificates are recomputed from its measurements
         if progress:
-            print(f"{run_dir / 'compression.nc'} holds these measurements (same config and settings)", flush=True)
+            log.info("%s holds these measurements (same config and settings)", run_dir / "compression.nc")
         return _write(run_dir, ds, certify(cfg, ds, measurements(done), settings))
     pop, run_key = cfg.population(), jax.random.key(cfg.run.seed)
     base = None if cfg.run.init == "scratch" else load_base(cfg.run.init, cfg.model)
     _, coords = load_params(run_dir, jnp.zeros((cfg.subspace.dim,), jnp.float32), kind="coords")
-    size = settings.member_chunk or pop.size
-    partial = _partial_dir(run_dir, cfg, settings)
-    parts: list[dict[str, np.ndarray]] = []
-    for start in range(0, pop.size, size):
-        idx = np.arange(start, min(start + size, pop.size))
-        saved = partial / f"members_{idx[0]}_{idx[-1]}.npz"
-        if saved.exists():
-            parts.append(read_npz(saved))
-        else:
-            chunk = compress_chunk(cfg, settings, pop.take(idx), jnp.asarray(coords[idx]), run_key, base)
-            partial.mkdir(parents=True, exist_ok=True)
-            results.atomic_save_npz(chunk, saved)
-            parts.append(chunk)
-        if progress:
-            print(f"compressed {idx[-1] + 1}/{pop.size} members", flush=True)
-    flat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    store = PartialStore(_partial_dir(run_dir, cfg, settings), "compressed")
+    flat = map_chunks(np.arange(pop.size), lambda todo: plan_chunks(todo, settings.member_chunk or pop.size), lambda ids, _:
+                      compress_chunk(cfg, settings, pop.take(ids), jnp.asarray(coords[ids]), run_key, base), store, progress)
+    flat.pop("member")  # every member, in order
     codes = {"member": np.arange(pop.size), "symbols": flat.pop("symbols").astype(np.uint16), "codebook": flat.pop("codebook")}
     results.atomic_save_npz(codes, run_dir / CODES)  # what each certificate describes, to decode and check
     out = _write(run_dir, ds, certify(cfg, ds, flat, settings))
-    shutil.rmtree(partial.parent, ignore_errors=True)
+    store.remove()
     return out
 
 
@@ -317,7 +307,7 @@ def d_star_summary(ds: xr.Dataset, c: xr.Dataset) -> dict[str, np.ndarray]:
     alone never lower-bounds the risk on target levels it does not cover, so only the second
     set can rule a difficulty out for what it leaves uncovered."""
     from difftrade.analysis import seed_mean
-    from difftrade.theory.tradeoff import certified_d_star_set, d_star_from_bound
+    from difftrade.theory.d_star_from_bounds import certified_d_star_set, d_star_from_bound
 
     diffs = ds["difficulty"].values
     upper, lower = c["target_bound"].values, c["target_lower_bound"].values

@@ -28,7 +28,7 @@ from difftrade.model import ModelConfig
 from difftrade.subspace import SubspaceConfig
 from difftrade.tasks import REGISTRY, VOCAB, Task, make_task, task_options
 from difftrade.tasks.registry import did_you_mean
-from difftrade.train import Population, TrainConfig
+from difftrade.train_config import Population, TrainConfig
 
 TRAIN_DISTRIBUTIONS = ("point", "mixture", "up_to")
 DIFFICULTY_KINDS = ("nominal", "model")
@@ -207,9 +207,9 @@ class RunConfig:
             "train": _train_dict(self.train),
             "eval": dataclasses.asdict(self.eval),
             "run": _plain(dataclasses.asdict(self.run)),
-            # nominal (the default) adds nothing, so configs without [difficulty] keep their hash
+            # a section that is off (nominal difficulty, no subspace) is absent: the canonical form,
+            # and so the hash, names only what a run uses
             **({"difficulty": dataclasses.asdict(self.difficulty)} if self.difficulty.kind != "nominal" else {}),
-            # likewise [subspace] when off (every weight trained)
             **({"subspace": dataclasses.asdict(self.subspace)} if self.subspace.enabled else {}),
         }
 
@@ -222,8 +222,8 @@ class RunConfig:
 
 
 def _train_dict(train: TrainConfig) -> dict[str, Any]:
-    """[train] as a dict; the prefix phase's fields and ``epochs`` only when on, so a config that does
-    not use them has the hash it had before they existed."""
+    """[train] as a dict; the prefix phase's fields and ``epochs`` only when on (the canonical form
+    names only what a run uses)."""
     d = dataclasses.asdict(train)
     if not train.prefix_steps:
         d = {k: v for k, v in d.items() if not k.startswith("prefix_")}

@@ -24,19 +24,10 @@ import numpy as np
 
 from difftrade import data
 from difftrade.fields import Field, check_fields
+from difftrade.mesh import member_mesh, member_sharding, on_member_mesh, replicate, round_up
 from difftrade.model import ModelConfig, Params, graphdef, token_losses
-from difftrade.multihost import to_host
 from difftrade.tasks.base import Task
-from difftrade.train import (
-    TRACES,
-    member_data_root,
-    member_mesh,
-    member_sharding,
-    padded_index,
-    replicate,
-    shard_members,
-    trace_state,
-)
+from difftrade.train import TRACES, member_data_root, trace_state
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,14 +136,10 @@ def evaluate_population(
     ``jax.distributed``, where every process must call this), like the trainer's.
     """
     mesh = member_mesh()
-    m = int(np.shape(budget)[0])
-    fill = padded_index(m, -(-m // mesh.size) * mesh.size)  # pad to the device count
-    fn = compiled_evaluator(task, model_cfg.for_members(len(fill) // mesh.size), cfg)
-    if len(fill) > m:
-        params = jax.tree.map(lambda x: x[fill], params)
-    hyper = (np.asarray(weights, np.float32)[fill], np.asarray(budget, np.int32)[fill], np.asarray(seed, np.int32)[fill])
-    out = fn(replicate(run_key, mesh), *shard_members((params, *hyper), mesh))
-    return {k: v[:m] for k, v in to_host(out).items()}
+    width = round_up(int(np.shape(budget)[0]), mesh.size)
+    fn = compiled_evaluator(task, model_cfg.for_members(width // mesh.size), cfg)
+    hyper = (np.asarray(weights, np.float32), np.asarray(budget, np.int32), np.asarray(seed, np.int32))
+    return on_member_mesh(lambda *t: fn(replicate(run_key, mesh), *t), params, *hyper, width=width)
 
 
 def risks(train_exact: np.ndarray, level_exact: np.ndarray, weights: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:

@@ -9,8 +9,6 @@ The chunk files themselves (names, checks, discarding, temporaries) are :mod:`di
 from __future__ import annotations
 
 import json
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,8 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from difftrade import data, results
+from difftrade import assembly, data, results, weights_format
 from difftrade.checkpoint import load_base
+from difftrade.chunk_sizing import auto_chunk_size, check_chunk_fits
 from difftrade.chunks import (
     chunk_files,
     chunk_stem,
@@ -31,63 +30,22 @@ from difftrade.chunks import (
 )
 from difftrade.config import RunConfig
 from difftrade.evaluate import evaluate_population
+from difftrade.mesh import padded_index
 from difftrade.multihost import broadcast, is_main, to_host
+from difftrade.population import plan_chunks
+from difftrade.progress import Progress
 from difftrade.rundir import META, DirLock, SessionLog, read_meta
 from difftrade.tasks import Task
 from difftrade.train import (
     SEGMENT_LISTENERS,
-    Population,
-    TrainConfig,
-    auto_chunk_size,
-    check_chunk_fits,
+    TRACES,
     member_data_root,
-    padded_index,
     train_population,
     view_of,
 )
+from difftrade.train_config import Population, TrainConfig
 
 
-class Progress:
-    """Progress with ETA on stderr: a line redrawn in place on a terminal, plain lines (at most one
-    per ``LOG_EVERY`` seconds, and one per chunk) otherwise. It moves within a chunk through
-    :data:`difftrade.train.SEGMENT_LISTENERS` (``segment``), and by whole members per chunk (``update``)."""
-
-    LOG_EVERY = 30.0
-    REDRAW_EVERY = 0.5
-
-    def __init__(self, total_members: int, enabled: bool = True, segments_per_member: int = 1):
-        self.total, self.done, self.enabled, self.start = total_members, 0, enabled, time.time()
-        self.per_member, self.partial, self.chunk, self.shown = segments_per_member, 0, 0, 0.0
-        self.tty = sys.stderr.isatty()
-
-    def begin_chunk(self, members: int) -> None:
-        """A chunk of ``members`` starts (its padding copies are not counted)."""
-        self.chunk, self.partial = members, 0
-
-    def segment(self, count: int) -> None:
-        """``count`` member-segments finished inside the running chunk (a host callback)."""
-        self.partial += count
-        now = time.time()
-        if now - self.shown >= (self.REDRAW_EVERY if self.tty else self.LOG_EVERY):
-            self._show(self.done + min(self.chunk, self.partial / self.per_member), "")
-
-    def update(self, members: int, note: str = "") -> None:
-        """A chunk of ``members`` finished."""
-        self.done += members
-        self.partial = self.chunk = 0
-        self._show(self.done, note)
-
-    def _show(self, done: float, note: str) -> None:
-        if not self.enabled:
-            return
-        self.shown = time.time()
-        elapsed = self.shown - self.start
-        eta = f"{elapsed / done * (self.total - done):5.0f}s" if done else "    ?"  # unknown before any progress
-        bar = "#" * int(30 * done / self.total)
-        line = f"[{bar:<30}] {done:.0f}/{self.total} members  {elapsed:6.0f}s elapsed  ETA {eta} {note}".rstrip()
-        end = "\n" if not self.tty or done >= self.total else ""
-        sys.stderr.write(("\r" + line + "   " if self.tty else line) + end)
-        sys.stderr.flush()
 def prepare_dir(cfg: RunConfig, out_dir: Path, resume: bool) -> list[Path]:
     """Create the run directory or check that it belongs to this config (resume).
 
@@ -239,6 +197,7 @@ def _chunk_loop(
 ) -> xr.Dataset | None:
     """Train the members ``todo`` in chunks of ``size``, then write results.nc (see :func:`_train_chunks`)."""
     log = SessionLog(out_dir, int(size), is_main())
+    traced = sum(TRACES.values())  # programs compiled before this session: not its own
     for c, (train_cfg, idx, width) in enumerate(chunk_plan(cfg.train, pop.budget, todo, size)):
         if stop_after_chunks is not None and c >= stop_after_chunks:
             return None
@@ -254,16 +213,16 @@ def _chunk_loop(
         trained = jax.tree.map(lambda x: x[: len(idx)], to_host({k: getattr(full, k) for k in kept}))
         ev = {k: v[: len(idx)] for k, v in ev.items()}
         train_out = {k: trained[k] for k in kept[3:]}
-        ds = results.chunk_dataset(idx, train_out, ev)
+        ds = assembly.chunk_dataset(idx, train_out, ev)
         if is_main():
             stem = chunk_stem(out_dir / "chunks", idx)
             # the final weights, the prefix phase's (train.prefix_steps) and the subspace coordinates
             # ([subspace]); None when off
             for field, suffix in (("params", ".params.npz"), ("prior_params", ".prior.npz"), ("coords", ".coords.npz")):
                 if trained[field] is not None:
-                    results.atomic_save_npz({"member": idx, **results.flatten_params(trained[field])}, stem.with_suffix(suffix))
+                    results.atomic_save_npz({"member": idx, **weights_format.flatten_params(trained[field])}, stem.with_suffix(suffix))
             results.atomic_write_netcdf(ds, stem.with_suffix(".nc"))  # the .nc marks the chunk as done
-            log.chunk_done(len(idx))
+            log.chunk_done(len(idx), sum(TRACES.values()) - traced)
         chunks.append(ds)
         bad = int(np.sum(train_out["nonfinite_steps"] > 0))
         bar.update(len(idx), f"(chunk of {len(idx)}{f', {bad} with NaN/inf steps' if bad else ''})")
@@ -275,7 +234,7 @@ def _chunk_loop(
     extra = log.attrs()
     if "peak_bytes_in_use" in stats:
         extra["peak_device_bytes"] = int(stats["peak_bytes_in_use"])
-    ds = results.assemble(cfg, chunks, extra)
+    ds = assembly.assemble(cfg, chunks, extra)
     ds = add_overlap(cfg, ds, run_key)
     results.atomic_write_netcdf(ds, out_dir / "results.nc")
     return ds
@@ -291,15 +250,9 @@ def chunk_plan(
     are grouped by budget (ascending) and a group's chunks are at most ``size`` wide, narrower
     (rounded up to the device count) when the whole group is smaller.
     """
-    if not train_cfg.epochs:
-        return [(train_cfg, todo[i : i + size], size) for i in range(0, len(todo), size)]
-    devices = jax.device_count()
-    plan = []
-    for n in np.unique(budget[todo]):
-        group = todo[budget[todo] == n]
-        width = min(size, -(-len(group) // devices) * devices)
-        plan += [(train_cfg.for_budget(int(n)), group[i : i + width], width) for i in range(0, len(group), width)]
-    return plan
+    groups = budget if train_cfg.epochs else None
+    return [(train_cfg.for_budget(int(budget[ids[0]])) if train_cfg.epochs else train_cfg, ids, width)
+            for ids, width in plan_chunks(todo, size, groups)]
 
 
 def add_overlap(cfg: RunConfig, ds: xr.Dataset, run_key: jax.Array) -> xr.Dataset:

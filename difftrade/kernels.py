@@ -12,7 +12,7 @@ weight-gradient kernel: recomputing it there made that kernel 3x slower on the H
 float32 LayerNorm temporaries competing for registers with two float32 accumulators). Taking
 the LayerNorm and the residual inside matters: XLA fuses them into its GEMMs' prologues and
 epilogues, and a custom call is a fusion barrier (an MLP-only kernel measured 1.55x XLA alone
-but 1.06x in the model: NOTES.md).
+but 1.06x in the model: docs/notes.md).
 
 Kernels (grids in parentheses; ``bm`` tokens, ``bh`` hidden units per block):
 

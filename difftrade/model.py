@@ -26,7 +26,7 @@ POS_ENCODINGS = ("learned", "sinusoidal")
 ATTENTIONS = ("auto", "xla", "cudnn", "pallas")
 MLPS = ("auto", "xla", "pallas")
 IMPLEMENTATION_FIELDS = ("attention", "mlp")
-# model.mlp='auto' uses the fused kernel on a GPU up to this width (it lost at 256: NOTES.md)
+# model.mlp='auto' uses the fused kernel on a GPU up to this width (it lost at 256: docs/notes.md)
 MLP_AUTO_PALLAS_MAX_D = 128
 KERNEL_MODES = ("auto", "interpret", "gpu")
 _KERNEL_MODE = ["auto"]
@@ -109,7 +109,7 @@ class ModelConfig:
     def implementation(self, field: str) -> str:
         """The concrete kernel of ``field`` ('attention' or 'mlp') on this jax backend.
 
-        ``auto`` picks what measured fastest on an H100 (benchmarks/NOTES.md, the H100 sweep):
+        ``auto`` picks what measured fastest on an H100 (docs/notes.md, the H100 sweep):
         on a GPU, attention 'pallas' (1.12x / 1.09x the XLA path at d_model 128 / 256) and the
         fused MLP up to width MLP_AUTO_PALLAS_MAX_D, where the Triton tiles need power-of-two
         widths >= 16 (head_dim; d_model and the hidden width); 'xla' otherwise and off-GPU.
@@ -128,7 +128,7 @@ class ModelConfig:
     def for_members(self, per_device: int) -> ModelConfig:
         """This config for a program of ``per_device`` members on each device: with one member,
         'auto' fields become 'xla' (on the H100 a lone member trained 0.69x as fast through the
-        Pallas kernels, whose grids are then tiny: NOTES.md, 'auto' entry); otherwise unchanged.
+        Pallas kernels, whose grids are then tiny: docs/notes.md, 'auto' entry); otherwise unchanged.
         Explicit choices always stand."""
         if per_device > 1:
             return self

@@ -18,7 +18,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
-from difftrade.analysis import argmin_difficulty, argmin_index, bootstrap_d_star, nan_mean, seed_mean
+from difftrade.analysis import (
+    argmin_difficulty,
+    argmin_index,
+    bootstrap_d_star,
+    nan_mean,
+    seed_mean,
+)
 
 COLORS = {"train": "#4C72B0", "gen": "#DD8452", "extrap": "#55A868", "target": "black"}
 
@@ -178,7 +184,7 @@ def save_all(ds: xr.Dataset, out_dir: str | Path, formats: tuple[str, ...] = ("p
 
 def bounds_overlay(ds: xr.Dataset, b: xr.Dataset) -> plt.Figure:
     """Per certified budget: train risk, measured test risk, certified L_S(Q); target risk and its bounds."""
-    from difftrade.bound import certified_view
+    from difftrade.certify.report import certified_view
 
     ds, b = certified_view(ds, b)  # measured means over the certified seeds only
     diffs, budgets = ds["difficulty"].values, ds["budget"].values
@@ -234,8 +240,8 @@ def extrapolation_band(ds: xr.Dataset, b: xr.Dataset) -> plt.Figure:
 
 def d_star_comparison(ds: xr.Dataset, b: xr.Dataset) -> plt.Figure:
     """Empirical d*(n), d* from the certified target bound, from the shift bound, and a fitted model."""
-    from difftrade.bound import certified_view, d_star_table
-    from difftrade.theory.tradeoff import fit_dataset
+    from difftrade.certify.report import certified_view, d_star_table
+    from difftrade.theory.tradeoff_fitting import fit_dataset
 
     full = ds  # the fitted model sees every seed and budget
     ds, b = certified_view(ds, b)

@@ -8,14 +8,15 @@ import xarray as xr
 
 from difftrade.analysis import (
     bootstrap_d_star,
-    compare_to_d_star,
     distinct_resamples,
     nan_mean,
     seed_mean,
     support_note,
     trend,
 )
-from difftrade.results import diverged_mask, require
+from difftrade.divergence import diverged_mask
+from difftrade.paired_comparison import compare_to_d_star
+from difftrade.results import require
 
 GRID = ("difficulty", "budget", "seed")
 REPORT_VARIABLES = ("target_risk", "train_risk", "generalization_gap", "extrapolation_gap")
@@ -136,7 +137,8 @@ def _header(ds: xr.Dataset, s: dict[str, object]) -> list[str]:
         (
             f"device: {ds.attrs.get('device', '?')}; jax {ds.attrs.get('version_jax', '?')}; "
             f"wall time {ds.attrs.get('wall_seconds', float('nan')):.0f} s; "
-            f"{ds.sizes['difficulty']} difficulties x {ds.sizes['budget']} budgets x {S} seeds"
+            + (f"{int(ds.attrs['compiled_programs'])} compiled programs; " if "compiled_programs" in ds.attrs else "")
+            + f"{ds.sizes['difficulty']} difficulties x {ds.sizes['budget']} budgets x {S} seeds"
         ),
         "",
         (

@@ -1,4 +1,5 @@
-"""Results as labelled arrays: the xarray schema, netCDF store, chunk files and resume.
+"""Results files on disk: the run directory's layout and the schema of ``results.nc``, atomic
+writes, and reading and recognising the files difftrade writes.
 
 A run directory holds::
 
@@ -7,7 +8,11 @@ A run directory holds::
     sessions.json         one entry per session that trained members (UTC times, wall seconds, chunk size, devices)
     chunks/chunk_m000000-000003.nc  per-chunk member results (dim ``member``; named by its
                           first and last member), written atomically
-    chunks/chunk_m000000-000003.params.npz  trained weights of the chunk's members (for certificates)
+    chunks/chunk_m000000-000003.params.npz  trained weights of the chunk's members (for certificates):
+                          ``member [m]`` ids and one array per parameter, keyed by its tree path
+                          (``params/blocks/0/qkv/kernel [m, ...]``; :func:`difftrade.weights_format.load_weights`
+                          reads it without the model); ``.prior.npz`` and ``.coords.npz`` (a bare ``params
+                          [m, D]``) alike
     results.nc            the assembled grid dataset
 
 Schema of ``results.nc`` (dims ``difficulty, budget, seed, level, checkpoint``):
@@ -28,60 +33,25 @@ that trained it: ``wall_seconds`` (summed), ``chunk_size`` and ``device_count`` 
 ``started_utc``/``finished_utc`` (ISO 8601), ``source_revision`` and ``sessions`` (JSON list).
 :func:`load` names the file when it is not netCDF or not difftrade's.
 netCDF is written with the scipy engine (netCDF3; no HDF5 dependency).
+
+Beside this module: :mod:`difftrade.assembly` builds the chunk datasets and ``results.nc``,
+:mod:`difftrade.divergence` finds the diverged members, :mod:`difftrade.weights_format` is the weights
+files' format and :mod:`difftrade.provenance` the versions, revision and device recorded.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import platform
-import subprocess
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 import xarray as xr
 
-from difftrade import data
-from difftrade.evaluate import risks
 from difftrade.tasks import make_task
 
 ENGINE = "scipy"
-
-
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in ("difftrade", "jax", "jaxlib", "flax", "optax", "numpy", "xarray"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "unknown"
-    return out
-
-
-@functools.cache
-def source_revision() -> str:
-    """``git rev-parse HEAD`` of the checkout the package runs from (``+dirty`` when the package's
-    tracked files differ from it), else ``"difftrade <version>"`` (an installed package)."""
-    pkg = Path(__file__).resolve().parent
-
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=pkg, capture_output=True, text=True, timeout=20, check=True).stdout.strip()
-
-    try:
-        git("ls-files", "--error-unmatch", "__init__.py")  # the package is tracked by this checkout
-        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".")
-        return git("rev-parse", "HEAD") + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return f"difftrade {versions()['difftrade']}"
-
-
-def device_kind() -> str:
-    d = jax.devices()
-    return f"{len(d)}x {d[0].platform}:{d[0].device_kind}"
 
 
 def _netcdf3_attr(value: Any) -> Any:
@@ -221,103 +191,6 @@ def load(path: str | Path) -> xr.Dataset:
     return ds
 
 
-def chunk_dataset(member_index: np.ndarray, train_out: dict[str, np.ndarray], eval_out: dict[str, np.ndarray]) -> xr.Dataset:
-    """Per-member results of one chunk (dim ``member`` = flat grid index)."""
-    m = ("member",)
-    return xr.Dataset(
-        {
-            "train_exact": (m, eval_out["train_exact"].astype(np.float64)),
-            "train_ce": (m, eval_out["train_ce"].astype(np.float64)),
-            "level_exact": (("member", "level"), eval_out["level_exact"].astype(np.float64)),
-            "level_ce": (("member", "level"), eval_out["level_ce"].astype(np.float64)),
-            "loss_curve": (("member", "checkpoint"), np.asarray(train_out["loss_curve"], np.float64)),
-            "accuracy_curve": (("member", "checkpoint"), np.asarray(train_out["accuracy_curve"], np.float64)),
-            "nonfinite_steps": (m, np.asarray(train_out["nonfinite_steps"], np.int32)),
-        },
-        coords={"member": member_index.astype(np.int32)},
-    )
-
-
-def checkpoints(train: Any) -> np.ndarray:
-    """The ``checkpoint`` coordinate, int32 ``[K]``: the step at the end of each curve segment, or,
-    with ``train.epochs`` (steps differ by budget; ``train_steps [budget]`` holds them), the
-    segment's number 1..K."""
-    k = np.arange(1, train.num_checkpoints + 1)
-    return (k if train.epochs else k * (train.steps // train.num_checkpoints)).astype(np.int32)
-
-
-def assemble(cfg: Any, chunks: list[xr.Dataset], extra_attrs: dict[str, Any] | None = None) -> xr.Dataset:
-    """Stack chunk datasets into the labelled grid and add risks and gaps.
-
-    ``cfg`` is a ``RunConfig``. Members are in grid order (difficulty, budget, seed). A member
-    with any NaN/inf training step is ``diverged [difficulty, budget, seed]``: its risks and gaps
-    are NaN (its raw ``level_exact``/``train_exact`` are kept), so seed means skip it.
-    """
-    flat = xr.concat(chunks, dim="member").sortby("member")
-    num = int(np.prod(cfg.grid_shape))
-    if flat.sizes["member"] != num or not np.array_equal(flat["member"].values, np.arange(num)):
-        raise ValueError(f"chunks cover {flat.sizes['member']} of {num} members: the run is incomplete")
-    task = cfg.task
-    shape = cfg.grid_shape
-    g = cfg.grid
-    coords = {
-        "difficulty": np.asarray(g.difficulties, np.int32),
-        "budget": np.asarray(g.budgets, np.int32),
-        "seed": np.asarray(g.seeds, np.int32),
-        "level": np.asarray(task.levels, np.int32),
-        "checkpoint": checkpoints(cfg.train),
-    }
-    grid_dims = ("difficulty", "budget", "seed")
-    variables: dict[str, Any] = {}
-    for name, var in flat.data_vars.items():
-        extra = var.dims[1:]
-        variables[name] = (grid_dims + extra, var.values.reshape(shape + var.shape[1:]))
-    train_w = cfg.train_weights()
-    target_w = cfg.target_weights()
-    r = risks(
-        variables["train_exact"][1], variables["level_exact"][1], train_w[:, None, None, :], target_w
-    )
-    diverged = variables["nonfinite_steps"][1] > 0
-    variables["diverged"] = (grid_dims, diverged)
-    for name, value in r.items():
-        variables[name] = (grid_dims, np.where(diverged, np.nan, value))
-    variables["train_weights"] = (("difficulty", "level"), train_w)
-    variables["target_weights"] = (("level",), target_w)
-    if cfg.train.epochs:
-        steps = [cfg.train.for_budget(int(n)).steps for n in g.budgets]
-        variables["train_steps"] = (("budget",), np.asarray(steps, np.int32))
-    attrs = {
-        "config": json.dumps(cfg.to_dict(), sort_keys=True),
-        "config_hash": cfg.hash(),
-        "task": task.name,
-        "device": device_kind(),
-        **{f"version_{k}": v for k, v in versions().items()},
-        **(extra_attrs or {}),
-    }
-    return xr.Dataset(variables, coords=coords, attrs=attrs)
-
-
-def with_target(ds: xr.Dataset, target_weights: np.ndarray) -> xr.Dataset:
-    """The same members against another target distribution over levels, ``target_weights [L]``.
-
-    ``target_risk`` and ``extrapolation_gap`` ``[difficulty, budget, seed]`` are recomputed from
-    ``level_exact`` (diverged members stay NaN); train risk, test risk and the generalization gap
-    do not depend on the target. The target needs no retraining: it only weights the levels.
-    """
-    t = data.validate_weights(target_weights, ds.sizes["level"], "target_weights")
-    dims = ("difficulty", "budget", "seed")
-    level_exact = ds["level_exact"].transpose(*dims, "level").values
-    train_w = ds["train_weights"].transpose("difficulty", "level").values
-    r = risks(ds["train_exact"].transpose(*dims).values, level_exact, train_w[:, None, None, :], t)
-    bad = diverged_mask(ds)
-    bad = np.zeros(level_exact.shape[:3], bool) if bad is None else bad.transpose(*dims).values
-    out = ds.copy()
-    for name in ("target_risk", "extrapolation_gap"):
-        out[name] = (dims, np.where(bad, np.nan, r[name]))
-    out["target_weights"] = (("level",), t)
-    return out
-
-
 def level_structure(ds: xr.Dataset) -> str:
     """The ``level_structure`` of the run's task, rebuilt from the config stored in the file."""
     source = ds.encoding.get("source", "this results dataset")
@@ -329,39 +202,3 @@ def level_structure(ds: xr.Dataset) -> str:
         raise ValueError(f"{source}: its 'config' attribute is not a difftrade config ({_first_line(err)}); "
                          "allowed: a file written by difftrade run") from None
     return make_task(task.pop("name"), **task).level_structure
-
-
-def diverged_mask(ds: xr.Dataset) -> xr.DataArray | None:
-    """Bool ``[difficulty, budget, seed]``: members with NaN/inf training steps (``diverged``, or
-    ``nonfinite_steps > 0`` for results files without it); None when neither is stored."""
-    if "diverged" in ds:
-        return ds["diverged"].astype(bool)
-    if "nonfinite_steps" in ds:
-        return ds["nonfinite_steps"] > 0
-    return None
-
-
-def describe_diverged(ds: xr.Dataset, limit: int = 10) -> str:
-    """``"N diverged member(s) (d, n, seed): (1, 32, 0), ..."`` (the first ``limit``), or ``""`` if none."""
-    bad = diverged_mask(ds)
-    if bad is None or not bool(bad.any()):
-        return ""
-    bad = bad.transpose("difficulty", "budget", "seed")
-    cells = [
-        f"({int(bad['difficulty'][i])}, {int(bad['budget'][j])}, {int(bad['seed'][k])})"
-        for i, j, k in np.argwhere(bad.values)
-    ]
-    more = f", ... and {len(cells) - limit} more" if len(cells) > limit else ""
-    return (f"{len(cells)} diverged member(s) (NaN/inf training steps; their risks are NaN and excluded), "
-            f"(d, n, seed): {', '.join(cells[:limit])}{more}")
-
-
-def flatten_params(params: Any) -> dict[str, np.ndarray]:
-    """Parameter pytree -> {'leaf_000': array, ...} in tree order (for npz)."""
-    return {f"leaf_{i:03d}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(params))}
-
-
-def unflatten_params(treedef_like: Any, arrays: dict[str, np.ndarray]) -> Any:
-    """Inverse of ``flatten_params`` given a pytree with the same structure."""
-    leaves = [arrays[f"leaf_{i:03d}"] for i in range(len(arrays))]
-    return jax.tree.unflatten(jax.tree.structure(treedef_like), leaves)

@@ -8,15 +8,17 @@ import fcntl
 import json
 import math
 import os
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
 import jax
+import xarray as xr
 
-from difftrade import results
+from difftrade import provenance, results
+from difftrade.config import RunConfig, from_dict
+from difftrade.logs import log
 
 LOCK = ".lock"  # flock'ed by the one process writing the directory; holds its pid
 SESSIONS = "sessions.json"  # one entry per session that trained members (see SessionLog)
@@ -46,6 +48,15 @@ def read_meta(out_dir: Path) -> dict[str, Any]:
     return old
 
 
+def load_run(run_dir: str | Path) -> tuple[RunConfig, xr.Dataset]:
+    """A finished run directory's (:class:`~difftrade.config.RunConfig`, results Dataset);
+    ``ValueError`` naming the directory when it lacks ``config.json`` or ``results.nc``."""
+    run_dir = Path(run_dir)
+    if not (run_dir / META).exists() or not (run_dir / "results.nc").exists():
+        raise ValueError(f"{str(run_dir)!r} is not a finished run directory (needs {META} and results.nc)")
+    return from_dict(read_meta(run_dir)["config"]), results.load(run_dir / "results.nc")
+
+
 class DirLock:
     """One writer per run directory: an exclusive, non-blocking ``flock`` on ``out_dir/.lock``,
     which holds the writer's pid. The OS releases it when the process ends, however it ends."""
@@ -73,8 +84,7 @@ class DirLock:
                              f"holds {path}); allowed: one writer per directory: wait for it to finish, or choose "
                              f"another {self.label}") from None
         except OSError as err:  # a filesystem without flock (some network mounts): run, unguarded, and say so
-            print(f"difftrade: {path} cannot be locked here ({one_line(err)}); nothing stops a second writer",
-                  file=sys.stderr, flush=True)
+            log.warning(f"difftrade: {path} cannot be locked here ({one_line(err)}); nothing stops a second writer")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self.fd = fd
@@ -111,8 +121,7 @@ def read_sessions(out_dir: Path) -> list[dict[str, Any]]:
                 return sessions
             raise ValueError("not a list of sessions")
         except (OSError, UnicodeDecodeError, ValueError) as err:
-            print(f"difftrade: {path} is unreadable ({one_line(err)}); its sessions are not counted and it is rewritten",
-                  file=sys.stderr, flush=True)
+            log.warning(f"difftrade: {path} is unreadable ({one_line(err)}); its sessions are not counted and it is rewritten")
             return []
     try:
         attrs = results.open_netcdf(Path(out_dir) / "results.nc").attrs if (Path(out_dir) / "results.nc").exists() else {}
@@ -137,16 +146,17 @@ class SessionLog:
         self.past = read_sessions(out_dir) if enabled else []
         self.current: dict[str, Any] = {
             "start_utc": utc_now(), "end_utc": None, "wall_seconds": 0.0, "members": 0, "chunk_size": chunk_size,
-            "device_count": jax.device_count(), "process_count": jax.process_count(), "device": results.device_kind(),
-            "revision": results.source_revision() if enabled else "",
+            "device_count": jax.device_count(), "process_count": jax.process_count(), "device": provenance.device_kind(),
+            "revision": provenance.source_revision() if enabled else "",
         }
 
-    def chunk_done(self, members: int) -> None:
-        """Count a finished chunk of ``members`` in this session and rewrite the file."""
+    def chunk_done(self, members: int, compiled: int) -> None:
+        """Count a finished chunk of ``members`` in this session, with the programs this session has
+        compiled so far (``compiled``), and rewrite the file."""
         if not self.enabled:
             return
         self.current.update(end_utc=utc_now(), wall_seconds=round(time.time() - self.start, 3),
-                            members=self.current["members"] + members)
+                            members=self.current["members"] + members, compiled_programs=compiled)
         results.atomic_write_text(json.dumps(self.past + [self.current], indent=1), self.path)
 
     def sessions(self) -> list[dict[str, Any]]:
@@ -157,7 +167,7 @@ class SessionLog:
         """Results attributes: ``wall_seconds`` summed over sessions (NaN if none is known),
         ``chunk_size``/``device_count`` of the last session that trained, ``device`` and
         ``source_revision`` (distinct values, ``"; "``-joined), ``started_utc``/``finished_utc``,
-        and ``sessions`` (the list as a JSON string)."""
+        ``sessions`` (the list as a JSON string) and ``compiled_programs`` (summed over sessions)."""
         sessions = self.sessions()
         last = sessions[-1] if sessions else self.current
 
@@ -174,4 +184,7 @@ class SessionLog:
             "started_utc": starts[0] if starts else "unknown",
             "finished_utc": last.get("end_utc") or "unknown",
             "sessions": json.dumps(sessions),
+            # programs compiled by the sessions that trained (absent when a session did not record it)
+            **({"compiled_programs": sum(s["compiled_programs"] for s in sessions)}
+               if sessions and all("compiled_programs" in s for s in sessions) else {}),
         }

@@ -26,7 +26,7 @@ that level (the native per-level test accuracy; ``target`` records are test-spli
 ``train_exact`` over its train records, which must be examples of its own training set
 (index ``< budget`` at the level its training distribution draws). When the labelled members form
 a full difficulty × budget × seed grid with every level answered, :func:`to_dataset` assembles
-the same results Dataset as ``difftrade run`` (``results.assemble``), so ``difftrade report``,
+the same results Dataset as ``difftrade run`` (``assembly.assemble``), so ``difftrade report``,
 ``recommend``, d*(n) and the figures work on it.
 """
 
@@ -291,7 +291,7 @@ def grid_config(cfg: RunConfig, scores: dict[Member, MemberScore], source: str =
 
 
 def to_dataset(cfg: RunConfig, scores: dict[Member, MemberScore], source: str = "predictions") -> xr.Dataset:
-    """The results Dataset of a scored grid, as ``difftrade run`` writes it (``results.assemble``).
+    """The results Dataset of a scored grid, as ``difftrade run`` writes it (``assembly.assemble``).
 
     Extra variables: ``level_count [difficulty, budget, seed, level]`` and ``train_count``
     (examples scored); ``train_exact`` (hence ``train_risk`` and the generalization gap) is NaN for
@@ -301,7 +301,7 @@ def to_dataset(cfg: RunConfig, scores: dict[Member, MemberScore], source: str = 
     """
     import jax
 
-    from difftrade import results
+    from difftrade import assembly
     from difftrade.experiment import add_overlap
 
     grid_cfg = grid_config(cfg, scores, source)
@@ -320,7 +320,7 @@ def to_dataset(cfg: RunConfig, scores: dict[Member, MemberScore], source: str = 
     )
     attrs = {"device": "outside model (difftrade score)", "scored_from": str(source),
              "normalisation": "NFKC, whitespace removed, lower case; exact match"}
-    ds = results.assemble(grid_cfg, [flat], extra_attrs=attrs)
+    ds = assembly.assemble(grid_cfg, [flat], extra_attrs=attrs)
     return add_overlap(grid_cfg, ds, jax.random.key(grid_cfg.run.seed))
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from difftrade import analysis, report, results, transfer
-from difftrade.theory import level_model, threshold, tradeoff
+from difftrade import analysis, assembly, divergence, paired_comparison, report, results, transfer
+from difftrade.theory import level_model, threshold, tradeoff_families, tradeoff_fitting
 
 ALPHA = 0.05
 BOOT_LEVEL = 0.9
@@ -32,7 +32,7 @@ def _config(ds: xr.Dataset) -> dict:
 def _risk(ds: xr.Dataset, name: str = "target_risk") -> np.ndarray:
     """``[D, N, S]`` with diverged members as NaN."""
     r = ds[name].transpose("difficulty", "budget", "seed").values.astype(np.float64)
-    diverged = results.diverged_mask(ds)
+    diverged = divergence.diverged_mask(ds)
     return r if diverged is None else np.where(diverged.transpose("difficulty", "budget", "seed").values, np.nan, r)
 
 
@@ -50,7 +50,7 @@ def d_star_table(ds: xr.Dataset) -> str:
     """d*(n), its bootstrap interval, the not-significantly-worse set and the runner-up's margin."""
     r, d = _risk(ds), ds["difficulty"].values
     boot = analysis.bootstrap_d_star(r, d, n_boot=2000, level=BOOT_LEVEL)
-    cmp = analysis.compare_to_d_star(r, d, method="sign_flip", alpha=ALPHA)
+    cmp = paired_comparison.compare_to_d_star(r, d, method="sign_flip", alpha=ALPHA)
     mean = analysis.seed_mean(r)
     lines = [
         f"| n | d*(n) | {BOOT_LEVEL:.0%} bootstrap | not significantly worse (α = {ALPHA}) | runner-up: margin | target risk at d* |",
@@ -82,7 +82,7 @@ def matrix_table(ds: xr.Dataset, name: str) -> str:
 def _level_accuracy(ds: xr.Dataset) -> np.ndarray:
     """Exact match per level ``[D, N, S, L]``, NaN for diverged members."""
     acc = ds["level_exact"].transpose("difficulty", "budget", "seed", "level").values.astype(np.float64)
-    diverged = results.diverged_mask(ds)
+    diverged = divergence.diverged_mask(ds)
     if diverged is None:
         return acc
     return np.where(diverged.transpose("difficulty", "budget", "seed").values[..., None], np.nan, acc)
@@ -105,9 +105,9 @@ def above_table(ds: xr.Dataset) -> str:
     return "\n".join(lines)
 
 
-def _family_fitter(model: tradeoff.TradeoffModel) -> threshold.Fitter:
+def _family_fitter(model: tradeoff_families.TradeoffModel) -> threshold.Fitter:
     def fitter(d: np.ndarray, n: np.ndarray, y: np.ndarray) -> Callable[[float], np.ndarray]:
-        result = tradeoff.fit(model, d, n, y)
+        result = tradeoff_fitting.fit(model, d, n, y)
         return lambda budget: result.predict_risk(d, budget)
 
     return fitter
@@ -125,8 +125,8 @@ def model_table(ds: xr.Dataset) -> str:
         fitters.append((label, lambda p=p: _threshold_stats(threshold.fit_threshold(d, n, y, p), total),
                         threshold.threshold_fitter(p)))
     fitters.append(("per level (examples of each level)", lambda: _level_stats(ds, y, total), _level_fitter(ds)))
-    for model in tradeoff.FAMILIES:
-        fitters.append((model.name, lambda model=model: _family_stats(tradeoff.fit(model, d, n, y), total),
+    for model in tradeoff_families.FAMILIES:
+        fitters.append((model.name, lambda model=model: _family_stats(tradeoff_fitting.fit(model, d, n, y), total),
                         _family_fitter(model)))
     rows, failed = [], []
     for label, stats, fitter in fitters:
@@ -179,14 +179,14 @@ def _threshold_stats(fit: threshold.ThresholdFit, total: float) -> tuple[int, fl
     return fit.num_params, fit.aic, 1 - fit.rss / total
 
 
-def _family_stats(fit: tradeoff.FitResult, total: float) -> tuple[int, float, float]:
+def _family_stats(fit: tradeoff_fitting.FitResult, total: float) -> tuple[int, float, float]:
     return len(fit.params), fit.aic, 1 - fit.rss / total
 
 
 def family_section(name: str, ds: xr.Dataset, point: xr.Dataset | None) -> str:
     """Every table of one family."""
     cfg = _config(ds)
-    mask = results.diverged_mask(ds)
+    mask = divergence.diverged_mask(ds)
     diverged = 0 if mask is None else int(mask.sum())
     seeds = ds.sizes["seed"]
     lines = [
@@ -216,7 +216,7 @@ def family_section(name: str, ds: xr.Dataset, point: xr.Dataset | None) -> str:
         f"#### d*(n), hard-weighted target (level weights ∝ 1..{ds.sizes['level']}: "
         + ", ".join(f"{w:.2f}" for w in hard) + "; the same members, re-weighted)",
         "",
-        d_star_table(results.with_target(ds, hard)),
+        d_star_table(assembly.with_target(ds, hard)),
         "",
     ]
     for var, title in (("target_risk", "target risk"), ("train_risk", "train risk"),

@@ -8,6 +8,10 @@ step count, batch size and the task (hence ``d_max``) are static, so a whole gri
 Keys. ``run_key`` is split into data / init / order roots; member ``m`` uses
 ``fold_in(root, seed[m])``, so members that share a seed share initial weights and test sets
 (common random numbers across the grid) and differ only in what they are trained on.
+
+The configuration it trains with (:class:`~difftrade.train_config.TrainConfig`) and the members'
+hyperparameters (:class:`~difftrade.train_config.Population`) are :mod:`difftrade.train_config`;
+the device-memory sizing of a chunk is :mod:`difftrade.chunk_sizing`.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -23,138 +26,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from difftrade import data, model
-from difftrade.fields import Field, check_fields, refuse
+from difftrade.mesh import (
+    member_mesh,
+    member_sharding,
+    pad_tree,
+    padded_index,
+    replicate,
+    shard_members,
+)
 from difftrade.model import ModelConfig, Params, graphdef, init_params, token_losses
-from difftrade.multihost import to_host
 from difftrade.subspace import Subspace, SubspaceConfig, projection_key
 from difftrade.tasks.base import Task
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation (static). AdamW, linear warmup then cosine decay to ``final_lr_fraction``."""
-
-    steps: int = 1000
-    batch_size: int = 64
-    warmup_steps: int = 100
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    b1: float = 0.9
-    b2: float = 0.98
-    final_lr_fraction: float = 0.1
-    num_checkpoints: int = 10
-    # A data-dependent prior from the member's own run (Dziugaite et al. 2021): the first
-    # ``prefix_steps`` steps draw minibatches from examples [0, n') only, n' = prefix_budget(n,
-    # prefix_fraction), and the weights after them are kept (``TrainResult.prior_params``) as a
-    # prior centre independent of the examples [n', n). 0 = off (every step draws from [0, n)).
-    prefix_steps: int = 0
-    prefix_fraction: float = 0.5
-    # Fixed epochs instead of fixed steps: 0 = every member trains ``steps`` steps; > 0 = a member
-    # with budget n trains about ``epochs`` passes over its n examples (:meth:`for_budget`), and
-    # ``steps`` is not used.
-    epochs: float = 0.0
-
-    def __post_init__(self) -> None:
-        # with epochs, steps is not used: num_checkpoints and warmup_steps are not checked against it
-        check_fields(self, "train", EPOCHS_FIELDS if self.epochs else TRAIN_FIELDS)
-        if self.epochs and self.prefix_steps:
-            raise refuse("train", "prefix_steps", self.prefix_steps, "0 when train.epochs > 0",
-                         f" cannot be combined with epochs = {self.epochs} (the prefix phase is a number of steps)")
-        if self.epochs:
-            return
-        seg = self.steps // self.num_checkpoints
-        if self.prefix_steps % seg:
-            raise refuse("train", "prefix_steps", self.prefix_steps,
-                         f"0 (off) or a multiple of steps / num_checkpoints = {seg} below steps ({self.steps})",
-                         f" is not a multiple of steps / num_checkpoints = {seg}")
-
-    def for_budget(self, budget: int) -> TrainConfig:
-        """The fixed-steps configuration of a member with ``budget`` examples.
-
-        Itself when ``epochs`` is 0. Otherwise ``steps`` = epochs * budget / batch_size, rounded up
-        to a multiple of ``num_checkpoints`` (at least 2 steps), with ``warmup_steps`` capped at a
-        tenth of those steps, and ``epochs`` 0.
-        """
-        if not self.epochs:
-            return self
-        c = self.num_checkpoints
-        per_checkpoint = math.ceil(self.epochs * budget / (self.batch_size * c) - 1e-9)
-        steps = c * max(per_checkpoint, math.ceil(2 / c))
-        return dataclasses.replace(self, epochs=0.0, steps=steps, warmup_steps=min(self.warmup_steps, steps // 10))
-
-
-# [train]: one spec per field (difftrade.fields). The schedule warms up for max(warmup_steps, 1)
-# steps and decays over the rest, so steps >= 2 and warmup_steps < steps; grad_clip is the
-# largest global gradient norm (0 would zero every update).
-TRAIN_FIELDS: dict[str, Field] = {
-    "steps": Field(int, 2, note="one warmup step at least, then the decay"),
-    "num_checkpoints": Field(int, 1, "steps", divides="steps"),
-    "batch_size": Field(int, 1),
-    "warmup_steps": Field(int, 0, "steps", high_open=True),
-    "weight_decay": Field(float, 0),
-    "grad_clip": Field(float, 0, low_open=True, note="the largest global gradient norm"),
-    "b1": Field(float, 0, 1, high_open=True),
-    "b2": Field(float, 0, 1, high_open=True),
-    "final_lr_fraction": Field(float, 0, 1, note="of the peak learning rate"),
-    "prefix_steps": Field(int, 0, "steps", high_open=True, note="0 = off; a multiple of steps / num_checkpoints"),
-    "prefix_fraction": Field(float, 0, 1, low_open=True, high_open=True),
-    "epochs": Field(float, 0, note="0 = fixed steps; > 0 = passes over each member's budget"),
-}
-EPOCHS_FIELDS: dict[str, Field] = {
-    **TRAIN_FIELDS, "num_checkpoints": Field(int, 1), "warmup_steps": Field(int, 0), "prefix_steps": Field(int, 0),
-}
-
-
-def prefix_budget(budget: Any, fraction: float) -> Any:
-    """Examples [0, n') a member's prefix phase draws from: ``n' = max(1, floor(fraction * n))``,
-    computed in float32 so the host (numpy) and the trainer (jax) agree exactly. ``budget`` int
-    ``[...]`` (numpy or jax) -> int32 ``[...]`` of the same kind."""
-    xp = jnp if isinstance(budget, jax.Array) else np
-    scaled = xp.floor(xp.float32(fraction) * xp.asarray(budget).astype(xp.float32))
-    return xp.maximum(1, scaled.astype(xp.int32))
-
-
-@dataclasses.dataclass(frozen=True)
-class Population:
-    """Per-member hyperparameters, each with leading member axis ``M``.
-
-    weights float32 ``[M, num_levels]``, budget int32 ``[M]``, seed int32 ``[M]``,
-    learning_rate float32 ``[M]``.
-    """
-
-    weights: np.ndarray
-    budget: np.ndarray
-    seed: np.ndarray
-    learning_rate: np.ndarray
-
-    def __post_init__(self) -> None:
-        m = self.budget.shape[0]
-        for field in ("weights", "seed", "learning_rate"):
-            if getattr(self, field).shape[0] != m:
-                raise ValueError(f"population.{field} has {getattr(self, field).shape[0]} members; expected {m}")
-        if np.any(self.budget < 1):
-            raise ValueError(f"population.budget has values {self.budget[self.budget < 1].tolist()}; allowed: >= 1")
-        if not np.all(np.isfinite(self.learning_rate)) or np.any(self.learning_rate <= 0):
-            raise ValueError(f"population.learning_rate={self.learning_rate.tolist()}; allowed: > 0")
-
-    @property
-    def size(self) -> int:
-        return int(self.budget.shape[0])
-
-    def take(self, idx: np.ndarray) -> Population:
-        """Members ``idx`` (a numpy index array)."""
-        return Population(self.weights[idx], self.budget[idx], self.seed[idx], self.learning_rate[idx])
-
-    def as_arrays(self) -> dict[str, jax.Array]:
-        return {
-            "weights": jnp.asarray(self.weights, jnp.float32),
-            "budget": jnp.asarray(self.budget, jnp.int32),
-            "seed": jnp.asarray(self.seed, jnp.int32),
-            "learning_rate": jnp.asarray(self.learning_rate, jnp.float32),
-        }
+from difftrade.train_config import Population, TrainConfig, prefix_budget
 
 
 @jax.tree_util.register_dataclass
@@ -342,51 +227,6 @@ def make_member_trainer(
     return functools.partial(member_trainer(task, model_cfg, cfg, view), run_key)
 
 
-def member_mesh() -> Mesh:
-    """A 1-D mesh over all devices (all hosts' devices under ``jax.distributed``)."""
-    return Mesh(np.asarray(jax.devices()), ("members",))
-
-
-def member_sharding(mesh: Mesh) -> NamedSharding:
-    """Leading (member) axis split over the mesh, other axes whole."""
-    return NamedSharding(mesh, PartitionSpec("members"))
-
-
-def shard_members(tree: Any, mesh: Mesh) -> Any:
-    """Place every leaf's leading (member) axis across the mesh.
-
-    Leaves already placed that way are kept. On one process the rest move with
-    ``device_put``; when the mesh spans hosts, every process gathers the full value and hands
-    each of its devices its slice (a collective: all processes call this). The leading axis
-    must divide by ``mesh.size``.
-    """
-    sharding = member_sharding(mesh)
-
-    def put(x: Any) -> jax.Array:
-        if isinstance(x, jax.Array) and x.sharding.is_equivalent_to(sharding, x.ndim):
-            return x
-        if sharding.is_fully_addressable:
-            return jax.device_put(x, sharding)
-        host = to_host(x)
-        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
-
-    return jax.tree.map(put, tree)
-
-
-def padded_index(m: int, size: int) -> np.ndarray:
-    """Member indices ``0..m-1`` then ``m-1`` repeated up to ``size``: padding by copies of the
-    last member, whose results the caller drops. int ``[size]``."""
-    return np.concatenate([np.arange(m), np.full(size - m, m - 1)])
-
-
-def pad_tree(tree: Any, m: int, size: int) -> Any:
-    """A pytree with leading member axis ``m`` padded to ``size`` by copies of its last member."""
-    if size == m:
-        return tree
-    idx = padded_index(m, size)
-    return jax.tree.map(lambda x: x[idx], tree)
-
-
 def pad_members(pop: Population, multiple: int) -> tuple[Population, int]:
     """Pad with copies of the last member so the size divides ``multiple``; returns (pop, real size)."""
     m = pop.size
@@ -432,22 +272,6 @@ def compiled_trainer(
     return _COMPILED[cache_key]
 
 
-def replicate(x: jax.Array, mesh: Mesh) -> jax.Array:
-    """``x`` (a key or a small array, the same on every process) ready for a jitted call over the
-    mesh. On one process it is placed whole on every device. When the mesh spans hosts it stays
-    process-local and uncommitted, and ``jit`` copies it to each process's devices
-    (``device_put`` cannot spread a typed key over hosts; a committed process-local value would
-    be refused as on the wrong devices, so it is copied off its device first)."""
-    sharding = NamedSharding(mesh, PartitionSpec())
-    if sharding.is_fully_addressable:
-        return jax.device_put(x, sharding)
-    if isinstance(x, jax.Array) and x.committed and x.is_fully_addressable:
-        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-            return jax.random.wrap_key_data(np.asarray(jax.random.key_data(x)), impl=jax.random.key_impl(x))
-        return np.asarray(x)
-    return x
-
-
 def train_population(
     task: Task,
     population: Population,
@@ -486,74 +310,3 @@ def train_population(
     init, start = (None if tree is None else shard_members(pad_tree(tree, m, padded.size), mesh) for tree in (init, start))
     out = fn(replicate(run_key, mesh), arrays["weights"], arrays["budget"], arrays["seed"], arrays["learning_rate"], init, start)
     return out if padded.size == m else jax.tree.map(lambda x: x[:m], out)
-
-
-def bytes_per_member(model_cfg: ModelConfig, cfg: TrainConfig, seq_len: int) -> int:
-    """Rough device-memory need of one member during training (bytes).
-
-    Parameters + gradients + two Adam moments + a copy (float32; one more with a prefix phase,
-    whose weights are returned too), plus activations saved for the backward pass: about
-    ``14 * d_model + 2 * mlp * d_model + 2 * heads * T`` floats per token per layer, plus
-    logits. The fused kernels save neither the MLP hidden layer (``mlp = 'pallas'``) nor the
-    attention scores (``attention = 'pallas'``), so those terms drop.
-    """
-    return _state_bytes(model_cfg, cfg) + cfg.batch_size * _example_bytes(model_cfg, seq_len)
-
-
-def _state_bytes(model_cfg: ModelConfig, cfg: TrainConfig) -> int:
-    """Bytes of one member's weights and optimizer state (see :func:`bytes_per_member`)."""
-    return model_cfg.num_params() * 4 * (6 + (cfg.prefix_steps > 0))
-
-
-def _example_bytes(model_cfg: ModelConfig, seq_len: int) -> int:
-    """Activation bytes one training example of a minibatch keeps (see :func:`bytes_per_member`)."""
-    hidden = 0 if model_cfg.mlp == "pallas" else 2 * model_cfg.mlp_ratio * model_cfg.d_model
-    scores = 0 if model_cfg.attention == "pallas" else 2 * model_cfg.num_heads * seq_len
-    per_tok_layer = 14 * model_cfg.d_model + hidden + scores
-    bytes_per = 2 if model_cfg.compute_dtype != "float32" else 4
-    return seq_len * (model_cfg.num_layers * per_tok_layer + 3 * model_cfg.vocab_size) * bytes_per
-
-
-def device_memory_bytes() -> int:
-    """Free memory of the first device if known (GPU/TPU), else 8 GiB for CPU."""
-    try:
-        stats = jax.local_devices()[0].memory_stats() or {}
-        limit = stats.get("bytes_limit", 0) - stats.get("bytes_in_use", 0)
-        if limit > 0:
-            return int(limit)
-    except Exception:  # noqa: BLE001 - backends without memory stats
-        pass
-    return 8 * 2**30
-
-
-def auto_chunk_size(model_cfg: ModelConfig, cfg: TrainConfig, seq_len: int, num_members: int, fraction: float = 0.5) -> int:
-    """Largest chunk that fits ``fraction`` of device memory (per device), times device count."""
-    per_device = max(1, int(fraction * device_memory_bytes() // bytes_per_member(model_cfg, cfg, seq_len)))
-    return max(1, min(num_members, per_device * jax.device_count()))
-
-
-def check_chunk_fits(model_cfg: ModelConfig, cfg: TrainConfig, seq_len: int, chunk_size: int) -> None:
-    """Refuse (before compiling) a chunk whose estimated need exceeds the free device memory.
-
-    ``chunk_size`` 0 (automatic) needs one member per device to fit. A member that does not fit
-    alone is refused by its ``train.batch_size`` (or, when even one example is too many, by the
-    model's size); a chunk of members that each fit, by ``run.chunk_size``.
-    """
-    gib = 2**30
-    have = device_memory_bytes()
-    state, example = _state_bytes(model_cfg, cfg), _example_bytes(model_cfg, seq_len)
-    one = state + cfg.batch_size * example
-    if one > have:
-        if state + example > have:
-            raise refuse("model", "d_model", model_cfg.d_model,
-                         f"a model whose weights and Adam state fit {have / gib:.1f} GiB (fewer model.num_layers, "
-                         "a smaller model.d_model or model.vocab_size)",
-                         f" with model.num_layers={model_cfg.num_layers} does not fit one member on a device: about "
-                         f"{(state + example) / gib:.1f} GiB at batch size 1, {have / gib:.1f} GiB free")
-        raise refuse("train", "batch_size", cfg.batch_size, f"an integer in [1, {(have - state) // example}] on this device",
-                     f" does not fit: one member needs about {one / gib:.1f} GiB, {have / gib:.1f} GiB free")
-    per_device = max(1, -(-chunk_size // jax.device_count()))
-    if per_device * one > have:
-        fits = have // one * jax.device_count()
-        raise refuse("run", "chunk_size", chunk_size, f"at most {fits} members per chunk (or 0 for automatic)",
-                     f" does not fit: about {per_device * one / gib:.1f} GiB per device needed, {have / gib:.1f} GiB free")

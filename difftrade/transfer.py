@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
-from difftrade import results
+from difftrade import divergence
 
 
 def transfer_matrix(ds: xr.Dataset, budget: int | None = None) -> xr.Dataset:
@@ -38,7 +38,7 @@ def transfer_matrix(ds: xr.Dataset, budget: int | None = None) -> xr.Dataset:
     if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b not in budgets:
         raise ValueError(f"budget={budget!r} is not in this run; allowed: {', '.join(str(int(x)) for x in budgets)}")
     acc = ds["level_exact"].sel(budget=b)
-    diverged = results.diverged_mask(ds)
+    diverged = divergence.diverged_mask(ds)
     healthy = xr.ones_like(acc.isel(level=0), dtype=bool) if diverged is None else ~diverged.sel(budget=b)
     acc = acc.where(healthy)
     seeds = healthy.sum("seed").astype(np.int64)

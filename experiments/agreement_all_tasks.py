@@ -13,11 +13,12 @@ import jax
 import numpy as np
 
 from difftrade import data
-from difftrade.difficulty import agreement
+from difftrade.difficulty_agreement import agreement
 from difftrade.evaluate import EvalConfig, evaluate_population
 from difftrade.model import ModelConfig
 from difftrade.tasks import REGISTRY, make_task
-from difftrade.train import Population, TrainConfig, train_population
+from difftrade.train import train_population
+from difftrade.train_config import Population, TrainConfig
 
 D_MAX, BUDGET, STEPS = 4, 512, 400
 

@@ -41,7 +41,7 @@ for stage in "$@"; do
             grep -E '^\| vmap' "runs/sweep/$name.log" | sed "s/^/$name /"; pack sweep; }
       ds=${BENCH_DMODELS:-128 256}
       # the base row is the plain XLA path; `default` is model.attention/mlp = 'auto'
-      # --profile: device time by kernel kind (roofline check; matmuls measured 34-37%, NOTES.md)
+      # --profile: device time by kernel kind (roofline check; matmuls measured 34-37%, docs/notes.md)
       for d in $ds; do b "d${d}_attention_xla" --d-model "$d" --attention xla --mlp xla --profile; done
       for d in $ds; do b "d${d}_default" --d-model "$d" --profile; done
       for d in $ds; do b "d${d}_attention_pallas" --d-model "$d" --attention pallas --mlp xla; done
@@ -59,14 +59,14 @@ for stage in "$@"; do
       timeout 300 python3 -m benchmarks.mlp_kernels --out runs/kernels/mlp.json 2>&1 | tail -n 20 | tee runs/kernels/mlp.md ;;
     certificate)
       # the certificate's Monte-Carlo step side by side: per-example draws vs whole-set draws
-      # (benchmarks/NOTES.md, session 9: 15x faster than m = 64 on the CPU; unmeasured here), and
-      # two losses in two calls / jointly / jointly with one key for all members (session 10)
+      # (15x faster than m = 64 on the CPU, docs/notes.md; unmeasured here), and
+      # two losses in two calls / jointly / jointly with one key for all members
       mkdir -p runs/certificate
       timeout 420 python3 -m benchmarks.certificate --members 16 --n 4096 --d-model 128 2>&1 | tail -n 10 | tee runs/certificate/bench.md ;;
     ncu)
       # Nsight Compute on the default path's kernels (fused MLP, flash attention) at d=128: is a
       # kernel held by the tensor pipe, by DRAM, or by neither (latency, occupancy)? The open
-      # question of benchmarks/NOTES.md. Clocks left alone (--clock-control none). The first 24
+      # question of docs/notes.md. Clocks left alone (--clock-control none). The first 24
       # matching launches (about two steps: 2 layers x 5 kernels each) are skipped, the next 12
       # profiled; ~2-4 min (not yet run: the ncu regex and skip count may need a first look).
       mkdir -p runs/ncu
@@ -100,11 +100,11 @@ for stage in "$@"; do
       # (on the CPU this gave the first non-vacuous certificates, from a strong base; docs/theory.md)
       dt bound runs/finetune --seeds 0 --bound-set train --posterior fitted --fit-steps 1000 2>&1 | tail -40
       for f in bounds.nc bounds.md bounds.png; do mv "runs/finetune/$f" "runs/finetune/fitted_$f"; done
-      # Q centred at the member, prior = the next smaller budget's member (docs/theory.md, session 4)
+      # Q centred at the member, prior = the next smaller budget's member (docs/theory.md)
       dt bound runs/finetune --seeds 0 --bound-set train --prior grid 2>&1 | tail -40 ;;
     prefix)
       # tradeoff_mixture.toml with a prefix phase; certificates with the member's own prefix weights
-      # as prior, on the n/2 training examples that prior never saw (docs/theory.md, session 7)
+      # as prior, on the n/2 training examples that prior never saw (docs/theory.md)
       mkdir -p runs/prefix; dt run experiments/tradeoff_mixture_prefix.toml --out runs/prefix 2>&1 | tr '\r' '\n' | tail -4 | tee runs/prefix/run.log
       dt report runs/prefix/results.nc > /dev/null
       dt bound runs/prefix --seeds 0 --bound-set train --prior prefix --importance-weighted --draws "${DRAWS:-1}" \

@@ -1,7 +1,7 @@
 """Would a prior with one σ_P per weight tensor shrink the grid prior's KL? (an upper bound)
 
 For each member of a finished run and its grid-prior partner (same difficulty and seed, next
-smaller budget: ``difftrade.bound.grid_prior_members``), split the squared distance
+smaller budget: ``difftrade.certify.priors.grid_prior_members``), split the squared distance
 D = ‖w(n) − w(n′)‖² by weight tensor (D_l over p_l parameters) and compare, for a posterior
 Q = N(w(n), σ²I), the smallest KL any isotropic prior N(w(n′), σ_P²I) allows,
 ½ p ln(1 + D / (p σ²)), with the smallest KL of per-tensor priors N(w(n′), σ_P,l² I),
@@ -20,8 +20,9 @@ import jax
 import numpy as np
 
 from difftrade import chunks
-from difftrade.bound import grid_prior_members, load_run
+from difftrade.certify.priors import grid_prior_members
 from difftrade.model import init_params
+from difftrade.rundir import load_run
 
 
 def min_kl(p: np.ndarray, d: np.ndarray, sigma: float) -> np.ndarray:

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from difftrade import analysis as A
+from difftrade import paired_comparison as P
 
 pytestmark = pytest.mark.filterwarnings("error")  # every function here must be warning-free
 
@@ -268,7 +269,7 @@ def test_distinct_resamples_rejects_bad_counts():
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.integers(-20, 20), min_size=1, max_size=10))
 def test_sign_flip_is_the_full_enumeration(units):
-    assert A.sign_flip_p_value(np.array(units) / 64.0) == brute_sign_flip(units)
+    assert P.sign_flip_p_value(np.array(units) / 64.0) == brute_sign_flip(units)
 
 
 @pytest.mark.parametrize(
@@ -280,16 +281,16 @@ def test_sign_flip_is_the_full_enumeration(units):
 )
 def test_sign_flip_beyond_exact_range_draws_flips(units):
     # S = 17 > 16: 2^16 random flips; their standard error is below 0.002
-    p = A.sign_flip_p_value(np.array(units) / 10.0)
+    p = P.sign_flip_p_value(np.array(units) / 10.0)
     assert p == pytest.approx(brute_sign_flip(units), abs=0.01)
-    assert p == A.sign_flip_p_value(np.array(units) / 10.0)  # deterministic
+    assert p == P.sign_flip_p_value(np.array(units) / 10.0)  # deterministic
 
 
 def test_sign_flip_edge_cases():
-    assert A.sign_flip_p_value([0.0, 0.0, 0.0]) == 1.0
-    assert np.isnan(A.sign_flip_p_value([np.nan, np.nan]))
-    assert A.sign_flip_p_value([0.1, np.nan, 0.2]) == 0.25  # NaN dropped: two differences, one of 4 flips
-    assert A.sign_flip_p_value([0.3] * 4) == 1 / 16  # 4 seeds: never below 0.05
+    assert P.sign_flip_p_value([0.0, 0.0, 0.0]) == 1.0
+    assert np.isnan(P.sign_flip_p_value([np.nan, np.nan]))
+    assert P.sign_flip_p_value([0.1, np.nan, 0.2]) == 0.25  # NaN dropped: two differences, one of 4 flips
+    assert P.sign_flip_p_value([0.3] * 4) == 1 / 16  # 4 seeds: never below 0.05
 
 
 def _pairs(rng: np.random.Generator, S: int, shift: float) -> tuple[np.ndarray, np.ndarray]:
@@ -302,7 +303,7 @@ def test_t_test_matches_scipy_and_the_formula(seed):
     rng = np.random.default_rng(seed)
     worse, best = _pairs(rng, 8, 0.03)
     worse[2] = np.nan  # an unpaired seed is dropped from both samples
-    p = A.paired_p_value(worse - best, "t")
+    p = P.paired_p_value(worse - best, "t")
     keep = np.isfinite(worse)
     assert p == pytest.approx(stats.ttest_rel(worse[keep], best[keep], alternative="greater").pvalue, rel=1e-12)
     diff = worse[keep] - best[keep]
@@ -314,35 +315,35 @@ def test_t_test_matches_scipy_and_the_formula(seed):
 def test_wilcoxon_matches_scipy_and_exact_rank_enumeration(seed):
     rng = np.random.default_rng(seed)
     worse, best = _pairs(rng, 9, 0.02)
-    p = A.paired_p_value(worse - best, "wilcoxon")
+    p = P.paired_p_value(worse - best, "wilcoxon")
     assert p == pytest.approx(stats.wilcoxon(worse, best, alternative="greater").pvalue, rel=1e-12)
     assert p == pytest.approx(brute_signed_rank((worse - best).tolist()), rel=1e-12)
 
 
 def test_paired_p_value_degenerate_inputs():
-    for method in A.PAIRED_METHODS:
-        assert A.paired_p_value([0.0, 0.0, 0.0], method) == 1.0
-        assert np.isnan(A.paired_p_value([np.nan], method))
-    assert np.isnan(A.paired_p_value([0.2], "t"))  # one pair: no spread
-    assert A.paired_p_value([0.2], "sign_flip") == 0.5
+    for method in P.PAIRED_METHODS:
+        assert P.paired_p_value([0.0, 0.0, 0.0], method) == 1.0
+        assert np.isnan(P.paired_p_value([np.nan], method))
+    assert np.isnan(P.paired_p_value([0.2], "t"))  # one pair: no spread
+    assert P.paired_p_value([0.2], "sign_flip") == 0.5
     with pytest.raises(ValueError, match="method='z'"):
-        A.paired_p_value([0.1, 0.2], "z")
+        P.paired_p_value([0.1, 0.2], "z")
 
 
 # ---- Holm ---------------------------------------------------------------------------------------
 def test_holm_hand_computed():
     # sorted 0.005, 0.01, 0.03, 0.04 -> x4, x3, x2, x1 = 0.02, 0.03, 0.06, 0.04 -> running max 0.06
-    adjusted, reject = A.holm([0.01, 0.04, 0.03, 0.005], alpha=0.05)
+    adjusted, reject = P.holm([0.01, 0.04, 0.03, 0.005], alpha=0.05)
     np.testing.assert_allclose(adjusted, [0.03, 0.06, 0.06, 0.02])
     np.testing.assert_array_equal(reject, [True, False, False, True])
-    adjusted, reject = A.holm([0.01, np.nan, 0.04], alpha=0.05)  # NaN: no test, m = 2
+    adjusted, reject = P.holm([0.01, np.nan, 0.04], alpha=0.05)  # NaN: no test, m = 2
     np.testing.assert_allclose(adjusted, [0.02, np.nan, 0.04])
     np.testing.assert_array_equal(reject, [True, False, True])
-    np.testing.assert_allclose(A.holm([0.6, 0.9])[0], [1.0, 1.0])  # capped at 1
+    np.testing.assert_allclose(P.holm([0.6, 0.9])[0], [1.0, 1.0])  # capped at 1
     with pytest.raises(ValueError, match="alpha=0"):
-        A.holm([0.1], alpha=0)
+        P.holm([0.1], alpha=0)
     with pytest.raises(ValueError, match="p_values="):
-        A.holm([0.1, 1.2])
+        P.holm([0.1, 1.2])
 
 
 @settings(max_examples=100, deadline=None)
@@ -351,7 +352,7 @@ def test_holm_hand_computed():
     st.sampled_from([0.01, 0.05, 0.1]),
 )
 def test_holm_equals_the_step_down_rule(p, alpha):
-    adjusted, reject = A.holm(p, alpha)
+    adjusted, reject = P.holm(p, alpha)
     assert reject.tolist() == step_down_holm(p, alpha)
     finite = np.isfinite(p)
     assert np.all(adjusted[finite] >= np.asarray(p)[finite]) and np.all(np.isnan(adjusted[~finite]))
@@ -372,29 +373,29 @@ def make_paired_grid() -> np.ndarray:
 
 def test_compare_to_d_star_on_a_hand_made_grid():
     r = make_paired_grid()
-    c = A.compare_to_d_star(r, [1, 2, 3, 4])
+    c = P.compare_to_d_star(r, [1, 2, 3, 4])
     assert c.d_star[0] == 2.0 and np.isnan(c.d_star[1])
     np.testing.assert_allclose(c.margin[:3, 0], [0.10, 0.0, 0.006], atol=1e-12)
     np.testing.assert_array_equal(c.num_seeds[:, 0], [6, 6, 5, 0])
     assert c.p_value[0, 0] == 1 / 64 and c.p_value[2, 0] == brute_sign_flip([2, -1, 3, -2, 1])
     assert np.isnan(c.p_value[1, 0]) and np.isnan(c.p_value[3, 0])  # d* itself; no pairs
-    np.testing.assert_allclose(c.p_adjusted[[0, 2], 0], A.holm(c.p_value[[0, 2], 0])[0])
+    np.testing.assert_allclose(c.p_adjusted[[0, 2], 0], P.holm(c.p_value[[0, 2], 0])[0])
     assert c.not_worse_set(0) == (2.0, 3.0)  # d=1 rejected (Holm p 1/32), d=4 has no finite seed
     assert c.runner_up[0] == 3.0 and c.runner_up_margin[0] == pytest.approx(0.006)
     assert c.not_worse_set(1) == () and np.isnan(c.runner_up[1]) and np.all(np.isnan(c.p_value[:, 1]))
-    d = A.paired_differences(r, [1, 2, 3, 4])
+    d = P.paired_differences(r, [1, 2, 3, 4])
     np.testing.assert_allclose(d[0, 0], [0.10, 0.12, 0.08, 0.11, 0.09, 0.10])
     assert np.isnan(d[2, 0, 5]) and np.all(np.isnan(d[:, 1]))
 
 
 def test_compare_to_d_star_methods_match_their_p_values():
     r = make_paired_grid()
-    for method in A.PAIRED_METHODS:
-        c = A.compare_to_d_star(r, [1, 2, 3, 4], method=method)
+    for method in P.PAIRED_METHODS:
+        c = P.compare_to_d_star(r, [1, 2, 3, 4], method=method)
         for i in (0, 2):
             pair = np.isfinite(r[i, 0]) & np.isfinite(r[1, 0])
-            assert c.p_value[i, 0] == A.paired_p_value(r[i, 0, pair] - r[1, 0, pair], method)
-    t = A.compare_to_d_star(r, [1, 2, 3, 4], method="t")
+            assert c.p_value[i, 0] == P.paired_p_value(r[i, 0, pair] - r[1, 0, pair], method)
+    t = P.compare_to_d_star(r, [1, 2, 3, 4], method="t")
     pair = np.isfinite(r[2, 0])
     ref = stats.ttest_rel(r[2, 0, pair], r[1, 0, pair], alternative="greater").pvalue
     assert t.p_value[2, 0] == pytest.approx(ref, rel=1e-12)
@@ -402,9 +403,9 @@ def test_compare_to_d_star_methods_match_their_p_values():
 
 def test_four_seeds_cannot_reject_at_five_percent():
     r = make_paired_grid()[:, :, :4]
-    assert A.compare_to_d_star(r, [1, 2, 3, 4]).not_worse_set(0) == (1.0, 2.0, 3.0)
+    assert P.compare_to_d_star(r, [1, 2, 3, 4]).not_worse_set(0) == (1.0, 2.0, 3.0)
     # Holm over two comparisons: d=1's p 1/16 adjusts to 1/8
-    assert A.compare_to_d_star(r, [1, 2, 3, 4], alpha=0.15).not_worse_set(0) == (2.0, 3.0)
+    assert P.compare_to_d_star(r, [1, 2, 3, 4], alpha=0.15).not_worse_set(0) == (2.0, 3.0)
 
 
 @settings(max_examples=60, deadline=None)
@@ -412,7 +413,7 @@ def test_four_seeds_cannot_reject_at_five_percent():
 def test_compare_to_d_star_matches_a_brute_force_procedure(risk):
     D, N, _ = risk.shape
     difficulties = list(range(1, D + 1))
-    c = A.compare_to_d_star(risk, difficulties, alpha=0.1)
+    c = P.compare_to_d_star(risk, difficulties, alpha=0.1)
     ref_best, _ = ref_d_star(risk, difficulties)
     np.testing.assert_array_equal(c.d_star, ref_best)
     for j in range(N):
@@ -435,11 +436,11 @@ def test_compare_to_d_star_matches_a_brute_force_procedure(risk):
 def test_compare_to_d_star_rejects_bad_input():
     r = make_paired_grid()
     with pytest.raises(ValueError, match="method='anova'"):
-        A.compare_to_d_star(r, [1, 2, 3, 4], method="anova")
+        P.compare_to_d_star(r, [1, 2, 3, 4], method="anova")
     with pytest.raises(ValueError, match="alpha=1.0"):
-        A.compare_to_d_star(r, [1, 2, 3, 4], alpha=1.0)
+        P.compare_to_d_star(r, [1, 2, 3, 4], alpha=1.0)
     with pytest.raises(ValueError, match="target_risk has shape"):
-        A.compare_to_d_star(r[:, :, 0], [1, 2, 3, 4])
+        P.compare_to_d_star(r[:, :, 0], [1, 2, 3, 4])
 
 
 # ---- notes and trends ---------------------------------------------------------------------------

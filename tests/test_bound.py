@@ -7,7 +7,7 @@ import pytest
 from conftest import tiny_raw
 
 from difftrade import config, experiment, results
-from difftrade.bound import BoundSettings, certify_run, level_bands, render, shift_atoms
+from difftrade.certify import BoundSettings, certify_run, level_bands, render, shift_atoms
 from difftrade.cli import main
 from difftrade.tasks import make_task
 
@@ -125,9 +125,9 @@ def test_cli_bound_and_errors(run_dir, capsys, tmp_path):
 def test_train_bound_set_with_fitted_posterior(run_dir):
     """bound_set="train": each member is certified on its own n = budget training examples, and
     L_T(Q) is the change of measure applied to the certified L_S(Q); the posterior is fitted."""
-    from difftrade.bound import load_run
+    from difftrade.rundir import load_run
+    from difftrade.theory.change_of_measure import lp_shift_bound
     from difftrade.theory.posterior import FitConfig
-    from difftrade.theory.shift import lp_shift_bound
 
     settings = BoundSettings(num_draws=2, seeds=(0,), bound_set="train", posterior="fitted", fit=FitConfig(steps=5))
     b = certify_run(run_dir, settings, progress=False)
@@ -155,7 +155,7 @@ def test_train_bound_set_with_fitted_posterior(run_dir):
 
 
 def test_retained_displacement_closed_form():
-    from difftrade.bound import retained_displacement
+    from difftrade.certify import retained_displacement
 
     w0 = {"a": np.zeros((2, 3)), "b": np.ones((2, 4))}
     w = {"a": np.ones((2, 3)), "b": np.stack([3 * np.ones(4), -np.ones(4)])}
@@ -229,9 +229,10 @@ def test_grid_prior_is_the_smaller_budget_member(run_dir):
     certified KL is the Gaussian KL to that centre (closed form, float64, from the saved weights)."""
     import jax
 
-    from difftrade.bound import grid_prior_members, load_run
+    from difftrade.certify import grid_prior_members
     from difftrade.chunks import load_params
     from difftrade.model import init_params
+    from difftrade.rundir import load_run
 
     cfg, _ = load_run(run_dir)
     shape = cfg.grid_shape  # (difficulty 2, budget [1, 32], seed 2)
@@ -280,7 +281,7 @@ def test_d_star_table_per_seed_agreement():
 
     import xarray as xr
 
-    from difftrade.bound import d_star_table
+    from difftrade.certify import d_star_table
 
     coords = {"difficulty": [1, 2, 3], "budget": [10, 20], "seed": [0, 1, 2]}
     dims = ("difficulty", "budget", "seed")
@@ -326,7 +327,7 @@ def test_d_star_table_per_seed_agreement():
 def test_refresh_shift_recomputes_only_the_change_of_measure(run_dir, capsys):
     """A bounds.nc from before the kl fix (no shift_bound attribute) is flagged in the report;
     --refresh-shift rewrites its shift fields from results.nc and keeps every certificate."""
-    from difftrade.bound import SHIFT_BOUND
+    from difftrade.certify import SHIFT_BOUND
 
     settings = BoundSettings(n_bound=32, num_draws=1, seeds=(0,), budgets=(32,), bound_set="train")
     fresh = certify_run(run_dir, settings, progress=False)
@@ -415,7 +416,8 @@ def test_interrupted_certification_resumes_without_recomputing(run_dir, tmp_path
     the rest and writes the same bounds.nc as an uninterrupted run, then drops the chunks."""
     import shutil
 
-    from difftrade import bound
+    from difftrade.certify import run as bound
+    from difftrade.rundir import load_run
 
     settings = BoundSettings(n_bound=32, num_draws=1, seeds=(0,), budgets=(32,), member_chunk=1, sigmas=(0.01, 0.03),
                              prior_sigmas=(0.05,))
@@ -452,7 +454,7 @@ def test_interrupted_certification_resumes_without_recomputing(run_dir, tmp_path
     rechunked = certify_run(whole, dataclasses.replace(settings, member_chunk=2), progress=False)
     np.testing.assert_array_equal(rechunked["in_dist_bound"].values, expected["in_dist_bound"].values)
     # another settings' chunks are never picked up: a different folder
-    cfg = bound.load_run(broken)[0]
+    cfg = load_run(broken)[0]
     assert bound._partial_dir(broken, cfg, settings) == saved[0].parent
     assert bound._partial_dir(broken, cfg, dataclasses.replace(settings, sigmas=(0.02, 0.03))) != saved[0].parent
 
@@ -494,3 +496,30 @@ def test_a_run_directory_another_process_writes_is_refused(run_dir, tmp_path, ca
     missing = tmp_path / "no_such_run"
     assert main(["bound", str(missing)]) == 2
     assert not missing.exists()
+
+
+@pytest.mark.slow
+def test_certification_on_two_devices_equals_one(run_dir, tmp_path):
+    """The certifier splits each chunk's members over every device: 4 members in chunks of 3 and 1
+    on one device, one chunk of 4 split over 2 devices, give the same bounds.nc."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    settings = {"n_bound": 32, "num_draws": 1, "seeds": (0, 1), "budgets": (32,), "member_chunk": 3, "sigmas": (0.01, 0.03),
+                "prior_sigmas": (0.05,), "bound_set": "train", "importance_weighted": True}
+    one, two = tmp_path / "one", tmp_path / "two"
+    for d in (one, two):
+        shutil.copytree(run_dir, d)
+        (d / "bounds.nc").unlink(missing_ok=True)
+    expected = certify_run(one, BoundSettings(**settings), progress=False)
+    code = (f"from difftrade.certify import BoundSettings, certify_run\nimport jax\nassert jax.device_count() == 2\n"
+            f"certify_run({str(two)!r}, BoundSettings(**{settings!r}), progress=False)\n")
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = results.load(two / "bounds.nc")
+    assert int(np.isfinite(expected["in_dist_bound"].values).sum()) == 4
+    for name in expected.data_vars:
+        np.testing.assert_allclose(got[name].values, expected[name].values, rtol=1e-6, atol=1e-7, err_msg=name)

@@ -12,8 +12,8 @@ import shutil
 import numpy as np
 import pytest
 
-from difftrade import experiment, results
-from difftrade.bound import BoundSettings, certify_run, refresh_shift, render
+from difftrade import divergence, experiment, results
+from difftrade.certify import BoundSettings, certify_run, refresh_shift, render
 from difftrade.cli import main
 
 SMALL = BoundSettings(n_bound=32, sigmas=(0.01, 0.03), prior_sigmas=(0.05,))
@@ -53,7 +53,7 @@ def test_diverged_members_are_left_uncertified_and_named(healthy, tmp_path):
     out, ds = _diverge(healthy, tmp_path, bad)
     b = certify_run(out, SMALL, progress=False)
     assert int(b.attrs["certified_members"]) == 6 and int(b.attrs["uncertified_diverged"]) == 2
-    mask = results.diverged_mask(ds).transpose(*GRID).values
+    mask = divergence.diverged_mask(ds).transpose(*GRID).values
     assert mask.sum() == 2
     for name in _per_member(b):  # certificates, held-out bands and shift bounds alike
         values = b[name].transpose(*GRID).values

@@ -1,4 +1,5 @@
-"""difftrade.theory.bounds at the edges of its domain, against mpmath at 60+ digits.
+"""The float64 bounds of difftrade.theory at the edges of their domain, against mpmath at
+60+ digits.
 
 Clopper–Pearson up to n = 1e9 and δ down to 1e-12 (JAX and host paths), the kl inverses for q
 down to the smallest normal float and for subnormal q and c, the kl evaluation where XLA's
@@ -18,11 +19,24 @@ import mpmath
 import numpy as np
 import pytest
 
-from difftrade.theory import bounds as B
+from difftrade.theory.clopper_pearson import (
+    clopper_pearson_host,
+    clopper_pearson_lower,
+    clopper_pearson_upper,
+)
+from difftrade.theory.float64 import float64_scope
+from difftrade.theory.kl_inverse import (
+    binary_kl,
+    kl_inv,
+    kl_inv_lower,
+    kl_inv_reverse,
+    x_minus_log1p,
+)
+from difftrade.theory.pac_bayes import maurer_bound, pinsker_bound
 
 TINY = float(np.finfo(np.float64).tiny)  # smallest normal float64, 2.2e-308
 CP_REL = 2e-9  # Clopper–Pearson: the 1e-9 tail margin plus the incomplete beta's error
-KL_REL = 1e-10  # kl inverses (module docstring: ~1e-13, lower ≤ (c/q)·1e-13)
+KL_REL = 1e-10  # kl inverses (kl_inverse module docstring: ~1e-13, lower ≤ (c/q)·1e-13)
 SUBNORMAL_ABS = 1e-297  # absolute slack allowed when an input or the result is subnormal
 
 
@@ -170,13 +184,13 @@ def _check_cp(values, ks, ns, deltas, upper: bool):
 def test_clopper_pearson_upper_large_n():
     """k ≪ n: the tail I_{1−p}(n−k, k+1) at p ~ k/n needs p itself, not a rounded 1 − p."""
     ks, ns, ds = _cp_grid(side_small=True)
-    _check_cp(np.asarray(B.clopper_pearson_upper(ks, ns, ds)), ks, ns, ds, upper=True)
+    _check_cp(np.asarray(clopper_pearson_upper(ks, ns, ds)), ks, ns, ds, upper=True)
 
 
 def test_clopper_pearson_lower_large_n():
     """n − k ≪ n: the mirror image (the mean k/(n+1) is within 1e-9 of 1)."""
     ks, ns, ds = _cp_grid(side_small=False)
-    _check_cp(np.asarray(B.clopper_pearson_lower(ks, ns, ds)), ks, ns, ds, upper=False)
+    _check_cp(np.asarray(clopper_pearson_lower(ks, ns, ds)), ks, ns, ds, upper=False)
 
 
 def test_clopper_pearson_host_small_delta_large_n():
@@ -190,22 +204,22 @@ def test_clopper_pearson_host_small_delta_large_n():
             if not (side == "lower" and j == 0)  # k = n: exact, no search
         ]
         ks, ns, ds = (np.array(col, dtype=np.float64) for col in zip(*rows))
-        values = np.array([B.clopper_pearson_host(k, n, d, side=side) for k, n, d in rows])
+        values = np.array([clopper_pearson_host(k, n, d, side=side) for k, n, d in rows])
         _check_cp(values, ks, ns, ds, upper=side == "upper")
 
 
 def test_clopper_pearson_domain_is_checked_and_clamped():
-    for call in (B.clopper_pearson_upper, B.clopper_pearson_lower):
+    for call in (clopper_pearson_upper, clopper_pearson_lower):
         with pytest.raises(ValueError, match=r"n=2000000000\.0.*allowed: values in \[1, 1e\+09\]"):
             call(5, 2 * 10**9, 0.05)
         with pytest.raises(ValueError, match=r"n=10\.5 is not an integer count"):
             call(5, 10.5, 0.05)
     with pytest.raises(ValueError, match=r"n=2000000000\.0"):
-        B.clopper_pearson_host(5, 2 * 10**9, 0.05)
+        clopper_pearson_host(5, 2 * 10**9, 0.05)
     # traced n beyond the domain: the trivial bound (1 upper, 0 lower), never NaN or a guess
     n = jnp.array([1e3, 2e9])
-    upper = np.asarray(jax.jit(lambda n: B.clopper_pearson_upper(5.0, n, 0.05))(n))
-    lower = np.asarray(jax.jit(lambda n: B.clopper_pearson_lower(5.0, n, 0.05))(n))
+    upper = np.asarray(jax.jit(lambda n: clopper_pearson_upper(5.0, n, 0.05))(n))
+    lower = np.asarray(jax.jit(lambda n: clopper_pearson_lower(5.0, n, 0.05))(n))
     assert upper[1] == 1.0 and lower[1] == 0.0
     assert 0.0 < lower[0] < 5e-3 < upper[0] < 1.0
 
@@ -226,12 +240,12 @@ def _tiny_grid():
 def test_kl_inv_lower_tiny_q():
     """ln(p/q) for p, q ~ 1e-300 is taken of the quotient, not as a difference of two ~−690 logs."""
     q, c = _tiny_grid()
-    _check_kl_inv(np.asarray(B.kl_inv_lower(q, c)), q, c, "lower")
+    _check_kl_inv(np.asarray(kl_inv_lower(q, c)), q, c, "lower")
 
 
 def test_kl_inv_reverse_tiny_p():
     q, c = _tiny_grid()
-    _check_kl_inv(np.asarray(B.kl_inv_reverse(q, c)), q, c, "reverse")
+    _check_kl_inv(np.asarray(kl_inv_reverse(q, c)), q, c, "reverse")
 
 
 SUBNORMAL_Q = [5e-324, 1e-320, 1e-310, 2e-308]
@@ -253,16 +267,16 @@ def _subnormal_grid():
 def test_kl_inv_subnormal_q_and_c():
     """Subnormal q or c (flushed to 0 by XLA) are rounded outward; eager and jit agree."""
     q, c = _subnormal_grid()
-    upper = np.asarray(B.kl_inv(q, c))
+    upper = np.asarray(kl_inv(q, c))
     _check_kl_inv(upper, q, c, "upper")
-    _check_kl_inv(np.asarray(B.kl_inv_lower(q, c)), q, c, "lower")
+    _check_kl_inv(np.asarray(kl_inv_lower(q, c)), q, c, "lower")
     # reverse at a subnormal p is the value at p = 2.2e-308: never below the exact value
-    reverse = np.asarray(B.kl_inv_reverse(q, c))
+    reverse = np.asarray(kl_inv_reverse(q, c))
     sub = (q > 0) & (q < TINY)
-    np.testing.assert_array_equal(reverse[sub], np.asarray(B.kl_inv_reverse(TINY, c[sub])))
+    np.testing.assert_array_equal(reverse[sub], np.asarray(kl_inv_reverse(TINY, c[sub])))
     _check_kl_inv(reverse, q, c, "reverse", side_only=True)
-    with B.float64_scope():  # keep the float64 subnormals as they are on their way into jit
-        jitted = np.asarray(jax.jit(B.kl_inv)(jnp.asarray(q), jnp.asarray(c)))
+    with float64_scope():  # keep the float64 subnormals as they are on their way into jit
+        jitted = np.asarray(jax.jit(kl_inv)(jnp.asarray(q), jnp.asarray(c)))
     np.testing.assert_array_equal(jitted, upper)
 
 
@@ -271,15 +285,15 @@ def test_x_minus_log1p_and_binary_kl_relative_accuracy():
     """h(x) = x − ln(1+x) on [−1/2, −1/4] (XLA's log1p: 2.5e-14 relative there), and kl terms
     that land in that range, to ≤ 1e-14 relative (module docstring: ~2e-15)."""
     x = np.linspace(-0.5, -0.25, 41)
-    with B.float64_scope():
-        h = np.asarray(B.x_minus_log1p(jnp.asarray(x)))
+    with float64_scope():
+        h = np.asarray(x_minus_log1p(jnp.asarray(x)))
     for xi, hi in zip(x, h):
         with mpmath.workdps(60):
             truth = mpmath.mpf(xi) - mpmath.log1p(mpmath.mpf(xi))
         assert abs(hi - truth) <= 1e-14 * truth, (xi, hi, truth)
     q = np.linspace(0.55, 0.75, 21)
     p = q + 0.42 * (1 - q)  # (1 − p)/(1 − q) − 1 = −0.42
-    values = np.asarray(B.binary_kl(q, p))
+    values = np.asarray(binary_kl(q, p))
     for qi, pi, vi in zip(q, p, values):
         with mpmath.workdps(60):
             truth = mp_kl(mpmath.mpf(qi), mpmath.mpf(pi))
@@ -298,9 +312,9 @@ def test_x_minus_log1p_and_binary_kl_relative_accuracy():
 )
 def test_pinsker_bound_is_the_pinsker_form_of_the_kl_bound(emp, kl, n, delta):
     """L̂ + √((KL + ln(2√n/δ))/(2n)), never below it or below the kl bound, within 1e-10."""
-    value = float(B.pinsker_bound(emp, kl, n, delta))
+    value = float(pinsker_bound(emp, kl, n, delta))
     with mpmath.workdps(60):
         b = mpmath.mpf(kl) + mpmath.log(2 * mpmath.sqrt(n) / mpmath.mpf(delta))
         truth = min(mpmath.mpf(1), mpmath.mpf(emp) + mpmath.sqrt(b / (2 * n)))
     assert mpmath.mpf(value) >= truth and value - truth <= 1e-10 * truth, (value, truth)
-    assert value >= float(B.maurer_bound(emp, kl, n, delta))
+    assert value >= float(maurer_bound(emp, kl, n, delta))

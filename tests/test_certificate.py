@@ -1,4 +1,5 @@
-"""difftrade.theory.certificate: coverage on a closed-form problem, vmap = per-member, δ accounting."""
+"""difftrade.theory.member_certificate, population_certificate, certificate_budget: coverage on a
+closed-form problem, vmap = per-member, δ accounting."""
 
 from __future__ import annotations
 
@@ -12,8 +13,14 @@ import pytest
 from scipy import stats
 from scipy.integrate import simpson
 
-from difftrade.theory import bounds as B
-from difftrade.theory import certificate as C
+from difftrade.theory import member_certificate as C
+from difftrade.theory.certificate_budget import confidence_budget, format_budget, print_budget
+from difftrade.theory.certificate_types import CertificateConfig
+from difftrade.theory.chernoff import per_example_convergence_bound, sample_convergence_bound
+from difftrade.theory.float64 import float64_scope
+from difftrade.theory.kl_inverse import kl_inv, kl_inv_lower
+from difftrade.theory.population_certificate import certify_population
+from difftrade.theory.special_functions import log_xi
 
 DIM = 5
 W_STAR = np.eye(DIM)[0]
@@ -60,7 +67,7 @@ def test_gibbs_risk_reference_matches_monte_carlo():
     )  # σ → 0: the network
 
 
-CONFIG = C.CertificateConfig(
+CONFIG = CertificateConfig(
     sigmas=(0.1, 0.3, 1.0), prior_sigmas=(1.0, 3.0), num_draws=48, delta=0.025, delta_prime=0.025
 )
 
@@ -73,7 +80,7 @@ def test_coverage_on_linear_gaussian_problem(monte_carlo):
     key_data, key_mc = jax.random.split(jax.random.key(2024))
     data = jax.vmap(lambda k: make_bound_set(k, n))(jax.random.split(key_data, reps))
     params = jnp.broadcast_to(jnp.asarray(MU), (reps, DIM))
-    certs = C.certify_population(
+    certs = certify_population(
         linear_01_loss,
         params,
         jnp.zeros(DIM, jnp.float32),
@@ -117,9 +124,9 @@ def test_sample_convergence_covers_the_exact_bound_set_gibbs_risk():
     exact = stats.norm.cdf(-y * (x @ MU.astype(np.float64)) / (sigma * np.linalg.norm(x, axis=-1))).mean(axis=-1)
     out = {}
     for mode, draws in (("per_example", 1), ("whole_set", 8)):
-        config = C.CertificateConfig(sigmas=(sigma,), prior_sigmas=(1.0,), num_draws=draws, delta_prime=0.05,
+        config = CertificateConfig(sigmas=(sigma,), prior_sigmas=(1.0,), num_draws=draws, delta_prime=0.05,
                                      delta_lower=0.05, monte_carlo=mode)
-        certs = C.certify_population(linear_01_loss, jnp.broadcast_to(jnp.asarray(MU), (reps, DIM)), jnp.zeros(DIM, jnp.float32),
+        certs = certify_population(linear_01_loss, jnp.broadcast_to(jnp.asarray(MU), (reps, DIM)), jnp.zeros(DIM, jnp.float32),
                                      data, jax.random.split(jax.random.key(6), reps), config, prior_axis=None)
         out[mode] = np.asarray(certs.sample_convergence_bound)
         assert np.mean(out[mode] >= exact) >= 0.95, mode
@@ -135,7 +142,7 @@ def test_per_example_draws_are_fresh_and_shared_across_sigmas():
     def reveal(w, data):
         return jnp.clip(0.5 + 0.05 * w[0], 0.0, 1.0) * jnp.ones(data.shape[0])
 
-    config = C.CertificateConfig(sigmas=(1.0, 2.0), num_draws=3)
+    config = CertificateConfig(sigmas=(1.0, 2.0), num_draws=3)
     _, losses, ok = C._evaluate(reveal, jnp.zeros(4), jnp.zeros((500, 2)), jax.random.key(0), None, config)
     losses = losses[..., 0]  # the one loss column
     eps = (np.asarray(losses, np.float64) - 0.5) / (0.05 * np.array([1.0, 2.0]))  # [1500, 2]
@@ -155,7 +162,7 @@ def test_importance_weighted_certificate_covers_the_target_risk():
     """Two components: level A labels by e₁, level B by e₂ (μ is 73° from e₂). Training mix
     S = (0.9, 0.1), target T = (0.5, 0.5): B · (certificate of the weighted loss) bounds the
     target Gibbs risk 0.5·R_A + 0.5·R_B in ≥ 1 − δ − δ′ of 200 repetitions."""
-    from difftrade.theory.shift import importance_weights, lp_shift_bound
+    from difftrade.theory.change_of_measure import importance_weights, lp_shift_bound
 
     reps, n = 200, 2000
     weight, scale, pi = importance_weights(np.array([0.5, 0.5]), np.array([0.9, 0.1]))
@@ -171,7 +178,7 @@ def test_importance_weighted_certificate_covers_the_target_risk():
 
     key_data, key_mc = jax.random.split(jax.random.key(99))
     config = dataclasses.replace(CONFIG, binary_loss=False, selection="bound")
-    certs = C.certify_population(
+    certs = certify_population(
         weighted_linear_01_loss, jnp.broadcast_to(jnp.asarray(MU), (reps, DIM)), jnp.zeros(DIM, jnp.float32),
         jax.vmap(bound_set)(jax.random.split(key_data, reps)), jax.random.split(key_mc, reps), config, prior_axis=None,
     )
@@ -198,7 +205,7 @@ def test_joint_columns_equal_separate_certificates(monte_carlo):
     x, y = make_bound_set(jax.random.key(11), 300)
     weight = jnp.asarray(np.random.default_rng(2).uniform(0.0, 1.0, 300), jnp.float32)
     mu, prior, key = jnp.asarray(MU), jnp.zeros(DIM, jnp.float32), jax.random.key(12)
-    plain = C.CertificateConfig(sigmas=(0.05, 0.5, 2.0), prior_sigmas=(0.5, 2.0), num_draws=2,
+    plain = CertificateConfig(sigmas=(0.05, 0.5, 2.0), prior_sigmas=(0.5, 2.0), num_draws=2,
                                 monte_carlo=monte_carlo, selection="bound")
     weighted = dataclasses.replace(plain, binary_loss=False, delta=0.01, selection="flatness")
 
@@ -215,7 +222,7 @@ def test_joint_columns_equal_separate_certificates(monte_carlo):
             np.testing.assert_allclose(np.asarray(getattr(got, field)), np.asarray(value), rtol=1e-12, err_msg=field)
     assert float(joint[0].bound) != float(joint[1].bound)  # two different statements, not one copied
     # a population call returns the same tuple with a member axis
-    pop = C.certify_population(both, mu[None], prior, jax.tree.map(lambda a: a[None], (x, y, weight)), key[None],
+    pop = certify_population(both, mu[None], prior, jax.tree.map(lambda a: a[None], (x, y, weight)), key[None],
                                (plain, weighted), prior_axis=None)
     np.testing.assert_allclose(np.asarray(pop[1].bound)[0], float(joint[1].bound), rtol=1e-12)
 
@@ -227,7 +234,7 @@ def test_shared_selection_certifies_the_first_columns_posterior():
     x, y = make_bound_set(jax.random.key(21), 300)
     weight = jnp.asarray(np.random.default_rng(3).uniform(0.0, 1.0, 300), jnp.float32)
     mu, prior, key = jnp.asarray(MU), jnp.zeros(DIM, jnp.float32), jax.random.key(22)
-    first = C.CertificateConfig(sigmas=(0.05, 0.5, 2.0), prior_sigmas=(0.5, 2.0), num_draws=2, selection="flatness")
+    first = CertificateConfig(sigmas=(0.05, 0.5, 2.0), prior_sigmas=(0.5, 2.0), num_draws=2, selection="flatness")
     own = dataclasses.replace(first, binary_loss=False, selection="bound")
 
     def both(w, d):
@@ -246,7 +253,7 @@ def test_shared_selection_certifies_the_first_columns_posterior():
 
 def test_joint_columns_errors():
     data = make_bound_set(jax.random.key(0), 10)
-    a = C.CertificateConfig(sigmas=(0.1,), num_draws=2)
+    a = CertificateConfig(sigmas=(0.1,), num_draws=2)
     mu, key = jnp.asarray(MU), jax.random.key(0)
     with pytest.raises(ValueError, match="sigmas differs between columns"):
         C.certify(linear_01_loss, mu, mu, data, key, (a, dataclasses.replace(a, sigmas=(0.2,))))
@@ -272,7 +279,7 @@ def _member_inputs(num: int, n: int = 300):
 
 
 # Few distinct configs: every new (config, loss_fn, shapes) compiles a program (~2-3 s on CPU).
-SMALL = C.CertificateConfig(
+SMALL = CertificateConfig(
     sigmas=(0.05, 0.2, 0.8), prior_sigmas=(0.5, 2.0), num_draws=16, delta=0.01, delta_prime=0.02
 )
 
@@ -286,7 +293,7 @@ def _member(i: int, inputs):
 def test_population_call_equals_per_member_calls():
     inputs = _member_inputs(4)
     params, prior, data, keys = inputs
-    batched = C.certify_population(linear_01_loss, params, prior, data, keys, SMALL)
+    batched = certify_population(linear_01_loss, params, prior, data, keys, SMALL)
     for i in range(4):
         single = C.certify(linear_01_loss, *_member(i, inputs), SMALL)
         for field, value in single._asdict().items():
@@ -301,13 +308,13 @@ def test_one_key_for_every_member_equals_per_member_calls_with_that_key():
     the one certify() gives it alone with that key, so each statement is unchanged in kind."""
     inputs = _member_inputs(3)
     params, prior, data, keys = inputs
-    shared = C.certify_population(linear_01_loss, params, prior, data, keys[0], SMALL, key_axis=None)
+    shared = certify_population(linear_01_loss, params, prior, data, keys[0], SMALL, key_axis=None)
     for i in range(3):
         p, p0, d, _ = _member(i, inputs)
         single = C.certify(linear_01_loss, p, p0, d, keys[0], SMALL)
         for field in ("bound", "mc_risk_estimate", "sigma", "kl"):
             np.testing.assert_allclose(np.asarray(getattr(shared, field))[i], np.asarray(getattr(single, field)), rtol=1e-12)
-    own = C.certify_population(linear_01_loss, params, prior, data, keys, SMALL)
+    own = certify_population(linear_01_loss, params, prior, data, keys, SMALL)
     assert not np.array_equal(np.asarray(own.mc_risk_estimates)[1:], np.asarray(shared.mc_risk_estimates)[1:])
 
 
@@ -316,7 +323,7 @@ def test_shared_axes_and_batched_map_agree():
     inputs = _member_inputs(4)
     params, prior, data, keys = inputs
     p0, d0 = prior[0], jax.tree.map(lambda a: a[0], data)
-    shared = C.certify_population(
+    shared = certify_population(
         linear_01_loss, params, p0, d0, keys, SMALL, data_axis=None, prior_axis=None
     )
     single = C.certify(linear_01_loss, params[1], p0, d0, keys[1], SMALL)
@@ -329,9 +336,9 @@ def test_shared_axes_and_batched_map_agree():
         linear_01_loss, params[1], p0, d0, keys[1], dataclasses.replace(SMALL, xi="exact")
     )
     assert float(exact.bound) < float(single.bound)  # Maurer's ξ(n) < 2√n
-    c = (float(exact.kl) + B.log_xi(300) - math.log(SMALL.delta) + math.log(6)) / 300
+    c = (float(exact.kl) + log_xi(300) - math.log(SMALL.delta) + math.log(6)) / 300
     assert float(exact.bound) == pytest.approx(
-        float(B.kl_inv(float(exact.sample_convergence_bound), c)), rel=1e-14
+        float(kl_inv(float(exact.sample_convergence_bound), c)), rel=1e-14
     )
 
 
@@ -342,19 +349,19 @@ def test_every_delta_is_paid_in_the_numbers():
     n, k, kp, m = 300, 3, 2, 16
     assert float(cert.num_examples) == n
     # sample convergence at δ′/K for each σ (σ is chosen after the draws): m draws per example
-    sc = B.per_example_convergence_bound(cert.mc_risk_estimates, m * n, SMALL.delta_prime / k)
+    sc = per_example_convergence_bound(cert.mc_risk_estimates, m * n, SMALL.delta_prime / k)
     i = SMALL.sigmas.index(float(cert.sigma))
     assert float(cert.sample_convergence_bound) == float(sc[i])
     np.testing.assert_allclose(  # ... = kl⁻¹(X̄, ln(K/δ′)/(m·n)), independently of the helper
-        float(sc[i]), float(B.kl_inv(float(cert.mc_risk_estimates[i]), math.log(k / SMALL.delta_prime) / (m * n))), rtol=1e-14)
+        float(sc[i]), float(kl_inv(float(cert.mc_risk_estimates[i]), math.log(k / SMALL.delta_prime) / (m * n))), rtol=1e-14)
     whole = C.certify(linear_01_loss, *_member(0, inputs), dataclasses.replace(SMALL, monte_carlo="whole_set"))
     j = SMALL.sigmas.index(float(whole.sigma))
     assert float(whole.sample_convergence_bound) == float(
-        B.sample_convergence_bound(whole.mc_risk_estimates, m, SMALL.delta_prime / k)[j])
+        sample_convergence_bound(whole.mc_risk_estimates, m, SMALL.delta_prime / k)[j])
     # kl bound pays ln(2√n/δ) and ln(K·K_P)
     c = (float(cert.kl) + math.log(2 * math.sqrt(n) / SMALL.delta) + math.log(k * kp)) / n
     assert float(cert.bound) == pytest.approx(
-        float(B.kl_inv(float(cert.sample_convergence_bound), c)), rel=1e-14
+        float(kl_inv(float(cert.sample_convergence_bound), c)), rel=1e-14
     )
     # KL is the isotropic Gaussian KL at the chosen pair
     sq = float(np.sum((np.asarray(params[0], np.float64) - np.asarray(prior[0], np.float64)) ** 2))
@@ -365,14 +372,14 @@ def test_every_delta_is_paid_in_the_numbers():
     assert float(cert.bound) >= float(cert.sample_convergence_bound) >= float(cert.mc_risk_estimate)
     # the lower side: Ľ = kl⁻¹_lower(X̄, ln(K/δ_low)/(m·n)), then the same c inverted from below
     assert float(cert.sample_convergence_lower) == float(
-        B.kl_inv_lower(float(cert.mc_risk_estimates[i]), math.log(k / SMALL.delta_lower) / (m * n)))
+        kl_inv_lower(float(cert.mc_risk_estimates[i]), math.log(k / SMALL.delta_lower) / (m * n)))
     # ... at every σ_P (all grid points hold on one event): the best one for the chosen σ
-    lowers = [float(B.kl_inv_lower(float(cert.sample_convergence_lower),
+    lowers = [float(kl_inv_lower(float(cert.sample_convergence_lower),
                                    (float(cert.kl_grid[i, jj]) + math.log(2 * math.sqrt(n) / SMALL.delta) + math.log(k * kp)) / n))
               for jj in range(kp)]
     assert float(cert.lower_bound) == max(lowers)
     assert float(whole.sample_convergence_lower) == float(
-        B.kl_inv_lower(float(whole.mc_risk_estimates[j]), math.log(2 * k / SMALL.delta_lower) / m))
+        kl_inv_lower(float(whole.mc_risk_estimates[j]), math.log(2 * k / SMALL.delta_lower) / m))
     assert float(cert.lower_bound) <= float(cert.sample_convergence_lower) <= float(cert.mc_risk_estimate)
     assert float(cert.interval_confidence) == pytest.approx(1 - 0.01 - 0.02 - SMALL.delta_lower)
     # flatness: the largest σ whose MC risk is within the tolerance (else the smallest σ)
@@ -390,7 +397,7 @@ def test_selection_rules():
     sigmas = (10.0, 0.01, 1.0, 0.1)  # unsorted on purpose
     loose = C.certify(
         *args,
-        C.CertificateConfig(
+        CertificateConfig(
             sigmas=sigmas, prior_sigmas=(1.0,), num_draws=8, flatness_tolerance=1.0
         ),
     )
@@ -410,7 +417,7 @@ def test_tied_prior_and_diagonal_scale():
     inputs = _member_inputs(4)
     params, prior = inputs[0], inputs[1]
     args = (linear_01_loss, *_member(0, inputs))
-    tied = C.certify(*args, C.CertificateConfig(sigmas=(0.1, 0.5), num_draws=8, selection="bound"))
+    tied = C.certify(*args, CertificateConfig(sigmas=(0.1, 0.5), num_draws=8, selection="bound"))
     sq = float(np.sum((np.asarray(params[0], np.float64) - np.asarray(prior[0], np.float64)) ** 2))
     assert float(tied.prior_sigma) == float(tied.sigma)
     assert float(tied.kl) == pytest.approx(sq / (2 * float(tied.sigma) ** 2), rel=1e-12)
@@ -433,7 +440,7 @@ def test_nnx_model_and_invalid_losses():
         return jax.nn.sigmoid(-y * logits)  # a [0, 1]-valued, non-binary loss
 
     data = make_bound_set(jax.random.key(5), 200)
-    config = C.CertificateConfig(
+    config = CertificateConfig(
         sigmas=(0.01, 0.1), prior_sigmas=(1.0,), num_draws=8, binary_loss=False
     )
     cert = C.certify(loss_fn, state, state, data, jax.random.key(0), config)
@@ -453,15 +460,15 @@ def test_nnx_model_and_invalid_losses():
         not bool(bad.valid) and np.isnan(float(bad.bound)) and np.isnan(float(bad.mc_risk_estimate))
     )
     # a non-binary loss where binary_loss=True is claimed: no Clopper–Pearson interval (NaN)
-    with B.float64_scope():
+    with float64_scope():
         lower, upper = C._deterministic_interval(
-            jnp.float32(0.3), jnp.bool_(False), 200, C.CertificateConfig(sigmas=(0.1,))
+            jnp.float32(0.3), jnp.bool_(False), 200, CertificateConfig(sigmas=(0.1,))
         )
     assert np.isnan(float(lower)) and np.isnan(float(upper))
 
 
 def test_budget_itemises_every_delta(capsys):
-    config = C.CertificateConfig(
+    config = CertificateConfig(
         sigmas=(0.1, 0.2, 0.4),
         prior_sigmas=(1.0, 2.0),
         num_draws=50,
@@ -470,17 +477,17 @@ def test_budget_itemises_every_delta(capsys):
         delta_lower=0.015,
         delta_heldout=0.05,
     )
-    items = C.confidence_budget(config)
+    items = confidence_budget(config)
     assert [round(i.delta, 12) for i in items] == [0.02, 0.01, 0.015, 0.05]
-    text = C.format_budget(config, num_members=4)
+    text = format_budget(config, num_members=4)
     assert "δ/6" in text and "δ′/3" in text and "r=50 fresh draws per example" in text
-    whole = C.format_budget(dataclasses.replace(config, monte_carlo="whole_set"))
+    whole = format_budget(dataclasses.replace(config, monte_carlo="whole_set"))
     assert "ln(2K/δ′)/m with m=50 draws on the whole set" in whole
     assert "confidence 0.97" in text and "confidence 0.92" in text and "4 × 0.03 = 0.12" in text
     assert "δ_low/3" in text and "δ + δ′ + δ_low = 0.045 → confidence 0.955" in text
-    C.print_budget(config)
+    print_budget(config)
     assert "confidence budget" in capsys.readouterr().out
-    assert "vacuous" in C.format_budget(config, num_members=40)
+    assert "vacuous" in format_budget(config, num_members=40)
 
 
 @pytest.mark.parametrize(
@@ -504,12 +511,12 @@ def test_budget_itemises_every_delta(capsys):
 )
 def test_config_errors(kwargs, field):
     with pytest.raises(ValueError, match=field):
-        C.CertificateConfig(**kwargs)
+        CertificateConfig(**kwargs)
 
 
 def test_call_errors():
     data = make_bound_set(jax.random.key(0), 10)
-    config = C.CertificateConfig(sigmas=(0.1,), num_draws=2)
+    config = CertificateConfig(sigmas=(0.1,), num_draws=2)
     with pytest.raises(ValueError, match="loss_fn returned shape"):
         C.certify(
             lambda w, d: jnp.zeros((10, 2)),
@@ -533,7 +540,7 @@ def test_call_errors():
             linear_01_loss, jnp.asarray(MU), {"w": jnp.asarray(MU)}, data, jax.random.key(0), config
         )
     with pytest.raises(ValueError, match="num_members=0"):
-        C.format_budget(config, num_members=0)
+        format_budget(config, num_members=0)
 
 
 @pytest.mark.slow
@@ -542,7 +549,7 @@ def test_per_example_draws_through_the_pallas_kernels():
     over (member, example, σ) weight sets: the fused kernels' batching rule must carry that. In
     interpret mode, the Monte-Carlo estimates equal the XLA model's (clipped CE, a [0, 1] loss)."""
     from difftrade import data
-    from difftrade.bound import ClippedCrossEntropy
+    from difftrade.certify import ClippedCrossEntropy
     from difftrade.model import ModelConfig, kernel_mode
     from difftrade.tasks.addition import Addition
     from difftrade.train import member_data_root, member_init_params
@@ -552,11 +559,11 @@ def test_per_example_draws_through_the_pallas_kernels():
     params = jax.vmap(lambda s: member_init_params(base, key, s))(seeds)
     weights = jnp.tile(jnp.asarray(data.uniform(task), jnp.float32), (2, 1))
     bound_set = jax.vmap(lambda s, w: data.examples(task, member_data_root(key, s), 2, w, jnp.arange(8))[:2])(seeds, weights)
-    config = C.CertificateConfig(sigmas=(0.1, 1.0), prior_sigmas=(1.0,), num_draws=2, selection="bound", binary_loss=False)
+    config = CertificateConfig(sigmas=(0.1, 1.0), prior_sigmas=(1.0,), num_draws=2, selection="bound", binary_loss=False)
     estimates = {}
     for impl in ("xla", "pallas"):
         with kernel_mode("interpret"):
-            cert = C.certify_population(ClippedCrossEntropy(dataclasses.replace(base, attention=impl, mlp=impl)), params, params,
+            cert = certify_population(ClippedCrossEntropy(dataclasses.replace(base, attention=impl, mlp=impl)), params, params,
                                         bound_set, jax.random.split(key, 2), config)
         estimates[impl] = np.asarray(cert.mc_risk_estimates)
     assert np.all((estimates["xla"][:, 0] > 0.05) & (estimates["xla"][:, 0] < 0.95))  # σ = 0.1: not saturated

@@ -94,3 +94,22 @@ def test_cache_keys_hold_static_configuration_and_kernel_mode():
         assert compiled_trainer(CFG.task, model, CFG.train) is not trainer
         assert compiled_evaluator(CFG.task, model, CFG.eval) is not evaluator
     assert compiled_trainer(CFG.task, model, CFG.train) is trainer
+
+
+@pytest.mark.slow  # two small runs, one trainer and one evaluator compile (~20 s)
+def test_a_run_reports_its_compilations_and_a_new_seed_compiles_nothing(monkeypatch, tmp_path):
+    """results.nc and the report count the programs a run compiled: a fresh process compiles the
+    trainer and the evaluator once for all chunks; a second run differing only in run.seed, none."""
+    import dataclasses
+
+    from difftrade import experiment, report
+
+    fresh_caches(monkeypatch)
+    raw = tiny_raw(train={"steps": 8, "warmup_steps": 2, "num_checkpoints": 2}, run={"chunk_size": 2})
+    first = experiment.run(config.from_dict(raw), tmp_path / "a", progress=False)
+    cfg = config.from_dict(raw)
+    second = experiment.run(dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seed=1)), tmp_path / "b", progress=False)
+    assert first.attrs["compiled_programs"] == 2  # 4 chunks of 2 members: one program each for train and evaluate
+    assert second.attrs["compiled_programs"] == 0
+    assert not np.array_equal(first["loss_curve"].values, second["loss_curve"].values)  # the new key is used
+    assert "; 0 compiled programs; " in report.render(second)

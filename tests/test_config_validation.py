@@ -20,7 +20,7 @@ from difftrade import config, experiment, rundir
 from difftrade.cli import main
 from difftrade.evaluate import EVAL_FIELDS, EvalConfig
 from difftrade.model import MODEL_FIELDS, ModelConfig
-from difftrade.train import TRAIN_FIELDS, TrainConfig
+from difftrade.train_config import TRAIN_FIELDS, TrainConfig
 
 ON_GPU = jax.default_backend() == "gpu"
 MODEL_KIND = {"kind": "model", "reference": "no/such/base"}  # model-based levels; the reference is read later
@@ -207,18 +207,18 @@ def test_refusal_after_the_directory_was_created_leaves_it_as_it_was(existing, t
 
 
 def test_batch_size_too_large_names_train_batch_size(tiny_cfg, monkeypatch):
-    from difftrade import train
+    from difftrade import chunk_sizing
 
-    member = lambda batch: train.bytes_per_member(tiny_cfg.model, dataclasses.replace(tiny_cfg.train, batch_size=batch),
+    member = lambda batch: chunk_sizing.bytes_per_member(tiny_cfg.model, dataclasses.replace(tiny_cfg.train, batch_size=batch),
                                                   tiny_cfg.task.seq_len)
     per_example = member(2) - member(1)
-    monkeypatch.setattr(train, "device_memory_bytes", lambda: member(1) + 99 * per_example)  # batches up to 100 fit
+    monkeypatch.setattr(chunk_sizing, "device_memory_bytes", lambda: member(1) + 99 * per_example)  # batches up to 100 fit
     big = dataclasses.replace(tiny_cfg.train, batch_size=4096)
     with pytest.raises(ValueError, match=r"^train\.batch_size=4096 does not fit: .*; allowed: an integer in \[1, 100\]"):
-        train.check_chunk_fits(tiny_cfg.model, big, tiny_cfg.task.seq_len, 0)
-    train.check_chunk_fits(tiny_cfg.model, tiny_cfg.train, tiny_cfg.task.seq_len, 0)  # batch 8 fits
+        chunk_sizing.check_chunk_fits(tiny_cfg.model, big, tiny_cfg.task.seq_len, 0)
+    chunk_sizing.check_chunk_fits(tiny_cfg.model, tiny_cfg.train, tiny_cfg.task.seq_len, 0)  # batch 8 fits
     with pytest.raises(ValueError, match=r"^run\.chunk_size=64 does not fit"):
-        train.check_chunk_fits(tiny_cfg.model, tiny_cfg.train, tiny_cfg.task.seq_len, 64 * jax.device_count())
+        chunk_sizing.check_chunk_fits(tiny_cfg.model, tiny_cfg.train, tiny_cfg.task.seq_len, 64 * jax.device_count())
 
 
 @pytest.mark.parametrize(

@@ -12,11 +12,14 @@ from conftest import tiny_raw
 from scipy import stats
 
 from difftrade import config, data, experiment
+from difftrade.bank_task import BankTask
 from difftrade.checkpoint import save_base
-from difftrade.difficulty import BankTask, agreement, model_based_task, rank_agreement, score
+from difftrade.difficulty import model_based_task, score
+from difftrade.difficulty_agreement import agreement, rank_agreement
 from difftrade.model import init_params
 from difftrade.tasks import make_task
-from difftrade.train import Population, TrainConfig, train_population
+from difftrade.train import train_population
+from difftrade.train_config import Population, TrainConfig
 
 NUM_LEVELS, PER_LEVEL = 3, 40
 

@@ -8,7 +8,8 @@ import pytest
 from conftest import tiny_raw
 
 from difftrade import config, experiment
-from difftrade.train import TrainConfig, train_population
+from difftrade.train import train_population
+from difftrade.train_config import TrainConfig
 
 
 @pytest.mark.parametrize("epochs", [0.5, 1, 3, 32, 2.5])

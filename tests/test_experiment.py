@@ -140,32 +140,52 @@ def test_run_directory_stands_for_its_results_file(full_run, tmp_path, capsys):
 
 def test_automatic_chunking_splits_by_memory(tiny_cfg, tmp_path, monkeypatch):
     """With little device memory the grid is cut into several chunks, and results do not change."""
-    from difftrade import train
+    from difftrade import chunk_sizing
 
     cfg = tiny_cfg
-    per_member = train.bytes_per_member(cfg.model, cfg.train, cfg.task.seq_len)
+    per_member = chunk_sizing.bytes_per_member(cfg.model, cfg.train, cfg.task.seq_len)
     # room for 3 members at the default 50% fraction
-    monkeypatch.setattr(train, "device_memory_bytes", lambda: int(6.5 * per_member))
-    assert train.auto_chunk_size(cfg.model, cfg.train, cfg.task.seq_len, 8) == 3
-    monkeypatch.setattr("difftrade.experiment.auto_chunk_size", train.auto_chunk_size)
+    monkeypatch.setattr(chunk_sizing, "device_memory_bytes", lambda: int(6.5 * per_member))
+    assert chunk_sizing.auto_chunk_size(cfg.model, cfg.train, cfg.task.seq_len, 8) == 3
+    monkeypatch.setattr("difftrade.experiment.auto_chunk_size", chunk_sizing.auto_chunk_size)
     ds = experiment.run(cfg, tmp_path, progress=False)
     assert len(list((tmp_path / "chunks").glob("chunk_*.nc"))) == 3
     assert np.all(np.isfinite(ds["target_risk"].values))
 
 
 def test_chunk_size_too_large_for_memory_is_refused(tiny_cfg, monkeypatch):
-    from difftrade import train
+    from difftrade import chunk_sizing
 
-    monkeypatch.setattr(train, "device_memory_bytes", lambda: 1000)
+    monkeypatch.setattr(chunk_sizing, "device_memory_bytes", lambda: 1000)
     with pytest.raises(ValueError, match="does not fit"):
-        train.check_chunk_fits(tiny_cfg.model, tiny_cfg.train, tiny_cfg.task.seq_len, 8)
+        chunk_sizing.check_chunk_fits(tiny_cfg.model, tiny_cfg.train, tiny_cfg.task.seq_len, 8)
 
 
 @pytest.mark.parametrize("cores,members,expected", [(2, 24, 2), (16, 24, 12), (64, 1, 1), (4, 7, 1), (8, None, 8)])
 def test_cpu_device_count(cores, members, expected):
-    from difftrade.cli import cpu_device_count
+    from difftrade.commands.grids import cpu_device_count
 
     assert cpu_device_count(cores, members) == expected
+
+
+def test_compress_splits_members_by_the_runs_grid(monkeypatch, tmp_path):
+    """`difftrade compress` chooses the CPU device count from the run's config.json (no jax yet), as
+    `run` does from its TOML; a directory without one leaves the count to the cores. `bound` keeps
+    jax's default (one CPU device)."""
+    import json
+
+    from difftrade import cli
+    from difftrade.commands.grids import _run_members
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"config_hash": "x", "config": tiny_raw()}))
+    seen = []
+    monkeypatch.setattr(cli, "_one_cpu_device_per_core", seen.append)
+    for argv in (["bound", str(run)], ["compress", str(run)], ["compress", str(tmp_path)]):
+        cli._prepare(cli.build_parser().parse_args(argv))
+    assert seen == [8, None]  # 2 difficulties x 2 budgets x 2 seeds; bound: not called
+    assert _run_members(tmp_path / "absent") is None
 
 
 @pytest.mark.slow
@@ -175,7 +195,7 @@ def test_cli_run_splits_members_over_cpu_cores(tmp_path):
     import subprocess
     import sys
 
-    from difftrade.cli import cpu_device_count
+    from difftrade.commands.grids import cpu_device_count
 
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(toml_text(tiny_raw()))

@@ -94,7 +94,8 @@ import sys, jax, numpy as np
 sys.path.insert(0, {tests!r})
 from conftest import tiny_raw, toml_text
 from difftrade import config, multihost
-from difftrade.train import member_init_params, member_mesh, shard_members, train_population
+from difftrade.mesh import member_mesh, shard_members
+from difftrade.train import member_init_params, train_population
 multihost.initialize("localhost:{port}", 2, int(sys.argv[1]))
 # host values (numpy or process-local jax) are split, not stacked once per process
 for value in (np.arange(4.0), jax.numpy.arange(4.0)):

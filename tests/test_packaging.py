@@ -73,8 +73,8 @@ print("jax imported:", "jax" in sys.modules)
 
 
 def test_cli_help_does_not_import_jax():
-    """cli.py itself imports jax and the library only inside the commands: ``--help`` builds every
-    parser without them (loaded here on its own, without the ``difftrade`` package)."""
+    """cli.py and its command modules (``difftrade.commands``) import jax and the library only inside
+    the commands: ``--help`` builds every parser without them (cli.py loaded here from its file)."""
     code = HELP_WITHOUT_JAX.format(path=str(ROOT / "difftrade" / "cli.py"))
     done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -101,3 +101,47 @@ def test_package_metadata():
     extras = project["optional-dependencies"]
     assert "difftrade[test]" in extras["dev"]  # one test extra; dev adds the tools
     assert any(dep.startswith("orbax-checkpoint") for dep in project["dependencies"])  # difftrade.checkpoint imports it
+
+
+def test_tested_floors_are_the_declared_floors():
+    """experiments/floors.txt (what experiments/test_floors.sh installs and tests) pins every
+    dependency at the ``>=`` floor pyproject.toml declares, and nothing else (jaxlib follows jax)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    pins = {}
+    for line in (ROOT / "experiments" / "floors.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            req = Requirement(line)
+            (spec,) = req.specifier
+            assert spec.operator == "==", line
+            pins[canonicalize_name(req.name)] = Version(spec.version)
+    floors = {}
+    for dep in PYPROJECT["project"]["dependencies"]:
+        req = Requirement(dep)
+        lower = [s.version for s in req.specifier if s.operator == ">="]
+        assert len(lower) == 1, f"{dep}: one '>=' floor expected"
+        floors[canonicalize_name(req.name)] = Version(lower[0])
+    assert pins.pop("jaxlib") == pins["jax"]
+    assert pins == floors
+
+
+def test_api_reference_builds_with_pdoc(tmp_path):
+    """experiments/build_api_docs.py renders a page per module of the package (pdoc imports each
+    one; --strict fails on a module that does not import), docstrings included."""
+    done = subprocess.run([sys.executable, str(ROOT / "experiments" / "build_api_docs.py"), str(tmp_path), "--strict"],
+                          check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    page = lambda module: tmp_path / (module.replace(".", "/") + ".html")
+    for module in ("difftrade", "difftrade.experiment", "difftrade.theory.member_certificate", "difftrade.tasks", "difftrade.cli"):
+        assert page(module).is_file(), module
+    files = sorted(p.relative_to(ROOT / "difftrade") for p in (ROOT / "difftrade").rglob("*.py"))
+    public = [f for f in files if not any(part.startswith("_") and part != "__init__.py" for part in f.parts)]
+    missing = [str(f) for f in public if not page(".".join(("difftrade",) + f.with_suffix("").parts).removesuffix(".__init__")).is_file()]
+    assert missing == [], missing  # every public module has its page
+    assert (tmp_path / "index.html").is_file() and (tmp_path / "search.js").is_file()
+    assert "Task families with a tunable difficulty." in page("difftrade.tasks").read_text()
+    assert "Every finished chunk is on disk before the next one starts" in page("difftrade.experiment").read_text()
+    assert "PAC-Bayes certificate: the generic, vmappable recipe" in page("difftrade.theory.member_certificate").read_text()

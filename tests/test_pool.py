@@ -14,12 +14,11 @@ from difftrade.pool import (
     RedistributionWarning,
     bin_scores,
     largest_remainder,
-    load_scores,
     redistribute,
-    save_selection,
     select,
     select_with_report,
 )
+from difftrade.pool_files import load_scores, save_selection
 
 
 def pool(size=10_000, seed=0):

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from test_certificate import DIM, MU, linear_01_loss, make_bound_set
 
-from difftrade.theory import certificate as C
-from difftrade.theory.bounds import float64_scope
+from difftrade.theory import member_certificate as C
+from difftrade.theory.certificate_types import CertificateConfig
+from difftrade.theory.float64 import float64_scope
 from difftrade.theory.kl import gaussian_kl
 from difftrade.theory.posterior import FitConfig, diagonal_kl, fit_posterior, quad_objective
 
@@ -53,7 +54,7 @@ def diagonal_gibbs_risk(mean: np.ndarray, sigma: np.ndarray, draws: int = 400_00
 
 FIT = FitConfig(steps=150, learning_rate=0.05, mean_learning_rate=0.01, batch_size=64, init_sigma=0.1,
                 init_prior_sigma=1.0, delta=0.025)
-CERT = C.CertificateConfig(sigmas=(1.0,), prior_sigmas=(0.5, 1.0, 2.0), num_draws=4, selection="bound")  # 4 draws per example
+CERT = CertificateConfig(sigmas=(1.0,), prior_sigmas=(0.5, 1.0, 2.0), num_draws=4, selection="bound")  # 4 draws per example
 
 
 @pytest.mark.slow
@@ -99,7 +100,7 @@ def test_diagonal_fit_beats_the_isotropic_grid_when_sensitivities_differ():
     prior = jnp.zeros(dim, jnp.float32)
     sigmas = tuple(float(s) for s in np.geomspace(1e-3, 1.0, 10))
     iso = C.certify(linear_01_loss, jnp.asarray(mu), prior, data, jax.random.key(1),
-                    C.CertificateConfig(sigmas=sigmas, prior_sigmas=CERT.prior_sigmas, num_draws=4, selection="bound"))
+                    CertificateConfig(sigmas=sigmas, prior_sigmas=CERT.prior_sigmas, num_draws=4, selection="bound"))
     mean, sigma, _ = fit_posterior(smooth_01, jnp.asarray(mu), prior, data, jax.random.key(2),
                                    FitConfig(steps=400, learning_rate=0.05, mean_learning_rate=0.01, init_sigma=0.01,
                                              init_prior_sigma=1.0))

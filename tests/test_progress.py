@@ -8,6 +8,7 @@ import jax
 import numpy as np
 
 from difftrade import experiment, train
+from difftrade.progress import Progress
 
 
 def test_every_member_segment_is_reported(tiny_cfg):
@@ -24,7 +25,7 @@ def test_every_member_segment_is_reported(tiny_cfg):
 
 
 def test_run_reports_progress_inside_a_chunk(tiny_cfg, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(experiment.Progress, "LOG_EVERY", 0.0)  # a line per segment report (stderr is not a terminal)
+    monkeypatch.setattr(Progress, "LOG_EVERY", 0.0)  # a line per segment report (stderr is not a terminal)
     experiment.run(tiny_cfg, tmp_path, progress=True)  # 8 members, one chunk
     lines = [line for line in capsys.readouterr().err.splitlines() if "members" in line]
     done = [int(m[1]) for line in lines if (m := re.search(r"\] (\d+)/8 members", line))]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from difftrade import analysis, compress, config, report, results, study
+from difftrade import compress, config, paired_comparison, report, results, study
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "docs" / "runs"
@@ -66,7 +66,7 @@ def test_readme_study_table_is_its_result_files(label, grid):
     cells = [cell.strip() for cell in line.strip("|").split("|")]
     ds = results.load(STUDY / f"{grid}.nc")
     risk = ds["target_risk"].transpose("difficulty", "budget", "seed").values
-    cmp = analysis.compare_to_d_star(risk, ds["difficulty"].values, method="sign_flip", alpha=study.ALPHA)
+    cmp = paired_comparison.compare_to_d_star(risk, ds["difficulty"].values, method="sign_flip", alpha=study.ALPHA)
     budgets = ds["budget"].values
     assert cells[0] == f"{label}, n = {int(budgets[0]):,} → {int(budgets[-1]):,}"
     assert cells[1] == ", ".join(str(int(d)) for d in cmp.d_star)

@@ -19,7 +19,8 @@ from difftrade.recommender import (
     surface,
     validate_leave_one_budget_out,
 )
-from difftrade.theory.tradeoff import PowerTradeoff, fit_dataset
+from difftrade.theory.tradeoff_families import PowerTradeoff
+from difftrade.theory.tradeoff_fitting import fit_dataset
 
 GPU_RESULTS = Path(__file__).resolve().parents[1] / "docs" / "runs" / "tradeoff_v1.nc"  # shipped with the repository
 POWER = {"c": 40.0, "a": 0.4}  # d*(n) = 0.8^(2/3) (n/40)^(1/3): 1.9 at n=400, 7.4 at n=25,600

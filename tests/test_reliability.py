@@ -15,8 +15,9 @@ import pytest
 import xarray as xr
 from conftest import tiny_raw, toml_text
 
-from difftrade import cli, config, experiment, results
+from difftrade import assembly, cli, config, divergence, experiment, results
 from difftrade.chunks import load_params
+from difftrade.commands import grids
 from difftrade.model import init_params
 from difftrade.recommender import recommend
 
@@ -270,7 +271,7 @@ def _mixed(chunked, diverged_run, bad: list[int]) -> xr.Dataset:
     healthy = xr.concat([results.load(p) for p in _chunk_files(out)], "member")
     broken = xr.concat([results.load(p) for p in _chunk_files(bad_out)], "member")
     keep = [m for m in range(8) if m not in bad]
-    return results.assemble(cfg, [healthy.sel(member=keep), broken.sel(member=bad)], {"chunk_size": 2})
+    return assembly.assemble(cfg, [healthy.sel(member=keep), broken.sel(member=bad)], {"chunk_size": 2})
 
 
 def test_run_summary_skips_and_names_diverged_members(chunked, diverged_run, monkeypatch, capsys):
@@ -288,7 +289,7 @@ def test_run_summary_skips_and_names_diverged_members(chunked, diverged_run, mon
     other = int(ds["difficulty"].values[1 - d_best])
     monkeypatch.setattr(experiment, "run", lambda *a, **k: mixed)
     cfg_path, _, _ = diverged_run
-    cli._run(cfg_path, Path("unused"), resume=True)
+    grids._run(cfg_path, Path("unused"), resume=True)
     out = capsys.readouterr().out
     assert f"d*(n) = {{1: None, 32: {other}}}" in out, out
     assert "6 diverged member(s)" in out and f"({int(best[1])}, 32, 0), ({int(best[1])}, 32, 1)" in out, out
@@ -296,7 +297,7 @@ def test_run_summary_skips_and_names_diverged_members(chunked, diverged_run, mon
 
 def test_cli_run_summary_of_an_all_diverged_run(diverged_run, capsys):
     cfg_path, out, _ = diverged_run
-    cli._run(cfg_path, out, resume=True)  # every member is on disk: assembles only
+    grids._run(cfg_path, out, resume=True)  # every member is on disk: assembles only
     text = capsys.readouterr().out
     assert "d*(n) = {1: None, 32: None}" in text, text
     assert "8 diverged member(s)" in text and "(1, 1, 0), (1, 1, 1), (1, 32, 0)" in text, text
@@ -307,9 +308,9 @@ def test_describe_diverged_abbreviates_long_lists():
     bad.ravel()[:11] = True
     ds = xr.Dataset({"diverged": (("difficulty", "budget", "seed"), bad)},
                     coords={"difficulty": [1, 2, 3], "budget": [1, 32], "seed": [0, 1]})
-    text = results.describe_diverged(ds)
+    text = divergence.describe_diverged(ds)
     assert text.startswith("11 diverged member(s)") and text.endswith("(3, 1, 1), ... and 1 more"), text
-    assert results.describe_diverged(ds.assign(diverged=ds["diverged"] & False)) == ""
+    assert divergence.describe_diverged(ds.assign(diverged=ds["diverged"] & False)) == ""
 
 
 def test_recommend_excludes_diverged_members(chunked, diverged_run, capsys):

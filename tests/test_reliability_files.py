@@ -27,7 +27,7 @@ import pytest
 import xarray as xr
 from conftest import tiny_raw, toml_text
 
-from difftrade import checkpoint, chunks, config, experiment, pool, results, rundir
+from difftrade import checkpoint, chunks, config, experiment, pool_files, results, rundir
 from difftrade.cli import main
 from difftrade.model import ModelConfig, init_params
 
@@ -172,7 +172,7 @@ def test_a_pool_file_without_scores_is_named(name, content, expected, tmp_path, 
     else:
         path.write_bytes(content)
     with pytest.raises(ValueError, match=expected):
-        pool.load_scores(path)
+        pool_files.load_scores(path)
     assert main(["select", str(path), "--budget", "2", "--weights", "0.5,0.5"]) == 2
     _one_error_line(capsys, path, expected)
 

@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from difftrade import results, study
+from difftrade import assembly, results, study
 
 GRID = Path(__file__).resolve().parents[1] / "docs" / "runs" / "study" / "addition.nc"
 
 
 def test_with_the_run_target_reproduces_the_stored_risks():
     ds = results.load(GRID)
-    same = results.with_target(ds, ds["target_weights"].values)
+    same = assembly.with_target(ds, ds["target_weights"].values)
     for name in ("target_risk", "extrapolation_gap"):
         np.testing.assert_allclose(same[name].values, ds[name].values, rtol=0, atol=1e-12, equal_nan=True)
 
@@ -24,20 +24,20 @@ def test_with_target_is_the_level_weighted_risk():
     ds = results.load(GRID)
     hard = study.hard_target(ds.sizes["level"])
     np.testing.assert_allclose(hard, np.arange(1, 5) / 10)
-    out = results.with_target(ds, hard)
+    out = assembly.with_target(ds, hard)
     level_risk = 1 - ds["level_exact"].transpose("difficulty", "budget", "seed", "level").values
     want = np.einsum("dnsl,l->dns", level_risk, hard)
     want[ds["diverged"].values] = np.nan
     np.testing.assert_allclose(out["target_risk"].transpose("difficulty", "budget", "seed").values, want, atol=1e-12)
     np.testing.assert_allclose(out["extrapolation_gap"].values, out["target_risk"].values - ds["test_risk"].values, atol=1e-12)
     np.testing.assert_array_equal(out["train_risk"].values, ds["train_risk"].values)
-    last = results.with_target(ds, np.eye(4)[3])  # all target mass on the hardest level
+    last = assembly.with_target(ds, np.eye(4)[3])  # all target mass on the hardest level
     np.testing.assert_allclose(last["target_risk"].values, level_risk[..., 3], atol=1e-12)
 
 
 def test_bad_target_and_empty_folder_are_refused(tmp_path):
     with pytest.raises(ValueError, match="target_weights sums to 0.5"):
-        results.with_target(results.load(GRID), [0.5, 0, 0, 0])
+        assembly.with_target(results.load(GRID), [0.5, 0, 0, 0])
     with pytest.raises(ValueError, match="holds no <family>.nc result files"):
         study.summarize(tmp_path)
 
@@ -53,7 +53,7 @@ def test_leave_one_budget_out_has_the_threshold_predictor():
     d, n = ds["difficulty"].values.astype(float), ds["budget"].values.astype(float)
     mean = analysis.seed_mean(ds["target_risk"].transpose("difficulty", "budget", "seed").values)
     pi = np.array([0.75, 0.5, 0.25, 0.0])
-    np.testing.assert_allclose(recommender._uncovered_mass(ds, recommender.surface(ds)), pi)
+    np.testing.assert_allclose(recommender.validation._uncovered_mass(ds, recommender.surface(ds)), pi)
     for j in range(n.size):
         keep = np.arange(n.size) != j
         fit = threshold.fit_threshold(d, n[keep], mean[:, keep], pi)

@@ -1,4 +1,5 @@
-"""difftrade.theory.symbolic and every derivation check under theory/.
+"""difftrade.theory's sympy machinery (claims, signs, numeric_fallback, provers) and every
+derivation check under theory/.
 
 Each theory/check_*.py must pass every claim with the method its Claim records (so a sympy
 upgrade that silently turns a proof into a numeric check is noticed), and every deliberately
@@ -16,18 +17,16 @@ import sympy as sp
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from difftrade.theory.symbolic import (
-    NUMERIC_FALLBACK,
-    SYMBOLIC,
-    Claim,
+from difftrade.theory.claims import NUMERIC_FALLBACK, SYMBOLIC, Claim
+from difftrade.theory.numeric_fallback import numeric_check
+from difftrade.theory.provers import (
     combine,
-    decide_sign,
-    numeric_check,
     prove_equal,
     prove_nonnegative_by_derivative,
     prove_sign,
     prove_unique_root,
 )
+from difftrade.theory.signs import decide_sign
 
 CHECKS = sorted((ROOT / "theory").glob("check_*.py"))
 

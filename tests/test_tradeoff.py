@@ -1,5 +1,6 @@
-"""difftrade.theory.tradeoff: closed forms, fitting, d*(n) from bounds; and the measured and
-bootstrap d*(n) of difftrade.analysis on grids drawn from those closed forms."""
+"""difftrade.theory.tradeoff_families, tradeoff_fitting, d_star_from_bounds: closed forms, fitting,
+d*(n) from bounds; and the measured and bootstrap d*(n) of difftrade.analysis on grids drawn from
+those closed forms."""
 
 from __future__ import annotations
 
@@ -7,18 +8,15 @@ import numpy as np
 import pytest
 
 from difftrade.analysis import bootstrap_d_star, d_star
-from difftrade.theory.tradeoff import (
+from difftrade.theory.d_star_from_bounds import certified_d_star_set, d_star_from_bound
+from difftrade.theory.tradeoff_families import (
     FAMILIES,
     ExponentialTradeoff,
     PacBayesTradeoff,
     PowerTradeoff,
-    certified_d_star_set,
-    compare_models,
-    d_star_from_bound,
-    fit,
-    fit_dataset,
     numeric_d_star,
 )
+from difftrade.theory.tradeoff_fitting import compare_models, fit, fit_dataset
 
 DIFFICULTIES = np.arange(1.0, 9.0)
 BUDGETS = 400.0 * 2.0 ** np.arange(7)  # 400 .. 25600

@@ -11,7 +11,8 @@ import sys
 
 import sympy as sp
 
-from difftrade.theory.symbolic import Claim, Result, prove_equal, prove_sign, run_check_script
+from difftrade.theory.claims import Claim, Result, run_check_script
+from difftrade.theory.provers import prove_equal, prove_sign
 
 q, p, e1, e2, eps, r1, r2 = sp.symbols("q p e1 e2 epsilon rho1 rho2", positive=True)
 T = sp.symbols("t1:4", positive=True)  # target weights of three components
@@ -87,7 +88,7 @@ def check() -> list[Result]:
             claim=Claim(
                 "com.importance_weighting_unbiased",
                 "B E_S[(t_L/s_L)/B * loss] = sum_l t_l R_l for mixtures of the same components: the weighted "
-                "training loss certifies the target risk (shift.importance_weights)",
+                "training loss certifies the target risk (change_of_measure.importance_weights)",
             ),
         ),
     ]

@@ -11,13 +11,8 @@ import sys
 
 import sympy as sp
 
-from difftrade.theory.symbolic import (
-    Claim,
-    Result,
-    prove_equal,
-    prove_nonnegative_by_derivative,
-    run_check_script,
-)
+from difftrade.theory.claims import Claim, Result, run_check_script
+from difftrade.theory.provers import prove_equal, prove_nonnegative_by_derivative
 
 K = 3  # dimension of the matrix check (the formula is coordinate-wise, so 3 shows the pattern)
 x = sp.Symbol("x", real=True)

@@ -16,7 +16,8 @@ import sys
 
 import sympy as sp
 
-from difftrade.theory.symbolic import Claim, Result, prove_equal, prove_sign, run_check_script
+from difftrade.theory.claims import Claim, Result, run_check_script
+from difftrade.theory.provers import prove_equal, prove_sign
 
 d, n, c, a, b, k, delta = sp.symbols("d n c a b k delta", positive=True)
 R_DD, R_DN = sp.symbols("R_dd R_dn", real=True)

@@ -11,7 +11,8 @@ import sys
 
 import sympy as sp
 
-from difftrade.theory.symbolic import Claim, Result, prove_equal, prove_sign, run_check_script
+from difftrade.theory.claims import Claim, Result, run_check_script
+from difftrade.theory.provers import prove_equal, prove_sign
 
 lam, Lhat, beta = sp.symbols("lambda Lhat beta", positive=True)  # beta = B/n
 DOM = {Lhat: (0, 1), beta: (0, sp.oo)}

@@ -10,14 +10,8 @@ import sys
 
 import sympy as sp
 
-from difftrade.theory.symbolic import (
-    Claim,
-    Result,
-    prove_equal,
-    prove_nonnegative_by_derivative,
-    prove_sign,
-    run_check_script,
-)
+from difftrade.theory.claims import Claim, Result, run_check_script
+from difftrade.theory.provers import prove_equal, prove_nonnegative_by_derivative, prove_sign
 
 q, p, c, t = sp.symbols("q p c t", positive=True)
 KL = q * sp.log(q / p) + (1 - q) * sp.log((1 - q) / (1 - p))

@@ -12,7 +12,8 @@ import sys
 
 import sympy as sp
 
-from difftrade.theory.symbolic import Claim, Result, prove_equal, prove_sign, run_check_script
+from difftrade.theory.claims import Claim, Result, run_check_script
+from difftrade.theory.provers import prove_equal, prove_sign
 
 x, lam, mu, a = sp.symbols("x lambda mu a", positive=True)
 UNIT = {x: (0, 1), lam: (0, 10)}

@@ -15,7 +15,8 @@ import sys
 
 import sympy as sp
 
-from difftrade.theory.symbolic import Claim, Result, prove_equal, prove_sign, run_check_script
+from difftrade.theory.claims import Claim, Result, run_check_script
+from difftrade.theory.provers import prove_equal, prove_sign
 
 d, n, c, a, delta, t = sp.symbols("d n c a delta t", positive=True)
 DOM = {delta: (0, 1), n: (1, sp.oo)}  # a confidence level below 1 and at least one example

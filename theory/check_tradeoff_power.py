@@ -13,14 +13,8 @@ import sys
 
 import sympy as sp
 
-from difftrade.theory.symbolic import (
-    Claim,
-    Result,
-    prove_equal,
-    prove_sign,
-    prove_unique_root,
-    run_check_script,
-)
+from difftrade.theory.claims import Claim, Result, run_check_script
+from difftrade.theory.provers import prove_equal, prove_sign, prove_unique_root
 
 d, n, c, a = sp.symbols("d n c a", positive=True)
 RISK = sp.sqrt(c * d / n) + a / d

@@ -166,7 +166,7 @@ class Task(abc.ABC):
 
         The one place the data layer turns an address into an example. Generator tasks sample
         from ``example_key(root, split, level, index)``; a task backed by a finite, pre-scored
-        bank (``difftrade.difficulty.BankTask``) looks the row up instead. ``level`` and ``index``
+        bank (``difftrade.bank_task.BankTask``) looks the row up instead. ``level`` and ``index``
         may be traced (vmapped); ``split`` too here, but a bank task needs a Python int.
         """
         return self.sample(example_key(root, split, level, index), level)

@@ -9,34 +9,39 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS: dict[str, str] = {
-    # symbolic.py
-    "Claim": "symbolic",
-    "Result": "symbolic",
-    "NumericReport": "symbolic",
-    "SYMBOLIC": "symbolic",
-    "NUMERIC_FALLBACK": "symbolic",
-    "decide_sign": "symbolic",
-    "numeric_check": "symbolic",
-    "prove_sign": "symbolic",
-    "prove_equal": "symbolic",
-    "prove_nonnegative_by_derivative": "symbolic",
-    "prove_unique_root": "symbolic",
-    "combine": "symbolic",
-    "report": "symbolic",
-    # tradeoff.py
-    "TradeoffModel": "tradeoff",
-    "PowerTradeoff": "tradeoff",
-    "ExponentialTradeoff": "tradeoff",
-    "PacBayesTradeoff": "tradeoff",
-    "FAMILIES": "tradeoff",
-    "numeric_d_star": "tradeoff",
-    "FitResult": "tradeoff",
-    "fit": "tradeoff",
-    "RankedFit": "tradeoff",
-    "compare_models": "tradeoff",
-    "fit_dataset": "tradeoff",
-    "d_star_from_bound": "tradeoff",
-    "certified_d_star_set": "tradeoff",
+    # claims.py
+    "Claim": "claims",
+    "Result": "claims",
+    "SYMBOLIC": "claims",
+    "NUMERIC_FALLBACK": "claims",
+    "report": "claims",
+    # signs.py
+    "decide_sign": "signs",
+    # numeric_fallback.py
+    "NumericReport": "numeric_fallback",
+    "numeric_check": "numeric_fallback",
+    # provers.py
+    "prove_sign": "provers",
+    "prove_equal": "provers",
+    "prove_nonnegative_by_derivative": "provers",
+    "prove_unique_root": "provers",
+    "combine": "provers",
+    # tradeoff_families.py
+    "TradeoffModel": "tradeoff_families",
+    "PowerTradeoff": "tradeoff_families",
+    "ExponentialTradeoff": "tradeoff_families",
+    "PacBayesTradeoff": "tradeoff_families",
+    "FAMILIES": "tradeoff_families",
+    "numeric_d_star": "tradeoff_families",
+    # tradeoff_fitting.py
+    "FitResult": "tradeoff_fitting",
+    "fit": "tradeoff_fitting",
+    "RankedFit": "tradeoff_fitting",
+    "compare_models": "tradeoff_fitting",
+    "fit_dataset": "tradeoff_fitting",
+    # d_star_from_bounds.py
+    "d_star_from_bound": "d_star_from_bounds",
+    "certified_d_star_set": "d_star_from_bounds",
 }
 
 __all__ = [

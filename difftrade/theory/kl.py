@@ -9,8 +9,8 @@ of arrays, a ``flax.nnx.State``, any JAX pytree. Only floating-point leaves coun
 (isotropic posterior σ² I) or a pytree of per-parameter scales (diagonal posterior).
 
 Each term ``r − 1 − ln r`` (``r = σᵢ²/σ_P²``) is evaluated as ``h(r − 1)`` with the
-cancellation-free ``h(x) = x − ln(1+x)`` of :mod:`difftrade.theory.bounds`, and every sum is
-accumulated in float64 (see :func:`difftrade.theory.bounds.float64_scope`), whatever the
+cancellation-free ``h(x) = x − ln(1+x)`` of :mod:`difftrade.theory.kl_inverse`, and every sum is
+accumulated in float64 (see :func:`difftrade.theory.float64.float64_scope`), whatever the
 parameter dtype. Everything is jittable and vmappable (e.g. over a population axis).
 """
 
@@ -22,7 +22,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from difftrade.theory.bounds import ArrayLike, check_range, float64_scope, x_minus_log1p
+from difftrade.theory.float64 import ArrayLike, check_range, float64_scope
+from difftrade.theory.kl_inverse import x_minus_log1p
 
 PyTree = Any
 

@@ -10,7 +10,7 @@ error rate on ``S``. Then for every ``δ ∈ (0, 1)``, with probability at least
 
     R(h) ≤ kl⁻¹(R̂(h), c(h)),    c(h) = (K(h) ln 2 + ln(1/δ)) / n,
 
-with ``kl⁻¹(q, c) = sup{p ∈ [q, 1] : kl(q‖p) ≤ c}`` (:func:`difftrade.theory.bounds.kl_inv`).
+with ``kl⁻¹(q, c) = sup{p ∈ [q, 1] : kl(q‖p) ≤ c}`` (:func:`difftrade.theory.kl_inverse.kl_inv`).
 Proof: for a fixed ``h`` the Chernoff bound ``P(R̂ ≤ q) ≤ exp(−n·kl(q‖p))`` (``q ≤ p = R(h)``)
 gives ``P(R(h) > kl⁻¹(R̂(h), c(h))) ≤ e^{−n c(h)} = δ·2^{−K(h)}``; a union bound over ``H`` and
 Kraft give total failure probability ``≤ δ``. Since it holds for all ``h`` at once, it holds for
@@ -31,7 +31,7 @@ a length that is only prefix-free given side information. The bound is on the 0-
 (exact-match) risk; the Chernoff step also holds for any loss with values in [0, 1].
 
 **Numerics.** ``2^{−K}`` is never formed: ``c`` is computed in the log domain, so ``K ~ 10⁵``
-bits is fine. ``kl⁻¹`` is the conservative float64 inverse of :mod:`difftrade.theory.bounds`
+bits is fine. ``kl⁻¹`` is the conservative float64 inverse of :mod:`difftrade.theory.kl_inverse`
 (never below the exact value, within ~1e-13 relative). Inputs broadcast like numpy arrays;
 results are numpy float64 (a scalar for scalar inputs).
 """
@@ -42,7 +42,7 @@ import math
 
 import numpy as np
 
-from difftrade.theory.bounds import kl_inv, kl_inv_lower
+from difftrade.theory.kl_inverse import kl_inv, kl_inv_lower
 
 LN2: float = math.log(2.0)
 

@@ -13,7 +13,7 @@ with one reparameterised weight draw per step (``w = μ + σ ⊙ ε``) and a min
 ``n`` bound-set examples, where ``L̂_s`` is a differentiable *surrogate* loss in [0, 1] (e.g.
 the cross-entropy clipped at ``ln(1/p_min)`` and divided by it). The prior
 ``P = N(w₀, σ_P² I)`` keeps its centre ``w₀`` fixed; ``σ_P`` is fitted too, as a guide only:
-the certificate (:func:`difftrade.theory.certificate.certify` with ``posterior_scale=σ``) then
+the certificate (:func:`difftrade.theory.member_certificate.certify` with ``posterior_scale=σ``) then
 chooses σ_P from its own fixed grid and pays ``ln K_P`` for it.
 
 **Why this is valid.** A PAC-Bayes bound with a prior that does not depend on the bound set

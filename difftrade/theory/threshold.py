@@ -52,7 +52,7 @@ class ThresholdFit:
 
     ``pi``, ``log_nc`` float64 ``[D]``; ``width`` = s; ``rss`` over the ``n_obs`` cells used;
     ``num_params`` (π counts only when fitted); ``aic`` = m ln(rss/m) + 2k, comparable with
-    :class:`difftrade.theory.tradeoff.FitResult` fitted to the same seed means.
+    :class:`difftrade.theory.tradeoff_fitting.FitResult` fitted to the same seed means.
     """
 
     difficulties: np.ndarray

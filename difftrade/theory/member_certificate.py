@@ -1,4 +1,4 @@
-"""A generic, vmappable PAC-Bayes certificate for a trained member.
+"""One member's PAC-Bayes certificate: the generic, vmappable recipe of :func:`certify`.
 
 Given a pure loss ``loss_fn(params, data) -> [n]`` with values in [0, 1], trained weights μ, a
 prior centre w₀, and a *bound set* of n examples, :func:`certify` returns, for the Gibbs
@@ -13,7 +13,7 @@ predictor ``Q = N(μ, σ² I)`` (or ``N(μ, σ² diag s²)`` with a fixed per-pa
 
    - ``monte_carlo="per_example"`` (default): r fresh weight draws *per example*
      (w_ijk = μ + σ_k ε_ij), ``Û_k = kl⁻¹(X̄(σ_k), ln(K/δ′)/(r·n))``: the r·n terms are
-     independent given the bound set (:func:`~difftrade.theory.bounds.per_example_convergence_bound`);
+     independent given the bound set (:func:`~difftrade.theory.chernoff.per_example_convergence_bound`);
    - ``"whole_set"``: m draws, each evaluated on the whole bound set (Langford–Caruana),
      ``Û_k = kl⁻¹(L̂_m(σ_k), ln(2K/δ′)/m)``.
 
@@ -31,10 +31,11 @@ predictor ``Q = N(μ, σ² I)`` (or ``N(μ, σ² diag s²)`` with a fixed per-pa
    when Q_a's ``bound`` is below Q_b's ``lower_bound`` (two upper bounds in order certify
    nothing). Where every bound of b is vacuous the selected σ is arbitrary (ties go to the
    smallest KL, often a large σ): Q_b is then a very noisy network and such a comparison says
-   little about b's training (``tradeoff.certified_d_star_set`` callers skip those).
+   little about b's training (``d_star_from_bounds.certified_d_star_set`` callers skip those).
 5. Separately: the deterministic network's risk on the bound set with a two-sided
    Clopper–Pearson interval at ``delta_heldout`` (0-1 loss) — or the kl/Chernoff interval for a
-   non-binary [0, 1] loss. :func:`confidence_budget` / :func:`format_budget` itemise every δ.
+   non-binary [0, 1] loss. :func:`~difftrade.theory.certificate_budget.confidence_budget` /
+   :func:`~difftrade.theory.certificate_budget.format_budget` itemise every δ.
 
 **Caller's responsibility** (cannot be checked here): the bound set is disjoint from the training
 data and from anything that chose w₀ or the σ grids; loss values are in [0, 1]. Loss values
@@ -48,179 +49,24 @@ certified from one set of forward passes: a ``loss_fn`` returning [n, C] and a t
 (:func:`certify`). Each column is then exactly the certificate it would be alone with the same
 key; the columns are separate statements whose draws happen to coincide.
 
-Shapes: every ``Certificate`` field is a float64 scalar per member (``mc_risk_estimates`` [K],
-``bound_grid`` and ``kl_grid`` [K, K_P]); under ``jax.vmap`` / :func:`certify_population` they
-gain a leading member axis.
+The config and result types (their shapes documented there) are in
+:mod:`difftrade.theory.certificate_types`; the population wrapper is
+:mod:`difftrade.theory.population_certificate`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Callable
 from functools import partial
-from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from difftrade.theory import bounds
-from difftrade.theory.bounds import float64_scope
+from difftrade.theory import chernoff, clopper_pearson, kl_inverse, special_functions
+from difftrade.theory.certificate_types import Certificate, CertificateConfig, LossFn, PyTree
+from difftrade.theory.float64 import argmin, float64_scope
 from difftrade.theory.kl import isotropic_gaussian_kl, num_parameters, squared_distance
-
-PyTree = Any
-LossFn = Callable[[PyTree, PyTree], jax.Array]
-
-
-@dataclasses.dataclass(frozen=True)
-class CertificateConfig:
-    """Static settings of a certificate, fixed before seeing the bound set. Hashable (jit-static).
-
-    Attributes:
-      sigmas: posterior σ grid, K > 0 values (ln K is paid).
-      prior_sigmas: prior σ_P grid (K_P values, ln K_P paid), or None for σ_P = σ (tied).
-      num_draws: Monte-Carlo weight draws per σ: r per example (``monte_carlo="per_example"``)
-        or m, each on the whole bound set (``"whole_set"``).
-      monte_carlo: "per_example" or "whole_set" (module docstring, step 3).
-      delta: confidence spent on the PAC-Bayes kl bound (split over the K·K_P grid).
-      delta_prime: confidence spent on sample convergence (split over the K posterior σ).
-      delta_lower: confidence spent on the lower side of sample convergence (split over the K
-        posterior σ); only the two-sided statement ``lower_bound ≤ L(Q) ≤ bound`` pays it.
-      delta_heldout: confidence of the deterministic network's two-sided interval (a separate
-        statement; :func:`format_budget` also prints the all-statements union).
-      selection: "flatness" (largest σ with MC risk ≤ deterministic risk + tolerance; σ_P then
-        minimises the bound) or "bound" (the (σ, σ_P) pair minimising the certified bound).
-        Ties (typically: all vacuous at 1) go to the smallest KL. "shared", only for a later
-        config of a joint call (:func:`certify`): the (σ, σ_P) the first config chose, so both
-        columns certify the same Q (valid: every grid point is paid for).
-      flatness_tolerance: tolerance of the flatness search, in risk units.
-      xi: "relaxed" (ln 2√n, the usual recipe) or "exact" (Maurer's ξ(n), slightly tighter).
-      binary_loss: the loss is 0-1, so the deterministic interval is Clopper–Pearson; else kl.
-      map_batch_size: evaluations run through ``jax.lax.map`` with this batch size: draws×σ
-        ("whole_set"; None: one at a time) or examples×draws, each on the whole σ grid
-        ("per_example"; None: as many as fit ~2^26 perturbed parameters). Larger trades memory
-        for speed; the numbers do not depend on it.
-    """
-
-    sigmas: tuple[float, ...]
-    prior_sigmas: tuple[float, ...] | None = None
-    num_draws: int = 100
-    monte_carlo: Literal["per_example", "whole_set"] = "per_example"
-    delta: float = 0.025
-    delta_prime: float = 0.025
-    delta_lower: float = 0.025
-    delta_heldout: float = 0.05
-    selection: Literal["flatness", "bound", "shared"] = "flatness"
-    flatness_tolerance: float = 0.05
-    xi: Literal["relaxed", "exact"] = "relaxed"
-    binary_loss: bool = True
-    map_batch_size: int | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "sigmas", _grid("sigmas", self.sigmas))
-        if self.prior_sigmas is not None:
-            object.__setattr__(self, "prior_sigmas", _grid("prior_sigmas", self.prior_sigmas))
-        if (
-            isinstance(self.num_draws, bool)
-            or not isinstance(self.num_draws, (int, np.integer))
-            or self.num_draws < 1
-        ):
-            raise ValueError(
-                f"num_draws={self.num_draws!r} is not allowed; allowed: an integer >= 1"
-            )
-        for name in ("delta", "delta_prime", "delta_lower", "delta_heldout"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
-                raise ValueError(f"{name}={value!r} is out of range; allowed: a float in (0, 1)")
-        if not self.delta + self.delta_prime + self.delta_lower < 1.0:
-            raise ValueError(
-                f"delta + delta_prime + delta_lower = {self.delta + self.delta_prime + self.delta_lower!r}; "
-                "allowed: a sum below 1"
-            )
-        if self.selection not in ("flatness", "bound", "shared"):
-            raise ValueError(
-                f"selection={self.selection!r} is unknown; allowed: 'flatness', 'bound', 'shared'"
-            )
-        if (
-            not isinstance(self.flatness_tolerance, (int, float))
-            or not self.flatness_tolerance >= 0
-        ):
-            raise ValueError(
-                f"flatness_tolerance={self.flatness_tolerance!r}; allowed: a float >= 0"
-            )
-        if self.monte_carlo not in ("per_example", "whole_set"):
-            raise ValueError(
-                f"monte_carlo={self.monte_carlo!r} is unknown; allowed: 'per_example', 'whole_set'"
-            )
-        if self.xi not in ("relaxed", "exact"):
-            raise ValueError(f"xi={self.xi!r} is unknown; allowed: 'relaxed' (2√n) or 'exact'")
-        mbs = self.map_batch_size
-        if mbs is not None and (
-            isinstance(mbs, bool) or not isinstance(mbs, (int, np.integer)) or mbs < 1
-        ):
-            raise ValueError(
-                f"map_batch_size={mbs!r} is not allowed; allowed: None or an integer >= 1"
-            )
-
-    @property
-    def num_sigmas(self) -> int:
-        """K, the size of the posterior σ grid."""
-        return len(self.sigmas)
-
-    @property
-    def num_prior_sigmas(self) -> int:
-        """K_P, the size of the prior σ_P grid (1 when tied to σ)."""
-        return 1 if self.prior_sigmas is None else len(self.prior_sigmas)
-
-    @property
-    def num_grid_points(self) -> int:
-        """K·K_P, the number of (σ, σ_P) candidates paid for in the kl bound."""
-        return self.num_sigmas * self.num_prior_sigmas
-
-
-def _grid(name: str, values) -> tuple[float, ...]:
-    arr = np.asarray(values, dtype=np.float64).reshape(-1) if np.ndim(values) <= 1 else None
-    if arr is None or arr.size == 0:
-        raise ValueError(
-            f"{name}={values!r} is not allowed; allowed: a non-empty 1-D sequence of floats"
-        )
-    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-        raise ValueError(
-            f"{name}={arr.tolist()!r} has a non-positive or non-finite entry; allowed: values > 0"
-        )
-    if np.unique(arr).size != arr.size:
-        raise ValueError(f"{name}={arr.tolist()!r} has repeated values; allowed: distinct values")
-    return tuple(float(x) for x in arr)
-
-
-class Certificate(NamedTuple):
-    """Per-member certificate (a pytree of float64 arrays; leading member axis under vmap).
-
-    ``mc_risk_estimate`` and ``mc_risk_estimates`` are *estimates*; ``sample_convergence_bound``,
-    ``bound`` and the interval ends are bounds at the stated confidences.
-    """
-
-    num_examples: jax.Array  # n, size of the bound set
-    deterministic_risk: jax.Array  # L̂(μ) on the bound set (an estimate of the network's risk)
-    deterministic_lower: jax.Array  # two-sided interval for the network's risk at 1 − delta_heldout
-    deterministic_upper: jax.Array
-    mc_risk_estimates: jax.Array  # [K] Monte-Carlo estimates of L̂(Q_σ) per grid σ (ESTIMATES)
-    mc_risk_estimate: jax.Array  # at the chosen σ (an ESTIMATE)
-    sample_convergence_bound: jax.Array  # Û ≥ L̂(Q) at the chosen σ (δ′/K per σ)
-    kl: jax.Array  # KL(Q‖P) at the chosen (σ, σ_P)
-    sigma: jax.Array  # chosen posterior σ
-    prior_sigma: jax.Array  # chosen prior σ_P
-    bound: jax.Array  # certified upper bound on L(Q), confidence 1 − δ − δ′
-    confidence: jax.Array  # 1 − δ − δ′
-    kl_grid: jax.Array  # [K, K_P]
-    bound_grid: (
-        jax.Array
-    )  # [K, K_P] certified bound at every candidate (each already paid ln K·K_P)
-    valid: jax.Array  # bool: all losses finite and in [0, 1]
-    sample_convergence_lower: jax.Array  # Ľ ≤ L̂(Q) at the chosen σ (δ_low/K per σ)
-    lower_bound: jax.Array  # certified lower bound on L(Q): lower_bound ≤ L(Q) ≤ bound at interval_confidence
-    interval_confidence: jax.Array  # 1 − δ − δ′ − δ_low
 
 
 def _perturbation_noise(params: PyTree, key: jax.Array) -> PyTree:
@@ -391,11 +237,11 @@ def _assemble(det_losses, risks, oks, params, prior_params, posterior_scale, con
         mc = jnp.mean(risks, axis=0)  # [K]
         mc = jnp.where(valid, mc, 0.5)
         if config.monte_carlo == "whole_set":
-            sc = bounds.sample_convergence_bound(mc, m, config.delta_prime / k_sig)  # [K]
-            sc_low = bounds.sample_convergence_lower(mc, m, config.delta_lower / k_sig)  # [K]
+            sc = chernoff.sample_convergence_bound(mc, m, config.delta_prime / k_sig)  # [K]
+            sc_low = chernoff.sample_convergence_lower(mc, m, config.delta_lower / k_sig)  # [K]
         else:
-            sc = bounds.per_example_convergence_bound(mc, m * n, config.delta_prime / k_sig)  # [K]
-            sc_low = bounds.per_example_convergence_lower(mc, m * n, config.delta_lower / k_sig)  # [K]
+            sc = chernoff.per_example_convergence_bound(mc, m * n, config.delta_prime / k_sig)  # [K]
+            sc_low = chernoff.per_example_convergence_lower(mc, m * n, config.delta_lower / k_sig)  # [K]
 
         sig = jnp.asarray(config.sigmas, jnp.float64)  # [K]
         if config.prior_sigmas is None:
@@ -410,12 +256,12 @@ def _assemble(det_losses, risks, oks, params, prior_params, posterior_scale, con
             kl_grid = _diagonal_kl_grid(params, prior_params, posterior_scale, sig, prior_grid)
         kl_grid = jnp.broadcast_to(kl_grid, (k_sig, config.num_prior_sigmas))
 
-        log_xi = math.log(2.0 * math.sqrt(n)) if config.xi == "relaxed" else bounds.log_xi(n)
+        log_xi = math.log(2.0 * math.sqrt(n)) if config.xi == "relaxed" else special_functions.log_xi(n)
         c = (kl_grid + log_xi - math.log(config.delta) + math.log(config.num_grid_points)) / n
-        bound_grid = bounds.kl_inv(jnp.broadcast_to(sc[:, None], c.shape), c)  # [K, K_P]
+        bound_grid = kl_inverse.kl_inv(jnp.broadcast_to(sc[:, None], c.shape), c)  # [K, K_P]
         # the kl event is two-sided: the same c bounds L(Q) from below, given Ľ ≤ L̂(Q); every grid
         # point holds at once, so Q_σ's lower end is the best over σ_P
-        lower_grid = bounds.kl_inv_lower(jnp.broadcast_to(sc_low[:, None], c.shape), c)  # [K, K_P]
+        lower_grid = kl_inverse.kl_inv_lower(jnp.broadcast_to(sc_low[:, None], c.shape), c)  # [K, K_P]
         lower_by_sigma = jnp.max(lower_grid, axis=1)  # [K]
 
         det_risk = jnp.asarray(det_risk, jnp.float64)
@@ -423,7 +269,7 @@ def _assemble(det_losses, risks, oks, params, prior_params, posterior_scale, con
             flat = mc <= det_risk + config.flatness_tolerance
             # largest flat σ (grid order is arbitrary, so rank by value); fallback: smallest σ
             ranked = jnp.where(flat, -sig, jnp.inf)
-            i = jnp.where(jnp.any(flat), bounds.argmin(ranked), bounds.argmin(sig))
+            i = jnp.where(jnp.any(flat), argmin(ranked), argmin(sig))
             j = _smallest_kl_among_best(bound_grid[i], kl_grid[i])
         elif config.selection == "bound":
             flat_index = _smallest_kl_among_best(bound_grid.reshape(-1), kl_grid.reshape(-1))
@@ -461,7 +307,7 @@ def _smallest_kl_among_best(bound: jax.Array, kl: jax.Array) -> jax.Array:
     """Index of the smallest bound, ties (e.g. every candidate vacuous at 1) broken by the
     smallest KL, so the reported KL says how far the best candidate is from non-vacuous."""
     tied = bound <= jnp.min(jnp.where(jnp.isnan(bound), jnp.inf, bound))
-    return bounds.argmin(jnp.where(tied, kl, jnp.inf))
+    return argmin(jnp.where(tied, kl, jnp.inf))
 
 
 def _diagonal_kl_grid(params, prior_params, scale, sig, prior_grid):
@@ -498,146 +344,7 @@ def _deterministic_interval(
     """
     if config.binary_loss:
         count = jnp.where(det_binary, jnp.round(det_risk * n), 0.0)
-        lower, upper = bounds.clopper_pearson_interval(count, n, config.delta_heldout)
+        lower, upper = clopper_pearson.clopper_pearson_interval(count, n, config.delta_heldout)
         return jnp.where(det_binary, lower, jnp.nan), jnp.where(det_binary, upper, jnp.nan)
     half = config.delta_heldout / 2.0
-    return bounds.kl_test_set_lower(det_risk, n, half), bounds.kl_test_set_bound(det_risk, n, half)
-
-
-# ---- populations ----------------------------------------------------------------------------
-def _certify_population(loss_fn, params, prior_params, data, keys, scale, config, data_axis, prior_axis, key_axis):
-    def one(p, p0, d, k, s):
-        return certify(loss_fn, p, p0, d, k, config, posterior_scale=s)
-
-    scale_axis = None if scale is None else 0
-    return jax.vmap(one, in_axes=(0, prior_axis, data_axis, key_axis, scale_axis))(params, prior_params, data, keys, scale)
-
-
-_certify_population_jit = jax.jit(
-    _certify_population, static_argnames=("loss_fn", "config", "data_axis", "prior_axis", "key_axis")
-)
-
-
-def certify_population(
-    loss_fn: LossFn,
-    params: PyTree,
-    prior_params: PyTree,
-    data: PyTree,
-    keys: jax.Array,
-    config: CertificateConfig | tuple[CertificateConfig, ...],
-    *,
-    data_axis: int | None = 0,
-    prior_axis: int | None = 0,
-    key_axis: int | None = 0,
-    posterior_scale: PyTree | None = None,
-) -> Certificate | tuple[Certificate, ...]:
-    """Certify a population in one compiled call: ``jit(vmap(certify))`` over the member axis.
-
-    Args:
-      params: member-stacked weights (leading axis M on every leaf).
-      prior_params: member-stacked prior centres (``prior_axis=0``) or one shared pytree
-        (``prior_axis=None``).
-      data: member-stacked bound sets (``data_axis=0``) or one shared bound set (``None``).
-      keys: ``[M]`` PRNG keys (e.g. ``jax.random.split(key, M)``, ``key_axis=0``), or one key
-        for every member (``key_axis=None``): the members then share their standard normal draws
-        ε (common random numbers), which are generated once instead of M times. Each member's
-        statement stays valid (its draws are still independent of its own bound set); the
-        members' Monte-Carlo errors become correlated, which makes differences between members
-        less noisy. On the CPU drawing ε is most of a per-example certificate's time.
-      loss_fn, config: static (``loss_fn`` should be a module-level function or a stable
-        object, so the compiled program is cached between calls). A tuple of C configs with a
-        ``loss_fn`` returning [n, C] certifies C losses from one set of forward passes
-        (:func:`certify`).
-      posterior_scale: optional member-stacked per-parameter scales (see :func:`certify`),
-        e.g. the σ of :func:`difftrade.theory.posterior.fit_posterior`.
-
-    Returns:
-      :class:`Certificate` (a tuple of C with a tuple config) with a leading member axis M.
-      Each member's statement holds at ``1 − δ − δ′``; for all M at once use
-      ``format_budget(config, num_members=M)``.
-    """
-    return _certify_population_jit(
-        loss_fn, params, prior_params, data, keys, posterior_scale, config, data_axis, prior_axis, key_axis
-    )
-
-
-# ---- the δ budget, itemised on the host ------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class BudgetItem:
-    """One confidence term: what it pays for, how it is split, and its δ."""
-
-    term: str
-    delta: float
-    split: str
-
-
-def confidence_budget(config: CertificateConfig) -> list[BudgetItem]:
-    """Every δ the certificate spends (per member), in the order the proof uses them."""
-    k, kp = config.num_sigmas, config.num_prior_sigmas
-    prior = "σ_P = σ (tied)" if config.prior_sigmas is None else f"{kp} prior σ_P"
-    return [
-        BudgetItem(
-            "PAC-Bayes kl bound (ln(K·K_P) paid inside)",
-            config.delta,
-            f"δ/{k * kp} at each of {k} posterior σ × {prior}",
-        ),
-        BudgetItem(
-            "sample convergence of the Monte-Carlo risk",
-            config.delta_prime,
-            f"δ′/{k} at each of {k} posterior σ (σ is chosen after the draws), "
-            + (f"ln(2K/δ′)/m with m={config.num_draws} draws on the whole set" if config.monte_carlo == "whole_set"
-               else f"ln(K/δ′)/(r·n) with r={config.num_draws} fresh draws per example"),
-        ),
-        BudgetItem(
-            "lower side of the Monte-Carlo risk (only the interval lower_bound ≤ L(Q) ≤ bound)",
-            config.delta_lower,
-            f"δ_low/{k} at each of {k} posterior σ; the kl event above is two-sided and shared",
-        ),
-        BudgetItem(
-            "deterministic network's interval (separate statement)",
-            config.delta_heldout,
-            "δ_h/2 per side, " + ("Clopper–Pearson" if config.binary_loss else "kl/Chernoff"),
-        ),
-    ]
-
-
-def format_budget(config: CertificateConfig, num_members: int = 1) -> str:
-    """The itemised δ budget and the union bounds it implies, as printable text."""
-    if (
-        isinstance(num_members, bool)
-        or not isinstance(num_members, (int, np.integer))
-        or num_members < 1
-    ):
-        raise ValueError(f"num_members={num_members!r} is not allowed; allowed: an integer >= 1")
-    items = confidence_budget(config)
-    lines = ["confidence budget (per member):"]
-    for item in items:
-        lines.append(f"  δ = {item.delta:.6g}  {item.term}: {item.split}")
-    cert = config.delta + config.delta_prime
-    lines.append(
-        f"  certificate L(Q) ≤ bound: union δ + δ′ = {cert:.6g} → confidence {1 - cert:.6g}"
-    )
-    interval = cert + config.delta_lower
-    lines.append(
-        f"  interval lower_bound ≤ L(Q) ≤ bound: δ + δ′ + δ_low = {interval:.6g} → confidence {1 - interval:.6g}"
-    )
-    both = cert + config.delta_heldout
-    lines.append(
-        f"  certificate and deterministic interval together: {both:.6g} → confidence {1 - both:.6g}"
-    )
-    if num_members > 1:
-        total = num_members * cert
-        lines.append(
-            f"  all {num_members} members' certificates at once: {num_members} × {cert:.6g} = {total:.6g}"
-            + (
-                f" → confidence {1 - total:.6g}"
-                if total < 1
-                else " (≥ 1: vacuous; lower δ per member)"
-            )
-        )
-    return "\n".join(lines)
-
-
-def print_budget(config: CertificateConfig, num_members: int = 1) -> None:
-    """Print :func:`format_budget`."""
-    print(format_budget(config, num_members))
+    return chernoff.kl_test_set_lower(det_risk, n, half), chernoff.kl_test_set_bound(det_risk, n, half)
