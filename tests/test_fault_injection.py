@@ -46,7 +46,7 @@ RAW = tiny_raw(run={"chunk_size": 2})  # 8 members in 4 chunks of 2: kills betwe
 ONE = tiny_raw(grid={"difficulties": [1], "budgets": [32], "seeds": [0]})  # pretrain: one member
 BOUND_ARGS = ("--bound-set", "train", "--n-bound", "32", "--sigmas", "0.01,0.03", "--prior-sigmas", "0.05", "--seeds", "0")
 # what a resumed run's sessions change (the source revision too: others may commit while the tests run)
-SESSION_ATTRS = ("wall_seconds", "sessions", "started_utc", "finished_utc", "source_revision")
+SESSION_ATTRS = ("wall_seconds", "sessions", "started_utc", "finished_utc", "source_revision", "compiled_programs")
 
 # The CLI with one write wrapped: at the first such write of the process it leaves what a SIGKILL
 # in the middle of (or just before) that write leaves, then kills itself. Installed after the CLI
@@ -332,7 +332,7 @@ def test_bound_killed_midway_keeps_its_finished_chunks_and_gives_the_same_bounds
     cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
 
     text = cli(work, "bound", str(broken), *BOUND_ARGS)
-    assert f"(resumed from {saved})" in text, text
+    assert f"(resumed from {saved.parent})" in text, text  # the stored chunks of these settings
     text_damaged = cli(work, "bound", str(damaged), *BOUND_ARGS)
     assert str(cut) in text_damaged and "resumed from" not in text_damaged, text_damaged
     for run in (broken, damaged):
