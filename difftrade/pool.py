@@ -239,7 +239,7 @@ class SelectionReport:
         for k, lv in enumerate(self.levels):
             lo, hi = self.bin_edges[k], self.bin_edges[k + 1]
             lines.append(
-                f"  {_lv(lv):>5} | [{lo:8.4g}, {hi:8.4g}] | {self.available[k]:5d} | {self.weights[k]:6.3f} | "
+                f"  {level_label(lv):>5} | [{lo:8.4g}, {hi:8.4g}] | {self.available[k]:5d} | {self.weights[k]:6.3f} | "
                 f"{self.target[k]:6d} | {self.counts[k]:8d}"
             )
         lines += [f"  note: {n}" for n in self.notes]
@@ -257,7 +257,9 @@ class Selection:
     report: SelectionReport
 
 
-def _lv(x: Any) -> str:
+def level_label(x: Any) -> str:
+    """A difficulty level ``x`` (scalar) as text: ``"3"`` for a whole number, else the shortest
+    ``:g`` form (``"2.5"``)."""
     x = float(x)
     return str(int(x)) if x.is_integer() else f"{x:g}"
 
@@ -292,16 +294,16 @@ def select_with_report(
         notes.append(
             f"{s.shape[0] - eligible:,} scores lie outside the bin edges and were not eligible"
         )
-    empty = [_lv(levels[k]) for k in range(L) if available[k] == 0]
+    empty = [level_label(levels[k]) for k in range(L) if available[k] == 0]
     if empty:
         notes.append(f"levels {empty} have no examples in the pool (ties or explicit edges)")
     if moves:
         by_from: dict[int, list[str]] = {}
         for a, b, c in moves:
-            by_from.setdefault(a, []).append(f"{c:,} to level {_lv(levels[b])}")
+            by_from.setdefault(a, []).append(f"{c:,} to level {level_label(levels[b])}")
         for a, parts in by_from.items():
             notes.append(
-                f"level {_lv(levels[a])} needed {target[a]:,} but the pool has {available[a]:,}: "
+                f"level {level_label(levels[a])} needed {target[a]:,} but the pool has {available[a]:,}: "
                 f"moved {', '.join(parts)}"
             )
         dev = np.abs(counts / n - weights).sum() / 2

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from difftrade.pool import Selection, _lv, check_scores
+from difftrade.pool import Selection, check_scores, level_label
 
 
 # ---- files ------------------------------------------------------------------------------------
@@ -133,7 +133,7 @@ def save_selection(path: str | Path, selection: Selection) -> Path:
                 w = csv.writer(fh)
                 w.writerow(["index", "level", "score"])
                 for i, lv, sc in zip(selection.indices, selection.levels, selection.scores):
-                    w.writerow([int(i), _lv(lv), repr(float(sc))])
+                    w.writerow([int(i), level_label(lv), repr(float(sc))])
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -16,8 +16,13 @@ from typing import Any
 import numpy as np
 
 from difftrade.analysis import argmin_index, resample_seed_means
-from difftrade.recommender.measured import Surface, _bracket, interpolate, surface
-from difftrade.recommender.recommendation import ModelPrediction, Recommendation, _fmt, _num
+from difftrade.recommender.measured import Surface, bracket_budgets, interpolate, surface
+from difftrade.recommender.recommendation import (
+    ModelPrediction,
+    Recommendation,
+    format_number,
+    plain_number,
+)
 from difftrade.theory import tradeoff_families, tradeoff_fitting
 
 METHODS = ("auto", "measured", "model")
@@ -49,7 +54,9 @@ def _check_share(value: float, name: str) -> float:
     return float(value)
 
 
-def _check_n_boot(n_boot: Any) -> int:
+def check_n_boot(n_boot: Any) -> int:
+    """``n_boot`` (the number of seed-bootstrap resamples) as an ``int``; raises ``ValueError``
+    unless it is an integer >= 0 (``bool`` is refused; 0 means no bootstrap)."""
     if isinstance(n_boot, bool) or not isinstance(n_boot, numbers.Integral) or n_boot < 0:
         raise ValueError(f"n_boot={n_boot!r}; allowed: an integer >= 0 (0 = no bootstrap)")
     return int(n_boot)
@@ -67,7 +74,7 @@ def fit_models(
     )
 
 
-def _nearest(difficulties: np.ndarray, value: float) -> int:
+def nearest_difficulty(difficulties: np.ndarray, value: float) -> int:
     """Index of the measured difficulty closest to ``value`` (ties to the easier one)."""
     dist = np.abs(np.asarray(difficulties, dtype=float) - value)
     order = np.argsort(difficulties, kind="stable")
@@ -131,7 +138,7 @@ def recommend(
     n = check_budget(budget)
     if method not in METHODS:
         raise ValueError(f"method={method!r}; allowed: {', '.join(map(repr, METHODS))}")
-    n_boot = _check_n_boot(n_boot)
+    n_boot = check_n_boot(n_boot)
     min_share = _check_share(min_share, "min_share")
     notes: list[str] = []
     src = _Source.of(results_or_fit, method)
@@ -181,12 +188,12 @@ def _check_range(n: int, src: _Source, allow_extrapolation: bool, notes: list[st
     lo, hi = src.lo, src.hi
     if lo <= n <= hi:
         return True
-    msg = (f"budget={n} is outside the measured budget range [{_fmt(lo)}, {_fmt(hi)}]; "
+    msg = (f"budget={n} is outside the measured budget range [{format_number(lo)}, {format_number(hi)}]; "
            "the recommendation is a closed-form-model extrapolation")
     if not allow_extrapolation:
-        raise ValueError(msg + f"; allowed with allow_extrapolation=False: {_fmt(lo)} <= budget <= {_fmt(hi)}")
+        raise ValueError(msg + f"; allowed with allow_extrapolation=False: {format_number(lo)} <= budget <= {format_number(hi)}")
     if src.method == "measured":
-        raise ValueError(f"budget={n} is outside the measured budget range [{_fmt(lo)}, {_fmt(hi)}]; "
+        raise ValueError(f"budget={n} is outside the measured budget range [{format_number(lo)}, {format_number(hi)}]; "
                          "allowed for method='measured': budgets inside it (use method='auto' or 'model')")
     warnings.warn(msg, ExtrapolationWarning, stacklevel=3)
     notes.append(msg)
@@ -218,13 +225,13 @@ def _from_model(src: _Source, n: int, inside: bool, notes: list[str], common: di
     model_pred, difficulties = common["model"], src.difficulties
     if model_pred is None:
         raise ValueError("no closed-form model could be fitted, so there is no prediction for this budget")
-    i = _nearest(difficulties, model_pred.d_star)
-    notes.append(f"model d*(n) = {model_pred.d_star:.2f} rounded to the nearest measured difficulty {_fmt(difficulties[i])}")
+    i = nearest_difficulty(difficulties, model_pred.d_star)
+    notes.append(f"model d*(n) = {model_pred.d_star:.2f} rounded to the nearest measured difficulty {format_number(difficulties[i])}")
     if src.surf is not None:
         j = int(np.argmin(np.abs(np.log(src.surf.budgets) - np.log(n))))
         k = int(argmin_index(src.surf.mean[:, j], difficulties))
         if k >= 0:
-            notes.append(f"at the nearest measured budget ({_fmt(src.surf.budgets[j])}) the measured d* is {_fmt(difficulties[k])}")
+            notes.append(f"at the nearest measured budget ({format_number(src.surf.budgets[j])}) the measured d* is {format_number(difficulties[k])}")
     return Recommendation(difficulty=float(difficulties[i]), weights=np.asarray(src.train_weights[i], dtype=float),
                           method="model", extrapolated=not inside, notes=tuple(notes), **common)
 
@@ -239,7 +246,7 @@ def _from_measured(src: _Source, n: int, n_boot: int, min_share: float, seed: in
         raise ValueError(f"no difficulty has a finite target risk around budget={n}")
     missing = difficulties[~np.isfinite(risk_n)]
     if missing.size:
-        notes.append(f"difficulties {[_num(d) for d in missing]} have no finite risk around this budget and were skipped")
+        notes.append(f"difficulties {[plain_number(d) for d in missing]} have no finite risk around this budget and were skipped")
     order = np.argsort(np.where(np.isfinite(risk_n), risk_n, np.inf), kind="stable")
     runner = int(order[1]) if np.isfinite(risk_n).sum() > 1 else None
     bracket = _bracket_d_star(surf, n, notes)
@@ -250,9 +257,9 @@ def _from_measured(src: _Source, n: int, n_boot: int, min_share: float, seed: in
     elif S <= 1:
         notes.append("one seed only: no seed-bootstrap uncertainty")
     if common["model"] is not None:
-        k = _nearest(difficulties, common["model"].d_star)
+        k = nearest_difficulty(difficulties, common["model"].d_star)
         if k != i:
-            notes.append(f"the closed-form model ({common['model'].family}) would pick difficulty {_fmt(difficulties[k])} instead")
+            notes.append(f"the closed-form model ({common['model'].family}) would pick difficulty {format_number(difficulties[k])} instead")
     return Recommendation(
         difficulty=float(difficulties[i]), weights=np.asarray(src.train_weights[i], dtype=float), method="measured",
         extrapolated=False, expected_risk=float(risk_n[i]),
@@ -263,7 +270,7 @@ def _from_measured(src: _Source, n: int, n_boot: int, min_share: float, seed: in
 
 def _bracket_d_star(surf: Surface, n: int, notes: list[str]) -> tuple[tuple[float, float], tuple[float, float]]:
     """(budget, measured d*) at the two measured budgets around ``n``; a note when they differ."""
-    j0, j1, _ = _bracket(surf.budgets, float(n))
+    j0, j1, _ = bracket_budgets(surf.budgets, float(n))
 
     def at(j: int) -> float:
         k = int(argmin_index(surf.mean[:, j], surf.difficulties))
@@ -272,8 +279,8 @@ def _bracket_d_star(surf: Surface, n: int, notes: list[str]) -> tuple[tuple[floa
     bracket = ((float(surf.budgets[j0]), at(j0)), (float(surf.budgets[j1]), at(j1)))
     if j0 != j1 and bracket[0][1] != bracket[1][1]:
         notes.append(
-            f"d* changes between the bracketing budgets ({_fmt(bracket[0][0])}: d* = {_fmt(bracket[0][1])}; "
-            f"{_fmt(bracket[1][0])}: d* = {_fmt(bracket[1][1])}): the log-n interpolation is a guess in "
+            f"d* changes between the bracketing budgets ({format_number(bracket[0][0])}: d* = {format_number(bracket[0][1])}; "
+            f"{format_number(bracket[1][0])}: d* = {format_number(bracket[1][1])}): the log-n interpolation is a guess in "
             f"between; measure budget {n:,} directly to be sure"
         )
     return bracket

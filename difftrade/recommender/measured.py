@@ -99,7 +99,7 @@ def surface(ds: xr.Dataset, variable: str = "target_risk") -> Surface:
     return Surface(difficulties, budgets, risk, levels, weights, diverged)
 
 
-def _bracket(budgets: np.ndarray, n: float) -> tuple[int, int, float]:
+def bracket_budgets(budgets: np.ndarray, n: float) -> tuple[int, int, float]:
     """Indices ``j0 <= j1`` of the measured budgets around ``n`` and the log-n fraction ``t``
     (``value = (1 - t) v[j0] + t v[j1]``). Requires ``budgets[0] <= n <= budgets[-1]``."""
     j1 = int(np.searchsorted(budgets, n, side="left"))
@@ -129,7 +129,7 @@ def interpolate(mean: np.ndarray, budgets: np.ndarray, n: float) -> np.ndarray:
         b = budgets[ok]
         if not b[0] <= n <= b[-1]:
             continue
-        j0, j1, t = _bracket(b, n)
+        j0, j1, t = bracket_budgets(b, n)
         v = mean[i][ok]
         out[i] = (1 - t) * v[j0] + t * v[j1]
     return out

@@ -70,16 +70,16 @@ class Recommendation:
         """Plain-Python (JSON-ready) form."""
         return {
             "budget": self.budget,
-            "difficulty": _num(self.difficulty),
-            "weights": {_num(lv): float(w) for lv, w in zip(self.levels, self.weights)},
+            "difficulty": plain_number(self.difficulty),
+            "weights": {plain_number(lv): float(w) for lv, w in zip(self.levels, self.weights)},
             "method": self.method,
             "extrapolated": self.extrapolated,
-            "budget_range": [_num(b) for b in self.budget_range],
+            "budget_range": [plain_number(b) for b in self.budget_range],
             "expected_risk": self.expected_risk,
-            "runner_up": None if self.runner_up is None else _num(self.runner_up),
+            "runner_up": None if self.runner_up is None else plain_number(self.runner_up),
             "margin": self.margin,
-            "share": {_num(k): v for k, v in self.share.items()},
-            "plausible": [_num(d) for d in self.plausible],
+            "share": {plain_number(k): v for k, v in self.share.items()},
+            "plausible": [plain_number(d) for d in self.plausible],
             "min_share": self.min_share,
             "n_boot": self.n_boot,
             "n_seeds": self.n_seeds,
@@ -97,7 +97,7 @@ class Recommendation:
             + (
                 ""
                 if self.bracket is None or self.bracket[0][0] == self.bracket[1][0]
-                else f", interpolated in log n between budgets {_fmt(self.bracket[0][0])} and {_fmt(self.bracket[1][0])}"
+                else f", interpolated in log n between budgets {format_number(self.bracket[0][0])} and {format_number(self.bracket[1][0])}"
             ),
             "model": f"closed-form model {self.model.family!r}"
             if self.model
@@ -106,10 +106,10 @@ class Recommendation:
         lines = [f"Recommendation for a budget of n = {self.budget:,} examples ({how})"]
         if self.extrapolated:
             lines.append(
-                f"  EXTRAPOLATION: n is outside the measured budgets [{_fmt(self.budget_range[0])}, {_fmt(self.budget_range[1])}]"
+                f"  EXTRAPOLATION: n is outside the measured budgets [{format_number(self.budget_range[0])}, {format_number(self.budget_range[1])}]"
             )
         lines.append(
-            f"  train at difficulty {_fmt(self.difficulty)}: {_weights_text(self.levels, self.weights)}"
+            f"  train at difficulty {format_number(self.difficulty)}: {_weights_text(self.levels, self.weights)}"
         )
         if self.diverged:
             lines.append(
@@ -119,15 +119,15 @@ class Recommendation:
             line = f"  expected target risk {self.expected_risk:.3f}"
             if self.runner_up is not None:
                 line += (
-                    f"; runner-up difficulty {_fmt(self.runner_up)} is worse by {self.margin:.3f}"
+                    f"; runner-up difficulty {format_number(self.runner_up)} is worse by {self.margin:.3f}"
                 )
             lines.append(line)
         if self.n_boot and self.share:
             shares = ", ".join(
-                f"{_fmt(d)}: {s:.0%}" if s >= 0.005 else f"{_fmt(d)}: <1%"
+                f"{format_number(d)}: {s:.0%}" if s >= 0.005 else f"{format_number(d)}: <1%"
                 for d, s in sorted(self.share.items(), key=lambda kv: -kv[1])
             )
-            plaus = ", ".join(_fmt(d) for d in self.plausible)
+            plaus = ", ".join(format_number(d) for d in self.plausible)
             lines.append(
                 f"  seed bootstrap ({self.n_boot} resamples of {self.n_seeds} seeds) chose difficulty {shares}; "
                 f"plausible (>= {self.min_share:.0%}): {{{plaus}}}"
@@ -148,12 +148,16 @@ class Recommendation:
         return "\n".join(lines)
 
 
-def _num(x: Any) -> Any:
+def plain_number(x: Any) -> Any:
+    """A scalar ``x`` as a plain Python number for dicts and JSON: an ``int`` when its value is
+    a whole number, else a ``float``."""
     x = float(x)
     return int(x) if x.is_integer() else x
 
 
-def _fmt(x: Any) -> str:
+def format_number(x: Any) -> str:
+    """A scalar ``x`` as short text: a whole number with thousands separators (``12,800``),
+    anything else to 3 significant digits (``0.125``)."""
     x = float(x)
     return f"{int(x):,}" if x.is_integer() else f"{x:.3g}"
 
@@ -161,6 +165,6 @@ def _fmt(x: Any) -> str:
 def _weights_text(levels: np.ndarray, weights: np.ndarray) -> str:
     w = np.asarray(weights, dtype=float)
     if np.isclose(w.max(), 1.0):
-        return f"all data at level {_fmt(levels[int(np.argmax(w))])}"
+        return f"all data at level {format_number(levels[int(np.argmax(w))])}"
     nz = [(lv, x) for lv, x in zip(levels, w) if x > 0]
-    return "weights " + ", ".join(f"level {_fmt(lv)}: {x:.3f}" for lv, x in nz)
+    return "weights " + ", ".join(f"level {format_number(lv)}: {x:.3f}" for lv, x in nz)

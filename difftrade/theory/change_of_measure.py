@@ -45,10 +45,10 @@ import numpy as np
 
 from difftrade.theory import kl_inverse
 from difftrade.theory.discrete_divergences import (
-    _as_weights,
-    _check_order,
-    _check_weights,
+    check_renyi_order,
+    check_weight_vectors,
     discrete_kl,
+    normalise_weights,
     renyi_divergence,
     restrict_to_support,
 )
@@ -91,10 +91,10 @@ def lp_shift_lower(source_risk: ArrayLike, t: ArrayLike, s: ArrayLike) -> jax.Ar
 def _lp_shift(source_risk: ArrayLike, t: ArrayLike, s: ArrayLike, worst: bool) -> jax.Array:
     """Fractional knapsack over atoms: fill the S-mass R_S in decreasing ρ (``worst``) or increasing ρ."""
     _check_risk_input("source_risk", source_risk)
-    _check_weights("t", t)
-    _check_weights("s", s)
+    check_weight_vectors("t", t)
+    check_weight_vectors("s", s)
     with float64_scope():
-        t, s = _as_weights(t, s)
+        t, s = normalise_weights(t, s)
         r = jnp.asarray(source_risk, jnp.float64)
         covered = s > 0
         ratio = t / jnp.where(covered, s, 1.0)
@@ -129,8 +129,8 @@ def importance_weights(t: ArrayLike, s: ArrayLike) -> tuple[np.ndarray, np.ndarr
     Returns ``(weight [..., L], B [...], π [...])``, float64; weight is 0 where s_l = 0 (never
     drawn) and B = 1 where S covers no target mass (then every weight is 0 and π = 1).
     """
-    _check_weights("t", t)
-    _check_weights("s", s)
+    check_weight_vectors("t", t)
+    check_weight_vectors("s", s)
     s, t = np.asarray(s, np.float64), np.broadcast_to(np.asarray(t, np.float64), np.shape(s))
     covered = s > 0
     ratio = np.where(covered, t / np.where(covered, s, 1.0), 0.0)
@@ -175,7 +175,7 @@ def renyi_shift_bound(
     ℓ ∈ [0, 1]. Same vacuity on the uncovered mass π as :func:`kl_shift_bound`.
     """
     _check_risk_input("source_risk", source_risk)
-    _check_order(order)
+    check_renyi_order(order)
     t_in, pi = restrict_to_support(t, s)
     with float64_scope():
         s64 = jnp.asarray(s, jnp.float64)

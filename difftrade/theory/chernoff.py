@@ -14,10 +14,10 @@ import jax.numpy as jnp
 
 from difftrade.theory.float64 import (
     ArrayLike,
-    _check_delta,
-    _check_n,
-    _check_risk,
-    _f64,
+    as_float64,
+    check_delta,
+    check_n,
+    check_risk,
     float64_scope,
 )
 from difftrade.theory.kl_inverse import kl_inv, kl_inv_lower
@@ -42,11 +42,11 @@ def sample_convergence_lower(mc_risk: ArrayLike, num_draws: ArrayLike, delta_pri
 
 
 def _sample_convergence(invert, mc_risk: ArrayLike, num_draws: ArrayLike, delta_prime: ArrayLike) -> jax.Array:
-    _check_risk("mc_risk", mc_risk)
-    _check_n("num_draws", num_draws)
-    _check_delta("delta_prime", delta_prime)
+    check_risk("mc_risk", mc_risk)
+    check_n("num_draws", num_draws)
+    check_delta("delta_prime", delta_prime)
     with float64_scope():
-        mc_risk, m, dp = _f64(mc_risk, num_draws, delta_prime)
+        mc_risk, m, dp = as_float64(mc_risk, num_draws, delta_prime)
         ok = (m >= 1) & (dp > 0) & (dp < 1)
         c = jnp.where(ok, jnp.log(2.0 / jnp.where(ok, dp, 0.5)) / jnp.where(ok, m, 1.0), jnp.nan)
         return invert(mc_risk, c)
@@ -87,11 +87,11 @@ def kl_test_set_lower(emp_risk: ArrayLike, n: ArrayLike, delta: ArrayLike) -> ja
 def _test_set(invert, emp_risk: ArrayLike, n: ArrayLike, delta: ArrayLike,
               names: tuple[str, str, str] = ("emp_risk", "n", "delta")) -> jax.Array:
     """``invert(L̂, ln(1/δ)/n)`` with the checks the test-set bounds share (errors name ``names``)."""
-    _check_risk(names[0], emp_risk)
-    _check_n(names[1], n)
-    _check_delta(names[2], delta)
+    check_risk(names[0], emp_risk)
+    check_n(names[1], n)
+    check_delta(names[2], delta)
     with float64_scope():
-        emp_risk, n, delta = _f64(emp_risk, n, delta)
+        emp_risk, n, delta = as_float64(emp_risk, n, delta)
         ok = (n >= 1) & (delta > 0) & (delta < 1)
         c = jnp.where(ok, -jnp.log(jnp.where(ok, delta, 0.5)) / jnp.where(ok, n, 1.0), jnp.nan)
         return invert(emp_risk, c)

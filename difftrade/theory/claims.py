@@ -71,7 +71,10 @@ class Result:
         return f"[{mark}] {self.claim.name} ({self.method}): {self.claim.statement}\n       {self.detail}"
 
 
-def _as_claim(claim: Claim | str | None, default: str) -> Claim:
+def as_claim(claim: Claim | str | None, default: str) -> Claim:
+    """``claim`` as a :class:`Claim`: a ``Claim`` is returned unchanged, ``None`` becomes
+    ``Claim(default, default)``, anything else becomes ``Claim(str(claim), default)`` (its text
+    as the name, ``default`` as the statement)."""
     if isinstance(claim, Claim):
         return claim
     if claim is None:

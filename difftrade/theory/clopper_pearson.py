@@ -20,14 +20,14 @@ from jax import lax
 
 from difftrade.theory.float64 import (
     ArrayLike,
-    _check_delta,
-    _f64,
-    _f64_host_or_traced_half,
-    _host_value,
+    as_float64,
+    check_delta,
     check_range,
     float64_scope,
+    halve_delta,
+    host_value,
 )
-from difftrade.theory.kl_inverse import _bits, _from_bits
+from difftrade.theory.kl_inverse import float_bits, float_from_bits
 from difftrade.theory.special_functions import regularized_incomplete_beta
 
 #: relative margin in the Clopper–Pearson tail tests (covers the incomplete beta's error, ≤ ~1e-10
@@ -43,7 +43,7 @@ CLOPPER_PEARSON_MAX_N: float = 1e9
 def _check_counts(k, n):
     check_range("n", n, 1.0, CLOPPER_PEARSON_MAX_N)
     check_range("k", k, 0.0, math.inf)
-    kv, nv = _host_value(k), _host_value(n)
+    kv, nv = host_value(k), host_value(n)
     if kv is not None and np.any(kv != np.round(kv)):
         bad = float(kv[kv != np.round(kv)].flat[0])
         raise ValueError(f"k={bad!r} is not an integer count; allowed: integers 0..n")
@@ -70,19 +70,19 @@ def _cp_search(k, n, delta, upper: bool):
         return regularized_incomplete_beta(jnp.maximum(k, 1.0), n - k + 1.0, p)
 
     # keep side: tail ≥ target (upper: p small; lower: p large). Return the far end of the bracket.
-    keep_b = _bits(jnp.zeros_like(k) if upper else jnp.ones_like(k))
-    far_b = _bits(jnp.ones_like(k) if upper else jnp.zeros_like(k))
+    keep_b = float_bits(jnp.zeros_like(k) if upper else jnp.ones_like(k))
+    far_b = float_bits(jnp.ones_like(k) if upper else jnp.zeros_like(k))
 
     def step(_, carry):
         keep_b, far_b = carry
         mid = keep_b + (far_b - keep_b) // 2
         keep = ~(
-            tail(_from_bits(mid)) < target
+            tail(float_from_bits(mid)) < target
         )  # NaN (no convergence) counts as keep: conservative
         return jnp.where(keep, mid, keep_b), jnp.where(keep, far_b, mid)
 
     keep_b, far_b = lax.fori_loop(0, 64, step, (keep_b, far_b))
-    p = _from_bits(far_b)
+    p = float_from_bits(far_b)
     trivial = (k >= n) if upper else (k <= 0)
     return jnp.where(trivial, 1.0 if upper else 0.0, p)
 
@@ -94,9 +94,9 @@ def _cp(k, n, delta, upper: bool):
     """Checked front end of :func:`_cp_search`: NaN for invalid traced entries, the trivial bound
     (1 upper, 0 lower) for traced ``n`` above :data:`CLOPPER_PEARSON_MAX_N`."""
     _check_counts(k, n)
-    _check_delta("delta", delta)
+    check_delta("delta", delta)
     with float64_scope():
-        k, n, delta = jnp.broadcast_arrays(*_f64(k, n, delta))
+        k, n, delta = jnp.broadcast_arrays(*as_float64(k, n, delta))
         ok = (n >= 1) & (k >= 0) & (k <= n) & (delta > 0) & (delta < 1)
         searched = ok & (n <= CLOPPER_PEARSON_MAX_N)
         ks, ns = jnp.where(searched, k, 0.0), jnp.where(searched, n, 1.0)
@@ -136,8 +136,8 @@ def clopper_pearson_interval(
     k: ArrayLike, n: ArrayLike, delta: ArrayLike
 ) -> tuple[jax.Array, jax.Array]:
     """Two-sided Clopper–Pearson interval at confidence 1−δ (δ/2 per side): ``(lower, upper)``."""
-    _check_delta("delta", delta)
-    half = _f64_host_or_traced_half(delta)
+    check_delta("delta", delta)
+    half = halve_delta(delta)
     return clopper_pearson_lower(k, n, half), clopper_pearson_upper(k, n, half)
 
 
@@ -162,7 +162,7 @@ def clopper_pearson_host(
     from scipy import special
 
     _check_counts(k, n)
-    _check_delta("delta", delta)
+    check_delta("delta", delta)
     if side not in ("upper", "lower", "two-sided"):
         raise ValueError(f"side={side!r} is unknown; allowed: 'upper', 'lower', 'two-sided'")
     k, n = np.broadcast_arrays(np.asarray(k, dtype=np.float64), np.asarray(n, dtype=np.float64))

@@ -26,11 +26,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from difftrade.theory.float64 import ArrayLike, _host_value, check_range, float64_scope
+from difftrade.theory.float64 import ArrayLike, check_range, float64_scope, host_value
 
 
-def _check_weights(field: str, w: ArrayLike) -> None:
-    v = _host_value(w)
+def check_weight_vectors(field: str, w: ArrayLike) -> None:
+    """Raise ``ValueError`` naming ``field`` unless a host-known ``w`` is a batch of probability
+    vectors over atoms: shape ``[..., K]`` (at least one axis), entries finite and >= 0, each
+    vector along the last axis summing to 1 within ``_SUM_TOLERANCE``. Tracers pass unchecked.
+    """
+    v = host_value(w)
     if v is None:
         return
     if v.ndim == 0:
@@ -46,7 +50,9 @@ def _check_weights(field: str, w: ArrayLike) -> None:
         )
 
 
-def _check_order(order: ArrayLike) -> None:
+def check_renyi_order(order: ArrayLike) -> None:
+    """Raise ``ValueError`` if a host-known Rényi order (any shape) has an entry outside
+    (1, inf]; tracers pass unchecked (:func:`~difftrade.theory.float64.check_range`)."""
     check_range("order", order, 1.0, math.inf, lo_open=True)
 
 
@@ -57,7 +63,7 @@ def _weights_ok(w: jax.Array) -> jax.Array:
     return jnp.all(w >= 0, axis=-1) & (jnp.abs(jnp.sum(w, axis=-1) - 1.0) <= _SUM_TOLERANCE)
 
 
-def _as_weights(*ws: ArrayLike) -> list[jax.Array]:
+def normalise_weights(*ws: ArrayLike) -> list[jax.Array]:
     """float64, broadcast, renormalised to sum exactly 1 (call inside the scope, after checks)."""
     out = jnp.broadcast_arrays(*(jnp.asarray(w, jnp.float64) for w in ws))
     return [
@@ -69,19 +75,19 @@ def _as_weights(*ws: ArrayLike) -> list[jax.Array]:
 
 def out_of_support_mass(t: ArrayLike, s: ArrayLike) -> jax.Array:
     """π = T-mass on atoms where S has none: ``Σ_{i: sᵢ = 0} tᵢ``. float64, leading axes broadcast."""
-    _check_weights("t", t)
-    _check_weights("s", s)
+    check_weight_vectors("t", t)
+    check_weight_vectors("s", s)
     with float64_scope():
-        t, s = _as_weights(t, s)
+        t, s = normalise_weights(t, s)
         return jnp.sum(jnp.where(s > 0, 0.0, t), axis=-1)
 
 
 def restrict_to_support(t: ArrayLike, s: ArrayLike) -> tuple[jax.Array, jax.Array]:
     """``(T_in, π)``: T conditioned on supp S (renormalised; zeros if π = 1) and its lost mass π."""
-    _check_weights("t", t)
-    _check_weights("s", s)
+    check_weight_vectors("t", t)
+    check_weight_vectors("s", s)
     with float64_scope():
-        t, s = _as_weights(t, s)
+        t, s = normalise_weights(t, s)
         inside = jnp.where(s > 0, t, 0.0)
         mass = jnp.sum(inside, axis=-1, keepdims=True)
         t_in = jnp.where(mass > 0, inside / jnp.where(mass > 0, mass, 1.0), 0.0)
@@ -90,12 +96,12 @@ def restrict_to_support(t: ArrayLike, s: ArrayLike) -> tuple[jax.Array, jax.Arra
 
 def discrete_kl(t: ArrayLike, s: ArrayLike) -> jax.Array:
     """``KL(T‖S) = Σᵢ tᵢ ln(tᵢ/sᵢ)`` (0 ln 0 = 0; +inf if T puts mass where S has none). float64."""
-    _check_weights("t", t)
-    _check_weights("s", s)
+    check_weight_vectors("t", t)
+    check_weight_vectors("s", s)
     with float64_scope():
         t, s = jnp.broadcast_arrays(*(jnp.asarray(x, jnp.float64) for x in (t, s)))
         ok = _weights_ok(t) & _weights_ok(s)
-        t, s = _as_weights(t, s)
+        t, s = normalise_weights(t, s)
         s_safe = jnp.where(s > 0, s, 1.0)
         t_safe = jnp.where(t > 0, t, 1.0)
         terms = jnp.where(
@@ -120,9 +126,9 @@ def _log_moment(t: jax.Array, s: jax.Array, order: jax.Array) -> jax.Array:
 
 
 def _check_pair(t: ArrayLike, s: ArrayLike, order: ArrayLike) -> None:
-    _check_weights("t", t)
-    _check_weights("s", s)
-    _check_order(order)
+    check_weight_vectors("t", t)
+    check_weight_vectors("s", s)
+    check_renyi_order(order)
 
 
 def _pair_and_order(t: ArrayLike, s: ArrayLike, order: ArrayLike) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
@@ -130,7 +136,7 @@ def _pair_and_order(t: ArrayLike, s: ArrayLike, order: ArrayLike) -> tuple[jax.A
     t, s = jnp.broadcast_arrays(*(jnp.asarray(x, jnp.float64) for x in (t, s)))
     q = jnp.asarray(order, jnp.float64)
     ok = _weights_ok(t) & _weights_ok(s) & (q > 1)
-    t, s = _as_weights(t, s)
+    t, s = normalise_weights(t, s)
     return t, s, jnp.where(q > 1, q, 2.0), ok
 
 

@@ -21,12 +21,12 @@ import jax
 import jax.numpy as jnp
 
 from difftrade.theory import chernoff
-from difftrade.theory.discrete_divergences import _check_order, out_of_support_mass, renyi_beta
+from difftrade.theory.discrete_divergences import check_renyi_order, out_of_support_mass, renyi_beta
 from difftrade.theory.float64 import (
     ArrayLike,
-    _f64_host_or_traced_half,
     check_range,
     float64_scope,
+    halve_delta,
 )
 
 
@@ -75,8 +75,8 @@ def domain_adaptation_bound(
     for field, value in (("target_n", target_n), ("source_n", source_n), ("num_pairs", num_pairs)):
         check_range(field, value, 1.0, math.inf)
     check_range("delta", delta, 0.0, 1.0, lo_open=True, hi_open=True)
-    _check_order(order)
-    quarter = _f64_host_or_traced_half(_f64_host_or_traced_half(delta))
+    check_renyi_order(order)
+    quarter = halve_delta(halve_delta(delta))
     d_pairs = chernoff.sample_convergence_bound(target_disagreement, num_pairs, quarter)
     d_upper = chernoff.kl_test_set_bound(d_pairs, target_n, quarter)
     e_pairs = chernoff.sample_convergence_bound(source_joint_error, num_pairs, quarter)

@@ -21,10 +21,10 @@ import numpy as np
 from difftrade.theory import chernoff, clopper_pearson
 from difftrade.theory.float64 import (
     ArrayLike,
-    _f64_host_or_traced_half,
-    _host_value,
     check_range,
     float64_scope,
+    halve_delta,
+    host_value,
 )
 
 
@@ -60,7 +60,7 @@ def gap_band(
     Shapes broadcast; float64.
     """
     check_range("delta", delta, 0.0, 1.0, lo_open=True, hi_open=True)
-    quarter = _f64_host_or_traced_half(_f64_host_or_traced_half(delta))
+    quarter = halve_delta(halve_delta(delta))
     if binary:
         t_lo, t_hi = (
             clopper_pearson.clopper_pearson_lower(target_errors, target_n, quarter),
@@ -75,7 +75,7 @@ def gap_band(
             ("target_errors", target_errors, target_n),
             ("source_errors", source_errors, source_n),
         ):
-            ev, nv = _host_value(errors), _host_value(n)
+            ev, nv = host_value(errors), host_value(n)
             if ev is not None and nv is not None and np.any((ev < 0) | (ev > nv)):
                 raise ValueError(
                     f"{field}={ev.tolist()!r} is out of range; allowed: loss sums in [0, n]"

@@ -45,7 +45,7 @@ def float64_scope() -> contextlib.AbstractContextManager:
     return enable(True)
 
 
-def _host_value(x: ArrayLike) -> np.ndarray | None:
+def host_value(x: ArrayLike) -> np.ndarray | None:
     """``x`` as a float64 numpy array if its value is known on the host, else None (a tracer)."""
     if isinstance(x, jax.core.Tracer):
         return None
@@ -68,7 +68,7 @@ def check_range(
 
     Tracers pass unchecked (the numeric functions return NaN for their bad entries).
     """
-    v = _host_value(x)
+    v = host_value(x)
     if v is None:
         return
     bad = np.isnan(v) | (v < lo) | (v > hi)
@@ -83,13 +83,20 @@ def check_range(
         raise ValueError(f"{field}={first!r}{where} is out of range; allowed: values in {interval}")
 
 
-def _f64(*xs: ArrayLike) -> list[jax.Array]:
+def as_float64(*xs: ArrayLike) -> list[jax.Array]:
     """Cast to float64 (call inside :func:`float64_scope`)."""
     return [jnp.asarray(x, dtype=jnp.float64) for x in xs]
 
 
-def _f64_host_or_traced_half(delta):
-    v = _host_value(delta)
+def halve_delta(delta):
+    """``delta / 2`` in float64, for splitting a confidence budget between two bounds.
+
+    A host-known ``delta`` (Python number, numpy array, concrete jax array) gives a float64 numpy
+    array, so the halves can still be checked on the host by the callee; a traced ``delta``
+    gives a float64 ``jax.Array`` computed inside :func:`float64_scope`. Elementwise: the
+    result has the shape of ``delta``.
+    """
+    v = host_value(delta)
     if v is not None:
         return v / 2.0
     with float64_scope():
@@ -97,19 +104,29 @@ def _f64_host_or_traced_half(delta):
 
 
 
-def _check_risk(field: str, x: ArrayLike) -> None:
+def check_risk(field: str, x: ArrayLike) -> None:
+    """Raise ``ValueError`` naming ``field`` if a host-known ``x`` (any shape) has an entry
+    outside the risk / probability range [0, 1] or NaN; tracers pass unchecked
+    (:func:`check_range`)."""
     check_range(field, x, 0.0, 1.0)
 
 
-def _check_delta(field: str, x: ArrayLike) -> None:
+def check_delta(field: str, x: ArrayLike) -> None:
+    """Raise ``ValueError`` naming ``field`` if a host-known ``x`` (any shape) has an entry
+    outside the open confidence range (0, 1) or NaN; tracers pass unchecked
+    (:func:`check_range`)."""
     check_range(field, x, 0.0, 1.0, lo_open=True, hi_open=True)
 
 
-def _check_kl(field: str, x: ArrayLike) -> None:
+def check_kl(field: str, x: ArrayLike) -> None:
+    """Raise ``ValueError`` naming ``field`` if a host-known ``x`` (any shape) has a negative or
+    NaN entry (a KL divergence lies in [0, inf]); tracers pass unchecked (:func:`check_range`)."""
     check_range(field, x, 0.0, math.inf)
 
 
-def _check_n(field: str, x: ArrayLike) -> None:
+def check_n(field: str, x: ArrayLike) -> None:
+    """Raise ``ValueError`` naming ``field`` if a host-known sample size ``x`` (any shape) has an
+    entry below 1 or NaN; tracers pass unchecked (:func:`check_range`)."""
     check_range(field, x, 1.0, math.inf)
 
 

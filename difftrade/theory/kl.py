@@ -33,7 +33,12 @@ def parameter_leaves(tree: PyTree) -> list[jax.Array]:
     return [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
 
 
-def _paired_leaves(mean: PyTree, prior_mean: PyTree) -> list[tuple[jax.Array, jax.Array]]:
+def paired_float_leaves(mean: PyTree, prior_mean: PyTree) -> list[tuple[jax.Array, jax.Array]]:
+    """The floating-point leaves of ``mean`` paired with the corresponding leaves of
+    ``prior_mean``, in tree-leaf order; integer and boolean leaves are skipped. Raises
+    ``ValueError`` if the two trees differ in structure or a paired leaf differs in shape
+    (each pair has one shape, any shape).
+    """
     s_mean, s_prior = jax.tree.structure(mean), jax.tree.structure(prior_mean)
     if s_mean != s_prior:
         raise ValueError(
@@ -64,7 +69,7 @@ def squared_distance(a: PyTree, b: PyTree) -> jax.Array:
     """``‖a − b‖² = Σᵢ (aᵢ − bᵢ)²`` over the floating leaves of two same-structure pytrees; float64 scalar."""
     with float64_scope():
         total = jnp.zeros((), jnp.float64)
-        for x, y in _paired_leaves(a, b):
+        for x, y in paired_float_leaves(a, b):
             diff = jnp.asarray(x, jnp.float64) - jnp.asarray(y, jnp.float64)
             total = total + jnp.sum(diff * diff)
         return total
@@ -109,7 +114,7 @@ def gaussian_kl(
     Returns:
       float64 scalar ``½ Σᵢ [σᵢ²/σ_P² − 1 − ln(σᵢ²/σ_P²) + (μᵢ − w₀ᵢ)²/σ_P²]`` (0 iff Q = P).
     """
-    pairs = _paired_leaves(mean, prior_mean)
+    pairs = paired_float_leaves(mean, prior_mean)
     if jax.tree_util.treedef_is_leaf(jax.tree.structure(sigma)) and jnp.ndim(sigma) == 0:
         num = sum(math.prod(jnp.shape(m)) for m, _ in pairs)
         return isotropic_gaussian_kl(num, squared_distance(mean, prior_mean), sigma, prior_sigma)

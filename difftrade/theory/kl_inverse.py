@@ -31,7 +31,7 @@ import numpy as np
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from difftrade.theory.float64 import ArrayLike, _check_risk, _f64, check_range, float64_scope
+from difftrade.theory.float64 import ArrayLike, as_float64, check_range, check_risk, float64_scope
 
 #: relative margin in the kl⁻¹ membership test (see module docstring); the computed kl is
 #: accurate to ~2e-15 relative at worst
@@ -39,7 +39,12 @@ KL_INV_REL_MARGIN: float = 1e-13
 
 
 # ---- accurate kl -----------------------------------------------------------------------------
-def _x_minus_log1p(x, xp):
+def x_minus_log1p_xp(x, xp):
+    """:func:`x_minus_log1p` with the array namespace passed in: ``xp`` is ``numpy`` (host
+    float64 arithmetic, no tracing) or ``jax.numpy`` (call inside :func:`float64_scope`).
+    Elementwise: ``x`` is an array of any shape with entries >= -1; returns
+    ``x - ln(1 + x)`` with the same shape.
+    """
     small = xp.abs(x) < 0.25
     xs = xp.where(small, x, 0.0)
     u = xs / (2.0 + xs)
@@ -64,7 +69,7 @@ def x_minus_log1p(x: jax.Array) -> jax.Array:
     worst; ``ln(1+x)`` is taken as ``log(1 + x)`` for ``x < 0``). ``h(−1) = +inf``.
     Call inside :func:`float64_scope` for float64 accuracy. Elementwise, any shape.
     """
-    return _x_minus_log1p(x, jnp)
+    return x_minus_log1p_xp(x, jnp)
 
 
 def _generalised_kl(a: jax.Array, b_minus_a: jax.Array, b: jax.Array) -> jax.Array:
@@ -93,7 +98,7 @@ def _binary_kl(q: jax.Array, p: jax.Array) -> jax.Array:
     return _generalised_kl(q, d, p) + _generalised_kl(1.0 - q, -d, 1.0 - p)
 
 
-def _kl_of_masses(x0: jax.Array, y0: jax.Array, x: jax.Array, y: jax.Array) -> jax.Array:
+def kl_of_masses(x0: jax.Array, y0: jax.Array, x: jax.Array, y: jax.Array) -> jax.Array:
     """kl(x0‖x) for two-point masses ``(x0, y0)``, ``(x, y)`` each given with its complement.
 
     ``x0 + y0 = x + y = 1`` in exact arithmetic; nothing is recomputed as ``1 − ·``, so a mass
@@ -114,21 +119,26 @@ def binary_kl(q: ArrayLike, p: ArrayLike) -> jax.Array:
 
     Args: ``q``, ``p``: broadcastable arrays in [0, 1]. Returns: the broadcast shape.
     """
-    _check_risk("q", q)
-    _check_risk("p", p)
+    check_risk("q", q)
+    check_risk("p", p)
     with float64_scope():
-        q, p = _f64(q, p)
+        q, p = as_float64(q, p)
         ok = (q >= 0) & (q <= 1) & (p >= 0) & (p <= 1)
         qs, ps = jnp.where(ok, q, 0.5), jnp.where(ok, p, 0.5)
         return jnp.where(ok, _binary_kl(qs, ps), jnp.nan)
 
 
 # ---- kl inverses (bisection on float64 bit patterns) ------------------------------------------
-def _bits(x: jax.Array) -> jax.Array:
+def float_bits(x: jax.Array) -> jax.Array:
+    """The float64 entries of ``x`` reinterpreted as their int64 bit patterns (``-0.0`` taken
+    as ``+0.0``). Elementwise, any shape. For non-negative floats the bit patterns are ordered
+    like the values, so bisecting on them halves the remaining count of floats each step."""
     return lax.bitcast_convert_type(jnp.where(x == 0, 0.0, x), jnp.int64)  # -0.0 → +0.0
 
 
-def _from_bits(b: jax.Array) -> jax.Array:
+def float_from_bits(b: jax.Array) -> jax.Array:
+    """The int64 bit patterns ``b`` reinterpreted as float64 values, the inverse of
+    :func:`float_bits`. Elementwise, any shape."""
     return lax.bitcast_convert_type(b, jnp.float64)
 
 
@@ -163,17 +173,17 @@ def _kl_inv_search(q: jax.Array, c: jax.Array, upper: bool, reverse: bool = Fals
     kl_at = (lambda x: _binary_kl(x, q)) if reverse else (lambda x: _binary_kl(q, x))
     end = jnp.full_like(q, 1.0 if upper else 0.0)
     end_inside = kl_at(end) <= c_test
-    inside_b, outside_b = _bits(q), _bits(end)
+    inside_b, outside_b = float_bits(q), float_bits(end)
 
     def step(_, carry):
         inside_b, outside_b = carry
         lo, hi = (inside_b, outside_b) if upper else (outside_b, inside_b)
         mid = lo + (hi - lo) // 2
-        inside = kl_at(_from_bits(mid)) <= c_test
+        inside = kl_at(float_from_bits(mid)) <= c_test
         return jnp.where(inside, mid, inside_b), jnp.where(inside, outside_b, mid)
 
     inside_b, outside_b = lax.fori_loop(0, 64, step, (inside_b, outside_b))
-    p = _from_bits(outside_b)
+    p = float_from_bits(outside_b)
     if not upper:  # XLA may flush subnormals to zero inside kl: never report one as a lower end
         p = jnp.where(p < _SMALLEST_NORMAL, 0.0, p)
     return jnp.where(end_inside, end, p)
@@ -217,6 +227,12 @@ def _tangent(q, p, q_dot, c_dot):
 
 @jax.custom_jvp
 def _kl_inv_upper(q, c):
+    """Upper kl inverse ``sup{p ∈ [q, 1] : kl(q‖p) ≤ c}`` of float64 arrays ``q``, ``c`` of one
+    shape (broadcast them first), without input checks: every entry must already be valid
+    (``q`` in [0, 1], ``c ≥ 0``). Call inside :func:`float64_scope`. Differentiable in ``q`` and
+    ``c`` (implicit derivative); returns an array of that shape. :func:`kl_inv` is the checked
+    form for any inputs; :func:`kl_inv_upper_jit` is this function jitted.
+    """
     return _kl_inv_search(q, c, upper=True)
 
 
@@ -241,22 +257,22 @@ def _kl_inv_lower_jvp(primals, tangents):
 
 # Jitted entry points: an eager call then compiles the 64-step loop once per shape/dtype instead
 # of on every call; under an outer jit they are simply inlined.
-_kl_inv_upper_jit = jax.jit(_kl_inv_upper)
+kl_inv_upper_jit = jax.jit(_kl_inv_upper)
 _kl_inv_lower_jit = jax.jit(_kl_inv_lower)
 _kl_inv_reverse_jit = jax.jit(partial(_kl_inv_search, upper=True, reverse=True))
 
 
 def _kl_inv(q: ArrayLike, c: ArrayLike, upper: bool, reverse: bool = False) -> jax.Array:
-    _check_risk("q", q)
+    check_risk("q", q)
     check_range("c", c, 0.0, math.inf)
     with float64_scope():
-        q, c = jnp.broadcast_arrays(*_f64(q, c))
+        q, c = jnp.broadcast_arrays(*as_float64(q, c))
         ok = (q >= 0) & (q <= 1) & (c >= 0)
         qs, cs = jnp.where(ok, q, 0.5), jnp.where(ok, c, 0.0)
         if reverse:
             p = _kl_inv_reverse_jit(qs, cs)
         else:
-            p = _kl_inv_upper_jit(qs, cs) if upper else _kl_inv_lower_jit(qs, cs)
+            p = kl_inv_upper_jit(qs, cs) if upper else _kl_inv_lower_jit(qs, cs)
         return jnp.where(ok, p, jnp.nan)
 
 

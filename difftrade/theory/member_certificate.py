@@ -318,9 +318,9 @@ def _diagonal_kl_grid(params, prior_params, scale, sig, prior_grid):
     more than one. The closed form cancels where σᵢ ≈ σ_P; its float64 rounding (below
     ~4p·eps relative to the terms) is added to the KL, so the result never understates it.
     """
-    from difftrade.theory.kl import _paired_leaves
+    from difftrade.theory.kl import paired_float_leaves
 
-    pairs = _paired_leaves(params, prior_params)
+    pairs = paired_float_leaves(params, prior_params)
     scales = [s for s, m in zip(jax.tree.leaves(scale), jax.tree.leaves(params)) if jnp.issubdtype(jnp.result_type(m), jnp.inexact)]
     p = float(sum(math.prod(jnp.shape(m)) for m, _ in pairs))
     s2 = sum(jnp.sum(jnp.broadcast_to(jnp.square(jnp.asarray(s, jnp.float64)), jnp.shape(m))) for (m, _), s in zip(pairs, scales))

@@ -18,12 +18,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from difftrade.theory.discrete_divergences import _as_weights, _check_weights
-from difftrade.theory.float64 import ArrayLike, _host_value, float64_scope
+from difftrade.theory.discrete_divergences import check_weight_vectors, normalise_weights
+from difftrade.theory.float64 import ArrayLike, float64_scope, host_value
 
 
 def _check_sizes(level_sizes: ArrayLike) -> None:
-    v = _host_value(level_sizes)
+    v = host_value(level_sizes)
     if v is None:
         return
     if (
@@ -55,10 +55,10 @@ def nested_shell_weights(level_weights: ArrayLike, level_sizes: ArrayLike) -> ja
     Args: ``level_weights`` ``[..., L]`` summing to 1; ``level_sizes`` ``[L]`` (floats are fine:
     only ratios enter). Returns: shell weights ``[..., L]`` summing to 1.
     """
-    _check_weights("level_weights", level_weights)
+    check_weight_vectors("level_weights", level_weights)
     _check_sizes(level_sizes)
     with float64_scope():
-        (w,) = _as_weights(level_weights)
+        (w,) = normalise_weights(level_weights)
         sizes = jnp.asarray(level_sizes, jnp.float64)
         prev = jnp.concatenate([jnp.zeros((1,), jnp.float64), sizes[:-1]])
         shell_fraction = 1.0 - prev / sizes  # (N_j − N_{j−1}) / N_j, exact-ish for huge N
@@ -74,10 +74,10 @@ def nested_problem_density(level_weights: ArrayLike, level_sizes: ArrayLike) -> 
     The exact problem-level density under nested levels (see :func:`nested_shell_weights`):
     ``T(z)/S(z) = ρ^T_j/ρ^S_j`` for every problem z in shell j.
     """
-    _check_weights("level_weights", level_weights)
+    check_weight_vectors("level_weights", level_weights)
     _check_sizes(level_sizes)
     with float64_scope():
-        (w,) = _as_weights(level_weights)
+        (w,) = normalise_weights(level_weights)
         sizes = jnp.asarray(level_sizes, jnp.float64)
         upper = jnp.triu(jnp.ones((sizes.shape[0],) * 2, jnp.float64))
         return jnp.einsum("...d,jd->...j", w, upper / sizes[None, :])

@@ -194,7 +194,11 @@ def numeric_check(
     )
 
 
-def _fallback_detail(rep: NumericReport, why: str) -> str:
+def fallback_detail(rep: NumericReport, why: str) -> str:
+    """The ``detail`` text of a :class:`~difftrade.theory.claims.Result` decided by the numeric
+    fallback: ``why`` (the reason sympy gave up) followed by what the numeric check of ``rep``
+    found, a counterexample, no evaluable point, or the number of points checked and the
+    worst normalised margin."""
     if rep.counterexample is not None:
         return f"{why}; numeric search found a counterexample (confirmed at 50 digits): {rep.counterexample}"
     if rep.n_points == 0:

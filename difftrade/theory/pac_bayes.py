@@ -23,17 +23,17 @@ import numpy as np
 
 from difftrade.theory.float64 import (
     ArrayLike,
-    _check_delta,
-    _check_kl,
-    _check_n,
-    _check_risk,
-    _f64,
-    _host_value,
     argmin,
+    as_float64,
+    check_delta,
+    check_kl,
+    check_n,
     check_range,
+    check_risk,
     float64_scope,
+    host_value,
 )
-from difftrade.theory.kl_inverse import _kl_inv_upper_jit
+from difftrade.theory.kl_inverse import kl_inv_upper_jit
 from difftrade.theory.special_functions import log_xi
 
 XiMode = Literal["relaxed", "exact"]
@@ -45,7 +45,7 @@ def _log_xi_term(n: ArrayLike, mode: XiMode) -> jax.Array:
     if mode == "relaxed":
         return jnp.log(2.0) + 0.5 * jnp.log(jnp.asarray(n, dtype=jnp.float64))
     if mode == "exact":
-        v = _host_value(n)
+        v = host_value(n)
         if v is None:
             raise ValueError(
                 "xi='exact' needs a host-known n (it was traced); allowed: xi='relaxed' under jit/vmap"
@@ -55,10 +55,10 @@ def _log_xi_term(n: ArrayLike, mode: XiMode) -> jax.Array:
 
 
 def _bound_inputs(emp_risk, kl, n, delta):
-    _check_risk("emp_risk", emp_risk)
-    _check_kl("kl", kl)
-    _check_n("n", n)
-    _check_delta("delta", delta)
+    check_risk("emp_risk", emp_risk)
+    check_kl("kl", kl)
+    check_n("n", n)
+    check_delta("delta", delta)
 
 
 def _domain_ok(emp_risk, kl, n, delta):
@@ -68,7 +68,7 @@ def _domain_ok(emp_risk, kl, n, delta):
 def _complexity(emp_risk, kl, n, delta, mode: XiMode):
     """float64 (L̂, KL, n, δ, B = KL + ln(ξ/δ), ok-mask), inside the scope."""
     log_xi_n = _log_xi_term(n, mode)
-    emp_risk, kl, n, delta = _f64(emp_risk, kl, n, delta)
+    emp_risk, kl, n, delta = as_float64(emp_risk, kl, n, delta)
     ok = _domain_ok(emp_risk, kl, n, delta)
     b = kl + log_xi_n - jnp.log(delta)
     return emp_risk, kl, n, delta, b, ok
@@ -101,7 +101,7 @@ def maurer_bound(
         c = jnp.where(ok, b / jnp.where(ok, n, 1.0), 0.0)
         return _finish(
             ok,
-            _kl_inv_upper_jit(*jnp.broadcast_arrays(jnp.where(ok, emp_risk, 0.0), c)),
+            kl_inv_upper_jit(*jnp.broadcast_arrays(jnp.where(ok, emp_risk, 0.0), c)),
             round_up=False,
         )
 
@@ -168,7 +168,7 @@ def lambda_bound(
         if lam is None:
             lam = 2.0 / (jnp.sqrt(2.0 * n * emp_risk / b + 1.0) + 1.0)
         else:
-            (lam,) = _f64(lam)
+            (lam,) = as_float64(lam)
             ok = ok & (lam > 0) & (lam < 2)
         shrink = 1.0 - lam / 2.0
         return _finish(ok, emp_risk / shrink + b / (n * lam * shrink))
@@ -185,7 +185,7 @@ def catoni_bound(
     _bound_inputs(emp_risk, kl, n, delta)
     check_range("c", c, 0.0, math.inf, lo_open=True)
     with float64_scope():
-        emp_risk, kl, n, delta, c = _f64(emp_risk, kl, n, delta, c)
+        emp_risk, kl, n, delta, c = as_float64(emp_risk, kl, n, delta, c)
         ok = _domain_ok(emp_risk, kl, n, delta) & (c > 0)
         exponent = -c * emp_risk - (kl - jnp.log(delta)) / n
         return _finish(ok, jnp.expm1(exponent) / jnp.expm1(-c))
@@ -204,15 +204,15 @@ def catoni_grid_bound(
     values fixed before seeing data. Returns ``(bound, best_c)``, both the broadcast shape.
     The bound holds w.p. ≥ 1−δ.
     """
-    c_grid_host = _host_value(c_grid)
+    c_grid_host = host_value(c_grid)
     if c_grid_host is not None and (c_grid_host.ndim != 1 or c_grid_host.size == 0):
         raise ValueError(f"c_grid has shape {c_grid_host.shape}; allowed: a non-empty 1-D grid")
     check_range("c_grid", c_grid, 0.0, math.inf, lo_open=True)
     _bound_inputs(emp_risk, kl, n, delta)
     with float64_scope():
-        (c_grid,) = _f64(c_grid)
+        (c_grid,) = as_float64(c_grid)
         k = c_grid.shape[0]
-        emp_risk, kl, n, delta = jnp.broadcast_arrays(*_f64(emp_risk, kl, n, delta))
+        emp_risk, kl, n, delta = jnp.broadcast_arrays(*as_float64(emp_risk, kl, n, delta))
         bounds = catoni_bound(
             emp_risk[..., None], kl[..., None], n[..., None], delta[..., None] / k, c_grid
         )

@@ -19,17 +19,17 @@ from dataclasses import replace
 
 import sympy as sp
 
-from difftrade.theory.claims import NUMERIC_FALLBACK, SYMBOLIC, Claim, Result, _as_claim
-from difftrade.theory.numeric_fallback import _fallback_detail, numeric_check
+from difftrade.theory.claims import NUMERIC_FALLBACK, SYMBOLIC, Claim, Result, as_claim
+from difftrade.theory.numeric_fallback import fallback_detail, numeric_check
 from difftrade.theory.signs import (
-    _CONTRADICTS,
-    _IMPLIES,
     RELATIONS,
+    SIGN_CONTRADICTS,
+    SIGN_IMPLIES,
     Domain,
-    _assumed,
-    _reparametrise,
-    _restrict,
+    assumed_dummies,
     decide_sign,
+    reparametrise,
+    restrict_domain,
 )
 
 
@@ -52,11 +52,11 @@ def prove_sign(
     if relation not in RELATIONS[:4]:
         raise ValueError(f"relation={relation!r} is unknown; allowed: {', '.join(RELATIONS[:4])}")
     expr = sp.sympify(expr)
-    c = _as_claim(claim, f"{expr} {relation}")
+    c = as_claim(claim, f"{expr} {relation}")
     decided, how = decide_sign(expr, domain)
-    if decided is not None and relation in _IMPLIES[decided]:
+    if decided is not None and relation in SIGN_IMPLIES[decided]:
         return Result(c, True, SYMBOLIC, f"sympy: expression is {decided} ({how})")
-    if decided is not None and relation in _CONTRADICTS[decided]:
+    if decided is not None and relation in SIGN_CONTRADICTS[decided]:
         return Result(
             c, False, SYMBOLIC, f"sympy proves the opposite: expression is {decided} ({how})"
         )
@@ -64,7 +64,7 @@ def prove_sign(
     if not allow_fallback:
         return Result(c, False, SYMBOLIC, why + "; numeric fallback disabled")
     rep = numeric_check(expr, relation, domain, n_points=n_points)
-    return Result(c, rep.ok and rep.n_points > 0, NUMERIC_FALLBACK, _fallback_detail(rep, why))
+    return Result(c, rep.ok and rep.n_points > 0, NUMERIC_FALLBACK, fallback_detail(rep, why))
 
 
 _SIMPLIFIERS: tuple[tuple[str, Callable[[sp.Expr], sp.Expr]], ...] = (
@@ -90,12 +90,12 @@ def prove_equal(
     Rejected symbolically when ``a - b`` simplifies to a non-zero number; otherwise, if allowed,
     a numeric fallback compares both sides on a grid."""
     a, b = sp.sympify(a), sp.sympify(b)
-    c = _as_claim(claim, f"{a} == {b}")
-    sub = _assumed(domain)
+    c = as_claim(claim, f"{a} == {b}")
+    sub = assumed_dummies(domain)
     diff = (a - b).xreplace(sub)
     candidates = [("", diff)]
     if domain:
-        candidates.append(("reparametrised, ", _reparametrise(a - b, domain)))
+        candidates.append(("reparametrised, ", reparametrise(a - b, domain)))
     last = diff
     for prefix, d in candidates:
         for name, fn in _SIMPLIFIERS:
@@ -124,7 +124,7 @@ def prove_equal(
     if not allow_fallback:
         return Result(c, False, SYMBOLIC, why + "; numeric fallback disabled")
     rep = numeric_check(a, "==0", domain, rhs=b, n_points=n_points, rtol=1e-8)
-    return Result(c, rep.ok and rep.n_points > 0, NUMERIC_FALLBACK, _fallback_detail(rep, why))
+    return Result(c, rep.ok and rep.n_points > 0, NUMERIC_FALLBACK, fallback_detail(rep, why))
 
 
 def prove_nonnegative_by_derivative(
@@ -145,7 +145,7 @@ def prove_nonnegative_by_derivative(
     continuous on the closed interval at ``at_zero`` (``f.subs(var, at_zero)`` is its value there).
     """
     f, at_zero = sp.sympify(f), sp.sympify(at_zero)
-    c = _as_claim(claim, f"{f} >= 0 (derivative in {var})")
+    c = as_claim(claim, f"{f} >= 0 (derivative in {var})")
     if var not in domain:
         raise ValueError(f"var={var} is not in domain; allowed: one of {list(domain)}")
     rest = {k: v for k, v in domain.items() if k != var}
@@ -176,7 +176,7 @@ def _derivative_sign_steps(
     elif sp.simplify(at_zero - hi) == 0:
         pieces = [("<=0", domain, lo, hi)]
     else:
-        left, right = _restrict(domain, var, lo, at_zero), _restrict(domain, var, at_zero, hi)
+        left, right = restrict_domain(domain, var, lo, at_zero), restrict_domain(domain, var, at_zero, hi)
         pieces = [("<=0", left, lo, at_zero), (">=0", right, at_zero, hi)]
     fp = sp.diff(f, var)
     return [
@@ -204,7 +204,7 @@ def _statement_verdict(f: sp.Expr, domain: Domain) -> str:
 def combine(claim: Claim | str, steps: Iterable[Result], how: str = "") -> Result:
     """A claim that follows from several sub-results: passes iff all pass; symbolic iff all are."""
     steps = tuple(steps)
-    c = _as_claim(claim, str(claim))
+    c = as_claim(claim, str(claim))
     passed = all(s.passed for s in steps)
     method = SYMBOLIC if all(s.method == SYMBOLIC for s in steps) else NUMERIC_FALLBACK
     detail = (how + "; " if how else "") + "; ".join(
@@ -227,7 +227,7 @@ def prove_unique_root(
     ``solve`` can miss roots of transcendental equations, so for rigour pair this with a
     monotonicity (sign of derivative) claim; this one shows sympy *derives* the closed form.
     """
-    c = _as_claim(claim, f"{expr} = 0 has the unique root {var} = {expected}")
+    c = as_claim(claim, f"{expr} = 0 has the unique root {var} = {expected}")
     roots = sp.solve(sp.sympify(expr), var)
     if len(roots) != 1:
         return Result(c, False, SYMBOLIC, f"sympy.solve returned {len(roots)} roots: {roots}")

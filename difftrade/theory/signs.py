@@ -31,7 +31,7 @@ Domain = Mapping[sp.Symbol, tuple]
 
 
 # ---- domains ----------------------------------------------------------------------------------
-def _assumed(domain: Domain | None) -> dict:
+def assumed_dummies(domain: Domain | None) -> dict:
     """Map each domain symbol to a dummy carrying the sign its numeric bounds imply."""
     out = {}
     for v, (lo, hi) in (domain or {}).items():
@@ -45,7 +45,7 @@ def _assumed(domain: Domain | None) -> dict:
     return out
 
 
-def _reparametrise(expr: sp.Expr, domain: Domain | None) -> sp.Expr:
+def reparametrise(expr: sp.Expr, domain: Domain | None) -> sp.Expr:
     """Substitute each ``v in (lo, hi)`` by an expression in a fresh positive dummy (see module
     docstring); symbols are substituted last-listed first, since bounds refer to earlier ones."""
     expr = sp.sympify(expr)
@@ -64,7 +64,9 @@ def _reparametrise(expr: sp.Expr, domain: Domain | None) -> sp.Expr:
     return expr
 
 
-def _restrict(domain: Domain, var: sp.Symbol, lo, hi) -> dict:
+def restrict_domain(domain: Domain, var: sp.Symbol, lo, hi) -> dict:
+    """A copy of ``domain`` with the interval of ``var`` replaced by ``(lo, hi)`` (``var`` is
+    added if absent); the other symbols keep their intervals and order."""
     out = dict(domain)
     out[var] = (lo, hi)
     return out
@@ -110,7 +112,7 @@ def _coefficient_sign(e: sp.Expr) -> Sign | None:
 
 
 def _reparam_sign(e: sp.Expr, domain: Domain | None) -> Sign | None:
-    r = sp.together(_reparametrise(e, domain))
+    r = sp.together(reparametrise(e, domain))
     s = _assumption_sign(r)
     if s is not None:
         return s
@@ -182,7 +184,7 @@ def _power_sign(
 def _squares_sign(e: sp.Expr, domain: Domain | None, depth: int) -> Sign | None:
     """``e = P - N`` with ``P``, ``N`` sums of provably positive terms has the sign of
     ``P^2 - N^2`` (= (P - N)(P + N)); this removes one layer of square roots."""
-    sub = _assumed(domain)
+    sub = assumed_dummies(domain)
     pos, neg = [], []
     for term in sp.Add.make_args(e):
         s = _assumption_sign(term.xreplace(sub))
@@ -199,7 +201,7 @@ def _squares_sign(e: sp.Expr, domain: Domain | None, depth: int) -> Sign | None:
 
 
 def _base_sign(base: sp.Expr, domain: Domain | None, depth: int = 2) -> Sign | None:
-    s = _assumption_sign(base.xreplace(_assumed(domain)))
+    s = _assumption_sign(base.xreplace(assumed_dummies(domain)))
     if s is not None:
         return s
     s = _univariate_root_sign(base, domain)
@@ -223,7 +225,7 @@ def decide_sign(expr: sp.Expr, domain: Domain | None = None) -> tuple[str | None
     expr = sp.sympify(expr)
     if expr.is_zero:
         return "==0", "identically zero"
-    sub = _assumed(domain)
+    sub = assumed_dummies(domain)
     assumed = expr.xreplace(sub)
     s = _assumption_sign(assumed)
     if s is not None:
@@ -257,14 +259,16 @@ def _rel(s: Sign) -> str:
     return {(1, True): ">0", (1, False): ">=0", (-1, True): "<0", (-1, False): "<=0"}[s]
 
 
-_IMPLIES = {
+# Relations ">0", ">=0", "<0", "<=0", "==0": SIGN_IMPLIES[r] is the set of relations that
+# hold whenever r holds; SIGN_CONTRADICTS[r] is the set that cannot hold when r holds.
+SIGN_IMPLIES = {
     ">0": {">0", ">=0"},
     ">=0": {">=0"},
     "<0": {"<0", "<=0"},
     "<=0": {"<=0"},
     "==0": {"==0", ">=0", "<=0"},
 }
-_CONTRADICTS = {
+SIGN_CONTRADICTS = {
     ">0": {"<0", "<=0", "==0"},
     "<0": {">0", ">=0", "==0"},
     ">=0": {"<0"},

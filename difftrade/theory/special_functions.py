@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from difftrade.theory.float64 import ArrayLike, _check_n, _f64, float64_scope
-from difftrade.theory.kl_inverse import _kl_of_masses, _x_minus_log1p
+from difftrade.theory.float64 import ArrayLike, as_float64, check_n, float64_scope
+from difftrade.theory.kl_inverse import kl_of_masses, x_minus_log1p_xp
 
 # ---- ξ(n) ------------------------------------------------------------------------------------
 _STIRLING = (1 / 12, -1 / 360, 1 / 1260, -1 / 1680, 1 / 1188, -691 / 360360, 1 / 156)
@@ -70,7 +70,7 @@ def _log_xi_cached(n: int) -> float:
     if last >= 1:
         k = np.arange(1, last + 1, dtype=np.float64)
         x = k / n
-        g = (1.0 - x) * _x_minus_log1p(x / (1.0 - x), np)
+        g = (1.0 - x) * x_minus_log1p_xp(x / (1.0 - x), np)
         log_t = (
             -n * g
             - 0.5 * np.log1p(-x)
@@ -98,9 +98,9 @@ def xi(n: int) -> float:
 
 def xi_relaxed(n: ArrayLike) -> jax.Array:
     """The usual relaxation ``2√n ≥ ξ(n)``, float64, vmappable."""
-    _check_n("n", n)
+    check_n("n", n)
     with float64_scope():
-        return 2.0 * jnp.sqrt(_f64(n)[0])
+        return 2.0 * jnp.sqrt(as_float64(n)[0])
 
 
 # ---- regularized incomplete beta ------------------------------------------------------------
@@ -125,12 +125,12 @@ def _log_beta_prefactor(a: jax.Array, b: jax.Array, x: jax.Array, y: jax.Array) 
 
     With ``x₀ = a/(a+b)``, ``y₀ = b/(a+b)`` it equals
     ``−(a+b)·kl(x₀‖x) + ½ ln(ab/(2π(a+b))) − r(a) − r(b) + r(a+b)`` (Stirling remainders r);
-    kl is evaluated by :func:`_kl_of_masses`, so the error stays ~1e-14 relative even for
+    kl is evaluated by :func:`kl_of_masses`, so the error stays ~1e-14 relative even for
     ``a, b ~ 1e9`` and ``x`` within 1e-9 of 1. Elementwise, broadcastable.
     """
     x0, y0 = a / (a + b), b / (a + b)
     return (
-        -(a + b) * _kl_of_masses(x0, y0, x, y)
+        -(a + b) * kl_of_masses(x0, y0, x, y)
         + 0.5 * (jnp.log(a) + jnp.log(b) - jnp.log(a + b) - math.log(2 * math.pi))
         - _lgamma_remainder(a)
         - _lgamma_remainder(b)
