@@ -6,7 +6,6 @@ The schema of what it builds is in :mod:`difftrade.results`.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -84,7 +83,7 @@ def assemble(cfg: Any, chunks: list[xr.Dataset], extra_attrs: dict[str, Any] | N
         steps = [cfg.train.for_budget(int(n)).steps for n in g.budgets]
         variables["train_steps"] = (("budget",), np.asarray(steps, np.int32))
     attrs = {
-        "config": json.dumps(cfg.to_dict(), sort_keys=True),
+        "config": cfg.to_json(),
         "config_hash": cfg.hash(),
         "task": task.name,
         "device": device_kind(),

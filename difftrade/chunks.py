@@ -24,8 +24,8 @@ import xarray as xr
 from difftrade import results, weights_format
 from difftrade.checkpoint import _pid_alive
 from difftrade.config import RunConfig
+from difftrade.config_files import META, grid_members, one_line, read_meta
 from difftrade.logs import log
-from difftrade.rundir import META, one_line, read_meta
 
 CHUNK_NAME = re.compile(r"chunk_m(\d+)-(\d+)\.nc")
 CHUNK_VARIABLES = ("train_exact", "train_ce", "level_exact", "level_ce", "loss_curve", "accuracy_curve", "nonfinite_steps")
@@ -166,8 +166,7 @@ def grid_size(out_dir: Path) -> int:
     if not meta.exists():
         raise ValueError(f"{str(out_dir)!r} has no {META}; allowed: a directory written by difftrade run")
     try:
-        grid = read_meta(out_dir)["config"]["grid"]
-        return len(grid["difficulties"]) * len(grid["budgets"]) * len(grid["seeds"])
+        return grid_members(read_meta(out_dir)["config"])
     except (KeyError, TypeError) as err:
         raise ValueError(f"{meta}: its config has no grid of difficulties, budgets and seeds ({one_line(err)}); "
                          "allowed: the config.json that difftrade run wrote") from None

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from difftrade import results
+from difftrade import results, settings_json
 from difftrade.certify.shift_fields import shift_variables
 from difftrade.checkpoint import load_base
 from difftrade.chunks import load_params
@@ -45,7 +44,7 @@ from difftrade.config import RunConfig
 from difftrade.evaluate import evaluate_population, risks
 from difftrade.fields import Field, check_fields, refuse
 from difftrade.logs import log
-from difftrade.population import PartialStore, map_chunks, plan_chunks
+from difftrade.population import PartialStore, keyed_folder, map_chunks, plan_chunks
 from difftrade.quantize import CODEBOOK_BITS, QuantizedView, initial_codebook, quantized
 from difftrade.rundir import DirLock, load_run
 from difftrade.subspace import Subspace, projection_key
@@ -90,6 +89,11 @@ COMPRESS_FIELDS: dict[str, Field] = {
     "delta_heldout": Field(float, 0, 1, low_open=True, high_open=True),
     "member_chunk": Field(int, 0, note="0 = every member at once"),
 }
+
+
+def stored_settings(c: xr.Dataset) -> CompressSettings:
+    """The :class:`CompressSettings` a ``compression.nc`` Dataset was written with."""
+    return settings_json.from_json(CompressSettings, c.attrs.get("settings"), c.encoding.get("source", "compression.nc"))
 
 
 def quantize_members(cfg: RunConfig, settings: CompressSettings, pop: Population, z: jax.Array,
@@ -155,8 +159,8 @@ def compress_chunk(cfg: RunConfig, settings: CompressSettings, pop: Population, 
 
 
 def _partial_dir(run_dir: Path, cfg: RunConfig, settings: CompressSettings) -> Path:
-    key = json.dumps({"config": cfg.hash(), "settings": dataclasses.asdict(settings)}, sort_keys=True)
-    return run_dir / "compression.partial" / hashlib.sha256(key.encode()).hexdigest()[:16]
+    """Where :func:`compress_run` keeps finished chunks: one folder per (run config, settings)."""
+    return keyed_folder(run_dir / "compression.partial", config=cfg.hash(), settings=settings_json.to_json(settings))
 
 
 def check_run(cfg: RunConfig, run_dir: Path) -> None:
@@ -228,7 +232,7 @@ def best_of(run_dirs: list[Path], out_dir: Path) -> xr.Dataset:
     (cfg0, ds0), c0 = runs[0]
     same = lambda cfg: {k: v for k, v in cfg.to_dict().items() if k != "subspace"}
     for ((cfg, _), c), path in zip(runs[1:], run_dirs[1:]):
-        if same(cfg) != same(cfg0) or json.loads(c.attrs["settings"])["delta"] != json.loads(c0.attrs["settings"])["delta"]:
+        if same(cfg) != same(cfg0) or stored_settings(c).delta != stored_settings(c0).delta:
             raise ValueError(f"{str(path)!r} differs from {str(run_dirs[0])!r} in more than [subspace] (or in compress "
                              "--delta); allowed: runs of one grid that differ only in [subspace]")
     choice = np.argmin(np.stack([np.nan_to_num(c["target_bound"].values, nan=np.inf) for _, c in runs]), axis=0)
@@ -259,8 +263,11 @@ def _finished(run_dir: Path, cfg: RunConfig, settings: CompressSettings) -> xr.D
     if not path.exists():
         return None
     c = results.open_netcdf(path)
-    numbers = lambda d: {k: v for k, v in d.items() if k != "member_chunk"}
-    same = numbers(json.loads(c.attrs.get("settings", "{}"))) == numbers(dataclasses.asdict(settings))
+    try:
+        used = stored_settings(c)
+    except ValueError:  # not this kind of file: compress again
+        return None
+    same = dataclasses.replace(used, member_chunk=0) == dataclasses.replace(settings, member_chunk=0)
     return c if same and c.attrs.get("config_hash") == cfg.hash() else None
 
 
@@ -289,7 +296,7 @@ def certify(cfg: RunConfig, ds: xr.Dataset, flat: dict[str, np.ndarray], setting
     variables.update(in_dist_bound=(DIMS, np.asarray(upper)), in_dist_lower_bound=(DIMS, np.asarray(lower)),
                      q_level_exact=level_exact, **shift)
     out = xr.Dataset(variables, coords={k: ds[k] for k in DIMS})
-    out.attrs = {"config_hash": cfg.hash(), "settings": json.dumps(dataclasses.asdict(settings)),
+    out.attrs = {"config_hash": cfg.hash(), "settings": settings_json.to_json(settings),
                  "subspace": json.dumps(dataclasses.asdict(cfg.subspace)), "delta_per_member": per_member,
                  "delta_heldout_per_member": heldout_per_member, "certified_members": int(np.prod(shape))}
     return out
@@ -327,11 +334,11 @@ VACUOUS = 0.999  # a bound at or above this certifies nothing about a [0, 1] ris
 
 def render(ds: xr.Dataset, c: xr.Dataset) -> str:
     """``compression.md``: per (difficulty, budget) the seed means of code length, risks and bounds; then d* per budget."""
-    settings = json.loads(c.attrs["settings"])
+    settings = stored_settings(c)
     mean = lambda name: np.nanmean(c[name].values, axis=2)
     lines = [f"# Compression certificates ({c.attrs['certified_members']} members, subspace {c.attrs['subspace']})", "",
-             (f"Quantized to {settings['levels']} levels after {settings['qat_steps']} quantization-aware steps; "
-              f"Occam bound at δ = {settings['delta']} for all members together "
+             (f"Quantized to {settings.levels} levels after {settings.qat_steps} quantization-aware steps; "
+              f"Occam bound at δ = {settings.delta} for all members together "
               f"(δ/M = {c.attrs['delta_per_member']:.3g} each). Seed means."), "",
              "| d | n | code bits | D·H bits | train risk (q) | test risk (q) | certified R_S | target risk (q) | certified R_T |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -348,7 +355,7 @@ def render(ds: xr.Dataset, c: xr.Dataset) -> str:
             lines.append(f"| {d} | {n} | " + " | ".join(cells) + " |")
     summary = d_star_summary(ds, c)
     diffs = c["difficulty"].values
-    settings_delta = f"δ + δ_heldout = {settings['delta'] + settings['delta_heldout']:.3g}"
+    settings_delta = f"δ + δ_heldout = {settings.delta + settings.delta_heldout:.3g}"
     lines += ["", f"| n | measured d* | quantized d* | certified argmin | certified set (δ) | with held-out R_T ({settings_delta}) |",
               "|---|---|---|---|---|---|"]
     show = lambda x: "–" if np.isnan(x) else str(int(x))

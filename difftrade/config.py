@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import jax
 import numpy as np
 
 from difftrade import data
+from difftrade.config_files import read_toml
 from difftrade.evaluate import EvalConfig
 from difftrade.fields import Field, check, check_fields, refuse, show
 from difftrade.model import ModelConfig
@@ -200,6 +200,9 @@ class RunConfig:
         return len(self.grid.difficulties), len(self.grid.budgets), len(self.grid.seeds)
 
     def to_dict(self) -> dict[str, Any]:
+        """The canonical form: every field with its value (defaults resolved), plain JSON types.
+        A section that is off (nominal difficulty, no subspace) is absent, and so are the prefix
+        phase's fields and ``epochs`` when off: the form names only what a run uses."""
         return {
             "task": {"name": self.task_name, **dict(self.task_options)},
             "grid": _plain(dataclasses.asdict(self.grid)),
@@ -207,17 +210,22 @@ class RunConfig:
             "train": _train_dict(self.train),
             "eval": dataclasses.asdict(self.eval),
             "run": _plain(dataclasses.asdict(self.run)),
-            # a section that is off (nominal difficulty, no subspace) is absent: the canonical form,
-            # and so the hash, names only what a run uses
             **({"difficulty": dataclasses.asdict(self.difficulty)} if self.difficulty.kind != "nominal" else {}),
             **({"subspace": dataclasses.asdict(self.subspace)} if self.subspace.enabled else {}),
         }
 
+    def to_json(self) -> str:
+        """:meth:`to_dict` as JSON (sorted keys): what ``config.json`` and ``results.nc`` store,
+        read back by :func:`from_dict` / :func:`from_json`."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
     def hash(self) -> str:
-        """Stable hash of everything that changes results (chunk size excluded)."""
+        """Stable hash of every field that changes results: :meth:`to_dict` without
+        ``run.chunk_size`` (how members are batched) and the model's implementation fields
+        (``ModelConfig.architecture``: the same function computed another way)."""
         d = self.to_dict()
         d["run"] = {k: v for k, v in d["run"].items() if k != "chunk_size"}
-        d["model"] = self.model.architecture()  # attention implementation: same function
+        d["model"] = self.model.architecture()
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -277,7 +285,8 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
     subspace = _section(SubspaceConfig, _table(raw, "subspace"), "subspace")
     if subspace.enabled:
         subspace.check_fits(model.num_params())
-    cfg = RunConfig(name, tuple(sorted(task_raw.items())), grid, model, train, ev, run, difficulty, subspace)
+    options = {**task_options(name), **task_raw}  # every option, defaults resolved: the hash covers them
+    cfg = RunConfig(name, tuple(sorted(options.items())), grid, model, train, ev, run, difficulty, subspace)
     _check_target(run.target, cfg.num_levels)  # without building a model-based task
     return cfg
 
@@ -363,11 +372,29 @@ def _difficulty(raw: dict[str, Any], task: Task, grid: GridConfig, ev: EvalConfi
 
 def load(path: str | Path) -> RunConfig:
     """Parse and validate a TOML run config."""
-    path = Path(path)
-    if not path.exists():
-        raise ValueError(f"config file {str(path)!r} does not exist")
+    return from_dict(read_toml(path))
+
+
+def stored(ds: Any, source: str | None = None) -> RunConfig:
+    """The config a results file stores (its ``config`` attribute; ``ds``: an xarray Dataset),
+    validated; ``ValueError`` naming ``source`` (default: the file ``ds`` was read from)."""
+    source = source or ds.encoding.get("source", "this results dataset")
+    if "config" not in ds.attrs:
+        raise ValueError(f"{source} has no 'config' attribute; allowed: a file written by difftrade run")
+    return from_json(ds.attrs["config"], source)
+
+
+def from_json(text: str, source: str) -> RunConfig:
+    """The config :meth:`RunConfig.to_json` wrote (e.g. a ``results.nc``'s ``config``
+    attribute), validated; ``ValueError`` naming ``source`` when it is not such a config."""
     try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"config file {str(path)!r} is not valid TOML: {err}") from err
-    return from_dict(raw)
+        raw = json.loads(text)
+    except (TypeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{source}: its config is not JSON ({type(err).__name__}: {err}); allowed: a file written by "
+                         "difftrade run") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{source}: its config is {type(raw).__name__}, not a table; allowed: a file written by difftrade run")  # noqa: TRY004 - the CLI reports ValueError
+    try:
+        return from_dict(raw)
+    except ValueError as err:
+        raise ValueError(f"{source}: {err}") from None

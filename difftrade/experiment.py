@@ -8,7 +8,6 @@ The chunk files themselves (names, checks, discarding, temporaries) are :mod:`di
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from difftrade.mesh import padded_index
 from difftrade.multihost import broadcast, is_main, to_host
 from difftrade.population import plan_chunks
 from difftrade.progress import Progress
-from difftrade.rundir import META, DirLock, SessionLog, read_meta
+from difftrade.rundir import META, DirLock, SessionLog, read_config, write_meta
 from difftrade.tasks import Task
 from difftrade.train import (
     SEGMENT_LISTENERS,
@@ -56,15 +55,15 @@ def prepare_dir(cfg: RunConfig, out_dir: Path, resume: bool) -> list[Path]:
     meta = out_dir / META
     created: list[Path] = []
     if meta.exists():
-        old = read_meta(out_dir)
+        old = read_config(out_dir).hash()  # recomputed from the stored config, as this config's is
         if not resume:
             raise ValueError(
-                f"--out {str(out_dir)!r} already holds a run (config hash {old['config_hash']}); "
+                f"--out {str(out_dir)!r} already holds a run (config hash {old}); "
                 "pass --resume to continue it or choose another --out"
             )
-        if old["config_hash"] != cfg.hash():
+        if old != cfg.hash():
             raise ValueError(
-                f"cannot resume {str(out_dir)!r}: its config hash is {old['config_hash']} but this config's is "
+                f"cannot resume {str(out_dir)!r}: its config hash is {old} but this config's is "
                 f"{cfg.hash()}; the configs differ (compare {META}), so results would mix two experiments"
             )
     else:
@@ -72,7 +71,7 @@ def prepare_dir(cfg: RunConfig, out_dir: Path, resume: bool) -> list[Path]:
         created = [p for p in (chunks, *chunks.parents) if not p.exists()]
         chunks.mkdir(parents=True, exist_ok=True)
         try:
-            results.atomic_write_text(json.dumps({"config_hash": cfg.hash(), "config": cfg.to_dict()}, indent=2), meta)
+            write_meta(out_dir, cfg)
         except BaseException:  # a failed write (a full disk): leave no empty chunks/ behind
             undo_prepare(created)
             raise

@@ -23,9 +23,8 @@ AXES = {"budgets": "budget", "difficulties": "difficulty", "seeds": "seed"}
 
 
 def _config(ds: xr.Dataset, name: str) -> dict[str, Any]:
-    if "config" not in ds.attrs:
-        raise ValueError(f"{name} has no 'config' attribute; allowed: a results.nc written by difftrade run")
-    return json.loads(ds.attrs["config"])
+    """The canonical form of a result file's config (validated, defaults resolved)."""
+    return config.stored(ds, name).to_dict()
 
 
 def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
@@ -83,7 +82,7 @@ def merge(datasets: Sequence[xr.Dataset], names: Sequence[str]) -> xr.Dataset:
     merged = {**configs[0], "grid": {**configs[0]["grid"], key: [int(v) for v in ds[dim].values]}}
     cfg = config.from_dict(merged)
     ds.attrs.update({  # the rest: the first input's (combine_attrs="override")
-        "config": json.dumps(cfg.to_dict(), sort_keys=True),
+        "config": cfg.to_json(),
         "config_hash": cfg.hash(),
         "wall_seconds": float(np.sum([float(d.attrs.get("wall_seconds", np.nan)) for d in datasets])),
         "merged_from": json.dumps([{"file": n, "config_hash": d.attrs.get("config_hash")} for n, d in zip(names, datasets)]),

@@ -20,6 +20,8 @@ store them in a :class:`PartialStore` until their results file is written.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -53,6 +55,13 @@ def plan_chunks(todo: np.ndarray, size: int, groups: np.ndarray | None = None) -
         width = min(size, round_up(len(group), jax.device_count()))
         chunks += [(group[i : i + width], width) for i in range(0, len(group), width)]
     return chunks
+
+
+def keyed_folder(parent: Path, **identity: str) -> Path:
+    """``parent/<16 hex digits>``: a folder named by the sha256 of ``identity`` (e.g. the config
+    hash and the settings' JSON), so a computation with another identity never reads its chunks."""
+    text = json.dumps(identity, sort_keys=True)
+    return Path(parent) / hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class PartialStore:

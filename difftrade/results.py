@@ -41,15 +41,12 @@ files' format and :mod:`difftrade.provenance` the versions, revision and device 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
-
-from difftrade.tasks import make_task
 
 ENGINE = "scipy"
 
@@ -191,14 +188,3 @@ def load(path: str | Path) -> xr.Dataset:
     return ds
 
 
-def level_structure(ds: xr.Dataset) -> str:
-    """The ``level_structure`` of the run's task, rebuilt from the config stored in the file."""
-    source = ds.encoding.get("source", "this results dataset")
-    if "config" not in ds.attrs:
-        raise ValueError(f"{source} has no 'config' attribute; allowed: a file written by difftrade run")
-    try:
-        task = dict(json.loads(ds.attrs["config"])["task"])
-    except (ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"{source}: its 'config' attribute is not a difftrade config ({_first_line(err)}); "
-                         "allowed: a file written by difftrade run") from None
-    return make_task(task.pop("name"), **task).level_structure

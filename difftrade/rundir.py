@@ -1,4 +1,4 @@
-"""A run directory's config, writers and sessions: its ``config.json`` (``read_meta``), one process
+"""A run directory's config, writers and sessions: its ``config.json`` (``write_meta``, ``read_config``), one process
 writes it at a time (``DirLock``), and each session that trains members is recorded with its
 times, devices and source revision (``SessionLog``)."""
 
@@ -18,34 +18,28 @@ import xarray as xr
 
 from difftrade import provenance, results
 from difftrade.config import RunConfig, from_dict
+from difftrade.config_files import META, one_line, read_meta
 from difftrade.logs import log
 
 LOCK = ".lock"  # flock'ed by the one process writing the directory; holds its pid
 SESSIONS = "sessions.json"  # one entry per session that trained members (see SessionLog)
-META = "config.json"  # the run's config and its hash (see read_meta)
 
 
-def one_line(err: BaseException) -> str:
-    """``"Type: message"`` of an exception on one line."""
-    return f"{type(err).__name__}: {' '.join(str(err).split())}"
+def write_meta(out_dir: Path, cfg: RunConfig) -> Path:
+    """Write ``out_dir/config.json`` atomically: the config's canonical form and its hash."""
+    text = json.dumps({"config_hash": cfg.hash(), "config": cfg.to_dict()}, indent=2, sort_keys=True)
+    results.atomic_write_text(text, Path(out_dir) / META)
+    return Path(out_dir) / META
 
 
-def read_meta(out_dir: Path) -> dict[str, Any]:
-    """A run directory's ``config.json``: ``{"config_hash": str, "config": dict}``.
-
-    ``ValueError`` naming the file when it is unreadable, not JSON, or lacks either key.
-    """
-    meta = Path(out_dir) / META
-    allowed = (f"allowed: the {META} that difftrade run wrote (restore it, or move {str(out_dir)!r} aside and run "
-               "again)")
+def read_config(run_dir: str | Path) -> RunConfig:
+    """A run directory's validated config (its ``config.json``); ``ValueError`` naming the file."""
+    stored = read_meta(run_dir)["config"]
     try:
-        old = json.loads(meta.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{meta} is not a difftrade run's {META} ({one_line(err)}); {allowed}") from None
-    missing = [k for k in ("config_hash", "config") if not isinstance(old, dict) or k not in old]
-    if missing:
-        raise ValueError(f"{meta} lacks the keys {missing}; {allowed}")
-    return old
+        return from_dict(stored)
+    except (ValueError, TypeError, AttributeError) as err:  # TypeError/AttributeError: not a table of tables
+        raise ValueError(f"{Path(run_dir) / META}: {' '.join(str(err).split())}; allowed: the {META} that difftrade run "
+                         "wrote") from None
 
 
 def load_run(run_dir: str | Path) -> tuple[RunConfig, xr.Dataset]:
@@ -54,7 +48,7 @@ def load_run(run_dir: str | Path) -> tuple[RunConfig, xr.Dataset]:
     run_dir = Path(run_dir)
     if not (run_dir / META).exists() or not (run_dir / "results.nc").exists():
         raise ValueError(f"{str(run_dir)!r} is not a finished run directory (needs {META} and results.nc)")
-    return from_dict(read_meta(run_dir)["config"]), results.load(run_dir / "results.nc")
+    return read_config(run_dir), results.load(run_dir / "results.nc")
 
 
 class DirLock:

@@ -11,22 +11,26 @@ tables can be checked against the committed files by regenerating them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
-from difftrade import analysis, assembly, divergence, paired_comparison, report, results, transfer
+from difftrade import (
+    analysis,
+    assembly,
+    config,
+    divergence,
+    paired_comparison,
+    report,
+    results,
+    transfer,
+)
 from difftrade.theory import level_model, threshold, tradeoff_families, tradeoff_fitting
 
 ALPHA = 0.05
 BOOT_LEVEL = 0.9
-
-
-def _config(ds: xr.Dataset) -> dict:
-    return json.loads(ds.attrs["config"])
 
 
 def _risk(ds: xr.Dataset, name: str = "target_risk") -> np.ndarray:
@@ -118,7 +122,7 @@ def model_table(ds: xr.Dataset) -> str:
     leave-one-budget-out d* error, all on the seed means of target risk."""
     d, n = ds["difficulty"].values.astype(float), ds["budget"].values.astype(float)
     y = analysis.seed_mean(_risk(ds))
-    pi = threshold.uncovered_mass(ds["train_weights"].values, ds["target_weights"].values, results.level_structure(ds))
+    pi = threshold.uncovered_mass(ds["train_weights"].values, ds["target_weights"].values, config.stored(ds).source_task.level_structure)
     total = float(np.nansum((y - np.nanmean(y)) ** 2))
     fitters: list[tuple[str, Callable[[], tuple[int, float, float]], threshold.Fitter]] = []
     for label, p in (("threshold, π from coverage", pi), ("threshold, π fitted", None)):
@@ -147,7 +151,7 @@ def model_table(ds: xr.Dataset) -> str:
 def _level_inputs(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For the per-level model: level shares ``m [D, L]``, seed-mean exact match ``[D, N, L]``
     (diverged members skipped) and the target ``[L]``."""
-    mass = level_model.level_mass(ds["train_weights"].values, results.level_structure(ds))
+    mass = level_model.level_mass(ds["train_weights"].values, config.stored(ds).source_task.level_structure)
     return mass, analysis.seed_mean(np.moveaxis(_level_accuracy(ds), 2, -1)), ds["target_weights"].values
 
 
@@ -185,13 +189,13 @@ def _family_stats(fit: tradeoff_fitting.FitResult, total: float) -> tuple[int, f
 
 def family_section(name: str, ds: xr.Dataset, point: xr.Dataset | None) -> str:
     """Every table of one family."""
-    cfg = _config(ds)
+    cfg = config.stored(ds, name)
     mask = divergence.diverged_mask(ds)
     diverged = 0 if mask is None else int(mask.sum())
     seeds = ds.sizes["seed"]
     lines = [
-        (f"### {name}: {ds.attrs.get('task', '?')}, levels {results.level_structure(ds)}, training distribution "
-        f"`{cfg['grid']['train_distribution']}`"),
+        (f"### {name}: {ds.attrs.get('task', '?')}, levels {config.stored(ds).source_task.level_structure}, training distribution "
+        f"`{cfg.grid.train_distribution}`"),
         "",
         (f"{ds.sizes['difficulty']} difficulties x {ds.sizes['budget']} budgets x {seeds} seeds; "
         f"{diverged} diverged members; {ds.attrs.get('device', '?')}, wall time {ds.attrs.get('wall_seconds', float('nan')):.0f} s; "
@@ -199,16 +203,16 @@ def family_section(name: str, ds: xr.Dataset, point: xr.Dataset | None) -> str:
         "",
     ]
     if "train_steps" in ds:
-        lines += [f"Fixed epochs ({cfg['train']['epochs']} passes over each member's data): steps per member "
+        lines += [f"Fixed epochs ({cfg.train.epochs} passes over each member's data): steps per member "
                   + ", ".join(f"{int(s):,} at n = {int(n):,}" for n, s in zip(ds['budget'].values, ds['train_steps'].values)) + ".", ""]
     else:
-        lines += [f"Fixed steps: {cfg['train']['steps']:,} per member at every budget.", ""]
+        lines += [f"Fixed steps: {cfg.train.steps:,} per member at every budget.", ""]
     note = analysis.support_note(seeds)
     if note:
         lines += [f"Note: {note}.", ""]
     if point is not None:
         lines += [transfer.render(transfer.transfer_matrix(point)).replace("## ", "#### Point training: "), ""]
-    lines += [transfer.render(transfer.transfer_matrix(ds)).replace("## ", f"#### Grid (`{cfg['grid']['train_distribution']}`): "), ""]
+    lines += [transfer.render(transfer.transfer_matrix(ds)).replace("## ", f"#### Grid (`{cfg.grid.train_distribution}`): "), ""]
     target = ", ".join(f"{w:.2f}" for w in ds["target_weights"].values)
     lines += [f"#### d*(n), the run's target (level weights {target})", "", d_star_table(ds), ""]
     hard = hard_target(ds.sizes["level"])

@@ -4,12 +4,11 @@ only (results and bounds Datasets); plots use it without the certifier."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import xarray as xr
 
 from difftrade import divergence
+from difftrade.certify.settings import BoundSettings, stored_settings
 
 VACUOUS = 0.999  # a certificate at or above this says nothing about a [0, 1] risk
 
@@ -20,8 +19,9 @@ def certified_view(ds: xr.Dataset, b: xr.Dataset) -> tuple[xr.Dataset, xr.Datase
     Seed means of measured risks and the empirical d* are then taken over the same members as
     the certificates they are set against (``--seeds 0`` compares seed 0 with seed 0).
     """
-    settings = json.loads(b.attrs["settings"])
-    sel = {dim: list(settings[key]) for dim, key in (("seed", "seeds"), ("budget", "budgets")) if settings.get(key) is not None}
+    settings = stored_settings(b)
+    sel = {dim: list(getattr(settings, key)) for dim, key in (("seed", "seeds"), ("budget", "budgets"))
+           if getattr(settings, key) is not None}
     return ds.sel(sel), b.sel(sel)
 
 
@@ -73,7 +73,7 @@ def d_star_table(ds: xr.Dataset, b: xr.Dataset) -> dict[str, np.ndarray]:
 def render(ds: xr.Dataset, b: xr.Dataset) -> str:
     """Markdown summary: certificates vs measured risks, shift bounds, d*(n) three ways."""
     ds, b = certified_view(ds, b)
-    settings = json.loads(b.attrs["settings"])
+    settings = stored_settings(b)
     table = d_star_table(ds, b)
     lines = [*_setting_lines(ds, b, settings), "", "```", b.attrs["delta_budget"], "```", "",
              *_member_rows(ds, b), *_summary_lines(ds, b), *_d_star_rows(ds, table, "target_iw_bound" in b)]
@@ -92,20 +92,20 @@ PRIOR_LINES = {
 }
 
 
-def _setting_lines(ds: xr.Dataset, b: xr.Dataset, settings: dict) -> list[str]:
+def _setting_lines(ds: xr.Dataset, b: xr.Dataset, settings: BoundSettings) -> list[str]:
     """The report's title and what was certified: posterior, bound set, Monte-Carlo step, prior, left-out members."""
     iw = "target_iw_bound" in b
-    fitted = settings.get("posterior") == "fitted"
-    if settings.get("bound_set") == "train":
+    fitted = settings.posterior == "fitted"
+    if settings.bound_set == "train":
         weighted = ("; importance-weighted: a second certificate on the same examples, each weighted by t/s of the level "
                     "it was drawn at (B · bound + π), " + ("at the σ, σ_P of cert. L_S(Q) (the same Q)."
-                                                          if settings.get("iw_selection") == "shared" else "at its own σ, σ_P."))
+                                                          if settings.iw_selection == "shared" else "at its own σ, σ_P."))
         bound_set = ("each member's own n training examples (n = budget); cert. L_T(Q) = the change of measure applied "
                      "to cert. L_S(Q)" + (weighted if iw else "."))
     else:
-        bound_set = f"{settings['n_bound']:,} fresh examples from S and from T per member."
-    monte_carlo = (f"r = {settings['num_draws']} fresh weight draw(s) per example and σ (slack ln(K/δ′)/(r·n))."
-                   if settings.get("monte_carlo", "whole_set") == "per_example" else
+        bound_set = f"{settings.n_bound:,} fresh examples from S and from T per member."
+    monte_carlo = (f"r = {settings.num_draws} fresh weight draw(s) per example and σ (slack ln(K/δ′)/(r·n))."
+                   if settings.monte_carlo == "per_example" else
                    "m weight draws, each on the whole bound set (Langford–Caruana, slack ln(2K/δ′)/m).")
     stale = ("**Stale shift bounds:** this bounds.nc has no exact change-of-measure field. Its shift bounds and any "
              "composed cert. L_T(Q) came from an inverted kl change of measure, which can fall below the true target "
@@ -120,7 +120,7 @@ def _setting_lines(ds: xr.Dataset, b: xr.Dataset, settings: dict) -> list[str]:
         "‖μ − w₀‖ = distance from Q's mean to the prior centre.",
         "Bound set: " + bound_set,
         "Monte-Carlo step: " + monte_carlo,
-        *([PRIOR_LINES[settings["prior"]]] if settings.get("prior") in PRIOR_LINES else []),
+        *([PRIOR_LINES[settings.prior]] if settings.prior in PRIOR_LINES else []),
         *_diverged_lines(ds, b),
         *([stale] if "shift_bound" not in b.attrs else []),
     ]
@@ -219,11 +219,11 @@ def _diverged_lines(ds: xr.Dataset, b: xr.Dataset) -> list[str]:
     return [" ".join(parts)] if parts else []
 
 
-def _certified_set_lines(ds: xr.Dataset, b: xr.Dataset, table: dict[str, np.ndarray], settings: dict) -> list[str]:
+def _certified_set_lines(ds: xr.Dataset, b: xr.Dataset, table: dict[str, np.ndarray], settings: BoundSettings) -> list[str]:
     """The report's table of certified sets of optimal difficulties, per budget and seed."""
     diffs, seeds = ds["difficulty"].values, ds["seed"].values
     measured = table["measured_per_seed"]  # [N, S]
-    per_member = settings["delta"] + settings["delta_prime"] + settings["delta_lower"]  # files with lower ends have it
+    per_member = settings.delta + settings.delta_prime + settings.delta_lower
     columns = [(key, label) for key, label in (("certified_set", "certified set per seed"),
                                                ("iw_certified_set", "importance-weighted set per seed"),
                                                ("heldout_set", "held-out test sets, per seed")) if key in table]
@@ -247,7 +247,7 @@ def _certified_set_lines(ds: xr.Dataset, b: xr.Dataset, table: dict[str, np.ndar
          f"{1 - len(diffs) * per_member:.6g} (each member's interval: δ + δ′ + δ_low)."
          + (" For contrast, the last column orders the deterministic networks by the Clopper–Pearson intervals of "
             "their target risks from the run's held-out test sets (no KL; per n and seed ≥ 1 − "
-            f"{len(diffs)} × {settings['delta_heldout']:.6g} = {1 - len(diffs) * settings['delta_heldout']:.6g}): "
+            f"{len(diffs)} × {settings.delta_heldout:.6g} = {1 - len(diffs) * settings['delta_heldout']:.6g}): "
             "what held-out data certifies, against what the training data alone does." if "heldout_set" in table else "")),
         "",
         "| n | measured d* per seed | " + " | ".join(label for _, label in columns) + " |",

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +13,17 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from difftrade import data, divergence, results
+from difftrade import data, divergence, results, settings_json
 from difftrade.certify.geometry import distance, retained_displacement
 from difftrade.certify.losses import ClippedCrossEntropy, ZeroOneAndWeightedLoss, ZeroOneLoss
 from difftrade.certify.priors import PRIORS, PriorKind, StoredWeights
-from difftrade.certify.settings import BoundSettings
+from difftrade.certify.settings import BoundSettings, stored_settings
 from difftrade.certify.shift_fields import SHIFT_BOUND, shift_variables
 from difftrade.chunks import load_params
 from difftrade.config import RunConfig
 from difftrade.mesh import on_member_mesh, round_up
 from difftrade.model import init_params
-from difftrade.population import PartialStore, map_chunks, plan_chunks
+from difftrade.population import PartialStore, keyed_folder, map_chunks, plan_chunks
 from difftrade.rundir import DirLock, load_run
 from difftrade.theory.certificate_budget import format_budget
 from difftrade.theory.certificate_types import CertificateConfig
@@ -210,8 +208,7 @@ def _fit_members(surrogate: ClippedCrossEntropy, fit_cfg: Any, params: Any, prio
 def _partial_dir(run_dir: Path, cfg: RunConfig, settings: BoundSettings) -> Path:
     """Where :func:`certify_run` keeps finished chunks until ``bounds.nc`` is written: one folder per
     (run config, settings), so a rerun with other settings never picks up these numbers."""
-    key = json.dumps({"config": cfg.hash(), "settings": dataclasses.asdict(settings)}, sort_keys=True, default=str)
-    return run_dir / "bounds.partial" / hashlib.sha256(key.encode()).hexdigest()[:16]
+    return keyed_folder(run_dir / "bounds.partial", config=cfg.hash(), settings=settings_json.to_json(settings))
 
 
 def _assemble(run_dir: Path, cfg: RunConfig, ds: xr.Dataset, chosen: np.ndarray, flat: dict[str, np.ndarray],
@@ -246,7 +243,7 @@ def _attributes(cfg: RunConfig, settings: BoundSettings, certified: int, exclude
                  f"= {ccfg.delta + ccfg.delta_prime:.6g} (its interval: + δ_low = {ccfg.delta + ccfg.delta_prime + ccfg.delta_lower:.6g})")
     return {
         "config_hash": cfg.hash(),
-        "settings": json.dumps(dataclasses.asdict(settings)),
+        "settings": settings_json.to_json(settings),
         "delta_budget": format_budget(ccfg, num_members=certified) + (iw_budget if settings.importance_weighted else ""),
         "certified_members": certified,
         "uncertified_diverged": excluded,  # picked members left NaN: diverged, or their prior's member did
@@ -268,8 +265,8 @@ def refresh_shift(run_dir: str | Path) -> xr.Dataset:
     b = results.load(path)
     if b.attrs.get("config_hash") != cfg.hash():
         raise ValueError(f"{str(path)!r} has config_hash {b.attrs.get('config_hash')!r}, the run {cfg.hash()!r}")
-    used = {**dataclasses.asdict(BoundSettings()), **json.loads(b.attrs["settings"])}  # files may lack newer fields
-    fields = shift_variables(cfg, ds, b["in_dist_bound"].values, used["bound_set"], used["delta_heldout"],
+    used = stored_settings(b)
+    fields = shift_variables(cfg, ds, b["in_dist_bound"].values, used.bound_set, used.delta_heldout,
                              b["in_dist_lower_bound"].values if "in_dist_lower_bound" in b else None)
     b = b.assign(fields)
     b.attrs["shift_bound"] = SHIFT_BOUND

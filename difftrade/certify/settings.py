@@ -1,15 +1,15 @@
 """What ``difftrade bound`` certifies and how: :class:`BoundSettings` (static, fixed before any
-bound-set example is drawn), and the :class:`~difftrade.theory.certificate_types.CertificateConfig`
-it implies."""
+bound-set example is drawn), the :class:`~difftrade.theory.certificate_types.CertificateConfig`
+it implies, and the settings a ``bounds.nc`` stores (:func:`stored_settings`)."""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
-from difftrade.certify.priors import PRIORS
+from difftrade import settings_json
 from difftrade.theory.certificate_types import CertificateConfig
 from difftrade.theory.posterior import FitConfig
 
@@ -53,6 +53,10 @@ class BoundSettings:
     iw_selection: Literal["own", "shared"] = "own"
 
     def __post_init__(self) -> None:
+        from difftrade.certify.priors import (
+            PRIORS,  # here: reading stored settings needs no certifier
+        )
+
         for name, allowed in (("bound_set", ("fresh", "train")), ("posterior", ("isotropic", "fitted")), ("prior", tuple(PRIORS)),
                               ("monte_carlo", ("per_example", "whole_set")), ("iw_selection", ("own", "shared"))):
             if getattr(self, name) not in allowed:
@@ -86,3 +90,15 @@ class BoundSettings:
             num_draws=self.num_draws, monte_carlo=self.monte_carlo, delta=self.delta, delta_prime=self.delta_prime,
             delta_lower=self.delta_lower, delta_heldout=self.delta_heldout, selection="bound",
         )
+
+
+# What a field absent from a stored bounds.nc means, where that is not its default: files without
+# ``monte_carlo`` drew their weights on the whole bound set.
+ABSENT_MEANS = {"monte_carlo": "whole_set"}
+
+
+def stored_settings(b: Any) -> BoundSettings:
+    """The :class:`BoundSettings` a bounds Dataset ``b`` was certified with (its ``settings``
+    attribute; absent fields read by :data:`ABSENT_MEANS`, else their defaults)."""
+    source = b.encoding.get("source", "bounds.nc")
+    return settings_json.from_json(BoundSettings, b.attrs.get("settings"), source, ABSENT_MEANS)

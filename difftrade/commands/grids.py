@@ -9,30 +9,25 @@ import time
 from pathlib import Path
 
 from difftrade.commands.reports import _report
+from difftrade.config_files import grid_members, read_meta, read_toml
 
 DEFAULT_RUNS = Path("runs")  # run/pretrain/transfer write to runs/CONFIG_STEM unless --out says otherwise
 
 
 def _grid_members(config_path: Path) -> int | None:
     """Members of a config's grid, read from the TOML alone (jax must not start yet); None if unsure."""
-    import tomllib
-
     try:
-        grid = tomllib.loads(config_path.read_text()).get("grid", {})
-        return len(grid["difficulties"]) * len(grid["budgets"]) * len(grid["seeds"])
-    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError):
+        return grid_members(read_toml(config_path))
+    except (ValueError, KeyError, TypeError):
         return None
 
 
 def _run_members(run_dir: Path) -> int | None:
     """Members of a run directory's grid, read from its ``config.json`` alone (jax must not start
     yet); None if unsure."""
-    import json
-
     try:
-        grid = json.loads((run_dir / "config.json").read_text())["config"]["grid"]
-        return len(grid["difficulties"]) * len(grid["budgets"]) * len(grid["seeds"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return grid_members(read_meta(run_dir)["config"])
+    except (ValueError, KeyError, TypeError):
         return None
 
 

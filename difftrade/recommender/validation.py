@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import xarray as xr
 
-from difftrade import results as results_file
+from difftrade import config
 from difftrade.analysis import argmin_index, resample_seed_means
-from difftrade.recommender.choose import _check_n_boot, _nearest, fit_models
+from difftrade.recommender.choose import check_n_boot, fit_models, nearest_difficulty
 from difftrade.recommender.measured import Surface, interpolate, surface
-from difftrade.recommender.recommendation import _fmt
+from difftrade.recommender.recommendation import format_number
 from difftrade.theory import threshold, tradeoff_families
 
 PREDICTORS = ("interpolate", "model", "threshold", "auto")
@@ -90,13 +90,13 @@ class LeaveOneOut:
 
             def cell(p: str, j: int = j) -> str:
                 return (
-                    f"{_fmt(self.predicted[p][j])} ({self.error[p][j]:+.0f}, "
+                    f"{format_number(self.predicted[p][j])} ({self.error[p][j]:+.0f}, "
                     f"{self.regret[p][j]:.3f}, {self.support[p][j]:.0%})"
                 )
 
             ext = " (outside)" if self.extrapolated[j] else ""
             rows.append(
-                f"| {_fmt(b)}{ext} | {_fmt(self.measured[j])} | {cell('interpolate')} | "
+                f"| {format_number(b)}{ext} | {format_number(self.measured[j])} | {cell('interpolate')} | "
                 f"{self.model_d_star[j]:.2f} ({self.model_family[j]}) | {cell('model')} | {cell('threshold')} | {cell('auto')} |"
             )
         summary = {
@@ -112,7 +112,7 @@ def _uncovered_mass(ds: xr.Dataset, surf: Surface) -> np.ndarray | None:
     """π [D] for the threshold model: the target mass each row's training does not cover (from
     the run's level structure); None (π fitted) when the file does not say."""
     try:
-        structure = results_file.level_structure(ds)
+        structure = config.stored(ds).source_task.level_structure
     except (ValueError, KeyError, TypeError):
         return None
     if "target_weights" not in ds:
@@ -148,7 +148,7 @@ def validate_leave_one_budget_out(
     model_d, family, extrapolated = _fold_predictions(surf, models, pred)
     error = {p: pred[p] - measured for p in PREDICTORS}
     regret = _regret(pred, mean, d)
-    support = _support(surf, measured, pred, _check_n_boot(n_boot), seed)
+    support = _support(surf, measured, pred, check_n_boot(n_boot), seed)
     return LeaveOneOut(
         budgets=surf.budgets,
         measured=measured,
@@ -188,7 +188,7 @@ def _fold_predictions(
         try:
             ranked = fit_models(rest, models)
             model_d[j] = float(ranked[0].fit.predict_d_star(n, clip=True))
-            pred["model"][j] = d[_nearest(d, model_d[j])]
+            pred["model"][j] = d[nearest_difficulty(d, model_d[j])]
             family.append(ranked[0].fit.model.name)
         except (ValueError, RuntimeError):
             family.append("none")
