@@ -82,7 +82,8 @@ def _check_tol(tol: float) -> float:
     return float(tol)
 
 
-def _check_alpha(alpha: float, name: str = "alpha") -> float:
+def check_alpha(alpha: float, name: str = "alpha") -> float:
+    """``alpha`` as a float when it is a real number in (0, 1); ``ValueError`` naming ``name`` otherwise."""
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 < alpha < 1:
         raise ValueError(f"{name}={alpha!r}; allowed: 0 < {name} < 1")
     return float(alpha)
@@ -200,7 +201,7 @@ def bootstrap_d_star(
     :func:`distinct_resamples` (S) different resamples exist.
     """
     r, d = check_grid(target_risk, difficulties, ndims=(3,))
-    level = _check_alpha(level, "level")
+    level = check_alpha(level, "level")
     means = resample_seed_means(r, n_boot, seed)  # [D, N, B]
     samples = argmin_difficulty(means, d).T  # [B, N]
     alpha = (1 - level) / 2

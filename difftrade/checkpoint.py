@@ -35,7 +35,7 @@ def _one_line(err: BaseException, limit: int = 300) -> str:
     return f"{type(err).__name__}: {' '.join(str(err).split())[:limit]}"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """Whether a process ``pid`` exists (a temporary directory of a live save is left alone)."""
     try:
         os.kill(pid, 0)
@@ -57,7 +57,7 @@ def clear_incomplete(path: Path) -> None:
     directories of processes that no longer run, and ``path`` itself when it has no ``base.json``."""
     for tmp in path.parent.glob(f".{path.name}.tmp*"):
         pid = tmp.name.removeprefix(f".{path.name}.tmp")
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             _remove(tmp, "an interrupted base checkpoint save")
     if path.is_dir() and not (path / META).exists():
         _remove(path, f"an incomplete base checkpoint: no {META}, its save was interrupted")

@@ -22,7 +22,7 @@ import numpy as np
 import xarray as xr
 
 from difftrade import results, weights_format
-from difftrade.checkpoint import _pid_alive
+from difftrade.checkpoint import pid_alive
 from difftrade.config import RunConfig
 from difftrade.config_files import META, grid_members, one_line, read_meta
 from difftrade.logs import log
@@ -155,7 +155,7 @@ def clear_temporaries(out_dir: Path) -> None:
     for folder in (Path(out_dir), Path(out_dir) / "chunks"):
         for path in sorted(folder.glob(".*.tmp*")):
             named = TEMPORARY.fullmatch(path.name)
-            if named and path.is_file() and not _pid_alive(int(named[1])):
+            if named and path.is_file() and not pid_alive(int(named[1])):
                 path.unlink()
                 log.warning(f"difftrade: removed {path} (the temporary file of an interrupted write)")
 

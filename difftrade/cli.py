@@ -37,19 +37,29 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeAlias
 
-from difftrade.commands.certificates import _bound, _compress
-from difftrade.commands.examples import _difficulty, _export, _score, _tasks
+from difftrade.commands.certificates import bound_command, compress_command
+from difftrade.commands.examples import (
+    difficulty_command,
+    export_command,
+    score_command,
+    tasks_command,
+)
 from difftrade.commands.grids import (
     DEFAULT_RUNS,
-    _demo,
-    _grid_members,
-    _one_cpu_device_per_core,
-    _pretrain_command,
-    _run_command,
-    _run_members,
-    _transfer,
+    demo_command,
+    one_cpu_device_per_core,
+    pretrain_command,
+    run_command,
+    run_dir_members,
+    toml_grid_members,
+    transfer_command,
 )
-from difftrade.commands.reports import _merge_command, _recommend, _report_command, _select
+from difftrade.commands.reports import (
+    merge_command,
+    recommend_command,
+    report_command,
+    select_command,
+)
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # configs shipped with the package
 GRID_COMMANDS = ("run", "demo")  # the commands that train whole grids
@@ -113,7 +123,7 @@ def _add_config(p: argparse.ArgumentParser, name: str = "config", extra: str = "
 
 
 def _add_tasks(sub: Subparsers) -> None:
-    p = _command(sub, "tasks", _tasks, help="list task families or show examples")
+    p = _command(sub, "tasks", tasks_command, help="list task families or show examples")
     p.add_argument("action", nargs="?", choices=["show"], help="show: render examples of one family")
     p.add_argument("name", nargs="?", help="the task family to show (see the list from `difftrade tasks`)")
     p.add_argument("--difficulty", "-d", type=int, help="level to show (default: the family's easiest, d_min)")
@@ -122,7 +132,7 @@ def _add_tasks(sub: Subparsers) -> None:
 
 
 def _add_run(sub: Subparsers) -> None:
-    p = _command(sub, "run", _run_command, help="train and evaluate a grid from a TOML config")
+    p = _command(sub, "run", run_command, help="train and evaluate a grid from a TOML config")
     _add_config(p)
     p.add_argument("--out", type=Path, help=f"output directory (default: {DEFAULT_RUNS}/CONFIG_STEM, e.g. "
                                             f"{DEFAULT_RUNS}/quick)")
@@ -137,14 +147,14 @@ def _add_run(sub: Subparsers) -> None:
 
 
 def _add_pretrain(sub: Subparsers) -> None:
-    p = _command(sub, "pretrain", _pretrain_command, help="train a one-member config and save it as a base checkpoint")
+    p = _command(sub, "pretrain", pretrain_command, help="train a one-member config and save it as a base checkpoint")
     _add_config(p, extra="; its grid must have exactly one member")
     p.add_argument("--out", type=Path, help=f"output directory; the base goes to OUT/base (default: "
                                             f"{DEFAULT_RUNS}/CONFIG_STEM)")
 
 
 def _add_report(sub: Subparsers) -> None:
-    p = _command(sub, "report", _report_command, help="tables and figures from results.nc")
+    p = _command(sub, "report", report_command, help="tables and figures from results.nc")
     p.add_argument("results", type=Path, help="a run directory or its results.nc")
     p.add_argument("--out", type=Path, help="where report.md and the figures go (default: beside results.nc)")
     p.add_argument("--csv", action="store_true", help="also write tidy tables (one row per member, per member and "
@@ -152,7 +162,7 @@ def _add_report(sub: Subparsers) -> None:
 
 
 def _add_merge(sub: Subparsers) -> None:
-    p = _command(sub, "merge", _merge_command, help="one grid from runs that differ only in budgets, difficulties or seeds",
+    p = _command(sub, "merge", merge_command, help="one grid from runs that differ only in budgets, difficulties or seeds",
                  description="Concatenate finished runs whose configs differ only in grid.budgets, grid.difficulties "
                              "or grid.seeds (disjoint values) into the results file the larger grid would have "
                              "produced: a member's training never depends on the other members of its grid.")
@@ -161,7 +171,7 @@ def _add_merge(sub: Subparsers) -> None:
 
 
 def _add_transfer(sub: Subparsers) -> None:
-    p = _command(sub, "transfer", _transfer, help="transfer matrix: accuracy of each training difficulty on every level",
+    p = _command(sub, "transfer", transfer_command, help="transfer matrix: accuracy of each training difficulty on every level",
                  description="Exact-match accuracy on every level of the members trained at each difficulty, at "
                              "one budget (mean, min and max over seeds). Given a config, trains it first (resuming).")
     _add_config(p, "source", extra="; or a finished run directory / results.nc")
@@ -171,7 +181,7 @@ def _add_transfer(sub: Subparsers) -> None:
 
 
 def _add_demo(sub: Subparsers) -> None:
-    p = _command(sub, "demo", _demo, help="run the packaged quick config and report into ./difftrade-demo")
+    p = _command(sub, "demo", demo_command, help="run the packaged quick config and report into ./difftrade-demo")
     p.add_argument("--out", type=Path, default=Path("difftrade-demo"),
                    help="directory of the run, report.md and the figures (default: ./difftrade-demo; reruns resume)")
     p.add_argument("--config", type=config_path, default="quick",
@@ -179,7 +189,7 @@ def _add_demo(sub: Subparsers) -> None:
 
 
 def _add_bound(sub: Subparsers) -> None:
-    p = _command(sub, "bound", _bound, help="PAC-Bayes certificates and shift bounds for a finished run",
+    p = _command(sub, "bound", bound_command, help="PAC-Bayes certificates and shift bounds for a finished run",
                  description="PAC-Bayes certificates and shift bounds for a finished run. Finished chunks of members "
                              "are kept in RUN/bounds.partial/ until bounds.nc is written: after an interruption, "
                              "the same command certifies only the rest.")
@@ -220,7 +230,7 @@ def _add_bound(sub: Subparsers) -> None:
 
 
 def _add_compress(sub: Subparsers) -> None:
-    p = _command(sub, "compress", _compress, help="compression certificates for a run trained in a subspace",
+    p = _command(sub, "compress", compress_command, help="compression certificates for a run trained in a subspace",
                  description="Quantize each member's subspace coordinates to a learned codebook, code them "
                              "(arithmetic coding), and certify the quantized network's risk by the Occam bound, "
                              "carried to the target by the level structure's change of measure. Writes "
@@ -242,7 +252,7 @@ def _add_compress(sub: Subparsers) -> None:
 
 
 def _add_difficulty(sub: Subparsers) -> None:
-    p = _command(sub, "difficulty", _difficulty, help="model-based difficulty: agreement with nominal levels")
+    p = _command(sub, "difficulty", difficulty_command, help="model-based difficulty: agreement with nominal levels")
     p.add_argument("action", choices=["agreement"], help="agreement: rank agreement of the reference loss with the "
                                                           "task's nominal levels")
     _add_config(p, extra="; with [difficulty] kind = 'model' and a reference")
@@ -251,7 +261,7 @@ def _add_difficulty(sub: Subparsers) -> None:
 
 
 def _add_recommend(sub: Subparsers) -> None:
-    p = _command(sub, "recommend", _recommend, help="training difficulty for a budget, from results.nc")
+    p = _command(sub, "recommend", recommend_command, help="training difficulty for a budget, from results.nc")
     p.add_argument("results", type=Path, help="a run directory or its results.nc")
     p.add_argument("--budget", "-n", type=int, required=True, help="the data budget to recommend a difficulty for")
     p.add_argument("--method", choices=["auto", "measured", "model"], default="auto",
@@ -266,7 +276,7 @@ def _add_recommend(sub: Subparsers) -> None:
 
 
 def _add_select(sub: Subparsers) -> None:
-    p = _command(sub, "select", _select, help="pick a budget of pool examples following a recommendation")
+    p = _command(sub, "select", select_command, help="pick a budget of pool examples following a recommendation")
     p.add_argument("scores", type=Path, help=".csv/.tsv/.parquet/.npy of scores")
     p.add_argument("--column", help="score column: name or 0-based position")
     p.add_argument("--budget", "-n", type=int, required=True, help="number of pool examples to pick")
@@ -288,7 +298,7 @@ def _add_export_source(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def _add_export(sub: Subparsers) -> None:
-    p = _command(sub, "export", _export, help="write examples as JSONL text (to fine-tune and test any LLM elsewhere)",
+    p = _command(sub, "export", export_command, help="write examples as JSONL text (to fine-tune and test any LLM elsewhere)",
                  description="Write examples as JSONL records (task, split, seed, level, index, prompt, answer; train "
                              "records also difficulty and budget; --chat adds messages) from the addressable streams of "
                              "a native run: --split train is exactly member (difficulty, n, seed)'s training set (budgets "
@@ -316,7 +326,7 @@ def _add_export(sub: Subparsers) -> None:
 
 
 def _add_score(sub: Subparsers) -> None:
-    p = _command(sub, "score", _score, help="score an outside model's JSONL answers per level; a grid becomes results.nc",
+    p = _command(sub, "score", score_command, help="score an outside model's JSONL answers per level; a grid becomes results.nc",
                  description="Exact match (after NFKC, removing whitespace, lower-casing) of the 'prediction' of each "
                              "record of PREDICTIONS against the answer difftrade generates at its address (split, seed, "
                              "level, index). Records labelled with difficulty and budget are scored per member; a full "
@@ -350,11 +360,11 @@ def _prepare(args: argparse.Namespace) -> None:
     """Before a command: jax's CPU devices for the commands that compute per member (the TOML or the
     run's config.json read only), then ``--import`` modules."""
     if args.command in GRID_COMMANDS:
-        _one_cpu_device_per_core(_grid_members(args.config))
+        one_cpu_device_per_core(toml_grid_members(args.config))
     if args.command == "transfer" and args.source.suffix == ".toml":
-        _one_cpu_device_per_core(_grid_members(args.source))
+        one_cpu_device_per_core(toml_grid_members(args.source))
     if args.command in RUN_COMMANDS:
-        _one_cpu_device_per_core(_run_members(args.runs[0]))
+        one_cpu_device_per_core(run_dir_members(args.runs[0]))
     if args.imports:
         from difftrade.tasks import import_modules
 

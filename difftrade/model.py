@@ -49,6 +49,11 @@ def kernel_mode(mode: str) -> Iterator[None]:
         _KERNEL_MODE[0] = previous
 
 
+def current_kernel_mode() -> str:
+    """The kernel mode in force here (one of ``KERNEL_MODES``; see :func:`kernel_mode`)."""
+    return _KERNEL_MODE[0]
+
+
 def _pallas_interpret(field: str) -> bool:
     """Whether model.<field>='pallas' runs interpreted now; refuses GPU kernels off-GPU."""
     if _KERNEL_MODE[0] == "auto" and jax.default_backend() != "gpu":

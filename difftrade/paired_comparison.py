@@ -15,8 +15,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from difftrade.analysis import (
-    _check_alpha,
     argmin_index,
+    check_alpha,
     check_grid,
     nan_mean,
     quiet_nan_warnings,
@@ -98,7 +98,7 @@ def holm(p_values: ArrayLike, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarr
     p = np.asarray(p_values, dtype=float)
     if p.ndim != 1:
         raise ValueError(f"p_values has shape {p.shape}; allowed: 1-D [K]")
-    alpha = _check_alpha(alpha)
+    alpha = check_alpha(alpha)
     finite = np.flatnonzero(np.isfinite(p))
     if np.any((p[finite] < 0) | (p[finite] > 1)):
         raise ValueError(f"p_values={p.tolist()}; allowed: values in [0, 1] or NaN")
@@ -192,7 +192,7 @@ def compare_to_d_star(
     """
     if method not in PAIRED_METHODS:
         raise ValueError(f"method={method!r}; allowed: one of {PAIRED_METHODS}")
-    alpha = _check_alpha(alpha)
+    alpha = check_alpha(alpha)
     r, d = check_grid(risk, difficulties, ndims=(3,))
     mean = seed_mean(r)  # [D, N]
     best = argmin_index(mean, d, tol)  # [N]

@@ -238,7 +238,7 @@ def trace_state() -> tuple[Any, ...]:
     belong in every compile-cache key next to the static configuration): the Pallas kernel mode
     (:func:`difftrade.model.kernel_mode`) and the member mesh the outputs are split over. (jax's
     own configuration, e.g. ``jax_enable_x64``, is in ``jax.jit``'s cache key already.)"""
-    return (model._KERNEL_MODE[0], member_mesh())
+    return (model.current_kernel_mode(), member_mesh())
 
 
 # Times each population program was traced, by name ("train", "evaluate"): every compilation

@@ -175,17 +175,17 @@ def test_compress_splits_members_by_the_runs_grid(monkeypatch, tmp_path):
     import json
 
     from difftrade import cli
-    from difftrade.commands.grids import _run_members
+    from difftrade.commands.grids import run_dir_members
 
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.json").write_text(json.dumps({"config_hash": "x", "config": tiny_raw()}))
     seen = []
-    monkeypatch.setattr(cli, "_one_cpu_device_per_core", seen.append)
+    monkeypatch.setattr(cli, "one_cpu_device_per_core", seen.append)
     for argv in (["bound", str(run)], ["compress", str(run)], ["compress", str(tmp_path)]):
         cli._prepare(cli.build_parser().parse_args(argv))
     assert seen == [8, None]  # 2 difficulties x 2 budgets x 2 seeds; bound: not called
-    assert _run_members(tmp_path / "absent") is None
+    assert run_dir_members(tmp_path / "absent") is None
 
 
 @pytest.mark.slow

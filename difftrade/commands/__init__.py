@@ -14,7 +14,7 @@ stays free of jax. The comma-separated option values several commands take are p
 from __future__ import annotations
 
 
-def _floats(text: str, flag: str) -> tuple[float, ...]:
+def parse_floats(text: str, flag: str) -> tuple[float, ...]:
     """A comma-separated list of numbers, e.g. ``1e-3,3e-3``; ValueError naming ``flag`` otherwise."""
     try:
         return tuple(float(v) for v in text.split(",") if v.strip())
@@ -22,7 +22,7 @@ def _floats(text: str, flag: str) -> tuple[float, ...]:
         raise ValueError(f"{flag}={text!r}; allowed: comma-separated numbers, e.g. 1e-3,3e-3,1e-2") from None
 
 
-def _ints(text: str | None, flag: str) -> tuple[int, ...] | None:
+def parse_ints(text: str | None, flag: str) -> tuple[int, ...] | None:
     """``"0,1"`` -> ``(0, 1)``; None stays None (every value of the grid)."""
     if text is None:
         return None

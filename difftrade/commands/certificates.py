@@ -5,20 +5,20 @@ from __future__ import annotations
 
 import argparse
 
-from difftrade.commands import _floats, _ints
+from difftrade.commands import parse_floats, parse_ints
 
 
-def _bound(args: argparse.Namespace) -> int:
+def bound_command(args: argparse.Namespace) -> int:
     from difftrade import plots
     from difftrade.certify import BoundSettings, certify_run, refresh_shift, render
     from difftrade.rundir import load_run
     from difftrade.theory.posterior import FitConfig
 
-    grids = {name: _floats(getattr(args, name), "--" + name.replace("_", "-")) for name in ("sigmas", "prior_sigmas")
+    grids = {name: parse_floats(getattr(args, name), "--" + name.replace("_", "-")) for name in ("sigmas", "prior_sigmas")
              if getattr(args, name) is not None}
     settings = BoundSettings(
         **grids, n_bound=args.n_bound, num_draws=args.draws, monte_carlo=args.monte_carlo,
-        seeds=_ints(args.seeds, "--seeds"), budgets=_ints(args.budgets, "--budgets"),
+        seeds=parse_ints(args.seeds, "--seeds"), budgets=parse_ints(args.budgets, "--budgets"),
         bound_set=args.bound_set, posterior=args.posterior, prior=args.prior, importance_weighted=args.importance_weighted,
         iw_selection=args.iw_selection,
         fit=FitConfig(steps=args.fit_steps, mean_learning_rate=args.fit_mean_lr),
@@ -33,7 +33,7 @@ def _bound(args: argparse.Namespace) -> int:
     return 0
 
 
-def _compress(args: argparse.Namespace) -> int:
+def compress_command(args: argparse.Namespace) -> int:
     """Quantize, code and certify every member of a [subspace] run."""
     from difftrade.compress import CompressSettings, best_of, compress_run
 

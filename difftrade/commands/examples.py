@@ -7,11 +7,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from difftrade.commands import _ints
-from difftrade.commands.reports import _report
+from difftrade.commands import parse_ints
+from difftrade.commands.reports import write_report
 
 
-def _tasks(args: argparse.Namespace) -> int:
+def tasks_command(args: argparse.Namespace) -> int:
     import jax
 
     from difftrade import data
@@ -34,7 +34,7 @@ def _tasks(args: argparse.Namespace) -> int:
     return 0
 
 
-def _difficulty(args: argparse.Namespace) -> int:
+def difficulty_command(args: argparse.Namespace) -> int:
     """Rank agreement of a model-based config's reference loss with the task's nominal levels."""
     import jax
 
@@ -64,7 +64,7 @@ def _export_config(args: argparse.Namespace):
     return export.task_config(args.task, 0 if args.run_seed is None else args.run_seed)
 
 
-def _export(args: argparse.Namespace) -> int:
+def export_command(args: argparse.Namespace) -> int:
     """Examples as JSONL text records: a member's training set, the test sets, or target examples."""
     from difftrade import export
 
@@ -72,7 +72,7 @@ def _export(args: argparse.Namespace) -> int:
     if args.system is not None or args.template != export.DEFAULT_TEMPLATE:
         args.chat = True
     template = export.check_template(args.template)
-    difficulty = _ints(args.difficulty, "--difficulty")
+    difficulty = parse_ints(args.difficulty, "--difficulty")
     n = args.n
     if n is None:
         if args.split == "train":
@@ -90,7 +90,7 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _score(args: argparse.Namespace) -> int:
+def score_command(args: argparse.Namespace) -> int:
     """Exact match of an outside model's answers per level; a full labelled grid becomes results.nc + report."""
     from difftrade import results
     from difftrade import score as scoring
@@ -107,5 +107,5 @@ def _score(args: argparse.Namespace) -> int:
         print(f"scores:  {args.out / 'scores.md'}")
         print(f"results: {args.out / 'results.nc'}")
         if not args.no_report:
-            _report(args.out / "results.nc", args.out)
+            write_report(args.out / "results.nc", args.out)
     return 0

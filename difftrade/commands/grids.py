@@ -8,13 +8,13 @@ import os
 import time
 from pathlib import Path
 
-from difftrade.commands.reports import _report
+from difftrade.commands.reports import write_report
 from difftrade.config_files import grid_members, read_meta, read_toml
 
 DEFAULT_RUNS = Path("runs")  # run/pretrain/transfer write to runs/CONFIG_STEM unless --out says otherwise
 
 
-def _grid_members(config_path: Path) -> int | None:
+def toml_grid_members(config_path: Path) -> int | None:
     """Members of a config's grid, read from the TOML alone (jax must not start yet); None if unsure."""
     try:
         return grid_members(read_toml(config_path))
@@ -22,7 +22,7 @@ def _grid_members(config_path: Path) -> int | None:
         return None
 
 
-def _run_members(run_dir: Path) -> int | None:
+def run_dir_members(run_dir: Path) -> int | None:
     """Members of a run directory's grid, read from its ``config.json`` alone (jax must not start
     yet); None if unsure."""
     try:
@@ -36,7 +36,7 @@ def cpu_device_count(cores: int, members: int | None) -> int:
     return max(d for d in range(1, cores + 1) if members is None or members % d == 0)
 
 
-def _one_cpu_device_per_core(members: int | None) -> None:
+def one_cpu_device_per_core(members: int | None) -> None:
     """On a CPU, split the member axis over per-core jax devices.
 
     XLA runs each CPU device's program on its own thread, and on two cores that trained the
@@ -86,7 +86,7 @@ def _run(config_path: Path, out_dir: Path, resume: bool) -> Path:
     return out_dir / "results.nc"
 
 
-def _transfer(args: argparse.Namespace) -> int:
+def transfer_command(args: argparse.Namespace) -> int:
     """Transfer matrix of a finished run, or of a config trained first (resuming into ``--out``)."""
     from difftrade import results, transfer
 
@@ -131,7 +131,7 @@ def _pretrain(config_path: Path, out_dir: Path) -> Path:
     return base
 
 
-def _run_command(args: argparse.Namespace) -> int:
+def run_command(args: argparse.Namespace) -> int:
     if args.distributed or any(v is not None for v in (args.coordinator, args.num_processes, args.process_id)):
         from difftrade import multihost
 
@@ -140,11 +140,11 @@ def _run_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pretrain_command(args: argparse.Namespace) -> int:
+def pretrain_command(args: argparse.Namespace) -> int:
     _pretrain(args.config, args.out or DEFAULT_RUNS / args.config.stem)
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
-    _report(_run(args.config, args.out, resume=True), args.out)
+def demo_command(args: argparse.Namespace) -> int:
+    write_report(_run(args.config, args.out, resume=True), args.out)
     return 0

@@ -7,10 +7,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from difftrade.commands import _floats
+from difftrade.commands import parse_floats
 
 
-def _report(results_path: Path, out_dir: Path, csv: bool = False) -> str:
+def write_report(results_path: Path, out_dir: Path, csv: bool = False) -> str:
     from difftrade import plots, report, results, tables
 
     ds = results.load(results_path)
@@ -26,14 +26,14 @@ def _report(results_path: Path, out_dir: Path, csv: bool = False) -> str:
     return text
 
 
-def _report_command(args: argparse.Namespace) -> int:
+def report_command(args: argparse.Namespace) -> int:
     from difftrade import results
 
-    _report(args.results, args.out or results.results_path(args.results).parent, csv=args.csv)
+    write_report(args.results, args.out or results.results_path(args.results).parent, csv=args.csv)
     return 0
 
 
-def _merge_command(args: argparse.Namespace) -> int:
+def merge_command(args: argparse.Namespace) -> int:
     from difftrade import merge, results
 
     if args.out.suffix != ".nc":
@@ -47,7 +47,7 @@ def _merge_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _recommend(args: argparse.Namespace) -> int:
+def recommend_command(args: argparse.Namespace) -> int:
     import json
 
     from difftrade import results
@@ -65,7 +65,7 @@ def _recommend(args: argparse.Namespace) -> int:
     return 0
 
 
-def _select(args: argparse.Namespace) -> int:
+def select_command(args: argparse.Namespace) -> int:
     from difftrade import pool, pool_files
 
     if args.out is not None and args.out.suffix.lower() not in (".csv", ".npy"):
@@ -81,8 +81,8 @@ def _select(args: argparse.Namespace) -> int:
         target = recommend(results.load(args.results), args.budget, seed=args.seed)
         print(target, file=sys.stderr)
     else:
-        target = _floats(args.weights, "--weights")
-    bins = None if args.bins is None else _floats(args.bins, "--bins")
+        target = parse_floats(args.weights, "--weights")
+    bins = None if args.bins is None else parse_floats(args.bins, "--bins")
     selection = pool.select_with_report(scores, args.budget, target, bins=bins, seed=args.seed)
     print(selection.report, file=sys.stderr)
     if args.out is None:

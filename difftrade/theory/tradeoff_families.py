@@ -104,7 +104,7 @@ class TradeoffModel:
     def _d_star(self, n: np.ndarray, p: dict) -> np.ndarray | None:
         return None
 
-    def _guess(self, d: np.ndarray, n: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    def initial_guess(self, d: np.ndarray, n: np.ndarray, y: np.ndarray) -> dict[str, float]:
         """A rough starting point for fitting, from the data's scale."""
         return {k: 1.0 for k in self.positive_names}
 
@@ -122,7 +122,7 @@ class PowerTradeoff(TradeoffModel):
     def _d_star(self, n, p):
         return (2.0 * p["a"]) ** (2.0 / 3.0) * (n / p["c"]) ** (1.0 / 3.0)
 
-    def _guess(self, d, n, y):
+    def initial_guess(self, d, n, y):
         s, dm, nm = _scales(d, n, y)
         return {"c": (s / 2) ** 2 * nm / dm, "a": s * dm / 2}
 
@@ -143,7 +143,7 @@ class ExponentialTradeoff(TradeoffModel):
         c, k, a, b = p["c"], p["k"], p["a"], p["b"]
         return (np.log(2 * a * b / (k * np.sqrt(c))) + 0.5 * np.log(n)) / (b + k / 2)
 
-    def _guess(self, d, n, y):
+    def initial_guess(self, d, n, y):
         s, dm, nm = _scales(d, n, y)
         span = max(float(np.ptp(d)), 1.0)
         k = b = 1.0 / span
@@ -198,7 +198,7 @@ class PacBayesTradeoff(TradeoffModel):
                 break
         return x
 
-    def _guess(self, d, n, y):
+    def initial_guess(self, d, n, y):
         s, dm, nm = _scales(d, n, y)
         L = float(np.log(2 * np.sqrt(nm) / self.delta))
         return {"c": max(2 * nm * (s / 2) ** 2 - L, 1e-3) / dm, "a": s * dm / 2}

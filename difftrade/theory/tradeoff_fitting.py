@@ -126,7 +126,7 @@ def _starts(model: TradeoffModel, d, n, y, is_pos, n_starts: int, seed: int) -> 
     """Starting points of :func:`fit` (positive parameters in log space): a data-scaled guess, then
     ``n_starts - 1`` seeded log-normal perturbations of it (sd 1.5 in log space)."""
     names = model.param_names
-    guess = model._guess(d, n, y)
+    guess = model.initial_guess(d, n, y)
     theta0 = np.array([np.log(guess[nm]) if pos else 0.0 for nm, pos in zip(names, is_pos)])
     if model.offset:
         theta0[names.index("r0")] = 0.0
