@@ -11,7 +11,7 @@ import json
 import pytest
 from conftest import tiny_raw
 
-from difftrade import config, experiment, rundir, settings_json
+from difftrade import config, config_sections, experiment, rundir, settings_json
 from difftrade.certify.settings import ABSENT_MEANS, BoundSettings, stored_settings
 from difftrade.compress import CompressSettings
 from difftrade.evaluate import EVAL_FIELDS
@@ -20,7 +20,7 @@ from difftrade.subspace import SUBSPACE_FIELDS
 from difftrade.theory.posterior import FitConfig
 from difftrade.train_config import TRAIN_FIELDS
 
-SPECS = {"grid": config.GRID_FIELDS, "run": config.RUN_FIELDS, "difficulty": config.DIFFICULTY_FIELDS,
+SPECS = {"grid": config_sections.GRID_FIELDS, "run": config_sections.RUN_FIELDS, "difficulty": config_sections.DIFFICULTY_FIELDS,
          "model": MODEL_FIELDS, "train": TRAIN_FIELDS, "eval": EVAL_FIELDS, "subspace": SUBSPACE_FIELDS}
 # Fields that may change without changing results: how members are batched, and the same function
 # computed another way.

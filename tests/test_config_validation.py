@@ -16,7 +16,7 @@ import jax
 import pytest
 from conftest import tiny_raw, toml_text
 
-from difftrade import config, experiment, rundir
+from difftrade import config, config_sections, experiment, rundir
 from difftrade.cli import main
 from difftrade.evaluate import EVAL_FIELDS, EvalConfig
 from difftrade.model import MODEL_FIELDS, ModelConfig
@@ -241,8 +241,8 @@ def test_configs_built_in_code_pass_the_same_checks(build, message):
 
 
 def test_every_field_of_every_section_has_a_spec():
-    tables = [(config.GridConfig, config.GRID_FIELDS), (config.RunSettings, config.RUN_FIELDS),
-              (config.DifficultySettings, config.DIFFICULTY_FIELDS), (ModelConfig, MODEL_FIELDS),
+    tables = [(config.GridConfig, config_sections.GRID_FIELDS), (config.RunSettings, config_sections.RUN_FIELDS),
+              (config.DifficultySettings, config_sections.DIFFICULTY_FIELDS), (ModelConfig, MODEL_FIELDS),
               (TrainConfig, TRAIN_FIELDS), (EvalConfig, EVAL_FIELDS)]
     for cls, table in tables:
         assert list(table) and set(table) == {f.name for f in dataclasses.fields(cls)}, cls.__name__
