@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -144,6 +145,39 @@ def finished_members(out_dir: Path, num_members: int, kinds: tuple[str, ...] = (
             if not path.with_name(path.name.removesuffix(f".{kind}.npz") + ".nc").exists():
                 discard(path, "no chunk .nc beside it: its chunk did not finish")
     return chunks, done
+
+
+class RunChunks:
+    """A run directory's chunk files as the store of its training
+    (:func:`difftrade.population.run_chunks`); a part is one chunk's results Dataset (dim ``member``).
+
+    ``finished``: the chunk datasets on disk (:func:`finished_members`, read by process 0);
+    ``done``: int ``[d]``, every member they hold (known to every process); ``writes``: whether
+    this process writes the files (process 0 of a multi-host run). A chunk's weights files are
+    written before its ``.nc``, which marks the chunk as done.
+    """
+
+    def __init__(self, out_dir: Path, finished: list[xr.Dataset], done: np.ndarray, writes: bool):
+        self.folder, self.finished, self.done, self.writes = Path(out_dir) / "chunks", finished, done, writes
+
+    def stored(self, members: np.ndarray) -> tuple[list[xr.Dataset], np.ndarray]:
+        return list(self.finished), self.done[np.isin(self.done, members)]
+
+    def save(self, ids: np.ndarray, arrays: dict[str, Any]) -> xr.Dataset:
+        """Write a trained chunk: ``arrays["results"]`` (its Dataset) and the weight trees
+        ``params``, ``prior_params``, ``coords`` (each ``[m, ...]`` leaves, or None when off)."""
+        if self.writes:
+            chunk = chunk_stem(self.folder, ids).with_suffix(".nc")
+            for kind, field in (("params", "params"), ("prior", "prior_params"), ("coords", "coords")):
+                if arrays[field] is not None:
+                    results.atomic_save_npz({"member": ids, **weights_format.flatten_params(arrays[field])},
+                                            weights_file(chunk, kind))
+            results.atomic_write_netcdf(arrays["results"], chunk)
+        return arrays["results"]
+
+    def label(self, ds: xr.Dataset) -> str:
+        bad = int(np.sum(ds["nonfinite_steps"].values > 0))
+        return f"(chunk of {ds.sizes['member']}{f', {bad} with NaN/inf steps' if bad else ''})"
 
 
 TEMPORARY = re.compile(r"\..+\.tmp(\d+)(\.npz)?")  # the atomic writers' temporary files: .NAME.tmpPID[.npz]

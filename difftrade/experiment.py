@@ -17,12 +17,12 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from difftrade import assembly, data, results, weights_format
+from difftrade import assembly, data, results
 from difftrade.checkpoint import load_base
 from difftrade.chunk_sizing import auto_chunk_size, check_chunk_fits
 from difftrade.chunks import (
+    RunChunks,
     chunk_files,
-    chunk_stem,
     clear_temporaries,
     finished_members,
     weight_kinds,
@@ -31,7 +31,7 @@ from difftrade.config import RunConfig
 from difftrade.evaluate import evaluate_population
 from difftrade.mesh import padded_index
 from difftrade.multihost import broadcast, is_main, to_host
-from difftrade.population import plan_chunks
+from difftrade.population import plan_chunks, run_chunks
 from difftrade.progress import Progress
 from difftrade.rundir import META, DirLock, SessionLog, read_config, write_meta
 from difftrade.tasks import Task
@@ -176,67 +176,67 @@ def _train_chunks(
     cfg: RunConfig, out_dir: Path, task: Task, pop: Population, run_key: jax.Array, base: Any, chunks: list[xr.Dataset],
     done: np.ndarray, progress: bool, stop_after_chunks: int | None, on_chunk: Callable[[int, xr.Dataset], None] | None,
 ) -> xr.Dataset | None:
-    """The chunk loop of :func:`run` and the results file, in a prepared ``out_dir`` (``base``: the
-    starting params of ``run.init``, or None from scratch)."""
+    """The chunks of :func:`run` (:func:`~difftrade.population.run_chunks` over the run's chunk
+    files) and the results file, in a prepared ``out_dir`` (``base``: the starting params of
+    ``run.init``, or None from scratch; ``done`` bool ``[M]``: members on disk)."""
     todo = np.flatnonzero(~done)
     size = cfg.run.chunk_size or auto_chunk_size(cfg.model, cfg.train, task.seq_len, max(len(todo), 1))
     size = -(-size // jax.device_count()) * jax.device_count()
-    bar = Progress(pop.size, progress and is_main(), cfg.train.num_checkpoints)
-    bar.update(int(done.sum()), "(resumed)" if done.any() else "")
-    SEGMENT_LISTENERS.append(bar.segment)
-    try:
-        return _chunk_loop(cfg, out_dir, task, pop, run_key, base, chunks, todo, size, bar, stop_after_chunks, on_chunk)
-    finally:
-        SEGMENT_LISTENERS.remove(bar.segment)
+    planned = [(ids, width) for _, ids, width in chunk_plan(cfg.train, pop.budget, todo, size)]
+    stopped = stop_after_chunks is not None and len(planned) > stop_after_chunks
+    store = RunChunks(out_dir, chunks, np.flatnonzero(done), is_main())
+    log, traced = SessionLog(out_dir, int(size), is_main()), sum(TRACES.values())  # programs compiled before: not this session's
 
-
-def _chunk_loop(
-    cfg: RunConfig, out_dir: Path, task: Task, pop: Population, run_key: jax.Array, base: Any, chunks: list[xr.Dataset],
-    todo: np.ndarray, size: int, bar: Progress, stop_after_chunks: int | None, on_chunk: Callable[[int, xr.Dataset], None] | None,
-) -> xr.Dataset | None:
-    """Train the members ``todo`` in chunks of ``size``, then write results.nc (see :func:`_train_chunks`)."""
-    log = SessionLog(out_dir, int(size), is_main())
-    traced = sum(TRACES.values())  # programs compiled before this session: not its own
-    for c, (train_cfg, idx, width) in enumerate(chunk_plan(cfg.train, pop.budget, todo, size)):
-        if stop_after_chunks is not None and c >= stop_after_chunks:
-            return None
-        # A short last chunk is padded with copies of its last member (dropped below), so every
-        # chunk of a training config has one shape and compiles once.
-        padded = idx[padded_index(len(idx), width)]
-        bar.begin_chunk(len(idx))
-        sub = pop.take(padded)
-        init = None if base is None else jax.tree.map(lambda x: jnp.broadcast_to(x, (sub.size, *x.shape)), base)
-        full = train_population(task, sub, cfg.model, train_cfg, run_key, init=init, view=view_of(cfg.subspace))
-        ev = evaluate_population(task, full.params, sub.weights, sub.budget, sub.seed, cfg.model, cfg.eval, run_key)
-        kept = ("params", "prior_params", "coords", "loss_curve", "accuracy_curve", "nonfinite_steps")
-        trained = jax.tree.map(lambda x: x[: len(idx)], to_host({k: getattr(full, k) for k in kept}))
-        ev = {k: v[: len(idx)] for k, v in ev.items()}
-        train_out = {k: trained[k] for k in kept[3:]}
-        ds = assembly.chunk_dataset(idx, train_out, ev)
-        if is_main():
-            stem = chunk_stem(out_dir / "chunks", idx)
-            # the final weights, the prefix phase's (train.prefix_steps) and the subspace coordinates
-            # ([subspace]); None when off
-            for field, suffix in (("params", ".params.npz"), ("prior_params", ".prior.npz"), ("coords", ".coords.npz")):
-                if trained[field] is not None:
-                    results.atomic_save_npz({"member": idx, **weights_format.flatten_params(trained[field])}, stem.with_suffix(suffix))
-            results.atomic_write_netcdf(ds, stem.with_suffix(".nc"))  # the .nc marks the chunk as done
-            log.chunk_done(len(idx), sum(TRACES.values()) - traced)
-        chunks.append(ds)
-        bad = int(np.sum(train_out["nonfinite_steps"] > 0))
-        bar.update(len(idx), f"(chunk of {len(idx)}{f', {bad} with NaN/inf steps' if bad else ''})")
+    def after(c: int, ds: xr.Dataset) -> None:
+        log.chunk_done(ds.sizes["member"], sum(TRACES.values()) - traced)
         if on_chunk is not None:
             on_chunk(c, ds)
-    if not is_main():
+
+    bar = Progress(pop.size, progress and is_main(), cfg.train.num_checkpoints)
+    SEGMENT_LISTENERS.append(bar.segment)
+    try:
+        parts = run_chunks(np.arange(pop.size), lambda _: planned[:stop_after_chunks], ChunkTrainer(cfg, task, pop, run_key, base),
+                           store, bar, after)
+    finally:
+        SEGMENT_LISTENERS.remove(bar.segment)
+    if stopped or not is_main():
         return None
     stats = jax.local_devices()[0].memory_stats() or {}  # GPU/TPU; CPU has none
     extra = log.attrs()
     if "peak_bytes_in_use" in stats:
         extra["peak_device_bytes"] = int(stats["peak_bytes_in_use"])
-    ds = assembly.assemble(cfg, chunks, extra)
-    ds = add_overlap(cfg, ds, run_key)
+    ds = add_overlap(cfg, assembly.assemble(cfg, parts, extra), run_key)
     results.atomic_write_netcdf(ds, out_dir / "results.nc")
     return ds
+
+
+class ChunkTrainer:
+    """``(member ids [m], padded width) -> arrays``: train and evaluate one chunk, for
+    :class:`~difftrade.chunks.RunChunks` (its results Dataset and the weight trees)."""
+
+    def __init__(self, cfg: RunConfig, task: Task, pop: Population, run_key: jax.Array, base: Any):
+        self.cfg, self.task, self.pop, self.run_key, self.base = cfg, task, pop, run_key, base
+
+    def __call__(self, idx: np.ndarray, width: int) -> dict[str, Any]:
+        cfg = self.cfg
+        # A short last chunk is padded with copies of its last member (dropped below), so every
+        # chunk of a training config has one shape and compiles once.
+        sub = self.pop.take(idx[padded_index(len(idx), width)])
+        init = None if self.base is None else jax.tree.map(lambda x: jnp.broadcast_to(x, (sub.size, *x.shape)), self.base)
+        train_cfg = chunk_train_config(cfg.train, int(self.pop.budget[idx[0]]))
+        full = train_population(self.task, sub, cfg.model, train_cfg, self.run_key, init=init, view=view_of(cfg.subspace))
+        ev = evaluate_population(self.task, full.params, sub.weights, sub.budget, sub.seed, cfg.model, cfg.eval, self.run_key)
+        kept = ("params", "prior_params", "coords", "loss_curve", "accuracy_curve", "nonfinite_steps")
+        trained = jax.tree.map(lambda x: x[: len(idx)], to_host({k: getattr(full, k) for k in kept}))
+        ds = assembly.chunk_dataset(idx, {k: trained[k] for k in kept[3:]}, {k: v[: len(idx)] for k, v in ev.items()})
+        # the final weights, the prefix phase's (train.prefix_steps) and the subspace coordinates ([subspace]); None when off
+        return {"results": ds, **{k: trained[k] for k in kept[:3]}}
+
+
+def chunk_train_config(train_cfg: TrainConfig, budget: int) -> TrainConfig:
+    """The training config of a chunk of members with this budget: ``train`` itself, or with
+    ``train.epochs`` its fixed-steps form for the budget (:meth:`TrainConfig.for_budget`)."""
+    return train_cfg.for_budget(budget) if train_cfg.epochs else train_cfg
 
 
 def chunk_plan(
@@ -250,8 +250,7 @@ def chunk_plan(
     (rounded up to the device count) when the whole group is smaller.
     """
     groups = budget if train_cfg.epochs else None
-    return [(train_cfg.for_budget(int(budget[ids[0]])) if train_cfg.epochs else train_cfg, ids, width)
-            for ids, width in plan_chunks(todo, size, groups)]
+    return [(chunk_train_config(train_cfg, int(budget[ids[0]])), ids, width) for ids, width in plan_chunks(todo, size, groups)]
 
 
 def add_overlap(cfg: RunConfig, ds: xr.Dataset, run_key: jax.Array) -> xr.Dataset:

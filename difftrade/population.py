@@ -12,10 +12,11 @@ computation over a run goes through the same three steps:
 * :class:`PartialStore` keeps each finished chunk as one atomic ``.npz`` holding its member ids,
   and :func:`map_chunks` loads the members found there instead of computing them again.
 
-Training (:func:`difftrade.experiment.run`) plans its chunks with :func:`plan_chunks` and stores
-them as the run's chunk files (:mod:`difftrade.chunks`); certification
+:func:`run_chunks` is the loop, over any :class:`ChunkStore`. Training
+(:func:`difftrade.experiment.run`) stores its chunks as the run's chunk files
+(:class:`difftrade.chunks.RunChunks`: results and weights, kept for good); certification
 (:func:`difftrade.certify.certify_run`) and compression (:func:`difftrade.compress.compress_run`)
-store them in a :class:`PartialStore` until their results file is written.
+store theirs in a :class:`PartialStore` until their results file is written (:func:`map_chunks`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol
 
 import jax
 import numpy as np
@@ -91,6 +93,14 @@ class PartialStore:
             parts.append(arrays)
         return parts
 
+    def stored(self, members: np.ndarray) -> tuple[list[dict[str, np.ndarray]], np.ndarray]:
+        """The stored chunks that hold only ``members``, and their member ids."""
+        parts = [p for p in self.load() if np.isin(p["member"], members).all()]
+        return parts, np.concatenate([p["member"] for p in parts]) if parts else np.zeros(0, np.int64)
+
+    def label(self, part: dict[str, np.ndarray]) -> str:
+        return self.noun
+
     def save(self, ids: np.ndarray, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Store one finished chunk; returns it with its ``member`` ids."""
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -105,6 +115,59 @@ class PartialStore:
             self.folder.parent.rmdir()
 
 
+class ChunkStore(Protocol):
+    """Where finished chunks of a computation are kept (:class:`PartialStore`, or the run
+    directory's chunk files for training: :class:`difftrade.chunks.RunChunks`)."""
+
+    folder: Path
+
+    def stored(self, members: np.ndarray) -> tuple[list[Any], np.ndarray]:
+        """The stored parts that hold only ``members``, and every member id already done (int ``[d]``)."""
+        ...
+
+    def save(self, ids: np.ndarray, arrays: dict[str, Any]) -> Any:
+        """Store one finished chunk; returns its part (what :func:`run_chunks` collects)."""
+        ...
+
+    def label(self, part: Any) -> str:
+        """What the progress line says of a finished part."""
+        ...
+
+
+def run_chunks(
+    members: np.ndarray,
+    plan: Callable[[np.ndarray], list[Chunk]],
+    compute: Callable[[np.ndarray, int], dict[str, Any] | None],
+    store: ChunkStore,
+    progress: bool | Progress = True,
+    after: Callable[[int, Any], None] | None = None,
+) -> list[Any]:
+    """Compute ``members`` (int ``[T]``) chunk by chunk; returns the stored parts and those computed.
+
+    Members the store already holds are not computed again; the rest are split by ``plan`` and
+    each chunk ``(ids, width)`` is computed by ``compute`` and stored (``store.save``) before
+    the next one starts, then ``after(c, part)`` is called (c = 0, 1, ... in this call).
+    ``compute`` may return None: those members are left out (and computed again on a rerun).
+    ``progress``: a progress line with rate and ETA on stderr (a :class:`~difftrade.progress.Progress`
+    or whether to show one).
+    """
+    parts, done = store.stored(members)
+    todo = members[~np.isin(members, done)]
+    bar = progress if isinstance(progress, Progress) else Progress(max(len(members), 1), progress)
+    bar.update(int(np.isin(members, done).sum()), f"(resumed from {store.folder})" if len(done) else "")
+    for c, (ids, width) in enumerate(plan(todo)):
+        bar.begin_chunk(len(ids))
+        arrays = compute(ids, width)
+        if arrays is None:
+            bar.update(len(ids), "(left out)")
+            continue
+        parts.append(store.save(ids, arrays))
+        bar.update(len(ids), store.label(parts[-1]))
+        if after is not None:
+            after(c, parts[-1])
+    return parts
+
+
 def map_chunks(
     members: np.ndarray,
     plan: Callable[[np.ndarray], list[Chunk]],
@@ -112,24 +175,9 @@ def map_chunks(
     store: PartialStore,
     progress: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Compute ``members`` (int ``[T]``) chunk by chunk; returns every field concatenated over
-    the members computed, ordered by member id, with their ids under ``member``.
-
-    Members found in ``store`` are loaded; the rest are split by ``plan`` and each chunk
-    ``(ids, width)`` is computed by ``compute`` and stored before the next one starts.
-    ``compute`` may return None: those members are left out (and computed again on a rerun).
-    ``progress``: a progress line with rate and ETA on stderr (:class:`~difftrade.progress.Progress`).
-    """
-    parts = [p for p in store.load() if np.isin(p["member"], members).all()]
-    done = np.concatenate([p["member"] for p in parts]) if parts else np.zeros(0, np.int64)
-    todo = members[~np.isin(members, done)]
-    bar = Progress(max(len(members), 1), progress)
-    bar.update(len(done), f"(resumed from {store.folder})" if parts else "")
-    for ids, width in plan(todo):
-        arrays = compute(ids, width)
-        if arrays is not None:
-            parts.append(store.save(ids, arrays))
-        bar.update(len(ids), f"{store.noun}" if arrays is not None else "(left out)")
+    """:func:`run_chunks` with a :class:`PartialStore`: every field concatenated over the members
+    computed, ordered by member id, with their ids under ``member`` ({} when none was)."""
+    parts = run_chunks(members, plan, compute, store, progress)
     if not parts:
         return {}
     order = np.argsort(np.concatenate([p["member"] for p in parts]), kind="stable")

@@ -247,7 +247,7 @@ def _certified_set_lines(ds: xr.Dataset, b: xr.Dataset, table: dict[str, np.ndar
          f"{1 - len(diffs) * per_member:.6g} (each member's interval: δ + δ′ + δ_low)."
          + (" For contrast, the last column orders the deterministic networks by the Clopper–Pearson intervals of "
             "their target risks from the run's held-out test sets (no KL; per n and seed ≥ 1 − "
-            f"{len(diffs)} × {settings.delta_heldout:.6g} = {1 - len(diffs) * settings['delta_heldout']:.6g}): "
+            f"{len(diffs)} × {settings.delta_heldout:.6g} = {1 - len(diffs) * settings.delta_heldout:.6g}): "
             "what held-out data certifies, against what the training data alone does." if "heldout_set" in table else "")),
         "",
         "| n | measured d* per seed | " + " | ".join(label for _, label in columns) + " |",
