@@ -320,9 +320,15 @@ def from_json(text: str, source: str) -> RunConfig:
     except (TypeError, json.JSONDecodeError) as err:
         raise ValueError(f"{source}: its config is not JSON ({type(err).__name__}: {err}); allowed: a file written by "
                          "difftrade run") from None
+    return from_stored(raw, source)
+
+
+def from_stored(raw: Any, source: str) -> RunConfig:
+    """A stored config's canonical form (parsed JSON) validated by :func:`from_dict`;
+    ``ValueError`` naming ``source`` when it is not such a config."""
     if not isinstance(raw, dict):
         raise ValueError(f"{source}: its config is {type(raw).__name__}, not a table; allowed: a file written by difftrade run")  # noqa: TRY004 - the CLI reports ValueError
     try:
         return from_dict(raw)
-    except ValueError as err:
-        raise ValueError(f"{source}: {err}") from None
+    except (ValueError, TypeError, AttributeError) as err:  # TypeError/AttributeError: a section that is not a table
+        raise ValueError(f"{source}: {' '.join(str(err).split())}; allowed: a file written by difftrade run") from None

@@ -17,7 +17,7 @@ import jax
 import xarray as xr
 
 from difftrade import provenance, results
-from difftrade.config import RunConfig, from_dict
+from difftrade.config import RunConfig, from_stored
 from difftrade.config_files import META, one_line, read_meta
 from difftrade.logs import log
 
@@ -34,12 +34,7 @@ def write_meta(out_dir: Path, cfg: RunConfig) -> Path:
 
 def read_config(run_dir: str | Path) -> RunConfig:
     """A run directory's validated config (its ``config.json``); ``ValueError`` naming the file."""
-    stored = read_meta(run_dir)["config"]
-    try:
-        return from_dict(stored)
-    except (ValueError, TypeError, AttributeError) as err:  # TypeError/AttributeError: not a table of tables
-        raise ValueError(f"{Path(run_dir) / META}: {' '.join(str(err).split())}; allowed: the {META} that difftrade run "
-                         "wrote") from None
+    return from_stored(read_meta(run_dir)["config"], str(Path(run_dir) / META))
 
 
 def load_run(run_dir: str | Path) -> tuple[RunConfig, xr.Dataset]:

@@ -53,9 +53,8 @@ class BoundSettings:
     iw_selection: Literal["own", "shared"] = "own"
 
     def __post_init__(self) -> None:
-        from difftrade.certify.priors import (
-            PRIORS,  # here: reading stored settings needs no certifier
-        )
+        # imported here: reading stored settings (the report, plots) needs no certifier
+        from difftrade.certify.priors import PRIORS
 
         for name, allowed in (("bound_set", ("fresh", "train")), ("posterior", ("isotropic", "fitted")), ("prior", tuple(PRIORS)),
                               ("monte_carlo", ("per_example", "whole_set")), ("iw_selection", ("own", "shared"))):
