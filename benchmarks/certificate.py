@@ -31,18 +31,18 @@ def main() -> None:
     import jax.numpy as jnp
     import numpy as np
 
-    from difftrade import data
+    from difftrade.tasks import data
     from difftrade.certify.losses import ZeroOneAndWeightedLoss, ZeroOneLoss
-    from difftrade.model import ModelConfig
+    from difftrade.model.transformer import ModelConfig
     from difftrade.tasks.addition import Addition
     from difftrade.theory.certificate_types import CertificateConfig
     from difftrade.theory.population_certificate import certify_population
-    from difftrade.train import (
+    from difftrade.train.trainer import (
         make_member_trainer,
         member_data_root,
         member_init_params,
     )
-    from difftrade.train_config import TrainConfig
+    from difftrade.config.train_config import TrainConfig
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--members", type=int, default=2)

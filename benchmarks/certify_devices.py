@@ -62,8 +62,8 @@ CHILD = textwrap.dedent("""
 def parameters(raw: dict) -> int:
     import jax
 
-    from difftrade import config
-    from difftrade.model import init_params
+    from difftrade.config import run_config as config
+    from difftrade.model.transformer import init_params
 
     cfg = config.from_dict(raw)
     return sum(int(x.size) for x in jax.tree.leaves(init_params(cfg.model, jax.random.key(0))))
@@ -75,7 +75,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    from difftrade import config, experiment
+    from difftrade.config import run_config as config
+    from difftrade.runner import experiment
 
     work = Path(tempfile.mkdtemp(prefix="certify_devices_"))
     run = work / "run"

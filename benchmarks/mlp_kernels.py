@@ -4,7 +4,7 @@ Times one vmapped MLP half of a pre-LayerNorm block at the trainer's shapes,
 ``x [M, N, D] -> x + gelu(LN(x) w1 + b1) w2 + b2`` with per-member weights (M members, N = batch
 x positions tokens, hidden 4D, bfloat16), forward alone and forward + backward (gradient of the
 output's sum w.r.t. x and all weights), for XLA's expression (which fuses the LayerNorm and the
-residual into its GEMMs) and for ``difftrade.kernels.fused_mlp`` under each ``MlpTuning`` of a
+residual into its GEMMs) and for ``difftrade.model.kernels.fused_mlp`` under each ``MlpTuning`` of a
 small grid.
 Every variant is checked against the XLA path before it is timed (output and gradients within
 bf16 tolerance). Medians of ``--repeats`` timed calls after one warm-up, each waited for.
@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from difftrade.kernels import MlpTuning, fused_mlp
+from difftrade.model.kernels import MlpTuning, fused_mlp
 
 # (block_tokens, block_hidden, block_hidden_dw, num_warps, num_stages[, block_tokens_dw, num_warps_dw]);
 # 0 = default for the width (the last two: tied to block_tokens / num_warps)

@@ -1,12 +1,12 @@
 """PyTorch reference trainers for ``benchmarks.trainer`` (same model, same optimiser, same data).
 
-The model mirrors ``difftrade.model.Transformer`` layer for layer (pre-LN blocks, fused QKV
+The model mirrors ``difftrade.model.transformer.Transformer`` layer for layer (pre-LN blocks, fused QKV
 projection, causal ``F.scaled_dot_product_attention``, tanh-GELU MLP, learned positions,
 LayerNorm epsilon 1e-6) and uses the same parameter names, so difftrade's initial weights load
 directly (``from_difftrade``): every implementation starts from the same weights and trains on
 the same token batches, and their losses can be compared.
 
-The optimiser is difftrade's (``difftrade.train.optimizer``): global-norm clipping per member,
+The optimiser is difftrade's (``difftrade.train.trainer.optimizer``): global-norm clipping per member,
 AdamW (b1, b2, eps 1e-8, decoupled weight decay on matrices only), linear warm-up then cosine
 decay, peak rate ``lr``. Not mirrored: difftrade's per-step NaN guard (skip the update if the
 loss or any gradient is non-finite) and its per-step exact-match metric.

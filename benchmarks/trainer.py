@@ -12,7 +12,7 @@ ratio 4, learned positions, vocabulary 64) on sequences of the addition task at
 optimiser (difftrade's: clip 1.0, AdamW b=(0.9, 0.98), decay 0.1 on matrices, warm-up + cosine)
 and the same initial weights:
 
-* ``vmap``: ``difftrade.train.train_population`` on a Population of M members (point
+* ``vmap``: ``difftrade.train.trainer.train_population`` on a Population of M members (point
   distribution at the hardest level, budget 2^30): one ``jit(vmap(scan(step)))``. Its time
   **includes on-the-fly data generation**, which is part of difftrade's cost.
 * ``loop``: ``make_member_trainer`` (plus the member's initialisation) jitted once and called
@@ -44,7 +44,7 @@ embeddings, LayerNorm, softmax and the optimiser not counted). MFU divides by th
 a large matrix product measured in the same run with jax (``8192^3`` bf16 on GPU, ``2048^3``
 float32 on CPU).
 
-Also: ``difftrade.evaluate.evaluate_population`` (default ``EvalConfig``) on the members that
+Also: ``difftrade.train.evaluate.evaluate_population`` (default ``EvalConfig``) on the members that
 ``vmap`` trained, as a percentage of ``vmap``'s training time, and with ``--breakdown`` a split
 of one vmapped training step into data generation, forward+backward and optimiser.
 """
@@ -68,7 +68,7 @@ import time
 from pathlib import Path
 
 IMPLS = ("vmap", "loop", "torch_eager", "torch_func")
-ATTENTIONS = ("auto", "xla", "cudnn", "pallas")  # difftrade.model's (no jax import in this process)
+ATTENTIONS = ("auto", "xla", "cudnn", "pallas")  # difftrade.model.transformer's (no jax import in this process)
 MLPS = ("auto", "xla", "pallas")
 TORCH_IMPLS = ("torch_eager", "torch_func")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -138,10 +138,10 @@ def setup(cfg: BenchConfig, compute_dtype: str):
     import jax
     import numpy as np
 
-    from difftrade import data
-    from difftrade.model import ModelConfig
+    from difftrade.tasks import data
+    from difftrade.model.transformer import ModelConfig
     from difftrade.tasks.addition import Addition
-    from difftrade.train_config import Population, TrainConfig
+    from difftrade.config.train_config import Population, TrainConfig
 
     task = Addition(d_max=cfg.seq_task_dmax)
     model_cfg = ModelConfig(
@@ -246,8 +246,8 @@ def pregenerate(task, pop, train_cfg, run_key, members: int):
     import jax.numpy as jnp
     import numpy as np
 
-    from difftrade import data
-    from difftrade.train import run_keys
+    from difftrade.tasks import data
+    from difftrade.train.trainer import run_keys
 
     roots = run_keys(run_key)
     arrays = pop.take(np.arange(members)).as_arrays()
@@ -276,7 +276,7 @@ def init_flat(model_cfg, run_key, seeds) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
-    from difftrade.train import member_init_params
+    from difftrade.train.trainer import member_init_params
 
     params = jax.jit(jax.vmap(lambda s: member_init_params(model_cfg, run_key, s)))(
         jnp.asarray(seeds, jnp.int32)
@@ -315,8 +315,8 @@ def worker_vmap(cfg: BenchConfig, measure_peak: bool) -> dict:
     import jax
     import numpy as np
 
-    from difftrade.evaluate import EvalConfig, evaluate_population
-    from difftrade.train import train_population
+    from difftrade.train.evaluate import EvalConfig, evaluate_population
+    from difftrade.train.trainer import train_population
 
     dtype = jax_dtype(cfg)
     task, model_cfg, train_cfg, pop, run_key = setup(cfg, dtype)
@@ -364,7 +364,7 @@ def worker_loop(cfg: BenchConfig, measure_peak: bool) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
-    from difftrade.train import make_member_trainer, member_init_params
+    from difftrade.train.trainer import make_member_trainer, member_init_params
 
     dtype = jax_dtype(cfg)
     task, model_cfg, train_cfg, pop, run_key = setup(cfg, dtype)
@@ -547,9 +547,9 @@ def breakdown(cfg: BenchConfig, task, model_cfg, train_cfg, pop, run_key) -> dic
     import jax
     import jax.numpy as jnp
 
-    from difftrade import data
-    from difftrade.model import graphdef
-    from difftrade.train import (
+    from difftrade.tasks import data
+    from difftrade.model.transformer import graphdef
+    from difftrade.train.trainer import (
         masked_loss,
         member_init_params,
         optimizer,
@@ -686,7 +686,7 @@ def run_worker(kind: str, cfg: BenchConfig, measure_peak: bool = False) -> dict:
 
 def train_flops_per_member_step(cfg: BenchConfig) -> float:
     """3 x forward matmul FLOPs (``ModelConfig.flops_per_token``) x batch x 28 tokens."""
-    from difftrade.model import ModelConfig
+    from difftrade.model.transformer import ModelConfig
 
     seq = 2 * cfg.seq_task_dmax + 1 + cfg.seq_task_dmax + 1 + 3 - 1  # Addition.seq_len - 1
     mc = ModelConfig(

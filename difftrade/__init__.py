@@ -1,8 +1,8 @@
 """difftrade: data difficulty vs data budget in fine-tuning.
 
 Synthetic tasks with a tunable difficulty (``difftrade.tasks``), vmapped grids of small
-transformers (``difftrade.train``), measured gaps and d*(n) (``difftrade.evaluate``), PAC-Bayes
-certificates and shift bounds (``difftrade.theory``), figures (``difftrade.plots``) and a
+transformers (``difftrade.train.trainer``), measured gaps and d*(n) (``difftrade.train.evaluate``), PAC-Bayes
+certificates and shift bounds (``difftrade.theory``), figures (``difftrade.analysis.plots``) and a
 difficulty recommendation for a budget (``recommend``, ``select``); a run's saved member weights
 read on their own (``load_weights``).
 
@@ -13,19 +13,40 @@ start jax.
 from __future__ import annotations
 
 import importlib
+import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from difftrade.pool import select
+    from difftrade.recommender.pool import select
     from difftrade.recommender import Recommendation, recommend, validate_leave_one_budget_out
     from difftrade.tasks import make_task
-    from difftrade.weights_format import load_weights
+    from difftrade.results.weights_format import load_weights
 
 __version__ = "0.1.0"
 __all__ = ["Recommendation", "__version__", "load_weights", "make_task", "recommend", "select", "validate_leave_one_budget_out"]
-_HOME = {"select": "difftrade.pool", "Recommendation": "difftrade.recommender", "recommend": "difftrade.recommender",
+_HOME = {"select": "difftrade.recommender.pool", "Recommendation": "difftrade.recommender", "recommend": "difftrade.recommender",
          "validate_leave_one_budget_out": "difftrade.recommender", "make_task": "difftrade.tasks",
-         "load_weights": "difftrade.weights_format"}
+         "load_weights": "difftrade.results.weights_format"}
+
+
+def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """A package's ``__getattr__`` and ``__dir__`` that load each public name from its submodule on
+    first use (PEP 562), so importing a stage runs none of its submodules: ``exports`` maps
+    name -> submodule of ``package`` that defines it."""
+    namespace = sys.modules[package].__dict__
+
+    def getattr_(name: str) -> Any:
+        if name not in exports:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"{package}.{exports[name]}"), name)
+        namespace[name] = value
+        return value
+
+    def dir_() -> list[str]:
+        return sorted(set(namespace) | set(exports))
+
+    return getattr_, dir_
 
 
 def __getattr__(name: str) -> Any:

@@ -11,7 +11,7 @@ OUT="${OUT:-gpu-out}"; mkdir -p "$OUT" runs
 # not finish before it (each ~40-70 s)
 exec > >(tee -a "$OUT/suite.log") 2>&1
 DEADLINE="${SUITE_DEADLINE:-1000000}"
-dt() { python3 -m difftrade.cli "$@"; }
+dt() { python3 -m difftrade.cli.main "$@"; }
 pack() { tar -czf "$OUT/$1.tar.gz" -C runs --exclude='chunks' --exclude='base' --exclude='*.pdf' "$1"; }
 echo "== $(date -u) $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null)"
 python3 -c "import sys,jax,flax,optax;print('python',sys.version.split()[0],'jax',jax.__version__,'flax',flax.__version__,'optax',optax.__version__,jax.devices())"

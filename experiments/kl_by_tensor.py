@@ -19,10 +19,10 @@ import argparse
 import jax
 import numpy as np
 
-from difftrade import chunks
+from difftrade.runner import chunks
 from difftrade.certify.priors import grid_prior_members
-from difftrade.model import init_params
-from difftrade.rundir import load_run
+from difftrade.model.transformer import init_params
+from difftrade.runner.rundir import load_run
 
 
 def min_kl(p: np.ndarray, d: np.ndarray, sigma: float) -> np.ndarray:

@@ -9,7 +9,7 @@ import json
 import jax
 import pytest
 
-from difftrade import config
+from difftrade.config import run_config as config
 
 TINY = {
     "task": {"name": "addition", "d_min": 1, "d_max": 2},

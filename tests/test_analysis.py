@@ -1,4 +1,4 @@
-"""difftrade.analysis: seed means, d*(n), the seed bootstrap, paired tests with Holm, notes.
+"""difftrade.analysis.optimum: seed means, d*(n), the seed bootstrap, paired tests with Holm, notes.
 
 Every reference here is computed independently of the module: Python loops over cells, all 2^S
 sign vectors and all S^S bootstrap index tuples enumerated with itertools, scipy.stats on the
@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from difftrade import analysis as A
-from difftrade import paired_comparison as P
+from difftrade.analysis import optimum as A
+from difftrade.analysis import paired_comparison as P
 
 pytestmark = pytest.mark.filterwarnings("error")  # every function here must be warning-free
 

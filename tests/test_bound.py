@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 from conftest import tiny_raw
 
-from difftrade import config, experiment, results
+from difftrade.config import run_config as config
+from difftrade.runner import experiment
+from difftrade.results import schema as results
 from difftrade.certify import BoundSettings, certify_run, level_bands, render, shift_atoms
-from difftrade.cli import main
+from difftrade.cli.main import main
 from difftrade.tasks import make_task
 
 
@@ -39,7 +41,7 @@ def test_certificates_are_valid_bounds(run_dir):
 @pytest.mark.slow
 def test_extrapolation_band_contains_measured_gap(run_dir):
     b = certify_run(run_dir, BoundSettings(n_bound=32, num_draws=1, seeds=(1,)), progress=False)
-    from difftrade import results
+    from difftrade.results import schema as results
 
     ds = results.load(run_dir / "results.nc")
     gap = ds["extrapolation_gap"].values
@@ -125,7 +127,7 @@ def test_cli_bound_and_errors(run_dir, capsys, tmp_path):
 def test_train_bound_set_with_fitted_posterior(run_dir):
     """bound_set="train": each member is certified on its own n = budget training examples, and
     L_T(Q) is the change of measure applied to the certified L_S(Q); the posterior is fitted."""
-    from difftrade.rundir import load_run
+    from difftrade.runner.rundir import load_run
     from difftrade.theory.change_of_measure import lp_shift_bound
     from difftrade.theory.posterior import FitConfig
 
@@ -195,8 +197,8 @@ def test_prefix_prior_is_the_member_after_its_prefix_phase(tmp_path, run_dir):
     and the certified KL is the Gaussian KL to that centre."""
     import jax
 
-    from difftrade.chunks import load_params
-    from difftrade.model import init_params
+    from difftrade.runner.chunks import load_params
+    from difftrade.model.transformer import init_params
 
     raw = tiny_raw(train={"steps": 80, "prefix_steps": 40})
     cfg = config.from_dict(raw)
@@ -230,9 +232,9 @@ def test_grid_prior_is_the_smaller_budget_member(run_dir):
     import jax
 
     from difftrade.certify import grid_prior_members
-    from difftrade.chunks import load_params
-    from difftrade.model import init_params
-    from difftrade.rundir import load_run
+    from difftrade.runner.chunks import load_params
+    from difftrade.model.transformer import init_params
+    from difftrade.runner.rundir import load_run
 
     cfg, _ = load_run(run_dir)
     shape = cfg.grid_shape  # (difficulty 2, budget [1, 32], seed 2)
@@ -356,11 +358,11 @@ def test_importance_weighted_target_certificate(tmp_path, run_dir):
     import jax
     import jax.numpy as jnp
 
-    from difftrade import data
-    from difftrade.chunks import load_params
-    from difftrade.evaluate import example_metrics
-    from difftrade.model import graphdef, init_params
-    from difftrade.train import member_data_root
+    from difftrade.tasks import data
+    from difftrade.runner.chunks import load_params
+    from difftrade.train.evaluate import example_metrics
+    from difftrade.model.transformer import graphdef, init_params
+    from difftrade.train.trainer import member_data_root
 
     raw = tiny_raw(grid={"budgets": [64], "seeds": [0], "train_distribution": "mixture", "mixture_main": 0.6})
     cfg = config.from_dict(raw)
@@ -417,7 +419,7 @@ def test_interrupted_certification_resumes_without_recomputing(run_dir, tmp_path
     import shutil
 
     from difftrade.certify import run as bound
-    from difftrade.rundir import load_run
+    from difftrade.runner.rundir import load_run
 
     settings = BoundSettings(n_bound=32, num_draws=1, seeds=(0,), budgets=(32,), member_chunk=1, sigmas=(0.01, 0.03),
                              prior_sigmas=(0.05,))
@@ -486,7 +488,7 @@ def test_a_run_directory_another_process_writes_is_refused(run_dir, tmp_path, ca
     refused without creating it."""
     import os
 
-    from difftrade import rundir
+    from difftrade.runner import rundir
 
     with rundir.DirLock(run_dir):
         with pytest.raises(ValueError, match=rf"RUN '.*' is being written by another difftrade process \(pid {os.getpid()}"):

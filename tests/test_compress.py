@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 from conftest import tiny_raw
 
-from difftrade import compress, config, experiment
-from difftrade.chunks import read_npz
-from difftrade.compress import CODES, CompressSettings, compress_run, networks
-from difftrade.evaluate import evaluate_population
+from difftrade.certify import compress
+from difftrade.config import run_config as config
+from difftrade.runner import experiment
+from difftrade.runner.chunks import read_npz
+from difftrade.certify.compress import CODES, CompressSettings, compress_run, networks
+from difftrade.train.evaluate import evaluate_population
 from difftrade.theory.coding import code_length
 from difftrade.theory.occam import occam_interval
 
@@ -142,8 +144,8 @@ def test_best_of_keeps_each_members_best_description(compressed, tmp_path):
 def test_fine_tuning_in_a_subspace_of_a_base_is_certified_from_the_base(tmp_path):
     """run.init = a base: members train z around the base's weights, and the description decodes
     to base + P ẑ (the base is part of what the decoder knows, fixed before the data)."""
-    from difftrade.checkpoint import load_base, save_base
-    from difftrade.model import init_params
+    from difftrade.model.checkpoint import load_base, save_base
+    from difftrade.model.transformer import init_params
 
     plain = config.from_dict(tiny_raw())
     save_base(tmp_path / "base", init_params(plain.model, jax.random.key(7)), plain.model, {"note": "test"})
@@ -166,7 +168,7 @@ def test_fine_tuning_in_a_subspace_of_a_base_is_certified_from_the_base(tmp_path
 def test_compress_refuses_a_run_directory_another_process_writes(compressed):
     import os
 
-    from difftrade import rundir
+    from difftrade.runner import rundir
 
     _, out, _ = compressed
     with rundir.DirLock(out), pytest.raises(ValueError, match=rf"is being written by another difftrade process \(pid {os.getpid()}"):

@@ -16,11 +16,14 @@ import jax
 import pytest
 from conftest import tiny_raw, toml_text
 
-from difftrade import config, config_sections, experiment, rundir
-from difftrade.cli import main
-from difftrade.evaluate import EVAL_FIELDS, EvalConfig
-from difftrade.model import MODEL_FIELDS, ModelConfig
-from difftrade.train_config import TRAIN_FIELDS, TrainConfig
+from difftrade.config import run_config as config
+from difftrade.config import sections as config_sections
+from difftrade.runner import experiment
+from difftrade.runner import rundir
+from difftrade.cli.main import main
+from difftrade.train.evaluate import EVAL_FIELDS, EvalConfig
+from difftrade.model.transformer import MODEL_FIELDS, ModelConfig
+from difftrade.config.train_config import TRAIN_FIELDS, TrainConfig
 
 ON_GPU = jax.default_backend() == "gpu"
 MODEL_KIND = {"kind": "model", "reference": "no/such/base"}  # model-based levels; the reference is read later
@@ -207,7 +210,7 @@ def test_refusal_after_the_directory_was_created_leaves_it_as_it_was(existing, t
 
 
 def test_batch_size_too_large_names_train_batch_size(tiny_cfg, monkeypatch):
-    from difftrade import chunk_sizing
+    from difftrade.train import chunk_sizing
 
     member = lambda batch: chunk_sizing.bytes_per_member(tiny_cfg.model, dataclasses.replace(tiny_cfg.train, batch_size=batch),
                                                   tiny_cfg.task.seq_len)

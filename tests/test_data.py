@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from difftrade import data
+from difftrade.tasks import data
 from difftrade.tasks import make_task, split_prompt_answer
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -125,7 +125,7 @@ _examples_at_level = jax.jit(data.examples_at_level, static_argnums=(0, 2))
 HASH_SNIPPET = """
 import hashlib
 import jax, jax.numpy as jnp, numpy as np
-from difftrade import data
+from difftrade.tasks import data
 from difftrade.tasks import make_task
 
 def batch_hash():

@@ -11,15 +11,17 @@ import pytest
 from conftest import tiny_raw
 from scipy import stats
 
-from difftrade import config, data, experiment
-from difftrade.bank_task import BankTask
-from difftrade.checkpoint import save_base
-from difftrade.difficulty import model_based_task, score
-from difftrade.difficulty_agreement import agreement, rank_agreement
-from difftrade.model import init_params
+from difftrade.config import run_config as config
+from difftrade.tasks import data
+from difftrade.runner import experiment
+from difftrade.tasks.bank import BankTask
+from difftrade.model.checkpoint import save_base
+from difftrade.recommender.difficulty import model_based_task, score
+from difftrade.recommender.difficulty_agreement import agreement, rank_agreement
+from difftrade.model.transformer import init_params
 from difftrade.tasks import make_task
-from difftrade.train import train_population
-from difftrade.train_config import Population, TrainConfig
+from difftrade.train.trainer import train_population
+from difftrade.config.train_config import Population, TrainConfig
 
 NUM_LEVELS, PER_LEVEL = 3, 40
 

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from conftest import tiny_raw
 
-from difftrade import config, experiment
-from difftrade.train import train_population
-from difftrade.train_config import TrainConfig
+from difftrade.config import run_config as config
+from difftrade.runner import experiment
+from difftrade.train.trainer import train_population
+from difftrade.config.train_config import TrainConfig
 
 
 @pytest.mark.parametrize("epochs", [0.5, 1, 3, 32, 2.5])

@@ -3,12 +3,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from difftrade import data
-from difftrade.analysis import bootstrap_d_star, d_star
-from difftrade.evaluate import evaluate_population, example_metrics, risks
-from difftrade.model import apply, graphdef
+from difftrade.tasks import data
+from difftrade.analysis.optimum import bootstrap_d_star, d_star
+from difftrade.train.evaluate import evaluate_population, example_metrics, risks
+from difftrade.model.transformer import apply, graphdef
 from difftrade.tasks.base import ANSWER
-from difftrade.train import member_data_root, train_population
+from difftrade.train.trainer import member_data_root, train_population
 
 
 @pytest.fixture(scope="module")

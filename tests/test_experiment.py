@@ -8,8 +8,11 @@ import pytest
 import xarray as xr
 from conftest import tiny_raw, toml_text
 
-from difftrade import chunks, config, experiment, results
-from difftrade.cli import main
+from difftrade.runner import chunks
+from difftrade.config import run_config as config
+from difftrade.runner import experiment
+from difftrade.results import schema as results
+from difftrade.cli.main import main
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +73,7 @@ def test_existing_dir_needs_resume_and_same_config(full_run, tmp_path):
 def test_params_saved_for_every_member(full_run, tiny_cfg):
     import jax
 
-    from difftrade.model import init_params
+    from difftrade.model.transformer import init_params
 
     cfg, out, _ = full_run
     like = init_params(cfg.model, jax.random.key(0))
@@ -140,21 +143,21 @@ def test_run_directory_stands_for_its_results_file(full_run, tmp_path, capsys):
 
 def test_automatic_chunking_splits_by_memory(tiny_cfg, tmp_path, monkeypatch):
     """With little device memory the grid is cut into several chunks, and results do not change."""
-    from difftrade import chunk_sizing
+    from difftrade.train import chunk_sizing
 
     cfg = tiny_cfg
     per_member = chunk_sizing.bytes_per_member(cfg.model, cfg.train, cfg.task.seq_len)
     # room for 3 members at the default 50% fraction
     monkeypatch.setattr(chunk_sizing, "device_memory_bytes", lambda: int(6.5 * per_member))
     assert chunk_sizing.auto_chunk_size(cfg.model, cfg.train, cfg.task.seq_len, 8) == 3
-    monkeypatch.setattr("difftrade.experiment.auto_chunk_size", chunk_sizing.auto_chunk_size)
+    monkeypatch.setattr("difftrade.runner.experiment.auto_chunk_size", chunk_sizing.auto_chunk_size)
     ds = experiment.run(cfg, tmp_path, progress=False)
     assert len(list((tmp_path / "chunks").glob("chunk_*.nc"))) == 3
     assert np.all(np.isfinite(ds["target_risk"].values))
 
 
 def test_chunk_size_too_large_for_memory_is_refused(tiny_cfg, monkeypatch):
-    from difftrade import chunk_sizing
+    from difftrade.train import chunk_sizing
 
     monkeypatch.setattr(chunk_sizing, "device_memory_bytes", lambda: 1000)
     with pytest.raises(ValueError, match="does not fit"):
@@ -163,7 +166,7 @@ def test_chunk_size_too_large_for_memory_is_refused(tiny_cfg, monkeypatch):
 
 @pytest.mark.parametrize("cores,members,expected", [(2, 24, 2), (16, 24, 12), (64, 1, 1), (4, 7, 1), (8, None, 8)])
 def test_cpu_device_count(cores, members, expected):
-    from difftrade.commands.grids import cpu_device_count
+    from difftrade.cli.grids import cpu_device_count
 
     assert cpu_device_count(cores, members) == expected
 
@@ -174,8 +177,8 @@ def test_compress_splits_members_by_the_runs_grid(monkeypatch, tmp_path):
     jax's default (one CPU device)."""
     import json
 
-    from difftrade import cli
-    from difftrade.commands.grids import run_dir_members
+    from difftrade.cli import main as cli
+    from difftrade.cli.grids import run_dir_members
 
     run = tmp_path / "run"
     run.mkdir()
@@ -195,13 +198,13 @@ def test_cli_run_splits_members_over_cpu_cores(tmp_path):
     import subprocess
     import sys
 
-    from difftrade.commands.grids import cpu_device_count
+    from difftrade.cli.grids import cpu_device_count
 
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(toml_text(tiny_raw()))
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
     env["JAX_PLATFORMS"] = "cpu"
-    proc = subprocess.run([sys.executable, "-m", "difftrade.cli", "run", str(cfg), "--out", str(tmp_path / "run")],
+    proc = subprocess.run([sys.executable, "-m", "difftrade.cli.main", "run", str(cfg), "--out", str(tmp_path / "run")],
                           env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"on {cpu_device_count(os.cpu_count() or 1, 8)} device(s)" in proc.stdout, proc.stdout
@@ -225,7 +228,7 @@ def test_netcdf_write_keeps_attributes_beyond_int32(tmp_path):
 def test_cli_version(capsys):
     from importlib import metadata
 
-    from difftrade.cli import main
+    from difftrade.cli.main import main
 
     with pytest.raises(SystemExit) as stop:
         main(["--version"])

@@ -1,7 +1,7 @@
 """Fault injection (issue 20): kill `difftrade run`, `bound` and `pretrain` at several points,
 truncate their files and fill the disk, then resume and compare with an uninterrupted run, bit for bit.
 
-Every command runs as its own process (``python -m difftrade.cli``), as a user runs it: the CLI
+Every command runs as its own process (``python -m difftrade.cli.main``), as a user runs it: the CLI
 splits the CPU into one jax device per core when it starts, which sets the chunks' padding, so an
 interrupted run is only compared with an uninterrupted run made the same way. A kill is a real
 SIGKILL, sent either by this test when a file appears in the output directory (polling), or by the
@@ -36,9 +36,12 @@ import pytest
 import xarray as xr
 from conftest import tiny_raw, toml_text
 
-from difftrade import checkpoint, config, experiment, results
-from difftrade.chunks import chunk_files, load_params, weights_file
-from difftrade.model import init_params
+from difftrade.model import checkpoint
+from difftrade.config import run_config as config
+from difftrade.runner import experiment
+from difftrade.results import schema as results
+from difftrade.runner.chunks import chunk_files, load_params, weights_file
+from difftrade.model.transformer import init_params
 
 pytestmark = pytest.mark.slow
 
@@ -50,13 +53,13 @@ SESSION_ATTRS = ("wall_seconds", "sessions", "started_utc", "finished_utc", "sou
 
 # The CLI with one write wrapped: at the first such write of the process it leaves what a SIGKILL
 # in the middle of (or just before) that write leaves, then kills itself. Installed after the CLI
-# has set its devices, so the process trains as `python -m difftrade.cli` does.
+# has set its devices, so the process trains as `python -m difftrade.cli.main` does.
 KILLER = r"""
 import os, signal, sys
 from pathlib import Path
 
 point, argv = sys.argv[1], sys.argv[2:]
-from difftrade import cli
+from difftrade.cli import main as cli
 
 def die():
     os.kill(os.getpid(), signal.SIGKILL)
@@ -69,7 +72,8 @@ def half(path, write):
 
 def install():
     import numpy as np
-    from difftrade import checkpoint, results
+    from difftrade.model import checkpoint
+    from difftrade.results import schema as results
     save_npz, write_nc = results.atomic_save_npz, results.atomic_write_netcdf
 
     def npz(arrays, path):
@@ -125,7 +129,7 @@ def _env(work: Path) -> dict[str, str]:
 def _start(work: Path, *args: str, point: str | None = None) -> tuple[subprocess.Popen, Path]:
     """``difftrade ARGS`` as a process (``point``: through ``KILLER``); (process, its log file)."""
     log = work / f"log-{time.monotonic_ns()}.txt"
-    cmd = [sys.executable, "-m", "difftrade.cli", *args] if point is None else [sys.executable, "-c", KILLER, point, *args]
+    cmd = [sys.executable, "-m", "difftrade.cli.main", *args] if point is None else [sys.executable, "-c", KILLER, point, *args]
     with open(log, "w") as f:
         return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=_env(work), cwd=work), log
 

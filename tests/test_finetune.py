@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from conftest import tiny_raw
 
-from difftrade import config, experiment
-from difftrade.checkpoint import load_base, save_base
-from difftrade.cli import main
-from difftrade.evaluate import evaluate_population
-from difftrade.model import apply, graphdef, init_params
+from difftrade.config import run_config as config
+from difftrade.runner import experiment
+from difftrade.model.checkpoint import load_base, save_base
+from difftrade.cli.main import main
+from difftrade.train.evaluate import evaluate_population
+from difftrade.model.transformer import apply, graphdef, init_params
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from difftrade.kernels import fused_mlp
-from difftrade.model import ModelConfig, graphdef, init_params
-from difftrade.train import masked_loss
+from difftrade.model.kernels import fused_mlp
+from difftrade.model.transformer import ModelConfig, graphdef, init_params
+from difftrade.train.trainer import masked_loss
 
 pytestmark = pytest.mark.skipif(jax.default_backend() != "gpu", reason="compiled Triton kernels need a GPU")
 

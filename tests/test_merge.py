@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 from conftest import tiny_raw
 
-from difftrade import config, experiment, merge, results
-from difftrade.cli import main
+from difftrade.config import run_config as config
+from difftrade.runner import experiment
+from difftrade.runner import merge
+from difftrade.results import schema as results
+from difftrade.cli.main import main
 
 STUDY = Path(__file__).resolve().parents[1] / "docs" / "runs" / "study"
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from conftest import tiny_raw
 
-from difftrade import config
-from difftrade.kernels import fused_mlp
-from difftrade.model import (
+from difftrade.config import run_config as config
+from difftrade.model.kernels import fused_mlp
+from difftrade.model.transformer import (
     ModelConfig,
     apply,
     causal_attention,
@@ -18,7 +18,7 @@ from difftrade.model import (
     kernel_mode,
     token_losses,
 )
-from difftrade.train import masked_loss
+from difftrade.train.trainer import masked_loss
 
 
 def _params(cfg, seed=0):
@@ -83,7 +83,7 @@ def test_bad_config(field, value):
 def test_harness_kernel_choices_are_the_models():
     from benchmarks.trainer import ATTENTIONS as BENCH_ATTENTIONS
     from benchmarks.trainer import MLPS as BENCH_MLPS
-    from difftrade.model import ATTENTIONS, MLPS
+    from difftrade.model.transformer import ATTENTIONS, MLPS
 
     assert (BENCH_ATTENTIONS, BENCH_MLPS) == (ATTENTIONS, MLPS)  # the harness's copies (it imports no jax)
 
@@ -141,7 +141,7 @@ def test_auto_kernels_are_xla_off_gpu_and_explicit_choices_stand():
 def test_auto_kernels_on_a_gpu_backend(monkeypatch):
     """The resolution rule itself, with the backend reported as a GPU (tests/test_gpu_kernels.py
     runs the same checks on a real one)."""
-    import difftrade.model as model_module
+    import difftrade.model.transformer as model_module
 
     monkeypatch.setattr(model_module.jax, "default_backend", lambda: "gpu")
     resolved = lambda **kw: [ModelConfig(**kw).implementation(f) for f in ("attention", "mlp")]
@@ -187,7 +187,7 @@ def test_fused_mlp_equals_numpy_and_autodiff(tuning):
     the weight-gradient kernel's token block untied from the others' (larger and smaller)."""
     from flax import linen
 
-    from difftrade.kernels import MlpTuning
+    from difftrade.model.kernels import MlpTuning
 
     ks = jax.random.split(jax.random.key(3), 8)
     m, n, d, f = 2, 100, 32, 128
@@ -269,7 +269,7 @@ def test_pallas_kernels_lower_to_triton_for_cuda(d):
 def test_mlp_tuning_fits_shared_memory_and_keeps_the_tuned_default():
     """The estimate reproduces the H100's refused request (294,912 bytes: forward kernel, d=256,
     64 x 128 blocks, bf16); resolved launches always fit; the measured d=128 bf16 default stands."""
-    from difftrade.kernels import SMEM_LIMIT, MlpTuning
+    from difftrade.model.kernels import SMEM_LIMIT, MlpTuning
 
     assert MlpTuning(64, 128, 0, 0, 2).resolve(256, 1024, 2).block_hidden == 64  # the refused 128 is halved
     assert MlpTuning(64, 128, 32, 8, 2).smem_bytes(256, 2)[0] == 294_912

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 from conftest import tiny_raw, toml_text
 
-from difftrade import config, experiment, results
+from difftrade.config import run_config as config
+from difftrade.runner import experiment
+from difftrade.results import schema as results
 
 
 def _free_port() -> int:
@@ -28,7 +30,7 @@ def _launch(cfg_path, out, *extra) -> list[subprocess.CompletedProcess]:
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "difftrade.cli", "run", str(cfg_path), "--out", str(out), *extra,
+            [sys.executable, "-m", "difftrade.cli.main", "run", str(cfg_path), "--out", str(out), *extra,
              "--coordinator", f"localhost:{port}", "--num-processes", "2", "--process-id", str(i)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
@@ -93,9 +95,10 @@ WORKER = """
 import sys, jax, numpy as np
 sys.path.insert(0, {tests!r})
 from conftest import tiny_raw, toml_text
-from difftrade import config, multihost
-from difftrade.mesh import member_mesh, shard_members
-from difftrade.train import member_init_params, train_population
+from difftrade import config
+from difftrade.runner import multihost
+from difftrade.train.mesh import member_mesh, shard_members
+from difftrade.train.trainer import member_init_params, train_population
 multihost.initialize("localhost:{port}", 2, int(sys.argv[1]))
 # host values (numpy or process-local jax) are split, not stacked once per process
 for value in (np.arange(4.0), jax.numpy.arange(4.0)):
@@ -119,7 +122,7 @@ def test_fine_tuning_init_across_processes(tiny_cfg, tmp_path):
     members come out as from one process, and padding to the device count is dropped."""
     import jax
 
-    from difftrade.train import member_init_params, train_population
+    from difftrade.train.trainer import member_init_params, train_population
 
     out = tmp_path / "two.npz"
     script = WORKER.format(tests=os.path.dirname(__file__), port=_free_port(), out=str(out))

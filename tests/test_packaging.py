@@ -8,15 +8,16 @@ import sys
 import tomllib
 from pathlib import Path
 
-from difftrade import cli, config
+from difftrade.cli import main as cli
+from difftrade.config import run_config as config
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
 def test_packaged_quick_config_is_the_experiments_copy():
-    """experiments/quick.toml (README, docs) and the shipped difftrade/configs/quick.toml must not diverge."""
-    assert (ROOT / "difftrade" / "configs" / "quick.toml").read_bytes() == (ROOT / "experiments" / "quick.toml").read_bytes()
+    """experiments/quick.toml (README, docs) and the shipped difftrade/config/presets/quick.toml must not diverge."""
+    assert (ROOT / "difftrade" / "config" / "presets" / "quick.toml").read_bytes() == (ROOT / "experiments" / "quick.toml").read_bytes()
     assert set(cli.packaged_configs()) == {"quick"}
     for path in cli.packaged_configs().values():
         config.load(path)  # every shipped config is valid
@@ -73,16 +74,16 @@ print("jax imported:", "jax" in sys.modules)
 
 
 def test_cli_help_does_not_import_jax():
-    """cli.py and its command modules (``difftrade.commands``) import jax and the library only inside
-    the commands: ``--help`` builds every parser without them (cli.py loaded here from its file)."""
-    code = HELP_WITHOUT_JAX.format(path=str(ROOT / "difftrade" / "cli.py"))
+    """cli/main.py and its command modules (``difftrade.cli.common``) import jax and the library only inside
+    the commands: ``--help`` builds every parser without them (cli/main.py loaded here from its file)."""
+    code = HELP_WITHOUT_JAX.format(path=str(ROOT / "difftrade" / "cli" / "main.py"))
     done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "jax imported: False" in done.stdout and "usage: difftrade run" in done.stdout
 
 
 def test_difftrade_help_does_not_import_jax():
-    code = ("import sys\nfrom difftrade.cli import main\ntry:\n    main(['run', '--help'])\nexcept SystemExit:\n"
+    code = ("import sys\nfrom difftrade.cli.main import main\ntry:\n    main(['run', '--help'])\nexcept SystemExit:\n"
             "    pass\nprint('jax imported:', 'jax' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -97,10 +98,10 @@ def test_package_metadata():
     assert "License :: OSI Approved :: Apache Software License" in project["classifiers"]
     assert (ROOT / "difftrade" / "py.typed").exists()
     package_data = PYPROJECT["tool"]["setuptools"]["package-data"]["difftrade"]
-    assert "py.typed" in package_data and "configs/*.toml" in package_data
+    assert "py.typed" in package_data and "config/presets/*.toml" in package_data
     extras = project["optional-dependencies"]
     assert "difftrade[test]" in extras["dev"]  # one test extra; dev adds the tools
-    assert any(dep.startswith("orbax-checkpoint") for dep in project["dependencies"])  # difftrade.checkpoint imports it
+    assert any(dep.startswith("orbax-checkpoint") for dep in project["dependencies"])  # difftrade.model.checkpoint imports it
 
 
 def test_tested_floors_are_the_declared_floors():
@@ -135,7 +136,7 @@ def test_api_reference_builds_with_pdoc(tmp_path):
                           check=False, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     page = lambda module: tmp_path / (module.replace(".", "/") + ".html")
-    for module in ("difftrade", "difftrade.experiment", "difftrade.theory.member_certificate", "difftrade.tasks", "difftrade.cli"):
+    for module in ("difftrade", "difftrade.runner.experiment", "difftrade.theory.member_certificate", "difftrade.tasks", "difftrade.cli.main"):
         assert page(module).is_file(), module
     files = sorted(p.relative_to(ROOT / "difftrade") for p in (ROOT / "difftrade").rglob("*.py"))
     public = [f for f in files if not any(part.startswith("_") and part != "__init__.py" for part in f.parts)]
@@ -143,5 +144,5 @@ def test_api_reference_builds_with_pdoc(tmp_path):
     assert missing == [], missing  # every public module has its page
     assert (tmp_path / "index.html").is_file() and (tmp_path / "search.js").is_file()
     assert "Task families with a tunable difficulty." in page("difftrade.tasks").read_text()
-    assert "Every finished chunk is on disk before the next one starts" in page("difftrade.experiment").read_text()
+    assert "Every finished chunk is on disk before the next one starts" in page("difftrade.runner.experiment").read_text()
     assert "PAC-Bayes certificate: the generic, vmappable recipe" in page("difftrade.theory.member_certificate").read_text()

@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 from conftest import tiny_raw, toml_text
 
-from difftrade import config, results
-from difftrade.cli import main
+from difftrade.config import run_config as config
+from difftrade.results import schema as results
+from difftrade.cli.main import main
 from difftrade.tasks import REGISTRY, make_task, registry, split_prompt_answer, task_names
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "tasks.md"
@@ -179,7 +180,7 @@ def test_an_installed_package_adds_its_task(plugin_dir, tmp_path):
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: reverse-task\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[difftrade.tasks]\nreverse = reverse_task\n")
-    code = "from difftrade.cli import main; import sys; sys.exit(main(['tasks']) or main(sys.argv[1:]))"
+    code = "from difftrade.cli.main import main; import sys; sys.exit(main(['tasks']) or main(sys.argv[1:]))"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin_dir), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-c", code, "tasks", "show", "reverse", "-d", "3", "-n", "1"],
                           cwd=tmp_path, env=env, check=False, capture_output=True, text=True, timeout=300)

@@ -1,4 +1,4 @@
-"""difftrade.pool: binning a pool of difficulty scores, largest-remainder counts,
+"""difftrade.recommender.pool: binning a pool of difficulty scores, largest-remainder counts,
 redistribution, exact distinct selection, file input/output, and bad input."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from difftrade.pool import (
+from difftrade.recommender.pool import (
     RedistributionWarning,
     bin_scores,
     largest_remainder,
@@ -18,7 +18,7 @@ from difftrade.pool import (
     select,
     select_with_report,
 )
-from difftrade.pool_files import load_scores, save_selection
+from difftrade.recommender.pool_files import load_scores, save_selection
 
 
 def pool(size=10_000, seed=0):
@@ -280,7 +280,7 @@ def test_save_selection_is_atomic_and_complete(tmp_path):
 
 def test_cli_select_weights_and_bins(tmp_path, capsys):
     """`difftrade select` parses --weights and --bins (blank pieces skipped) and names a bad field."""
-    from difftrade.cli import main
+    from difftrade.cli.main import main
 
     s = pool(200)
     np.save(tmp_path / "s.npy", s)

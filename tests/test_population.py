@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from difftrade.mesh import on_member_mesh, round_up
-from difftrade.population import PartialStore, map_chunks, plan_chunks
+from difftrade.train.mesh import on_member_mesh, round_up
+from difftrade.runner.population import PartialStore, map_chunks, plan_chunks
 
 
 @settings(max_examples=60, deadline=None)
@@ -99,7 +99,7 @@ def test_on_member_mesh_splits_members_over_devices_and_cuts_the_padding():
     the per-member results equal the unsharded call's."""
     code = textwrap.dedent("""
         import jax, jax.numpy as jnp, numpy as np
-        from difftrade.mesh import on_member_mesh
+        from difftrade.train.mesh import on_member_mesh
         assert jax.device_count() == 4
         x = np.arange(5 * 3, dtype=np.float32).reshape(5, 3)
         seen = []

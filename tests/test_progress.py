@@ -7,8 +7,9 @@ import re
 import jax
 import numpy as np
 
-from difftrade import experiment, train
-from difftrade.progress import Progress
+from difftrade.runner import experiment
+from difftrade.train import trainer as train
+from difftrade.runner.progress import Progress
 
 
 def test_every_member_segment_is_reported(tiny_cfg):

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from difftrade.quantize import (
+from difftrade.train.quantize import (
     assign,
     initial_codebook,
     quantized,

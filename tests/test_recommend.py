@@ -27,7 +27,7 @@ POWER = {"c": 40.0, "a": 0.4}  # d*(n) = 0.8^(2/3) (n/40)^(1/3): 1.9 at n=400, 7
 
 
 def make_results(risk: np.ndarray, difficulties, budgets, train_weights=None) -> xr.Dataset:
-    """A results Dataset with the schema of difftrade.results from target risk ``[D, N, S]``
+    """A results Dataset with the schema of difftrade.results.schema from target risk ``[D, N, S]``
     (train risk 0, so the generalization gap is the test risk)."""
     risk = np.asarray(risk, dtype=float)
     D, N, S = risk.shape
@@ -285,7 +285,7 @@ def test_on_the_shipped_gpu_results():
     """docs/runs/tradeoff_v1.nc (the H100 grid of docs/recommend.md): the documented
     leave-one-budget-out errors (MAE 0.89 interpolating, 1.89 model, 1.00 threshold, 1.11 auto;
     9 budgets)."""
-    from difftrade.results import load
+    from difftrade.results.schema import load
 
     ds = load(GPU_RESULTS)
     rec = recommend(ds, 2000, n_boot=200)

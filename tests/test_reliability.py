@@ -15,10 +15,15 @@ import pytest
 import xarray as xr
 from conftest import tiny_raw, toml_text
 
-from difftrade import assembly, cli, config, divergence, experiment, results
-from difftrade.chunks import load_params
-from difftrade.commands import grids
-from difftrade.model import init_params
+from difftrade.results import assembly
+from difftrade.cli import main as cli
+from difftrade.config import run_config as config
+from difftrade.results import divergence
+from difftrade.runner import experiment
+from difftrade.results import schema as results
+from difftrade.runner.chunks import load_params
+from difftrade.cli import grids
+from difftrade.model.transformer import init_params
 from difftrade.recommender import recommend
 
 NAME = re.compile(r"chunk_m(\d+)-(\d+)\.nc")

@@ -27,9 +27,15 @@ import pytest
 import xarray as xr
 from conftest import tiny_raw, toml_text
 
-from difftrade import checkpoint, chunks, config, experiment, pool_files, results, rundir
-from difftrade.cli import main
-from difftrade.model import ModelConfig, init_params
+from difftrade.model import checkpoint
+from difftrade.runner import chunks
+from difftrade.config import run_config as config
+from difftrade.runner import experiment
+from difftrade.recommender import pool_files
+from difftrade.results import schema as results
+from difftrade.runner import rundir
+from difftrade.cli.main import main
+from difftrade.model.transformer import ModelConfig, init_params
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "runs" / "tradeoff_v1.nc"
@@ -441,7 +447,7 @@ def test_an_os_error_is_one_line_naming_the_file(monkeypatch, capsys):
     """A full disk (or any OSError) in a command: exit 1 with one line naming the file, no traceback."""
     import errno
 
-    from difftrade import cli
+    from difftrade.cli import main as cli
 
     def full_disk(args):
         raise OSError(errno.ENOSPC, "No space left on device", "/runs/x/chunks/chunk_m000000-000007.nc")

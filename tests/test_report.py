@@ -1,4 +1,4 @@
-"""difftrade.report: the d*(n) table with paired tests, the diverged-member header, and the
+"""difftrade.analysis.report: the d*(n) table with paired tests, the diverged-member header, and the
 sample-size note, on hand-made results Datasets."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from difftrade import report
+from difftrade.analysis import report
 
 pytestmark = pytest.mark.filterwarnings("error")
 

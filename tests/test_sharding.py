@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from difftrade.train import train_population
+from difftrade.train.trainer import train_population
 
 SCRIPT = textwrap.dedent(
     """
@@ -17,7 +17,7 @@ SCRIPT = textwrap.dedent(
     sys.path.insert(0, {tests!r})
     from conftest import tiny_raw
     from difftrade import config
-    from difftrade.train import train_population
+    from difftrade.train.trainer import train_population
     assert jax.device_count() == 4, jax.devices()
     cfg = config.from_dict(tiny_raw())
     pop = cfg.population().take(np.arange(5))  # 5 members: padded to 8 over 4 devices

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from difftrade import assembly, results, study
+from difftrade.results import assembly
+from difftrade.results import schema as results
+from difftrade.analysis import study
 
 GRID = Path(__file__).resolve().parents[1] / "docs" / "runs" / "study" / "addition.nc"
 
@@ -45,7 +47,8 @@ def test_bad_target_and_empty_folder_are_refused(tmp_path):
 def test_leave_one_budget_out_has_the_threshold_predictor():
     """The recommender's validation refits the threshold model without each budget, with π from
     the run's level structure (nested addition, point rows: π(d) = target mass above d)."""
-    from difftrade import analysis, recommender
+    from difftrade import recommender
+    from difftrade.analysis import optimum as analysis
     from difftrade.theory import threshold
 
     ds = results.load(GRID)

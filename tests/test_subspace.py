@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from conftest import tiny_raw
 
-from difftrade import chunks, config, experiment
-from difftrade.subspace import (
+from difftrade.runner import chunks
+from difftrade.config import run_config as config
+from difftrade.runner import experiment
+from difftrade.train.subspace import (
     Subspace,
     SubspaceConfig,
     factor_shape,
@@ -18,7 +20,7 @@ from difftrade.subspace import (
     project,
     projection_key,
 )
-from difftrade.train import FULL, member_init_params, train_population, view_of
+from difftrade.train.trainer import FULL, member_init_params, train_population, view_of
 
 
 def dense_projection(a: np.ndarray, b: np.ndarray, p: int, dim: int) -> np.ndarray:

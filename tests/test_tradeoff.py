@@ -1,5 +1,5 @@
 """difftrade.theory.tradeoff_families, tradeoff_fitting, d_star_from_bounds: closed forms, fitting,
-d*(n) from bounds; and the measured and bootstrap d*(n) of difftrade.analysis on grids drawn from
+d*(n) from bounds; and the measured and bootstrap d*(n) of difftrade.analysis.optimum on grids drawn from
 those closed forms."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from difftrade.analysis import bootstrap_d_star, d_star
+from difftrade.analysis.optimum import bootstrap_d_star, d_star
 from difftrade.theory.d_star_from_bounds import certified_d_star_set, d_star_from_bound
 from difftrade.theory.tradeoff_families import (
     FAMILIES,

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 from conftest import tiny_raw
 
-from difftrade import config
-from difftrade.model import apply, graphdef, kernel_mode
-from difftrade.train import (
+from difftrade.config import run_config as config
+from difftrade.model.transformer import apply, graphdef, kernel_mode
+from difftrade.train.trainer import (
     make_member_trainer,
     member_init_params,
     pad_members,
     train_population,
 )
-from difftrade.train_config import Population, TrainConfig, prefix_budget
+from difftrade.config.train_config import Population, TrainConfig, prefix_budget
 
 
 @pytest.fixture(scope="module")
@@ -168,8 +168,8 @@ def test_fused_kernels_train_the_same_members():
 
 
 def test_memory_estimate_drops_what_fused_kernels_do_not_save():
-    from difftrade.chunk_sizing import bytes_per_member
-    from difftrade.model import ModelConfig
+    from difftrade.train.chunk_sizing import bytes_per_member
+    from difftrade.model.transformer import ModelConfig
 
     cfg, tc, t = ModelConfig(d_model=128, num_layers=2, num_heads=4, compute_dtype="bfloat16"), TrainConfig(batch_size=64), 29
     plain = bytes_per_member(cfg, tc, t)

@@ -8,8 +8,9 @@ import pytest
 import xarray as xr
 from conftest import tiny_raw, toml_text
 
-from difftrade import results, transfer
-from difftrade.cli import main
+from difftrade.results import schema as results
+from difftrade.analysis import transfer
+from difftrade.cli.main import main
 
 
 def _synthetic(seed: int = 0) -> xr.Dataset:

@@ -10,8 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from difftrade.evaluate import example_metrics
-from difftrade.model import ModelConfig, graphdef
+from difftrade.train.evaluate import example_metrics
+from difftrade.model.transformer import ModelConfig, graphdef
 
 
 @dataclasses.dataclass(frozen=True)

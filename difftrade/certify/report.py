@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from difftrade import divergence
+from difftrade.results import divergence
 from difftrade.certify.settings import BoundSettings, stored_settings
 
 VACUOUS = 0.999  # a certificate at or above this says nothing about a [0, 1] risk
@@ -41,7 +41,7 @@ def d_star_table(ds: xr.Dataset, b: xr.Dataset) -> dict[str, np.ndarray]:
     only where its own bound is informative (< ``VACUOUS``): otherwise its σ was picked among
     vacuous ties and its Q is an arbitrary, often very noisy, network.
     """
-    from difftrade.analysis import d_star, seed_mean
+    from difftrade.analysis.optimum import d_star, seed_mean
     from difftrade.theory.d_star_from_bounds import certified_d_star_set, d_star_from_bound
 
     diffs = ds["difficulty"].values
@@ -128,7 +128,7 @@ def _setting_lines(ds: xr.Dataset, b: xr.Dataset, settings: BoundSettings) -> li
 
 def _member_rows(ds: xr.Dataset, b: xr.Dataset) -> list[str]:
     """The table of seed-mean measured risks, certificates, shift bounds, KL and distance per (d, n)."""
-    from difftrade.analysis import (
+    from difftrade.analysis.optimum import (
         seed_mean as mean,  # over seeds; all-NaN cells (left uncertified) stay NaN
     )
 

@@ -13,24 +13,27 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from difftrade import data, divergence, results, settings_json
+from difftrade.tasks import data
+from difftrade.results import divergence
+from difftrade.results import schema as results
+from difftrade.config import settings_json
 from difftrade.certify.geometry import distance, retained_displacement
 from difftrade.certify.losses import ClippedCrossEntropy, ZeroOneAndWeightedLoss, ZeroOneLoss
 from difftrade.certify.priors import PRIORS, PriorKind, StoredWeights
 from difftrade.certify.settings import BoundSettings, stored_settings
 from difftrade.certify.shift_fields import SHIFT_BOUND, shift_variables
-from difftrade.chunks import load_params
-from difftrade.config import RunConfig
-from difftrade.mesh import on_member_mesh, round_up
-from difftrade.model import init_params
-from difftrade.population import PartialStore, keyed_folder, map_chunks, plan_chunks
-from difftrade.rundir import DirLock, load_run
+from difftrade.runner.chunks import load_params
+from difftrade.config.run_config import RunConfig
+from difftrade.train.mesh import on_member_mesh, round_up
+from difftrade.model.transformer import init_params
+from difftrade.runner.population import PartialStore, keyed_folder, map_chunks, plan_chunks
+from difftrade.runner.rundir import DirLock, load_run
 from difftrade.theory.certificate_budget import format_budget
 from difftrade.theory.certificate_types import CertificateConfig
 from difftrade.theory.change_of_measure import importance_weights
 from difftrade.theory.population_certificate import certify_population
 from difftrade.theory.posterior import fit_posterior
-from difftrade.train import member_data_root
+from difftrade.train.trainer import member_data_root
 
 # Salts folded into the run key (jax.random.fold_in) for the certifier's own randomness, apart
 # from the trainer's: every member shares the certificates' weight draws (one key per bound-set
@@ -64,7 +67,7 @@ def certify_run(run_dir: str | Path, settings: BoundSettings | None = None, prog
     Members are certified in chunks of ``settings.member_chunk`` (rounded up to the device
     count; with ``bound_set="train"`` one budget per chunk), the member axis split over every
     device. Each finished chunk is kept under ``run_dir/bounds.partial/<hash of config and
-    settings>/`` (:class:`~difftrade.population.PartialStore`); a rerun with the same settings
+    settings>/`` (:class:`~difftrade.runner.population.PartialStore`); a rerun with the same settings
     after an interruption or failure loads those members instead of certifying them again (the
     numbers are the same: every random key derives from the run's seed and the member index).
     The folder is removed once ``bounds.nc`` is written. Members whose training diverged (and

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from difftrade import settings_json
+from difftrade.config import settings_json
 from difftrade.theory.certificate_types import CertificateConfig
 from difftrade.theory.posterior import FitConfig
 

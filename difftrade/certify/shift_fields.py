@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from difftrade import divergence
-from difftrade.config import RunConfig
+from difftrade.results import divergence
+from difftrade.config.run_config import RunConfig
 from difftrade.tasks.base import Task
 from difftrade.theory import clopper_pearson
 from difftrade.theory.change_of_measure import lp_shift_bound, lp_shift_lower
@@ -57,7 +57,7 @@ def shift_variables(cfg: RunConfig, ds: xr.Dataset, in_dist_bound: np.ndarray, b
     L_S(Q), and ``target_lower_bound`` (from ``in_dist_lower``, the certified lower ends of
     L_S(Q)): the best case of the same change of measure (:func:`~difftrade.theory.change_of_measure.lp_shift_lower`);
     ``uncoverable_mass`` ``[D]``: π per training difficulty. Every ``[D, N, S]`` field is NaN for
-    a diverged member (:func:`difftrade.divergence.diverged_members`): nothing about it is certified.
+    a diverged member (:func:`difftrade.results.divergence.diverged_members`): nothing about it is certified.
     """
     dims = ("difficulty", "budget", "seed")
     train_w, target_w = cfg.train_weights(), cfg.target_weights()  # [D, L], [L]

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from difftrade.analysis import argmin_index, resample_seed_means
+from difftrade.analysis.optimum import argmin_index, resample_seed_means
 from difftrade.recommender.measured import Surface, bracket_budgets, interpolate, surface
 from difftrade.recommender.recommendation import (
     ModelPrediction,

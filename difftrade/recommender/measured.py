@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from difftrade import divergence
-from difftrade.analysis import seed_mean
+from difftrade.results import divergence
+from difftrade.analysis.optimum import seed_mean
 from difftrade.theory import tradeoff_fitting
 
 
@@ -61,7 +61,7 @@ def _exclude_diverged(ds: xr.Dataset, da: xr.DataArray) -> tuple[xr.DataArray, i
 
 def surface(ds: xr.Dataset, variable: str = "target_risk") -> Surface:
     """Extract the measured :class:`Surface` from a results Dataset (schema of
-    :mod:`difftrade.results`). ``train_weights`` is used when present, else every difficulty
+    :mod:`difftrade.results.schema`). ``train_weights`` is used when present, else every difficulty
     is taken as a point distribution on the level of the same value. Diverged members
     (``diverged``, or ``nonfinite_steps > 0``) are excluded (NaN); ``ValueError`` if no member
     is left with a finite risk."""

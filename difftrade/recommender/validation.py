@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import xarray as xr
 
-from difftrade import config
-from difftrade.analysis import argmin_index, resample_seed_means
+from difftrade.config import run_config as config
+from difftrade.analysis.optimum import argmin_index, resample_seed_means
 from difftrade.recommender.choose import check_n_boot, fit_models, nearest_difficulty
 from difftrade.recommender.measured import Surface, interpolate, surface
 from difftrade.recommender.recommendation import format_number

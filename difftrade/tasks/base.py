@@ -70,7 +70,7 @@ def split_prompt_answer(tokens: np.ndarray, loss_mask: np.ndarray) -> tuple[str,
 def example_key(root: jax.Array, split: int | jax.Array, level: int | jax.Array, index: int | jax.Array) -> jax.Array:
     """Key of example ``index`` of ``split`` at ``level``: three nested ``fold_in``s.
 
-    Lives here (re-exported by ``difftrade.data``) so ``Task.sample_at`` needs no import of the
+    Lives here (re-exported by ``difftrade.tasks.data``) so ``Task.sample_at`` needs no import of the
     data layer.
     """
     return jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(root, split), level), index)
@@ -166,7 +166,7 @@ class Task(abc.ABC):
 
         The one place the data layer turns an address into an example. Generator tasks sample
         from ``example_key(root, split, level, index)``; a task backed by a finite, pre-scored
-        bank (``difftrade.bank_task.BankTask``) looks the row up instead. ``level`` and ``index``
+        bank (``difftrade.tasks.bank.BankTask``) looks the row up instead. ``level`` and ``index``
         may be traced (vmapped); ``split`` too here, but a bank task needs a Python int.
         """
         return self.sample(example_key(root, split, level, index), level)

@@ -12,12 +12,12 @@ registered yet, or when every name is listed (``task_names``).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib
 from collections.abc import Iterable
 from importlib import metadata
 from typing import Any
 
+from difftrade.config.fields import did_you_mean
 from difftrade.tasks.base import Task
 
 REGISTRY: dict[str, type[Task]] = {}
@@ -100,12 +100,6 @@ def task_names() -> list[str]:
     """Every registered task name, sorted, after loading the installed plugins."""
     load_entry_points()
     return sorted(REGISTRY)
-
-
-def did_you_mean(value: str, allowed: list[str] | tuple[str, ...]) -> str:
-    """' (did you mean X?)' or '' — for error messages."""
-    close = difflib.get_close_matches(str(value), list(allowed), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def task_options(name: str) -> dict[str, Any]:

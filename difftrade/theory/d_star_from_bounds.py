@@ -4,14 +4,14 @@
 where every bound is vacuous: bounds that certify nothing order nothing);
 :func:`certified_d_star_set` is the set of difficulties that no two-sided certificate rules out
 as the best, which contains every true minimiser whenever all the intervals hold. The modelled
-d*(n) is :mod:`difftrade.theory.tradeoff_families`; the measured one :mod:`difftrade.analysis`.
+d*(n) is :mod:`difftrade.theory.tradeoff_families`; the measured one :mod:`difftrade.analysis.optimum`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from difftrade.analysis import argmin_difficulty, check_grid
+from difftrade.analysis.optimum import argmin_difficulty, check_grid
 
 
 def certified_d_star_set(upper, lower) -> np.ndarray:

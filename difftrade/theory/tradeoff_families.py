@@ -2,7 +2,7 @@
 
 Fitting them to measured target risk is :mod:`difftrade.theory.tradeoff_fitting`; d*(n) from
 certified bounds is :mod:`difftrade.theory.d_star_from_bounds`; the measured d*(n) and its
-bootstrap live in :mod:`difftrade.analysis`.
+bootstrap live in :mod:`difftrade.analysis.optimum`.
 
 Each family models target risk as a generalisation term that grows with difficulty ``d`` and
 shrinks with budget ``n``, plus an extrapolation term that shrinks with ``d``::
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize
 
-from difftrade.analysis import nan_mean
+from difftrade.analysis.optimum import nan_mean
 
 Params = Mapping[str, float] | Sequence[float] | np.ndarray
 

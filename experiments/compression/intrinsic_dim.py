@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from difftrade import config, experiment
+from difftrade.config import run_config as config
+from difftrade.runner import experiment
 
 HERE = Path(__file__).resolve().parent
 DIMS = (250, 500, 1000, 2000, 4000)

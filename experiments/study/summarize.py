@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from difftrade import study
+from difftrade.analysis import study
 
 HEADER = (
     "# Study tables\n\n"

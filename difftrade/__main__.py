@@ -1,0 +1,5 @@
+"""``python -m difftrade``: the ``difftrade`` command."""
+
+from difftrade.cli.main import main
+
+raise SystemExit(main())

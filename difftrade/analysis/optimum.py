@@ -1,0 +1,241 @@
+"""Statistics of the optimal training difficulty d*(n) over a results grid.
+
+The one implementation of: NaN-aware seed means, the argmin over difficulty (ties to the easiest
+level), the seed bootstrap of d*(n), the sample-size caveat a report prints, and the trend
+fractions of the mechanism checks. The paired comparisons of every difficulty against d*(n) with
+Holm's correction are :mod:`difftrade.analysis.paired_comparison`.
+
+Shapes: D difficulties, N budgets, S seeds. A risk grid is ``[D, N, S]`` (the results schema's
+``target_risk``). A member that diverged or was excluded is a NaN risk; non-finite members are
+skipped everywhere, so a cell in which every seed is non-finite has a NaN seed mean and is never
+chosen as d*. Members that share a seed share their initial weights and test sets, so two
+difficulties at one budget are compared *paired* over seeds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import numbers
+import warnings
+from collections.abc import Iterator
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+MIN_SUPPORTED_SEEDS = 5  # below this, support_note says the intervals and tests support no claim
+
+
+# ---- NaN-aware means --------------------------------------------------------------------------
+@contextlib.contextmanager
+def quiet_nan_warnings() -> Iterator[None]:
+    """Silence numpy's RuntimeWarnings for all-NaN slices ('Mean of empty slice', 'All-NaN
+    slice encountered'); such slices stay NaN."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
+def nan_mean(values: ArrayLike, axis: int | None = -1) -> np.ndarray:
+    """Mean over ``axis`` of the finite entries of ``values`` (NaN and ±inf are skipped); NaN
+    where a slice has no finite entry. Never warns. ``values [..., K, ...] -> [...]``."""
+    v = np.asarray(values, dtype=float)
+    finite = np.isfinite(v)
+    total = np.sum(np.where(finite, v, 0.0), axis=axis)
+    count = np.sum(finite, axis=axis)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def seed_mean(risk: ArrayLike) -> np.ndarray:
+    """Seed mean of a risk grid: ``[D, N, S] -> [D, N]`` (any ``[..., S] -> [...]``).
+
+    Non-finite members are skipped; a cell with no finite seed is NaN. Never warns.
+    """
+    r = np.asarray(risk, dtype=float)
+    if r.ndim < 1:
+        raise ValueError(f"risk has shape {r.shape}; allowed: an array [..., S] with a seed axis last")
+    return nan_mean(r, axis=-1)
+
+
+# ---- argument checks --------------------------------------------------------------------------
+def check_grid(
+    risk: ArrayLike, difficulties: ArrayLike, ndims: tuple[int, ...] = (2, 3)
+) -> tuple[np.ndarray, np.ndarray]:
+    """``risk`` and ``difficulties`` as float arrays; ``ValueError`` unless ``risk`` has one of
+    ``ndims`` dimensions (``[D, N]`` or ``[D, N, S]``) and ``difficulties`` is finite ``[D]``."""
+    r = np.asarray(risk, dtype=float)
+    d = np.asarray(difficulties, dtype=float)
+    if r.ndim not in ndims:
+        allowed = " or ".join(f"{k}-D" for k in ndims)
+        raise ValueError(f"target_risk has shape {r.shape}; allowed: {allowed} [D, N(, S)]")
+    if d.ndim != 1 or d.shape[0] != r.shape[0]:
+        raise ValueError(f"difficulties has shape {d.shape}; allowed: [D] with D = {r.shape[0]}")
+    if not np.all(np.isfinite(d)):
+        raise ValueError(f"difficulties={d.tolist()}; allowed: finite values")
+    return r, d
+
+
+def _check_tol(tol: float) -> float:
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not math.isfinite(tol) or tol < 0:
+        raise ValueError(f"tol={tol!r}; allowed: a finite number >= 0")
+    return float(tol)
+
+
+def check_alpha(alpha: float, name: str = "alpha") -> float:
+    """``alpha`` as a float when it is a real number in (0, 1); ``ValueError`` naming ``name`` otherwise."""
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 < alpha < 1:
+        raise ValueError(f"{name}={alpha!r}; allowed: 0 < {name} < 1")
+    return float(alpha)
+
+
+def _check_count(value: int, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name}={value!r}; allowed: an integer >= {minimum}")
+    return int(value)
+
+
+# ---- d*(n): argmin over difficulty ------------------------------------------------------------
+def tie_mask(values: ArrayLike, tol: float = 0.0) -> np.ndarray:
+    """The difficulties tied for the lowest value: bool ``[D, ...]`` for ``values [D, ...]``.
+
+    A finite entry is tied when it is at most ``tol`` above the smallest finite entry of its
+    column (``tol = 0``: exactly equal). A column with no finite entry has no tie.
+    """
+    v = np.asarray(values, dtype=float)
+    tol = _check_tol(tol)
+    finite = np.isfinite(v)
+    low = np.min(np.where(finite, v, np.inf), axis=0)
+    return finite & (v <= low + tol)
+
+
+def argmin_index(values: ArrayLike, difficulties: ArrayLike, tol: float = 0.0) -> np.ndarray:
+    """Index (axis 0) of the lowest finite value per column: int ``[...]`` for ``values [D, ...]``.
+
+    Ties (see :func:`tie_mask`) go to the easiest difficulty, the smallest value of
+    ``difficulties [D]``; ``-1`` where a column has no finite value.
+    """
+    v = np.asarray(values, dtype=float)
+    d = np.asarray(difficulties, dtype=float)
+    if v.ndim < 1 or d.shape != (v.shape[0],):
+        raise ValueError(f"difficulties has shape {d.shape}; allowed: [D] with values [D, ...] = {v.shape}")
+    tied = tie_mask(v, tol)
+    rank = np.argsort(np.argsort(d, kind="stable"), kind="stable")  # 0 = easiest
+    rank = rank.reshape((-1,) + (1,) * (v.ndim - 1))
+    idx = np.argmin(np.where(tied, rank, v.shape[0]), axis=0)
+    return np.where(tied.any(axis=0), idx, -1)
+
+
+def argmin_difficulty(values: ArrayLike, difficulties: ArrayLike, tol: float = 0.0) -> np.ndarray:
+    """Difficulty value with the lowest finite entry per column: ``[...]`` for ``values [D, ...]``;
+    ties to the easiest level; NaN where a column has no finite value."""
+    d = np.asarray(difficulties, dtype=float)
+    idx = argmin_index(values, d, tol)
+    return np.where(idx >= 0, d[np.maximum(idx, 0)], np.nan)
+
+
+def d_star(
+    risk: ArrayLike, difficulties: ArrayLike, *, tol: float = 0.0, return_ties: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Optimal difficulty per budget: the argmin over difficulty of the seed-mean risk.
+
+    ``risk``: ``[D, N, S]`` (or seed means ``[D, N]``); non-finite members are skipped and a cell
+    with no finite seed is never chosen. ``difficulties``: ``[D]``, in any order. Means within
+    ``tol`` of the lowest (``tol = 0``: exactly equal) tie, and ties go to the easiest level.
+    Returns ``[N]`` difficulty values (NaN where a budget has no finite cell), and with
+    ``return_ties`` also the tie set, bool ``[D, N]``.
+    """
+    r, d = check_grid(risk, difficulties)
+    mean = seed_mean(r) if r.ndim == 3 else r
+    best = argmin_difficulty(mean, d, tol)
+    return (best, tie_mask(mean, tol)) if return_ties else best
+
+
+# ---- seed bootstrap ---------------------------------------------------------------------------
+def distinct_resamples(num_seeds: int) -> int:
+    """Number of distinct seed resamples (multisets of S draws from S seeds): C(2S - 1, S)."""
+    s = _check_count(num_seeds, "num_seeds", 1)
+    return math.comb(2 * s - 1, s)
+
+
+def resample_seed_means(risk: ArrayLike, n_boot: int, seed: int | np.random.Generator = 0) -> np.ndarray:
+    """Seed means of ``n_boot`` bootstrap resamples: ``risk [D, N, S] -> [D, N, n_boot]``.
+
+    One resample draws S seed indices with replacement (``rng.integers(0, S, (n_boot, S))``) and
+    uses them for every (difficulty, budget) cell, keeping what the runs of one seed share.
+    Deterministic given ``seed`` (an int or a ``numpy.random.Generator``, which is advanced).
+    """
+    r = np.asarray(risk, dtype=float)
+    if r.ndim != 3:
+        raise ValueError(f"risk has shape {r.shape}; allowed: 3-D [D, N, S]")
+    n_boot = _check_count(n_boot, "n_boot", 1)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    idx = rng.integers(0, r.shape[2], size=(n_boot, r.shape[2]))
+    return seed_mean(r[:, :, idx])  # [D, N, B, S] -> [D, N, B]
+
+
+@dataclasses.dataclass(frozen=True)
+class BootstrapDStar:
+    """Percentile bootstrap interval for d*(n). ``d_star``: the point estimate on all seeds
+    ``[N]``; ``low``/``high``: interval ends ``[N]``; ``samples``: ``[n_boot, N]``."""
+
+    d_star: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    samples: np.ndarray
+    level: float
+
+
+def bootstrap_d_star(
+    target_risk: ArrayLike,
+    difficulties: ArrayLike,
+    n_boot: int = 1000,
+    seed: int | np.random.Generator = 0,
+    level: float = 0.95,
+) -> BootstrapDStar:
+    """Bootstrap d*(n) by resampling seeds with replacement (see :func:`resample_seed_means`).
+
+    ``target_risk``: ``[D, N, S]``; ``difficulties``: ``[D]``. The interval is the
+    ``(1 - level)/2`` and ``(1 + level)/2`` percentiles of the resampled d*, taken conservatively
+    on the discrete levels (lower/higher order statistic). Deterministic given ``seed``. Only
+    :func:`distinct_resamples` (S) different resamples exist.
+    """
+    r, d = check_grid(target_risk, difficulties, ndims=(3,))
+    level = check_alpha(level, "level")
+    means = resample_seed_means(r, n_boot, seed)  # [D, N, B]
+    samples = argmin_difficulty(means, d).T  # [B, N]
+    alpha = (1 - level) / 2
+    with quiet_nan_warnings():
+        low = np.nanquantile(samples, alpha, axis=0, method="lower")
+        high = np.nanquantile(samples, 1 - alpha, axis=0, method="higher")
+    return BootstrapDStar(d_star(r, d), low, high, samples, level)
+
+
+# ---- what a report may claim ------------------------------------------------------------------
+def support_note(num_seeds: int) -> str:
+    """A sentence for a report when ``num_seeds`` is too small to support a claim, else "".
+
+    Below ``MIN_SUPPORTED_SEEDS`` (5) seeds: the one-sided sign-flip test cannot reach p < 2^-S
+    (1/16 at S = 4, above 0.05), and the seed bootstrap has only C(2S − 1, S) distinct resamples.
+    """
+    s = _check_count(num_seeds, "num_seeds", 0)
+    if s >= MIN_SUPPORTED_SEEDS:
+        return ""
+    if s == 0:
+        return "with no seeds there is no measurement, so nothing can be claimed about d*(n)"
+    count = distinct_resamples(s)
+    return (
+        f"with {s} seed{'s' if s > 1 else ''} (fewer than {MIN_SUPPORTED_SEEDS}) the bootstrap intervals and "
+        f"paired tests cannot support a claim about d*(n): the seed bootstrap has only {count} distinct "
+        f"resample{'s' if count > 1 else ''}, and the smallest possible sign-flip p-value is {2.0**-s:.4g}"
+    )
+
+
+# ---- mechanism checks -------------------------------------------------------------------------
+def trend(values: ArrayLike, tol: float = 0.01) -> float:
+    """Among ordered pairs (i < j) whose values differ by more than ``tol``, the fraction with
+    values[j] > values[i] (1 = increasing, 0 = decreasing; NaN if every pair is a tie, e.g. all
+    gaps saturated at 0 or 1). ``values``: ``[K]``."""
+    v = np.asarray(values)
+    pairs = [(i, j) for i in range(len(v)) for j in range(i + 1, len(v)) if abs(v[j] - v[i]) > tol]
+    return float(np.mean([v[j] > v[i] for i, j in pairs])) if pairs else float("nan")

@@ -1,0 +1,112 @@
+"""Handlers of the commands about a task's examples: ``tasks`` (list families, render examples),
+``difficulty`` (model-based difficulty against nominal levels), ``export`` (examples as JSONL) and
+``score`` (an outside model's answers to them)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from difftrade.cli.common import parse_ints
+from difftrade.cli.reports import write_report
+
+
+def tasks_command(args: argparse.Namespace) -> int:
+    import jax
+
+    from difftrade.tasks import data
+    from difftrade.tasks import make_task, task_names
+
+    if args.action is None:
+        for name in task_names():
+            print(make_task(name).describe())
+        return 0
+    if args.action != "show" or not args.name:
+        raise ValueError("usage: difftrade tasks [show NAME --difficulty D -n N]")
+    task = make_task(args.name)
+    d = task.d_min if args.difficulty is None else args.difficulty
+    task.check_difficulty(d, "--difficulty")
+    data.check_budget(args.n, "-n")
+    tokens, mask = data.examples_at_level(task, jax.random.key(args.seed), data.SPLITS["train"], d, jax.numpy.arange(args.n))
+    print(task.describe())
+    for i in range(args.n):
+        print(f"  [{i}] {task.render(tokens[i], mask[i])}")
+    return 0
+
+
+def difficulty_command(args: argparse.Namespace) -> int:
+    """Rank agreement of a model-based config's reference loss with the task's nominal levels."""
+    import jax
+
+    from difftrade.config import run_config as config
+    from difftrade.recommender.difficulty_agreement import agreement, format_agreement
+
+    cfg = config.load(args.config)
+    if cfg.difficulty.kind != "model":
+        raise ValueError(f"{args.config}: difficulty.kind={cfg.difficulty.kind!r}; allowed: 'model' (with a reference)")
+    result = agreement(cfg.source_task, cfg.reference_params(), cfg.model, args.n, jax.random.key(args.seed),
+                       num_levels=cfg.difficulty.num_levels)
+    print(format_agreement(result))
+    return 0
+
+
+def _export_config(args: argparse.Namespace):
+    """The RunConfig an export/score addresses: ``--config``, else the bare TASK (``export.task_config``)."""
+    from difftrade.config import run_config as config
+    from difftrade.bridge import export
+
+    if (args.task is None) == (args.config is None):
+        given = "both TASK and --config" if args.task is not None else "neither TASK nor --config"
+        raise ValueError(f"{given} given; allowed: a task family name (e.g. addition) or --config CONFIG, not both")
+    if args.config is not None:
+        if args.run_seed is not None:
+            raise ValueError(f"--run-seed={args.run_seed} with --config; allowed: only with TASK (a config's [run] seed is used)")
+        return config.load(args.config)
+    return export.task_config(args.task, 0 if args.run_seed is None else args.run_seed)
+
+
+def export_command(args: argparse.Namespace) -> int:
+    """Examples as JSONL text records: a member's training set, the test sets, or target examples."""
+    from difftrade.bridge import export
+
+    cfg = _export_config(args)
+    if args.system is not None or args.template != export.DEFAULT_TEMPLATE:
+        args.chat = True
+    template = export.check_template(args.template)
+    difficulty = parse_ints(args.difficulty, "--difficulty")
+    n = args.n
+    if n is None:
+        if args.split == "train":
+            raise ValueError("-n is missing with --split train; allowed: the budget n >= 1 (the member's training "
+                             "examples 0..n-1)")
+        n = cfg.eval.n_test
+    rows = export.records(cfg, args.split, n, args.seed, difficulty)
+    if args.chat:
+        rows = [export.with_messages(r, template, args.system) for r in rows]
+    if args.out is None:
+        export.write_jsonl(rows, sys.stdout)
+    else:
+        count = export.write_jsonl(rows, args.out)
+        print(f"exported {count} {args.split} records of {cfg.task_name} (seed {args.seed}): {args.out}", file=sys.stderr)
+    return 0
+
+
+def score_command(args: argparse.Namespace) -> int:
+    """Exact match of an outside model's answers per level; a full labelled grid becomes results.nc + report."""
+    from difftrade.results import schema as results
+    from difftrade.bridge import score as scoring
+
+    cfg = _export_config(args)
+    scores = scoring.score_file(cfg, args.predictions)
+    table = scoring.render(cfg, scores)
+    print(table)
+    if args.out is not None:
+        ds = scoring.to_dataset(cfg, scores, str(args.predictions))
+        args.out.mkdir(parents=True, exist_ok=True)
+        results.atomic_write_netcdf(ds, args.out / "results.nc")
+        results.atomic_write_text(table + "\n", args.out / "scores.md")
+        print(f"scores:  {args.out / 'scores.md'}")
+        print(f"results: {args.out / 'results.nc'}")
+        if not args.no_report:
+            write_report(args.out / "results.nc", args.out)
+    return 0

@@ -1,0 +1,98 @@
+"""Handlers of the commands that read finished results: ``report``, ``merge``, ``recommend`` and
+``select`` (pool examples following a recommendation or given weights)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from difftrade.cli.common import parse_floats
+
+
+def write_report(results_path: Path, out_dir: Path, csv: bool = False) -> str:
+    from difftrade.analysis import plots
+    from difftrade.analysis import report
+    from difftrade.results import schema as results
+    from difftrade.analysis import tables
+
+    ds = results.load(results_path)
+    text = report.render(ds)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.md").write_text(text)
+    written = plots.save_all(ds, out_dir)
+    print(text)
+    print(f"figures: {', '.join(str(p) for p in written if p.suffix == '.png')}")
+    if csv:
+        print(f"tables:  {', '.join(str(p) for p in tables.write_tables(ds, out_dir))}")
+    print(f"report:  {out_dir / 'report.md'}")
+    return text
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from difftrade.results import schema as results
+
+    write_report(args.results, args.out or results.results_path(args.results).parent, csv=args.csv)
+    return 0
+
+
+def merge_command(args: argparse.Namespace) -> int:
+    from difftrade.runner import merge
+    from difftrade.results import schema as results
+
+    if args.out.suffix != ".nc":
+        raise ValueError(f"--out {str(args.out)!r} does not end in .nc; allowed: a netCDF file name, e.g. merged.nc")
+    paths = [results.results_path(r) for r in args.runs]
+    ds = merge.merge([results.load(p) for p in paths], [str(p) for p in paths])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    results.atomic_write_netcdf(ds, args.out)
+    dims = ", ".join(f"{ds.sizes[d]} {name}" for d, name in zip(results.GRID_DIMS, ("difficulties", "budgets", "seeds")))
+    print(f"merged {len(paths)} runs into {args.out}: {dims}; config hash {ds.attrs['config_hash']}")
+    return 0
+
+
+def recommend_command(args: argparse.Namespace) -> int:
+    import json
+
+    from difftrade.results import schema as results
+    from difftrade.recommender import recommend, validate_leave_one_budget_out
+
+    ds = results.load(args.results)
+    rec = recommend(
+        ds, args.budget, method=args.method, allow_extrapolation=not args.no_extrapolation,
+        n_boot=args.n_boot, min_share=args.min_share, seed=args.seed,
+    )
+    print(json.dumps(rec.to_dict(), indent=2) if args.json else rec)
+    if args.validate:
+        print("\nleave-one-budget-out validation (each budget predicted from the others):")
+        print(validate_leave_one_budget_out(ds))
+    return 0
+
+
+def select_command(args: argparse.Namespace) -> int:
+    from difftrade.recommender import pool
+    from difftrade.recommender import pool_files
+
+    if args.out is not None and args.out.suffix.lower() not in (".csv", ".npy"):
+        raise ValueError(f"--out={str(args.out)!r}; allowed: a .csv or .npy path")
+    try:
+        scores = pool_files.load_scores(args.scores, args.column)
+    except ImportError as err:  # Parquet without pandas/pyarrow
+        raise ValueError(str(err)) from None
+    if args.results is not None:
+        from difftrade.results import schema as results
+        from difftrade.recommender import recommend
+
+        target = recommend(results.load(args.results), args.budget, seed=args.seed)
+        print(target, file=sys.stderr)
+    else:
+        target = parse_floats(args.weights, "--weights")
+    bins = None if args.bins is None else parse_floats(args.bins, "--bins")
+    selection = pool.select_with_report(scores, args.budget, target, bins=bins, seed=args.seed)
+    print(selection.report, file=sys.stderr)
+    if args.out is None:
+        print("\n".join(map(str, selection.indices.tolist())))
+    else:
+        pool_files.save_selection(args.out, selection)
+        print(f"selection: {args.out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,87 @@
+"""The small sections of a run config: ``[grid]`` (:class:`GridConfig`), ``[run]``
+(:class:`RunSettings`) and ``[difficulty]`` (:class:`DifficultySettings`), each a frozen
+dataclass whose fields are checked against their specs (``difftrade.config.fields``) when built.
+``[model]``, ``[train]``, ``[eval]`` and ``[subspace]`` keep theirs beside their code; the rules
+between sections are in :func:`difftrade.config.run_config.from_dict`."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from difftrade.config.fields import Field, check_fields
+
+TRAIN_DISTRIBUTIONS = ("point", "mixture", "up_to")
+DIFFICULTY_KINDS = ("nominal", "model")
+
+
+@dataclasses.dataclass(frozen=True)
+class GridConfig:
+    """The member grid: difficulty × budget × seed (difficulty = the level a row trains on)."""
+
+    difficulties: tuple[int, ...] = (1, 2, 3, 4)
+    budgets: tuple[int, ...] = (64, 256, 1024)
+    seeds: tuple[int, ...] = (0, 1)
+    train_distribution: str = "point"
+    mixture_main: float = 0.8
+    learning_rate: float = 1e-3
+
+    def __post_init__(self) -> None:
+        check_fields(self, "grid", GRID_FIELDS)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+    seed: int = 0
+    chunk_size: int = 0  # 0 = automatic from device memory
+    init: str = "scratch"  # "scratch" or a checkpoint path (fine-tuning from a base)
+    target: tuple[float, ...] = ()  # target weights over levels; () = uniform
+
+    def __post_init__(self) -> None:
+        check_fields(self, "run", RUN_FIELDS)
+
+
+@dataclasses.dataclass(frozen=True)
+class DifficultySettings:
+    """What a level is. ``nominal``: the task generator's level. ``model``: equal-count bins of
+    a reference model's loss over scored pools (``difftrade.recommender.difficulty.model_based_task``), so
+    grid difficulties index model-based levels ``1..num_levels``.
+
+    ``reference`` is a base checkpoint directory (``difftrade pretrain``; relative paths are
+    read from the working directory, as ``run.init``) whose architecture must equal ``[model]``.
+    ``num_levels = 0`` means as many as the task's nominal levels; ``per_level = 0`` means
+    ``max(grid.budgets, eval.n_test)`` (each bank then repeats nothing).
+    """
+
+    kind: str = "nominal"
+    reference: str = ""
+    num_levels: int = 0
+    per_level: int = 0
+    pool_seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_fields(self, "difficulty", DIFFICULTY_FIELDS)
+
+
+# One spec per field of each section (difftrade.config.fields); [model], [train] and [eval] keep theirs
+# beside their dataclasses. Rules that involve the task or other sections are in from_dict.
+GRID_FIELDS: dict[str, Field] = {
+    "difficulties": Field(int, 1, many=True, note="levels of the task"),
+    "budgets": Field(int, 1, many=True),
+    "seeds": Field(int, 0, many=True),
+    "train_distribution": Field(str, choices=TRAIN_DISTRIBUTIONS),
+    "mixture_main": Field(float, 0, 1, low_open=True),
+    "learning_rate": Field(float, 0, low_open=True),
+}
+RUN_FIELDS: dict[str, Field] = {
+    "seed": Field(int, 0),
+    "chunk_size": Field(int, 0, note="0 = automatic"),
+    "init": Field(str, note="'scratch' or a base checkpoint directory written by `difftrade pretrain`"),
+    "target": Field(float, 0, many=True, empty=True, repeats=True, note="one weight per level, summing to 1; [] = uniform"),
+}
+DIFFICULTY_FIELDS: dict[str, Field] = {
+    "kind": Field(str, choices=DIFFICULTY_KINDS),
+    "reference": Field(str, empty=True, note="a base checkpoint directory; kind = 'model' only"),
+    "num_levels": Field(int, 0, note="0 = the task's levels"),
+    "per_level": Field(int, 0, note="0 = max(grid.budgets, eval.n_test)"),
+    "pool_seed": Field(int, 0),
+}
