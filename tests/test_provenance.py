@@ -11,7 +11,7 @@ import pytest
 
 from difftrade.certify import compress
 from difftrade.config import run_config as config
-from difftrade.analysis import paired_comparison
+from difftrade.analysis import paired_comparison, selection
 from difftrade.analysis import report
 from difftrade.results import schema as results
 from difftrade.analysis import study
@@ -65,18 +65,31 @@ def test_study_tables_are_current():
     ("sorting (exact levels, rows trained on 2..d)", "sorting"),
 ])
 def test_readme_study_table_is_its_result_files(label, grid):
-    """The README's study table: each row's d*(n) and its not-significantly-worse sets at the ends
-    are what the analysis computes from the committed grid."""
+    """The README's study table: each row's d*(n), its not-significantly-worse sets and all-pairs
+    best sets at the ends are what the analysis computes from the committed grid; its forward
+    columns are the grid's row of the forward table in docs/study_tables.md (which
+    test_study_tables_are_current regenerates)."""
     line = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith(f"| {label}, n = "))
     cells = [cell.strip() for cell in line.strip("|").split("|")]
     ds = results.load(STUDY / f"{grid}.nc")
     risk = ds["target_risk"].transpose("difficulty", "budget", "seed").values
     cmp = paired_comparison.compare_to_d_star(risk, ds["difficulty"].values, method="sign_flip", alpha=study.ALPHA)
+    best = selection.best_set(risk, ds["difficulty"].values, method="sign_flip", alpha=study.ALPHA)
     budgets = ds["budget"].values
     assert cells[0] == f"{label}, n = {int(budgets[0]):,} → {int(budgets[-1]):,}"
     assert cells[1] == ", ".join(str(int(d)) for d in cmp.d_star)
-    ends = [study._fmt_set(cmp.not_worse_set(j)) for j in (0, len(budgets) - 1)]
-    assert cells[2] == " / ".join(ends)
+    ends = (0, len(budgets) - 1)
+    assert cells[2] == " / ".join(study._fmt_set(cmp.not_worse_set(j)) for j in ends)
+    assert cells[3] == " / ".join(study._fmt_set(best.members(j)) for j in ends)
+    tables = (ROOT / "docs" / "study_tables.md").read_text()
+    forward = tables[tables.index("### Forward validation across grids"):].splitlines()
+    head = [c.strip() for c in next(r for r in forward if r.startswith("| grid |")).strip("|").split("|")]
+    row = [c.strip() for c in next(r for r in forward if r.startswith(f"| {grid} |")).strip("|").split("|")]
+    method, lost = row[1].split(" (")[0].split(": ")
+    assert cells[4] == f"{method} {lost}"
+    ratios = {head[i]: row[i].split()[0] for i in range(2, len(row))}
+    top = min(ratios, key=lambda m: float(ratios[m]))
+    assert cells[5] == f"{top} {ratios[top]}"
 
 
 @pytest.mark.parametrize("run_dir", CERTIFIED, ids=lambda p: p.name)

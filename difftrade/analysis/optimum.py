@@ -152,6 +152,12 @@ def d_star(
 
 
 # ---- seed bootstrap ---------------------------------------------------------------------------
+BOOTSTRAP_RESAMPLES = 2000
+"""Resamples behind every d*(n) interval that tables, reports and figures show."""
+BOOTSTRAP_SEED = 0
+"""Seed of the ``numpy.random.default_rng`` generator that draws them: the same resamples everywhere."""
+
+
 def distinct_resamples(num_seeds: int) -> int:
     """Number of distinct seed resamples (multisets of S draws from S seeds): C(2S - 1, S)."""
     s = _check_count(num_seeds, "num_seeds", 1)
@@ -189,8 +195,8 @@ class BootstrapDStar:
 def bootstrap_d_star(
     target_risk: ArrayLike,
     difficulties: ArrayLike,
-    n_boot: int = 1000,
-    seed: int | np.random.Generator = 0,
+    n_boot: int = BOOTSTRAP_RESAMPLES,
+    seed: int | np.random.Generator = BOOTSTRAP_SEED,
     level: float = 0.95,
 ) -> BootstrapDStar:
     """Bootstrap d*(n) by resampling seeds with replacement (see :func:`resample_seed_means`).

@@ -19,6 +19,7 @@ import numpy as np
 import xarray as xr
 
 from difftrade.analysis.optimum import (
+    BOOTSTRAP_RESAMPLES,
     argmin_difficulty,
     argmin_index,
     bootstrap_d_star,
@@ -79,7 +80,7 @@ def heatmap(ds: xr.Dataset) -> plt.Figure:
     return fig
 
 
-def d_star_curve(ds: xr.Dataset, n_boot: int = 1000) -> plt.Figure:
+def d_star_curve(ds: xr.Dataset, n_boot: int = BOOTSTRAP_RESAMPLES) -> plt.Figure:
     """d*(n) at each measured budget (no lines between budgets: nothing was measured there), its
     90% bootstrap interval over seeds, and each seed's own argmin as small dots."""
     grid = _grid(ds, "target_risk")

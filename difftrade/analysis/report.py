@@ -6,7 +6,10 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from difftrade.analysis import forward, model_tables
 from difftrade.analysis.optimum import (
+    BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_SEED,
     bootstrap_d_star,
     distinct_resamples,
     nan_mean,
@@ -14,8 +17,8 @@ from difftrade.analysis.optimum import (
     support_note,
     trend,
 )
-from difftrade.results.divergence import diverged_mask
 from difftrade.analysis.paired_comparison import compare_to_d_star
+from difftrade.results.divergence import diverged_mask
 from difftrade.results.schema import require
 
 GRID = ("difficulty", "budget", "seed")
@@ -67,7 +70,7 @@ def diverged_members(ds: xr.Dataset) -> tuple[list[tuple[float, int, int]], list
     return members, cells
 
 
-def summary(ds: xr.Dataset, n_boot: int = 1000) -> dict[str, object]:
+def summary(ds: xr.Dataset, n_boot: int = BOOTSTRAP_RESAMPLES) -> dict[str, object]:
     """Numbers a report states: d*(n) with interval, direction verdict, mechanism, flagged
     members, and per budget the paired sign-flip comparison against d*(n) (Holm, alpha 0.05).
 
@@ -142,7 +145,7 @@ def _header(ds: xr.Dataset, s: dict[str, object]) -> list[str]:
         ),
         "",
         (
-            f"seed bootstrap: {s['n_boot']} resamples drawn; {S} seeds allow {s['distinct_resamples']:,} distinct "
+            f"seed bootstrap: {s['n_boot']:,} resamples drawn (generator seed {BOOTSTRAP_SEED}); {S} seeds allow {s['distinct_resamples']:,} distinct "
             "resamples (multisets of seeds)"
         ),
         "",
@@ -234,7 +237,7 @@ def _overlap_line(ds: xr.Dataset) -> list[str]:
     ]
 
 
-def render(ds: xr.Dataset, n_boot: int = 1000) -> str:
+def render(ds: xr.Dataset, n_boot: int = BOOTSTRAP_RESAMPLES) -> str:
     """Markdown report."""
     s = summary(ds, n_boot)
     m = s["mechanism"]
@@ -261,16 +264,18 @@ def render(ds: xr.Dataset, n_boot: int = 1000) -> str:
 
 
 def _models(ds: xr.Dataset) -> list[str]:
-    """Models of target risk and their leave-one-budget-out error in d* (:func:`difftrade.analysis.study.model_table`)."""
-    from difftrade.analysis import study
-
+    """Models of target risk: fit, leave-one-budget-out and forward (:mod:`difftrade.analysis.model_tables`)."""
     if ds.sizes["budget"] < 3:
         return ["", "## Models of target risk", "", "Not fitted: fewer than 3 budgets leave nothing to hold out."]
-    return [
+    lines = [
         "",
-        "## Models of target risk: d* at a budget the fit did not see",
+        "## Models of target risk",
         "",
-        "Each model is refitted without one budget and predicts d* there (leave one budget out).",
+        ("Fit, and d* at a budget the fit did not see with measured budgets on both sides (leave one budget out: "
+         "interpolation)."),
         "",
-        study.model_table(ds),
+        model_tables.model_table(ds),
     ]
+    if ds.sizes["budget"] > forward.MIN_PILOTS:
+        lines += ["", "## Predicting d* at larger budgets", "", model_tables.forward_table(ds)]
+    return lines

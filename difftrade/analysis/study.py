@@ -11,31 +11,28 @@ tables can be checked against the committed files by regenerating them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
+from difftrade.analysis import (
+    forward,
+    model_tables,
+    paired_comparison,
+    predictors,
+    report,
+    selection,
+    transfer,
+)
 from difftrade.analysis import optimum as analysis
-from difftrade.results import assembly
 from difftrade.config import run_config as config
-from difftrade.results import divergence
-from difftrade.analysis import paired_comparison
-from difftrade.analysis import report
+from difftrade.results import assembly, divergence
 from difftrade.results import schema as results
-from difftrade.analysis import transfer
-from difftrade.theory import level_model, threshold, tradeoff_families, tradeoff_fitting
+from difftrade.theory import level_model
 
 ALPHA = 0.05
 BOOT_LEVEL = 0.9
-
-
-def _risk(ds: xr.Dataset, name: str = "target_risk") -> np.ndarray:
-    """``[D, N, S]`` with diverged members as NaN."""
-    r = ds[name].transpose("difficulty", "budget", "seed").values.astype(np.float64)
-    diverged = divergence.diverged_mask(ds)
-    return r if diverged is None else np.where(diverged.transpose("difficulty", "budget", "seed").values, np.nan, r)
 
 
 def hard_target(num_levels: int) -> np.ndarray:
@@ -49,31 +46,36 @@ def _fmt_set(values) -> str:
 
 
 def d_star_table(ds: xr.Dataset) -> str:
-    """d*(n), its bootstrap interval, the not-significantly-worse set and the runner-up's margin."""
-    r, d = _risk(ds), ds["difficulty"].values
-    boot = analysis.bootstrap_d_star(r, d, n_boot=2000, level=BOOT_LEVEL)
+    """d*(n), its bootstrap interval, the difficulties not significantly worse than the selected
+    d* (optimistic: d* is picked on the same seeds), the selection-free all-pairs set
+    (:func:`~difftrade.analysis.selection.best_set`), seed-split agreement and the runner-up's margin."""
+    r, d = predictors.risk_grid(ds), ds["difficulty"].values
+    boot = analysis.bootstrap_d_star(r, d, level=BOOT_LEVEL)
     cmp = paired_comparison.compare_to_d_star(r, d, method="sign_flip", alpha=ALPHA)
+    best = selection.best_set(r, d, method="sign_flip", alpha=ALPHA)
+    agree = selection.split_agreement(r, d)
     mean = analysis.seed_mean(r)
     lines = [
-        f"| n | d*(n) | {BOOT_LEVEL:.0%} bootstrap | not significantly worse (α = {ALPHA}) | runner-up: margin | target risk at d* |",
-        "|---:|---:|:---:|:---:|:---:|---:|",
+        (f"| n | d*(n) | {BOOT_LEVEL:.0%} bootstrap | not significantly worse than the selected d* | "
+         f"best set, all pairs (α = {ALPHA}) | seed-split agreement | runner-up: margin | target risk at d* |"),
+        "|---:|---:|:---:|:---:|:---:|---:|:---:|---:|",
     ]
     for j, n in enumerate(ds["budget"].values):
         if not np.isfinite(cmp.d_star[j]):
-            lines.append(f"| {int(n):,} | none (every member diverged) | | | | |")
+            lines.append(f"| {int(n):,} | none (every member diverged) | | | | | | |")
             continue
         i = int(np.flatnonzero(d == cmp.d_star[j])[0])
         runner = "none" if not np.isfinite(cmp.runner_up[j]) else f"{int(cmp.runner_up[j])}: +{cmp.runner_up_margin[j]:.3f}"
         lines.append(
             f"| {int(n):,} | {int(cmp.d_star[j])} | [{int(boot.low[j])}, {int(boot.high[j])}] | "
-            f"{_fmt_set(cmp.not_worse_set(j))} | {runner} | {mean[i, j]:.3f} |"
+            f"{_fmt_set(cmp.not_worse_set(j))} | {_fmt_set(best.members(j))} | {agree[j]:.0%} | {runner} | {mean[i, j]:.3f} |"
         )
     return "\n".join(lines)
 
 
 def matrix_table(ds: xr.Dataset, name: str) -> str:
     """Seed mean of ``name`` ``[difficulty, budget]`` as a table (rows: difficulty)."""
-    mean = analysis.seed_mean(_risk(ds, name))
+    mean = analysis.seed_mean(predictors.risk_grid(ds, name))
     budgets = ds["budget"].values
     lines = ["| d \\ n | " + " | ".join(f"{int(n):,}" for n in budgets) + " |", "|---:|" + "---:|" * len(budgets)]
     for i, d in enumerate(ds["difficulty"].values):
@@ -81,21 +83,12 @@ def matrix_table(ds: xr.Dataset, name: str) -> str:
     return "\n".join(lines)
 
 
-def _level_accuracy(ds: xr.Dataset) -> np.ndarray:
-    """Exact match per level ``[D, N, S, L]``, NaN for diverged members."""
-    acc = ds["level_exact"].transpose("difficulty", "budget", "seed", "level").values.astype(np.float64)
-    diverged = divergence.diverged_mask(ds)
-    if diverged is None:
-        return acc
-    return np.where(diverged.transpose("difficulty", "budget", "seed").values[..., None], np.nan, acc)
-
-
 def above_table(ds: xr.Dataset) -> str:
     """Exact match on the levels above each row's own, ``[difficulty, budget]`` (mean over those
     levels, then over seeds; diverged members skipped), as a table. All zeros when nothing a row
     learns reaches harder levels (the extrapolation gap fixed by construction); values that grow
     with n when it does (a graded gap). The hardest row has no level above it."""
-    acc = _level_accuracy(ds)
+    acc = predictors.level_accuracy(ds)
     levels, budgets = ds["level"].values, ds["budget"].values
     lines = ["| d \\ n | " + " | ".join(f"{int(n):,}" for n in budgets) + " |", "|---:|" + "---:|" * len(budgets)]
     for i, d in enumerate(ds["difficulty"].values):
@@ -105,84 +98,6 @@ def above_table(ds: xr.Dataset) -> str:
         mean = analysis.seed_mean(analysis.nan_mean(acc[i][..., above], axis=-1))  # [N]
         lines.append(f"| {int(d)} | " + " | ".join(f"{v:.3f}" for v in mean) + " |")
     return "\n".join(lines)
-
-
-def _family_fitter(model: tradeoff_families.TradeoffModel) -> threshold.Fitter:
-    def fitter(d: np.ndarray, n: np.ndarray, y: np.ndarray) -> Callable[[float], np.ndarray]:
-        result = tradeoff_fitting.fit(model, d, n, y)
-        return lambda budget: result.predict_risk(d, budget)
-
-    return fitter
-
-
-def model_table(ds: xr.Dataset) -> str:
-    """Threshold models (π from coverage, π fitted) and the smooth families: AIC, R², and
-    leave-one-budget-out d* error, all on the seed means of target risk."""
-    d, n = ds["difficulty"].values.astype(float), ds["budget"].values.astype(float)
-    y = analysis.seed_mean(_risk(ds))
-    pi = threshold.uncovered_mass(ds["train_weights"].values, ds["target_weights"].values, config.stored(ds).source_task.level_structure)
-    total = float(np.nansum((y - np.nanmean(y)) ** 2))
-    fitters: list[tuple[str, Callable[[], tuple[int, float, float]], threshold.Fitter]] = []
-    for label, p in (("threshold, π from coverage", pi), ("threshold, π fitted", None)):
-        fitters.append((label, lambda p=p: _threshold_stats(threshold.fit_threshold(d, n, y, p), total),
-                        threshold.threshold_fitter(p)))
-    fitters.append(("per level (examples of each level)", lambda: _level_stats(ds, y, total), _level_fitter(ds)))
-    for model in tradeoff_families.FAMILIES:
-        fitters.append((model.name, lambda model=model: _family_stats(tradeoff_fitting.fit(model, d, n, y), total),
-                        _family_fitter(model)))
-    rows, failed = [], []
-    for label, stats, fitter in fitters:
-        try:
-            rows.append((label, *stats(), threshold.leave_one_budget_out(fitter, d, n, y)))
-        except (ValueError, RuntimeError) as err:
-            failed.append(f"{label}: {err}")
-    lines = [
-        "| model | parameters | AIC | R² | held-out d* error (levels) | held-out d* exact | held-out risk RMSE |",
-        "|:---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for label, k, aic, r2, score in sorted(rows, key=lambda row: row[2]):
-        exact = "–" if not np.isfinite(score.exact) else f"{score.exact:.0%}"
-        lines.append(f"| {label} | {k} | {aic:.1f} | {r2:.2f} | {score.error:.2f} | {exact} | {score.risk_rmse:.3f} |")
-    return "\n".join(lines + [f"\nNot fitted: {reason}" for reason in failed])
-
-
-def _level_inputs(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For the per-level model: level shares ``m [D, L]``, seed-mean exact match ``[D, N, L]``
-    (diverged members skipped) and the target ``[L]``."""
-    mass = level_model.level_mass(ds["train_weights"].values, config.stored(ds).source_task.level_structure)
-    return mass, analysis.seed_mean(np.moveaxis(_level_accuracy(ds), 2, -1)), ds["target_weights"].values
-
-
-def _level_fitter(ds: xr.Dataset) -> threshold.Fitter:
-    """A fitter for :func:`threshold.leave_one_budget_out` that refits the per-level model on the
-    per-level accuracies of the budgets it is given (its risk argument is not used)."""
-    mass, acc, target = _level_inputs(ds)
-    budgets = ds["budget"].values.astype(float)
-
-    def fitter(d: np.ndarray, n: np.ndarray, y: np.ndarray) -> Callable[[float], np.ndarray]:
-        cols = np.flatnonzero(np.isin(budgets, n))
-        fit = level_model.fit_levels(mass, budgets[cols], acc[:, cols])
-        return lambda budget: fit.target_risk(mass, target, [budget])[:, 0]
-
-    return fitter
-
-
-def _level_stats(ds: xr.Dataset, y: np.ndarray, total: float) -> tuple[int, float, float]:
-    """Parameters, AIC and R² on the target-risk seed means ``y [D, N]`` of the per-level model
-    fitted to all per-level accuracies."""
-    mass, acc, target = _level_inputs(ds)
-    fit = level_model.fit_levels(mass, ds["budget"].values, acc)
-    resid = (fit.target_risk(mass, target, ds["budget"].values) - y)[np.isfinite(y)]
-    k, m, rss = fit.log_nc.size + 1, resid.size, float(np.sum(resid**2))
-    return k, m * np.log(rss / m) + 2 * k, 1 - rss / total
-
-
-def _threshold_stats(fit: threshold.ThresholdFit, total: float) -> tuple[int, float, float]:
-    return fit.num_params, fit.aic, 1 - fit.rss / total
-
-
-def _family_stats(fit: tradeoff_fitting.FitResult, total: float) -> tuple[int, float, float]:
-    return len(fit.params), fit.aic, 1 - fit.rss / total
 
 
 def family_section(name: str, ds: xr.Dataset, point: xr.Dataset | None) -> str:
@@ -233,7 +148,11 @@ def family_section(name: str, ds: xr.Dataset, point: xr.Dataset | None) -> str:
         "",
         "#### Models of target risk (fitted to the seed means; the per-level model to each level's exact match)",
         "",
-        model_table(ds),
+        model_tables.model_table(ds),
+        "",
+        "#### Predicting d* at larger budgets (forward validation)",
+        "",
+        forward.table(predictors.forward_validation(ds)),
         "",
     ]
     return "\n".join(lines)
@@ -255,12 +174,12 @@ def cross_table(grids: dict[str, xr.Dataset]) -> str:
         partners = [(b, db) for b, db in grids.items() if b != a and _same_levels(da, db)]
         if not partners:
             continue
-        mass_a, acc_a, _ = _level_inputs(da)
+        mass_a, acc_a, _ = predictors.level_inputs(da)
         fit = level_model.fit_levels(mass_a, da["budget"].values, acc_a)
         for b, db in partners:
-            mass_b, _, target = _level_inputs(db)
+            mass_b, _, target = predictors.level_inputs(db)
             n, d = db["budget"].values, db["difficulty"].values
-            measured_risk = analysis.seed_mean(_risk(db))
+            measured_risk = analysis.seed_mean(predictors.risk_grid(db))
             predicted = fit.d_star(mass_b, target, d, n)
             measured = analysis.argmin_difficulty(measured_risk, d)
             rmse = float(np.sqrt(np.nanmean((fit.target_risk(mass_b, target, n) - measured_risk) ** 2)))
@@ -291,4 +210,30 @@ def summarize(folder: str | Path) -> str:
         loaded[path.stem] = results.load(path)
         sections.append(family_section(path.stem, loaded[path.stem], point))
     cross = cross_table(loaded)
-    return "\n".join(sections + ([cross] if cross else []))
+    return "\n".join(sections + ([cross] if cross else []) + [forward_summary_table(loaded)])
+
+
+def forward_summary_table(grids: dict[str, xr.Dataset]) -> str:
+    """One row per grid: forward risk lost of the best baseline and of every model, as the ratio to
+    the best baseline's (< 0.5 is the prescription target), and each method's mean level error."""
+    rows, methods = [], None
+    for name, ds in grids.items():
+        scores = forward.summary(predictors.forward_validation(ds))
+        base = forward.best_baseline(scores)
+        methods = methods or [s.method for s in scores if s.method not in forward.BASELINES]
+        cells = {s.method: s for s in scores}
+        rows.append(f"| {name} | {base.method}: {base.risk_lost:.3f} ({base.level_error:.2f}) | " + " | ".join(
+            f"{cells[m].risk_lost / base.risk_lost:.2f} ({cells[m].level_error:.2f})" if base.risk_lost > 0 else "–"
+            for m in methods) + " |")
+    return "\n".join([
+        "### Forward validation across grids",
+        "",
+        ("Fitted on the smallest k >= 3 budgets, predicting every larger budget up to 8x the largest pilot. "
+         "Best baseline: its risk lost (mean level error); models: risk lost as a multiple of the best baseline's "
+         "(mean level error). The prescription target is <= 0.50 on every grid."),
+        "",
+        "| grid | best baseline | " + " | ".join(methods or []) + " |",
+        "|:---|:---|" + "---:|" * len(methods or []),
+        *rows,
+        "",
+    ])

@@ -9,7 +9,7 @@
     difftrade bound RUN_DIR [--n-bound N --draws R --monte-carlo per_example --seeds 0,1 --budgets 1024,4096 --bound-set train --posterior fitted]
     difftrade compress RUN_DIR [RUN_DIR ...] [--levels L --qat-steps K --delta D]   compression certificates ([subspace] runs)
     difftrade difficulty agreement CONFIG [-n N]     reference loss vs nominal level (rank agreement)
-    difftrade recommend RUN_DIR --budget N [--validate]      difficulty for a budget (or RESULTS.nc)
+    difftrade recommend RUN_DIR --budget N [--validate]      difficulty for a budget (or RESULTS.nc); --validate scores the models forward
     difftrade select SCORES --column C --budget N (--results R | --weights W) [--out F]
     difftrade transfer CONFIG|RUN_DIR [--budget N] [--out DIR]   accuracy of each training level on every level
     difftrade demo [--out DIR]                       run the packaged quick config and report
@@ -263,7 +263,7 @@ def _add_difficulty(sub: Subparsers) -> None:
 def _add_recommend(sub: Subparsers) -> None:
     p = _command(sub, "recommend", recommend_command, help="training difficulty for a budget, from results.nc")
     p.add_argument("results", type=Path, help="a run directory or its results.nc")
-    p.add_argument("--budget", "-n", type=int, required=True, help="the data budget to recommend a difficulty for")
+    p.add_argument("--budget", "-n", type=int, help="the data budget to recommend a difficulty for (optional with --validate)")
     p.add_argument("--method", choices=["auto", "measured", "model"], default="auto",
                    help="measured: the grid's own d*(n); model: a fitted tradeoff model; auto: measured at a "
                         "measured budget, else the model (default)")
@@ -271,8 +271,12 @@ def _add_recommend(sub: Subparsers) -> None:
     p.add_argument("--n-boot", type=int, default=1000, help="seed-bootstrap resamples (0: none; default 1000)")
     p.add_argument("--min-share", type=float, default=0.1, help="plausible-set share (default 0.1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
-    p.add_argument("--validate", action="store_true", help="also leave-one-budget-out validation")
-    p.add_argument("--json", action="store_true", help="print the recommendation as JSON")
+    p.add_argument("--validate", action="store_true",
+                   help="score every model forward (fit on the smallest budgets, predict larger ones) beside "
+                        "the baselines, and leave-one-budget-out")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON: the recommendation; with --validate one object with 'recommendation', "
+                        "'forward' (a record per method, pilot count and predicted budget) and 'forward_summary'")
 
 
 def _add_select(sub: Subparsers) -> None:

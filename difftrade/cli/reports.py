@@ -54,18 +54,35 @@ def merge_command(args: argparse.Namespace) -> int:
 def recommend_command(args: argparse.Namespace) -> int:
     import json
 
-    from difftrade.results import schema as results
+    from difftrade.analysis import forward, predictors
     from difftrade.recommender import recommend, validate_leave_one_budget_out
+    from difftrade.results import schema as results
 
+    if args.budget is None and not args.validate:
+        raise ValueError("--budget is required unless --validate is given")
     ds = results.load(args.results)
-    rec = recommend(
-        ds, args.budget, method=args.method, allow_extrapolation=not args.no_extrapolation,
-        n_boot=args.n_boot, min_share=args.min_share, seed=args.seed,
-    )
-    print(json.dumps(rec.to_dict(), indent=2) if args.json else rec)
-    if args.validate:
-        print("\nleave-one-budget-out validation (each budget predicted from the others):")
-        print(validate_leave_one_budget_out(ds))
+    rec = None
+    if args.budget is not None:
+        rec = recommend(
+            ds, args.budget, method=args.method, allow_extrapolation=not args.no_extrapolation,
+            n_boot=args.n_boot, min_share=args.min_share, seed=args.seed,
+        )
+    if not args.validate:
+        print(json.dumps(rec.to_dict(), indent=2) if args.json else rec)
+        return 0
+    records = predictors.forward_validation(ds)
+    if args.json:
+        scores = [forward.json_ready(s) for s in forward.summary(records)]
+        doc = {"recommendation": None if rec is None else rec.to_dict(),
+               "forward": [r.to_json() for r in records], "forward_summary": scores}
+        print(json.dumps(doc, indent=2, allow_nan=False))
+        return 0
+    if rec is not None:
+        print(rec, end="\n\n")
+    print("forward validation (fitted on the smallest budgets, predicting larger ones):")
+    print(forward.table(records))
+    print("\nleave-one-budget-out (interpolation: each budget predicted from its neighbours on both sides):")
+    print(validate_leave_one_budget_out(ds))
     return 0
 
 

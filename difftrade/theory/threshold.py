@@ -76,19 +76,40 @@ class ThresholdFit:
         return argmin_difficulty(self.predict_risk(n), self.difficulties)
 
 
-def _unpack(theta: np.ndarray, num: int, pi: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, float]:
-    """θ = [ln n_c(d_1), ln-increments (num−1), ln s, (logit π [num])] → (π, ln n_c, s)."""
-    log_nc = theta[0] + np.concatenate([[0.0], np.cumsum(np.exp(theta[1:num]))])
-    width = float(np.exp(theta[num]))
-    fitted_pi = special.expit(theta[num + 1 :]) if pi is None else pi
+THRESHOLD_SHAPES = ("free", "linear")
+
+
+def _num_shape_params(num: int, shape: str) -> int:
+    """Parameters of ln n_c over ``num`` difficulties: ``free`` 1 + (num − 1) increments,
+    ``linear`` 2 (intercept and slope)."""
+    return num if shape == "free" else 2
+
+
+def _unpack(theta: np.ndarray, difficulties: np.ndarray, pi: np.ndarray | None, shape: str = "free") -> tuple[np.ndarray, np.ndarray, float]:
+    """θ = [ln n_c parameters, ln s, (logit π [D])] → (π, ln n_c, s).
+
+    ``free``: ln n_c(d_1), then non-negative log-increments between neighbours (D − 1);
+    ``linear``: ln n_c(d) = θ₀ + e^θ₁ (d − d_1), one non-negative slope in ln n per level.
+    """
+    num = difficulties.size
+    k = _num_shape_params(num, shape)
+    if shape == "free":
+        log_nc = theta[0] + np.concatenate([[0.0], np.cumsum(np.exp(theta[1:num]))])
+    else:
+        log_nc = theta[0] + np.exp(theta[1]) * (difficulties - difficulties.min())
+    width = float(np.exp(theta[k]))
+    fitted_pi = special.expit(theta[k + 1 :]) if pi is None else pi
     return fitted_pi, log_nc, width
 
 
-def fit_threshold(difficulties, budgets, risk, pi=None, *, n_starts: int = 6, seed: int = 0) -> ThresholdFit:
+def fit_threshold(difficulties, budgets, risk, pi=None, *, shape: str = "free", n_starts: int = 6, seed: int = 0) -> ThresholdFit:
     """Least-squares fit of the threshold model to ``risk [D, N]`` (seed means; NaN cells skipped).
 
     ``pi [D]``: the uncovered target mass, fixed (e.g. :func:`uncovered_mass`), or None to fit
-    it per difficulty in (0, 1). Starts: thresholds spread over the budgets' range plus seeded
+    it per difficulty in (0, 1). ``shape``: how ln n_c(d) may vary (:func:`_unpack`): ``"free"``
+    (any non-decreasing sequence; a row whose switch no budget shows is unconstrained) or
+    ``"linear"`` (a constant step per level: rows not yet learning are placed by the ones that are,
+    which is what predicting larger budgets from small pilots needs). Starts: thresholds spread over the budgets' range plus seeded
     perturbations; the best ``scipy.optimize.least_squares`` solution wins (deterministic).
     """
     d = np.asarray(difficulties, np.float64)
@@ -99,20 +120,23 @@ def fit_threshold(difficulties, budgets, risk, pi=None, *, n_starts: int = 6, se
     fixed = None if pi is None else np.asarray(pi, np.float64)
     if fixed is not None and (fixed.shape != d.shape or np.any((fixed < 0) | (fixed > 1))):
         raise ValueError(f"pi={fixed.tolist()!r}; allowed: [D] values in [0, 1]")
+    if shape not in THRESHOLD_SHAPES:
+        raise ValueError(f"shape={shape!r}; allowed: one of {THRESHOLD_SHAPES}")
     mask = np.isfinite(y)
-    k = d.size + 1 + (d.size if fixed is None else 0)
+    k = _num_shape_params(d.size, shape) + 1 + (d.size if fixed is None else 0)
     if mask.sum() <= k:
         raise ValueError(f"only {int(mask.sum())} finite cells for {k} parameters; allowed: more cells than parameters")
     ln = np.log(n)
 
     def residual(theta: np.ndarray) -> np.ndarray:
-        p, lnc, s = _unpack(theta, d.size, fixed)
+        p, lnc, s = _unpack(theta, d, fixed, shape)
         model = p[:, None] + (1 - p[:, None]) * special.expit((lnc[:, None] - ln[None, :]) / s)
         return (model - y)[mask]
 
     rng = np.random.default_rng(seed)
     span = max(ln.max() - ln.min(), 1.0)
-    base = np.concatenate([[ln.min()], np.full(d.size - 1, np.log(span / d.size)), [np.log(0.5)]])
+    steps = np.full(_num_shape_params(d.size, shape) - 1, np.log(span / d.size))
+    base = np.concatenate([[ln.min()], steps, [np.log(0.5)]])
     if fixed is None:
         base = np.concatenate([base, np.zeros(d.size)])
     best = None
@@ -121,7 +145,7 @@ def fit_threshold(difficulties, budgets, risk, pi=None, *, n_starts: int = 6, se
         res = optimize.least_squares(residual, start, method="trf", max_nfev=4000)
         if best is None or res.cost < best.cost:
             best = res
-    p, lnc, s = _unpack(best.x, d.size, fixed)
+    p, lnc, s = _unpack(best.x, d, fixed, shape)
     rss = float(np.sum(residual(best.x) ** 2))
     m = int(mask.sum())
     return ThresholdFit(d, p, lnc, s, rss, m, k, float(m * np.log(max(rss, 1e-300) / m) + 2 * k))
@@ -164,11 +188,11 @@ def leave_one_budget_out(fitter: Fitter, difficulties, budgets, risk) -> Holdout
                         float(np.mean(err == 0)) if err.size else np.nan, float(np.sqrt(np.mean(sq))) if sq else np.nan)
 
 
-def threshold_fitter(pi=None) -> Fitter:
+def threshold_fitter(pi=None, shape: str = "free") -> Fitter:
     """A :data:`Fitter` for :func:`leave_one_budget_out` from :func:`fit_threshold`."""
 
     def fitter(d: np.ndarray, n: np.ndarray, y: np.ndarray) -> Callable[[float], np.ndarray]:
-        result = fit_threshold(d, n, y, pi)
+        result = fit_threshold(d, n, y, pi, shape=shape)
         return lambda budget: result.predict_risk(np.asarray([budget]))[:, 0]
 
     return fitter
