@@ -60,29 +60,13 @@ from difftrade.cli.reports import (
     report_command,
     select_command,
 )
+from difftrade.config.files import CONFIG_DIR, config_path, packaged_configs
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "config" / "presets"  # configs shipped with the package
 GRID_COMMANDS = ("run", "demo")  # the commands that train whole grids
 # per-member work on a finished run that is mostly training (quantization-aware), split like a grid;
 # `bound` keeps one CPU device: its shared weight draws would be drawn again on every device
 # (slower on two cores, benchmarks/README.md)
 RUN_COMMANDS = ("compress",)
-
-
-def packaged_configs() -> dict[str, Path]:
-    """Name -> path of the configs shipped in ``difftrade/config/presets`` (e.g. ``quick``)."""
-    return {path.stem: path for path in sorted(CONFIG_DIR.glob("*.toml"))}
-
-
-def config_path(text: str) -> Path:
-    """A config argument: an existing path, else a packaged config's name (``quick`` or ``quick.toml``).
-
-    Anything else stays as given, so ``config.load`` reports the missing file.
-    """
-    path = Path(text)
-    if path.exists() or path.parent != Path("."):
-        return path
-    return packaged_configs().get(path.stem if path.suffix == ".toml" else text, path)
 
 
 def _version() -> str:

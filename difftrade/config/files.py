@@ -53,3 +53,23 @@ def grid_members(config: dict[str, Any]) -> int:
     the dict has no such grid)."""
     grid = config["grid"]
     return len(grid["difficulties"]) * len(grid["budgets"]) * len(grid["seeds"])
+
+
+CONFIG_DIR = Path(__file__).resolve().parent / "presets"  # configs shipped with the package
+
+
+def packaged_configs() -> dict[str, Path]:
+    """Name -> path of the configs shipped in ``difftrade/config/presets`` (e.g. ``quick``)."""
+    return {path.stem: path for path in sorted(CONFIG_DIR.glob("*.toml"))}
+
+
+def config_path(text: str | Path) -> Path:
+    """A config argument: an existing path, else a packaged config's name (``quick`` or ``quick.toml``).
+
+    Anything else stays as given, so reading it reports the missing file.
+    """
+    path = Path(text)
+    if path.exists() or path.parent != Path("."):
+        return path
+    return packaged_configs().get(path.stem if path.suffix == ".toml" else str(text), path)
+

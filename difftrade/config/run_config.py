@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 from difftrade.tasks import data
-from difftrade.config.files import read_toml
+from difftrade.config.files import config_path, read_toml
 from difftrade.config.sections import (
     DifficultySettings,
     GridConfig,
@@ -156,14 +156,19 @@ class RunConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
+STOPPING_FIELDS = ("stopping", "patience", "val_examples")  # in the canonical form only with validation stopping
+
+
 def _train_dict(train: TrainConfig) -> dict[str, Any]:
-    """[train] as a dict; the prefix phase's fields and ``epochs`` only when on (the canonical form
-    names only what a run uses)."""
+    """[train] as a dict; the prefix phase's fields, ``epochs`` and the validation-stopping fields
+    only when on (the canonical form names only what a run uses)."""
     d = dataclasses.asdict(train)
     if not train.prefix_steps:
         d = {k: v for k, v in d.items() if not k.startswith("prefix_")}
     if not train.epochs:
         del d["epochs"]
+    if train.stopping == "fixed":
+        d = {k: v for k, v in d.items() if k not in STOPPING_FIELDS}
     return d
 
 
@@ -298,8 +303,9 @@ def _difficulty(raw: dict[str, Any], task: Task, grid: GridConfig, ev: EvalConfi
 
 
 def load(path: str | Path) -> RunConfig:
-    """Parse and validate a TOML run config."""
-    return from_dict(read_toml(path))
+    """Parse and validate a TOML run config: a path, or the name of a config shipped with the
+    package (``"quick"``), as the command line takes it."""
+    return from_dict(read_toml(config_path(path)))
 
 
 def stored(ds: Any, source: str | None = None) -> RunConfig:

@@ -41,6 +41,15 @@ class TrainConfig:
     # with budget n trains about ``epochs`` passes over its n examples (:meth:`for_budget`), and
     # ``steps`` is not used.
     epochs: float = 0.0
+    # Validation stopping: "fixed" = every member trains ``steps`` steps and keeps its last weights;
+    # "validation" = ``steps`` is a cap, and after every checkpoint segment each member is scored on
+    # ``val_examples`` examples of its own training distribution (split "val": never the target,
+    # never its training or test examples), keeps its best weights so far (lowest validation
+    # exact-match risk, ties to lower cross-entropy) and stops once ``patience`` checkpoints in a
+    # row bring no improvement.
+    stopping: str = "fixed"
+    patience: int = 3
+    val_examples: int = 256
 
     def __post_init__(self) -> None:
         # with epochs, steps is not used: num_checkpoints and warmup_steps are not checked against it
@@ -48,6 +57,15 @@ class TrainConfig:
         if self.epochs and self.prefix_steps:
             raise refuse("train", "prefix_steps", self.prefix_steps, "0 when train.epochs > 0",
                          f" cannot be combined with epochs = {self.epochs} (the prefix phase is a number of steps)")
+        if self.stopping == "fixed":
+            for name in ("patience", "val_examples"):
+                if getattr(self, name) != TrainConfig.__dataclass_fields__[name].default:
+                    raise refuse("train", name, getattr(self, name), "its default when train.stopping = 'fixed'",
+                                 " has no effect unless train.stopping = 'validation'")
+        if self.stopping == "validation" and (self.epochs or self.prefix_steps):
+            name, value = ("epochs", self.epochs) if self.epochs else ("prefix_steps", self.prefix_steps)
+            raise refuse("train", name, value, "0 when train.stopping = 'validation'",
+                         " cannot be combined with validation stopping (the cap is train.steps; the selected weights are one checkpoint)")
         if self.epochs:
             return
         seg = self.steps // self.num_checkpoints
@@ -87,6 +105,9 @@ TRAIN_FIELDS: dict[str, Field] = {
     "prefix_steps": Field(int, 0, "steps", high_open=True, note="0 = off; a multiple of steps / num_checkpoints"),
     "prefix_fraction": Field(float, 0, 1, low_open=True, high_open=True),
     "epochs": Field(float, 0, note="0 = fixed steps; > 0 = passes over each member's budget"),
+    "stopping": Field(str, choices=("fixed", "validation")),
+    "patience": Field(int, 1, note="checkpoints without improvement before a member stops"),
+    "val_examples": Field(int, 1, 65536),
 }
 EPOCHS_FIELDS: dict[str, Field] = {
     **TRAIN_FIELDS, "num_checkpoints": Field(int, 1), "warmup_steps": Field(int, 0), "prefix_steps": Field(int, 0),

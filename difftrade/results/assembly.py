@@ -17,6 +17,9 @@ from difftrade.train.evaluate import risks
 from difftrade.results.provenance import device_kind, versions
 
 
+STOPPING_VARIABLES = ("selected_step", "stopped_step")  # per member, with train.stopping = "validation"
+
+
 def chunk_dataset(member_index: np.ndarray, train_out: dict[str, np.ndarray], eval_out: dict[str, np.ndarray]) -> xr.Dataset:
     """Per-member results of one chunk (dim ``member`` = flat grid index)."""
     m = ("member",)
@@ -29,6 +32,7 @@ def chunk_dataset(member_index: np.ndarray, train_out: dict[str, np.ndarray], ev
             "loss_curve": (("member", "checkpoint"), np.asarray(train_out["loss_curve"], np.float64)),
             "accuracy_curve": (("member", "checkpoint"), np.asarray(train_out["accuracy_curve"], np.float64)),
             "nonfinite_steps": (m, np.asarray(train_out["nonfinite_steps"], np.int32)),
+            **{k: (m, np.asarray(train_out[k], np.int32)) for k in STOPPING_VARIABLES if train_out.get(k) is not None},
         },
         coords={"member": member_index.astype(np.int32)},
     )

@@ -21,6 +21,9 @@ Schema of ``results.nc`` (dims ``difficulty, budget, seed, level, checkpoint``):
     level_exact, level_ce                  [difficulty, budget, seed, level]
     loss_curve, accuracy_curve             [difficulty, budget, seed, checkpoint]
     nonfinite_steps                        [difficulty, budget, seed]   (0 = healthy)
+    selected_step, stopped_step            [difficulty, budget, seed]   (train.stopping = "validation":
+                                           steps at the checkpoint validation picked, and when the
+                                           member stopped; stopped_step = train.steps: hit the cap)
     diverged                               [difficulty, budget, seed]   bool: nonfinite_steps > 0
     train_risk, test_risk, target_risk,
     generalization_gap, extrapolation_gap  [difficulty, budget, seed]   NaN where diverged

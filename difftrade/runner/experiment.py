@@ -228,7 +228,7 @@ class ChunkTrainer:
         train_cfg = chunk_train_config(cfg.train, int(self.pop.budget[idx[0]]))
         full = train_population(self.task, sub, cfg.model, train_cfg, self.run_key, init=init, view=view_of(cfg.subspace))
         ev = evaluate_population(self.task, full.params, sub.weights, sub.budget, sub.seed, cfg.model, cfg.eval, self.run_key)
-        kept = ("params", "prior_params", "coords", "loss_curve", "accuracy_curve", "nonfinite_steps")
+        kept = ("params", "prior_params", "coords", "loss_curve", "accuracy_curve", "nonfinite_steps", "selected_step", "stopped_step")
         trained = jax.tree.map(lambda x: x[: len(idx)], to_host({k: getattr(full, k) for k in kept}))
         ds = assembly.chunk_dataset(idx, {k: trained[k] for k in kept[3:]}, {k: v[: len(idx)] for k, v in ev.items()})
         # the final weights, the prefix phase's (train.prefix_steps) and the subspace coordinates ([subspace]); None when off

@@ -24,7 +24,7 @@ import numpy as np
 
 from difftrade.tasks.base import Task, example_key  # noqa: F401 (example_key re-exported: it lives in tasks.base)
 
-SPLITS: dict[str, int] = {"train": 0, "test": 1, "bound": 2, "pool": 3}
+SPLITS: dict[str, int] = {"train": 0, "test": 1, "bound": 2, "pool": 3, "val": 4}
 LEVEL_CHOICE: int = 1_000_003  # a fold_in slot no difficulty level uses
 
 

@@ -54,7 +54,10 @@ class TrainResult:
     gradient was NaN/inf; their updates were skipped); prior_params: the weights after the
     prefix phase (``TrainConfig.prefix_steps``), None when it is off; coords: the trained
     variables when they are not the weights themselves (a subspace member's ``z`` float32
-    ``[M, D]``), else None.
+    ``[M, D]``), else None. With validation stopping (``TrainConfig.stopping``): params are the
+    selected checkpoint's; selected_step and stopped_step int32 ``[M]`` (the steps trained at the
+    selected checkpoint and when the member stopped, = ``steps`` if it never did); the curves are
+    NaN after a member stopped. Both None with fixed steps.
     """
 
     params: Params
@@ -64,6 +67,8 @@ class TrainResult:
     nonfinite_steps: jax.Array
     prior_params: Params | None = None
     coords: Any = None
+    selected_step: jax.Array | None = None
+    stopped_step: jax.Array | None = None
 
 
 def run_keys(run_key: jax.Array) -> dict[str, jax.Array]:
@@ -107,6 +112,60 @@ def masked_loss(gdef: Any, params: Params, tokens: jax.Array, loss_mask: jax.Arr
     loss = jnp.sum(ce * m) / jnp.maximum(jnp.sum(m), 1)
     exact = jnp.all(correct | ~m, axis=1)
     return loss, jnp.mean(exact)
+
+
+def validation_scores(gdef: Any, params: Params, tokens: jax.Array, loss_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(exact-match risk, mean answer-token cross-entropy) of ``params`` on a validation set:
+    tokens int32 ``[V, L]``, loss_mask bool ``[V, L]`` -> two scalars."""
+    loss, exact = masked_loss(gdef, params, tokens, loss_mask)
+    return 1.0 - exact, loss
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class Stopped:
+    """What :func:`validation_stopped` returns for one member: the selected trained variables
+    ``best``, the curves ``[K]`` (NaN after the stop), non-finite steps, and the selected and
+    stopping steps (int32 scalars)."""
+
+    best: Any
+    loss_curve: jax.Array
+    accuracy_curve: jax.Array
+    bad: jax.Array
+    selected_step: jax.Array
+    stopped_step: jax.Array
+
+
+def validation_stopped(segment: Callable, score: Callable, carry: tuple, cfg: TrainConfig) -> Stopped:
+    """Train checkpoint segment after segment until ``cfg.patience`` segments in a row fail to
+    improve the validation score, or ``cfg.num_checkpoints`` segments (the ``cfg.steps`` cap).
+
+    ``segment(carry, k) -> (carry, (loss, exact))`` trains segment k from ``carry`` =
+    (trained variables, optimiser state, non-finite count); ``score(w) -> (risk, ce)`` is the
+    validation score (lower is better, risk first, then cross-entropy). A ``while_loop``: under
+    ``vmap`` a chunk runs until its last member stops, and a stopped member's state is frozen.
+    """
+    K, seg = cfg.num_checkpoints, cfg.steps // cfg.num_checkpoints
+    nan = jnp.full((K,), jnp.nan, jnp.float32)
+    risk0, ce0 = score(carry[0])
+    zero = jnp.int32(0)
+    state = (carry, zero, carry[0], risk0, ce0, zero, zero, nan, nan)  # k, best w, its risk and ce, its k, k since it
+
+    def running(s):
+        return (s[1] < K) & (s[6] < cfg.patience)
+
+    def body(s):
+        carry, k, best, best_risk, best_ce, best_k, since, losses, exacts = s
+        carry, (loss, exact) = segment(carry, k)
+        risk, ce = score(carry[0])
+        better = (risk < best_risk) | ((risk == best_risk) & (ce < best_ce))
+        pick = lambda new, old: jnp.where(better, new, old)
+        best = jax.tree.map(pick, carry[0], best)
+        return (carry, k + 1, best, pick(risk, best_risk), pick(ce, best_ce), pick(k + 1, best_k),
+                jnp.where(better, 0, since + 1), losses.at[k].set(loss), exacts.at[k].set(exact))
+
+    carry, k, best, _, _, best_k, _, losses, exacts = jax.lax.while_loop(running, body, state)
+    return Stopped(best, losses, exacts, carry[2], jnp.int32(best_k * seg), jnp.int32(k * seg))
 
 
 # Host-side listeners of training progress, called from inside the compiled program with the
@@ -202,6 +261,12 @@ def member_trainer(task: Task, model_cfg: ModelConfig, cfg: TrainConfig, view: A
             return carry, (jnp.mean(losses), jnp.mean(exacts))
 
         carry = (w0, tx.init(w0), jnp.int32(0))
+        if cfg.stopping == "validation":
+            val_tokens, val_mask, _ = data.examples(task, data_root, data.SPLITS["val"], weights, jnp.arange(cfg.val_examples))
+            score = lambda w: validation_scores(gdef, to_params(w), val_tokens, val_mask)
+            out = validation_stopped(segment, score, carry, cfg)
+            return TrainResult(to_params(out.best), params0, out.loss_curve, out.accuracy_curve, out.bad, None,
+                               None if isinstance(view, FullView) else out.best, out.selected_step, out.stopped_step)
         split = cfg.prefix_steps // seg  # segments of the prefix phase (0: off; always < num_checkpoints)
         prior = None
         if split:
