@@ -21,6 +21,7 @@ from difftrade.analysis import (
     model_tables,
     paired_comparison,
     predictors,
+    racing,
     report,
     selection,
     transfer,
@@ -210,7 +211,7 @@ def summarize(folder: str | Path) -> str:
         loaded[path.stem] = results.load(path)
         sections.append(family_section(path.stem, loaded[path.stem], point))
     cross = cross_table(loaded)
-    return "\n".join(sections + ([cross] if cross else []) + [forward_summary_table(loaded)])
+    return "\n".join(sections + ([cross] if cross else []) + [forward_summary_table(loaded), racing_table(loaded)])
 
 
 def forward_summary_table(grids: dict[str, xr.Dataset]) -> str:
@@ -237,3 +238,26 @@ def forward_summary_table(grids: dict[str, xr.Dataset]) -> str:
         *rows,
         "",
     ])
+
+
+def racing_table(grids: dict[str, xr.Dataset]) -> str:
+    """One row per grid: races replayed at every budget (:func:`difftrade.analysis.racing.replay`,
+    20 seed orders), means over budgets."""
+    rows = []
+    for name, ds in grids.items():
+        rep = racing.replay(predictors.risk_grid(ds), ds["difficulty"].values, ds["budget"].values)
+        rows.append(f"| {name} | {np.mean(rep.compute):.2f} | {np.mean(rep.risk_lost):.4f} | "
+                    f"{np.mean(rep.uniform_risk_lost):.4f} | {np.mean(rep.decided):.0%} |")
+    return "\n".join([
+        "### Racing at one budget (replay)",
+        "",
+        ("Every budget raced from 3 seeds up, one seed per look, paired t-tests, all pairs with Holm at "
+         "α = 0.05 / looks; 20 seed orders. Compute: members trained as a share of the full column; risk lost "
+         "against the full column's d*; uniform: the same compute spread evenly over the difficulties."),
+        "",
+        "| grid | compute | risk lost | uniform allocation, risk lost | ends at one difficulty |",
+        "|:---|---:|---:|---:|---:|",
+        *rows,
+        "",
+    ])
+
