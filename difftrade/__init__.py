@@ -18,16 +18,32 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from difftrade.analysis.optimum import d_star
+    from difftrade.certify.compress import compress_run
+    from difftrade.certify.run import certify_run
+    from difftrade.config.run_config import load
+    from difftrade.runner.experiment import run
     from difftrade.recommender.pool import select
     from difftrade.recommender import Recommendation, recommend, validate_leave_one_budget_out
     from difftrade.tasks import make_task
     from difftrade.results.weights_format import load_weights
 
 __version__ = "0.1.0"
-__all__ = ["Recommendation", "__version__", "load_weights", "make_task", "recommend", "select", "validate_leave_one_budget_out"]
-_HOME = {"select": "difftrade.recommender.pool", "Recommendation": "difftrade.recommender", "recommend": "difftrade.recommender",
-         "validate_leave_one_budget_out": "difftrade.recommender", "make_task": "difftrade.tasks",
-         "load_weights": "difftrade.results.weights_format"}
+__all__ = ["Recommendation", "__version__", "certify_run", "compress_run", "d_star", "load", "load_weights", "make_task",
+           "recommend", "run", "select", "validate_leave_one_budget_out"]
+_HOME = {
+    "load": "difftrade.config.run_config",  # a TOML config, or a packaged one by name ("quick")
+    "run": "difftrade.runner.experiment",  # train and evaluate a whole grid into a run directory
+    "d_star": "difftrade.analysis.optimum",  # d*(n) from a [D, N, S] risk grid
+    "recommend": "difftrade.recommender",
+    "Recommendation": "difftrade.recommender",
+    "validate_leave_one_budget_out": "difftrade.recommender",
+    "select": "difftrade.recommender.pool",
+    "certify_run": "difftrade.certify.run",  # PAC-Bayes certificates of a finished run
+    "compress_run": "difftrade.certify.compress",  # compression certificates of a [subspace] run
+    "make_task": "difftrade.tasks",
+    "load_weights": "difftrade.results.weights_format",
+}
 
 
 def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:

@@ -26,6 +26,7 @@ KNOWN_UPWARD = {  # (importing module, imported module)
     ("difftrade.config.run_config", "difftrade.recommender.difficulty"),
     ("difftrade.config.run_config", "difftrade.tasks"),
     ("difftrade.config.run_config", "difftrade.tasks.data"),
+    ("difftrade.config.run_config", "difftrade.tasks.keys"),
     ("difftrade.config.run_config", "difftrade.train.evaluate"),
     ("difftrade.config.run_config", "difftrade.train.subspace"),
     ("difftrade.model.checkpoint", "difftrade.runner.logs"),
@@ -144,3 +145,19 @@ def test_config_modules_import_without_jax():
         if out.strip() == "True":
             using.add(name)
     assert using == CONFIG_USING_JAX, using ^ CONFIG_USING_JAX
+
+
+def test_one_key_scheme():
+    """Every random stream derives from difftrade.tasks.keys: ``jax.random.key(`` is written once."""
+    calls = [str(p.relative_to(PACKAGE)) for p in library_modules() for _ in range(p.read_text().count("jax.random.key("))]
+    assert calls == ["tasks/keys.py"], calls
+
+
+def test_the_top_level_names_the_core_loop_without_starting_jax():
+    code = ("import sys, difftrade\n"
+            "names = ['load', 'run', 'd_star', 'recommend', 'certify_run', 'compress_run', 'select', 'load_weights']\n"
+            "assert set(names) <= set(difftrade.__all__)\n"
+            "print('jax' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+    assert difftrade.load("quick").task_name == "addition" and callable(difftrade.run) and callable(difftrade.certify_run)

@@ -9,6 +9,7 @@ import tomllib
 from pathlib import Path
 
 from difftrade.cli import main as cli
+from difftrade.config import files
 from difftrade.config import run_config as config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,14 +19,14 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 def test_packaged_quick_config_is_the_experiments_copy():
     """experiments/quick.toml (README, docs) and the shipped difftrade/config/presets/quick.toml must not diverge."""
     assert (ROOT / "difftrade" / "config" / "presets" / "quick.toml").read_bytes() == (ROOT / "experiments" / "quick.toml").read_bytes()
-    assert set(cli.packaged_configs()) == {"quick"}
-    for path in cli.packaged_configs().values():
+    assert set(files.packaged_configs()) == {"quick"}
+    for path in files.packaged_configs().values():
         config.load(path)  # every shipped config is valid
 
 
 def test_config_argument_is_a_file_or_a_packaged_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    shipped = cli.CONFIG_DIR / "quick.toml"
+    shipped = files.CONFIG_DIR / "quick.toml"
     assert cli.config_path("quick") == shipped and cli.config_path("quick.toml") == shipped
     assert cli.build_parser().parse_args(["run", "quick"]).config == shipped
     assert cli.build_parser().parse_args(["demo"]).config == shipped  # works outside the repository

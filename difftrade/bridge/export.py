@@ -46,9 +46,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from difftrade.tasks import data
 from difftrade.config.run_config import RunConfig, from_dict
+from difftrade.tasks import data
 from difftrade.tasks.base import Task, split_prompt_answer
+from difftrade.tasks.keys import root_key
 from difftrade.train.trainer import member_data_root
 
 EXPORT_SPLITS: tuple[str, ...] = ("train", "test", "target")
@@ -73,7 +74,7 @@ def task_config(task: str, run_seed: int = 0) -> RunConfig:
 
 def data_root(cfg: RunConfig, seed: int) -> jax.Array:
     """Root of grid seed ``seed``'s example streams in a run of ``cfg`` (as the trainer's)."""
-    return member_data_root(jax.random.key(cfg.run.seed), seed)
+    return member_data_root(root_key(cfg.run.seed), seed)
 
 
 def check_seed(seed: Any, field: str = "seed") -> int:

@@ -45,6 +45,7 @@ import xarray as xr
 
 from difftrade.bridge import export
 from difftrade.config.run_config import RunConfig
+from difftrade.tasks.keys import root_key
 
 REQUIRED = ("split", "seed", "level", "index", "prediction")
 MEMBER_LABELS = ("difficulty", "budget")
@@ -299,7 +300,6 @@ def to_dataset(cfg: RunConfig, scores: dict[Member, MemberScore], source: str = 
     training curve), ``nonfinite_steps`` 0. The stored config is ``cfg`` with the scored grid: its
     model and train sections describe no model that was trained.
     """
-    import jax
 
     from difftrade.results import assembly
     from difftrade.runner.experiment import add_overlap
@@ -321,7 +321,7 @@ def to_dataset(cfg: RunConfig, scores: dict[Member, MemberScore], source: str = 
     attrs = {"device": "outside model (difftrade score)", "scored_from": str(source),
              "normalisation": "NFKC, whitespace removed, lower case; exact match"}
     ds = assembly.assemble(grid_cfg, [flat], extra_attrs=attrs)
-    return add_overlap(grid_cfg, ds, jax.random.key(grid_cfg.run.seed))
+    return add_overlap(grid_cfg, ds, root_key(grid_cfg.run.seed))
 
 
 def score_file(cfg: RunConfig, path: str | Path) -> dict[Member, MemberScore]:

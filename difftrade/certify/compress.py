@@ -53,6 +53,7 @@ from difftrade.theory.coding import code_length, empirical_entropy_bits
 from difftrade.theory.occam import occam_interval
 from difftrade.train.trainer import member_init_params, train_population
 from difftrade.config.train_config import Population
+from difftrade.tasks.keys import root_key
 
 DIMS = ("difficulty", "budget", "seed")
 CODES = "compression.codes.npz"  # member int [M], symbols uint16 [M, D], codebook float32 [M, L] (as stored)
@@ -188,7 +189,7 @@ def _compress_locked(run_dir: Path, cfg: RunConfig, ds: xr.Dataset, settings: Co
         if progress:
             log.info("%s holds these measurements (same config and settings)", run_dir / "compression.nc")
         return _write(run_dir, ds, certify(cfg, ds, measurements(done), settings))
-    pop, run_key = cfg.population(), jax.random.key(cfg.run.seed)
+    pop, run_key = cfg.population(), root_key(cfg.run.seed)
     base = None if cfg.run.init == "scratch" else load_base(cfg.run.init, cfg.model)
     _, coords = load_params(run_dir, jnp.zeros((cfg.subspace.dim,), jnp.float32), kind="coords")
     store = PartialStore(_partial_dir(run_dir, cfg, settings), "compressed")

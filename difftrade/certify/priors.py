@@ -22,6 +22,7 @@ from difftrade.runner.chunks import load_params
 from difftrade.config.run_config import RunConfig
 from difftrade.train.trainer import member_init_params
 from difftrade.config.train_config import prefix_budget
+from difftrade.tasks.keys import root_key
 
 Centres = Callable[[np.ndarray], "tuple[int, Any] | None"]  # member ids [m] -> (n', w₀ [m, ...]) or None
 
@@ -83,7 +84,7 @@ def _init(weights: StoredWeights) -> Centres:
     if cfg.run.init != "scratch":
         base = load_base(cfg.run.init, cfg.model)
         return lambda ids: (0, jax.tree.map(lambda x: jnp.broadcast_to(x, (len(ids), *x.shape)), base))
-    run_key, seeds = jax.random.key(cfg.run.seed), cfg.population().seed
+    run_key, seeds = root_key(cfg.run.seed), cfg.population().seed
     init = jax.jit(jax.vmap(lambda s: member_init_params(cfg.model, run_key, s)))
     return lambda ids: (0, init(jnp.asarray(seeds[ids])))
 

@@ -34,12 +34,12 @@ from difftrade.theory.change_of_measure import importance_weights
 from difftrade.theory.population_certificate import certify_population
 from difftrade.theory.posterior import fit_posterior
 from difftrade.train.trainer import member_data_root
+from difftrade.tasks.keys import root_key, salted
 
-# Salts folded into the run key (jax.random.fold_in) for the certifier's own randomness, apart
-# from the trainer's: every member shares the certificates' weight draws (one key per bound-set
-# call, the call's index folded in again); the posterior fit folds in the member id, then 2.
-SALT_FIT = 77
-SALT_WEIGHT_DRAWS = 78
+# The certifier's own randomness comes from the salts "fit" and "weight_draws" of
+# difftrade.tasks.keys, apart from the trainer's: every member shares the certificates' weight
+# draws (one key per bound-set call, the call's index folded in again); the posterior fit folds in
+# the member id, then 2.
 CERTIFICATE_FIELDS = ("bound", "lower_bound", "kl", "sigma", "prior_sigma", "mc_risk_estimate", "deterministic_risk",
                       "deterministic_lower", "deterministic_upper", "valid", "num_examples")
 
@@ -93,7 +93,7 @@ def _selected(cfg: RunConfig, members: np.ndarray, settings: BoundSettings) -> n
 
 def _certify_locked(run_dir: Path, cfg: RunConfig, ds: xr.Dataset, settings: BoundSettings, progress: bool) -> xr.Dataset:
     """:func:`certify_run` in a locked run directory (``cfg``, ``ds``: its config and results)."""
-    stored = StoredWeights(cfg, run_dir, *load_params(run_dir, init_params(cfg.model, jax.random.key(0))))
+    stored = StoredWeights(cfg, run_dir, *load_params(run_dir, init_params(cfg.model, root_key(0))))
     selected = _selected(cfg, stored.members, settings)
     kind = PRIORS[settings.prior]
     centres = kind.prepare(stored)  # refuses a run this prior cannot serve, before any work
@@ -139,7 +139,7 @@ class _ChunkCertifier:
                 level_weight: Any) -> dict[str, Any]:
         """The certificate fields of members on the mesh (all inputs with leading member axis)."""
         cfg, settings = self.cfg, self.settings
-        run_key, ccfg, out = jax.random.key(cfg.run.seed), settings.certificate_config(), {}
+        run_key, ccfg, out = root_key(cfg.run.seed), settings.certificate_config(), {}
         calls, fit_set = _bound_set_calls(cfg, settings, run_key, seeds, weights, first, n, level_weight, ccfg)
         scale = None
         if settings.posterior == "fitted":  # one Q per member, fitted on its S bound set
@@ -148,7 +148,7 @@ class _ChunkCertifier:
             out["fit_retained"] = retained_displacement(mean, params, prior)
             params = mean
         out["prior_distance"] = distance(params, prior)  # ‖Q's mean − prior centre‖
-        draws = jax.random.fold_in(run_key, SALT_WEIGHT_DRAWS)
+        draws = salted(run_key, "weight_draws")
         for salt, (names, loss, config, bound_set) in enumerate(calls):
             # one key for every member: they share their weight draws ε (generated once per chunk,
             # not once per member; each member's draws stay independent of its data)
@@ -199,7 +199,7 @@ def _train_sets(task: Any, run_key: jax.Array, seeds: jax.Array, weights: jax.Ar
 
 def _fit(cfg: RunConfig, settings: BoundSettings, run_key: jax.Array, params: Any, prior: Any, fit_set: tuple, ids: Any) -> tuple:
     """Fit Q = N(μ, diag σ²) per member on its S bound set (:func:`~difftrade.theory.posterior.fit_posterior`)."""
-    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(run_key, SALT_FIT), i), 2))(jnp.asarray(ids))
+    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(salted(run_key, "fit"), i), 2))(jnp.asarray(ids))
     return _fit_members(ClippedCrossEntropy(cfg.model, settings.surrogate_p_min), settings.fit, params, prior, fit_set, keys)
 
 

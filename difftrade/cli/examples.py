@@ -13,9 +13,9 @@ from difftrade.cli.reports import write_report
 
 def tasks_command(args: argparse.Namespace) -> int:
     import jax
+    from difftrade.tasks.keys import root_key
 
-    from difftrade.tasks import data
-    from difftrade.tasks import make_task, task_names
+    from difftrade.tasks import data, make_task, task_names
 
     if args.action is None:
         for name in task_names():
@@ -27,7 +27,7 @@ def tasks_command(args: argparse.Namespace) -> int:
     d = task.d_min if args.difficulty is None else args.difficulty
     task.check_difficulty(d, "--difficulty")
     data.check_budget(args.n, "-n")
-    tokens, mask = data.examples_at_level(task, jax.random.key(args.seed), data.SPLITS["train"], d, jax.numpy.arange(args.n))
+    tokens, mask = data.examples_at_level(task, root_key(args.seed), data.SPLITS["train"], d, jax.numpy.arange(args.n))
     print(task.describe())
     for i in range(args.n):
         print(f"  [{i}] {task.render(tokens[i], mask[i])}")
@@ -36,15 +36,15 @@ def tasks_command(args: argparse.Namespace) -> int:
 
 def difficulty_command(args: argparse.Namespace) -> int:
     """Rank agreement of a model-based config's reference loss with the task's nominal levels."""
-    import jax
 
     from difftrade.config import run_config as config
+    from difftrade.tasks.keys import root_key
     from difftrade.recommender.difficulty_agreement import agreement, format_agreement
 
     cfg = config.load(args.config)
     if cfg.difficulty.kind != "model":
         raise ValueError(f"{args.config}: difficulty.kind={cfg.difficulty.kind!r}; allowed: 'model' (with a reference)")
-    result = agreement(cfg.source_task, cfg.reference_params(), cfg.model, args.n, jax.random.key(args.seed),
+    result = agreement(cfg.source_task, cfg.reference_params(), cfg.model, args.n, root_key(args.seed),
                        num_levels=cfg.difficulty.num_levels)
     print(format_agreement(result))
     return 0
@@ -52,8 +52,8 @@ def difficulty_command(args: argparse.Namespace) -> int:
 
 def _export_config(args: argparse.Namespace):
     """The RunConfig an export/score addresses: ``--config``, else the bare TASK (``export.task_config``)."""
-    from difftrade.config import run_config as config
     from difftrade.bridge import export
+    from difftrade.config import run_config as config
 
     if (args.task is None) == (args.config is None):
         given = "both TASK and --config" if args.task is not None else "neither TASK nor --config"
@@ -93,8 +93,8 @@ def export_command(args: argparse.Namespace) -> int:
 
 def score_command(args: argparse.Namespace) -> int:
     """Exact match of an outside model's answers per level; a full labelled grid becomes results.nc + report."""
-    from difftrade.results import schema as results
     from difftrade.bridge import score as scoring
+    from difftrade.results import schema as results
 
     cfg = _export_config(args)
     scores = scoring.score_file(cfg, args.predictions)

@@ -110,6 +110,7 @@ def transfer_command(args: argparse.Namespace) -> int:
 def _pretrain(config_path: Path, out_dir: Path) -> Path:
     """Train the config's single member and save it as a base checkpoint ``out_dir/base``."""
     import jax
+    from difftrade.tasks.keys import root_key
 
     from difftrade.model import checkpoint
     from difftrade.runner import chunks
@@ -129,7 +130,7 @@ def _pretrain(config_path: Path, out_dir: Path) -> Path:
     if existing.exists() and checkpoint.read_meta(existing.parent).get("config_hash") == cfg.hash():
         print(f"base checkpoint: {existing.parent} (already written by this config)")
         return existing.parent
-    _, params = chunks.load_params(out_dir, init_params(cfg.model, jax.random.key(0)))
+    _, params = chunks.load_params(out_dir, init_params(cfg.model, root_key(0)))
     base = save_base(out_dir / "base", jax.tree.map(lambda x: x[0], params), cfg.model,
                      {"task": cfg.to_dict()["task"], "config_hash": cfg.hash()})
     acc = (1 - ds["level_exact"].values.reshape(-1, ds.sizes["level"])[0]).round(3).tolist()

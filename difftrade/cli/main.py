@@ -60,7 +60,7 @@ from difftrade.cli.reports import (
     report_command,
     select_command,
 )
-from difftrade.config.files import CONFIG_DIR, config_path, packaged_configs
+from difftrade.config.files import config_path, packaged_configs
 
 GRID_COMMANDS = ("run", "demo")  # the commands that train whole grids
 # per-member work on a finished run that is mostly training (quantization-aware), split like a grid;

@@ -17,22 +17,21 @@ import json
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 
-from difftrade.tasks import data
+from difftrade.config.fields import Field, check, did_you_mean, refuse, show
 from difftrade.config.files import config_path, read_toml
 from difftrade.config.sections import (
     DifficultySettings,
     GridConfig,
     RunSettings,
 )
-from difftrade.train.evaluate import EvalConfig
-from difftrade.config.fields import Field, check, did_you_mean, refuse, show
-from difftrade.model.transformer import ModelConfig
-from difftrade.train.subspace import SubspaceConfig
-from difftrade.tasks import REGISTRY, VOCAB, Task, make_task, task_options
 from difftrade.config.train_config import Population, TrainConfig
+from difftrade.model.transformer import ModelConfig
+from difftrade.tasks import REGISTRY, VOCAB, Task, data, make_task, task_options
+from difftrade.tasks.keys import root_key
+from difftrade.train.evaluate import EvalConfig
+from difftrade.train.subspace import SubspaceConfig
 
 _MODEL_TASKS: dict[tuple[Any, ...], Task] = {}  # scored banks, built once per process
 
@@ -73,7 +72,7 @@ class RunConfig:
             d = self.difficulty
             _MODEL_TASKS[key] = model_based_task(
                 source, self.reference_params(), self.model, num_levels=d.num_levels, per_level=d.per_level,
-                key=jax.random.key(d.pool_seed),
+                key=root_key(d.pool_seed),
             )
         return _MODEL_TASKS[key]
 

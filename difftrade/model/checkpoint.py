@@ -25,6 +25,7 @@ import orbax.checkpoint as ocp
 
 from difftrade.runner.logs import log
 from difftrade.model.transformer import ModelConfig, Params, init_params
+from difftrade.tasks.keys import root_key
 
 META = "base.json"
 ALLOWED = "allowed: 'scratch' or a directory written by `difftrade pretrain`"
@@ -145,7 +146,7 @@ def load_base(path: str | Path, model_cfg: ModelConfig) -> Params:
     if diff:
         detail = ", ".join(f"model.{k}: checkpoint {a!r} vs config {b!r}" for k, (a, b) in diff.items())
         raise ValueError(f"base checkpoint {str(path)!r} does not match the config's architecture: {detail}")
-    abstract = jax.eval_shape(lambda: init_params(model_cfg, jax.random.key(0)))
+    abstract = jax.eval_shape(lambda: init_params(model_cfg, root_key(0)))
     check_stored(path, abstract)
     try:
         return ocp.StandardCheckpointer().restore(path / "params", abstract)

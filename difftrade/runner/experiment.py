@@ -45,6 +45,7 @@ from difftrade.train.trainer import (
     view_of,
 )
 from difftrade.config.train_config import Population, TrainConfig
+from difftrade.tasks.keys import root_key
 
 
 def prepare_dir(cfg: RunConfig, out_dir: Path, resume: bool) -> list[Path]:
@@ -159,7 +160,7 @@ def run(
     # everything that can refuse the config is checked before plan() writes out_dir
     base = None if cfg.run.init == "scratch" else load_base(cfg.run.init, cfg.model)
     task, pop = cfg.task, cfg.population()
-    run_key = jax.random.key(cfg.run.seed)
+    run_key = root_key(cfg.run.seed)
     cfg.model.check_backend()
     check_chunk_fits(cfg.model, cfg.train, task.seq_len, cfg.run.chunk_size)
     lock = DirLock(out_dir)  # held from plan() to the end of the run

@@ -28,8 +28,8 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from difftrade.config.fields import Field, check_fields, refuse
+from difftrade.tasks.keys import salted
 
-PROJECTION_SALT = 3  # run_keys() uses 0..2 for data, init and order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +98,7 @@ def project(proj: Projection, z: jax.Array, num_params: int) -> jax.Array:
 
 def projection_key(run_key: jax.Array, seed: jax.Array) -> jax.Array:
     """The key of a member's projection: from the run key and its seed only (not its data)."""
-    return jax.random.fold_in(jax.random.fold_in(run_key, PROJECTION_SALT), seed)
+    return jax.random.fold_in(salted(run_key, "projection"), seed)
 
 
 class Subspace:

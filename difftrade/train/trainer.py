@@ -40,6 +40,7 @@ from difftrade.train.mesh import (
 from difftrade.model.transformer import ModelConfig, Params, graphdef, init_params, token_losses
 from difftrade.train.subspace import Subspace, SubspaceConfig, projection_key
 from difftrade.tasks.base import Task
+from difftrade.tasks.keys import salted
 from difftrade.config.train_config import Population, TrainConfig, prefix_budget
 
 
@@ -72,10 +73,9 @@ class TrainResult:
 
 
 def run_keys(run_key: jax.Array) -> dict[str, jax.Array]:
-    """Independent roots for data, initialisation and minibatch order (``fold_in`` 0..2; the
-    subspace projection's root is ``fold_in(run_key, 3)``, ``difftrade.train.subspace``)."""
-    names = ("data", "init", "order")
-    return {name: jax.random.fold_in(run_key, i) for i, name in enumerate(names)}
+    """Independent roots for data, initialisation and minibatch order (the salts of
+    :mod:`difftrade.tasks.keys`)."""
+    return {name: salted(run_key, name) for name in ("data", "init", "order")}
 
 
 def member_data_root(run_key: jax.Array, seed: jax.Array) -> jax.Array:
