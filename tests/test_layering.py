@@ -30,11 +30,6 @@ KNOWN_UPWARD = {  # (importing module, imported module)
     ("difftrade.config.run_config", "difftrade.train.subspace"),
     ("difftrade.model.checkpoint", "difftrade.runner.logs"),
     ("difftrade.results.weights_format", "difftrade.runner.chunks"),
-    ("difftrade.theory.d_star_from_bounds", "difftrade.analysis.optimum"),
-    ("difftrade.theory.level_model", "difftrade.analysis.optimum"),
-    ("difftrade.theory.threshold", "difftrade.analysis.optimum"),
-    ("difftrade.theory.tradeoff_families", "difftrade.analysis.optimum"),
-    ("difftrade.theory.tradeoff_fitting", "difftrade.analysis.optimum"),
     ("difftrade.train.mesh", "difftrade.runner.multihost"),
 }
 

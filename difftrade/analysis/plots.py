@@ -18,14 +18,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
-from difftrade.analysis.optimum import (
-    BOOTSTRAP_RESAMPLES,
-    argmin_difficulty,
-    argmin_index,
-    bootstrap_d_star,
-    nan_mean,
-    seed_mean,
-)
+from difftrade.analysis.optimum import BOOTSTRAP_RESAMPLES, bootstrap_d_star, seed_mean
+from difftrade.theory.grid_values import argmin_difficulty, argmin_index, nan_mean
 
 COLORS = {"train": "#4C72B0", "gen": "#DD8452", "extrap": "#55A868", "target": "black"}
 
