@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from difftrade.config.files import META, grid_members, one_line, read_meta
+from difftrade.config.logs import log
+from difftrade.config.run_config import RunConfig
+from difftrade.model.checkpoint import pid_alive
 from difftrade.results import schema as results
 from difftrade.results import weights_format
-from difftrade.model.checkpoint import pid_alive
-from difftrade.config.run_config import RunConfig
-from difftrade.config.files import META, grid_members, one_line, read_meta
-from difftrade.runner.logs import log
 
 CHUNK_NAME = re.compile(r"chunk_m(\d+)-(\d+)\.nc")
 CHUNK_VARIABLES = ("train_exact", "train_ce", "level_exact", "level_ce", "loss_curve", "accuracy_curve", "nonfinite_steps")
