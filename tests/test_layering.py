@@ -104,18 +104,23 @@ def test_the_check_sees_an_import_hidden_in_a_function(tmp_path):
 
 
 def test_no_cycle_between_stages():
+    """Every cycle between stages runs through a listed fault: with the imports of
+    ``KNOWN_UPWARD`` left out, no stage reaches itself. (A stage with no fault of its own can sit
+    on such a cycle through downward imports alone, e.g. results -> train -> config ->
+    recommender -> results while config's faults remain, so the check is on imports, not on
+    the stages the faults name.)"""
     edges: dict[int, set[int]] = {i: set() for i in range(len(STAGES))}
     for path in library_modules():
-        here = stage_of(module_name(path))
+        source = module_name(path)
+        here = stage_of(source)
         for target in imported_modules(path):
             there = stage_of(target)
-            if here is not None and there is not None and there != here:
+            if here is not None and there is not None and there != here and (source, target) not in KNOWN_UPWARD:
                 edges[here].add(there)
     def reaches(start: int, goal: int, seen: set[int]) -> bool:
         return any(n == goal or (n not in seen and reaches(n, goal, seen | {n})) for n in edges[start])
     cycles = sorted(STAGES[i] for i in edges if reaches(i, i, {i}))
-    known = sorted({STAGES[stage_of(a)] for pair in KNOWN_UPWARD for a in pair})
-    assert set(cycles) <= set(known), cycles
+    assert not cycles, cycles
 
 
 CONFIG_USING_JAX = {  # config modules that still start jax: a fault, listed until removed
