@@ -33,7 +33,7 @@ import numpy as np
 
 from difftrade.config.logs import log
 from difftrade.results import schema as results
-from difftrade.runner.chunks import read_npz
+from difftrade.results.weights_format import read_npz
 from difftrade.runner.progress import Progress
 from difftrade.train.mesh import round_up
 
