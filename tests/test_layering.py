@@ -28,7 +28,6 @@ KNOWN_UPWARD = {  # (importing module, imported module)
     ("difftrade.config.run_config", "difftrade.tasks.data"),
     ("difftrade.config.run_config", "difftrade.train.evaluate"),
     ("difftrade.config.run_config", "difftrade.train.subspace"),
-    ("difftrade.train.mesh", "difftrade.runner.multihost"),
 }
 
 
