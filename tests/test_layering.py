@@ -20,7 +20,6 @@ STAGES = ("theory", "config", "tasks", "model", "train", "results", "runner", "a
 PACKAGE = Path(difftrade.__file__).parent
 
 KNOWN_UPWARD = {  # (importing module, imported module)
-    ("difftrade.analysis.plots", "difftrade.certify.report"),
     ("difftrade.config.run_config", "difftrade.model.checkpoint"),
     ("difftrade.config.run_config", "difftrade.model.transformer"),
     ("difftrade.config.run_config", "difftrade.recommender.difficulty"),
