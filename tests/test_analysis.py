@@ -1,4 +1,5 @@
-"""difftrade.analysis.optimum: seed means, d*(n), the seed bootstrap, paired tests with Holm, notes.
+"""difftrade.analysis.optimum and difftrade.theory.grid_values: seed means, the argmin over
+difficulty, d*(n), the seed bootstrap, paired tests with Holm, notes.
 
 Every reference here is computed independently of the module: Python loops over cells, all 2^S
 sign vectors and all S^S bootstrap index tuples enumerated with itertools, scipy.stats on the
@@ -19,6 +20,7 @@ from scipy import stats
 
 from difftrade.analysis import optimum as A
 from difftrade.analysis import paired_comparison as P
+from difftrade.theory import grid_values as G
 
 pytestmark = pytest.mark.filterwarnings("error")  # every function here must be warning-free
 
@@ -149,8 +151,8 @@ def test_d_star_matches_a_loop(risk, tol, rnd):
 
 def test_argmin_index_marks_empty_columns():
     v = np.array([[0.3, np.nan], [0.1, np.nan], [0.1, np.nan]])
-    np.testing.assert_array_equal(A.argmin_index(v, [5, 9, 2]), [2, -1])  # label 2 is the easiest of the tie
-    np.testing.assert_array_equal(A.argmin_difficulty(v, [5, 9, 2]), [2.0, np.nan])
+    np.testing.assert_array_equal(G.argmin_index(v, [5, 9, 2]), [2, -1])  # label 2 is the easiest of the tie
+    np.testing.assert_array_equal(G.argmin_difficulty(v, [5, 9, 2]), [2.0, np.nan])
 
 
 @pytest.mark.parametrize(
@@ -466,7 +468,7 @@ def test_trend():
 
 
 def test_quiet_nan_warnings_silences_all_nan_slices():
-    with A.quiet_nan_warnings():
+    with G.quiet_nan_warnings():
         assert np.isnan(np.nanmean(np.array([np.nan, np.nan])))
     with pytest.raises(RuntimeWarning), warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -283,7 +283,7 @@ def test_d_star_table_per_seed_agreement():
 
     import xarray as xr
 
-    from difftrade.certify import d_star_table
+    from difftrade.analysis.certified import d_star_table
 
     coords = {"difficulty": [1, 2, 3], "budget": [10, 20], "seed": [0, 1, 2]}
     dims = ("difficulty", "budget", "seed")

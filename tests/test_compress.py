@@ -14,7 +14,7 @@ from conftest import tiny_raw
 from difftrade.certify import compress
 from difftrade.config import run_config as config
 from difftrade.runner import experiment
-from difftrade.runner.chunks import read_npz
+from difftrade.results.weights_format import read_npz
 from difftrade.certify.compress import CODES, CompressSettings, compress_run, networks
 from difftrade.train.evaluate import evaluate_population
 from difftrade.theory.coding import code_length

@@ -20,7 +20,6 @@ STAGES = ("theory", "config", "tasks", "model", "train", "results", "runner", "a
 PACKAGE = Path(difftrade.__file__).parent
 
 KNOWN_UPWARD = {  # (importing module, imported module)
-    ("difftrade.analysis.plots", "difftrade.certify.report"),
     ("difftrade.config.run_config", "difftrade.model.checkpoint"),
     ("difftrade.config.run_config", "difftrade.model.transformer"),
     ("difftrade.config.run_config", "difftrade.recommender.difficulty"),
@@ -29,14 +28,6 @@ KNOWN_UPWARD = {  # (importing module, imported module)
     ("difftrade.config.run_config", "difftrade.tasks.keys"),
     ("difftrade.config.run_config", "difftrade.train.evaluate"),
     ("difftrade.config.run_config", "difftrade.train.subspace"),
-    ("difftrade.model.checkpoint", "difftrade.runner.logs"),
-    ("difftrade.results.weights_format", "difftrade.runner.chunks"),
-    ("difftrade.theory.d_star_from_bounds", "difftrade.analysis.optimum"),
-    ("difftrade.theory.level_model", "difftrade.analysis.optimum"),
-    ("difftrade.theory.threshold", "difftrade.analysis.optimum"),
-    ("difftrade.theory.tradeoff_families", "difftrade.analysis.optimum"),
-    ("difftrade.theory.tradeoff_fitting", "difftrade.analysis.optimum"),
-    ("difftrade.train.mesh", "difftrade.runner.multihost"),
 }
 
 
@@ -110,19 +101,33 @@ def test_the_check_sees_an_import_hidden_in_a_function(tmp_path):
     assert "difftrade.cli.main" in imported_modules(probe)
 
 
-def test_no_cycle_between_stages():
-    edges: dict[int, set[int]] = {i: set() for i in range(len(STAGES))}
+def test_no_import_cycle_between_modules():
+    """No module reaches itself through imports, those inside functions included (a cycle hidden in
+    a function body, such as a report importing the study that imports the report, counts); the
+    listed upward faults are left out until they are removed."""
+    edges: dict[str, set[str]] = {}
     for path in library_modules():
-        here = stage_of(module_name(path))
-        for target in imported_modules(path):
-            there = stage_of(target)
-            if here is not None and there is not None and there != here:
-                edges[here].add(there)
-    def reaches(start: int, goal: int, seen: set[int]) -> bool:
-        return any(n == goal or (n not in seen and reaches(n, goal, seen | {n})) for n in edges[start])
-    cycles = sorted(STAGES[i] for i in edges if reaches(i, i, {i}))
-    known = sorted({STAGES[stage_of(a)] for pair in KNOWN_UPWARD for a in pair})
-    assert set(cycles) <= set(known), cycles
+        source = module_name(path)
+        targets = {t for t in imported_modules(path) if (source, t) not in KNOWN_UPWARD and t != source}
+        edges[source] = {t for t in targets if not source.startswith(t + ".")}  # a package's own __init__
+    def on_cycle(start: str) -> bool:
+        seen, todo = set(), list(edges.get(start, ()))
+        while todo:
+            node = todo.pop()
+            if node == start:
+                return True
+            if node not in seen:
+                seen.add(node)
+                todo.extend(edges.get(node, ()))
+        return False
+    assert not sorted(m for m in edges if on_cycle(m))
+
+
+def test_the_cycle_check_sees_a_hidden_cycle(tmp_path, monkeypatch):
+    """The import walk that feeds the cycle check reads function bodies (a cycle through one would count)."""
+    probe = tmp_path / "probe.py"
+    probe.write_text("import os\n\ndef f():\n    from difftrade.analysis import study\n    return study\n")
+    assert "difftrade.analysis.study" in imported_modules(probe)
 
 
 CONFIG_USING_JAX = {  # config modules that still start jax: a fault, listed until removed

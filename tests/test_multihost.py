@@ -97,20 +97,20 @@ sys.path.insert(0, {tests!r})
 from conftest import tiny_raw, toml_text
 from difftrade import config
 from difftrade.runner import multihost
-from difftrade.train.mesh import member_mesh, shard_members
+from difftrade.train.mesh import member_mesh, shard_members, to_host
 from difftrade.train.trainer import member_init_params, train_population
 multihost.initialize("localhost:{port}", 2, int(sys.argv[1]))
 # host values (numpy or process-local jax) are split, not stacked once per process
 for value in (np.arange(4.0), jax.numpy.arange(4.0)):
     placed = shard_members(value, member_mesh())
     assert placed.shape == (4,) and len(placed.sharding.device_set) == 2, placed.shape
-    assert np.array_equal(multihost.to_host(placed), np.arange(4.0))
+    assert np.array_equal(to_host(placed), np.arange(4.0))
 cfg = config.from_dict(tiny_raw())
 pop = cfg.population().take(np.arange(3))  # 3 members: padded to 4 over the 2 processes
 key = jax.random.key(0)
 base = member_init_params(cfg.model, jax.random.key(7), 5)  # a process-local 'base', as fine-tuning loads
 init = jax.tree.map(lambda x: jax.numpy.broadcast_to(x, (3, *x.shape)), base)
-res = multihost.to_host(train_population(cfg.task, pop, cfg.model, cfg.train, key, init=init))
+res = to_host(train_population(cfg.task, pop, cfg.model, cfg.train, key, init=init))
 if multihost.is_main():
     np.savez({out!r}, loss=res.loss_curve, leaf=jax.tree.leaves(res.params)[3], init=jax.tree.leaves(res.init_params)[3])
 """

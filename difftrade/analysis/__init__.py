@@ -5,6 +5,7 @@ study tables, the report and figures. Arrays in, arrays and text out.
 :mod:`~difftrade.analysis.paired_comparison` (``compare_to_d_star``),
 :mod:`~difftrade.analysis.transfer`, :mod:`~difftrade.analysis.study`,
 :mod:`~difftrade.analysis.report`, :mod:`~difftrade.analysis.tables`,
+:mod:`~difftrade.analysis.certified` (d*(n) from a run's certificates),
 :mod:`~difftrade.analysis.plots`.
 
 The names below are importable from ``difftrade.analysis`` itself; each submodule is imported

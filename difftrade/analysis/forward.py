@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from difftrade.analysis.optimum import argmin_index
+from difftrade.theory.grid_values import argmin_index
 
 Predictor = Callable[[np.ndarray, np.ndarray, np.ndarray], Callable[[float], np.ndarray]]
 """``predictor(difficulties [D], pilot budgets [k], seed-mean risk [D, k])`` -> a function

@@ -14,13 +14,13 @@ import functools
 import numpy as np
 from numpy.typing import ArrayLike
 
-from difftrade.analysis.optimum import (
+from difftrade.analysis.optimum import seed_mean
+from difftrade.theory.grid_values import (
     argmin_index,
     check_alpha,
     check_grid,
     nan_mean,
     quiet_nan_warnings,
-    seed_mean,
 )
 
 PAIRED_METHODS = ("sign_flip", "t", "wilcoxon")

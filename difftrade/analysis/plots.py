@@ -18,14 +18,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
-from difftrade.analysis.optimum import (
-    BOOTSTRAP_RESAMPLES,
-    argmin_difficulty,
-    argmin_index,
-    bootstrap_d_star,
-    nan_mean,
-    seed_mean,
-)
+from difftrade.analysis.certified import certified_view, d_star_table
+from difftrade.analysis.optimum import BOOTSTRAP_RESAMPLES, bootstrap_d_star, seed_mean
+from difftrade.theory.grid_values import argmin_difficulty, argmin_index, nan_mean
 
 COLORS = {"train": "#4C72B0", "gen": "#DD8452", "extrap": "#55A868", "target": "black"}
 
@@ -185,8 +180,6 @@ def save_all(ds: xr.Dataset, out_dir: str | Path, formats: tuple[str, ...] = ("p
 
 def bounds_overlay(ds: xr.Dataset, b: xr.Dataset) -> plt.Figure:
     """Per certified budget: train risk, measured test risk, certified L_S(Q); target risk and its bounds."""
-    from difftrade.certify.report import certified_view
-
     ds, b = certified_view(ds, b)  # measured means over the certified seeds only
     diffs, budgets = ds["difficulty"].values, ds["budget"].values
     fig, panels = _budget_panels(len(budgets), 2.9)
@@ -241,7 +234,6 @@ def extrapolation_band(ds: xr.Dataset, b: xr.Dataset) -> plt.Figure:
 
 def d_star_comparison(ds: xr.Dataset, b: xr.Dataset) -> plt.Figure:
     """Empirical d*(n), d* from the certified target bound, from the shift bound, and a fitted model."""
-    from difftrade.certify.report import certified_view, d_star_table
     from difftrade.theory.tradeoff_fitting import fit_dataset
 
     full = ds  # the fitted model sees every seed and budget

@@ -12,7 +12,6 @@ from difftrade.analysis.optimum import (
     BOOTSTRAP_SEED,
     bootstrap_d_star,
     distinct_resamples,
-    nan_mean,
     seed_mean,
     support_note,
     trend,
@@ -20,6 +19,7 @@ from difftrade.analysis.optimum import (
 from difftrade.analysis.paired_comparison import compare_to_d_star
 from difftrade.results.divergence import diverged_mask
 from difftrade.results.schema import require
+from difftrade.theory.grid_values import nan_mean
 
 GRID = ("difficulty", "budget", "seed")
 REPORT_VARIABLES = ("target_risk", "train_risk", "generalization_gap", "extrapolation_gap")

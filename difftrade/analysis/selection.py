@@ -28,8 +28,9 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike
 
-from difftrade.analysis.optimum import argmin_index, check_alpha, check_grid, seed_mean
+from difftrade.analysis.optimum import seed_mean
 from difftrade.analysis.paired_comparison import PAIRED_METHODS, holm, paired_p_value
+from difftrade.theory.grid_values import argmin_index, check_alpha, check_grid
 
 MAX_SPLITS = 256
 

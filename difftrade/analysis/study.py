@@ -31,6 +31,7 @@ from difftrade.config import run_config as config
 from difftrade.results import assembly, divergence
 from difftrade.results import schema as results
 from difftrade.theory import level_model
+from difftrade.theory.grid_values import argmin_difficulty, nan_mean
 
 ALPHA = 0.05
 BOOT_LEVEL = 0.9
@@ -96,7 +97,7 @@ def above_table(ds: xr.Dataset) -> str:
         above = levels > d
         if not above.any():
             continue
-        mean = analysis.seed_mean(analysis.nan_mean(acc[i][..., above], axis=-1))  # [N]
+        mean = analysis.seed_mean(nan_mean(acc[i][..., above], axis=-1))  # [N]
         lines.append(f"| {int(d)} | " + " | ".join(f"{v:.3f}" for v in mean) + " |")
     return "\n".join(lines)
 
@@ -182,7 +183,7 @@ def cross_table(grids: dict[str, xr.Dataset]) -> str:
             n, d = db["budget"].values, db["difficulty"].values
             measured_risk = analysis.seed_mean(predictors.risk_grid(db))
             predicted = fit.d_star(mass_b, target, d, n)
-            measured = analysis.argmin_difficulty(measured_risk, d)
+            measured = argmin_difficulty(measured_risk, d)
             rmse = float(np.sqrt(np.nanmean((fit.target_risk(mass_b, target, n) - measured_risk) ** 2)))
             lines.append(f"| {a} | {b} | {', '.join(str(int(v)) for v in predicted)} | {', '.join(str(int(v)) for v in measured)} | "
                          f"{np.nanmean(np.abs(predicted - measured)):.2f} | {rmse:.3f} |")

@@ -45,8 +45,10 @@ Modules: :mod:`~difftrade.certify.settings` (what to certify), :mod:`~difftrade.
 (the prior kinds), :mod:`~difftrade.certify.losses` (the certified losses),
 :mod:`~difftrade.certify.run` (the chunked, resumable certification on every device),
 :mod:`~difftrade.certify.shift_fields` (the change-of-measure fields) and
-:mod:`~difftrade.certify.report` (``bounds.md`` and the d*(n) analyses; arrays only). The names
-below are importable from ``difftrade.certify`` itself; each submodule is imported when first used.
+:mod:`~difftrade.certify.report` (``bounds.md``; arrays only). The d*(n) analyses of
+``bounds.nc`` it prints (``certified_view``, ``d_star_table``) are
+:mod:`difftrade.analysis.certified`, shared with the figures. The names below are importable from
+``difftrade.certify`` itself; each submodule is imported when first used.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ _EXPORTS = {
     "distance": "geometry", "retained_displacement": "geometry",
     "certify_run": "run", "certifiable": "run", "refresh_shift": "run",
     "SHIFT_BOUND": "shift_fields", "level_bands": "shift_fields", "shift_atoms": "shift_fields", "shift_variables": "shift_fields",
-    "VACUOUS": "report", "certified_view": "report", "d_star_table": "report", "render": "report",
+    "render": "report",
 }
 __all__ = list(_EXPORTS)
 

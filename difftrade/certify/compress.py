@@ -36,24 +36,24 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from difftrade.results import schema as results
-from difftrade.config import settings_json
 from difftrade.certify.shift_fields import shift_variables
-from difftrade.model.checkpoint import load_base
-from difftrade.runner.chunks import load_params
-from difftrade.config.run_config import RunConfig
-from difftrade.train.evaluate import evaluate_population, risks
+from difftrade.config import settings_json
 from difftrade.config.fields import Field, check_fields, refuse
-from difftrade.runner.logs import log
+from difftrade.config.logs import log
+from difftrade.config.run_config import RunConfig
+from difftrade.config.train_config import Population
+from difftrade.model.checkpoint import load_base
+from difftrade.results import schema as results
+from difftrade.runner.chunks import load_params
 from difftrade.runner.population import PartialStore, keyed_folder, map_chunks, plan_chunks
-from difftrade.train.quantize import CODEBOOK_BITS, QuantizedView, initial_codebook, quantized
 from difftrade.runner.rundir import DirLock, load_run
-from difftrade.train.subspace import Subspace, projection_key
+from difftrade.tasks.keys import root_key
 from difftrade.theory.coding import code_length, empirical_entropy_bits
 from difftrade.theory.occam import occam_interval
+from difftrade.train.evaluate import evaluate_population, risks
+from difftrade.train.quantize import CODEBOOK_BITS, QuantizedView, initial_codebook, quantized
+from difftrade.train.subspace import Subspace, projection_key
 from difftrade.train.trainer import member_init_params, train_population
-from difftrade.config.train_config import Population
-from difftrade.tasks.keys import root_key
 
 DIMS = ("difficulty", "budget", "seed")
 CODES = "compression.codes.npz"  # member int [M], symbols uint16 [M, D], codebook float32 [M, L] (as stored)

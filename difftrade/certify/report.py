@@ -1,79 +1,22 @@
-"""The ``bounds.md`` report and the d*(n) analyses of ``bounds.nc``: certificates against
-measured risks, d*(n) from each bound, and certified sets of optimal difficulties. Reads arrays
-only (results and bounds Datasets); plots use it without the certifier."""
+"""The ``bounds.md`` report: certificates against measured risks, d*(n) from each bound, and
+certified sets of optimal difficulties. Reads arrays only (results and bounds Datasets); the d*(n)
+analyses it prints are :mod:`difftrade.analysis.certified`, which the figures share."""
 
 from __future__ import annotations
 
 import numpy as np
 import xarray as xr
 
-from difftrade.results import divergence
+from difftrade.analysis.certified import VACUOUS, certified_view, d_star_table
+from difftrade.analysis.optimum import seed_mean
 from difftrade.certify.settings import BoundSettings, stored_settings
-
-VACUOUS = 0.999  # a certificate at or above this says nothing about a [0, 1] risk
-
-
-def certified_view(ds: xr.Dataset, b: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset]:
-    """Measured results and bounds restricted to the seeds and budgets that were certified.
-
-    Seed means of measured risks and the empirical d* are then taken over the same members as
-    the certificates they are set against (``--seeds 0`` compares seed 0 with seed 0).
-    """
-    settings = stored_settings(b)
-    sel = {dim: list(getattr(settings, key)) for dim, key in (("seed", "seeds"), ("budget", "budgets"))
-           if getattr(settings, key) is not None}
-    return ds.sel(sel), b.sel(sel)
-
-
-def d_star_table(ds: xr.Dataset, b: xr.Dataset) -> dict[str, np.ndarray]:
-    """d*(n) measured and from the bounds, and per-seed agreement, on ``certified_view`` arrays.
-
-    ``empirical``, ``certified``, ``shift`` (and ``importance`` when ``b`` has the
-    importance-weighted certificate): ``[N]`` difficulties (seed means; NaN where every bound at
-    that n is vacuous); ``measured_per_seed`` ``[N, S]``: each seed's own measured d*;
-    ``seeds_agree`` / ``seeds_informative`` (``iw_seeds_agree`` /
-    ``iw_seeds_informative``): ``[N]`` counts of seeds whose own certified L_T(Q) (importance-
-    weighted) names a d* (some bound non-vacuous) and, of those, the seeds where it is the d* of
-    their own measured target risks. ``heldout_set`` ``[D, N, S]`` bool: the certified set of
-    the deterministic networks from the held-out test sets' intervals. ``certified_set``
-    (``iw_certified_set``) ``[D, N, S]`` bool, when ``b`` has the lower ends: the difficulties
-    that no other difficulty's certified L_T(Q) beats (:func:`~difftrade.theory.d_star_from_bounds.certified_d_star_set`). A member's lower end counts
-    only where its own bound is informative (< ``VACUOUS``): otherwise its σ was picked among
-    vacuous ties and its Q is an arbitrary, often very noisy, network.
-    """
-    from difftrade.analysis.optimum import d_star, seed_mean
-    from difftrade.theory.d_star_from_bounds import certified_d_star_set, d_star_from_bound
-
-    diffs = ds["difficulty"].values
-    measured = d_star_from_bound(ds["target_risk"].values, diffs)  # [N, S]
-
-    def from_bound(field: str) -> np.ndarray:  # d* of the seed-mean bound, [N]
-        return d_star_from_bound(seed_mean(b[field].values), diffs, vacuous=VACUOUS)  # all-NaN cells stay NaN
-
-    def agreement(field: str) -> tuple[np.ndarray, np.ndarray]:
-        per_seed = d_star_from_bound(b[field].values, diffs, vacuous=VACUOUS)  # [N, S]
-        informative = np.isfinite(per_seed)
-        return np.sum(informative & (per_seed == measured), axis=-1), np.sum(informative, axis=-1)
-
-    out = {"empirical": d_star(ds["target_risk"].values, diffs), "measured_per_seed": measured, "certified": from_bound("target_bound"),
-           "shift": from_bound("shift_target_bound")}
-    out["seeds_agree"], out["seeds_informative"] = agreement("target_bound")
-    if "target_iw_bound" in b:
-        out["importance"] = from_bound("target_iw_bound")
-        out["iw_seeds_agree"], out["iw_seeds_informative"] = agreement("target_iw_bound")
-    if "heldout_target_lower" in b:  # the deterministic networks, from the run's held-out test sets
-        out["heldout_set"] = certified_d_star_set(b["heldout_target_upper"].values, b["heldout_target_lower"].values)
-    for prefix, key in (("target", "certified_set"), ("target_iw", "iw_certified_set")):
-        if f"{prefix}_lower_bound" in b:
-            upper = b[f"{prefix}_bound"].values
-            out[key] = certified_d_star_set(upper, np.where(upper < VACUOUS, b[f"{prefix}_lower_bound"].values, np.nan))
-    return out
+from difftrade.results import divergence
 
 
 def render(ds: xr.Dataset, b: xr.Dataset) -> str:
     """Markdown summary: certificates vs measured risks, shift bounds, d*(n) three ways."""
+    settings = stored_settings(b)  # checks every stored setting, the certified seeds and budgets too
     ds, b = certified_view(ds, b)
-    settings = stored_settings(b)
     table = d_star_table(ds, b)
     lines = [*_setting_lines(ds, b, settings), "", "```", b.attrs["delta_budget"], "```", "",
              *_member_rows(ds, b), *_summary_lines(ds, b), *_d_star_rows(ds, table, "target_iw_bound" in b)]
@@ -127,11 +70,8 @@ def _setting_lines(ds: xr.Dataset, b: xr.Dataset, settings: BoundSettings) -> li
 
 
 def _member_rows(ds: xr.Dataset, b: xr.Dataset) -> list[str]:
-    """The table of seed-mean measured risks, certificates, shift bounds, KL and distance per (d, n)."""
-    from difftrade.analysis.optimum import (
-        seed_mean as mean,  # over seeds; all-NaN cells (left uncertified) stay NaN
-    )
-
+    """The table of seed-mean measured risks, certificates, shift bounds, KL and distance per (d, n)
+    (all-NaN cells, left uncertified, stay NaN)."""
     iw = "target_iw_bound" in b
     lines = [("| d | n | train risk | test risk (S) | cert. L_S(Q) | target risk | cert. L_T(Q) | "
               + ("cert. L_T(Q), importance-weighted | " if iw else "") + "shift bound on R_T | KL (S) | ‖μ − w₀‖ |"),
@@ -144,9 +84,9 @@ def _member_rows(ds: xr.Dataset, b: xr.Dataset) -> list[str]:
     }
     for i, d in enumerate(ds["difficulty"].values):
         for j, n in enumerate(ds["budget"].values):
-            row = [mean(cols[k][i, j]) for k in ("train", "test", "cs", "target", "ct", *(("iw",) if iw else ()), "shift")]
+            row = [seed_mean(cols[k][i, j]) for k in ("train", "test", "cs", "target", "ct", *(("iw",) if iw else ()), "shift")]
             lines.append(f"| {d} | {int(n):,} | " + " | ".join(f"{v:.3f}" for v in row)
-                         + "".join(" | —" if np.isnan(v) else f" | {v:.3g}" for v in (mean(cols["kl"][i, j]), mean(cols["dist"][i, j]))) + " |")
+                         + "".join(" | —" if np.isnan(v) else f" | {v:.3g}" for v in (seed_mean(cols["kl"][i, j]), seed_mean(cols["dist"][i, j]))) + " |")
     return lines
 
 

@@ -4,8 +4,9 @@
 name), :mod:`~difftrade.config.sections` (``[grid]``, ``[run]``, ``[difficulty]``),
 :mod:`~difftrade.config.train_config` (``[train]``), :mod:`~difftrade.config.fields` (field
 validation), :mod:`~difftrade.config.files` (TOML and ``config.json`` read before jax starts),
-:mod:`~difftrade.config.settings_json` (stored bound and compress settings); ``presets/`` holds
-the configs shipped with the package.
+:mod:`~difftrade.config.settings_json` (stored bound and compress settings),
+:mod:`~difftrade.config.logs` (the package-wide ``"difftrade"`` logger and its stderr handler);
+``presets/`` holds the configs shipped with the package.
 
 The names below are importable from ``difftrade.config`` itself; each submodule is imported
 when first used."""

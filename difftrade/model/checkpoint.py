@@ -23,7 +23,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from difftrade.runner.logs import log
+from difftrade.config.logs import log
 from difftrade.model.transformer import ModelConfig, Params, init_params
 from difftrade.tasks.keys import root_key
 

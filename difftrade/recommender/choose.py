@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from difftrade.analysis.optimum import argmin_index, resample_seed_means
+from difftrade.analysis.optimum import resample_seed_means
 from difftrade.recommender.measured import Surface, bracket_budgets, interpolate, surface
 from difftrade.recommender.recommendation import (
     ModelPrediction,
@@ -24,6 +24,7 @@ from difftrade.recommender.recommendation import (
     plain_number,
 )
 from difftrade.theory import tradeoff_families, tradeoff_fitting
+from difftrade.theory.grid_values import argmin_index
 
 METHODS = ("auto", "measured", "model")
 

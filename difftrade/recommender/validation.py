@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import xarray as xr
 
+from difftrade.analysis.optimum import resample_seed_means
 from difftrade.config import run_config as config
-from difftrade.analysis.optimum import argmin_index, resample_seed_means
 from difftrade.recommender.choose import check_n_boot, fit_models, nearest_difficulty
 from difftrade.recommender.measured import Surface, interpolate, surface
 from difftrade.recommender.recommendation import format_number
 from difftrade.theory import threshold, tradeoff_families
+from difftrade.theory.grid_values import argmin_index
 
 PREDICTORS = ("interpolate", "model", "threshold", "auto")
 

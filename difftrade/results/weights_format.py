@@ -4,7 +4,9 @@ A parameter pytree is stored as one array per leaf, keyed by its tree path
 (``params/blocks/0/qkv/kernel``; :func:`flatten_params`), beside the ``member`` ids. The model's
 tree reads it back (:func:`unflatten_params`, checked by :func:`keyed_params`); without the model,
 :func:`load_weights` nests the arrays by their keys. Older files keyed ``leaf_000``, ... in tree
-order are read too.
+order are read too. :func:`read_npz` reads any ``.npz`` in full and :func:`npz_members` checks its
+``member [m]`` ids against every array's leading axis; the run directory's chunk files
+(:mod:`difftrade.runner.chunks`) read their weights with them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 
 import jax
 import numpy as np
+
+from difftrade.config.files import one_line
 
 WEIGHTS_PREFIX = "params"  # the weight arrays' keys in an .npz: "params/<tree path>" (beside "member")
 LEGACY_KEY = re.compile(r"leaf_\d{3,}")  # older weights files: "leaf_000", ... in tree order
@@ -84,6 +88,28 @@ def unflatten_params(like: Any, arrays: dict[str, np.ndarray]) -> Any:
     return jax.tree.unflatten(jax.tree.structure(like), list(keyed_params(like, arrays).values()))
 
 
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file, read in full; ``ValueError`` naming the file if it is absent or unreadable."""
+    if not path.exists():
+        raise ValueError(f"{path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: np.asarray(z[k]) for k in z.files}
+    except Exception as err:  # noqa: BLE001 - a damaged zip raises zipfile, zlib, OS, Value or EOF errors
+        raise ValueError(f"{path} is unreadable ({one_line(err)})") from None
+
+
+def npz_members(arrays: dict[str, np.ndarray], path: Path) -> np.ndarray:
+    """The ``member [m]`` ids of a weights file and a check that every leaf has leading axis ``m``."""
+    if "member" not in arrays:
+        raise ValueError(f"{path} has no 'member' array; allowed: a chunk weights file written by difftrade run")
+    ids = np.asarray(arrays["member"]).astype(np.int64).ravel()
+    for key, leaf in arrays.items():
+        if key != "member" and (leaf.ndim == 0 or leaf.shape[0] != ids.shape[0]):
+            raise ValueError(f"{path}: {key} has shape {leaf.shape} for {ids.shape[0]} members; allowed: leading axis {ids.shape[0]}")
+    return ids
+
+
 def load_weights(path: str | Path) -> tuple[np.ndarray, Any]:
     """One chunk's weights file on its own (no model or config needed): ``(member ids int64 [M], weights)``.
 
@@ -101,8 +127,6 @@ def load_weights(path: str | Path) -> tuple[np.ndarray, Any]:
     with a ``like`` tree places those. ``ValueError`` naming the file when it is absent, unreadable or
     not a weights file.
     """
-    from difftrade.runner.chunks import npz_members, read_npz  # chunks imports this module
-
     path = Path(path)
     arrays = read_npz(path)
     ids = npz_members(arrays, path)

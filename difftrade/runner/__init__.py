@@ -5,7 +5,8 @@ merging finished runs.
 (chunk plans, stored chunks, resume by member id), :mod:`~difftrade.runner.chunks` (a run's chunk
 files), :mod:`~difftrade.runner.rundir` (``config.json``, sessions, ``DirLock``),
 :mod:`~difftrade.runner.multihost`, :mod:`~difftrade.runner.progress`,
-:mod:`~difftrade.runner.logs`, :mod:`~difftrade.runner.merge` (runs that differ in one axis).
+:mod:`~difftrade.runner.merge` (runs that differ in one axis). Status lines go to the
+``"difftrade"`` logger of :mod:`~difftrade.config.logs`.
 
 The names below are importable from ``difftrade.runner`` itself; each submodule is imported
 when first used."""

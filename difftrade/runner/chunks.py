@@ -22,12 +22,13 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from difftrade.config.files import META, grid_members, one_line, read_meta
+from difftrade.config.logs import log
+from difftrade.config.run_config import RunConfig
+from difftrade.model.checkpoint import pid_alive
 from difftrade.results import schema as results
 from difftrade.results import weights_format
-from difftrade.model.checkpoint import pid_alive
-from difftrade.config.run_config import RunConfig
-from difftrade.config.files import META, grid_members, one_line, read_meta
-from difftrade.runner.logs import log
+from difftrade.results.weights_format import npz_members, read_npz
 
 CHUNK_NAME = re.compile(r"chunk_m(\d+)-(\d+)\.nc")
 CHUNK_VARIABLES = ("train_exact", "train_ce", "level_exact", "level_ce", "loss_curve", "accuracy_curve", "nonfinite_steps")
@@ -55,28 +56,6 @@ def weight_kinds(cfg: RunConfig) -> tuple[str, ...]:
 def weights_file(chunk: Path, kind: str) -> Path:
     """The weights file of a chunk file ``chunk_X.nc``: ``chunk_X.{kind}.npz`` (kind one of ``WEIGHT_KINDS``)."""
     return chunk.with_name(f"{chunk.name.removesuffix('.nc')}.{kind}.npz")
-
-
-def read_npz(path: Path) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` file, read in full; ``ValueError`` naming the file if it is absent or unreadable."""
-    if not path.exists():
-        raise ValueError(f"{path} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: np.asarray(z[k]) for k in z.files}
-    except Exception as err:  # noqa: BLE001 - a damaged zip raises zipfile, zlib, OS, Value or EOF errors
-        raise ValueError(f"{path} is unreadable ({one_line(err)})") from None
-
-
-def npz_members(arrays: dict[str, np.ndarray], path: Path) -> np.ndarray:
-    """The ``member [m]`` ids of a weights file and a check that every leaf has leading axis ``m``."""
-    if "member" not in arrays:
-        raise ValueError(f"{path} has no 'member' array; allowed: a chunk weights file written by difftrade run")
-    ids = np.asarray(arrays["member"]).astype(np.int64).ravel()
-    for key, leaf in arrays.items():
-        if key != "member" and (leaf.ndim == 0 or leaf.shape[0] != ids.shape[0]):
-            raise ValueError(f"{path}: {key} has shape {leaf.shape} for {ids.shape[0]} members; allowed: leading axis {ids.shape[0]}")
-    return ids
 
 
 def check_chunk(path: Path, num_members: int, kinds: tuple[str, ...]) -> xr.Dataset:

@@ -31,8 +31,8 @@ from difftrade.runner.chunks import (
 )
 from difftrade.config.run_config import RunConfig
 from difftrade.train.evaluate import evaluate_population
-from difftrade.train.mesh import padded_index
-from difftrade.runner.multihost import broadcast, is_main, to_host
+from difftrade.train.mesh import padded_index, to_host
+from difftrade.runner.multihost import broadcast, is_main
 from difftrade.runner.population import plan_chunks, run_chunks
 from difftrade.runner.progress import Progress
 from difftrade.runner.rundir import META, DirLock, SessionLog, read_config, write_meta

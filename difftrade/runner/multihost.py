@@ -3,15 +3,13 @@
 JAX is multi-controller: every process runs the same Python program. In a difftrade run each
 process builds the same population, calls the same compiled trainer on *global* arrays whose
 member axis spans every process's devices (``train.shard_members``), and gathers the
-per-member results back to host memory (``to_host``). Only process 0 touches the run
+per-member results back to host memory (``train.mesh.to_host``). Only process 0 touches the run
 directory; what it finds there (the members still to train) is broadcast to the others, so the
 other hosts need neither the directory nor a shared filesystem. With one process every
 function here is the identity (or ``np.asarray``).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import jax
 import numpy as np
@@ -46,22 +44,6 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
 def is_main() -> bool:
     """True on the process that writes files and prints (process 0)."""
     return jax.process_index() == 0
-
-
-def to_host(tree: Any) -> Any:
-    """Every leaf as a numpy array holding its *whole* value, on every process.
-
-    Leaves sharded across hosts are gathered (a collective: every process must call this);
-    process-local leaves are copied as they are (``process_allgather`` alone would concatenate
-    every process's copy of them).
-    """
-
-    def one(x: Any) -> np.ndarray:
-        if isinstance(x, jax.Array) and not x.is_fully_addressable:
-            return multihost_utils.process_allgather(x, tiled=True)
-        return np.asarray(x)
-
-    return jax.tree.map(one, tree)
 
 
 def broadcast(values: np.ndarray) -> np.ndarray:

@@ -31,11 +31,11 @@ from typing import Any, Protocol
 import jax
 import numpy as np
 
+from difftrade.config.logs import log
 from difftrade.results import schema as results
-from difftrade.runner.chunks import read_npz
-from difftrade.runner.logs import log
-from difftrade.train.mesh import round_up
+from difftrade.results.weights_format import read_npz
 from difftrade.runner.progress import Progress
+from difftrade.train.mesh import round_up
 
 Chunk = tuple[np.ndarray, int]  # (member ids int [m], padded width >= m)
 

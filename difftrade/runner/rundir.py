@@ -16,11 +16,11 @@ from typing import Any, Self
 import jax
 import xarray as xr
 
+from difftrade.config.files import META, one_line, read_meta
+from difftrade.config.logs import log
+from difftrade.config.run_config import RunConfig, from_stored
 from difftrade.results import provenance
 from difftrade.results import schema as results
-from difftrade.config.run_config import RunConfig, from_stored
-from difftrade.config.files import META, one_line, read_meta
-from difftrade.runner.logs import log
 
 LOCK = ".lock"  # flock'ed by the one process writing the directory; holds its pid
 SESSIONS = "sessions.json"  # one entry per session that trained members (see SessionLog)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from difftrade.analysis.optimum import argmin_difficulty, check_grid
+from difftrade.theory.grid_values import argmin_difficulty, check_grid
 
 
 def certified_d_star_set(upper, lower) -> np.ndarray:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special
 
-from difftrade.analysis.optimum import argmin_difficulty
+from difftrade.theory.grid_values import argmin_difficulty
 
 
 def uncovered_mass(train_weights: np.ndarray, target_weights: np.ndarray, structure: str) -> np.ndarray:

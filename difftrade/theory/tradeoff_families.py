@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize
 
-from difftrade.analysis.optimum import nan_mean
+from difftrade.theory.grid_values import nan_mean
 
 Params = Mapping[str, float] | Sequence[float] | np.ndarray
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize
 
-from difftrade.analysis.optimum import nan_mean
+from difftrade.theory.grid_values import nan_mean
 from difftrade.theory.tradeoff_families import FAMILIES, PowerTradeoff, TradeoffModel
 
 

@@ -3,6 +3,7 @@
 Populations are padded with copies of their last member to a multiple of the device count
 (:func:`pad_tree`), split over a 1-D mesh of all devices (:func:`shard_members`), and cut
 back after the call; :func:`on_member_mesh` does all three around one member-stacked call.
+:func:`to_host` gathers a result, sharded over the mesh (across hosts too), back to numpy.
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
-from difftrade.runner.multihost import to_host
 
 
 def round_up(m: int, multiple: int) -> int:
@@ -30,6 +30,22 @@ def member_mesh() -> Mesh:
 def member_sharding(mesh: Mesh) -> NamedSharding:
     """Leading (member) axis split over the mesh, other axes whole."""
     return NamedSharding(mesh, PartitionSpec("members"))
+
+
+def to_host(tree: Any) -> Any:
+    """Every leaf as a numpy array holding its *whole* value, on every process.
+
+    Leaves sharded across hosts are gathered (a collective: every process must call this);
+    process-local leaves are copied as they are (``process_allgather`` alone would concatenate
+    every process's copy of them).
+    """
+
+    def one(x: Any) -> np.ndarray:
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return multihost_utils.process_allgather(x, tiled=True)
+        return np.asarray(x)
+
+    return jax.tree.map(one, tree)
 
 
 def shard_members(tree: Any, mesh: Mesh) -> Any:

@@ -1,5 +1,8 @@
 """Status lines of long computations: the ``"difftrade"`` logger.
 
+It is set up here, in the lowest non-math stage (importable without jax), so that any stage may
+log through it: checkpoints, chunk files, run directories, compression.
+
 Library code logs progress at INFO (only when the call was given ``progress=True``) and
 recoverable problems (a damaged chunk discarded, a temporary file removed) at WARNING. Out of the
 box the logger writes bare lines to the current ``sys.stderr`` and does not pass records on to
