@@ -91,3 +91,22 @@ def test_the_hash_names_stopping_only_when_it_is_on():
     assert on.to_dict()["train"]["patience"] == 3 and on.hash() != base.hash()
     again = config.from_dict(on.to_dict())
     assert again == on and again.hash() == on.hash()
+
+
+def test_a_run_records_its_stopping_and_the_report_says_it(tmp_path):
+    from difftrade.analysis import report
+    from difftrade.runner import experiment
+
+    raw = config.load("quick").to_dict()
+    raw["grid"] = {**raw["grid"], "difficulties": [1, 3], "budgets": [64], "seeds": [0, 1]}
+    raw["model"] = {**raw["model"], "d_model": 16, "num_layers": 1, "num_heads": 2}
+    raw["train"] = {**raw["train"], "steps": 80, "warmup_steps": 5, "num_checkpoints": 8,
+                    "stopping": "validation", "patience": 2, "val_examples": 32}
+    raw["eval"] = {**raw["eval"], "n_test": 32, "n_train_eval": 32}
+    ds = experiment.run(config.from_dict(raw), tmp_path / "run", progress=False)
+    stopped, selected = ds["stopped_step"].values, ds["selected_step"].values
+    assert stopped.shape == (2, 1, 2) and np.all(selected <= stopped) and np.all(stopped <= 80)
+    assert np.all(stopped % 10 == 0) and np.all(stopped >= 10 * 2)  # whole segments, at least `patience` of them
+    line = report.stopping_line(ds)
+    assert f"{int((stopped >= 80).sum())} of 4 members hit the cap" in line
+    assert line in report.render(ds)

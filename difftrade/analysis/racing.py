@@ -29,7 +29,7 @@ import dataclasses
 import numpy as np
 from numpy.typing import ArrayLike
 
-from difftrade.analysis.optimum import argmin_index, check_alpha, nan_mean
+from difftrade.theory.grid_values import argmin_index, check_alpha, nan_mean
 from difftrade.analysis.selection import best_set
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import xarray as xr
 
 from difftrade.analysis import forward, model_tables
+from difftrade.config import run_config as config
 from difftrade.analysis.optimum import (
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
@@ -149,9 +150,29 @@ def _header(ds: xr.Dataset, s: dict[str, object]) -> list[str]:
             "resamples (multisets of seeds)"
         ),
         "",
+        *([line, ""] if (line := stopping_line(ds)) else []),
         *_diverged_lines(s),
         "",
     ]
+
+
+def stopping_line(ds: xr.Dataset) -> str | None:
+    """With validation stopping (``stopped_step`` stored): how many members hit the step cap and
+    their train risk, and the median selected step per training difficulty; None otherwise."""
+    if "stopped_step" not in ds:
+        return None
+    train = config.stored(ds).train
+    dims = ("difficulty", "budget", "seed")
+    stopped, selected = (ds[v].transpose(*dims).values for v in ("stopped_step", "selected_step"))
+    risk = ds["train_risk"].transpose(*dims).values
+    hit = stopped >= train.steps
+    line = (f"Validation stopping (cap {train.steps:,} steps, patience {train.patience} checkpoints of "
+            f"{train.steps // train.num_checkpoints} steps, {train.val_examples} validation examples): "
+            f"{int(hit.sum())} of {hit.size} members hit the cap")
+    if hit.any():
+        line += f" (their train risk: median {np.nanmedian(risk[hit]):.3f}, max {np.nanmax(risk[hit]):.3f})"
+    medians = ", ".join(f"{int(d)}: {np.median(selected[i]):,.0f}" for i, d in enumerate(ds["difficulty"].values))
+    return line + f"; median selected step by training difficulty: {medians}."
 
 
 def _runner_up_cell(runner: float, margin: float) -> str:

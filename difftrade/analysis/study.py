@@ -120,6 +120,8 @@ def family_section(name: str, ds: xr.Dataset, point: xr.Dataset | None) -> str:
     if "train_steps" in ds:
         lines += [f"Fixed epochs ({cfg.train.epochs} passes over each member's data): steps per member "
                   + ", ".join(f"{int(s):,} at n = {int(n):,}" for n, s in zip(ds['budget'].values, ds['train_steps'].values)) + ".", ""]
+    elif "stopped_step" in ds:
+        lines += [report.stopping_line(ds), ""]
     else:
         lines += [f"Fixed steps: {cfg.train.steps:,} per member at every budget.", ""]
     note = analysis.support_note(seeds)
