@@ -44,11 +44,13 @@ def test_readme_headline_is_its_result_file():
     assert re.search(r"4 seeds", text)
 
 
+@pytest.mark.slow  # renders every model's forward validation (20-50 s a report)
 @pytest.mark.parametrize("name", ["tradeoff_v1", "mixture", "finetune"])
 def test_committed_report_is_current(name):
     assert report.render(results.load(RUNS / f"{name}.nc")) == (RUNS / f"{name}.report.md").read_text()
 
 
+@pytest.mark.slow  # refits every model forward and by leave-one-out on every grid (about a minute)
 def test_study_tables_are_current():
     assert sorted(p.stem for p in STUDY.glob("*.nc") if not p.name.startswith("transfer_")), "no study grid committed"
     import importlib.util

@@ -56,6 +56,7 @@ def test_the_loop_stops_and_selects_as_the_rule_says(patience):
         assert np.all(np.isfinite(curve[:stopped])) and np.all(np.isnan(curve[stopped:]))
 
 
+@pytest.mark.slow  # compiles and trains two members
 def test_a_real_member_keeps_its_best_checkpoint():
     """With patience above the number of checkpoints nothing stops: the curves equal fixed
     training's, and the kept weights score no worse on the validation set than the last ones."""
@@ -93,6 +94,7 @@ def test_the_hash_names_stopping_only_when_it_is_on():
     assert again == on and again.hash() == on.hash()
 
 
+@pytest.mark.slow  # a whole run directory, trained and reported
 def test_a_run_records_its_stopping_and_the_report_says_it(tmp_path):
     from difftrade.analysis import report
     from difftrade.runner import experiment
