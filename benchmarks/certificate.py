@@ -31,9 +31,10 @@ def main() -> None:
     import jax.numpy as jnp
     import numpy as np
 
-    from difftrade.tasks import data
     from difftrade.certify.losses import ZeroOneAndWeightedLoss, ZeroOneLoss
+    from difftrade.config.train_config import TrainConfig
     from difftrade.model.transformer import ModelConfig
+    from difftrade.tasks import data
     from difftrade.tasks.addition import Addition
     from difftrade.theory.certificate_types import CertificateConfig
     from difftrade.theory.population_certificate import certify_population
@@ -42,7 +43,6 @@ def main() -> None:
         member_data_root,
         member_init_params,
     )
-    from difftrade.config.train_config import TrainConfig
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--members", type=int, default=2)

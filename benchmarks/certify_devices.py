@@ -83,11 +83,11 @@ def main() -> None:
     experiment.run(config.from_dict(RAW), run, progress=False)
     rows: dict[int, list[dict]] = {1: [], args.devices: []}
     for _ in range(args.repeats):
-        for devices in rows:
+        for devices, measured in rows.items():
             env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
             out = subprocess.run([sys.executable, "-c", CHILD, str(run), json.dumps(RAW), json.dumps(SETTINGS)],
                                  env=env, capture_output=True, text=True, check=True)
-            rows[devices].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            measured.append(json.loads(out.stdout.strip().splitlines()[-1]))
     shutil.rmtree(work, ignore_errors=True)
 
     members = len(RAW["grid"]["difficulties"]) * len(RAW["grid"]["budgets"]) * len(RAW["grid"]["seeds"])

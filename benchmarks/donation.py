@@ -19,10 +19,10 @@ def main() -> None:
     import jax
     import jax.numpy as jnp
 
+    from difftrade.config.train_config import TrainConfig
     from difftrade.model.transformer import ModelConfig
     from difftrade.tasks.addition import Addition
     from difftrade.train.trainer import make_member_trainer, member_init_params
-    from difftrade.config.train_config import TrainConfig
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--members", type=int, default=64)

@@ -25,8 +25,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from difftrade.tasks import data
-from difftrade.tasks import make_task
+from difftrade.tasks import data, make_task
 
 # (family, options): every family at its defaults, plus the answer formats that change length.
 CASES: list[tuple[str, dict]] = [

@@ -34,10 +34,10 @@ def step_cost(d_model: int, members: int, batch: int, dtype: str, attention: str
     import jax
     import jax.numpy as jnp
 
+    from difftrade.config.train_config import TrainConfig
     from difftrade.model.transformer import ModelConfig, graphdef
     from difftrade.tasks.addition import Addition
     from difftrade.train.trainer import masked_loss, member_init_params, optimizer
-    from difftrade.config.train_config import TrainConfig
 
     task = Addition(d_max=8)
     cfg = ModelConfig(seq_len=task.seq_len - 1, d_model=d_model, compute_dtype=dtype, attention=attention)

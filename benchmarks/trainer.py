@@ -138,10 +138,10 @@ def setup(cfg: BenchConfig, compute_dtype: str):
     import jax
     import numpy as np
 
-    from difftrade.tasks import data
-    from difftrade.model.transformer import ModelConfig
-    from difftrade.tasks.addition import Addition
     from difftrade.config.train_config import Population, TrainConfig
+    from difftrade.model.transformer import ModelConfig
+    from difftrade.tasks import data
+    from difftrade.tasks.addition import Addition
 
     task = Addition(d_max=cfg.seq_task_dmax)
     model_cfg = ModelConfig(
@@ -547,8 +547,8 @@ def breakdown(cfg: BenchConfig, task, model_cfg, train_cfg, pop, run_key) -> dic
     import jax
     import jax.numpy as jnp
 
-    from difftrade.tasks import data
     from difftrade.model.transformer import graphdef
+    from difftrade.tasks import data
     from difftrade.train.trainer import (
         masked_loss,
         member_init_params,

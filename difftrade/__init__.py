@@ -22,11 +22,11 @@ if TYPE_CHECKING:
     from difftrade.certify.compress import compress_run
     from difftrade.certify.run import certify_run
     from difftrade.config.run_config import load
-    from difftrade.runner.experiment import run
-    from difftrade.recommender.pool import select
     from difftrade.recommender import Recommendation, recommend, validate_leave_one_budget_out
-    from difftrade.tasks import make_task
+    from difftrade.recommender.pool import select
     from difftrade.results.weights_format import load_weights
+    from difftrade.runner.experiment import run
+    from difftrade.tasks import make_task
 
 __version__ = "0.1.0"
 __all__ = ["Recommendation", "__version__", "certify_run", "compress_run", "d_star", "load", "load_weights", "make_task",

@@ -12,13 +12,12 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from difftrade.tasks import data
-from difftrade.recommender.difficulty_agreement import agreement
-from difftrade.train.evaluate import EvalConfig, evaluate_population
-from difftrade.model.transformer import ModelConfig
-from difftrade.tasks import REGISTRY, make_task
-from difftrade.train.trainer import train_population
 from difftrade.config.train_config import Population, TrainConfig
+from difftrade.model.transformer import ModelConfig
+from difftrade.recommender.difficulty_agreement import agreement
+from difftrade.tasks import REGISTRY, data, make_task
+from difftrade.train.evaluate import EvalConfig, evaluate_population
+from difftrade.train.trainer import train_population
 
 D_MAX, BUDGET, STEPS = 4, 512, 400
 

@@ -19,9 +19,9 @@ import argparse
 import jax
 import numpy as np
 
-from difftrade.runner import chunks
 from difftrade.certify.priors import grid_prior_members
 from difftrade.model.transformer import init_params
+from difftrade.runner import chunks
 from difftrade.runner.rundir import load_run
 
 

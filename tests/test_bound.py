@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from conftest import tiny_raw
 
-from difftrade.config import run_config as config
-from difftrade.runner import experiment
-from difftrade.results import schema as results
 from difftrade.certify import BoundSettings, certify_run, level_bands, render, shift_atoms
 from difftrade.cli.main import main
+from difftrade.config import run_config as config
+from difftrade.results import schema as results
+from difftrade.runner import experiment
 from difftrade.tasks import make_task
 
 
@@ -197,8 +197,8 @@ def test_prefix_prior_is_the_member_after_its_prefix_phase(tmp_path, run_dir):
     and the certified KL is the Gaussian KL to that centre."""
     import jax
 
-    from difftrade.runner.chunks import load_params
     from difftrade.model.transformer import init_params
+    from difftrade.runner.chunks import load_params
 
     raw = tiny_raw(train={"steps": 80, "prefix_steps": 40})
     cfg = config.from_dict(raw)
@@ -232,8 +232,8 @@ def test_grid_prior_is_the_smaller_budget_member(run_dir):
     import jax
 
     from difftrade.certify import grid_prior_members
-    from difftrade.runner.chunks import load_params
     from difftrade.model.transformer import init_params
+    from difftrade.runner.chunks import load_params
     from difftrade.runner.rundir import load_run
 
     cfg, _ = load_run(run_dir)
@@ -358,10 +358,10 @@ def test_importance_weighted_target_certificate(tmp_path, run_dir):
     import jax
     import jax.numpy as jnp
 
-    from difftrade.tasks import data
-    from difftrade.runner.chunks import load_params
-    from difftrade.train.evaluate import example_metrics
     from difftrade.model.transformer import graphdef, init_params
+    from difftrade.runner.chunks import load_params
+    from difftrade.tasks import data
+    from difftrade.train.evaluate import example_metrics
     from difftrade.train.trainer import member_data_root
 
     raw = tiny_raw(grid={"budgets": [64], "seeds": [0], "train_distribution": "mixture", "mixture_main": 0.6})

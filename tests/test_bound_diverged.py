@@ -12,11 +12,11 @@ import shutil
 import numpy as np
 import pytest
 
-from difftrade.results import divergence
-from difftrade.runner import experiment
-from difftrade.results import schema as results
 from difftrade.certify import BoundSettings, certify_run, refresh_shift, render
 from difftrade.cli.main import main
+from difftrade.results import divergence
+from difftrade.results import schema as results
+from difftrade.runner import experiment
 
 SMALL = BoundSettings(n_bound=32, sigmas=(0.01, 0.03), prior_sigmas=(0.05,))
 RISKS = ("train_risk", "test_risk", "target_risk", "generalization_gap", "extrapolation_gap")

@@ -548,9 +548,9 @@ def test_per_example_draws_through_the_pallas_kernels():
     """Per-example draws give every example its own weights, so a certificate vmaps the model
     over (member, example, σ) weight sets: the fused kernels' batching rule must carry that. In
     interpret mode, the Monte-Carlo estimates equal the XLA model's (clipped CE, a [0, 1] loss)."""
-    from difftrade.tasks import data
     from difftrade.certify import ClippedCrossEntropy
     from difftrade.model.transformer import ModelConfig, kernel_mode
+    from difftrade.tasks import data
     from difftrade.tasks.addition import Addition
     from difftrade.train.trainer import member_data_root, member_init_params
 

@@ -11,10 +11,10 @@ import pytest
 from conftest import tiny_raw
 
 from difftrade.config import run_config as config
+from difftrade.model.transformer import kernel_mode
 from difftrade.train import evaluate
 from difftrade.train import trainer as train
 from difftrade.train.evaluate import compiled_evaluator, evaluate_population
-from difftrade.model.transformer import kernel_mode
 from difftrade.train.subspace import Subspace, SubspaceConfig, projection_key
 from difftrade.train.trainer import (
     TRACES,
@@ -104,8 +104,8 @@ def test_a_run_reports_its_compilations_and_a_new_seed_compiles_nothing(monkeypa
     trainer and the evaluator once for all chunks; a second run differing only in run.seed, none."""
     import dataclasses
 
-    from difftrade.runner import experiment
     from difftrade.analysis import report
+    from difftrade.runner import experiment
 
     fresh_caches(monkeypatch)
     raw = tiny_raw(train={"steps": 8, "warmup_steps": 2, "num_checkpoints": 2}, run={"chunk_size": 2})

@@ -12,13 +12,13 @@ import pytest
 from conftest import tiny_raw
 
 from difftrade.certify import compress
-from difftrade.config import run_config as config
-from difftrade.runner import experiment
-from difftrade.results.weights_format import read_npz
 from difftrade.certify.compress import CODES, CompressSettings, compress_run, networks
-from difftrade.train.evaluate import evaluate_population
+from difftrade.config import run_config as config
+from difftrade.results.weights_format import read_npz
+from difftrade.runner import experiment
 from difftrade.theory.coding import code_length
 from difftrade.theory.occam import occam_interval
+from difftrade.train.evaluate import evaluate_population
 
 pytestmark = pytest.mark.slow  # every test here trains and compresses a grid (~2.5 min in all)
 

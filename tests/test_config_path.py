@@ -11,18 +11,17 @@ import json
 import pytest
 from conftest import tiny_raw
 
+from difftrade.certify.compress import CompressSettings
+from difftrade.certify.settings import ABSENT_MEANS, BoundSettings, stored_settings
 from difftrade.config import run_config as config
 from difftrade.config import sections as config_sections
-from difftrade.runner import experiment
-from difftrade.runner import rundir
 from difftrade.config import settings_json
-from difftrade.certify.settings import ABSENT_MEANS, BoundSettings, stored_settings
-from difftrade.certify.compress import CompressSettings
-from difftrade.train.evaluate import EVAL_FIELDS
-from difftrade.model.transformer import IMPLEMENTATION_FIELDS, MODEL_FIELDS
-from difftrade.train.subspace import SUBSPACE_FIELDS
-from difftrade.theory.posterior import FitConfig
 from difftrade.config.train_config import TRAIN_FIELDS
+from difftrade.model.transformer import IMPLEMENTATION_FIELDS, MODEL_FIELDS
+from difftrade.runner import experiment, rundir
+from difftrade.theory.posterior import FitConfig
+from difftrade.train.evaluate import EVAL_FIELDS
+from difftrade.train.subspace import SUBSPACE_FIELDS
 
 SPECS = {"grid": config_sections.GRID_FIELDS, "run": config_sections.RUN_FIELDS, "difficulty": config_sections.DIFFICULTY_FIELDS,
          "model": MODEL_FIELDS, "train": TRAIN_FIELDS, "eval": EVAL_FIELDS, "subspace": SUBSPACE_FIELDS}

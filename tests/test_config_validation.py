@@ -16,14 +16,13 @@ import jax
 import pytest
 from conftest import tiny_raw, toml_text
 
+from difftrade.cli.main import main
 from difftrade.config import run_config as config
 from difftrade.config import sections as config_sections
-from difftrade.runner import experiment
-from difftrade.runner import rundir
-from difftrade.cli.main import main
-from difftrade.train.evaluate import EVAL_FIELDS, EvalConfig
-from difftrade.model.transformer import MODEL_FIELDS, ModelConfig
 from difftrade.config.train_config import TRAIN_FIELDS, TrainConfig
+from difftrade.model.transformer import MODEL_FIELDS, ModelConfig
+from difftrade.runner import experiment, rundir
+from difftrade.train.evaluate import EVAL_FIELDS, EvalConfig
 
 ON_GPU = jax.default_backend() == "gpu"
 MODEL_KIND = {"kind": "model", "reference": "no/such/base"}  # model-based levels; the reference is read later

@@ -16,8 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from difftrade.tasks import data
-from difftrade.tasks import make_task, split_prompt_answer
+from difftrade.tasks import data, make_task, split_prompt_answer
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

@@ -12,16 +12,15 @@ from conftest import tiny_raw
 from scipy import stats
 
 from difftrade.config import run_config as config
-from difftrade.tasks import data
-from difftrade.runner import experiment
-from difftrade.tasks.bank import BankTask
+from difftrade.config.train_config import Population, TrainConfig
 from difftrade.model.checkpoint import save_base
+from difftrade.model.transformer import init_params
 from difftrade.recommender.difficulty import model_based_task, score
 from difftrade.recommender.difficulty_agreement import agreement, rank_agreement
-from difftrade.model.transformer import init_params
-from difftrade.tasks import make_task
+from difftrade.runner import experiment
+from difftrade.tasks import data, make_task
+from difftrade.tasks.bank import BankTask
 from difftrade.train.trainer import train_population
-from difftrade.config.train_config import Population, TrainConfig
 
 NUM_LEVELS, PER_LEVEL = 3, 40
 

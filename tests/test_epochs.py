@@ -8,9 +8,9 @@ import pytest
 from conftest import tiny_raw
 
 from difftrade.config import run_config as config
+from difftrade.config.train_config import TrainConfig
 from difftrade.runner import experiment
 from difftrade.train.trainer import train_population
-from difftrade.config.train_config import TrainConfig
 
 
 @pytest.mark.parametrize("epochs", [0.5, 1, 3, 32, 2.5])

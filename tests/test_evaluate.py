@@ -3,11 +3,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from difftrade.tasks import data
 from difftrade.analysis.optimum import bootstrap_d_star, d_star
-from difftrade.train.evaluate import evaluate_population, example_metrics, risks
 from difftrade.model.transformer import apply, graphdef
+from difftrade.tasks import data
 from difftrade.tasks.base import ANSWER
+from difftrade.train.evaluate import evaluate_population, example_metrics, risks
 from difftrade.train.trainer import member_data_root, train_population
 
 

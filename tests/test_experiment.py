@@ -8,11 +8,10 @@ import pytest
 import xarray as xr
 from conftest import tiny_raw, toml_text
 
-from difftrade.runner import chunks
-from difftrade.config import run_config as config
-from difftrade.runner import experiment
-from difftrade.results import schema as results
 from difftrade.cli.main import main
+from difftrade.config import run_config as config
+from difftrade.results import schema as results
+from difftrade.runner import chunks, experiment
 
 
 @pytest.fixture(scope="module")

@@ -16,16 +16,15 @@ import pytest
 import xarray as xr
 from conftest import tiny_raw, toml_text
 
-from difftrade.runner import chunks
+from difftrade.analysis.optimum import d_star
+from difftrade.bridge import export
+from difftrade.bridge import score as scoring
 from difftrade.cli import main as cli
 from difftrade.config import run_config as config
-from difftrade.tasks import data
-from difftrade.runner import experiment
-from difftrade.bridge import export
-from difftrade.results import schema as results
-from difftrade.bridge import score as scoring
-from difftrade.analysis.optimum import d_star
 from difftrade.model.transformer import apply, graphdef, init_params
+from difftrade.results import schema as results
+from difftrade.runner import chunks, experiment
+from difftrade.tasks import data
 from difftrade.tasks.base import EOS, VOCAB, encode
 from difftrade.train.trainer import member_data_root
 

@@ -36,12 +36,12 @@ import pytest
 import xarray as xr
 from conftest import tiny_raw, toml_text
 
-from difftrade.model import checkpoint
 from difftrade.config import run_config as config
-from difftrade.runner import experiment
-from difftrade.results import schema as results
-from difftrade.runner.chunks import chunk_files, load_params, weights_file
+from difftrade.model import checkpoint
 from difftrade.model.transformer import init_params
+from difftrade.results import schema as results
+from difftrade.runner import experiment
+from difftrade.runner.chunks import chunk_files, load_params, weights_file
 
 pytestmark = pytest.mark.slow
 

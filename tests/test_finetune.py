@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from conftest import tiny_raw
 
-from difftrade.config import run_config as config
-from difftrade.runner import experiment
-from difftrade.model.checkpoint import load_base, save_base
 from difftrade.cli.main import main
-from difftrade.train.evaluate import evaluate_population
+from difftrade.config import run_config as config
+from difftrade.model.checkpoint import load_base, save_base
 from difftrade.model.transformer import apply, graphdef, init_params
+from difftrade.runner import experiment
+from difftrade.train.evaluate import evaluate_population
 
 
 @pytest.fixture(scope="module")

@@ -90,8 +90,8 @@ def test_bad_input_is_one_line_naming_it():
 def test_cli_prints_forward_records_recomputable_from_the_file(capsys):
     """`difftrade recommend RESULTS --validate --json` on a committed grid: every record's fields,
     and the baselines' records recomputed here from the file's seed means alone."""
-    from difftrade.analysis.predictors import risk_grid
     from difftrade.analysis.optimum import seed_mean
+    from difftrade.analysis.predictors import risk_grid
     from difftrade.cli.main import main
 
     path = STUDY / "addition_epochs.nc"

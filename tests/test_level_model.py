@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from difftrade.results import schema as results
 from difftrade.analysis import study
+from difftrade.results import schema as results
 from difftrade.theory import level_model
 
 STUDY = Path(__file__).resolve().parents[1] / "docs" / "runs" / "study"

@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 from conftest import tiny_raw
 
-from difftrade.config import run_config as config
-from difftrade.runner import experiment
-from difftrade.runner import merge
-from difftrade.results import schema as results
 from difftrade.cli.main import main
+from difftrade.config import run_config as config
+from difftrade.results import schema as results
+from difftrade.runner import experiment, merge
 
 STUDY = Path(__file__).resolve().parents[1] / "docs" / "runs" / "study"
 

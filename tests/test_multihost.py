@@ -14,8 +14,8 @@ import pytest
 from conftest import tiny_raw, toml_text
 
 from difftrade.config import run_config as config
-from difftrade.runner import experiment
 from difftrade.results import schema as results
+from difftrade.runner import experiment
 
 
 def _free_port() -> int:

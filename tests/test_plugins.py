@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 from conftest import tiny_raw, toml_text
 
+from difftrade.cli.main import main
 from difftrade.config import run_config as config
 from difftrade.results import schema as results
-from difftrade.cli.main import main
 from difftrade.tasks import REGISTRY, make_task, registry, split_prompt_answer, task_names
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "tasks.md"

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from difftrade.train.mesh import on_member_mesh, round_up
 from difftrade.runner.population import PartialStore, map_chunks, plan_chunks
+from difftrade.train.mesh import on_member_mesh, round_up
 
 
 @settings(max_examples=60, deadline=None)

@@ -8,8 +8,8 @@ import jax
 import numpy as np
 
 from difftrade.runner import experiment
-from difftrade.train import trainer as train
 from difftrade.runner.progress import Progress
+from difftrade.train import trainer as train
 
 
 def test_every_member_segment_is_reported(tiny_cfg):

@@ -9,12 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from difftrade.analysis import paired_comparison, report, selection, study
 from difftrade.certify import compress
 from difftrade.config import run_config as config
-from difftrade.analysis import paired_comparison, selection
-from difftrade.analysis import report
 from difftrade.results import schema as results
-from difftrade.analysis import study
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "docs" / "runs"

@@ -15,16 +15,15 @@ import pytest
 import xarray as xr
 from conftest import tiny_raw, toml_text
 
-from difftrade.results import assembly
+from difftrade.cli import grids
 from difftrade.cli import main as cli
 from difftrade.config import run_config as config
-from difftrade.results import divergence
-from difftrade.runner import experiment
-from difftrade.results import schema as results
-from difftrade.runner.chunks import load_params
-from difftrade.cli import grids
 from difftrade.model.transformer import init_params
 from difftrade.recommender import recommend
+from difftrade.results import assembly, divergence
+from difftrade.results import schema as results
+from difftrade.runner import experiment
+from difftrade.runner.chunks import load_params
 
 NAME = re.compile(r"chunk_m(\d+)-(\d+)\.nc")
 STABLE_ATTRS = ("wall_seconds", "sessions", "finished_utc")  # what a resumed run may change: its sessions

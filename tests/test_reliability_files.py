@@ -27,15 +27,13 @@ import pytest
 import xarray as xr
 from conftest import tiny_raw, toml_text
 
-from difftrade.model import checkpoint
-from difftrade.runner import chunks
+from difftrade.cli.main import main
 from difftrade.config import run_config as config
-from difftrade.runner import experiment
+from difftrade.model import checkpoint
+from difftrade.model.transformer import ModelConfig, init_params
 from difftrade.recommender import pool_files
 from difftrade.results import schema as results
-from difftrade.runner import rundir
-from difftrade.cli.main import main
-from difftrade.model.transformer import ModelConfig, init_params
+from difftrade.runner import chunks, experiment, rundir
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "runs" / "tradeoff_v1.nc"

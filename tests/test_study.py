@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from difftrade.analysis import study
 from difftrade.results import assembly
 from difftrade.results import schema as results
-from difftrade.analysis import study
 
 GRID = Path(__file__).resolve().parents[1] / "docs" / "runs" / "study" / "addition.nc"
 

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 from conftest import tiny_raw
 
-from difftrade.runner import chunks
 from difftrade.config import run_config as config
-from difftrade.runner import experiment
+from difftrade.runner import chunks, experiment
 from difftrade.train.subspace import (
     Subspace,
     SubspaceConfig,

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from difftrade.analysis.tables import tidy_tables
 from difftrade.cli import main as cli
 from difftrade.results import schema as results
-from difftrade.analysis.tables import tidy_tables
 
 STUDY = Path(__file__).resolve().parents[1] / "docs" / "runs" / "study" / "addition.nc"
 

@@ -7,6 +7,7 @@ import pytest
 from conftest import tiny_raw
 
 from difftrade.config import run_config as config
+from difftrade.config.train_config import Population, TrainConfig, prefix_budget
 from difftrade.model.transformer import apply, graphdef, kernel_mode
 from difftrade.train.trainer import (
     make_member_trainer,
@@ -14,7 +15,6 @@ from difftrade.train.trainer import (
     pad_members,
     train_population,
 )
-from difftrade.config.train_config import Population, TrainConfig, prefix_budget
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_vmap_equals_single_member_loop(tiny_cfg, trained):
         tokens = jax.random.randint(jax.random.key(9), (4, tiny_cfg.model.seq_len), 0, 64)
         gdef = graphdef(tiny_cfg.model)
         ref = apply(gdef, one.params, tokens)
-        got = apply(gdef, jax.tree.map(lambda x: x[i], res.params), tokens)
+        got = apply(gdef, jax.tree.map(lambda x, i=i: x[i], res.params), tokens)
         np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-3 * float(jnp.max(jnp.abs(ref))))
 
 
@@ -168,8 +168,8 @@ def test_fused_kernels_train_the_same_members():
 
 
 def test_memory_estimate_drops_what_fused_kernels_do_not_save():
-    from difftrade.train.chunk_sizing import bytes_per_member
     from difftrade.model.transformer import ModelConfig
+    from difftrade.train.chunk_sizing import bytes_per_member
 
     cfg, tc, t = ModelConfig(d_model=128, num_layers=2, num_heads=4, compute_dtype="bfloat16"), TrainConfig(batch_size=64), 29
     plain = bytes_per_member(cfg, tc, t)

@@ -8,9 +8,9 @@ import pytest
 import xarray as xr
 from conftest import tiny_raw, toml_text
 
-from difftrade.results import schema as results
 from difftrade.analysis import transfer
 from difftrade.cli.main import main
+from difftrade.results import schema as results
 
 
 def _synthetic(seed: int = 0) -> xr.Dataset:

@@ -19,12 +19,11 @@ import pytest
 from conftest import tiny_raw
 
 import difftrade
-from difftrade.runner import chunks
 from difftrade.config import run_config as config
-from difftrade.results import schema as results
-from difftrade.runner import rundir
-from difftrade.results import weights_format
 from difftrade.model.transformer import ModelConfig, init_params
+from difftrade.results import schema as results
+from difftrade.results import weights_format
+from difftrade.runner import chunks, rundir
 
 MODEL = ModelConfig(vocab_size=16, seq_len=8, d_model=16, num_layers=2, num_heads=2, mlp_ratio=2)
 

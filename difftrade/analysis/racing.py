@@ -29,8 +29,8 @@ import dataclasses
 import numpy as np
 from numpy.typing import ArrayLike
 
-from difftrade.theory.grid_values import argmin_index, check_alpha, nan_mean
 from difftrade.analysis.selection import best_set
+from difftrade.theory.grid_values import argmin_index, check_alpha, nan_mean
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,7 +7,6 @@ import numpy as np
 import xarray as xr
 
 from difftrade.analysis import forward, model_tables
-from difftrade.config import run_config as config
 from difftrade.analysis.optimum import (
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
@@ -18,6 +17,7 @@ from difftrade.analysis.optimum import (
     trend,
 )
 from difftrade.analysis.paired_comparison import compare_to_d_star
+from difftrade.config import run_config as config
 from difftrade.results.divergence import diverged_mask
 from difftrade.results.schema import require
 from difftrade.theory.grid_values import nan_mean

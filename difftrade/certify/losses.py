@@ -10,8 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from difftrade.train.evaluate import example_metrics
 from difftrade.model.transformer import ModelConfig, graphdef
+from difftrade.train.evaluate import example_metrics
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,12 +17,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from difftrade.config.run_config import RunConfig
+from difftrade.config.train_config import prefix_budget
 from difftrade.model.checkpoint import load_base
 from difftrade.runner.chunks import load_params
-from difftrade.config.run_config import RunConfig
-from difftrade.train.trainer import member_init_params
-from difftrade.config.train_config import prefix_budget
 from difftrade.tasks.keys import root_key
+from difftrade.train.trainer import member_init_params
 
 Centres = Callable[[np.ndarray], "tuple[int, Any] | None"]  # member ids [m] -> (n', w₀ [m, ...]) or None
 

@@ -13,28 +13,28 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from difftrade.tasks import data
-from difftrade.results import divergence
-from difftrade.results import schema as results
-from difftrade.config import settings_json
 from difftrade.certify.geometry import distance, retained_displacement
 from difftrade.certify.losses import ClippedCrossEntropy, ZeroOneAndWeightedLoss, ZeroOneLoss
 from difftrade.certify.priors import PRIORS, PriorKind, StoredWeights
 from difftrade.certify.settings import BoundSettings, stored_settings
 from difftrade.certify.shift_fields import SHIFT_BOUND, shift_variables
-from difftrade.runner.chunks import load_params
+from difftrade.config import settings_json
 from difftrade.config.run_config import RunConfig
-from difftrade.train.mesh import on_member_mesh, round_up
 from difftrade.model.transformer import init_params
+from difftrade.results import divergence
+from difftrade.results import schema as results
+from difftrade.runner.chunks import load_params
 from difftrade.runner.population import PartialStore, keyed_folder, map_chunks, plan_chunks
 from difftrade.runner.rundir import DirLock, load_run
+from difftrade.tasks import data
+from difftrade.tasks.keys import root_key, salted
 from difftrade.theory.certificate_budget import format_budget
 from difftrade.theory.certificate_types import CertificateConfig
 from difftrade.theory.change_of_measure import importance_weights
 from difftrade.theory.population_certificate import certify_population
 from difftrade.theory.posterior import fit_posterior
+from difftrade.train.mesh import on_member_mesh, round_up
 from difftrade.train.trainer import member_data_root
-from difftrade.tasks.keys import root_key, salted
 
 # The certifier's own randomness comes from the salts "fit" and "weight_draws" of
 # difftrade.tasks.keys, apart from the trainer's: every member shares the certificates' weight

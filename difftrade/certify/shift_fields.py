@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from difftrade.results import divergence
 from difftrade.config.run_config import RunConfig
+from difftrade.results import divergence
 from difftrade.tasks.base import Task
 from difftrade.theory import clopper_pearson
 from difftrade.theory.change_of_measure import lp_shift_bound, lp_shift_lower

@@ -13,9 +13,9 @@ from difftrade.cli.reports import write_report
 
 def tasks_command(args: argparse.Namespace) -> int:
     import jax
-    from difftrade.tasks.keys import root_key
 
     from difftrade.tasks import data, make_task, task_names
+    from difftrade.tasks.keys import root_key
 
     if args.action is None:
         for name in task_names():
@@ -38,8 +38,8 @@ def difficulty_command(args: argparse.Namespace) -> int:
     """Rank agreement of a model-based config's reference loss with the task's nominal levels."""
 
     from difftrade.config import run_config as config
-    from difftrade.tasks.keys import root_key
     from difftrade.recommender.difficulty_agreement import agreement, format_agreement
+    from difftrade.tasks.keys import root_key
 
     cfg = config.load(args.config)
     if cfg.difficulty.kind != "model":

@@ -61,10 +61,10 @@ def _run(config_path: Path, out_dir: Path, resume: bool) -> Path:
     import jax
     import numpy as np
 
+    from difftrade.analysis.optimum import d_star as measured_d_star
     from difftrade.config import run_config as config
     from difftrade.results import divergence
     from difftrade.runner import experiment
-    from difftrade.analysis.optimum import d_star as measured_d_star
 
     cfg = config.load(config_path)
     start = time.time()
@@ -90,8 +90,8 @@ def _run(config_path: Path, out_dir: Path, resume: bool) -> Path:
 
 def transfer_command(args: argparse.Namespace) -> int:
     """Transfer matrix of a finished run, or of a config trained first (resuming into ``--out``)."""
-    from difftrade.results import schema as results
     from difftrade.analysis import transfer
+    from difftrade.results import schema as results
 
     source: Path = args.source
     if source.suffix == ".toml":
@@ -110,14 +110,13 @@ def transfer_command(args: argparse.Namespace) -> int:
 def _pretrain(config_path: Path, out_dir: Path) -> Path:
     """Train the config's single member and save it as a base checkpoint ``out_dir/base``."""
     import jax
-    from difftrade.tasks.keys import root_key
 
-    from difftrade.model import checkpoint
-    from difftrade.runner import chunks
     from difftrade.config import run_config as config
-    from difftrade.runner import experiment
+    from difftrade.model import checkpoint
     from difftrade.model.checkpoint import save_base
     from difftrade.model.transformer import init_params
+    from difftrade.runner import chunks, experiment
+    from difftrade.tasks.keys import root_key
 
     cfg = config.load(config_path)
     if cfg.population().size != 1:

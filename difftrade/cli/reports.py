@@ -11,10 +11,8 @@ from difftrade.cli.common import parse_floats
 
 
 def write_report(results_path: Path, out_dir: Path, csv: bool = False) -> str:
-    from difftrade.analysis import plots
-    from difftrade.analysis import report
+    from difftrade.analysis import plots, report, tables
     from difftrade.results import schema as results
-    from difftrade.analysis import tables
 
     ds = results.load(results_path)
     text = report.render(ds)
@@ -37,8 +35,8 @@ def report_command(args: argparse.Namespace) -> int:
 
 
 def merge_command(args: argparse.Namespace) -> int:
-    from difftrade.runner import merge
     from difftrade.results import schema as results
+    from difftrade.runner import merge
 
     if args.out.suffix != ".nc":
         raise ValueError(f"--out {str(args.out)!r} does not end in .nc; allowed: a netCDF file name, e.g. merged.nc")
@@ -87,8 +85,7 @@ def recommend_command(args: argparse.Namespace) -> int:
 
 
 def select_command(args: argparse.Namespace) -> int:
-    from difftrade.recommender import pool
-    from difftrade.recommender import pool_files
+    from difftrade.recommender import pool, pool_files
 
     if args.out is not None and args.out.suffix.lower() not in (".csv", ".npy"):
         raise ValueError(f"--out={str(args.out)!r}; allowed: a .csv or .npy path")
@@ -97,8 +94,8 @@ def select_command(args: argparse.Namespace) -> int:
     except ImportError as err:  # Parquet without pandas/pyarrow
         raise ValueError(str(err)) from None
     if args.results is not None:
-        from difftrade.results import schema as results
         from difftrade.recommender import recommend
+        from difftrade.results import schema as results
 
         target = recommend(results.load(args.results), args.budget, seed=args.seed)
         print(target, file=sys.stderr)

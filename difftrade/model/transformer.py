@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from difftrade.model import kernels
 from difftrade.config.fields import Field, check_fields, refuse
+from difftrade.model import kernels
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 POS_ENCODINGS = ("learned", "sinusoidal")

@@ -44,11 +44,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from difftrade.model.transformer import ModelConfig, Params, graphdef
 from difftrade.tasks import data
 from difftrade.tasks.bank import Bank, BankTask
-from difftrade.train.evaluate import example_metrics
-from difftrade.model.transformer import ModelConfig, Params, graphdef
 from difftrade.tasks.base import Task
+from difftrade.train.evaluate import example_metrics
 
 BANK_SPLITS: tuple[str, ...] = ("train", "test", "bound")
 

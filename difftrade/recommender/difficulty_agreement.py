@@ -11,9 +11,9 @@ import jax
 import numpy as np
 from scipy import stats
 
-from difftrade.tasks import data
-from difftrade.recommender.difficulty import draw_pool, score
 from difftrade.model.transformer import ModelConfig, Params
+from difftrade.recommender.difficulty import draw_pool, score
+from difftrade.tasks import data
 from difftrade.tasks.base import Task
 
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from difftrade.results import divergence
 from difftrade.analysis.optimum import seed_mean
+from difftrade.results import divergence
 from difftrade.theory import tradeoff_fitting
 
 

@@ -11,11 +11,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from difftrade.tasks import data
 from difftrade.results.divergence import diverged_mask
-from difftrade.train.evaluate import risks
 from difftrade.results.provenance import device_kind, versions
-
+from difftrade.tasks import data
+from difftrade.train.evaluate import risks
 
 STOPPING_VARIABLES = ("selected_step", "stopped_step")  # per member, with train.stopping = "validation"
 

@@ -17,11 +17,11 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from difftrade.results import assembly
-from difftrade.tasks import data
-from difftrade.results import schema as results
+from difftrade.config.run_config import RunConfig
+from difftrade.config.train_config import Population, TrainConfig
 from difftrade.model.checkpoint import load_base
-from difftrade.train.chunk_sizing import auto_chunk_size, check_chunk_fits
+from difftrade.results import assembly
+from difftrade.results import schema as results
 from difftrade.runner.chunks import (
     RunChunks,
     chunk_files,
@@ -29,14 +29,15 @@ from difftrade.runner.chunks import (
     finished_members,
     weight_kinds,
 )
-from difftrade.config.run_config import RunConfig
-from difftrade.train.evaluate import evaluate_population
-from difftrade.train.mesh import padded_index, to_host
 from difftrade.runner.multihost import broadcast, is_main
 from difftrade.runner.population import plan_chunks, run_chunks
 from difftrade.runner.progress import Progress
 from difftrade.runner.rundir import META, DirLock, SessionLog, read_config, write_meta
-from difftrade.tasks import Task
+from difftrade.tasks import Task, data
+from difftrade.tasks.keys import root_key
+from difftrade.train.chunk_sizing import auto_chunk_size, check_chunk_fits
+from difftrade.train.evaluate import evaluate_population
+from difftrade.train.mesh import padded_index, to_host
 from difftrade.train.trainer import (
     SEGMENT_LISTENERS,
     TRACES,
@@ -44,8 +45,6 @@ from difftrade.train.trainer import (
     train_population,
     view_of,
 )
-from difftrade.config.train_config import Population, TrainConfig
-from difftrade.tasks.keys import root_key
 
 
 def prepare_dir(cfg: RunConfig, out_dir: Path, resume: bool) -> list[Path]:

@@ -94,7 +94,7 @@ class Task(abc.ABC):
 
     def __post_init__(self) -> None:
         if not isinstance(self.d_min, int) or not isinstance(self.d_max, int):
-            raise ValueError(f"{self.name}: d_min/d_max must be ints, got {self.d_min!r}, {self.d_max!r}")
+            raise ValueError(f"{self.name}: d_min/d_max must be ints, got {self.d_min!r}, {self.d_max!r}")  # noqa: TRY004 - the CLI reports ValueError
         if self.d_min < 1 or self.d_max < self.d_min:
             raise ValueError(
                 f"{self.name}: need 1 <= d_min <= d_max, got d_min={self.d_min}, d_max={self.d_max}"
@@ -138,8 +138,7 @@ class Task(abc.ABC):
     # ---- sampling -----------------------------------------------------------------------
     def check_difficulty(self, d: int | jax.Array, field: str = "difficulty") -> jax.Array:
         """Validate a Python int (raises) or clamp a traced value; returns int32 scalar."""
-        if isinstance(d, (int, np.integer)):
-            if not self.d_min <= int(d) <= self.d_max:
+        if isinstance(d, (int, np.integer)) and not self.d_min <= int(d) <= self.d_max:
                 raise ValueError(
                     f"{field}={int(d)} is out of range for task {self.name!r}: "
                     f"allowed {self.d_min}..{self.d_max}"

@@ -60,7 +60,7 @@ class Pointer(Task):
             )
         for field in ("shuffle_edges", "cot"):
             if not isinstance(getattr(self, field), bool):
-                raise ValueError(
+                raise ValueError(  # noqa: TRY004 - the CLI reports ValueError
                     f"pointer: {field}={getattr(self, field)!r}; allowed True or False"
                 )
 

@@ -22,11 +22,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from difftrade.tasks import data
 from difftrade.config.fields import Field, check_fields
-from difftrade.train.mesh import member_mesh, member_sharding, on_member_mesh, replicate, round_up
 from difftrade.model.transformer import ModelConfig, Params, graphdef, token_losses
+from difftrade.tasks import data
 from difftrade.tasks.base import Task
+from difftrade.train.mesh import member_mesh, member_sharding, on_member_mesh, replicate, round_up
 from difftrade.train.trainer import TRACES, member_data_root, trace_state
 
 

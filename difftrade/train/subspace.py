@@ -31,7 +31,6 @@ from difftrade.config.fields import Field, check_fields, refuse
 from difftrade.tasks.keys import salted
 
 
-
 @dataclasses.dataclass(frozen=True)
 class SubspaceConfig:
     """``[subspace]``: ``dim`` = D coordinates per member (0 = off: every weight is trained),

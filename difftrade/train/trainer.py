@@ -27,8 +27,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from difftrade.tasks import data
+from difftrade.config.train_config import Population, TrainConfig, prefix_budget
 from difftrade.model import transformer as model
+from difftrade.model.transformer import ModelConfig, Params, graphdef, init_params, token_losses
+from difftrade.tasks import data
+from difftrade.tasks.base import Task
+from difftrade.tasks.keys import salted
 from difftrade.train.mesh import (
     member_mesh,
     member_sharding,
@@ -37,11 +41,7 @@ from difftrade.train.mesh import (
     replicate,
     shard_members,
 )
-from difftrade.model.transformer import ModelConfig, Params, graphdef, init_params, token_losses
 from difftrade.train.subspace import Subspace, SubspaceConfig, projection_key
-from difftrade.tasks.base import Task
-from difftrade.tasks.keys import salted
-from difftrade.config.train_config import Population, TrainConfig, prefix_budget
 
 
 @jax.tree_util.register_dataclass
