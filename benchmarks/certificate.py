@@ -56,35 +56,86 @@ def main() -> None:
     key = jax.random.key(0)
     seeds = jnp.arange(a.members)
     weights = jnp.tile(jnp.asarray(data.uniform(task), jnp.float32), (a.members, 1))
-    train = make_member_trainer(task, model, TrainConfig(steps=a.steps, batch_size=32, warmup_steps=20, num_checkpoints=2), key)
-    params = jax.jit(jax.vmap(train))(jax.vmap(lambda s: member_init_params(model, key, s))(seeds), weights, jnp.full(a.members, 4096), seeds, jnp.full(a.members, 3e-3)).params
-    bound_set = jax.vmap(lambda s, w: data.examples(task, member_data_root(key, s), data.SPLITS["bound"], w, jnp.arange(a.n))[:2])(
-        seeds, weights)
+    train = make_member_trainer(
+        task,
+        model,
+        TrainConfig(steps=a.steps, batch_size=32, warmup_steps=20, num_checkpoints=2),
+        key,
+    )
+    params = jax.jit(jax.vmap(train))(
+        jax.vmap(lambda s: member_init_params(model, key, s))(seeds),
+        weights,
+        jnp.full(a.members, 4096),
+        seeds,
+        jnp.full(a.members, 3e-3),
+    ).params
+    bound_set = jax.vmap(
+        lambda s, w: data.examples(
+            task, member_data_root(key, s), data.SPLITS["bound"], w, jnp.arange(a.n)
+        )[:2]
+    )(seeds, weights)
     keys = jax.random.split(jax.random.key(1), a.members)
-    sigmas, prior_sigmas, delta_prime = (1e-3, 3e-3, 1e-2, 2e-2, 3e-2, 5e-2, 7e-2, 0.1), (3e-3, 1e-2, 3e-2, 0.1), 0.025
+    sigmas, prior_sigmas, delta_prime = (
+        (1e-3, 3e-3, 1e-2, 2e-2, 3e-2, 5e-2, 7e-2, 0.1),
+        (3e-3, 1e-2, 3e-2, 0.1),
+        0.025,
+    )
     weight = jax.random.uniform(jax.random.key(2), (a.members, a.n))
-    rows = [("per_example", 1, "one"), ("whole_set", 8, "one"), ("whole_set", 64, "one"),
-            ("per_example", 1, "separate"), ("per_example", 1, "joint"), ("per_example", 1, "joint, one key")]
-    print(f"{a.members} members, d_model {a.d_model}, bound set n = {a.n}, K = {len(sigmas)} σ, "
-          f"{jax.devices()[0].platform}, jax {jax.__version__}")
-    print(f"{'Monte-Carlo step':46s} {'slack':>8s} {'compile+1st s':>14s} {'median s':>9s} {'ratio':>6s}  bound per member")
+    rows = [
+        ("per_example", 1, "one"),
+        ("whole_set", 8, "one"),
+        ("whole_set", 64, "one"),
+        ("per_example", 1, "separate"),
+        ("per_example", 1, "joint"),
+        ("per_example", 1, "joint, one key"),
+    ]
+    print(
+        f"{a.members} members, d_model {a.d_model}, bound set n = {a.n}, K = {len(sigmas)} σ, "
+        f"{jax.devices()[0].platform}, jax {jax.__version__}"
+    )
+    print(
+        f"{'Monte-Carlo step':46s} {'slack':>8s} {'compile+1st s':>14s} {'median s':>9s} {'ratio':>6s}  bound per member"
+    )
     first = None
     for mode, draws, how in rows:
-        cfg = CertificateConfig(sigmas=sigmas, prior_sigmas=prior_sigmas, num_draws=draws, monte_carlo=mode,
-                                delta_prime=delta_prime, selection="bound")
+        cfg = CertificateConfig(
+            sigmas=sigmas,
+            prior_sigmas=prior_sigmas,
+            num_draws=draws,
+            monte_carlo=mode,
+            delta_prime=delta_prime,
+            selection="bound",
+        )
         weighted_cfg = dataclasses.replace(cfg, binary_loss=False)
 
         def call(cfg=cfg, weighted_cfg=weighted_cfg, how=how):
             if how == "one":
-                return [certify_population(ZeroOneLoss(model), params, params, bound_set, keys, cfg).bound.block_until_ready()]
+                return [
+                    certify_population(
+                        ZeroOneLoss(model), params, params, bound_set, keys, cfg
+                    ).bound.block_until_ready()
+                ]
             if how.startswith("joint"):
                 one_key = how.endswith("one key")
-                certs = certify_population(ZeroOneAndWeightedLoss(model), params, params, (*bound_set, weight),
-                                           keys[0] if one_key else keys, (cfg, weighted_cfg), key_axis=None if one_key else 0)
+                certs = certify_population(
+                    ZeroOneAndWeightedLoss(model),
+                    params,
+                    params,
+                    (*bound_set, weight),
+                    keys[0] if one_key else keys,
+                    (cfg, weighted_cfg),
+                    key_axis=None if one_key else 0,
+                )
                 return [c.bound.block_until_ready() for c in certs]
-            plain = certify_population(ZeroOneLoss(model), params, params, bound_set, keys, cfg).bound.block_until_ready()
-            return [plain, certify_population(WeightedZeroOne(model), params, params, (*bound_set, weight), keys,
-                                              weighted_cfg).bound.block_until_ready()]
+            plain = certify_population(
+                ZeroOneLoss(model), params, params, bound_set, keys, cfg
+            ).bound.block_until_ready()
+            return [
+                plain,
+                certify_population(
+                    WeightedZeroOne(model), params, params, (*bound_set, weight), keys, weighted_cfg
+                ).bound.block_until_ready(),
+            ]
 
         t0 = time.perf_counter()
         call()
@@ -97,10 +148,19 @@ def main() -> None:
         med = statistics.median(times)
         first = first or med
         k = len(sigmas)
-        slack = math.log(k / delta_prime) / (draws * a.n) if mode == "per_example" else math.log(2 * k / delta_prime) / draws
-        label = f"{mode}, {'r' if mode == 'per_example' else 'm'} = {draws}" + ("" if how == "one" else f", 2 losses {how}")
+        slack = (
+            math.log(k / delta_prime) / (draws * a.n)
+            if mode == "per_example"
+            else math.log(2 * k / delta_prime) / draws
+        )
+        label = f"{mode}, {'r' if mode == 'per_example' else 'm'} = {draws}" + (
+            "" if how == "one" else f", 2 losses {how}"
+        )
         shown = " | ".join(str(np.round(np.asarray(b), 3).tolist()) for b in bounds)
-        print(f"{label:46s} {slack:8.4f} {compile_s:14.2f} {med:9.2f} {med / first:6.2f}  {shown}", flush=True)
+        print(
+            f"{label:46s} {slack:8.4f} {compile_s:14.2f} {med:9.2f} {med / first:6.2f}  {shown}",
+            flush=True,
+        )
 
 
 @dataclasses.dataclass(frozen=True)

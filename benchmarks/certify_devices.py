@@ -35,7 +35,13 @@ RAW = {
     "eval": {"n_test": 64, "n_train_eval": 64, "batch_size": 64},
     "run": {"seed": 0, "chunk_size": 8},
 }
-SETTINGS = {"n_bound": 256, "num_draws": 1, "sigmas": [0.003, 0.01, 0.03], "prior_sigmas": [0.03, 0.1], "member_chunk": 8}
+SETTINGS = {
+    "n_bound": 256,
+    "num_draws": 1,
+    "sigmas": [0.003, 0.01, 0.03],
+    "prior_sigmas": [0.03, 0.1],
+    "member_chunk": 8,
+}
 
 CHILD = textwrap.dedent("""
     import json, shutil, sys, time
@@ -84,26 +90,46 @@ def main() -> None:
     rows: dict[int, list[dict]] = {1: [], args.devices: []}
     for _ in range(args.repeats):
         for devices, measured in rows.items():
-            env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
-            out = subprocess.run([sys.executable, "-c", CHILD, str(run), json.dumps(RAW), json.dumps(SETTINGS)],
-                                 env=env, capture_output=True, text=True, check=True)
+            env = {
+                **os.environ,
+                "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+                "JAX_PLATFORMS": "cpu",
+            }
+            out = subprocess.run(
+                [sys.executable, "-c", CHILD, str(run), json.dumps(RAW), json.dumps(SETTINGS)],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             measured.append(json.loads(out.stdout.strip().splitlines()[-1]))
     shutil.rmtree(work, ignore_errors=True)
 
-    members = len(RAW["grid"]["difficulties"]) * len(RAW["grid"]["budgets"]) * len(RAW["grid"]["seeds"])
+    members = (
+        len(RAW["grid"]["difficulties"]) * len(RAW["grid"]["budgets"]) * len(RAW["grid"]["seeds"])
+    )
     examples = members * 2 * SETTINGS["n_bound"]  # S and T bound sets
     p, tokens = parameters(RAW), config.from_dict(RAW).task.seq_len
     passes = len(SETTINGS["sigmas"]) * SETTINGS["num_draws"] + 1
     train_flops = 6 * p * tokens * RAW["train"]["batch_size"] * RAW["train"]["steps"] * members
-    print(f"{members} members, {SETTINGS['n_bound']} bound-set examples each from S and T, {p:,} parameters, "
-          f"{tokens} tokens; median of {args.repeats} (seconds of the second call in each process)")
-    print("| devices | certify s | member-examples/s | ratio | certify GFLOP/s | run s | run GFLOP/s |")
+    print(
+        f"{members} members, {SETTINGS['n_bound']} bound-set examples each from S and T, {p:,} parameters, "
+        f"{tokens} tokens; median of {args.repeats} (seconds of the second call in each process)"
+    )
+    print(
+        "| devices | certify s | member-examples/s | ratio | certify GFLOP/s | run s | run GFLOP/s |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     base = statistics.median(r["certify_s"] for r in rows[1])
     for devices, rs in rows.items():
-        c, t = statistics.median(r["certify_s"] for r in rs), statistics.median(r["train_s"] for r in rs)
-        print(f"| {devices} | {c:.2f} | {examples / c:,.0f} | {base / c:.2f} | {2 * p * tokens * examples * passes / c / 1e9:.2f} | "
-              f"{t:.2f} | {train_flops / t / 1e9:.2f} |")
+        c, t = (
+            statistics.median(r["certify_s"] for r in rs),
+            statistics.median(r["train_s"] for r in rs),
+        )
+        print(
+            f"| {devices} | {c:.2f} | {examples / c:,.0f} | {base / c:.2f} | {2 * p * tokens * examples * passes / c / 1e9:.2f} | "
+            f"{t:.2f} | {train_flops / t / 1e9:.2f} |"
+        )
 
 
 if __name__ == "__main__":

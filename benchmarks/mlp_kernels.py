@@ -77,7 +77,9 @@ def _timed(fn, args, repeats: int) -> tuple[float, float, object]:
 def _programs(mlp):
     """(forward, forward+backward) jitted over the member axis."""
     fwd = jax.jit(jax.vmap(mlp))
-    grad = jax.jit(jax.vmap(jax.grad(lambda *a: jnp.sum(mlp(*a).astype(jnp.float32)), argnums=tuple(range(7)))))
+    grad = jax.jit(
+        jax.vmap(jax.grad(lambda *a: jnp.sum(mlp(*a).astype(jnp.float32)), argnums=tuple(range(7))))
+    )
     return fwd, grad
 
 
@@ -98,8 +100,12 @@ def sweep(d: int, members: int, tokens: int, repeats: int, interpret: bool = Fal
     for row in GRID:
         bm, bh, bhd, warps, stages, bmd, warps_dw = (*row, 0, 0)[:7]
         tuning = MlpTuning(bm, bh, bhd, warps, stages, bmd, warps_dw).resolve(d, f)
-        name = f"bm{bm}_bh{bh}_dw{bhd or 'auto'}_w{warps or 'auto'}_s{stages}" + (f"_dwbm{bmd}_dww{warps_dw or 'auto'}" if bmd else "")
-        variants.append((name, functools.partial(fused_mlp, interpret=interpret, tuning=tuning), tuning))
+        name = f"bm{bm}_bh{bh}_dw{bhd or 'auto'}_w{warps or 'auto'}_s{stages}" + (
+            f"_dwbm{bmd}_dww{warps_dw or 'auto'}" if bmd else ""
+        )
+        variants.append(
+            (name, functools.partial(fused_mlp, interpret=interpret, tuning=tuning), tuning)
+        )
     return time_variants(d, args, variants, repeats)
 
 
@@ -115,25 +121,41 @@ def time_variants(d: int, args: tuple, variants: list[tuple], repeats: int) -> l
             t_fwd, _, y = _timed(fwd, args, repeats)
             t_all, first, g = _timed(grad, args, repeats)
         except Exception as e:  # noqa: BLE001 - a launch that does not fit is a result, not a crash
-            rows.append({"variant": name, "d_model": d, "error": f"{type(e).__name__}: {str(e)[:200]}"})
+            rows.append(
+                {"variant": name, "d_model": d, "error": f"{type(e).__name__}: {str(e)[:200]}"}
+            )
             print(f"d={d} {name}: failed: {str(e)[:160]}", flush=True)
             continue
         ref = ref or (y, *g)
         err = max(
-            float(jnp.max(jnp.abs(a.astype(jnp.float32) - b.astype(jnp.float32)))) / (float(jnp.max(jnp.abs(b.astype(jnp.float32)))) + 1e-6)
+            float(jnp.max(jnp.abs(a.astype(jnp.float32) - b.astype(jnp.float32))))
+            / (float(jnp.max(jnp.abs(b.astype(jnp.float32)))) + 1e-6)
             for a, b in zip((y, *g), ref)
         )
-        row = {"variant": name, "d_model": d, "fwd_ms": 1e3 * t_fwd, "fwd_bwd_ms": 1e3 * t_all, "first_s": first, "max_rel_err": err}
+        row = {
+            "variant": name,
+            "d_model": d,
+            "fwd_ms": 1e3 * t_fwd,
+            "fwd_bwd_ms": 1e3 * t_all,
+            "first_s": first,
+            "max_rel_err": err,
+        }
         if tuning is not None:
             row["tuning"] = dataclasses.asdict(tuning)
         rows.append(row)
-        print(f"d={d} {name}: fwd {row['fwd_ms']:.3f} ms, fwd+bwd {row['fwd_bwd_ms']:.3f} ms "
-              f"({rows[0]['fwd_bwd_ms'] / row['fwd_bwd_ms']:.2f}x {rows[0]['variant']}), max rel err {err:.3g}", flush=True)
+        print(
+            f"d={d} {name}: fwd {row['fwd_ms']:.3f} ms, fwd+bwd {row['fwd_bwd_ms']:.3f} ms "
+            f"({rows[0]['fwd_bwd_ms'] / row['fwd_bwd_ms']:.2f}x {rows[0]['variant']}), max rel err {err:.3g}",
+            flush=True,
+        )
     return rows
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| d_model | variant | fwd (ms) | fwd+bwd (ms) | fwd+bwd vs xla | max rel err |", "|---:|---|---:|---:|---:|---:|"]
+    lines = [
+        "| d_model | variant | fwd (ms) | fwd+bwd (ms) | fwd+bwd vs xla | max rel err |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
     base = {r["d_model"]: r["fwd_bwd_ms"] for r in rows if r["variant"] == "xla"}
     for r in rows:
         if "error" in r:
@@ -150,12 +172,25 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--d-models", default="128,256")
     p.add_argument("--members", type=int, default=256)
-    p.add_argument("--tokens", type=int, default=64 * 28, help="tokens per member (batch x positions)")
+    p.add_argument(
+        "--tokens", type=int, default=64 * 28, help="tokens per member (batch x positions)"
+    )
     p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--interpret", action="store_true", help="Pallas interpreter (CPU check of the script, not timing)")
+    p.add_argument(
+        "--interpret",
+        action="store_true",
+        help="Pallas interpreter (CPU check of the script, not timing)",
+    )
     p.add_argument("--out")
     a = p.parse_args()
-    report([r for d in a.d_models.split(",") for r in sweep(int(d), a.members, a.tokens, a.repeats, a.interpret)], a.out)
+    report(
+        [
+            r
+            for d in a.d_models.split(",")
+            for r in sweep(int(d), a.members, a.tokens, a.repeats, a.interpret)
+        ],
+        a.out,
+    )
 
 
 def report(rows: list[dict], out: str | None) -> None:
@@ -163,7 +198,11 @@ def report(rows: list[dict], out: str | None) -> None:
     print(markdown(rows))
     if out:
         with open(out, "w") as fh:
-            json.dump({"device": str(jax.devices()[0]), "jax": jax.__version__, "rows": rows}, fh, indent=1)
+            json.dump(
+                {"device": str(jax.devices()[0]), "jax": jax.__version__, "rows": rows},
+                fh,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

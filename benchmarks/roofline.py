@@ -40,7 +40,9 @@ def step_cost(d_model: int, members: int, batch: int, dtype: str, attention: str
     from difftrade.train.trainer import masked_loss, member_init_params, optimizer
 
     task = Addition(d_max=8)
-    cfg = ModelConfig(seq_len=task.seq_len - 1, d_model=d_model, compute_dtype=dtype, attention=attention)
+    cfg = ModelConfig(
+        seq_len=task.seq_len - 1, d_model=d_model, compute_dtype=dtype, attention=attention
+    )
     gdef, tx = graphdef(cfg), optimizer(TrainConfig(steps=100, warmup_steps=10))
     grad_fn = jax.value_and_grad(lambda p, t, m: masked_loss(gdef, p, t, m), has_aux=True)
 
@@ -50,17 +52,25 @@ def step_cost(d_model: int, members: int, batch: int, dtype: str, attention: str
         return jax.tree.map(lambda p, u: p - 1e-3 * u, params, updates), opt_state, loss
 
     seeds = jnp.arange(members)
-    params = jax.eval_shape(jax.vmap(lambda s: member_init_params(cfg, jax.random.key(0), s)), seeds)
+    params = jax.eval_shape(
+        jax.vmap(lambda s: member_init_params(cfg, jax.random.key(0), s)), seeds
+    )
     opt_state = jax.eval_shape(jax.vmap(tx.init), params)
     tokens = jax.ShapeDtypeStruct((members, batch, task.seq_len), jnp.int32)
     mask = jax.ShapeDtypeStruct((members, batch, task.seq_len), jnp.bool_)
     compiled = jax.jit(jax.vmap(step)).lower(params, opt_state, tokens, mask).compile()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
-    return {"flops": float(cost["flops"]), "bytes": float(cost["bytes accessed"]), "backend": jax.default_backend()}
+    return {
+        "flops": float(cost["flops"]),
+        "bytes": float(cost["bytes accessed"]),
+        "backend": jax.default_backend(),
+    }
 
 
-def analytic_cost(d_model: int, members: int, batch: int, dtype: str, layers: int = 2, heads: int = 4) -> dict:
+def analytic_cost(
+    d_model: int, members: int, batch: int, dtype: str, layers: int = 2, heads: int = 4
+) -> dict:
     """Harness FLOPs and the activation-traffic bytes of one step (see the module docstring)."""
     from difftrade.model.transformer import ModelConfig
     from difftrade.tasks.addition import Addition
@@ -72,7 +82,11 @@ def analytic_cost(d_model: int, members: int, batch: int, dtype: str, layers: in
     width = 2 if dtype == "bfloat16" else 4
     per_token_layer = 6 * (18 * d_model * width + 3 * heads * t * 4)
     optimiser = 28 * cfg.num_params() * members
-    return {"flops": flops, "bytes": float(per_token_layer * tokens * layers + optimiser), "backend": "analytic"}
+    return {
+        "flops": flops,
+        "bytes": float(per_token_layer * tokens * layers + optimiser),
+        "backend": "analytic",
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -81,13 +95,25 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--members", type=int, default=256)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16"))
-    p.add_argument("--peak-tflops", type=float, default=800.0, help="target matmul peak (H100 bf16, measured)")
-    p.add_argument("--bandwidth-tbs", type=float, default=3.35, help="target memory bandwidth (H100 SXM HBM3)")
+    p.add_argument(
+        "--peak-tflops", type=float, default=800.0, help="target matmul peak (H100 bf16, measured)"
+    )
+    p.add_argument(
+        "--bandwidth-tbs", type=float, default=3.35, help="target memory bandwidth (H100 SXM HBM3)"
+    )
     args = p.parse_args(argv)
-    print(f"target: {args.peak_tflops:g} TFLOP/s, {args.bandwidth_tbs:g} TB/s; M={args.members}, batch {args.batch}, {args.dtype}")
-    print("| d_model | backend | GFLOP/step | GB/step | FLOP/byte | t_flops (ms) | t_bytes (ms) | MFU ceiling |")
+    print(
+        f"target: {args.peak_tflops:g} TFLOP/s, {args.bandwidth_tbs:g} TB/s; M={args.members}, batch {args.batch}, {args.dtype}"
+    )
+    print(
+        "| d_model | backend | GFLOP/step | GB/step | FLOP/byte | t_flops (ms) | t_bytes (ms) | MFU ceiling |"
+    )
     print("|---:|---|---:|---:|---:|---:|---:|---:|")
-    costs = [(d, f(d, args.members, args.batch, args.dtype)) for d in args.d_model for f in (step_cost, analytic_cost)]
+    costs = [
+        (d, f(d, args.members, args.batch, args.dtype))
+        for d in args.d_model
+        for f in (step_cost, analytic_cost)
+    ]
     for d, c in costs:
         t_flops = c["flops"] / (args.peak_tflops * 1e12)
         t_bytes = c["bytes"] / (args.bandwidth_tbs * 1e12)

@@ -20,7 +20,13 @@ def rows(folder: Path) -> list[dict]:
             if row.get("impl") != "vmap":
                 continue
             if "error" in row:
-                out.append({"name": path.stem, "d_model": payload["config"]["d_model"], "error": row["error"]})
+                out.append(
+                    {
+                        "name": path.stem,
+                        "d_model": payload["config"]["d_model"],
+                        "error": row["error"],
+                    }
+                )
                 continue
             out.append(
                 {
@@ -50,7 +56,14 @@ def table(found: list[dict]) -> str:
             lines.append(f"| {r['name']} | {r['d_model']} | failed: {r['error'][:160]} |||||||||")
             continue
         base = next(
-            (b for b in found if "error" not in b and b["d_model"] == r["d_model"] and b["name"].endswith("_attention_xla")), None
+            (
+                b
+                for b in found
+                if "error" not in b
+                and b["d_model"] == r["d_model"]
+                and b["name"].endswith("_attention_xla")
+            ),
+            None,
         )
         ratio = f"{r['rate'] / base['rate']:.2f}x" if base else "n/a"
         mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"

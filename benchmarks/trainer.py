@@ -68,7 +68,12 @@ import time
 from pathlib import Path
 
 IMPLS = ("vmap", "loop", "torch_eager", "torch_func")
-ATTENTIONS = ("auto", "xla", "cudnn", "pallas")  # difftrade.model.transformer's (no jax import in this process)
+ATTENTIONS = (
+    "auto",
+    "xla",
+    "cudnn",
+    "pallas",
+)  # difftrade.model.transformer's (no jax import in this process)
 MLPS = ("auto", "xla", "pallas")
 TORCH_IMPLS = ("torch_eager", "torch_func")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -353,7 +358,9 @@ def worker_vmap(cfg: BenchConfig, measure_peak: bool) -> dict:
     if cfg.breakdown:
         result["breakdown"] = breakdown(cfg, task, model_cfg, train_cfg, pop, run_key)
     if cfg.profile:
-        result["profile"] = profile_call(lambda: train_population(task, pop, model_cfg, train_cfg, run_key))
+        result["profile"] = profile_call(
+            lambda: train_population(task, pop, model_cfg, train_cfg, run_key)
+        )
     if measure_peak:
         result["matmul_peak"] = matmul_peak()
     return result
@@ -481,7 +488,10 @@ def worker_peak(cfg: BenchConfig) -> dict:
 # ---- device profile of one call ----------------------------------------------------------------
 KERNEL_KINDS = (  # (kind, substrings of a GPU kernel / XLA op name), first match wins
     ("pallas kernels", ("fused_mlp", "mha_")),
-    ("matmul", ("gemm", "cublas", "cutlass", "xmma", "nvjet", "dot", "matmul", "triton_gemm")),  # nvjet: cuBLAS on Hopper
+    (
+        "matmul",
+        ("gemm", "cublas", "cutlass", "xmma", "nvjet", "dot", "matmul", "triton_gemm"),
+    ),  # nvjet: cuBLAS on Hopper
     ("elementwise / reduction fusions", ("fusion", "reduce", "transpose", "copy", "convert")),
 )
 
@@ -517,7 +527,9 @@ def profile_call(call) -> dict:
                 streams = [ln for ln in lines if ln.name.startswith("Stream")] or lines
                 for line in streams:
                     for event in line.events:
-                        by_name[event.name] = by_name.get(event.name, 0.0) + event.duration_ns * 1e-9
+                        by_name[event.name] = (
+                            by_name.get(event.name, 0.0) + event.duration_ns * 1e-9
+                        )
     except Exception as err:  # noqa: BLE001 - profiling must never cost the benchmark its numbers
         return {"error": f"{type(err).__name__}: {err}"}
     total = sum(by_name.values())
@@ -527,7 +539,11 @@ def profile_call(call) -> dict:
     for name, t in by_name.items():
         kinds[kernel_kind(name)] = kinds.get(kernel_kind(name), 0.0) + t
     top = sorted(by_name.items(), key=lambda kv: -kv[1])[:25]
-    return {"device_s": total, "by_kind": kinds, "top": [{"name": n, "s": t, "kind": kernel_kind(n)} for n, t in top]}
+    return {
+        "device_s": total,
+        "by_kind": kinds,
+        "top": [{"name": n, "s": t, "kind": kernel_kind(n)} for n, t in top],
+    }
 
 
 # ---- breakdown of one vmapped step -------------------------------------------------------------
@@ -790,14 +806,20 @@ def markdown(cfg: BenchConfig, rows: list[dict], results: list[dict], peak: dict
             lines.append(f"Profile of one vmap call: {prof['error']}.")
         else:
             total = prof["device_s"]
-            kinds = ", ".join(f"{k} {100 * t / total:.1f}%" for k, t in sorted(prof["by_kind"].items(), key=lambda kv: -kv[1]))
+            kinds = ", ".join(
+                f"{k} {100 * t / total:.1f}%"
+                for k, t in sorted(prof["by_kind"].items(), key=lambda kv: -kv[1])
+            )
             lines += [
                 f"Profile of one vmap call ({cfg.steps} steps): {total:.3f} s of device kernels; {kinds}.",
                 "",
                 "| kernel | kind | s | % of device time |",
                 "|---|---|---:|---:|",
             ]
-            lines += [f"| `{k['name'][:90]}` | {k['kind']} | {k['s']:.4f} | {100 * k['s'] / total:.1f}% |" for k in prof["top"]]
+            lines += [
+                f"| `{k['name'][:90]}` | {k['kind']} | {k['s']:.4f} | {100 * k['s'] / total:.1f}% |"
+                for k in prof["top"]
+            ]
     torch_func = next(
         (r for r in results if r.get("impl") == "torch_func" and "error" not in r), None
     )

@@ -23,7 +23,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stopping", choices=("fixed", "validation"), required=True)
     parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--checkpoint-every", type=int, default=50, help="steps per checkpoint segment")
+    parser.add_argument(
+        "--checkpoint-every", type=int, default=50, help="steps per checkpoint segment"
+    )
     parser.add_argument("--patience", type=int, default=6)
     args = parser.parse_args()
 
@@ -32,7 +34,11 @@ def main() -> None:
 
     raw = config.load(ROOT / "experiments" / "study" / "chain.toml").to_dict()
     raw["grid"] = {**raw["grid"], "difficulties": [1, 4], "budgets": [512, 2048], "seeds": [0, 1]}
-    raw["train"] = {**raw["train"], "steps": args.steps, "num_checkpoints": args.steps // args.checkpoint_every}
+    raw["train"] = {
+        **raw["train"],
+        "steps": args.steps,
+        "num_checkpoints": args.steps // args.checkpoint_every,
+    }
     if args.stopping == "validation":
         raw["train"].update(stopping="validation", patience=args.patience, val_examples=256)
     raw["run"] = {**raw["run"], "chunk_size": 8}
@@ -41,7 +47,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as out:
         ds = experiment.run(cfg, Path(out) / "run", progress=False)
     stopped = ds["stopped_step"].values.ravel().tolist() if "stopped_step" in ds else None
-    print(f"{args.stopping} steps={args.steps}: {time.perf_counter() - start:.1f} s in process; stopped at {stopped}")
+    print(
+        f"{args.stopping} steps={args.steps}: {time.perf_counter() - start:.1f} s in process; stopped at {stopped}"
+    )
 
 
 if __name__ == "__main__":

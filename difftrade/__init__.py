@@ -29,8 +29,20 @@ if TYPE_CHECKING:
     from difftrade.tasks import make_task
 
 __version__ = "0.1.0"
-__all__ = ["Recommendation", "__version__", "certify_run", "compress_run", "d_star", "load", "load_weights", "make_task",
-           "recommend", "run", "select", "validate_leave_one_budget_out"]
+__all__ = [
+    "Recommendation",
+    "__version__",
+    "certify_run",
+    "compress_run",
+    "d_star",
+    "load",
+    "load_weights",
+    "make_task",
+    "recommend",
+    "run",
+    "select",
+    "validate_leave_one_budget_out",
+]
 _HOME = {
     "load": "difftrade.config.run_config",  # a TOML config, or a packaged one by name ("quick")
     "run": "difftrade.runner.experiment",  # train and evaluate a whole grid into a run directory
@@ -46,7 +58,9 @@ _HOME = {
 }
 
 
-def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+def lazy_exports(
+    package: str, exports: dict[str, str]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """A package's ``__getattr__`` and ``__dir__`` that load each public name from its submodule on
     first use (PEP 562), so importing a stage runs none of its submodules: ``exports`` maps
     name -> submodule of ``package`` that defines it."""

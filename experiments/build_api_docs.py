@@ -42,13 +42,23 @@ def build(out: Path, strict: bool = False) -> list[str]:
 
     sys.path.insert(0, str(ROOT))  # this checkout's difftrade, installed or not
     names = module_names()
-    pdoc.render.configure(docformat="google", show_source=True, search=True, footer_text="difftrade API reference")
+    pdoc.render.configure(
+        docformat="google", show_source=True, search=True, footer_text="difftrade API reference"
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         pdoc.pdoc(*names, output_directory=out)
     # a package without __all__ already brings its submodules, which are listed here too: harmless
-    messages = [str(w.message).splitlines()[0] for w in caught if "has already been added" not in str(w.message)]
-    problems = [m for m in messages if "import" in m.lower() or "Error loading" in m or "Cannot find spec" in m]
+    messages = [
+        str(w.message).splitlines()[0]
+        for w in caught
+        if "has already been added" not in str(w.message)
+    ]
+    problems = [
+        m
+        for m in messages
+        if "import" in m.lower() or "Error loading" in m or "Cannot find spec" in m
+    ]
     for message in messages:
         print(f"pdoc warning: {message}", file=sys.stderr)
     if strict and problems:
@@ -58,7 +68,13 @@ def build(out: Path, strict: bool = False) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build difftrade's HTML API reference (pdoc).")
-    parser.add_argument("out", nargs="?", type=Path, default=ROOT / "docs" / "reference", help="output folder (default docs/reference)")
+    parser.add_argument(
+        "out",
+        nargs="?",
+        type=Path,
+        default=ROOT / "docs" / "reference",
+        help="output folder (default docs/reference)",
+    )
     parser.add_argument("--strict", action="store_true", help="fail when a module does not import")
     args = parser.parse_args(argv)
     names = build(args.out, strict=args.strict)

@@ -33,7 +33,9 @@ def min_kl(p: np.ndarray, d: np.ndarray, sigma: float) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir")
-    parser.add_argument("--sigmas", default="3e-3,1e-2,3e-2,0.1", help="posterior σ values (comma-separated)")
+    parser.add_argument(
+        "--sigmas", default="3e-3,1e-2,3e-2,0.1", help="posterior σ values (comma-separated)"
+    )
     args = parser.parse_args()
     cfg, _ = load_run(args.run_dir)
     members, params = chunks.load_params(args.run_dir, init_params(cfg.model, jax.random.key(0)))
@@ -44,8 +46,11 @@ def main() -> None:
     row_of = {int(m): r for r, m in enumerate(members)}
     sigmas = [float(s) for s in args.sigmas.split(",")]
     print(f"{len(flat)} tensors, {p_l.sum():,} parameters")
-    print("| d | n | n' | ‖w(n) − w(n')‖ | largest share of D (share of parameters) | "
-          + " | ".join(f"KL iso / per-tensor, σ = {s:g}" for s in sigmas) + " |")
+    print(
+        "| d | n | n' | ‖w(n) − w(n')‖ | largest share of D (share of parameters) | "
+        + " | ".join(f"KL iso / per-tensor, σ = {s:g}" for s in sigmas)
+        + " |"
+    )
     print("|---:|---:|---:|---:|---|" + "---:|" * len(sigmas))
     shape = cfg.grid_shape
     for idx in range(int(np.prod(shape))):
@@ -56,9 +61,16 @@ def main() -> None:
         d_l = np.array([np.sum((a[i] - a[j]) ** 2) for a in flat])
         top = int(np.argmax(d_l))
         di, bi, _ = np.unravel_index(idx, shape)
-        cells = [f"{min_kl(p_l.sum(), d_l.sum(), s):,.0f} / {min_kl(p_l, d_l, s).sum():,.0f}" for s in sigmas]
-        print(f"| {cfg.grid.difficulties[di]} | {cfg.grid.budgets[bi]:,} | {n_prev:,} | {np.sqrt(d_l.sum()):.2f} | "
-              f"{names[top]} {d_l[top] / d_l.sum():.0%} ({p_l[top] / p_l.sum():.1%}) | " + " | ".join(cells) + " |")
+        cells = [
+            f"{min_kl(p_l.sum(), d_l.sum(), s):,.0f} / {min_kl(p_l, d_l, s).sum():,.0f}"
+            for s in sigmas
+        ]
+        print(
+            f"| {cfg.grid.difficulties[di]} | {cfg.grid.budgets[bi]:,} | {n_prev:,} | {np.sqrt(d_l.sum()):.2f} | "
+            f"{names[top]} {d_l[top] / d_l.sum():.0%} ({p_l[top] / p_l.sum():.1%}) | "
+            + " | ".join(cells)
+            + " |"
+        )
 
 
 if __name__ == "__main__":

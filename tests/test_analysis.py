@@ -31,7 +31,9 @@ def ref_mean(values) -> float:
     return sum(finite) / len(finite) if finite else float("nan")
 
 
-def ref_d_star(risk: np.ndarray, difficulties, tol: float = 0.0) -> tuple[list[float], list[set[float]]]:
+def ref_d_star(
+    risk: np.ndarray, difficulties, tol: float = 0.0
+) -> tuple[list[float], list[set[float]]]:
     """Per budget: the easiest difficulty whose seed mean is within ``tol`` of the lowest, and
     the tie set."""
     best, ties = [], []
@@ -62,7 +64,9 @@ def brute_signed_rank(diffs: list[float]) -> float:
     ranks = {abs(x): r + 1 for r, x in enumerate(sorted(abs(x) for x in diffs))}
     observed = sum(ranks[abs(x)] for x in diffs if x > 0)
     flips = list(itertools.product((0, 1), repeat=len(diffs)))
-    hits = sum(sum(r for r, keep in zip(ranks.values(), signs) if keep) >= observed for signs in flips)
+    hits = sum(
+        sum(r for r, keep in zip(ranks.values(), signs) if keep) >= observed for signs in flips
+    )
     return hits / len(flips)
 
 
@@ -83,14 +87,18 @@ def grids(max_d: int = 4, max_n: int = 3, max_s: int = 6):
 
     def build(dims):
         cells = st.lists(st.integers(-1, 16), min_size=math.prod(dims), max_size=math.prod(dims))
-        return cells.map(lambda v: np.where(np.array(v) < 0, np.nan, np.array(v) / 16.0).reshape(dims))
+        return cells.map(
+            lambda v: np.where(np.array(v) < 0, np.nan, np.array(v) / 16.0).reshape(dims)
+        )
 
     return shape.flatmap(build)
 
 
 # ---- seed means -------------------------------------------------------------------------------
 def test_seed_mean_skips_non_finite_and_leaves_empty_cells_nan():
-    r = np.array([[[0.2, np.nan, 0.4], [np.nan, np.nan, np.nan]], [[np.inf, 0.1, 0.3], [1.0, 0.0, 0.5]]])
+    r = np.array(
+        [[[0.2, np.nan, 0.4], [np.nan, np.nan, np.nan]], [[np.inf, 0.1, 0.3], [1.0, 0.0, 0.5]]]
+    )
     out = A.seed_mean(r)
     assert out.shape == (2, 2)
     np.testing.assert_allclose(out[0, 0], 0.3)
@@ -104,7 +112,9 @@ def test_seed_mean_skips_non_finite_and_leaves_empty_cells_nan():
 @given(grids())
 def test_seed_mean_matches_a_loop(risk):
     out = A.seed_mean(risk)
-    ref = np.array([[ref_mean(risk[i, j]) for j in range(risk.shape[1])] for i in range(risk.shape[0])])
+    ref = np.array(
+        [[ref_mean(risk[i, j]) for j in range(risk.shape[1])] for i in range(risk.shape[0])]
+    )
     np.testing.assert_array_equal(out, ref)
 
 
@@ -115,7 +125,9 @@ def test_d_star_ties_go_to_the_easiest_level_and_return_the_tie_set():
     best, ties = A.d_star(r, [3, 2, 1], return_ties=True)
     np.testing.assert_array_equal(best, [1.0, 2.0])
     np.testing.assert_array_equal(ties, [[True, False], [False, True], [True, False]])
-    np.testing.assert_array_equal(A.d_star(r, [1, 2, 3]), [1.0, 2.0])  # the tie now resolves to label 1
+    np.testing.assert_array_equal(
+        A.d_star(r, [1, 2, 3]), [1.0, 2.0]
+    )  # the tie now resolves to label 1
 
 
 def test_d_star_tolerance_widens_the_tie():
@@ -151,7 +163,9 @@ def test_d_star_matches_a_loop(risk, tol, rnd):
 
 def test_argmin_index_marks_empty_columns():
     v = np.array([[0.3, np.nan], [0.1, np.nan], [0.1, np.nan]])
-    np.testing.assert_array_equal(G.argmin_index(v, [5, 9, 2]), [2, -1])  # label 2 is the easiest of the tie
+    np.testing.assert_array_equal(
+        G.argmin_index(v, [5, 9, 2]), [2, -1]
+    )  # label 2 is the easiest of the tie
     np.testing.assert_array_equal(G.argmin_difficulty(v, [5, 9, 2]), [2.0, np.nan])
 
 
@@ -226,7 +240,10 @@ def test_bootstrap_resamples_are_the_documented_draws():
         assert boot.samples[b].tolist() == ref_d_star(BOOT_RISK[:, :, idx[b]], [1, 2, 3])[0]
     for j in range(2):  # the conservative order statistics: lower at 2.5%, higher at 97.5%
         ordered = sorted(boot.samples[:, j])
-        assert boot.low[j] == ordered[math.floor(0.025 * 49)] and boot.high[j] == ordered[math.ceil(0.975 * 49)]
+        assert (
+            boot.low[j] == ordered[math.floor(0.025 * 49)]
+            and boot.high[j] == ordered[math.ceil(0.975 * 49)]
+        )
     again = A.bootstrap_d_star(BOOT_RISK, [1, 2, 3], n_boot=50, seed=np.random.default_rng(11))
     np.testing.assert_array_equal(again.samples, boot.samples)
     np.testing.assert_array_equal(boot.d_star, A.d_star(BOOT_RISK, [1, 2, 3]))
@@ -291,7 +308,9 @@ def test_sign_flip_beyond_exact_range_draws_flips(units):
 def test_sign_flip_edge_cases():
     assert P.sign_flip_p_value([0.0, 0.0, 0.0]) == 1.0
     assert np.isnan(P.sign_flip_p_value([np.nan, np.nan]))
-    assert P.sign_flip_p_value([0.1, np.nan, 0.2]) == 0.25  # NaN dropped: two differences, one of 4 flips
+    assert (
+        P.sign_flip_p_value([0.1, np.nan, 0.2]) == 0.25
+    )  # NaN dropped: two differences, one of 4 flips
     assert P.sign_flip_p_value([0.3] * 4) == 1 / 16  # 4 seeds: never below 0.05
 
 
@@ -307,7 +326,9 @@ def test_t_test_matches_scipy_and_the_formula(seed):
     worse[2] = np.nan  # an unpaired seed is dropped from both samples
     p = P.paired_p_value(worse - best, "t")
     keep = np.isfinite(worse)
-    assert p == pytest.approx(stats.ttest_rel(worse[keep], best[keep], alternative="greater").pvalue, rel=1e-12)
+    assert p == pytest.approx(
+        stats.ttest_rel(worse[keep], best[keep], alternative="greater").pvalue, rel=1e-12
+    )
     diff = worse[keep] - best[keep]
     t = diff.mean() / (diff.std(ddof=1) / np.sqrt(diff.size))
     assert p == pytest.approx(stats.t.sf(t, diff.size - 1), rel=1e-9)
@@ -384,7 +405,9 @@ def test_compare_to_d_star_on_a_hand_made_grid():
     np.testing.assert_allclose(c.p_adjusted[[0, 2], 0], P.holm(c.p_value[[0, 2], 0])[0])
     assert c.not_worse_set(0) == (2.0, 3.0)  # d=1 rejected (Holm p 1/32), d=4 has no finite seed
     assert c.runner_up[0] == 3.0 and c.runner_up_margin[0] == pytest.approx(0.006)
-    assert c.not_worse_set(1) == () and np.isnan(c.runner_up[1]) and np.all(np.isnan(c.p_value[:, 1]))
+    assert (
+        c.not_worse_set(1) == () and np.isnan(c.runner_up[1]) and np.all(np.isnan(c.p_value[:, 1]))
+    )
     d = P.paired_differences(r, [1, 2, 3, 4])
     np.testing.assert_allclose(d[0, 0], [0.10, 0.12, 0.08, 0.11, 0.09, 0.10])
     assert np.isnan(d[2, 0, 5]) and np.all(np.isnan(d[:, 1]))
@@ -425,13 +448,21 @@ def test_compare_to_d_star_matches_a_brute_force_procedure(risk):
         k = difficulties.index(ref_best[j])
         p = [float("nan")] * D
         for i in range(D):
-            pair = [s for s in range(risk.shape[2]) if math.isfinite(risk[i, j, s]) and math.isfinite(risk[k, j, s])]
+            pair = [
+                s
+                for s in range(risk.shape[2])
+                if math.isfinite(risk[i, j, s]) and math.isfinite(risk[k, j, s])
+            ]
             if i != k and pair:
                 p[i] = brute_sign_flip([round(16 * (risk[i, j, s] - risk[k, j, s])) for s in pair])
                 assert c.num_seeds[i, j] == len(pair)
         np.testing.assert_array_equal(c.p_value[:, j], p)
         reject = step_down_holm(p, 0.1)
-        keep = {difficulties[i] for i in range(D) if i == k or (math.isfinite(ref_mean(risk[i, j])) and not reject[i])}
+        keep = {
+            difficulties[i]
+            for i in range(D)
+            if i == k or (math.isfinite(ref_mean(risk[i, j])) and not reject[i])
+        }
         assert set(c.not_worse_set(j)) == keep
 
 

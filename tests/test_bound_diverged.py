@@ -75,13 +75,25 @@ def test_diverged_members_are_left_uncertified_and_named(healthy, tmp_path):
 def test_a_diverged_grid_prior_leaves_its_member_uncertified(healthy, tmp_path):
     """prior='grid': member (1, 32, 0) has the diverged (1, 1, 0) as its prior centre: NaN too, and counted."""
     out, ds = _diverge(healthy, tmp_path, [(1, 1, 0)])
-    settings = BoundSettings(n_bound=32, sigmas=(0.01, 0.03), prior_sigmas=(0.05,), seeds=(0,), bound_set="train", prior="grid")
+    settings = BoundSettings(
+        n_bound=32,
+        sigmas=(0.01, 0.03),
+        prior_sigmas=(0.05,),
+        seeds=(0,),
+        bound_set="train",
+        prior="grid",
+    )
     b = certify_run(out, settings, progress=False)
     bound = b["in_dist_bound"]
-    assert np.isnan(bound.sel(difficulty=1, budget=32, seed=0)) and np.isfinite(bound.sel(difficulty=2, budget=32, seed=0))
+    assert np.isnan(bound.sel(difficulty=1, budget=32, seed=0)) and np.isfinite(
+        bound.sel(difficulty=2, budget=32, seed=0)
+    )
     assert int(b.attrs["certified_members"]) == 1 and int(b.attrs["uncertified_diverged"]) == 2
     text = render(ds, b)
-    assert "1 diverged member(s)" in text and "Also left uncertified 1 member(s) whose grid prior" in text
+    assert (
+        "1 diverged member(s)" in text
+        and "Also left uncertified 1 member(s) whose grid prior" in text
+    )
 
 
 @pytest.mark.slow  # trains a grid to mark diverged (~30 s)
@@ -94,4 +106,3 @@ def test_bound_refuses_a_run_whose_chosen_members_all_diverged(healthy, tmp_path
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and re.search(r"4 diverged member\(s\)", err), err
     assert not (out / "bounds.nc").exists() and not (out / "bounds.partial").exists()
-

@@ -146,7 +146,9 @@ def mp_kl_inv_reverse(p: float, c: float):
             return p_
         if p == 1 or -mpmath.log(p_) <= c_:  # kl(1‖p) = −ln p
             return mpmath.mpf(1)
-        return p_ + _geometric_bisection(lambda r: mp_kl(p_ + r, p_) <= c_, mpmath.mpf(10) ** -400, 1 - p_)
+        return p_ + _geometric_bisection(
+            lambda r: mp_kl(p_ + r, p_) <= c_, mpmath.mpf(10) ** -400, 1 - p_
+        )
 
 
 def test_kl_inv_reverse_matches_mpmath_and_is_conservative():
@@ -156,7 +158,11 @@ def test_kl_inv_reverse_matches_mpmath_and_is_conservative():
     for (i, j), value in np.ndenumerate(values):
         truth = mp_kl_inv_reverse(p[i, j], c[i, j])
         assert mpmath.mpf(value) >= truth, (p[i, j], c[i, j], value, truth)
-        assert rel_err(value, truth) <= REL or abs(value - float(truth)) <= 3e-308, (p[i, j], c[i, j], value)
+        assert rel_err(value, truth) <= REL or abs(value - float(truth)) <= 3e-308, (
+            p[i, j],
+            c[i, j],
+            value,
+        )
     # not the same function as kl_inv: kl(0.99‖0.5) = 0.637, and kl_inv(0.5, 0.637) = 0.924 < 0.99
     c99 = float(mp_kl(mpmath.mpf("0.99"), mpmath.mpf("0.5")))
     assert float(kl_inv_reverse(0.5, c99)) == pytest.approx(0.99, rel=1e-12)
@@ -293,10 +299,14 @@ def test_sample_convergence_and_test_set_bounds_match_mpmath():
             mc, float(mpmath.log(1 / mpmath.mpf(dp)) / m), upper=False
         )
         # the lower sides of both Monte-Carlo corrections: never above the exact inverse, within 1e-10
-        for value, c in ((sample_convergence_lower(mc, m, dp), mpmath.log(2 / mpmath.mpf(dp)) / m),
-                         (per_example_convergence_lower(mc, m, dp), mpmath.log(1 / mpmath.mpf(dp)) / m)):
+        for value, c in (
+            (sample_convergence_lower(mc, m, dp), mpmath.log(2 / mpmath.mpf(dp)) / m),
+            (per_example_convergence_lower(mc, m, dp), mpmath.log(1 / mpmath.mpf(dp)) / m),
+        ):
             exact = mp_kl_inv(mc, float(c), upper=False)
-            assert mpmath.mpf(float(value)) <= exact and float(exact - float(value)) <= 1e-10 * max(float(exact), 1e-300)
+            assert mpmath.mpf(float(value)) <= exact and float(exact - float(value)) <= 1e-10 * max(
+                float(exact), 1e-300
+            )
 
 
 # ---- orderings and monotonicity (hypothesis) --------------------------------------------------
@@ -358,9 +368,7 @@ def test_catoni_dominates_kl_without_xi_and_grid_pays(emp, kl, n, delta):
     unpaid = [float(catoni_bound(emp, kl, n, delta, c)) for c in grid]
     assert float(bound) == min(paid) and float(best_c) == grid[int(np.argmin(paid))]
     assert float(bound) >= min(unpaid)  # paying ln K is never free
-    assert float(bound) >= float(kl_inv(emp, (kl + math.log(grid.size / delta)) / n)) * (
-        1 - 1e-12
-    )
+    assert float(bound) >= float(kl_inv(emp, (kl + math.log(grid.size / delta)) / n)) * (1 - 1e-12)
 
 
 @given(st.floats(1e-4, 0.9), st.floats(0.0, 50.0), st.integers(10, 10**6), st.floats(1e-6, 0.5))
@@ -434,9 +442,7 @@ def test_vmap_jit_match_eager():
     eager = np.asarray(kl_inv(q, c))
     np.testing.assert_array_equal(np.asarray(jax.vmap(kl_inv)(q, c)), eager)
     np.testing.assert_array_equal(np.asarray(jax.jit(kl_inv)(q, c)), eager)
-    bounds = jax.jit(jax.vmap(lambda e, k: catoni_grid_bound(e, k, 100, 0.05, [1.0, 2.0])[0]))(
-        q, c
-    )
+    bounds = jax.jit(jax.vmap(lambda e, k: catoni_grid_bound(e, k, 100, 0.05, [1.0, 2.0])[0]))(q, c)
     # closed forms may differ by an ulp between fused (GPU) and eager programs
     np.testing.assert_allclose(
         np.asarray(bounds),

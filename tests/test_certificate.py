@@ -101,7 +101,11 @@ def test_coverage_on_linear_gaussian_problem(monte_carlo):
     # two-sided: lower_bound ≤ L(Q) ≤ bound in ≥ 1 − δ − δ′ − δ_low; the lower end is informative
     # (above 0) and the estimate alone is above the truth often
     lower = np.asarray(certs.lower_bound)
-    assert np.mean((lower <= truth) & (truth <= bound)) >= float(certs.interval_confidence[0]) == pytest.approx(0.925)
+    assert (
+        np.mean((lower <= truth) & (truth <= bound))
+        >= float(certs.interval_confidence[0])
+        == pytest.approx(0.925)
+    )
     assert np.all(lower > 0) and np.all(lower < np.asarray(certs.mc_risk_estimate))
     assert np.mean(np.asarray(certs.mc_risk_estimate) > truth) > 0.2
     # the deterministic network's Clopper–Pearson interval covers its exact risk ≥ 95% of the time
@@ -121,13 +125,28 @@ def test_sample_convergence_covers_the_exact_bound_set_gibbs_risk():
     reps, n, sigma = 400, 400, 1.0
     data = jax.vmap(lambda k: make_bound_set(k, n))(jax.random.split(jax.random.key(5), reps))
     x, y = (np.asarray(a, np.float64) for a in data)
-    exact = stats.norm.cdf(-y * (x @ MU.astype(np.float64)) / (sigma * np.linalg.norm(x, axis=-1))).mean(axis=-1)
+    exact = stats.norm.cdf(
+        -y * (x @ MU.astype(np.float64)) / (sigma * np.linalg.norm(x, axis=-1))
+    ).mean(axis=-1)
     out = {}
     for mode, draws in (("per_example", 1), ("whole_set", 8)):
-        config = CertificateConfig(sigmas=(sigma,), prior_sigmas=(1.0,), num_draws=draws, delta_prime=0.05,
-                                     delta_lower=0.05, monte_carlo=mode)
-        certs = certify_population(linear_01_loss, jnp.broadcast_to(jnp.asarray(MU), (reps, DIM)), jnp.zeros(DIM, jnp.float32),
-                                     data, jax.random.split(jax.random.key(6), reps), config, prior_axis=None)
+        config = CertificateConfig(
+            sigmas=(sigma,),
+            prior_sigmas=(1.0,),
+            num_draws=draws,
+            delta_prime=0.05,
+            delta_lower=0.05,
+            monte_carlo=mode,
+        )
+        certs = certify_population(
+            linear_01_loss,
+            jnp.broadcast_to(jnp.asarray(MU), (reps, DIM)),
+            jnp.zeros(DIM, jnp.float32),
+            data,
+            jax.random.split(jax.random.key(6), reps),
+            config,
+            prior_axis=None,
+        )
         out[mode] = np.asarray(certs.sample_convergence_bound)
         assert np.mean(out[mode] >= exact) >= 0.95, mode
         assert np.mean(np.asarray(certs.sample_convergence_lower) <= exact) >= 0.95, mode
@@ -139,19 +158,26 @@ def test_sample_convergence_covers_the_exact_bound_set_gibbs_risk():
 def test_per_example_draws_are_fresh_and_shared_across_sigmas():
     """The loss reads the perturbation of one parameter: each (example, draw) gets its own
     standard normal ε, the same ε at every σ (common random numbers)."""
+
     def reveal(w, data):
         return jnp.clip(0.5 + 0.05 * w[0], 0.0, 1.0) * jnp.ones(data.shape[0])
 
     config = CertificateConfig(sigmas=(1.0, 2.0), num_draws=3)
-    _, losses, ok = C._evaluate(reveal, jnp.zeros(4), jnp.zeros((500, 2)), jax.random.key(0), None, config)
+    _, losses, ok = C._evaluate(
+        reveal, jnp.zeros(4), jnp.zeros((500, 2)), jax.random.key(0), None, config
+    )
     losses = losses[..., 0]  # the one loss column
     eps = (np.asarray(losses, np.float64) - 0.5) / (0.05 * np.array([1.0, 2.0]))  # [1500, 2]
     np.testing.assert_allclose(eps[:, 0], eps[:, 1], atol=1e-4)
-    assert np.all(np.asarray(ok)) and np.unique(eps[:, 0]).size > 1490  # one shared draw per row would give 3
+    assert (
+        np.all(np.asarray(ok)) and np.unique(eps[:, 0]).size > 1490
+    )  # one shared draw per row would give 3
     assert stats.kstest(eps[:, 0], "norm").pvalue > 1e-3
 
 
-def weighted_linear_01_loss(w: jax.Array, data: tuple[jax.Array, jax.Array, jax.Array]) -> jax.Array:
+def weighted_linear_01_loss(
+    w: jax.Array, data: tuple[jax.Array, jax.Array, jax.Array]
+) -> jax.Array:
     """weight · 0-1 loss of sign(x·w): shape [n]."""
     x, y, weight = data
     return weight * linear_01_loss(w, (x, y))
@@ -167,7 +193,9 @@ def test_importance_weighted_certificate_covers_the_target_risk():
     reps, n = 200, 2000
     weight, scale, pi = importance_weights(np.array([0.5, 0.5]), np.array([0.9, 0.1]))
     assert scale == pytest.approx(5.0) and pi == 0.0
-    truths = {s: 0.5 * gibbs_risk(2.0, 0.6, s) + 0.5 * gibbs_risk(0.6, 2.0, s) for s in CONFIG.sigmas}
+    truths = {
+        s: 0.5 * gibbs_risk(2.0, 0.6, s) + 0.5 * gibbs_risk(0.6, 2.0, s) for s in CONFIG.sigmas
+    }
 
     def bound_set(key):
         kx, kl = jax.random.split(key)
@@ -179,8 +207,13 @@ def test_importance_weighted_certificate_covers_the_target_risk():
     key_data, key_mc = jax.random.split(jax.random.key(99))
     config = dataclasses.replace(CONFIG, binary_loss=False, selection="bound")
     certs = certify_population(
-        weighted_linear_01_loss, jnp.broadcast_to(jnp.asarray(MU), (reps, DIM)), jnp.zeros(DIM, jnp.float32),
-        jax.vmap(bound_set)(jax.random.split(key_data, reps)), jax.random.split(key_mc, reps), config, prior_axis=None,
+        weighted_linear_01_loss,
+        jnp.broadcast_to(jnp.asarray(MU), (reps, DIM)),
+        jnp.zeros(DIM, jnp.float32),
+        jax.vmap(bound_set)(jax.random.split(key_data, reps)),
+        jax.random.split(key_mc, reps),
+        config,
+        prior_axis=None,
     )
     truth = np.array([truths[float(s)] for s in np.asarray(certs.sigma)])
     bound = scale * np.asarray(certs.bound) + pi
@@ -190,9 +223,16 @@ def test_importance_weighted_certificate_covers_the_target_risk():
     # risk of the S-sample (what the source certificate sees) is far below the target risk
     assert np.mean(scale * np.asarray(certs.mc_risk_estimate) < truth) > 0.2
     # it sees where the errors fall: below the change of measure even at the *exact* source risk
-    source = {s: 0.9 * gibbs_risk(2.0, 0.6, s) + 0.1 * gibbs_risk(0.6, 2.0, s) for s in CONFIG.sigmas}
-    exact_lp = np.asarray(lp_shift_bound(np.array([source[float(s)] for s in np.asarray(certs.sigma)]),
-                                         np.array([0.5, 0.5]), np.array([0.9, 0.1])))
+    source = {
+        s: 0.9 * gibbs_risk(2.0, 0.6, s) + 0.1 * gibbs_risk(0.6, 2.0, s) for s in CONFIG.sigmas
+    }
+    exact_lp = np.asarray(
+        lp_shift_bound(
+            np.array([source[float(s)] for s in np.asarray(certs.sigma)]),
+            np.array([0.5, 0.5]),
+            np.array([0.9, 0.1]),
+        )
+    )
     assert np.median(bound) < np.median(exact_lp)
 
 
@@ -205,8 +245,13 @@ def test_joint_columns_equal_separate_certificates(monte_carlo):
     x, y = make_bound_set(jax.random.key(11), 300)
     weight = jnp.asarray(np.random.default_rng(2).uniform(0.0, 1.0, 300), jnp.float32)
     mu, prior, key = jnp.asarray(MU), jnp.zeros(DIM, jnp.float32), jax.random.key(12)
-    plain = CertificateConfig(sigmas=(0.05, 0.5, 2.0), prior_sigmas=(0.5, 2.0), num_draws=2,
-                                monte_carlo=monte_carlo, selection="bound")
+    plain = CertificateConfig(
+        sigmas=(0.05, 0.5, 2.0),
+        prior_sigmas=(0.5, 2.0),
+        num_draws=2,
+        monte_carlo=monte_carlo,
+        selection="bound",
+    )
     weighted = dataclasses.replace(plain, binary_loss=False, delta=0.01, selection="flatness")
 
     def both(w, d):
@@ -214,16 +259,29 @@ def test_joint_columns_equal_separate_certificates(monte_carlo):
         return jnp.stack([loss, d[2] * loss], axis=1)
 
     joint = C.certify(both, mu, prior, (x, y, weight), key, (plain, weighted))
-    alone = (C.certify(linear_01_loss, mu, prior, (x, y), key, plain),
-             C.certify(weighted_linear_01_loss, mu, prior, (x, y, weight), key, weighted))
+    alone = (
+        C.certify(linear_01_loss, mu, prior, (x, y), key, plain),
+        C.certify(weighted_linear_01_loss, mu, prior, (x, y, weight), key, weighted),
+    )
     assert isinstance(joint, tuple) and len(joint) == 2
     for got, want in zip(joint, alone):
         for field, value in want._asdict().items():
-            np.testing.assert_allclose(np.asarray(getattr(got, field)), np.asarray(value), rtol=1e-12, err_msg=field)
-    assert float(joint[0].bound) != float(joint[1].bound)  # two different statements, not one copied
+            np.testing.assert_allclose(
+                np.asarray(getattr(got, field)), np.asarray(value), rtol=1e-12, err_msg=field
+            )
+    assert float(joint[0].bound) != float(
+        joint[1].bound
+    )  # two different statements, not one copied
     # a population call returns the same tuple with a member axis
-    pop = certify_population(both, mu[None], prior, jax.tree.map(lambda a: a[None], (x, y, weight)), key[None],
-                               (plain, weighted), prior_axis=None)
+    pop = certify_population(
+        both,
+        mu[None],
+        prior,
+        jax.tree.map(lambda a: a[None], (x, y, weight)),
+        key[None],
+        (plain, weighted),
+        prior_axis=None,
+    )
     np.testing.assert_allclose(np.asarray(pop[1].bound)[0], float(joint[1].bound), rtol=1e-12)
 
 
@@ -234,16 +292,22 @@ def test_shared_selection_certifies_the_first_columns_posterior():
     x, y = make_bound_set(jax.random.key(21), 300)
     weight = jnp.asarray(np.random.default_rng(3).uniform(0.0, 1.0, 300), jnp.float32)
     mu, prior, key = jnp.asarray(MU), jnp.zeros(DIM, jnp.float32), jax.random.key(22)
-    first = CertificateConfig(sigmas=(0.05, 0.5, 2.0), prior_sigmas=(0.5, 2.0), num_draws=2, selection="flatness")
+    first = CertificateConfig(
+        sigmas=(0.05, 0.5, 2.0), prior_sigmas=(0.5, 2.0), num_draws=2, selection="flatness"
+    )
     own = dataclasses.replace(first, binary_loss=False, selection="bound")
 
     def both(w, d):
         loss = linear_01_loss(w, d[:2])
         return jnp.stack([loss, d[2] * loss], axis=1)
 
-    a, shared = C.certify(both, mu, prior, (x, y, weight), key, (first, dataclasses.replace(own, selection="shared")))
+    a, shared = C.certify(
+        both, mu, prior, (x, y, weight), key, (first, dataclasses.replace(own, selection="shared"))
+    )
     _, best = C.certify(both, mu, prior, (x, y, weight), key, (first, own))
-    assert float(shared.sigma) == float(a.sigma) and float(shared.prior_sigma) == float(a.prior_sigma)
+    assert float(shared.sigma) == float(a.sigma) and float(shared.prior_sigma) == float(
+        a.prior_sigma
+    )
     i, j = first.sigmas.index(float(a.sigma)), first.prior_sigmas.index(float(a.prior_sigma))
     assert float(shared.bound) == float(np.asarray(best.bound_grid)[i, j])
     assert float(shared.bound) >= float(best.bound)
@@ -266,7 +330,14 @@ def test_joint_columns_errors():
     with pytest.raises(ValueError, match="selection='shared' is not allowed for the first"):
         C.certify(linear_01_loss, mu, mu, data, key, dataclasses.replace(a, selection="shared"))
     with pytest.raises(ValueError, match="prior_sigmas differs between columns"):
-        C.certify(linear_01_loss, mu, mu, data, key, (a, dataclasses.replace(a, prior_sigmas=(1.0,), selection="shared")))
+        C.certify(
+            linear_01_loss,
+            mu,
+            mu,
+            data,
+            key,
+            (a, dataclasses.replace(a, prior_sigmas=(1.0,), selection="shared")),
+        )
 
 
 def _member_inputs(num: int, n: int = 300):
@@ -313,9 +384,15 @@ def test_one_key_for_every_member_equals_per_member_calls_with_that_key():
         p, p0, d, _ = _member(i, inputs)
         single = C.certify(linear_01_loss, p, p0, d, keys[0], SMALL)
         for field in ("bound", "mc_risk_estimate", "sigma", "kl"):
-            np.testing.assert_allclose(np.asarray(getattr(shared, field))[i], np.asarray(getattr(single, field)), rtol=1e-12)
+            np.testing.assert_allclose(
+                np.asarray(getattr(shared, field))[i],
+                np.asarray(getattr(single, field)),
+                rtol=1e-12,
+            )
     own = certify_population(linear_01_loss, params, prior, data, keys, SMALL)
-    assert not np.array_equal(np.asarray(own.mc_risk_estimates)[1:], np.asarray(shared.mc_risk_estimates)[1:])
+    assert not np.array_equal(
+        np.asarray(own.mc_risk_estimates)[1:], np.asarray(shared.mc_risk_estimates)[1:]
+    )
 
 
 @pytest.mark.slow
@@ -353,11 +430,17 @@ def test_every_delta_is_paid_in_the_numbers():
     i = SMALL.sigmas.index(float(cert.sigma))
     assert float(cert.sample_convergence_bound) == float(sc[i])
     np.testing.assert_allclose(  # ... = kl⁻¹(X̄, ln(K/δ′)/(m·n)), independently of the helper
-        float(sc[i]), float(kl_inv(float(cert.mc_risk_estimates[i]), math.log(k / SMALL.delta_prime) / (m * n))), rtol=1e-14)
-    whole = C.certify(linear_01_loss, *_member(0, inputs), dataclasses.replace(SMALL, monte_carlo="whole_set"))
+        float(sc[i]),
+        float(kl_inv(float(cert.mc_risk_estimates[i]), math.log(k / SMALL.delta_prime) / (m * n))),
+        rtol=1e-14,
+    )
+    whole = C.certify(
+        linear_01_loss, *_member(0, inputs), dataclasses.replace(SMALL, monte_carlo="whole_set")
+    )
     j = SMALL.sigmas.index(float(whole.sigma))
     assert float(whole.sample_convergence_bound) == float(
-        sample_convergence_bound(whole.mc_risk_estimates, m, SMALL.delta_prime / k)[j])
+        sample_convergence_bound(whole.mc_risk_estimates, m, SMALL.delta_prime / k)[j]
+    )
     # kl bound pays ln(2√n/δ) and ln(K·K_P)
     c = (float(cert.kl) + math.log(2 * math.sqrt(n) / SMALL.delta) + math.log(k * kp)) / n
     assert float(cert.bound) == pytest.approx(
@@ -372,15 +455,32 @@ def test_every_delta_is_paid_in_the_numbers():
     assert float(cert.bound) >= float(cert.sample_convergence_bound) >= float(cert.mc_risk_estimate)
     # the lower side: Ľ = kl⁻¹_lower(X̄, ln(K/δ_low)/(m·n)), then the same c inverted from below
     assert float(cert.sample_convergence_lower) == float(
-        kl_inv_lower(float(cert.mc_risk_estimates[i]), math.log(k / SMALL.delta_lower) / (m * n)))
+        kl_inv_lower(float(cert.mc_risk_estimates[i]), math.log(k / SMALL.delta_lower) / (m * n))
+    )
     # ... at every σ_P (all grid points hold on one event): the best one for the chosen σ
-    lowers = [float(kl_inv_lower(float(cert.sample_convergence_lower),
-                                   (float(cert.kl_grid[i, jj]) + math.log(2 * math.sqrt(n) / SMALL.delta) + math.log(k * kp)) / n))
-              for jj in range(kp)]
+    lowers = [
+        float(
+            kl_inv_lower(
+                float(cert.sample_convergence_lower),
+                (
+                    float(cert.kl_grid[i, jj])
+                    + math.log(2 * math.sqrt(n) / SMALL.delta)
+                    + math.log(k * kp)
+                )
+                / n,
+            )
+        )
+        for jj in range(kp)
+    ]
     assert float(cert.lower_bound) == max(lowers)
     assert float(whole.sample_convergence_lower) == float(
-        kl_inv_lower(float(whole.mc_risk_estimates[j]), math.log(2 * k / SMALL.delta_lower) / m))
-    assert float(cert.lower_bound) <= float(cert.sample_convergence_lower) <= float(cert.mc_risk_estimate)
+        kl_inv_lower(float(whole.mc_risk_estimates[j]), math.log(2 * k / SMALL.delta_lower) / m)
+    )
+    assert (
+        float(cert.lower_bound)
+        <= float(cert.sample_convergence_lower)
+        <= float(cert.mc_risk_estimate)
+    )
     assert float(cert.interval_confidence) == pytest.approx(1 - 0.01 - 0.02 - SMALL.delta_lower)
     # flatness: the largest σ whose MC risk is within the tolerance (else the smallest σ)
     mc, det = np.asarray(cert.mc_risk_estimates), float(cert.deterministic_risk)
@@ -397,9 +497,7 @@ def test_selection_rules():
     sigmas = (10.0, 0.01, 1.0, 0.1)  # unsorted on purpose
     loose = C.certify(
         *args,
-        CertificateConfig(
-            sigmas=sigmas, prior_sigmas=(1.0,), num_draws=8, flatness_tolerance=1.0
-        ),
+        CertificateConfig(sigmas=sigmas, prior_sigmas=(1.0,), num_draws=8, flatness_tolerance=1.0),
     )
     assert float(loose.sigma) == 10.0  # everything is "flat": the largest σ
     best = C.certify(*args, dataclasses.replace(SMALL, selection="bound"))
@@ -410,7 +508,11 @@ def test_selection_rules():
     narrow = dataclasses.replace(SMALL, selection="bound", prior_sigmas=(1e-3, 2e-3))
     vac = C.certify(*args, narrow)
     assert np.all(np.asarray(vac.bound_grid) == 1.0)
-    assert float(vac.kl) == float(np.min(np.asarray(vac.kl_grid))) < float(np.asarray(vac.kl_grid)[0, 0])
+    assert (
+        float(vac.kl)
+        == float(np.min(np.asarray(vac.kl_grid)))
+        < float(np.asarray(vac.kl_grid)[0, 0])
+    )
 
 
 def test_tied_prior_and_diagonal_scale():
@@ -502,7 +604,10 @@ def test_budget_itemises_every_delta(capsys):
         ({"sigmas": (0.1,), "delta_prime": 1.5}, "delta_prime=1.5"),
         ({"sigmas": (0.1,), "delta": 0.6, "delta_prime": 0.5}, "delta \\+ delta_prime"),
         ({"sigmas": (0.1,), "delta_lower": 0.0}, "delta_lower=0.0"),
-        ({"sigmas": (0.1,), "delta": 0.4, "delta_prime": 0.3, "delta_lower": 0.3}, "delta_lower = 1.0"),
+        (
+            {"sigmas": (0.1,), "delta": 0.4, "delta_prime": 0.3, "delta_lower": 0.3},
+            "delta_lower = 1.0",
+        ),
         ({"sigmas": (0.1,), "selection": "best"}, "selection='best'"),
         ({"sigmas": (0.1,), "flatness_tolerance": -1.0}, "flatness_tolerance=-1.0"),
         ({"sigmas": (0.1,), "xi": "approx"}, "xi='approx'"),
@@ -558,13 +663,25 @@ def test_per_example_draws_through_the_pallas_kernels():
     base = ModelConfig(seq_len=task.seq_len - 1, d_model=16, num_layers=1, num_heads=2)
     params = jax.vmap(lambda s: member_init_params(base, key, s))(seeds)
     weights = jnp.tile(jnp.asarray(data.uniform(task), jnp.float32), (2, 1))
-    bound_set = jax.vmap(lambda s, w: data.examples(task, member_data_root(key, s), 2, w, jnp.arange(8))[:2])(seeds, weights)
-    config = CertificateConfig(sigmas=(0.1, 1.0), prior_sigmas=(1.0,), num_draws=2, selection="bound", binary_loss=False)
+    bound_set = jax.vmap(
+        lambda s, w: data.examples(task, member_data_root(key, s), 2, w, jnp.arange(8))[:2]
+    )(seeds, weights)
+    config = CertificateConfig(
+        sigmas=(0.1, 1.0), prior_sigmas=(1.0,), num_draws=2, selection="bound", binary_loss=False
+    )
     estimates = {}
     for impl in ("xla", "pallas"):
         with kernel_mode("interpret"):
-            cert = certify_population(ClippedCrossEntropy(dataclasses.replace(base, attention=impl, mlp=impl)), params, params,
-                                        bound_set, jax.random.split(key, 2), config)
+            cert = certify_population(
+                ClippedCrossEntropy(dataclasses.replace(base, attention=impl, mlp=impl)),
+                params,
+                params,
+                bound_set,
+                jax.random.split(key, 2),
+                config,
+            )
         estimates[impl] = np.asarray(cert.mc_risk_estimates)
-    assert np.all((estimates["xla"][:, 0] > 0.05) & (estimates["xla"][:, 0] < 0.95))  # σ = 0.1: not saturated
+    assert np.all(
+        (estimates["xla"][:, 0] > 0.05) & (estimates["xla"][:, 0] < 0.95)
+    )  # σ = 0.1: not saturated
     np.testing.assert_allclose(estimates["pallas"], estimates["xla"], rtol=1e-5)

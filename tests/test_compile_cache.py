@@ -33,7 +33,9 @@ POP = CFG.population().take(np.arange(4))
 def run(key: jax.Array) -> dict[str, np.ndarray]:
     """Train and evaluate POP under ``key``: every output leaf as numpy, by name."""
     res = train_population(CFG.task, POP, CFG.model, CFG.train, key)
-    ev = evaluate_population(CFG.task, res.params, POP.weights, POP.budget, POP.seed, CFG.model, CFG.eval, key)
+    ev = evaluate_population(
+        CFG.task, res.params, POP.weights, POP.budget, POP.seed, CFG.model, CFG.eval, key
+    )
     leaves = {f"train/{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(res))}
     return leaves | {f"eval/{k}": v for k, v in ev.items()}
 
@@ -78,8 +80,13 @@ def test_subspace_member_uses_the_calls_key(monkeypatch):
         res = train_population(CFG.task, pop, CFG.model, CFG.train, key, view=view_of(sub))
         for i in range(pop.size):
             s = jnp.int32(pop.seed[i])
-            rebuilt = Subspace(sub, member_init_params(CFG.model, key, s), projection_key(key, s)).weights(res.coords[i])
-            for x, y in zip(jax.tree.leaves(rebuilt), jax.tree.leaves(jax.tree.map(lambda x, i=i: x[i], res.params))):
+            rebuilt = Subspace(
+                sub, member_init_params(CFG.model, key, s), projection_key(key, s)
+            ).weights(res.coords[i])
+            for x, y in zip(
+                jax.tree.leaves(rebuilt),
+                jax.tree.leaves(jax.tree.map(lambda x, i=i: x[i], res.params)),
+            ):
                 np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-6)
     assert TRACES - before == {"train": 1}
 
@@ -108,11 +115,21 @@ def test_a_run_reports_its_compilations_and_a_new_seed_compiles_nothing(monkeypa
     from difftrade.runner import experiment
 
     fresh_caches(monkeypatch)
-    raw = tiny_raw(train={"steps": 8, "warmup_steps": 2, "num_checkpoints": 2}, run={"chunk_size": 2})
+    raw = tiny_raw(
+        train={"steps": 8, "warmup_steps": 2, "num_checkpoints": 2}, run={"chunk_size": 2}
+    )
     first = experiment.run(config.from_dict(raw), tmp_path / "a", progress=False)
     cfg = config.from_dict(raw)
-    second = experiment.run(dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seed=1)), tmp_path / "b", progress=False)
-    assert first.attrs["compiled_programs"] == 2  # 4 chunks of 2 members: one program each for train and evaluate
+    second = experiment.run(
+        dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seed=1)),
+        tmp_path / "b",
+        progress=False,
+    )
+    assert (
+        first.attrs["compiled_programs"] == 2
+    )  # 4 chunks of 2 members: one program each for train and evaluate
     assert second.attrs["compiled_programs"] == 0
-    assert not np.array_equal(first["loss_curve"].values, second["loss_curve"].values)  # the new key is used
+    assert not np.array_equal(
+        first["loss_curve"].values, second["loss_curve"].values
+    )  # the new key is used
     assert "; 0 compiled programs; " in report.render(second)

@@ -23,8 +23,15 @@ from difftrade.theory.posterior import FitConfig
 from difftrade.train.evaluate import EVAL_FIELDS
 from difftrade.train.subspace import SUBSPACE_FIELDS
 
-SPECS = {"grid": config_sections.GRID_FIELDS, "run": config_sections.RUN_FIELDS, "difficulty": config_sections.DIFFICULTY_FIELDS,
-         "model": MODEL_FIELDS, "train": TRAIN_FIELDS, "eval": EVAL_FIELDS, "subspace": SUBSPACE_FIELDS}
+SPECS = {
+    "grid": config_sections.GRID_FIELDS,
+    "run": config_sections.RUN_FIELDS,
+    "difficulty": config_sections.DIFFICULTY_FIELDS,
+    "model": MODEL_FIELDS,
+    "train": TRAIN_FIELDS,
+    "eval": EVAL_FIELDS,
+    "subspace": SUBSPACE_FIELDS,
+}
 # Fields that may change without changing results: how members are batched, and the same function
 # computed another way.
 RESULT_NEUTRAL = {("run", "chunk_size"), *(("model", name) for name in IMPLEMENTATION_FIELDS)}
@@ -32,10 +39,16 @@ RESULT_NEUTRAL = {("run", "chunk_size"), *(("model", name) for name in IMPLEMENT
 CHANGED_WITH_OTHERS = {("task", "name"), ("difficulty", "kind")}
 
 # A config with every optional part on (prefix phase, model-based levels, subspace), and one with epochs.
-RICH = tiny_raw(train={"prefix_steps": 20, "prefix_fraction": 0.5},
-                difficulty={"kind": "model", "reference": "runs/base", "num_levels": 2, "per_level": 64},
-                subspace={"dim": 64, "terms": 2})
-EPOCHS = tiny_raw(task={"name": "addition", "d_min": 1, "d_max": 3}, grid={"difficulties": [2, 3]}, train={"epochs": 2.0})
+RICH = tiny_raw(
+    train={"prefix_steps": 20, "prefix_fraction": 0.5},
+    difficulty={"kind": "model", "reference": "runs/base", "num_levels": 2, "per_level": 64},
+    subspace={"dim": 64, "terms": 2},
+)
+EPOCHS = tiny_raw(
+    task={"name": "addition", "d_min": 1, "d_max": 3},
+    grid={"difficulties": [2, 3]},
+    train={"epochs": 2.0},
+)
 
 
 def _candidates(section: str, name: str, value: object) -> list[object]:
@@ -99,10 +112,25 @@ def test_stating_a_default_is_the_same_config():
     """Task options are resolved: a config that states a default equals one that omits it, and
     the stored form names every option, so a later change of a default cannot keep the hash."""
     implicit = config.from_dict(tiny_raw(task={"name": "addition", "d_min": 1, "d_max": 2}))
-    explicit = config.from_dict(tiny_raw(task={"name": "addition", "d_min": 1, "d_max": 2, "levels_kind": "nested",
-                                               "scratchpad": False}))
+    explicit = config.from_dict(
+        tiny_raw(
+            task={
+                "name": "addition",
+                "d_min": 1,
+                "d_max": 2,
+                "levels_kind": "nested",
+                "scratchpad": False,
+            }
+        )
+    )
     assert implicit == explicit and implicit.hash() == explicit.hash()
-    assert set(implicit.to_dict()["task"]) == {"name", "d_min", "d_max", "levels_kind", "scratchpad"}
+    assert set(implicit.to_dict()["task"]) == {
+        "name",
+        "d_min",
+        "d_max",
+        "levels_kind",
+        "scratchpad",
+    }
 
 
 @pytest.mark.parametrize("raw", [RICH, EPOCHS, tiny_raw()], ids=["rich", "epochs", "tiny"])
@@ -132,7 +160,9 @@ def test_resume_compares_configs_not_stored_hash_strings(tmp_path):
     cfg = config.from_dict(tiny_raw())
     out = tmp_path / "run"
     (out / "chunks").mkdir(parents=True)
-    (out / rundir.META).write_text(json.dumps({"config_hash": "0123456789abcdef", "config": tiny_raw()}))
+    (out / rundir.META).write_text(
+        json.dumps({"config_hash": "0123456789abcdef", "config": tiny_raw()})
+    )
     assert experiment.prepare_dir(cfg, out, resume=True) == []
     other = config.from_dict(tiny_raw(grid={"learning_rate": 1e-3}))
     with pytest.raises(ValueError, match=f"cannot resume .*its config hash is {cfg.hash()}"):
@@ -141,35 +171,60 @@ def test_resume_compares_configs_not_stored_hash_strings(tmp_path):
 
 SETTINGS = [
     BoundSettings(),
-    BoundSettings(n_bound=64, sigmas=(1e-3,), prior_sigmas=None, seeds=(0,), budgets=(32,), bound_set="train",
-                  posterior="fitted", prior="grid", fit=FitConfig(steps=7, batch_size=4), fitted_prior_grid=(1e-3, 1.0, 10),
-                  importance_weighted=True, iw_selection="shared", monte_carlo="whole_set"),
+    BoundSettings(
+        n_bound=64,
+        sigmas=(1e-3,),
+        prior_sigmas=None,
+        seeds=(0,),
+        budgets=(32,),
+        bound_set="train",
+        posterior="fitted",
+        prior="grid",
+        fit=FitConfig(steps=7, batch_size=4),
+        fitted_prior_grid=(1e-3, 1.0, 10),
+        importance_weighted=True,
+        iw_selection="shared",
+        monte_carlo="whole_set",
+    ),
     CompressSettings(levels=4, qat_steps=0, delta=0.01, member_chunk=3),
 ]
 
 
-@pytest.mark.parametrize("settings", SETTINGS, ids=["bound-defaults", "bound-everything", "compress"])
+@pytest.mark.parametrize(
+    "settings", SETTINGS, ids=["bound-defaults", "bound-everything", "compress"]
+)
 def test_settings_read_back_equal(settings):
-    assert settings_json.from_json(type(settings), settings_json.to_json(settings), "f.nc") == settings
+    assert (
+        settings_json.from_json(type(settings), settings_json.to_json(settings), "f.nc") == settings
+    )
 
 
 def test_settings_absent_from_a_file_read_as_that_file_meant():
     """A stored field that is absent takes what files without it meant (ABSENT_MEANS), else its default."""
     import xarray as xr
 
-    stored = {k: v for k, v in json.loads(settings_json.to_json(BoundSettings(n_bound=99))).items()
-              if k not in ("monte_carlo", "delta_lower")}
+    stored = {
+        k: v
+        for k, v in json.loads(settings_json.to_json(BoundSettings(n_bound=99))).items()
+        if k not in ("monte_carlo", "delta_lower")
+    }
     got = stored_settings(xr.Dataset(attrs={"settings": json.dumps(stored)}))
     assert got.monte_carlo == ABSENT_MEANS["monte_carlo"] != BoundSettings().monte_carlo
     assert got.delta_lower == BoundSettings().delta_lower and got.n_bound == 99
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ('{"n_bound": 1, "shape": 2}', r"f\.nc: its settings are not BoundSettings \(unknown fields \['shape'\]"),
-    ('{"n_bound": 0}', r"f\.nc: its settings are not BoundSettings \(n_bound=0"),
-    ("[1]", r"f\.nc: its settings are list"),
-    ("{", r"f\.nc: its settings are not JSON"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '{"n_bound": 1, "shape": 2}',
+            r"f\.nc: its settings are not BoundSettings \(unknown fields \['shape'\]",
+        ),
+        ('{"n_bound": 0}', r"f\.nc: its settings are not BoundSettings \(n_bound=0"),
+        ("[1]", r"f\.nc: its settings are list"),
+        ("{", r"f\.nc: its settings are not JSON"),
+    ],
+)
 def test_bad_stored_settings_are_named(text, message):
     with pytest.raises(ValueError, match=message):
         settings_json.from_json(BoundSettings, text, "f.nc")
@@ -178,4 +233,6 @@ def test_bad_stored_settings_are_named(text, message):
 def test_a_field_added_to_settings_is_stored():
     """Every field of the settings dataclasses reaches the stored JSON (none is dropped on the way)."""
     for settings in SETTINGS:
-        assert set(json.loads(settings_json.to_json(settings))) == {f.name for f in dataclasses.fields(settings)}
+        assert set(json.loads(settings_json.to_json(settings))) == {
+            f.name for f in dataclasses.fields(settings)
+        }

@@ -25,7 +25,10 @@ from difftrade.runner import experiment, rundir
 from difftrade.train.evaluate import EVAL_FIELDS, EvalConfig
 
 ON_GPU = jax.default_backend() == "gpu"
-MODEL_KIND = {"kind": "model", "reference": "no/such/base"}  # model-based levels; the reference is read later
+MODEL_KIND = {
+    "kind": "model",
+    "reference": "no/such/base",
+}  # model-based levels; the reference is read later
 
 # (overrides of tiny_raw, the field the error must name, its value as the config gives it)
 BAD: list[Any] = [
@@ -103,10 +106,18 @@ BAD: list[Any] = [
     ({"model": {"compute_dtype": "int8"}}, "model.compute_dtype", "int8"),
     ({"model": {"attention": "flash"}}, "model.attention", "flash"),
     ({"model": {"mlp": "triton"}}, "model.mlp", "triton"),
-    pytest.param({"model": {"attention": "cudnn"}}, "model.attention", "cudnn",
-                 marks=pytest.mark.skipif(ON_GPU, reason="cudnn runs on a GPU")),
-    pytest.param({"model": {"mlp": "pallas"}}, "model.mlp", "pallas",
-                 marks=pytest.mark.skipif(ON_GPU, reason="pallas runs on a GPU")),
+    pytest.param(
+        {"model": {"attention": "cudnn"}},
+        "model.attention",
+        "cudnn",
+        marks=pytest.mark.skipif(ON_GPU, reason="cudnn runs on a GPU"),
+    ),
+    pytest.param(
+        {"model": {"mlp": "pallas"}},
+        "model.mlp",
+        "pallas",
+        marks=pytest.mark.skipif(ON_GPU, reason="pallas runs on a GPU"),
+    ),
     # [eval]
     ({"eval": {"n_test": 0}}, "eval.n_test", 0),
     ({"eval": {"n_test": 2**31}}, "eval.n_test", 2**31),
@@ -140,13 +151,19 @@ BAD: list[Any] = [
     ({"difficulty": {**MODEL_KIND, "per_level": 16}}, "difficulty.per_level", 16),
     ({"difficulty": {**MODEL_KIND, "pool_seed": 1.5}}, "difficulty.pool_seed", 1.5),
     ({"difficulty": {**MODEL_KIND, "pool_seed": 2**31}}, "difficulty.pool_seed", 2**31),
-    ({"difficulty": {**MODEL_KIND}}, "difficulty.reference", "no/such/base"),  # read before --out is written
+    (
+        {"difficulty": {**MODEL_KIND}},
+        "difficulty.reference",
+        "no/such/base",
+    ),  # read before --out is written
 ]
 
 
 def _write(path: Path, raw: dict) -> Path:
     """``raw`` as a TOML file (NaN and infinities spelled as TOML spells them)."""
-    path.write_text(toml_text(raw).replace("-Infinity", "-inf").replace("Infinity", "inf").replace("NaN", "nan"))
+    path.write_text(
+        toml_text(raw).replace("-Infinity", "-inf").replace("Infinity", "inf").replace("NaN", "nan")
+    )
     return path
 
 
@@ -161,8 +178,14 @@ def _case_id(case: Any) -> str:
     return f"{case[1]}={case[2]!r}"
 
 
-@pytest.mark.parametrize("overrides,field,value", BAD, ids=[_case_id(c.values if hasattr(c, "values") else c) for c in BAD])
-def test_bad_config_is_refused_in_one_line_before_anything_is_written(overrides, field, value, tmp_path, capsys):
+@pytest.mark.parametrize(
+    "overrides,field,value",
+    BAD,
+    ids=[_case_id(c.values if hasattr(c, "values") else c) for c in BAD],
+)
+def test_bad_config_is_refused_in_one_line_before_anything_is_written(
+    overrides, field, value, tmp_path, capsys
+):
     path = _write(tmp_path / "bad.toml", tiny_raw(**overrides))
     out = tmp_path / "out"
     code, lines = _run(path, out, capsys)
@@ -190,9 +213,12 @@ class Refused(ValueError):
 
 
 @pytest.mark.parametrize("existing", [False, True])
-def test_refusal_after_the_directory_was_created_leaves_it_as_it_was(existing, tiny_cfg, tmp_path, monkeypatch):
+def test_refusal_after_the_directory_was_created_leaves_it_as_it_was(
+    existing, tiny_cfg, tmp_path, monkeypatch
+):
     """A refusal raised once training starts (the first compile) removes config.json, chunks/ and the
     directories the run created; a directory that was there before stays, empty."""
+
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise Refused("model.attention='pallas' needs a GPU; allowed here: 'xla'")
 
@@ -211,26 +237,42 @@ def test_refusal_after_the_directory_was_created_leaves_it_as_it_was(existing, t
 def test_batch_size_too_large_names_train_batch_size(tiny_cfg, monkeypatch):
     from difftrade.train import chunk_sizing
 
-    member = lambda batch: chunk_sizing.bytes_per_member(tiny_cfg.model, dataclasses.replace(tiny_cfg.train, batch_size=batch),
-                                                  tiny_cfg.task.seq_len)
+    member = lambda batch: chunk_sizing.bytes_per_member(
+        tiny_cfg.model, dataclasses.replace(tiny_cfg.train, batch_size=batch), tiny_cfg.task.seq_len
+    )
     per_example = member(2) - member(1)
-    monkeypatch.setattr(chunk_sizing, "device_memory_bytes", lambda: member(1) + 99 * per_example)  # batches up to 100 fit
+    monkeypatch.setattr(
+        chunk_sizing, "device_memory_bytes", lambda: member(1) + 99 * per_example
+    )  # batches up to 100 fit
     big = dataclasses.replace(tiny_cfg.train, batch_size=4096)
-    with pytest.raises(ValueError, match=r"^train\.batch_size=4096 does not fit: .*; allowed: an integer in \[1, 100\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"^train\.batch_size=4096 does not fit: .*; allowed: an integer in \[1, 100\]",
+    ):
         chunk_sizing.check_chunk_fits(tiny_cfg.model, big, tiny_cfg.task.seq_len, 0)
-    chunk_sizing.check_chunk_fits(tiny_cfg.model, tiny_cfg.train, tiny_cfg.task.seq_len, 0)  # batch 8 fits
+    chunk_sizing.check_chunk_fits(
+        tiny_cfg.model, tiny_cfg.train, tiny_cfg.task.seq_len, 0
+    )  # batch 8 fits
     with pytest.raises(ValueError, match=r"^run\.chunk_size=64 does not fit"):
-        chunk_sizing.check_chunk_fits(tiny_cfg.model, tiny_cfg.train, tiny_cfg.task.seq_len, 64 * jax.device_count())
+        chunk_sizing.check_chunk_fits(
+            tiny_cfg.model, tiny_cfg.train, tiny_cfg.task.seq_len, 64 * jax.device_count()
+        )
 
 
 @pytest.mark.parametrize(
     "build,message",
     [
         (lambda: TrainConfig(b2=-1), "train.b2=-1; allowed: a finite number in [0, 1)"),
-        (lambda: TrainConfig(steps=40, warmup_steps=40, num_checkpoints=4), "train.warmup_steps=40; allowed: an integer in [0, steps=40)"),
+        (
+            lambda: TrainConfig(steps=40, warmup_steps=40, num_checkpoints=4),
+            "train.warmup_steps=40; allowed: an integer in [0, steps=40)",
+        ),
         (lambda: config.GridConfig(budgets=64), "grid.budgets=64 is not a list"),
         (lambda: config.GridConfig(budgets=[64, 64]), "grid.budgets=[64, 64] repeats a value"),
-        (lambda: config.RunSettings(seed=2**31), "run.seed=2147483648; allowed: an integer in [0, 2147483647]"),
+        (
+            lambda: config.RunSettings(seed=2**31),
+            "run.seed=2147483648; allowed: an integer in [0, 2147483647]",
+        ),
         (lambda: config.DifficultySettings(pool_seed=True), "difficulty.pool_seed=True"),
         (lambda: EvalConfig(n_test=True), "eval.n_test=True"),
         (lambda: ModelConfig(d_model=1.5), "model.d_model=1.5"),
@@ -243,9 +285,14 @@ def test_configs_built_in_code_pass_the_same_checks(build, message):
 
 
 def test_every_field_of_every_section_has_a_spec():
-    tables = [(config.GridConfig, config_sections.GRID_FIELDS), (config.RunSettings, config_sections.RUN_FIELDS),
-              (config.DifficultySettings, config_sections.DIFFICULTY_FIELDS), (ModelConfig, MODEL_FIELDS),
-              (TrainConfig, TRAIN_FIELDS), (EvalConfig, EVAL_FIELDS)]
+    tables = [
+        (config.GridConfig, config_sections.GRID_FIELDS),
+        (config.RunSettings, config_sections.RUN_FIELDS),
+        (config.DifficultySettings, config_sections.DIFFICULTY_FIELDS),
+        (ModelConfig, MODEL_FIELDS),
+        (TrainConfig, TRAIN_FIELDS),
+        (EvalConfig, EVAL_FIELDS),
+    ]
     for cls, table in tables:
         assert list(table) and set(table) == {f.name for f in dataclasses.fields(cls)}, cls.__name__
 
@@ -256,10 +303,28 @@ def test_every_field_of_every_section_has_a_spec():
         {"grid": {"learning_rate": 1}},  # an int where a float belongs
         {"grid": {"mixture_main": 1, "train_distribution": "mixture"}},
         {"grid": {"budgets": [2**31 - 1], "seeds": [2**31 - 1]}},
-        {"train": {"b1": 0, "b2": 0.0, "final_lr_fraction": 0, "warmup_steps": 0, "num_checkpoints": 40, "grad_clip": 1}},
-        {"train": {"final_lr_fraction": 1, "weight_decay": 0, "prefix_steps": 30, "prefix_fraction": 0.25}},
+        {
+            "train": {
+                "b1": 0,
+                "b2": 0.0,
+                "final_lr_fraction": 0,
+                "warmup_steps": 0,
+                "num_checkpoints": 40,
+                "grad_clip": 1,
+            }
+        },
+        {
+            "train": {
+                "final_lr_fraction": 1,
+                "weight_decay": 0,
+                "prefix_steps": 30,
+                "prefix_fraction": 0.25,
+            }
+        },
         {"run": {"target": [0.25, 0.75], "chunk_size": 0, "seed": 2**31 - 1}},
-        {"train": {"epochs": 0.25, "num_checkpoints": 7, "warmup_steps": 100}},  # steps (40) unused with epochs
+        {
+            "train": {"epochs": 0.25, "num_checkpoints": 7, "warmup_steps": 100}
+        },  # steps (40) unused with epochs
         {"task": {"d_min": 2, "d_max": 2}, "grid": {"difficulties": [2]}, "run": {"target": [1]}},
     ],
 )

@@ -30,18 +30,34 @@ def reference(tmp_path_factory):
     """A tiny model trained a little on nominal addition 1..2 (uniform), saved as a base."""
     cfg = config.from_dict(tiny_raw())
     task = cfg.task
-    pop = Population(weights=np.asarray([data.uniform(task)], np.float32), budget=np.asarray([512], np.int32),
-                     seed=np.asarray([0], np.int32), learning_rate=np.asarray([3e-3], np.float32))
+    pop = Population(
+        weights=np.asarray([data.uniform(task)], np.float32),
+        budget=np.asarray([512], np.int32),
+        seed=np.asarray([0], np.int32),
+        learning_rate=np.asarray([3e-3], np.float32),
+    )
     train_cfg = TrainConfig(steps=60, batch_size=32, warmup_steps=10, num_checkpoints=1)
-    params = jax.tree.map(lambda x: x[0], train_population(task, pop, cfg.model, train_cfg, jax.random.key(1000)).params)
-    path = save_base(tmp_path_factory.mktemp("ref") / "base", params, cfg.model, {"note": "test reference"})
+    params = jax.tree.map(
+        lambda x: x[0],
+        train_population(task, pop, cfg.model, train_cfg, jax.random.key(1000)).params,
+    )
+    path = save_base(
+        tmp_path_factory.mktemp("ref") / "base", params, cfg.model, {"note": "test reference"}
+    )
     return cfg, params, path
 
 
 @pytest.fixture(scope="module")
 def bank(reference) -> BankTask:
     cfg, params, _ = reference
-    return model_based_task(cfg.task, params, cfg.model, num_levels=NUM_LEVELS, per_level=PER_LEVEL, key=jax.random.key(7))
+    return model_based_task(
+        cfg.task,
+        params,
+        cfg.model,
+        num_levels=NUM_LEVELS,
+        per_level=PER_LEVEL,
+        key=jax.random.key(7),
+    )
 
 
 def _rows(tokens) -> list[bytes]:
@@ -56,15 +72,25 @@ def test_sample_at_default_is_the_documented_key_path():
 
     @jax.jit
     def new_and_old(root):
-        single = [(task.sample_at(root, s, d, i), task.sample(jax.random.fold_in(jax.random.fold_in(
-            jax.random.fold_in(root, s), d), i), d)) for s, d, i in [(0, 1, 0), (1, 4, 17), (2, 8, 123456)]]
+        single = [
+            (
+                task.sample_at(root, s, d, i),
+                task.sample(
+                    jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(root, s), d), i), d
+                ),
+            )
+            for s, d, i in [(0, 1, 0), (1, 4, 17), (2, 8, 123456)]
+        ]
         # the data layer's batched streams and the key-building path they replaced
         weights = jnp.asarray(data.mixture(task, 5, 0.6), jnp.float32)
         tokens, mask, levels = data.examples(task, root, 1, weights, idx)
         keys = jax.vmap(lambda d, i: data.example_key(root, 1, d, i))(levels, idx)
         mixed = ((tokens, mask), jax.vmap(task.sample)(keys, levels))
         keys = jax.vmap(lambda i: data.example_key(root, 0, 3, i))(idx)
-        at_level = (data.examples_at_level(task, root, 0, 3, idx), jax.vmap(task.sample, in_axes=(0, None))(keys, 3))
+        at_level = (
+            data.examples_at_level(task, root, 0, 3, idx),
+            jax.vmap(task.sample, in_axes=(0, None))(keys, 3),
+        )
         return single + [mixed, at_level]
 
     for new, old in new_and_old(root):
@@ -75,11 +101,18 @@ def test_sample_at_default_is_the_documented_key_path():
 # ---- bank tasks ---------------------------------------------------------------------------------
 def test_bank_shapes_identity_and_describe(bank, reference):
     cfg = reference[0]
-    assert (bank.d_min, bank.d_max, bank.levels, bank.per_level) == (1, NUM_LEVELS, (1, 2, 3), PER_LEVEL)
+    assert (bank.d_min, bank.d_max, bank.levels, bank.per_level) == (
+        1,
+        NUM_LEVELS,
+        (1, 2, 3),
+        PER_LEVEL,
+    )
     assert bank.seq_len == cfg.task.seq_len and bank.sample_space_size(2) == PER_LEVEL
     assert set(bank.banks) == {"train", "test", "bound"}
     for b in bank.banks.values():
-        assert b.tokens.shape == (NUM_LEVELS, PER_LEVEL, bank.seq_len) and b.tokens.dtype == np.int32
+        assert (
+            b.tokens.shape == (NUM_LEVELS, PER_LEVEL, bank.seq_len) and b.tokens.dtype == np.int32
+        )
         assert b.nominal.shape == b.score.shape == (NUM_LEVELS, PER_LEVEL)
         assert set(np.unique(b.nominal)) <= set(cfg.task.levels)
     other = dataclasses.replace(bank)  # same fields, another object: equal only to itself
@@ -101,16 +134,24 @@ def test_bank_shapes_identity_and_describe(bank, reference):
 def test_bank_budgets_are_nested_without_repeats_and_splits_disjoint(bank):
     root = jax.random.key(0)
     for level in bank.levels:
-        big, _ = data.examples_at_level(bank, root, data.SPLITS["train"], level, jnp.arange(PER_LEVEL + 3))
+        big, _ = data.examples_at_level(
+            bank, root, data.SPLITS["train"], level, jnp.arange(PER_LEVEL + 3)
+        )
         small, _ = data.examples_at_level(bank, root, data.SPLITS["train"], level, jnp.arange(10))
         np.testing.assert_array_equal(big[:10], small)  # budget n = the first n rows
         assert len(set(_rows(big[:PER_LEVEL]))) == PER_LEVEL  # nothing repeats up to per_level
         np.testing.assert_array_equal(big[PER_LEVEL:], big[:3])  # then it wraps around
-        other, _ = data.examples_at_level(bank, jax.random.key(99), data.SPLITS["train"], level, jnp.arange(10))
+        other, _ = data.examples_at_level(
+            bank, jax.random.key(99), data.SPLITS["train"], level, jnp.arange(10)
+        )
         np.testing.assert_array_equal(other, small)  # a bank is a fixed pool: the root is unused
     sets = {split: set(_rows(b.tokens)) for split, b in bank.banks.items()}
     assert all(len(s) == NUM_LEVELS * PER_LEVEL for s in sets.values())  # distinct within a split
-    assert not sets["train"] & sets["test"] and not sets["train"] & sets["bound"] and not sets["test"] & sets["bound"]
+    assert (
+        not sets["train"] & sets["test"]
+        and not sets["train"] & sets["bound"]
+        and not sets["test"] & sets["bound"]
+    )
     # a mixture stream reads the bank rows of each example's level
     weights = jnp.asarray(data.uniform(bank), jnp.float32)
     tokens, _, levels = data.examples(bank, root, data.SPLITS["test"], weights, jnp.arange(30))
@@ -133,7 +174,9 @@ def test_levels_are_monotone_in_the_reference_loss(bank, reference):
         assert np.all((s >= edges[:-1, None]) & (s < edges[1:, None]))
     # recorded scores are the reference model's per-example loss
     flat_t = train.tokens.reshape(-1, bank.seq_len)
-    again = score(cfg.task, params, cfg.model, flat_t, train.mask.reshape(flat_t.shape), batch_size=32)
+    again = score(
+        cfg.task, params, cfg.model, flat_t, train.mask.reshape(flat_t.shape), batch_size=32
+    )
     np.testing.assert_allclose(again, train.score.ravel(), rtol=1e-5)
 
 
@@ -141,8 +184,15 @@ def test_too_few_distinct_problems_is_a_clear_error(reference):
     cfg, params, _ = reference
     tiny = make_task("addition", d_min=1, d_max=1)  # 100 distinct problems
     with pytest.raises(ValueError, match=r"only \d+ distinct problems"):
-        model_based_task(tiny, params, dataclasses.replace(cfg.model, seq_len=tiny.seq_len - 1),
-                         num_levels=2, per_level=64, key=jax.random.key(0), max_pool_factor=4)
+        model_based_task(
+            tiny,
+            params,
+            dataclasses.replace(cfg.model, seq_len=tiny.seq_len - 1),
+            num_levels=2,
+            per_level=64,
+            key=jax.random.key(0),
+            max_pool_factor=4,
+        )
 
 
 # ---- agreement ------------------------------------------------------------------------------------
@@ -170,9 +220,17 @@ def test_agreement_is_positive_for_a_trained_reference(reference):
 
 # ---- config and a grid run ----------------------------------------------------------------------
 def _model_raw(path, **difficulty):
-    return tiny_raw(difficulty={"kind": "model", "reference": str(path), "num_levels": NUM_LEVELS,
-                                "per_level": PER_LEVEL, "pool_seed": 7, **difficulty},
-                    grid={"difficulties": [1, 3], "budgets": [8, 32], "seeds": [0]})
+    return tiny_raw(
+        difficulty={
+            "kind": "model",
+            "reference": str(path),
+            "num_levels": NUM_LEVELS,
+            "per_level": PER_LEVEL,
+            "pool_seed": 7,
+            **difficulty,
+        },
+        grid={"difficulties": [1, 3], "budgets": [8, 32], "seeds": [0]},
+    )
 
 
 @pytest.mark.slow
@@ -184,8 +242,12 @@ def test_grid_runs_on_model_based_levels(reference, tmp_path):
     assert cfg.hash() != config.from_dict(_model_raw(path, pool_seed=8)).hash()
     ds = experiment.run(cfg, tmp_path / "run", progress=False)
     assert ds["level"].values.tolist() == [1, 2, 3] and ds["difficulty"].values.tolist() == [1, 3]
-    assert np.all(np.isfinite(ds["target_risk"].values)) and np.all(np.isfinite(ds["level_ce"].values))
-    assert np.all(ds["test_in_train_fraction"].values == 0) and np.all(ds["duplicate_fraction"].values == 0)
+    assert np.all(np.isfinite(ds["target_risk"].values)) and np.all(
+        np.isfinite(ds["level_ce"].values)
+    )
+    assert np.all(ds["test_in_train_fraction"].values == 0) and np.all(
+        ds["duplicate_fraction"].values == 0
+    )
     assert '"difficulty"' in ds.attrs["config"]
 
 
@@ -204,21 +266,40 @@ def test_bad_difficulty_configs_raise(reference, tmp_path):
         config.from_dict(tiny_raw(difficulty={"kind": "model"}))
     with pytest.raises(ValueError, match="only apply to kind"):
         config.from_dict(tiny_raw(difficulty={"reference": str(path)}))
-    with pytest.raises(ValueError, match="key 'per_levels' is unknown \\(did you mean 'per_level'\\?\\)"):
+    with pytest.raises(
+        ValueError, match="key 'per_levels' is unknown \\(did you mean 'per_level'\\?\\)"
+    ):
         config.from_dict(_model_raw(path, per_levels=3))
-    with pytest.raises(ValueError, match=r"grid.difficulties=\[4\] is out of range for model-based levels; allowed: .* 1..3"):
-        config.from_dict(tiny_raw(difficulty={"kind": "model", "reference": str(path), "num_levels": 3},
-                                  grid={"difficulties": [4]}))
+    with pytest.raises(
+        ValueError,
+        match=r"grid.difficulties=\[4\] is out of range for model-based levels; allowed: .* 1..3",
+    ):
+        config.from_dict(
+            tiny_raw(
+                difficulty={"kind": "model", "reference": str(path), "num_levels": 3},
+                grid={"difficulties": [4]},
+            )
+        )
     with pytest.raises(ValueError, match="per_level=16"):
         config.from_dict(_model_raw(path, per_level=16))
     with pytest.raises(ValueError, match="run.target"):
-        config.from_dict(tiny_raw(difficulty={"kind": "model", "reference": str(path), "num_levels": 3},
-                                  run={"target": [0.5, 0.5]}))
+        config.from_dict(
+            tiny_raw(
+                difficulty={"kind": "model", "reference": str(path), "num_levels": 3},
+                run={"target": [0.5, 0.5]},
+            )
+        )
     with pytest.raises(ValueError, match="difficulty.reference=.*no base.json"):
         _ = config.from_dict(_model_raw(tmp_path / "nowhere")).task
-    wide = save_base(tmp_path / "wide", init_params(dataclasses.replace(cfg.model, d_model=32), jax.random.key(0)),
-                     dataclasses.replace(cfg.model, d_model=32), {})
-    with pytest.raises(ValueError, match="difficulty.reference=.*model.d_model: checkpoint 32 vs config 16"):
+    wide = save_base(
+        tmp_path / "wide",
+        init_params(dataclasses.replace(cfg.model, d_model=32), jax.random.key(0)),
+        dataclasses.replace(cfg.model, d_model=32),
+        {},
+    )
+    with pytest.raises(
+        ValueError, match="difficulty.reference=.*model.d_model: checkpoint 32 vs config 16"
+    ):
         _ = config.from_dict(_model_raw(wide)).task
     # defaults: as many levels as the task, per_level = max(budgets, n_test)
     d = config.from_dict(tiny_raw(difficulty={"kind": "model", "reference": str(path)})).difficulty
@@ -227,28 +308,58 @@ def test_bad_difficulty_configs_raise(reference, tmp_path):
 
 def test_experiment_configs_parse_and_share_the_architecture():
     root = __import__("pathlib").Path(__file__).resolve().parents[1] / "experiments"
-    model_cfg, pretrain = config.load(root / "model_difficulty.toml"), config.load(root / "pretrain.toml")
+    model_cfg, pretrain = (
+        config.load(root / "model_difficulty.toml"),
+        config.load(root / "pretrain.toml"),
+    )
     assert model_cfg.difficulty.kind == "model" and model_cfg.num_levels == 8
     assert model_cfg.model == pretrain.model == config.load(root / "tradeoff.toml").model
     assert pretrain.population().size == 1  # `difftrade pretrain` needs exactly one member
     assert model_cfg.source_task == pretrain.task
     # the CPU certificate pair (docs/notes.md): a one-member strong base, quick.toml fine-tuned from it
-    strong, finetune, quick = (config.load(root / f) for f in ("quick_strong_pretrain.toml", "quick_finetune.toml", "quick.toml"))
+    strong, finetune, quick = (
+        config.load(root / f)
+        for f in ("quick_strong_pretrain.toml", "quick_finetune.toml", "quick.toml")
+    )
     assert strong.population().size == 1 and strong.model == finetune.model == quick.model
     assert finetune.run.init == "runs/quick_strong_pretrain/base" and finetune.grid == quick.grid
     # its prefix-prior variant differs only in the prefix phase (a multiple of the segment, below steps)
     prefix = config.load(root / "quick_finetune_prefix.toml")
     assert dataclasses.replace(prefix.train, prefix_steps=0, prefix_fraction=0.5) == finetune.train
-    assert prefix.train.prefix_steps > 0 and (prefix.grid, prefix.model, prefix.run) == (finetune.grid, finetune.model, finetune.run)
+    assert prefix.train.prefix_steps > 0 and (prefix.grid, prefix.model, prefix.run) == (
+        finetune.grid,
+        finetune.model,
+        finetune.run,
+    )
     mixture = config.load(root / "quick_mixture_prefix.toml")
-    assert dataclasses.replace(mixture.grid, train_distribution="point") == quick.grid and mixture.model == quick.model
-    assert dataclasses.replace(mixture.train, prefix_steps=0, num_checkpoints=6) == quick.train and mixture.train.prefix_steps > 0
+    assert (
+        dataclasses.replace(mixture.grid, train_distribution="point") == quick.grid
+        and mixture.model == quick.model
+    )
+    assert (
+        dataclasses.replace(mixture.train, prefix_steps=0, num_checkpoints=6) == quick.train
+        and mixture.train.prefix_steps > 0
+    )
     # its larger variant: one level harder, 4x the largest budget, the same model and mixture
     large = config.load(root / "quick_mixture_prefix_large.toml")
-    assert large.task.d_max == mixture.task.d_max + 1 and max(large.grid.budgets) == 4 * max(mixture.grid.budgets)
-    assert dataclasses.replace(large.model, seq_len=mixture.model.seq_len) == mixture.model  # longer sequences only
+    assert large.task.d_max == mixture.task.d_max + 1 and max(large.grid.budgets) == 4 * max(
+        mixture.grid.budgets
+    )
+    assert (
+        dataclasses.replace(large.model, seq_len=mixture.model.seq_len) == mixture.model
+    )  # longer sequences only
     assert large.grid.train_distribution == "mixture" and large.train.prefix_steps > 0
-    gpu_mixture, gpu_prefix = config.load(root / "tradeoff_mixture.toml"), config.load(root / "tradeoff_mixture_prefix.toml")
-    assert dataclasses.replace(gpu_prefix.train, prefix_steps=0, num_checkpoints=10) == gpu_mixture.train
+    gpu_mixture, gpu_prefix = (
+        config.load(root / "tradeoff_mixture.toml"),
+        config.load(root / "tradeoff_mixture_prefix.toml"),
+    )
+    assert (
+        dataclasses.replace(gpu_prefix.train, prefix_steps=0, num_checkpoints=10)
+        == gpu_mixture.train
+    )
     assert gpu_prefix.train.prefix_steps > 0
-    assert (gpu_prefix.grid, gpu_prefix.model, gpu_prefix.eval) == (gpu_mixture.grid, gpu_mixture.model, gpu_mixture.eval)
+    assert (gpu_prefix.grid, gpu_prefix.model, gpu_prefix.eval) == (
+        gpu_mixture.grid,
+        gpu_mixture.model,
+        gpu_mixture.eval,
+    )

@@ -16,7 +16,9 @@ from difftrade.train.trainer import train_population
 @pytest.mark.parametrize("epochs", [0.5, 1, 3, 32, 2.5])
 @pytest.mark.parametrize("batch, checkpoints", [(8, 1), (32, 6), (7, 4)])
 def test_steps_are_the_smallest_multiple_covering_the_epochs(epochs, batch, checkpoints):
-    cfg = TrainConfig(steps=100, batch_size=batch, warmup_steps=50, num_checkpoints=checkpoints, epochs=epochs)
+    cfg = TrainConfig(
+        steps=100, batch_size=batch, warmup_steps=50, num_checkpoints=checkpoints, epochs=epochs
+    )
     for n in (1, 5, 16, 32, 100, 2048):
         got = cfg.for_budget(n)
         need = Fraction(str(epochs)) * n / batch  # exact: no float round-off in the reference
@@ -37,7 +39,9 @@ def test_refusals_name_the_field():
         TrainConfig(epochs=-1)
     with pytest.raises(ValueError, match=r"train\.prefix_steps=10 cannot be combined with epochs"):
         TrainConfig(steps=40, num_checkpoints=4, prefix_steps=10, epochs=2)
-    with pytest.raises(ValueError, match=r"train\.epochs=2: train_population trains one number of steps"):
+    with pytest.raises(
+        ValueError, match=r"train\.epochs=2: train_population trains one number of steps"
+    ):
         train_population(None, None, None, TrainConfig(epochs=2), None)
 
 
@@ -58,7 +62,9 @@ def test_chunk_plan_groups_members_by_budget():
     assert [c.steps for c, _, _ in plan] == [4, 4, 16]  # 2 * 8 / 8 = 2 -> 4; 2 * 64 / 8 = 16
     widths = [w for _, _, w in plan]
     assert all(w >= len(idx) for (_, idx, _), w in zip(plan, widths))
-    fixed = experiment.chunk_plan(TrainConfig(steps=40, num_checkpoints=4, warmup_steps=4), budget, todo, size=3)
+    fixed = experiment.chunk_plan(
+        TrainConfig(steps=40, num_checkpoints=4, warmup_steps=4), budget, todo, size=3
+    )
     assert [list(idx) for _, idx, _ in fixed] == [[0, 1, 2], [3, 4, 5], [6, 8]]
 
 
@@ -74,11 +80,19 @@ def test_epochs_run_equals_fixed_steps_runs_per_budget(tmp_path):
     np.testing.assert_array_equal(ds["train_steps"].values, steps)
     np.testing.assert_array_equal(ds["checkpoint"].values, [1, 2, 3, 4])
     for j, (n, s) in enumerate(zip((8, 40), steps)):
-        fixed = config.from_dict(tiny_raw(grid={"budgets": [n]}, train={"steps": s, "warmup_steps": min(4, s // 10)}))
+        fixed = config.from_dict(
+            tiny_raw(grid={"budgets": [n]}, train={"steps": s, "warmup_steps": min(4, s // 10)})
+        )
         ref = experiment.run(fixed, tmp_path / f"fixed_{n}", progress=False)
         for name in ("loss_curve", "level_exact", "train_exact"):
-            np.testing.assert_allclose(ds[name].isel(budget=j).values, ref[name].isel(budget=0).values,
-                                       rtol=1e-5, atol=1e-6, err_msg=f"{name} at n={n}")
+            np.testing.assert_allclose(
+                ds[name].isel(budget=j).values,
+                ref[name].isel(budget=0).values,
+                rtol=1e-5,
+                atol=1e-6,
+                err_msg=f"{name} at n={n}",
+            )
     # the longer schedule trains further: the n=40 members end with a lower loss than n=8 ones
-    assert float(ds["loss_curve"].isel(budget=1, checkpoint=-1).mean()) < float(ds["loss_curve"].isel(budget=0, checkpoint=-1).mean())
-
+    assert float(ds["loss_curve"].isel(budget=1, checkpoint=-1).mean()) < float(
+        ds["loss_curve"].isel(budget=0, checkpoint=-1).mean()
+    )

@@ -39,7 +39,9 @@ def test_teacher_forced_exact_match_equals_greedy_decoding(tiny_cfg, trained):
     i = int(np.argmax(pop.budget))  # a member that learned something
     params = jax.tree.map(lambda x: x[i], res.params)
     task = tiny_cfg.task
-    tokens, mask = data.examples_at_level(task, member_data_root(key, pop.seed[i]), 1, 2, jnp.arange(40))
+    tokens, mask = data.examples_at_level(
+        task, member_data_root(key, pop.seed[i]), 1, 2, jnp.arange(40)
+    )
     assert np.all(np.asarray(tokens)[np.arange(40), np.argmax(np.asarray(mask), 1) - 1] == ANSWER)
     gdef = graphdef(tiny_cfg.model)
     exact, _ = example_metrics(gdef, params, tokens, mask)
@@ -48,7 +50,16 @@ def test_teacher_forced_exact_match_equals_greedy_decoding(tiny_cfg, trained):
 
 def test_population_metrics(tiny_cfg, trained):
     pop, key, res = trained
-    ev = evaluate_population(tiny_cfg.task, res.params, pop.weights, pop.budget, pop.seed, tiny_cfg.model, tiny_cfg.eval, key)
+    ev = evaluate_population(
+        tiny_cfg.task,
+        res.params,
+        pop.weights,
+        pop.budget,
+        pop.seed,
+        tiny_cfg.model,
+        tiny_cfg.eval,
+        key,
+    )
     m, levels = pop.size, tiny_cfg.task.num_levels
     assert ev["level_exact"].shape == (m, levels) and ev["train_exact"].shape == (m,)
     assert np.all((ev["level_exact"] >= 0) & (ev["level_exact"] <= 1))
@@ -63,7 +74,11 @@ def test_gap_identity_and_values():
     w = rng.dirichlet(np.ones(5), size=(3, 4))
     t = rng.dirichlet(np.ones(5))
     r = risks(train, level, w, t)
-    np.testing.assert_allclose(r["target_risk"], r["train_risk"] + r["generalization_gap"] + r["extrapolation_gap"], atol=1e-12)
+    np.testing.assert_allclose(
+        r["target_risk"],
+        r["train_risk"] + r["generalization_gap"] + r["extrapolation_gap"],
+        atol=1e-12,
+    )
     np.testing.assert_allclose(r["test_risk"], ((1 - level) * w).sum(-1))
     np.testing.assert_allclose(r["target_risk"], (1 - level) @ t)
 

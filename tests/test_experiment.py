@@ -57,7 +57,9 @@ def test_resume_after_kill_equals_uninterrupted(full_run, tmp_path):
     other = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, chunk_size=5))
     resumed = experiment.run(other, tmp_path, resume=True, progress=False)
     for name in ds.data_vars:
-        np.testing.assert_allclose(resumed[name].values, ds[name].values, rtol=1e-5, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(
+            resumed[name].values, ds[name].values, rtol=1e-5, atol=1e-6, err_msg=name
+        )
 
 
 def test_existing_dir_needs_resume_and_same_config(full_run, tmp_path):
@@ -134,7 +136,9 @@ def test_run_directory_stands_for_its_results_file(full_run, tmp_path, capsys):
     xr.testing.assert_identical(results.load(out), ds)
     assert main(["recommend", str(out), "--budget", "4", "--n-boot", "0"]) == 0
     capsys.readouterr()
-    assert main(["report", str(tmp_path)]) == 2  # a directory with no results.nc: an error, not a traceback
+    assert (
+        main(["report", str(tmp_path)]) == 2
+    )  # a directory with no results.nc: an error, not a traceback
     err = capsys.readouterr().err
     assert str(tmp_path) in err and "no results.nc" in err
     assert not (tmp_path / "report.md").exists()
@@ -163,7 +167,9 @@ def test_chunk_size_too_large_for_memory_is_refused(tiny_cfg, monkeypatch):
         chunk_sizing.check_chunk_fits(tiny_cfg.model, tiny_cfg.train, tiny_cfg.task.seq_len, 8)
 
 
-@pytest.mark.parametrize("cores,members,expected", [(2, 24, 2), (16, 24, 12), (64, 1, 1), (4, 7, 1), (8, None, 8)])
+@pytest.mark.parametrize(
+    "cores,members,expected", [(2, 24, 2), (16, 24, 12), (64, 1, 1), (4, 7, 1), (8, None, 8)]
+)
 def test_cpu_device_count(cores, members, expected):
     from difftrade.cli.grids import cpu_device_count
 
@@ -203,8 +209,22 @@ def test_cli_run_splits_members_over_cpu_cores(tmp_path):
     cfg.write_text(toml_text(tiny_raw()))
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
     env["JAX_PLATFORMS"] = "cpu"
-    proc = subprocess.run([sys.executable, "-m", "difftrade.cli.main", "run", str(cfg), "--out", str(tmp_path / "run")],
-                          env=env, capture_output=True, text=True, timeout=600, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "difftrade.cli.main",
+            "run",
+            str(cfg),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"on {cpu_device_count(os.cpu_count() or 1, 8)} device(s)" in proc.stdout, proc.stdout
 
@@ -213,9 +233,14 @@ def test_netcdf_write_keeps_attributes_beyond_int32(tmp_path):
     """A GPU run's peak_device_bytes (~4e10) made the final results.nc write fail (netCDF3 ints
     are int32); such attributes are stored as float64, exactly, and nothing half-written stays."""
     big = 41 * 2**30 + 12345
-    ds = xr.Dataset({"x": ("i", np.arange(3.0), {"count": np.int64(2**40)})}, attrs={"peak_device_bytes": big, "chunk_size": 956})
+    ds = xr.Dataset(
+        {"x": ("i", np.arange(3.0), {"count": np.int64(2**40)})},
+        attrs={"peak_device_bytes": big, "chunk_size": 956},
+    )
     results.atomic_write_netcdf(ds, tmp_path / "r.nc")
-    back = results.open_netcdf(tmp_path / "r.nc")  # any netCDF; results.load refuses one without difftrade variables
+    back = results.open_netcdf(
+        tmp_path / "r.nc"
+    )  # any netCDF; results.load refuses one without difftrade variables
     assert back.attrs["peak_device_bytes"] == float(big)
     assert int(back.attrs["chunk_size"]) == 956 and back["x"].attrs["count"] == 2.0**40
     assert ds.attrs["peak_device_bytes"] == big  # the caller's dataset is unchanged

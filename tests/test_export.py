@@ -39,14 +39,22 @@ def addition_answer(prompt: str, d_max: int) -> str:
 
 def test_exported_answers_are_correct_by_independent_solvers():
     cfg = config.from_dict(tiny_raw(grid={"train_distribution": "mixture", "mixture_main": 0.5}))
-    rows = (export.train_records(cfg, 2, 64, seed=1) + export.test_records(cfg, 16, seed=1)
-            + export.target_records(cfg, 16, seed=1))
+    rows = (
+        export.train_records(cfg, 2, 64, seed=1)
+        + export.test_records(cfg, 16, seed=1)
+        + export.target_records(cfg, 16, seed=1)
+    )
     assert {r["split"] for r in rows} == {"train", "test", "target"}
-    assert {r["level"] for r in rows if r["split"] == "train"} == {1, 2}  # the mixture draws both levels
+    assert {r["level"] for r in rows if r["split"] == "train"} == {
+        1,
+        2,
+    }  # the mixture draws both levels
     for r in rows:
         assert r["answer"] == addition_answer(r["prompt"], D_MAX), r
         a, b = (int(x) for x in r["prompt"].split("+"))
-        assert max(a, b) < 10 ** r["level"] and len(r["prompt"]) == 2 * D_MAX + 1  # nested levels, zero-padded
+        assert (
+            max(a, b) < 10 ** r["level"] and len(r["prompt"]) == 2 * D_MAX + 1
+        )  # nested levels, zero-padded
 
     sorting = export.task_config("sorting")  # a bare task name: default options
     for r in export.test_records(sorting, 8, seed=0, levels=[1, 3, 8]):
@@ -59,8 +67,13 @@ def test_train_records_are_the_native_members_examples_and_nest():
     rows = export.train_records(cfg, 1, 32, seed=1)
     # what the trainer indexes: data.examples under the member's weights, from member_data_root
     root = member_data_root(jax.random.key(cfg.run.seed), 1)
-    tokens, mask, levels = data.examples(cfg.task, root, data.SPLITS["train"], jnp.asarray(cfg.train_weights()[0], jnp.float32),
-                                         jnp.arange(32))
+    tokens, mask, levels = data.examples(
+        cfg.task,
+        root,
+        data.SPLITS["train"],
+        jnp.asarray(cfg.train_weights()[0], jnp.float32),
+        jnp.arange(32),
+    )
     native = [cfg.task.render(t, m) for t, m in zip(np.asarray(tokens), np.asarray(mask))]
     assert [f"<bos> {r['prompt']}=[{r['answer']} <eos> ]" for r in rows] == native
     assert [r["level"] for r in rows] == np.asarray(levels).tolist()
@@ -76,7 +89,10 @@ def test_train_test_overlap_is_the_native_one():
     train = {r["prompt"] for r in export.train_records(cfg, 1, 64, seed=0)}
     test = [r["prompt"] for r in export.test_records(cfg, 32, seed=0, levels=[1])]
     native = data.overlap_report(cfg.task, export.data_root(cfg, 0), 1, 64, 32)
-    assert sum(p in train for p in test) == native.test_in_train and len(train) == native.distinct_train
+    assert (
+        sum(p in train for p in test) == native.test_in_train
+        and len(train) == native.distinct_train
+    )
 
 
 def test_target_records_are_test_examples_under_the_target():
@@ -84,33 +100,71 @@ def test_target_records_are_test_examples_under_the_target():
     target = export.target_records(cfg, 8, seed=0)
     assert {r["level"] for r in target} == {2}
     test = export.test_records(cfg, 8, seed=0, levels=[2])
-    assert [(r["prompt"], r["answer"]) for r in target] == [(r["prompt"], r["answer"]) for r in test]
+    assert [(r["prompt"], r["answer"]) for r in target] == [
+        (r["prompt"], r["answer"]) for r in test
+    ]
 
 
 def test_cli_export_writes_the_records(tmp_path, capsys):
     path = tmp_path / "tiny.toml"
     path.write_text(toml_text(tiny_raw()))
     out = tmp_path / "train.jsonl"
-    assert cli.main(["export", "--config", str(path), "-d", "2", "-n", "8", "--seed", "1", "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "export",
+                "--config",
+                str(path),
+                "-d",
+                "2",
+                "-n",
+                "8",
+                "--seed",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert lines == export.train_records(config.load(path), 2, 8, seed=1)
     capsys.readouterr()
-    assert cli.main(["export", "addition", "--split", "test", "-d", "3", "-n", "2", "--system", "Add."]) == 0
+    assert (
+        cli.main(
+            ["export", "addition", "--split", "test", "-d", "3", "-n", "2", "--system", "Add."]
+        )
+        == 0
+    )
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["level"] for r in rows] == [3, 3]
-    assert rows[0]["messages"] == [{"role": "system", "content": "Add."},
-                                   {"role": "user", "content": rows[0]["prompt"] + "="},
-                                   {"role": "assistant", "content": rows[0]["answer"]}]
+    assert rows[0]["messages"] == [
+        {"role": "system", "content": "Add."},
+        {"role": "user", "content": rows[0]["prompt"] + "="},
+        {"role": "assistant", "content": rows[0]["answer"]},
+    ]
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["export", "addition", "-d", "9", "-n", "4"], "difficulty=9 is out of range for task 'addition': allowed 1..8"),
-    (["export", "addition", "-d", "2", "-n", "0"], "n=0; allowed: an integer >= 1"),
-    (["export", "addition", "-d", "2"], "-n is missing with --split train"),
-    (["export", "addition", "--split", "target", "-d", "2", "-n", "4"], "with split='target'; allowed: none"),
-    (["export", "-d", "2", "-n", "4"], "neither TASK nor --config given"),
-    (["export", "addition", "-d", "1", "-n", "1", "--template", "Q:"], "template='Q:' has the fields []"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["export", "addition", "-d", "9", "-n", "4"],
+            "difficulty=9 is out of range for task 'addition': allowed 1..8",
+        ),
+        (["export", "addition", "-d", "2", "-n", "0"], "n=0; allowed: an integer >= 1"),
+        (["export", "addition", "-d", "2"], "-n is missing with --split train"),
+        (
+            ["export", "addition", "--split", "target", "-d", "2", "-n", "4"],
+            "with split='target'; allowed: none",
+        ),
+        (["export", "-d", "2", "-n", "4"], "neither TASK nor --config given"),
+        (
+            ["export", "addition", "-d", "1", "-n", "1", "--template", "Q:"],
+            "template='Q:' has the fields []",
+        ),
+    ],
+)
 def test_bad_export_arguments_are_one_line_errors(argv, message, capsys):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
@@ -129,7 +183,9 @@ def greedy_answers(step, params, prompts: list[str], width: int) -> list[str]:
     (``step(params, tokens) -> argmax tokens``; the model sees ``width - 1`` positions, as in training)."""
     rows = [[VOCAB.index("<bos>"), *encode(p), VOCAB.index("=")] for p in prompts]
     start = np.array([len(r) for r in rows])
-    tokens = np.zeros((len(rows), width), np.int32)  # <pad> = 0; causal: never read before it is written
+    tokens = np.zeros(
+        (len(rows), width), np.int32
+    )  # <pad> = 0; causal: never read before it is written
     for i, r in enumerate(rows):
         tokens[i, : len(r)] = r
     done = np.zeros(len(rows), bool)
@@ -144,7 +200,9 @@ def greedy_answers(step, params, prompts: list[str], width: int) -> list[str]:
             t = int(pred[i, pos[i]])
             done[i] = t == EOS
             if not done[i]:
-                out[i] += VOCAB[t] if t < len(VOCAB) else "\ufffd"  # ids past the vocabulary (padding)
+                out[i] += (
+                    VOCAB[t] if t < len(VOCAB) else "\ufffd"
+                )  # ids past the vocabulary (padding)
                 tokens[i, pos[i] + 1] = t
     return out
 
@@ -171,10 +229,14 @@ def write_member_predictions(cfg, params, path) -> None:
         for m, (d, n, s) in enumerate(members):
             own = jax.tree.map(lambda x, m=m: x[m], params)
             rows = export.test_records(cfg, cfg.eval.n_test, seed=s)
-            rows += export.train_records(cfg, d, n, seed=s)[: cfg.eval.n_train_eval]  # native train_exact's examples
+            rows += export.train_records(cfg, d, n, seed=s)[
+                : cfg.eval.n_train_eval
+            ]  # native train_exact's examples
             answers = greedy_answers(step, own, [r["prompt"] for r in rows], cfg.task.seq_len)
             for r, a in zip(rows, answers):
-                f.write(json.dumps({**r, "prediction": f" {a}\n", "difficulty": d, "budget": n}) + "\n")
+                f.write(
+                    json.dumps({**r, "prediction": f" {a}\n", "difficulty": d, "budget": n}) + "\n"
+                )
 
 
 @pytest.mark.slow  # trains a grid and decodes its answers (~20 s)
@@ -188,12 +250,24 @@ def test_scoring_difftrade_members_reproduces_the_native_results(native, tmp_pat
     assert "| difficulty | budget | seed | level 1 | level 2 | train | target risk |" in printed
 
     scored = results.load(out)
-    for name in ("level_exact", "train_exact", "train_risk", "test_risk", "target_risk", "generalization_gap",
-                 "extrapolation_gap", "train_weights", "target_weights", "test_in_train_fraction"):
+    for name in (
+        "level_exact",
+        "train_exact",
+        "train_risk",
+        "test_risk",
+        "target_risk",
+        "generalization_gap",
+        "extrapolation_gap",
+        "train_weights",
+        "target_weights",
+        "test_in_train_fraction",
+    ):
         xr.testing.assert_allclose(scored[name], ds[name].transpose(*scored[name].dims), atol=1e-12)
     assert int(scored["level_count"].min()) == cfg.eval.n_test
     risk = lambda x: x["target_risk"].transpose("difficulty", "budget", "seed").values
-    np.testing.assert_array_equal(d_star(risk(scored), scored["difficulty"].values), d_star(risk(ds), ds["difficulty"].values))
+    np.testing.assert_array_equal(
+        d_star(risk(scored), scored["difficulty"].values), d_star(risk(ds), ds["difficulty"].values)
+    )
     for name in ("report.md", "scores.md", "heatmap.png"):
         assert (out / name).exists(), name
     assert cli.main(["recommend", str(out), "--budget", "32", "--n-boot", "20"]) == 0
@@ -209,31 +283,60 @@ def test_one_unlabelled_model_is_scored_per_level(tmp_path, capsys):
     _write(tmp_path / "p.jsonl", preds)
     assert cli.main(["score", "addition", str(tmp_path / "p.jsonl")]) == 0
     out = capsys.readouterr().out
-    assert "| — | — | 0 | 1.000 (4) | 0.000 (4) |" + " — |" * 8 + "\n" in out  # levels 3..8, train, target risk
-    assert cli.main(["score", "addition", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        "| — | — | 0 | 1.000 (4) | 0.000 (4) |" + " — |" * 8 + "\n" in out
+    )  # levels 3..8, train, target risk
+    assert (
+        cli.main(["score", "addition", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "o")])
+        == 2
+    )
     assert "records without difficulty and budget" in capsys.readouterr().err
 
 
 BASE = {"split": "test", "seed": 0, "level": 1, "index": 0, "prediction": "1"}
 
 
-@pytest.mark.parametrize(("rows", "message"), [
-    ([BASE, {k: v for k, v in BASE.items() if k != "prediction"}], "p.jsonl:2: field 'prediction' is missing"),
-    ([BASE, "{not json"], "p.jsonl:2: not JSON"),
-    (["[1, 2]"], "p.jsonl:1: a JSON list, not an object"),
-    ([{**BASE, "level": 3}], "p.jsonl:1: level=3; allowed: an integer level 1..2"),
-    ([{**BASE, "split": "dev"}], "p.jsonl:1: split='dev'; allowed: train, test, target"),
-    ([{**BASE, "prediction": None}], "p.jsonl:1: prediction=None; allowed: a string"),
-    ([{**BASE, "split": "train"}], "p.jsonl:1: field 'difficulty' is missing on a train record"),
-    ([{**BASE, "difficulty": 1}], "p.jsonl:1: field 'budget' is missing while 'difficulty' is given"),
-    ([{**BASE, "split": "train", "difficulty": 1, "budget": 4, "index": 4}], "p.jsonl:1: index=4 with budget=4"),
-    ([BASE, {**BASE, "difficulty": 1, "budget": 4}], "p.jsonl:2: member labels (difficulty, budget) on some records"),
-    ([BASE, {**BASE, "split": "target"}], "p.jsonl:2: the target example (level 1, index 0, seed 0) was already answered"),
-    ([{**BASE, "answer": "999"}], "p.jsonl:1: answer='999' but difftrade's test example"),
-    ([{**BASE, "task": "sorting"}], "p.jsonl:1: task='sorting'; allowed: 'addition'"),
-    ([{**BASE, "split": "train", "difficulty": 1, "budget": 4, "level": 2}], "p.jsonl:1: level=2 but train example 0"),
-    ([], "holds no records"),
-])
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (
+            [BASE, {k: v for k, v in BASE.items() if k != "prediction"}],
+            "p.jsonl:2: field 'prediction' is missing",
+        ),
+        ([BASE, "{not json"], "p.jsonl:2: not JSON"),
+        (["[1, 2]"], "p.jsonl:1: a JSON list, not an object"),
+        ([{**BASE, "level": 3}], "p.jsonl:1: level=3; allowed: an integer level 1..2"),
+        ([{**BASE, "split": "dev"}], "p.jsonl:1: split='dev'; allowed: train, test, target"),
+        ([{**BASE, "prediction": None}], "p.jsonl:1: prediction=None; allowed: a string"),
+        (
+            [{**BASE, "split": "train"}],
+            "p.jsonl:1: field 'difficulty' is missing on a train record",
+        ),
+        (
+            [{**BASE, "difficulty": 1}],
+            "p.jsonl:1: field 'budget' is missing while 'difficulty' is given",
+        ),
+        (
+            [{**BASE, "split": "train", "difficulty": 1, "budget": 4, "index": 4}],
+            "p.jsonl:1: index=4 with budget=4",
+        ),
+        (
+            [BASE, {**BASE, "difficulty": 1, "budget": 4}],
+            "p.jsonl:2: member labels (difficulty, budget) on some records",
+        ),
+        (
+            [BASE, {**BASE, "split": "target"}],
+            "p.jsonl:2: the target example (level 1, index 0, seed 0) was already answered",
+        ),
+        ([{**BASE, "answer": "999"}], "p.jsonl:1: answer='999' but difftrade's test example"),
+        ([{**BASE, "task": "sorting"}], "p.jsonl:1: task='sorting'; allowed: 'addition'"),
+        (
+            [{**BASE, "split": "train", "difficulty": 1, "budget": 4, "level": 2}],
+            "p.jsonl:1: level=2 but train example 0",
+        ),
+        ([], "holds no records"),
+    ],
+)
 def test_bad_predictions_are_one_line_errors(rows, message, tmp_path, capsys):
     path = tmp_path / "p.jsonl"
     _write(path, rows)
@@ -246,15 +349,54 @@ def test_bad_predictions_are_one_line_errors(rows, message, tmp_path, capsys):
 
 def test_an_incomplete_grid_is_refused_for_results(tmp_path, capsys):
     cfg = config.from_dict(tiny_raw())
-    rows = [{**r, "prediction": r["answer"], "difficulty": 1, "budget": n}
-            for n in (1, 32) for r in export.test_records(cfg, 2, seed=0)]
-    rows += [{**r, "prediction": "", "difficulty": 2, "budget": 1} for r in export.test_records(cfg, 2, seed=0, levels=[1])]
+    rows = [
+        {**r, "prediction": r["answer"], "difficulty": 1, "budget": n}
+        for n in (1, 32)
+        for r in export.test_records(cfg, 2, seed=0)
+    ]
+    rows += [
+        {**r, "prediction": "", "difficulty": 2, "budget": 1}
+        for r in export.test_records(cfg, 2, seed=0, levels=[1])
+    ]
     _write(tmp_path / "p.jsonl", rows)
     path = tmp_path / "tiny.toml"
     path.write_text(toml_text(tiny_raw()))
-    assert cli.main(["score", "--config", str(path), str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "o")]) == 2
-    assert "members [(2, 32, 0)] (difficulty, budget, seed) have no predictions" in capsys.readouterr().err
-    rows += [{**r, "prediction": "", "difficulty": 2, "budget": 32} for r in export.test_records(cfg, 2, seed=0, levels=[1])]
+    assert (
+        cli.main(
+            [
+                "score",
+                "--config",
+                str(path),
+                str(tmp_path / "p.jsonl"),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
+    assert (
+        "members [(2, 32, 0)] (difficulty, budget, seed) have no predictions"
+        in capsys.readouterr().err
+    )
+    rows += [
+        {**r, "prediction": "", "difficulty": 2, "budget": 32}
+        for r in export.test_records(cfg, 2, seed=0, levels=[1])
+    ]
     _write(tmp_path / "p.jsonl", rows)
-    assert cli.main(["score", "--config", str(path), str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "o")]) == 2
-    assert "member (2, 1, 0) (difficulty, budget, seed) answered no test examples at levels [2]" in capsys.readouterr().err
+    assert (
+        cli.main(
+            [
+                "score",
+                "--config",
+                str(path),
+                str(tmp_path / "p.jsonl"),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
+    assert (
+        "member (2, 1, 0) (difficulty, budget, seed) answered no test examples at levels [2]"
+        in capsys.readouterr().err
+    )

@@ -47,9 +47,27 @@ pytestmark = pytest.mark.slow
 
 RAW = tiny_raw(run={"chunk_size": 2})  # 8 members in 4 chunks of 2: kills between and inside chunks
 ONE = tiny_raw(grid={"difficulties": [1], "budgets": [32], "seeds": [0]})  # pretrain: one member
-BOUND_ARGS = ("--bound-set", "train", "--n-bound", "32", "--sigmas", "0.01,0.03", "--prior-sigmas", "0.05", "--seeds", "0")
+BOUND_ARGS = (
+    "--bound-set",
+    "train",
+    "--n-bound",
+    "32",
+    "--sigmas",
+    "0.01,0.03",
+    "--prior-sigmas",
+    "0.05",
+    "--seeds",
+    "0",
+)
 # what a resumed run's sessions change (the source revision too: others may commit while the tests run)
-SESSION_ATTRS = ("wall_seconds", "sessions", "started_utc", "finished_utc", "source_revision", "compiled_programs")
+SESSION_ATTRS = (
+    "wall_seconds",
+    "sessions",
+    "started_utc",
+    "finished_utc",
+    "source_revision",
+    "compiled_programs",
+)
 
 # The CLI with one write wrapped: at the first such write of the process it leaves what a SIGKILL
 # in the middle of (or just before) that write leaves, then kills itself. Installed after the CLI
@@ -122,16 +140,26 @@ def work(tmp_path_factory) -> Path:
 
 
 def _env(work: Path) -> dict[str, str]:
-    return {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(work / "xla-cache"),
-            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+    return {
+        **os.environ,
+        "JAX_COMPILATION_CACHE_DIR": str(work / "xla-cache"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    }
 
 
 def _start(work: Path, *args: str, point: str | None = None) -> tuple[subprocess.Popen, Path]:
     """``difftrade ARGS`` as a process (``point``: through ``KILLER``); (process, its log file)."""
     log = work / f"log-{time.monotonic_ns()}.txt"
-    cmd = [sys.executable, "-m", "difftrade.cli.main", *args] if point is None else [sys.executable, "-c", KILLER, point, *args]
+    cmd = (
+        [sys.executable, "-m", "difftrade.cli.main", *args]
+        if point is None
+        else [sys.executable, "-c", KILLER, point, *args]
+    )
     with open(log, "w") as f:
-        return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=_env(work), cwd=work), log
+        return subprocess.Popen(
+            cmd, stdout=f, stderr=subprocess.STDOUT, env=_env(work), cwd=work
+        ), log
 
 
 def cli(work: Path, *args: str, point: str | None = None, killed: bool = False) -> str:
@@ -139,7 +167,9 @@ def cli(work: Path, *args: str, point: str | None = None, killed: bool = False) 
     proc, log = _start(work, *args, point=point)
     proc.wait(timeout=600)
     text = log.read_text()
-    assert proc.returncode == (-signal.SIGKILL if killed else 0), f"{args} exited {proc.returncode}:\n{text[-3000:]}"
+    assert proc.returncode == (-signal.SIGKILL if killed else 0), (
+        f"{args} exited {proc.returncode}:\n{text[-3000:]}"
+    )
     return text
 
 
@@ -150,7 +180,9 @@ def kill_when(work: Path, ready, *args: str) -> str:
     while not ready():
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            pytest.fail(f"{args} ended (rc {proc.returncode}) before the kill point:\n{log.read_text()[-3000:]}")
+            pytest.fail(
+                f"{args} ended (rc {proc.returncode}) before the kill point:\n{log.read_text()[-3000:]}"
+            )
         time.sleep(0.002)
     proc.kill()
     assert proc.wait(timeout=60) == -signal.SIGKILL
@@ -179,11 +211,17 @@ def assert_same_run(out: Path, ref: Reference) -> None:
     assert sorted(got.variables) == sorted(ref.ds.variables)
     for name in ref.ds.variables:
         np.testing.assert_array_equal(got[name].values, ref.ds[name].values, err_msg=name)
-    xr.testing.assert_identical(got.drop_attrs(), ref.ds.drop_attrs())  # dims, coords and dtypes too
+    xr.testing.assert_identical(
+        got.drop_attrs(), ref.ds.drop_attrs()
+    )  # dims, coords and dtypes too
     strip = lambda attrs: {k: v for k, v in attrs.items() if k not in SESSION_ATTRS}
-    assert strip(got.attrs) == strip(ref.ds.attrs)  # same device count, chunk size, config, versions
+    assert strip(got.attrs) == strip(
+        ref.ds.attrs
+    )  # same device count, chunk size, config, versions
     members, params = load_params(out, _like(RAW))
-    np.testing.assert_array_equal(members, np.arange(got["difficulty"].size * got["budget"].size * got["seed"].size))
+    np.testing.assert_array_equal(
+        members, np.arange(got["difficulty"].size * got["budget"].size * got["seed"].size)
+    )
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(ref.params), strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -214,7 +252,9 @@ def test_run_killed_at_every_stage_then_damaged_resumes_bit_for_bit(work, refere
 
     cli(work, *run, "--resume", point="npz-mid-write", killed=True)  # (2)
     assert [p.name for p in chunk_files(out)] == first and not orphan.exists()
-    assert any(t.startswith(f"chunks/.{orphan.name}.tmp") for t in temporaries(out)), temporaries(out)
+    assert any(t.startswith(f"chunks/.{orphan.name}.tmp") for t in temporaries(out)), temporaries(
+        out
+    )
 
     cli(work, *run, "--resume", point="nc-mid-write", killed=True)  # (3)
     assert [p.name for p in chunk_files(out)] == first and orphan.exists()
@@ -228,7 +268,9 @@ def test_run_killed_at_every_stage_then_damaged_resumes_bit_for_bit(work, refere
     assert f"discarded {orphan} (no chunk .nc beside it" in text, text
     chunks = chunk_files(out)
     assert [p.name for p in chunks] == [p.name for p in chunk_files(reference.out)]
-    assert not (out / "results.nc").exists() and any(t.startswith(".results.nc.tmp") for t in temporaries(out))
+    assert not (out / "results.nc").exists() and any(
+        t.startswith(".results.nc.tmp") for t in temporaries(out)
+    )
 
     empty, cut, weights = chunks[0], chunks[2], weights_file(chunks[3], "params")
     empty.write_bytes(b"")
@@ -240,7 +282,9 @@ def test_run_killed_at_every_stage_then_damaged_resumes_bit_for_bit(work, refere
         assert f"discarded {path} (" in text, text
     assert (chunks[1].read_bytes(), weights_file(chunks[1], "params").read_bytes()) == untouched
     assert_same_run(out, reference)
-    assert json.loads((out / "sessions.json").read_text())[-1]["members"] == 6  # only the damaged chunks again
+    assert (
+        json.loads((out / "sessions.json").read_text())[-1]["members"] == 6
+    )  # only the damaged chunks again
     assert temporaries(out) == [], "a resume removes the temporary files of the killed writers"
 
 
@@ -291,9 +335,19 @@ def _full_disk(monkeypatch, target: str) -> list[str]:
     return failed
 
 
-@pytest.mark.parametrize("target", [".config.json.tmp", ".chunk_m000002-000003.params.npz.tmp",
-                                    ".chunk_m000004-000005.nc.tmp", ".sessions.json.tmp", ".results.nc.tmp"])
-def test_a_full_disk_fails_the_write_and_the_resume_is_bit_for_bit(in_process, tmp_path, monkeypatch, target):
+@pytest.mark.parametrize(
+    "target",
+    [
+        ".config.json.tmp",
+        ".chunk_m000002-000003.params.npz.tmp",
+        ".chunk_m000004-000005.nc.tmp",
+        ".sessions.json.tmp",
+        ".results.nc.tmp",
+    ],
+)
+def test_a_full_disk_fails_the_write_and_the_resume_is_bit_for_bit(
+    in_process, tmp_path, monkeypatch, target
+):
     """ENOSPC in the config, a chunk's weights, a chunk's .nc, the sessions file or results.nc: the
     run stops with that OSError, leaves no half-written file, and a resume completes the run."""
     cfg, out = config.from_dict(RAW), tmp_path / "run"
@@ -327,7 +381,13 @@ def test_bound_killed_midway_keeps_its_finished_chunks_and_gives_the_same_bounds
     expected = _bound_numbers(whole)
     assert not (whole / "bounds.partial").exists()
 
-    kill_when(work, lambda: any((broken / "bounds.partial").glob("*/members_*.npz")), "bound", str(broken), *BOUND_ARGS)
+    kill_when(
+        work,
+        lambda: any((broken / "bounds.partial").glob("*/members_*.npz")),
+        "bound",
+        str(broken),
+        *BOUND_ARGS,
+    )
     assert not (broken / "bounds.nc").exists()
     (saved,) = list((broken / "bounds.partial").glob("*/members_*.npz"))
     damaged = work / "bound-truncated"
@@ -343,7 +403,9 @@ def test_bound_killed_midway_keeps_its_finished_chunks_and_gives_the_same_bounds
         got = _bound_numbers(run)
         assert sorted(got.data_vars) == sorted(expected.data_vars)
         for name in expected.data_vars:
-            np.testing.assert_array_equal(got[name].values, expected[name].values, err_msg=f"{run.name}: {name}")
+            np.testing.assert_array_equal(
+                got[name].values, expected[name].values, err_msg=f"{run.name}: {name}"
+            )
         assert got.attrs == expected.attrs
         assert not (run / "bounds.partial").exists()
 
@@ -370,4 +432,6 @@ def test_pretrain_killed_then_rerun_completes(work):
     np.testing.assert_array_equal(members, [0])
     for a, b in zip(jax.tree.leaves(base), jax.tree.leaves(trained), strict=True):
         np.testing.assert_array_equal(np.asarray(a), b[0])
-    assert cli(work, *args).count("already written by this config") == 1  # and a rerun leaves it alone
+    assert (
+        cli(work, *args).count("already written by this config") == 1
+    )  # and a rerun leaves it alone

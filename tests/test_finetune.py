@@ -18,8 +18,11 @@ from difftrade.train.evaluate import evaluate_population
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     out = tmp_path_factory.mktemp("pre")
-    raw = tiny_raw(grid={"difficulties": [2], "budgets": [256], "seeds": [0], "train_distribution": "up_to"},
-                   train={"steps": 60}, run={"seed": 1000})
+    raw = tiny_raw(
+        grid={"difficulties": [2], "budgets": [256], "seeds": [0], "train_distribution": "up_to"},
+        train={"steps": 60},
+        run={"seed": 1000},
+    )
     path = out / "pretrain.toml"
     lines = []
     for section, values in raw.items():
@@ -62,13 +65,26 @@ def test_finetune_with_vanishing_rate_reproduces_base(base, tmp_path):
     params = load_base(path, cfg.model)
     pop = cfg.population()
     stacked = jax.tree.map(lambda x: np.broadcast_to(x, (pop.size, *x.shape)), params)
-    ev = evaluate_population(cfg.task, stacked, pop.weights, pop.budget, pop.seed, cfg.model, cfg.eval, jax.random.key(cfg.run.seed))
+    ev = evaluate_population(
+        cfg.task,
+        stacked,
+        pop.weights,
+        pop.budget,
+        pop.seed,
+        cfg.model,
+        cfg.eval,
+        jax.random.key(cfg.run.seed),
+    )
     np.testing.assert_array_equal(ds["level_exact"].values.reshape(pop.size, -1), ev["level_exact"])
-    np.testing.assert_allclose(ds["level_ce"].values.reshape(pop.size, -1), ev["level_ce"], rtol=1e-5)
+    np.testing.assert_allclose(
+        ds["level_ce"].values.reshape(pop.size, -1), ev["level_ce"], rtol=1e-5
+    )
     # the base learned something (its loss is far below an untrained model's), so this is not
     # a comparison between two untrained models
     fresh = jax.vmap(lambda s: init_params(cfg.model, jax.random.key(s)))(np.arange(pop.size))
-    ev0 = evaluate_population(cfg.task, fresh, pop.weights, pop.budget, pop.seed, cfg.model, cfg.eval, jax.random.key(0))
+    ev0 = evaluate_population(
+        cfg.task, fresh, pop.weights, pop.budget, pop.seed, cfg.model, cfg.eval, jax.random.key(0)
+    )
     assert ev["level_ce"].mean() < 0.7 * ev0["level_ce"].mean()
 
 
@@ -76,6 +92,10 @@ def test_finetune_with_vanishing_rate_reproduces_base(base, tmp_path):
 def test_finetuning_starts_from_the_base(base, tmp_path):
     _, path = base
     scratch = experiment.run(config.from_dict(tiny_raw()), tmp_path / "s", progress=False)
-    ft = experiment.run(config.from_dict(tiny_raw(run={"init": str(path)})), tmp_path / "f", progress=False)
+    ft = experiment.run(
+        config.from_dict(tiny_raw(run={"init": str(path)})), tmp_path / "f", progress=False
+    )
     # the first segment's training loss is lower from a pretrained base
-    assert float(ft["loss_curve"].isel(checkpoint=0).mean()) < float(scratch["loss_curve"].isel(checkpoint=0).mean())
+    assert float(ft["loss_curve"].isel(checkpoint=0).mean()) < float(
+        scratch["loss_curve"].isel(checkpoint=0).mean()
+    )

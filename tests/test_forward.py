@@ -37,9 +37,16 @@ def test_baselines_match_a_direct_recomputation():
     for k in range(3, n.size):
         for j in range(k, n.size):
             truth = easiest_argmin(y[:, j], d)
-            for method, pick in (("carry forward", easiest_argmin(y[:, k - 1], d)), ("always hardest", 4.0),
-                                 ("nearest budget", easiest_argmin(y[:, k - 1], d))):
-                rec = [r for r in records if r.method == method and r.pilots == n[k - 1] and r.budget == n[j]]
+            for method, pick in (
+                ("carry forward", easiest_argmin(y[:, k - 1], d)),
+                ("always hardest", 4.0),
+                ("nearest budget", easiest_argmin(y[:, k - 1], d)),
+            ):
+                rec = [
+                    r
+                    for r in records
+                    if r.method == method and r.pilots == n[k - 1] and r.budget == n[j]
+                ]
                 assert len(rec) == 1
                 row = int(np.flatnonzero(d == pick)[0])
                 assert rec[0].predicted == pick and rec[0].d_star == truth
@@ -51,7 +58,9 @@ def test_baselines_match_a_direct_recomputation():
 
 def test_an_oracle_loses_nothing_and_the_ratio_limits_the_budgets():
     d, n, y = grid(1)
-    oracle = {"oracle": lambda dd, pilots, mean: (lambda budget: y[:, int(np.flatnonzero(n == budget)[0])])}
+    oracle = {
+        "oracle": lambda dd, pilots, mean: lambda budget: y[:, int(np.flatnonzero(n == budget)[0])]
+    }
     records = forward.forward_records(d, n, y, oracle)
     mine = [r for r in records if r.method == "oracle"]
     assert mine and all(r.level_error == 0 and r.risk_lost == 0 for r in mine)
@@ -103,8 +112,14 @@ def test_cli_prints_forward_records_recomputable_from_the_file(capsys):
     ds = xr.open_dataset(path)
     d, n = ds["difficulty"].values.astype(float), ds["budget"].values.astype(float)
     y = seed_mean(risk_grid(ds))
-    again = {(r.method, r.pilots, r.budget): r.to_json() for r in forward.forward_records(d, n, y, {})}
-    printed = {(r["method"], r["pilots"], r["budget"]): r for r in doc["forward"] if r["method"] in forward.BASELINES}
+    again = {
+        (r.method, r.pilots, r.budget): r.to_json() for r in forward.forward_records(d, n, y, {})
+    }
+    printed = {
+        (r["method"], r["pilots"], r["budget"]): r
+        for r in doc["forward"]
+        if r["method"] in forward.BASELINES
+    }
     assert printed == again and len(printed) > 0
     methods = {r["method"] for r in doc["forward"]}
     assert {"threshold, π from coverage", "per level", "per-level cross-entropy trend"} <= methods

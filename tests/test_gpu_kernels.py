@@ -17,7 +17,9 @@ from difftrade.model.kernels import fused_mlp
 from difftrade.model.transformer import ModelConfig, graphdef, init_params
 from difftrade.train.trainer import masked_loss
 
-pytestmark = pytest.mark.skipif(jax.default_backend() != "gpu", reason="compiled Triton kernels need a GPU")
+pytestmark = pytest.mark.skipif(
+    jax.default_backend() != "gpu", reason="compiled Triton kernels need a GPU"
+)
 
 
 @pytest.mark.parametrize("d", [128, 256])
@@ -30,7 +32,9 @@ def test_compiled_fused_mlp_matches_float64(d):
     w1, b1 = jax.random.normal(ks[1], (d, f)) / np.sqrt(d), jax.random.normal(ks[2], (f,)) / 3
     w2, b2 = jax.random.normal(ks[3], (f, d)) / np.sqrt(f), jax.random.normal(ks[4], (d,))
     y = jax.jit(fused_mlp)(x, scale, bias, w1, b1, w2, b2)
-    x64, s64, c64, w1_64, b1_64, w2_64, b2_64 = (np.asarray(a, np.float64) for a in (x, scale, bias, w1, b1, w2, b2))
+    x64, s64, c64, w1_64, b1_64, w2_64, b2_64 = (
+        np.asarray(a, np.float64) for a in (x, scale, bias, w1, b1, w2, b2)
+    )
     mean = x64.mean(axis=1, keepdims=True)
     xn = (x64 - mean) / np.sqrt(((x64 - mean) ** 2).mean(axis=1, keepdims=True) + 1e-6) * s64 + c64
     h = xn @ w1_64 + b1_64
@@ -57,7 +61,9 @@ def test_compiled_kernels_train_step_matches_xla(d):
     np.testing.assert_allclose(loss_f, loss_x, rtol=2e-2)
     for a, b in zip(jax.tree.leaves(grads_f), jax.tree.leaves(grads_x)):
         scale = float(jnp.max(jnp.abs(b))) + 1e-6
-        assert float(jnp.max(jnp.abs(a - b))) <= 0.1 * scale  # bf16 activations: 10% of the largest entry
+        assert (
+            float(jnp.max(jnp.abs(a - b))) <= 0.1 * scale
+        )  # bf16 activations: 10% of the largest entry
 
 
 def test_auto_kernels_resolve_to_the_measured_fastest_on_gpu():

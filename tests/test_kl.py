@@ -149,9 +149,13 @@ def test_kl_by_tensor_minimum_over_prior_scales():
         dense = float(jnp.min(K.isotropic_gaussian_kl(p, d, sigma, grid)))
         closed = float(script.min_kl(np.float64(p), np.float64(d), sigma))
         np.testing.assert_allclose(closed, dense, rtol=1e-6, atol=1e-12)
-        assert float(K.isotropic_gaussian_kl(p, d, sigma, 1.5 * best)) > closed  # a minimum, not any value
+        assert (
+            float(K.isotropic_gaussian_kl(p, d, sigma, 1.5 * best)) > closed
+        )  # a minimum, not any value
     rng = np.random.default_rng(0)
     p_l, d_l = rng.integers(10, 5000, 30).astype(float), rng.exponential(1.0, 30)
     per_tensor = script.min_kl(p_l, d_l, 0.01).sum()
     assert per_tensor <= script.min_kl(p_l.sum(), d_l.sum(), 0.01)  # Jensen
-    assert per_tensor < 0.99 * script.min_kl(p_l.sum(), d_l.sum(), 0.01)  # and strictly, for unequal D_l/p_l
+    assert per_tensor < 0.99 * script.min_kl(
+        p_l.sum(), d_l.sum(), 0.01
+    )  # and strictly, for unequal D_l/p_l

@@ -15,8 +15,20 @@ from pathlib import Path
 
 import difftrade
 
-STAGES = ("theory", "config", "tasks", "model", "train", "results", "runner", "analysis",
-          "certify", "recommender", "bridge", "cli")
+STAGES = (
+    "theory",
+    "config",
+    "tasks",
+    "model",
+    "train",
+    "results",
+    "runner",
+    "analysis",
+    "certify",
+    "recommender",
+    "bridge",
+    "cli",
+)
 PACKAGE = Path(difftrade.__file__).parent
 
 KNOWN_UPWARD = {  # (importing module, imported module)
@@ -42,7 +54,12 @@ def imported_modules(path: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.split(".")[0] == "difftrade"}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] == "difftrade":
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and node.module
+            and node.module.split(".")[0] == "difftrade"
+        ):
             for alias in node.names:  # `from difftrade.x import y`: y may be a module of x
                 sub = f"{node.module}.{alias.name}"
                 found.add(sub if is_module(sub) else node.module)
@@ -79,9 +96,17 @@ def upward_imports() -> set[tuple[str, str]]:
 
 
 def test_every_module_belongs_to_a_stage():
-    top = sorted(p.name for p in PACKAGE.iterdir() if p.name != "__pycache__" and (p.suffix == ".py" or p.is_dir()))
+    top = sorted(
+        p.name
+        for p in PACKAGE.iterdir()
+        if p.name != "__pycache__" and (p.suffix == ".py" or p.is_dir())
+    )
     assert len(top) <= 14, top
-    assert set(top) == {*STAGES, "__init__.py", "__main__.py"}, set(top) ^ {*STAGES, "__init__.py", "__main__.py"}
+    assert set(top) == {*STAGES, "__init__.py", "__main__.py"}, set(top) ^ {
+        *STAGES,
+        "__init__.py",
+        "__main__.py",
+    }
     for stage in STAGES:
         assert (PACKAGE / stage / "__init__.py").exists(), stage
 
@@ -108,8 +133,13 @@ def test_no_import_cycle_between_modules():
     edges: dict[str, set[str]] = {}
     for path in library_modules():
         source = module_name(path)
-        targets = {t for t in imported_modules(path) if (source, t) not in KNOWN_UPWARD and t != source}
-        edges[source] = {t for t in targets if not source.startswith(t + ".")}  # a package's own __init__
+        targets = {
+            t for t in imported_modules(path) if (source, t) not in KNOWN_UPWARD and t != source
+        }
+        edges[source] = {
+            t for t in targets if not source.startswith(t + ".")
+        }  # a package's own __init__
+
     def on_cycle(start: str) -> bool:
         seen, todo = set(), list(edges.get(start, ()))
         while todo:
@@ -120,13 +150,16 @@ def test_no_import_cycle_between_modules():
                 seen.add(node)
                 todo.extend(edges.get(node, ()))
         return False
+
     assert not sorted(m for m in edges if on_cycle(m))
 
 
 def test_the_cycle_check_sees_a_hidden_cycle(tmp_path, monkeypatch):
     """The import walk that feeds the cycle check reads function bodies (a cycle through one would count)."""
     probe = tmp_path / "probe.py"
-    probe.write_text("import os\n\ndef f():\n    from difftrade.analysis import study\n    return study\n")
+    probe.write_text(
+        "import os\n\ndef f():\n    from difftrade.analysis import study\n    return study\n"
+    )
     assert "difftrade.analysis.study" in imported_modules(probe)
 
 
@@ -139,14 +172,18 @@ CONFIG_USING_JAX = {  # config modules that still start jax: a fault, listed unt
 def test_config_modules_import_without_jax():
     """Configuration describes; reading and validating it never starts jax (the CLI reads configs
     before it chooses devices). Each module is imported in a fresh process."""
-    code = ("import sys, importlib\n"
-            "name = sys.argv[1]\n"
-            "importlib.import_module(name)\n"
-            "print('jax' in sys.modules)")
+    code = (
+        "import sys, importlib\n"
+        "name = sys.argv[1]\n"
+        "importlib.import_module(name)\n"
+        "print('jax' in sys.modules)"
+    )
     using = set()
     for path in sorted((PACKAGE / "config").glob("*.py")):
         name = module_name(path)
-        out = subprocess.run([sys.executable, "-c", code, name], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", code, name], capture_output=True, text=True, check=True
+        ).stdout
         if out.strip() == "True":
             using.add(name)
     assert using == CONFIG_USING_JAX, using ^ CONFIG_USING_JAX
@@ -154,15 +191,27 @@ def test_config_modules_import_without_jax():
 
 def test_one_key_scheme():
     """Every random stream derives from difftrade.tasks.keys: ``jax.random.key(`` is written once."""
-    calls = [str(p.relative_to(PACKAGE)) for p in library_modules() for _ in range(p.read_text().count("jax.random.key("))]
+    calls = [
+        str(p.relative_to(PACKAGE))
+        for p in library_modules()
+        for _ in range(p.read_text().count("jax.random.key("))
+    ]
     assert calls == ["tasks/keys.py"], calls
 
 
 def test_the_top_level_names_the_core_loop_without_starting_jax():
-    code = ("import sys, difftrade\n"
-            "names = ['load', 'run', 'd_star', 'recommend', 'certify_run', 'compress_run', 'select', 'load_weights']\n"
-            "assert set(names) <= set(difftrade.__all__)\n"
-            "print('jax' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    code = (
+        "import sys, difftrade\n"
+        "names = ['load', 'run', 'd_star', 'recommend', 'certify_run', 'compress_run', 'select', 'load_weights']\n"
+        "assert set(names) <= set(difftrade.__all__)\n"
+        "print('jax' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "False"
-    assert difftrade.load("quick").task_name == "addition" and callable(difftrade.run) and callable(difftrade.certify_run)
+    assert (
+        difftrade.load("quick").task_name == "addition"
+        and callable(difftrade.run)
+        and callable(difftrade.certify_run)
+    )

@@ -36,10 +36,16 @@ def test_accuracy_is_the_logistic_of_log_examples():
         for j, n in enumerate(budgets):
             for level in range(4):
                 m = mass[d, level]
-                want = 0.0 if m == 0 else 1 / (1 + math.exp(-(math.log(n * m) - TRUE.log_nc[level]) / TRUE.width))
+                want = (
+                    0.0
+                    if m == 0
+                    else 1 / (1 + math.exp(-(math.log(n * m) - TRUE.log_nc[level]) / TRUE.width))
+                )
                 assert acc[d, j, level] == pytest.approx(want, abs=1e-12)
     target = np.array([0.1, 0.2, 0.3, 0.4])
-    np.testing.assert_allclose(TRUE.target_risk(mass, target, budgets), (1 - acc) @ target, atol=1e-12)
+    np.testing.assert_allclose(
+        TRUE.target_risk(mass, target, budgets), (1 - acc) @ target, atol=1e-12
+    )
 
 
 def test_fit_recovers_known_levels():
@@ -58,11 +64,19 @@ def test_cross_prediction_is_exact_for_grids_that_follow_the_model():
     grids = {}
     for name in ("chain", "chain_mixture"):
         ds = results.load(STUDY / f"{name}.nc")
-        acc = TRUE.accuracy(ds["train_weights"].values, ds["budget"].values)  # [D, N, L]; chain levels are exact
+        acc = TRUE.accuracy(
+            ds["train_weights"].values, ds["budget"].values
+        )  # [D, N, L]; chain levels are exact
         seeds = ds.sizes["seed"]
-        ds["level_exact"] = (("difficulty", "budget", "seed", "level"), np.repeat(acc[:, :, None, :], seeds, axis=2))
+        ds["level_exact"] = (
+            ("difficulty", "budget", "seed", "level"),
+            np.repeat(acc[:, :, None, :], seeds, axis=2),
+        )
         risk = (1 - acc) @ ds["target_weights"].values
-        ds["target_risk"] = (("difficulty", "budget", "seed"), np.repeat(risk[:, :, None], seeds, axis=2))
+        ds["target_risk"] = (
+            ("difficulty", "budget", "seed"),
+            np.repeat(risk[:, :, None], seeds, axis=2),
+        )
         ds["diverged"][:] = False
         grids[name] = ds
     rows = [line for line in study.cross_table(grids).splitlines() if line.startswith("| chain")]

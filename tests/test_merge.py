@@ -34,11 +34,19 @@ def test_merged_budgets_equal_the_whole_grid(runs, tmp_path):
     np.testing.assert_array_equal(merged["budget"].values, [1, 8, 32])
     assert merged.attrs["config_hash"] == whole.attrs["config_hash"]
     assert json.loads(merged.attrs["config"]) == json.loads(whole.attrs["config"])
-    assert [m["file"] for m in json.loads(merged.attrs["merged_from"])] == [str(runs["mid"]), str(runs["low"])]
+    assert [m["file"] for m in json.loads(merged.attrs["merged_from"])] == [
+        str(runs["mid"]),
+        str(runs["low"]),
+    ]
     assert set(merged.data_vars) == set(whole.data_vars)
     for name in whole.data_vars:
-        np.testing.assert_allclose(merged[name].transpose(*whole[name].dims).values, whole[name].values,
-                                   rtol=1e-5, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(
+            merged[name].transpose(*whole[name].dims).values,
+            whole[name].values,
+            rtol=1e-5,
+            atol=1e-6,
+            err_msg=name,
+        )
 
 
 def _part(ds, budgets):
@@ -46,18 +54,28 @@ def _part(ds, budgets):
     part = ds.sel(budget=budgets)
     raw = json.loads(ds.attrs["config"])
     raw["grid"]["budgets"] = list(budgets)
-    part.attrs = {**ds.attrs, "config": json.dumps(raw), "config_hash": config.from_dict(raw).hash()}
+    part.attrs = {
+        **ds.attrs,
+        "config": json.dumps(raw),
+        "config_hash": config.from_dict(raw).hash(),
+    }
     return part
 
 
 def test_parts_of_a_grid_merge_back_into_it():
     whole = results.load(STUDY / "chain.nc")
     budgets = [int(n) for n in whole["budget"].values]
-    merged = merge.merge([_part(whole, budgets[1::2]), _part(whole, budgets[::2])], ["odd.nc", "even.nc"])
+    merged = merge.merge(
+        [_part(whole, budgets[1::2]), _part(whole, budgets[::2])], ["odd.nc", "even.nc"]
+    )
     assert merged.attrs["config_hash"] == whole.attrs["config_hash"]
     for name in whole.data_vars:
-        np.testing.assert_array_equal(merged[name].transpose(*whole[name].dims).values, whole[name].values, err_msg=name)
-    assert merged.attrs["wall_seconds"] == pytest.approx(2 * whole.attrs["wall_seconds"])  # each part carries the whole's
+        np.testing.assert_array_equal(
+            merged[name].transpose(*whole[name].dims).values, whole[name].values, err_msg=name
+        )
+    assert merged.attrs["wall_seconds"] == pytest.approx(
+        2 * whole.attrs["wall_seconds"]
+    )  # each part carries the whole's
 
 
 def test_refusals_name_the_difference(tmp_path, capsys):

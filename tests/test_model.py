@@ -46,7 +46,9 @@ def test_causal():
 @pytest.mark.parametrize("pos", ["learned", "sinusoidal"])
 def test_bf16_compute_close_to_f32(pos):
     f32 = ModelConfig(seq_len=10, d_model=32, num_heads=4, pos_encoding=pos)
-    bf16 = ModelConfig(seq_len=10, d_model=32, num_heads=4, pos_encoding=pos, compute_dtype="bfloat16")
+    bf16 = ModelConfig(
+        seq_len=10, d_model=32, num_heads=4, pos_encoding=pos, compute_dtype="bfloat16"
+    )
     g32, p = _params(f32)
     g16 = graphdef(bf16)
     tokens = jax.random.randint(jax.random.key(2), (4, 10), 0, 64)
@@ -72,12 +74,23 @@ def test_token_losses_match_numpy():
 
 @pytest.mark.parametrize(
     "field,value",
-    [("d_model", 0), ("num_heads", 3), ("pos_encoding", "rope"), ("compute_dtype", "int8"), ("num_layers", 1.5),
-     ("attention", "flash"), ("mlp", "triton"), ("mlp", "pallas"), ("attention", "fused")],
+    [
+        ("d_model", 0),
+        ("num_heads", 3),
+        ("pos_encoding", "rope"),
+        ("compute_dtype", "int8"),
+        ("num_layers", 1.5),
+        ("attention", "flash"),
+        ("mlp", "triton"),
+        ("mlp", "pallas"),
+        ("attention", "fused"),
+    ],
 )
 def test_bad_config(field, value):
     with pytest.raises(ValueError, match=field):
-        ModelConfig(**{field: value, "d_model": 48} if value == "pallas" else {field: value})  # 48: not a power of 2
+        ModelConfig(
+            **{field: value, "d_model": 48} if value == "pallas" else {field: value}
+        )  # 48: not a power of 2
 
 
 def test_harness_kernel_choices_are_the_models():
@@ -85,7 +98,10 @@ def test_harness_kernel_choices_are_the_models():
     from benchmarks.trainer import MLPS as BENCH_MLPS
     from difftrade.model.transformer import ATTENTIONS, MLPS
 
-    assert (BENCH_ATTENTIONS, BENCH_MLPS) == (ATTENTIONS, MLPS)  # the harness's copies (it imports no jax)
+    assert (BENCH_ATTENTIONS, BENCH_MLPS) == (
+        ATTENTIONS,
+        MLPS,
+    )  # the harness's copies (it imports no jax)
 
 
 def _numpy_attention(q, k, v):
@@ -103,7 +119,9 @@ def _numpy_attention(q, k, v):
 def test_pallas_attention_equals_xla_and_numpy(t):
     """The fused kernel (interpreted on CPU) computes the same values and gradients, under vmap."""
     key = jax.random.key(t)
-    q, k, v, w = (jax.random.normal(kk, (2, 3, t, 2, 16), jnp.float32) for kk in jax.random.split(key, 4))
+    q, k, v, w = (
+        jax.random.normal(kk, (2, 3, t, 2, 16), jnp.float32) for kk in jax.random.split(key, 4)
+    )
 
     def loss(impl):
         fn = jax.vmap(lambda q, k, v: causal_attention(q, k, v, impl))
@@ -111,7 +129,9 @@ def test_pallas_attention_equals_xla_and_numpy(t):
 
     with kernel_mode("interpret"):
         out = jax.vmap(lambda q, k, v: causal_attention(q, k, v, "pallas"))(q, k, v)
-        grads = {impl: jax.grad(loss(impl), argnums=(0, 1, 2))(q, k, v) for impl in ("xla", "pallas")}
+        grads = {
+            impl: jax.grad(loss(impl), argnums=(0, 1, 2))(q, k, v) for impl in ("xla", "pallas")
+        }
     for m in range(2):
         np.testing.assert_allclose(out[m], _numpy_attention(q[m], k[m], v[m]), rtol=1e-5, atol=1e-5)
     for g_xla, g_pallas in zip(grads["xla"], grads["pallas"]):
@@ -147,12 +167,20 @@ def test_auto_kernels_on_a_gpu_backend(monkeypatch):
     resolved = lambda **kw: [ModelConfig(**kw).implementation(f) for f in ("attention", "mlp")]
     assert resolved(d_model=128) == ["pallas", "pallas"]
     assert resolved(d_model=256) == ["pallas", "xla"]  # the fused MLP lost at 256
-    assert resolved(d_model=96, num_heads=4) == ["xla", "xla"]  # head_dim 24, width 96: no Triton tiles
+    assert resolved(d_model=96, num_heads=4) == [
+        "xla",
+        "xla",
+    ]  # head_dim 24, width 96: no Triton tiles
     assert resolved(d_model=64, num_heads=8) == ["xla", "pallas"]  # head_dim 8 < 16
     assert resolved(d_model=128, attention="cudnn", mlp="xla") == ["cudnn", "xla"]
     # one member per device: 'auto' is XLA (a lone member ran 0.69x through the kernels); explicit choices stand
-    lone = lambda **kw: [ModelConfig(**kw).for_members(1).implementation(f) for f in ("attention", "mlp")]
-    assert lone(d_model=128) == ["xla", "xla"] and lone(d_model=128, mlp="pallas") == ["xla", "pallas"]
+    lone = lambda **kw: [
+        ModelConfig(**kw).for_members(1).implementation(f) for f in ("attention", "mlp")
+    ]
+    assert lone(d_model=128) == ["xla", "xla"] and lone(d_model=128, mlp="pallas") == [
+        "xla",
+        "pallas",
+    ]
     assert ModelConfig(d_model=128).for_members(2).implementation("mlp") == "pallas"
 
 
@@ -169,7 +197,9 @@ def test_attention_implementation_is_not_identity():
 
 def _numpy_mlp(x, scale, bias, w1, b1, w2, b2, eps=1e-6):
     """``x + gelu(LN(x) w1 + b1) w2 + b2`` in float64 (two-pass variance: an independent form)."""
-    x, scale, bias, w1, b1, w2, b2 = (np.asarray(a, np.float64) for a in (x, scale, bias, w1, b1, w2, b2))
+    x, scale, bias, w1, b1, w2, b2 = (
+        np.asarray(a, np.float64) for a in (x, scale, bias, w1, b1, w2, b2)
+    )
     mean = x.mean(axis=1, keepdims=True)
     xn = (x - mean) / np.sqrt(((x - mean) ** 2).mean(axis=1, keepdims=True) + eps) * scale + bias
     h = xn @ w1 + b1
@@ -177,8 +207,14 @@ def _numpy_mlp(x, scale, bias, w1, b1, w2, b2, eps=1e-6):
     return x + g @ w2 + b2
 
 
-@pytest.mark.parametrize("tuning", [None, {"block_tokens": 16, "block_tokens_dw": 64, "num_warps_dw": 8},
-                                    {"block_tokens": 64, "block_tokens_dw": 16}])
+@pytest.mark.parametrize(
+    "tuning",
+    [
+        None,
+        {"block_tokens": 16, "block_tokens_dw": 64, "num_warps_dw": 8},
+        {"block_tokens": 64, "block_tokens_dw": 16},
+    ],
+)
 @pytest.mark.slow
 def test_fused_mlp_equals_numpy_and_autodiff(tuning):
     """Values against float64 numpy; gradients of all seven inputs against jax's autodiff of flax's
@@ -220,7 +256,9 @@ def test_fused_mlp_equals_numpy_and_autodiff(tuning):
 @pytest.mark.parametrize("dtype,tol", [("float32", 1e-5), ("bfloat16", 3e-2)])
 def test_fused_kernels_model_equals_xla(dtype, tol):
     """The whole model with both Pallas kernels: same loss and gradients as the XLA path."""
-    cfg = ModelConfig(vocab_size=16, seq_len=12, d_model=32, num_layers=2, num_heads=2, compute_dtype=dtype)
+    cfg = ModelConfig(
+        vocab_size=16, seq_len=12, d_model=32, num_layers=2, num_heads=2, compute_dtype=dtype
+    )
     fused = dataclasses.replace(cfg, attention="pallas", mlp="pallas")
     params = init_params(cfg, jax.random.key(0))
     tokens = jax.random.randint(jax.random.key(1), (4, 13), 0, 16)
@@ -246,22 +284,30 @@ def test_pallas_kernels_lower_to_triton_for_cuda(d):
     over the member axis. What is left for a GPU is Triton's own compile."""
     from jax import export
 
-    cfg = ModelConfig(seq_len=28, d_model=d, compute_dtype="bfloat16", attention="pallas", mlp="pallas")
+    cfg = ModelConfig(
+        seq_len=28, d_model=d, compute_dtype="bfloat16", attention="pallas", mlp="pallas"
+    )
     gdef, members = graphdef(cfg), 3  # 3: no coincidence with the 4 heads in a grid
-    params = jax.eval_shape(jax.vmap(lambda k: init_params(cfg, k)), jax.random.split(jax.random.key(0), members))
+    params = jax.eval_shape(
+        jax.vmap(lambda k: init_params(cfg, k)), jax.random.split(jax.random.key(0), members)
+    )
     tokens = jax.ShapeDtypeStruct((members, 64, 29), jnp.int32)
     mask = jax.ShapeDtypeStruct((members, 64, 29), jnp.bool_)
     step = jax.jit(jax.vmap(jax.grad(lambda p, t, m: masked_loss(gdef, p, t, m)[0])))
     triton = "__gpu$xla.gpu.triton"
     with kernel_mode("gpu"):
-        exported = export.export(step, platforms=["cuda"], disabled_checks=[export.DisabledSafetyCheck.custom_call(triton)])(
-            params, tokens, mask
-        )
+        exported = export.export(
+            step,
+            platforms=["cuda"],
+            disabled_checks=[export.DisabledSafetyCheck.custom_call(triton)],
+        )(params, tokens, mask)
     text = exported.mlir_module()
     calls = [line for line in text.splitlines() if triton in line and "custom_call" in line]
     names = {re.search(r'name = "(\w+)"', line).group(1) for line in calls}
     assert {"fused_mlp_forward", "fused_mlp_dx", "fused_mlp_dw"} <= names, names
-    assert "mha_forward" in names and any(n.startswith("mha_backward") or "dkv" in n or "dq" in n for n in names), names
+    assert "mha_forward" in names and any(
+        n.startswith("mha_backward") or "dkv" in n or "dq" in n for n in names
+    ), names
     ours = [line for line in calls if 'name = "fused_' in line]
     assert ours and all(f"grid_y = {members} " in line for line in ours)  # members: a grid axis
 
@@ -271,12 +317,19 @@ def test_mlp_tuning_fits_shared_memory_and_keeps_the_tuned_default():
     64 x 128 blocks, bf16); resolved launches always fit; the measured d=128 bf16 default stands."""
     from difftrade.model.kernels import SMEM_LIMIT, MlpTuning
 
-    assert MlpTuning(64, 128, 0, 0, 2).resolve(256, 1024, 2).block_hidden == 64  # the refused 128 is halved
+    assert (
+        MlpTuning(64, 128, 0, 0, 2).resolve(256, 1024, 2).block_hidden == 64
+    )  # the refused 128 is halved
     assert MlpTuning(64, 128, 32, 8, 2).smem_bytes(256, 2)[0] == 294_912
     assert MlpTuning().resolve(128, 512, 2) == MlpTuning(64, 64, 64, 4, 2, 64, 4)
     # an untied weight-gradient token block is halved on its own when only that kernel overflows
     untied = MlpTuning(64, 64, 64, 4, 2, block_tokens_dw=512, num_warps_dw=8).resolve(128, 512, 2)
-    assert (untied.block_tokens, untied.block_tokens_dw, untied.num_warps, untied.num_warps_dw) == (64, 128, 4, 8)
+    assert (untied.block_tokens, untied.block_tokens_dw, untied.num_warps, untied.num_warps_dw) == (
+        64,
+        128,
+        4,
+        8,
+    )
     assert max(untied.smem_bytes(128, 2)) <= SMEM_LIMIT
     for d in (16, 64, 128, 256, 512, 1024):
         for itemsize in (2, 4):
@@ -286,7 +339,14 @@ def test_mlp_tuning_fits_shared_memory_and_keeps_the_tuned_default():
                 continue
             t = MlpTuning().resolve(d, 4 * d, itemsize)
             assert max(t.smem_bytes(d, itemsize)) <= SMEM_LIMIT
-            assert all(v >= 16 and not v & (v - 1) for v in (t.block_tokens, t.block_hidden, t.block_hidden_dw, t.block_tokens_dw))
-    assert MlpTuning().resolve(256, 1024, 4) == MlpTuning(32, 16, 32, 8, 2, 32, 8)  # float32 at d=256 (failed on the H100 before)
-    with pytest.raises(ValueError, match="MlpTuning.block_tokens must be a power of two >= 16, got 48"):
+            assert all(
+                v >= 16 and not v & (v - 1)
+                for v in (t.block_tokens, t.block_hidden, t.block_hidden_dw, t.block_tokens_dw)
+            )
+    assert MlpTuning().resolve(256, 1024, 4) == MlpTuning(
+        32, 16, 32, 8, 2, 32, 8
+    )  # float32 at d=256 (failed on the H100 before)
+    with pytest.raises(
+        ValueError, match="MlpTuning.block_tokens must be a power of two >= 16, got 48"
+    ):
         MlpTuning(block_tokens=48).resolve(128, 512)

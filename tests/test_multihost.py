@@ -27,12 +27,31 @@ def _free_port() -> int:
 def _launch(cfg_path, out, *extra) -> list[subprocess.CompletedProcess]:
     """Run ``difftrade run`` as process 0 and 1 of a two-process job; wait for both."""
     port = _free_port()
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    env = dict(
+        os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1"
+    )
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "difftrade.cli.main", "run", str(cfg_path), "--out", str(out), *extra,
-             "--coordinator", f"localhost:{port}", "--num-processes", "2", "--process-id", str(i)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "difftrade.cli.main",
+                "run",
+                str(cfg_path),
+                "--out",
+                str(out),
+                *extra,
+                "--coordinator",
+                f"localhost:{port}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(i),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for i in range(2)
     ]
@@ -66,7 +85,9 @@ def test_two_processes_equal_one(two_process_run, tmp_path):
     one = experiment.run(cfg, tmp_path / "one", progress=False)
     two = results.load(out / "results.nc")
     for name in one.data_vars:
-        np.testing.assert_allclose(two[name].values, one[name].values, rtol=1e-5, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(
+            two[name].values, one[name].values, rtol=1e-5, atol=1e-6, err_msg=name
+        )
 
 
 @pytest.mark.slow
@@ -88,7 +109,9 @@ def test_resume_and_refusal_are_decided_by_process_0(two_process_run):
     after = results.load(out / "results.nc")
     assert len(lost) == 4
     for name in before.data_vars:
-        np.testing.assert_allclose(after[name].values, before[name].values, rtol=1e-5, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(
+            after[name].values, before[name].values, rtol=1e-5, atol=1e-6, err_msg=name
+        )
 
 
 WORKER = """
@@ -126,16 +149,27 @@ def test_fine_tuning_init_across_processes(tiny_cfg, tmp_path):
 
     out = tmp_path / "two.npz"
     script = WORKER.format(tests=os.path.dirname(__file__), port=_free_port(), out=str(out))
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(i)], env=env, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    env = dict(
+        os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(i)], env=env, stderr=subprocess.PIPE, text=True
+        )
+        for i in range(2)
+    ]
     errors = [p.communicate(timeout=600)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errors[0][-3000:] + errors[1][-3000:]
     base = member_init_params(tiny_cfg.model, jax.random.key(7), 5)
     init = jax.tree.map(lambda x: jax.numpy.broadcast_to(x, (3, *x.shape)), base)
     pop = tiny_cfg.population().take(np.arange(3))
-    one = train_population(tiny_cfg.task, pop, tiny_cfg.model, tiny_cfg.train, jax.random.key(0), init=init)
+    one = train_population(
+        tiny_cfg.task, pop, tiny_cfg.model, tiny_cfg.train, jax.random.key(0), init=init
+    )
     with np.load(out) as z:
         assert z["loss"].shape == (3, tiny_cfg.train.num_checkpoints)
-        np.testing.assert_allclose(z["init"], jax.tree.leaves(one.init_params)[3])  # started from the base
+        np.testing.assert_allclose(
+            z["init"], jax.tree.leaves(one.init_params)[3]
+        )  # started from the base
         np.testing.assert_allclose(z["loss"], one.loss_curve, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(z["leaf"], jax.tree.leaves(one.params)[3], rtol=1e-4, atol=1e-5)

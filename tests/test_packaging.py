@@ -18,7 +18,9 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 def test_packaged_quick_config_is_the_experiments_copy():
     """experiments/quick.toml (README, docs) and the shipped difftrade/config/presets/quick.toml must not diverge."""
-    assert (ROOT / "difftrade" / "config" / "presets" / "quick.toml").read_bytes() == (ROOT / "experiments" / "quick.toml").read_bytes()
+    assert (ROOT / "difftrade" / "config" / "presets" / "quick.toml").read_bytes() == (
+        ROOT / "experiments" / "quick.toml"
+    ).read_bytes()
     assert set(files.packaged_configs()) == {"quick"}
     for path in files.packaged_configs().values():
         config.load(path)  # every shipped config is valid
@@ -38,7 +40,9 @@ def test_config_argument_is_a_file_or_a_packaged_name(tmp_path, monkeypatch):
 
 def test_unknown_config_is_a_one_line_error(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert cli.main(["pretrain", "nope"]) == 2  # (not run: it would set this process's CPU device count)
+    assert (
+        cli.main(["pretrain", "nope"]) == 2
+    )  # (not run: it would set this process's CPU device count)
     assert "config file 'nope' does not exist" in capsys.readouterr().err
 
 
@@ -50,9 +54,24 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
 
 def test_every_argument_of_every_command_has_help():
     commands = subcommands()
-    assert {"tasks", "run", "pretrain", "report", "transfer", "demo", "bound", "difficulty", "recommend", "select"} <= set(commands)
-    missing = [f"{name} {action.dest}" for name, p in commands.items() for action in p._actions
-               if not isinstance(action, argparse._HelpAction) and not action.help]
+    assert {
+        "tasks",
+        "run",
+        "pretrain",
+        "report",
+        "transfer",
+        "demo",
+        "bound",
+        "difficulty",
+        "recommend",
+        "select",
+    } <= set(commands)
+    missing = [
+        f"{name} {action.dest}"
+        for name, p in commands.items()
+        for action in p._actions
+        if not isinstance(action, argparse._HelpAction) and not action.help
+    ]
     assert missing == []
     for name, p in commands.items():
         assert any("--import" in a.option_strings for a in p._actions), name
@@ -78,15 +97,21 @@ def test_cli_help_does_not_import_jax():
     """cli/main.py and its command modules (``difftrade.cli.common``) import jax and the library only inside
     the commands: ``--help`` builds every parser without them (cli/main.py loaded here from its file)."""
     code = HELP_WITHOUT_JAX.format(path=str(ROOT / "difftrade" / "cli" / "main.py"))
-    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert "jax imported: False" in done.stdout and "usage: difftrade run" in done.stdout
 
 
 def test_difftrade_help_does_not_import_jax():
-    code = ("import sys\nfrom difftrade.cli.main import main\ntry:\n    main(['run', '--help'])\nexcept SystemExit:\n"
-            "    pass\nprint('jax imported:', 'jax' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+    code = (
+        "import sys\nfrom difftrade.cli.main import main\ntry:\n    main(['run', '--help'])\nexcept SystemExit:\n"
+        "    pass\nprint('jax imported:', 'jax' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert "jax imported: False" in done.stdout
 
@@ -102,7 +127,9 @@ def test_package_metadata():
     assert "py.typed" in package_data and "config/presets/*.toml" in package_data
     extras = project["optional-dependencies"]
     assert "difftrade[test]" in extras["dev"]  # one test extra; dev adds the tools
-    assert any(dep.startswith("orbax-checkpoint") for dep in project["dependencies"])  # difftrade.model.checkpoint imports it
+    assert any(
+        dep.startswith("orbax-checkpoint") for dep in project["dependencies"]
+    )  # difftrade.model.checkpoint imports it
 
 
 def test_tested_floors_are_the_declared_floors():
@@ -133,17 +160,49 @@ def test_tested_floors_are_the_declared_floors():
 def test_api_reference_builds_with_pdoc(tmp_path):
     """experiments/build_api_docs.py renders a page per module of the package (pdoc imports each
     one; --strict fails on a module that does not import), docstrings included."""
-    done = subprocess.run([sys.executable, str(ROOT / "experiments" / "build_api_docs.py"), str(tmp_path), "--strict"],
-                          check=False, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "experiments" / "build_api_docs.py"),
+            str(tmp_path),
+            "--strict",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     page = lambda module: tmp_path / (module.replace(".", "/") + ".html")
-    for module in ("difftrade", "difftrade.runner.experiment", "difftrade.theory.member_certificate", "difftrade.tasks", "difftrade.cli.main"):
+    for module in (
+        "difftrade",
+        "difftrade.runner.experiment",
+        "difftrade.theory.member_certificate",
+        "difftrade.tasks",
+        "difftrade.cli.main",
+    ):
         assert page(module).is_file(), module
     files = sorted(p.relative_to(ROOT / "difftrade") for p in (ROOT / "difftrade").rglob("*.py"))
-    public = [f for f in files if not any(part.startswith("_") and part != "__init__.py" for part in f.parts)]
-    missing = [str(f) for f in public if not page(".".join(("difftrade",) + f.with_suffix("").parts).removesuffix(".__init__")).is_file()]
+    public = [
+        f
+        for f in files
+        if not any(part.startswith("_") and part != "__init__.py" for part in f.parts)
+    ]
+    missing = [
+        str(f)
+        for f in public
+        if not page(
+            ".".join(("difftrade",) + f.with_suffix("").parts).removesuffix(".__init__")
+        ).is_file()
+    ]
     assert missing == [], missing  # every public module has its page
     assert (tmp_path / "index.html").is_file() and (tmp_path / "search.js").is_file()
     assert "Task families with a tunable difficulty." in page("difftrade.tasks").read_text()
-    assert "Every finished chunk is on disk before the next one starts" in page("difftrade.runner.experiment").read_text()
-    assert "PAC-Bayes certificate: the generic, vmappable recipe" in page("difftrade.theory.member_certificate").read_text()
+    assert (
+        "Every finished chunk is on disk before the next one starts"
+        in page("difftrade.runner.experiment").read_text()
+    )
+    assert (
+        "PAC-Bayes certificate: the generic, vmappable recipe"
+        in page("difftrade.theory.member_certificate").read_text()
+    )

@@ -78,8 +78,11 @@ def test_docs_example_is_about_40_lines_and_solves_its_examples(plugin_dir, monk
 def test_run_report_bound_from_the_command_line(plugin_dir, tmp_path, monkeypatch, capsys):
     """The docs' workflow end to end: unknown without --import, then run, report and bound."""
     monkeypatch.chdir(plugin_dir)  # --import finds modules in the working directory
-    raw = tiny_raw(task={"name": "reverse", "d_min": 1, "d_max": 2}, train={"steps": 20},
-                   grid={"seeds": [0], "train_distribution": "up_to"})
+    raw = tiny_raw(
+        task={"name": "reverse", "d_min": 1, "d_max": 2},
+        train={"steps": 20},
+        grid={"seeds": [0], "train_distribution": "up_to"},
+    )
     cfg = plugin_dir / "rev.toml"
     cfg.write_text(toml_text(raw))
     out = tmp_path / "run"
@@ -91,8 +94,25 @@ def test_run_report_bound_from_the_command_line(plugin_dir, tmp_path, monkeypatc
     assert "done: 4 members" in capsys.readouterr().out
     assert main(["report", str(out), "--import", "reverse_task"]) == 0
     assert (out / "report.md").exists() and (out / "heatmap.png").exists()
-    assert main(["bound", str(out), "--import", "reverse_task", "--n-bound", "32", "--budgets", "32",
-                 "--sigmas", "0.01", "--prior-sigmas", "0.05"]) == 0
+    assert (
+        main(
+            [
+                "bound",
+                str(out),
+                "--import",
+                "reverse_task",
+                "--n-bound",
+                "32",
+                "--budgets",
+                "32",
+                "--sigmas",
+                "0.01",
+                "--prior-sigmas",
+                "0.05",
+            ]
+        )
+        == 0
+    )
     bounds = results.load(out / "bounds.nc")
     assert np.all(np.isfinite(bounds["in_dist_bound"].sel(budget=32).values))
 
@@ -101,13 +121,16 @@ def test_import_errors_name_the_module(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["tasks", "--import", "no_such_plugin_module"]) == 2
     err = capsys.readouterr().err
-    assert "cannot import module 'no_such_plugin_module' (ModuleNotFoundError" in err and err.count("\n") == 1
+    assert (
+        "cannot import module 'no_such_plugin_module' (ModuleNotFoundError" in err
+        and err.count("\n") == 1
+    )
     (tmp_path / "plugin_kinds.py").write_text("raise RuntimeError('broken at import')\n")
     assert main(["tasks", "--import", "plugin_kinds"]) == 2
     assert "'plugin_kinds' (RuntimeError: broken at import)" in capsys.readouterr().err
 
 
-PLUGIN_KINDS = textwrap.dedent('''
+PLUGIN_KINDS = textwrap.dedent("""
     import dataclasses
     from typing import ClassVar
 
@@ -135,18 +158,25 @@ PLUGIN_KINDS = textwrap.dedent('''
 
     def broken():
         raise RuntimeError("boom")
-''')
+""")
 
 
 def fake_entry_points(monkeypatch, tmp_path, *specs: str) -> None:
     """Installed packages' ``difftrade.tasks`` entry points, as ``"name = module:attr"``."""
     (tmp_path / "plugin_kinds.py").write_text(PLUGIN_KINDS)
     monkeypatch.syspath_prepend(str(tmp_path))
-    eps = [metadata.EntryPoint(*map(str.strip, spec.split("=")), registry.ENTRY_POINT_GROUP) for spec in specs]
-    monkeypatch.setattr(registry.metadata, "entry_points", lambda group: [e for e in eps if e.group == group])
+    eps = [
+        metadata.EntryPoint(*map(str.strip, spec.split("=")), registry.ENTRY_POINT_GROUP)
+        for spec in specs
+    ]
+    monkeypatch.setattr(
+        registry.metadata, "entry_points", lambda group: [e for e in eps if e.group == group]
+    )
 
 
-def test_entry_points_name_a_class_or_a_factory_and_load_on_first_need(monkeypatch, tmp_path, capsys):
+def test_entry_points_name_a_class_or_a_factory_and_load_on_first_need(
+    monkeypatch, tmp_path, capsys
+):
     fake_entry_points(monkeypatch, tmp_path, "a = plugin_kinds:SortA", "b = plugin_kinds:factory")
     assert "sort_b" not in REGISTRY
     assert make_task("sort_b", d_max=3).d_max == 3  # an unknown name loads the entry points
@@ -158,11 +188,21 @@ def test_entry_points_name_a_class_or_a_factory_and_load_on_first_need(monkeypat
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("bad = plugin_kinds:broken", ("entry point 'bad = plugin_kinds:broken' in group 'difftrade.tasks' failed "
-                                       "to load (RuntimeError: boom)")),
+        (
+            "bad = plugin_kinds:broken",
+            (
+                "entry point 'bad = plugin_kinds:broken' in group 'difftrade.tasks' failed "
+                "to load (RuntimeError: boom)"
+            ),
+        ),
         ("gone = plugin_kinds:Missing", "entry point 'gone = plugin_kinds:Missing'"),
-        ("clash = plugin_kinds:Clash", ("task name 'addition' is already registered by "
-                                        "difftrade.tasks.addition.Addition, so plugin_kinds.Clash cannot take it")),
+        (
+            "clash = plugin_kinds:Clash",
+            (
+                "task name 'addition' is already registered by "
+                "difftrade.tasks.addition.Addition, so plugin_kinds.Clash cannot take it"
+            ),
+        ),
     ],
 )
 def test_a_failing_entry_point_is_named(monkeypatch, tmp_path, capsys, spec, message):
@@ -181,9 +221,19 @@ def test_an_installed_package_adds_its_task(plugin_dir, tmp_path):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: reverse-task\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[difftrade.tasks]\nreverse = reverse_task\n")
     code = "from difftrade.cli.main import main; import sys; sys.exit(main(['tasks']) or main(sys.argv[1:]))"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin_dir), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-c", code, "tasks", "show", "reverse", "-d", "3", "-n", "1"],
-                          cwd=tmp_path, env=env, check=False, capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(plugin_dir), os.environ.get("PYTHONPATH", "")]),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code, "tasks", "show", "reverse", "-d", "3", "-n", "1"],
+        cwd=tmp_path,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "reverse [d=1..6, seq_len=15]: length of the digit string to reverse" in done.stdout
     prompt, answer = re.search(r"\[0\] <bos> (\d+)=\[(\d+) <eos> \]", done.stdout).groups()

@@ -285,9 +285,25 @@ def test_cli_select_weights_and_bins(tmp_path, capsys):
     s = pool(200)
     np.save(tmp_path / "s.npy", s)
     edges = "-inf," + ",".join(f"{q:.6f}" for q in np.quantile(s, [0.5])) + ",inf,"
-    assert main(["select", str(tmp_path / "s.npy"), "-n", "20", "--weights", "0.25,0.75", "--bins=" + edges,
-                 "--out", str(tmp_path / "sel.npy")]) == 0
-    expected = select_with_report(s, 20, [0.25, 0.75], bins=[-np.inf, float(edges.split(",")[1]), np.inf])
+    assert (
+        main(
+            [
+                "select",
+                str(tmp_path / "s.npy"),
+                "-n",
+                "20",
+                "--weights",
+                "0.25,0.75",
+                "--bins=" + edges,
+                "--out",
+                str(tmp_path / "sel.npy"),
+            ]
+        )
+        == 0
+    )
+    expected = select_with_report(
+        s, 20, [0.25, 0.75], bins=[-np.inf, float(edges.split(",")[1]), np.inf]
+    )
     np.testing.assert_array_equal(np.load(tmp_path / "sel.npy"), expected.indices)
     capsys.readouterr()
     assert main(["select", str(tmp_path / "s.npy"), "-n", "20", "--weights", "0.25,x"]) == 2

@@ -17,10 +17,17 @@ from difftrade.train.mesh import on_member_mesh, round_up
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.integers(0, 4), min_size=1, max_size=40), st.integers(1, 9), st.booleans(), st.data())
+@given(
+    st.lists(st.integers(0, 4), min_size=1, max_size=40),
+    st.integers(1, 9),
+    st.booleans(),
+    st.data(),
+)
 def test_plan_covers_each_member_once_and_never_mixes_groups(groups, size, grouped, data):
     groups = np.asarray(groups)
-    todo = np.flatnonzero(data.draw(st.lists(st.booleans(), min_size=len(groups), max_size=len(groups))))
+    todo = np.flatnonzero(
+        data.draw(st.lists(st.booleans(), min_size=len(groups), max_size=len(groups)))
+    )
     chunks = plan_chunks(todo, size, groups if grouped else None)
     got = np.concatenate([ids for ids, _ in chunks]) if chunks else np.zeros(0, int)
     assert sorted(got.tolist()) == todo.tolist()  # every member to do, once
@@ -45,7 +52,13 @@ def test_map_chunks_resumes_by_member_id(tmp_path):
     """A computation that fails part way keeps its finished chunks; the rerun computes only the
     other members (even with another chunk size) and returns what an uninterrupted run returns."""
     members = np.array([0, 2, 3, 5, 7, 8, 9])
-    whole = map_chunks(members, lambda t: plan_chunks(t, 2), _square, PartialStore(tmp_path / "a", "done"), progress=False)
+    whole = map_chunks(
+        members,
+        lambda t: plan_chunks(t, 2),
+        _square,
+        PartialStore(tmp_path / "a", "done"),
+        progress=False,
+    )
     np.testing.assert_array_equal(whole["member"], members)
     np.testing.assert_array_equal(whole["square"], members**2)
 
@@ -75,8 +88,13 @@ def test_damaged_chunk_is_discarded_and_recomputed(tmp_path, capsys):
     damaged = store.path(np.array([2, 3]))
     damaged.write_bytes(damaged.read_bytes()[:40])
     calls = []
-    got = map_chunks(np.arange(4), lambda t: plan_chunks(t, 2), lambda i, w: (calls.append(i.tolist()), _square(i, w))[1],
-                     store, progress=False)
+    got = map_chunks(
+        np.arange(4),
+        lambda t: plan_chunks(t, 2),
+        lambda i, w: (calls.append(i.tolist()), _square(i, w))[1],
+        store,
+        progress=False,
+    )
     assert calls == [[2, 3]]
     np.testing.assert_array_equal(got["square"], np.arange(4) ** 2)
     err = capsys.readouterr().err
@@ -84,8 +102,13 @@ def test_damaged_chunk_is_discarded_and_recomputed(tmp_path, capsys):
 
 
 def test_members_without_a_result_are_left_out(tmp_path):
-    got = map_chunks(np.arange(6), lambda t: plan_chunks(t, 2), lambda i, w: None if i[0] == 2 else _square(i, w),
-                     PartialStore(tmp_path, "done"), progress=False)
+    got = map_chunks(
+        np.arange(6),
+        lambda t: plan_chunks(t, 2),
+        lambda i, w: None if i[0] == 2 else _square(i, w),
+        PartialStore(tmp_path, "done"),
+        progress=False,
+    )
     np.testing.assert_array_equal(got["member"], [0, 1, 4, 5])
 
 
@@ -111,6 +134,17 @@ def test_on_member_mesh_splits_members_over_devices_and_cuts_the_padding():
         np.testing.assert_allclose(got["s"], np.sum(x * (x + 1), axis=1))
         print("ok")
     """)
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, check=False)
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "JAX_PLATFORMS": "cpu",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]

@@ -17,7 +17,9 @@ def test_every_member_segment_is_reported(tiny_cfg):
     train.SEGMENT_LISTENERS.append(counts.append)
     try:
         pop = tiny_cfg.population()
-        res = train.train_population(tiny_cfg.task, pop, tiny_cfg.model, tiny_cfg.train, jax.random.key(0))
+        res = train.train_population(
+            tiny_cfg.task, pop, tiny_cfg.model, tiny_cfg.train, jax.random.key(0)
+        )
         jax.block_until_ready(res.params)
     finally:
         train.SEGMENT_LISTENERS.remove(counts.append)
@@ -26,7 +28,9 @@ def test_every_member_segment_is_reported(tiny_cfg):
 
 
 def test_run_reports_progress_inside_a_chunk(tiny_cfg, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(Progress, "LOG_EVERY", 0.0)  # a line per segment report (stderr is not a terminal)
+    monkeypatch.setattr(
+        Progress, "LOG_EVERY", 0.0
+    )  # a line per segment report (stderr is not a terminal)
     experiment.run(tiny_cfg, tmp_path, progress=True)  # 8 members, one chunk
     lines = [line for line in capsys.readouterr().err.splitlines() if "members" in line]
     done = [int(m[1]) for line in lines if (m := re.search(r"\] (\d+)/8 members", line))]

@@ -17,16 +17,29 @@ from difftrade.results import schema as results
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "docs" / "runs"
 STUDY = RUNS / "study"
-COMPRESSION = RUNS / "compression"  # one directory per run: config.json, results.nc, compression.nc/.md
-CERTIFIED = sorted(p.parent for p in COMPRESSION.glob("*/compression.nc") if (p.parent / "results.nc").exists())
+COMPRESSION = (
+    RUNS / "compression"
+)  # one directory per run: config.json, results.nc, compression.nc/.md
+CERTIFIED = sorted(
+    p.parent for p in COMPRESSION.glob("*/compression.nc") if (p.parent / "results.nc").exists()
+)
 
 
-@pytest.mark.parametrize("config_path, result_path", [
-    ("experiments/tradeoff_v1.toml", "docs/runs/tradeoff_v1.nc"),
-    *[(f"experiments/study/{p.stem}.toml", f"docs/runs/study/{p.name}") for p in sorted(STUDY.glob("*.nc"))],
-])
+@pytest.mark.parametrize(
+    "config_path, result_path",
+    [
+        ("experiments/tradeoff_v1.toml", "docs/runs/tradeoff_v1.nc"),
+        *[
+            (f"experiments/study/{p.stem}.toml", f"docs/runs/study/{p.name}")
+            for p in sorted(STUDY.glob("*.nc"))
+        ],
+    ],
+)
 def test_config_hashes_to_its_result_file(config_path, result_path):
-    assert config.load(ROOT / config_path).hash() == results.load(ROOT / result_path).attrs["config_hash"]
+    assert (
+        config.load(ROOT / config_path).hash()
+        == results.load(ROOT / result_path).attrs["config_hash"]
+    )
 
 
 def test_readme_headline_is_its_result_file():
@@ -45,35 +58,52 @@ def test_readme_headline_is_its_result_file():
 @pytest.mark.slow  # renders every model's forward validation (20-50 s a report)
 @pytest.mark.parametrize("name", ["tradeoff_v1", "mixture", "finetune"])
 def test_committed_report_is_current(name):
-    assert report.render(results.load(RUNS / f"{name}.nc")) == (RUNS / f"{name}.report.md").read_text()
+    assert (
+        report.render(results.load(RUNS / f"{name}.nc")) == (RUNS / f"{name}.report.md").read_text()
+    )
 
 
 @pytest.mark.slow  # refits every model forward and by leave-one-out on every grid (about a minute)
 def test_study_tables_are_current():
-    assert sorted(p.stem for p in STUDY.glob("*.nc") if not p.name.startswith("transfer_")), "no study grid committed"
+    assert sorted(p.stem for p in STUDY.glob("*.nc") if not p.name.startswith("transfer_")), (
+        "no study grid committed"
+    )
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("summarize", ROOT / "experiments" / "study" / "summarize.py")
+    spec = importlib.util.spec_from_file_location(
+        "summarize", ROOT / "experiments" / "study" / "summarize.py"
+    )
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     assert script.HEADER + study.summarize(STUDY) == (ROOT / "docs" / "study_tables.md").read_text()
 
 
-@pytest.mark.parametrize("label, grid", [
-    ("addition (nested levels)", "addition"), ("addition, fixed epochs", "addition_epochs"),
-    ("chain (exact levels, rows trained on 1..d)", "chain"), ("chain, mixture training", "chain_mixture"),
-    ("sorting (exact levels, rows trained on 2..d)", "sorting"),
-])
+@pytest.mark.parametrize(
+    "label, grid",
+    [
+        ("addition (nested levels)", "addition"),
+        ("addition, fixed epochs", "addition_epochs"),
+        ("chain (exact levels, rows trained on 1..d)", "chain"),
+        ("chain, mixture training", "chain_mixture"),
+        ("sorting (exact levels, rows trained on 2..d)", "sorting"),
+    ],
+)
 def test_readme_study_table_is_its_result_files(label, grid):
     """The README's study table: each row's d*(n), its not-significantly-worse sets and all-pairs
     best sets at the ends are what the analysis computes from the committed grid; its forward
     columns are the grid's row of the forward table in docs/study_tables.md (which
     test_study_tables_are_current regenerates)."""
-    line = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith(f"| {label}, n = "))
+    line = next(
+        line
+        for line in (ROOT / "README.md").read_text().splitlines()
+        if line.startswith(f"| {label}, n = ")
+    )
     cells = [cell.strip() for cell in line.strip("|").split("|")]
     ds = results.load(STUDY / f"{grid}.nc")
     risk = ds["target_risk"].transpose("difficulty", "budget", "seed").values
-    cmp = paired_comparison.compare_to_d_star(risk, ds["difficulty"].values, method="sign_flip", alpha=study.ALPHA)
+    cmp = paired_comparison.compare_to_d_star(
+        risk, ds["difficulty"].values, method="sign_flip", alpha=study.ALPHA
+    )
     best = selection.best_set(risk, ds["difficulty"].values, method="sign_flip", alpha=study.ALPHA)
     budgets = ds["budget"].values
     assert cells[0] == f"{label}, n = {int(budgets[0]):,} → {int(budgets[-1]):,}"
@@ -82,9 +112,15 @@ def test_readme_study_table_is_its_result_files(label, grid):
     assert cells[2] == " / ".join(study._fmt_set(cmp.not_worse_set(j)) for j in ends)
     assert cells[3] == " / ".join(study._fmt_set(best.members(j)) for j in ends)
     tables = (ROOT / "docs" / "study_tables.md").read_text()
-    forward = tables[tables.index("### Forward validation across grids"):].splitlines()
-    head = [c.strip() for c in next(r for r in forward if r.startswith("| grid |")).strip("|").split("|")]
-    row = [c.strip() for c in next(r for r in forward if r.startswith(f"| {grid} |")).strip("|").split("|")]
+    forward = tables[tables.index("### Forward validation across grids") :].splitlines()
+    head = [
+        c.strip()
+        for c in next(r for r in forward if r.startswith("| grid |")).strip("|").split("|")
+    ]
+    row = [
+        c.strip()
+        for c in next(r for r in forward if r.startswith(f"| {grid} |")).strip("|").split("|")
+    ]
     method, lost = row[1].split(" (")[0].split(": ")
     assert cells[4] == f"{method} {lost}"
     ratios = {head[i]: row[i].split()[0] for i in range(2, len(row))}
@@ -97,7 +133,9 @@ def test_committed_compression_certificates_are_current(run_dir):
     """Each committed compression run: its config is one of experiments/compression/*.toml, its certificates
     were computed for that config, and compression.md is what the current code renders from them."""
     cfg, ds = compress.load_run(run_dir)
-    assert cfg.hash() in {config.load(p).hash() for p in (ROOT / "experiments" / "compression").glob("*.toml")}
+    assert cfg.hash() in {
+        config.load(p).hash() for p in (ROOT / "experiments" / "compression").glob("*.toml")
+    }
     c = results.open_netcdf(run_dir / "compression.nc")
     assert c.attrs["config_hash"] == cfg.hash() == ds.attrs["config_hash"]
     assert compress.render(ds, c) == (run_dir / "compression.md").read_text()

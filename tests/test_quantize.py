@@ -46,7 +46,9 @@ def test_codebook_is_ascending_and_quantizes_within_range(levels):
 def test_stored_codebook_is_exactly_half_precision():
     c = jnp.asarray([0.1, -2.3456789, 1e-3, 7.77], jnp.float32)
     stored = np.asarray(stored_codebook(c))
-    np.testing.assert_array_equal(stored, np.sort(np.float16([0.1, -2.3456789, 1e-3, 7.77]).astype(np.float32)))
+    np.testing.assert_array_equal(
+        stored, np.sort(np.float16([0.1, -2.3456789, 1e-3, 7.77]).astype(np.float32))
+    )
 
 
 def test_straight_through_gradients():
@@ -56,7 +58,9 @@ def test_straight_through_gradients():
     f = lambda z, c: jnp.sum(a * straight_through(z, c) ** 2)
     value = f(z, c)
     s = np.array([0, 1, 2, 0, 1])
-    np.testing.assert_allclose(float(value), float(np.sum(np.asarray(a) * np.asarray(c)[s] ** 2)), rtol=1e-6)
+    np.testing.assert_allclose(
+        float(value), float(np.sum(np.asarray(a) * np.asarray(c)[s] ** 2)), rtol=1e-6
+    )
     gz, gc = jax.grad(f, argnums=(0, 1))(z, c)
     # d/dz: straight through the rounding, so the derivative at the quantized value
     np.testing.assert_allclose(np.asarray(gz), 2 * np.asarray(a) * np.asarray(c)[s], rtol=1e-6)

@@ -10,7 +10,13 @@ from difftrade.analysis import racing
 
 def test_a_clear_winner_ends_the_race_at_the_first_look():
     rng = np.random.default_rng(0)
-    col = np.stack([0.2 + 0.01 * rng.standard_normal(8), 0.8 + 0.01 * rng.standard_normal(8), 0.9 + 0.01 * rng.standard_normal(8)])
+    col = np.stack(
+        [
+            0.2 + 0.01 * rng.standard_normal(8),
+            0.8 + 0.01 * rng.standard_normal(8),
+            0.9 + 0.01 * rng.standard_normal(8),
+        ]
+    )
     res = racing.race(col, [1, 2, 3], start=3)
     assert res.chosen == 1 and res.survivors == (1.0,) and res.looks == 1 and res.members == 3 * 3
 
@@ -26,7 +32,9 @@ def test_equal_difficulties_use_every_seed_and_pick_the_lowest_mean():
 def test_a_dropped_difficulty_stops_costing_members():
     # row 3 is far worse from the start; rows 1 and 2 are indistinguishable
     rng = np.random.default_rng(2)
-    col = np.stack([rng.normal(0.5, 0.05, 7), rng.normal(0.5, 0.05, 7), 2.0 + 0.01 * rng.standard_normal(7)])
+    col = np.stack(
+        [rng.normal(0.5, 0.05, 7), rng.normal(0.5, 0.05, 7), 2.0 + 0.01 * rng.standard_normal(7)]
+    )
     res = racing.race(col, [1, 2, 3], start=3)
     assert 3.0 not in res.survivors and len(res.survivors) == 2
     assert res.members == 2 * 7 + 3  # row 3 trained its first 3 seeds only
@@ -34,7 +42,9 @@ def test_a_dropped_difficulty_stops_costing_members():
 
 def test_replay_scores_against_the_full_column():
     rng = np.random.default_rng(3)
-    risk = np.stack([rng.normal(0.2, 0.01, (2, 8)), rng.normal(0.9, 0.01, (2, 8))])  # [D=2, N=2, S=8]
+    risk = np.stack(
+        [rng.normal(0.2, 0.01, (2, 8)), rng.normal(0.9, 0.01, (2, 8))]
+    )  # [D=2, N=2, S=8]
     rep = racing.replay(risk, [1, 2], [10, 20], orders=5)
     np.testing.assert_allclose(rep.compute, 2 * 3 / 16)  # decided at the first look
     np.testing.assert_array_equal(rep.risk_lost, 0.0)

@@ -22,7 +22,9 @@ from difftrade.recommender import (
 from difftrade.theory.tradeoff_families import PowerTradeoff
 from difftrade.theory.tradeoff_fitting import fit_dataset
 
-GPU_RESULTS = Path(__file__).resolve().parents[1] / "docs" / "runs" / "tradeoff_v1.nc"  # shipped with the repository
+GPU_RESULTS = (
+    Path(__file__).resolve().parents[1] / "docs" / "runs" / "tradeoff_v1.nc"
+)  # shipped with the repository
 POWER = {"c": 40.0, "a": 0.4}  # d*(n) = 0.8^(2/3) (n/40)^(1/3): 1.9 at n=400, 7.4 at n=25,600
 
 
@@ -292,7 +294,9 @@ def test_on_the_shipped_gpu_results():
     assert rec.method == "measured" and rec.difficulty in rec.plausible
     loo = validate_leave_one_budget_out(ds)
     assert loo.budgets.shape == (ds.sizes["budget"],)
-    assert loo.mae == pytest.approx({"interpolate": 8 / 9, "model": 17 / 9, "threshold": 9 / 9, "auto": 10 / 9})
+    assert loo.mae == pytest.approx(
+        {"interpolate": 8 / 9, "model": 17 / 9, "threshold": 9 / 9, "auto": 10 / 9}
+    )
 
 
 def test_without_models_outside_the_range_is_an_error():

@@ -26,7 +26,11 @@ from difftrade.runner import experiment
 from difftrade.runner.chunks import load_params
 
 NAME = re.compile(r"chunk_m(\d+)-(\d+)\.nc")
-STABLE_ATTRS = ("wall_seconds", "sessions", "finished_utc")  # what a resumed run may change: its sessions
+STABLE_ATTRS = (
+    "wall_seconds",
+    "sessions",
+    "finished_utc",
+)  # what a resumed run may change: its sessions
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +94,9 @@ def _assert_chunks_named_by_members(out: Path, num: int) -> None:
     assert sorted(held) == list(range(num))
 
 
-def _assert_same_run(resumed: xr.Dataset, ds: xr.Dataset, out: Path, params: object, cfg: config.RunConfig) -> None:
+def _assert_same_run(
+    resumed: xr.Dataset, ds: xr.Dataset, out: Path, params: object, cfg: config.RunConfig
+) -> None:
     """results.nc and the weights of a resumed run equal the uninterrupted run's, bit for bit."""
     on_disk = results.load(out / "results.nc")
     for got in (resumed, on_disk):
@@ -109,7 +115,11 @@ def test_fresh_run_names_chunks_by_their_members(chunked):
     _, out, _, _ = chunked
     _assert_chunks_named_by_members(out, 8)
     assert [p.name for p in _chunk_files(out)] == [
-        "chunk_m000000-000001.nc", "chunk_m000002-000003.nc", "chunk_m000004-000005.nc", "chunk_m000006-000007.nc"]
+        "chunk_m000000-000001.nc",
+        "chunk_m000002-000003.nc",
+        "chunk_m000004-000005.nc",
+        "chunk_m000006-000007.nc",
+    ]
 
 
 def test_resume_after_deleting_a_middle_chunk_keeps_every_member_its_own(chunked, tmp_path):
@@ -171,8 +181,12 @@ def test_misnamed_overlapping_and_orphan_chunks_are_discarded(chunked, tmp_path,
     resumed = experiment.run(cfg, out, resume=True, progress=False)
     err = capsys.readouterr().err
     assert f"discarded {misnamed} (its name says members 4..5 but it holds [2, 3])" in err, err
-    assert f"discarded {first} (members [0, 1] are also in chunk_00000.nc, which is kept)" in err, err
-    assert f"discarded {chunks / 'chunk_m000009-000010.params.npz'} (no chunk .nc beside it" in err, err
+    assert f"discarded {first} (members [0, 1] are also in chunk_00000.nc, which is kept)" in err, (
+        err
+    )
+    assert (
+        f"discarded {chunks / 'chunk_m000009-000010.params.npz'} (no chunk .nc beside it" in err
+    ), err
     assert (chunks / "chunk_00000.nc").exists()  # old-style names are read by their stored ids
     _assert_same_run(resumed, ds, out, params, cfg)
 
@@ -214,14 +228,25 @@ def test_load_params_refuses_damaged_repeated_or_missing_weights(chunked, tmp_pa
         load_params(out, like)
     arrays = dict(np.load(_weights(_chunk_of(out, 4), "params")))
     np.savez(weights, **arrays)  # members 4, 5 twice, 2, 3 nowhere
-    with pytest.raises(ValueError, match=r"member 4 is in chunk_m000002-000003\.params\.npz and chunk_m000004-000005\.params\.npz"):
+    with pytest.raises(
+        ValueError,
+        match=r"member 4 is in chunk_m000002-000003\.params\.npz and chunk_m000004-000005\.params\.npz",
+    ):
         load_params(out, like)
-    np.savez(weights, **{k: v[:1] for k, v in dict(np.load(weights)).items()} | {"member": np.array([8])})
-    with pytest.raises(ValueError, match=r"lack members \[2, 3\]; hold members \[8\] outside the grid; allowed: exactly"):
+    np.savez(
+        weights, **{k: v[:1] for k, v in dict(np.load(weights)).items()} | {"member": np.array([8])}
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"lack members \[2, 3\]; hold members \[8\] outside the grid; allowed: exactly",
+    ):
         load_params(out, like)
     weights.unlink()
     (weights.parent / weights.name.replace(".params.npz", ".nc")).unlink()
-    with pytest.raises(ValueError, match=r"npz files of .* lack members \[2, 3\]; allowed: exactly the members 0..7$"):
+    with pytest.raises(
+        ValueError,
+        match=r"npz files of .* lack members \[2, 3\]; allowed: exactly the members 0..7$",
+    ):
         load_params(out, like)
 
 
@@ -255,9 +280,19 @@ def test_diverged_members_have_nan_risks_and_are_flagged(diverged_run):
     assert np.all(ds["nonfinite_steps"].values > 0)
     on_disk = results.load(out / "results.nc")
     for got in (ds, on_disk):
-        assert got["diverged"].dtype == bool and got["diverged"].dims == ("difficulty", "budget", "seed")
+        assert got["diverged"].dtype == bool and got["diverged"].dims == (
+            "difficulty",
+            "budget",
+            "seed",
+        )
         assert bool(got["diverged"].all())
-        for name in ("train_risk", "test_risk", "target_risk", "generalization_gap", "extrapolation_gap"):
+        for name in (
+            "train_risk",
+            "test_risk",
+            "target_risk",
+            "generalization_gap",
+            "extrapolation_gap",
+        ):
             assert np.all(np.isnan(got[name].values)), name
         assert np.all(np.isfinite(got["level_exact"].values))  # the raw measurement is kept
 
@@ -275,7 +310,9 @@ def _mixed(chunked, diverged_run, bad: list[int]) -> xr.Dataset:
     healthy = xr.concat([results.load(p) for p in _chunk_files(out)], "member")
     broken = xr.concat([results.load(p) for p in _chunk_files(bad_out)], "member")
     keep = [m for m in range(8) if m not in bad]
-    return assembly.assemble(cfg, [healthy.sel(member=keep), broken.sel(member=bad)], {"chunk_size": 2})
+    return assembly.assemble(
+        cfg, [healthy.sel(member=keep), broken.sel(member=bad)], {"chunk_size": 2}
+    )
 
 
 def test_run_summary_skips_and_names_diverged_members(chunked, diverged_run, monkeypatch, capsys):
@@ -287,8 +324,10 @@ def test_run_summary_skips_and_names_diverged_members(chunked, diverged_run, mon
     # diverge both seeds of the best cell at budget 32, and every member at budget 1
     d_best = int(np.flatnonzero(ds["difficulty"].values == best[1])[0])
     shape = cfg.grid_shape
-    bad = sorted({int(np.ravel_multi_index((d_best, 1, s), shape)) for s in range(2)}
-                 | {int(np.ravel_multi_index((d, 0, s), shape)) for d in range(2) for s in range(2)})
+    bad = sorted(
+        {int(np.ravel_multi_index((d_best, 1, s), shape)) for s in range(2)}
+        | {int(np.ravel_multi_index((d, 0, s), shape)) for d in range(2) for s in range(2)}
+    )
     mixed = _mixed(chunked, diverged_run, bad)
     other = int(ds["difficulty"].values[1 - d_best])
     monkeypatch.setattr(experiment, "run", lambda *a, **k: mixed)
@@ -296,7 +335,9 @@ def test_run_summary_skips_and_names_diverged_members(chunked, diverged_run, mon
     grids._run(cfg_path, Path("unused"), resume=True)
     out = capsys.readouterr().out
     assert f"d*(n) = {{1: None, 32: {other}}}" in out, out
-    assert "6 diverged member(s)" in out and f"({int(best[1])}, 32, 0), ({int(best[1])}, 32, 1)" in out, out
+    assert (
+        "6 diverged member(s)" in out and f"({int(best[1])}, 32, 0), ({int(best[1])}, 32, 1)" in out
+    ), out
 
 
 def test_cli_run_summary_of_an_all_diverged_run(diverged_run, capsys):
@@ -310,10 +351,14 @@ def test_cli_run_summary_of_an_all_diverged_run(diverged_run, capsys):
 def test_describe_diverged_abbreviates_long_lists():
     bad = np.zeros((3, 2, 2), bool)
     bad.ravel()[:11] = True
-    ds = xr.Dataset({"diverged": (("difficulty", "budget", "seed"), bad)},
-                    coords={"difficulty": [1, 2, 3], "budget": [1, 32], "seed": [0, 1]})
+    ds = xr.Dataset(
+        {"diverged": (("difficulty", "budget", "seed"), bad)},
+        coords={"difficulty": [1, 2, 3], "budget": [1, 32], "seed": [0, 1]},
+    )
     text = divergence.describe_diverged(ds)
-    assert text.startswith("11 diverged member(s)") and text.endswith("(3, 1, 1), ... and 1 more"), text
+    assert text.startswith("11 diverged member(s)") and text.endswith(
+        "(3, 1, 1), ... and 1 more"
+    ), text
     assert divergence.describe_diverged(ds.assign(diverged=ds["diverged"] & False)) == ""
 
 
@@ -333,11 +378,17 @@ def test_recommend_excludes_diverged_members(chunked, diverged_run, capsys):
 
 def test_recommend_and_select_refuse_an_all_diverged_run(diverged_run, tmp_path, capsys):
     _, out, ds = diverged_run
-    with pytest.raises(ValueError, match=r"^no member has a finite target_risk: 8 of 8 diverged \(NaN/inf training steps"):
+    with pytest.raises(
+        ValueError,
+        match=r"^no member has a finite target_risk: 8 of 8 diverged \(NaN/inf training steps",
+    ):
         recommend(ds, 32)
     assert cli.main(["recommend", str(out), "--budget", "32", "--n-boot", "0"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("difftrade: error: no member has a finite target_risk: 8 of 8 diverged") and "\n" not in err
+    assert (
+        err.startswith("difftrade: error: no member has a finite target_risk: 8 of 8 diverged")
+        and "\n" not in err
+    )
     scores = tmp_path / "scores.npy"
     np.save(scores, np.linspace(0.0, 1.0, 100))
     assert cli.main(["select", str(scores), "--budget", "10", "--results", str(out)]) == 2

@@ -64,8 +64,14 @@ def _one_error_line(capsys: pytest.CaptureFixture[str], *names: object) -> str:
 def _not_netcdf(kind: str, path: Path) -> Path:
     """A results file that is not one: text, empty, or a real results.nc cut to 300 bytes or in half."""
     data = RESULTS.read_bytes()
-    path.write_bytes({"text": b"difficulty,budget\n1,2\n", "empty": b"", "head": data[:300],
-                      "half": data[: len(data) // 2]}[kind])
+    path.write_bytes(
+        {
+            "text": b"difficulty,budget\n1,2\n",
+            "empty": b"",
+            "head": data[:300],
+            "half": data[: len(data) // 2],
+        }[kind]
+    )
     return path
 
 
@@ -73,7 +79,9 @@ def _run_dir(tmp_path: Path, tiny_cfg: config.RunConfig) -> Path:
     """A run directory with a valid config.json and nothing else."""
     out = tmp_path / "run"
     out.mkdir()
-    (out / rundir.META).write_text(json.dumps({"config_hash": tiny_cfg.hash(), "config": tiny_cfg.to_dict()}))
+    (out / rundir.META).write_text(
+        json.dumps({"config_hash": tiny_cfg.hash(), "config": tiny_cfg.to_dict()})
+    )
     return out
 
 
@@ -84,10 +92,12 @@ def test_a_file_that_is_not_netcdf_is_named_in_one_line(kind, command, tmp_path,
     bad = _not_netcdf(kind, tmp_path / "results.nc")
     scores = tmp_path / "scores.csv"
     scores.write_text("score\n" + "\n".join(map(str, range(20))) + "\n")
-    argv = {"report": ["report", str(bad), "--out", str(tmp_path / "rep")],
-            "recommend": ["recommend", str(bad), "--budget", "64"],
-            "select": ["select", str(scores), "--budget", "4", "--results", str(bad)],
-            "transfer": ["transfer", str(bad)]}[command]
+    argv = {
+        "report": ["report", str(bad), "--out", str(tmp_path / "rep")],
+        "recommend": ["recommend", str(bad), "--budget", "64"],
+        "select": ["select", str(scores), "--budget", "4", "--results", str(bad)],
+        "transfer": ["transfer", str(bad)],
+    }[command]
     assert main(argv) == 2
     line = _one_error_line(capsys, bad)
     assert "is not a difftrade results file (not a readable netCDF3 file" in line
@@ -103,12 +113,18 @@ def test_bound_names_a_results_file_that_is_not_netcdf(tiny_cfg, tmp_path, capsy
 
 def test_netcdf_from_another_tool_names_the_file_and_the_missing_variables(tmp_path, capsys):
     foreign = tmp_path / "climate.nc"
-    xr.Dataset({"temperature": (("time", "lat"), np.zeros((3, 2)))}).to_netcdf(foreign, engine="scipy")
+    xr.Dataset({"temperature": (("time", "lat"), np.zeros((3, 2)))}).to_netcdf(
+        foreign, engine="scipy"
+    )
     for argv in (["report", str(foreign)], ["recommend", str(foreign), "--budget", "64"]):
         assert main(argv) == 2
-        line = _one_error_line(capsys, foreign, "is not a difftrade results file", "'target_risk'", "'difficulty'")
+        line = _one_error_line(
+            capsys, foreign, "is not a difftrade results file", "'target_risk'", "'difficulty'"
+        )
         assert "'temperature'" in line  # what it holds instead
-    with pytest.raises(ValueError, match=r"climate\.nc is not a difftrade results file \(lacks the dims"):
+    with pytest.raises(
+        ValueError, match=r"climate\.nc is not a difftrade results file \(lacks the dims"
+    ):
         results.load(foreign)
 
 
@@ -116,8 +132,9 @@ def test_report_names_the_variables_a_grid_file_lacks(tmp_path, capsys):
     """A file with difftrade's grid but not the risks report reads: the file and each variable named."""
     partial = tmp_path / "partial.nc"
     dims = ("difficulty", "budget", "seed", "level")
-    xr.Dataset({"level_exact": (dims, np.zeros((2, 2, 2, 2)))}, coords={d: [1, 2] for d in dims}).to_netcdf(
-        partial, engine="scipy")
+    xr.Dataset(
+        {"level_exact": (dims, np.zeros((2, 2, 2, 2)))}, coords={d: [1, 2] for d in dims}
+    ).to_netcdf(partial, engine="scipy")
     assert main(["report", str(partial), "--out", str(tmp_path / "rep")]) == 2
     _one_error_line(capsys, partial, "'target_risk'", "'generalization_gap'", "difftrade report")
 
@@ -129,12 +146,15 @@ def test_every_difftrade_file_still_loads():
         assert results.file_kind(ds) in ("results", "bounds"), path
 
 
-@pytest.mark.parametrize("text,missing", [
-    ('{"config": {}}', "['config_hash']"),
-    ('{"config_hash": "abc"}', "['config']"),
-    ("[1, 2]", "['config_hash', 'config']"),
-    ('{"config_hash": "ab', "JSONDecodeError"),
-])
+@pytest.mark.parametrize(
+    "text,missing",
+    [
+        ('{"config": {}}', "['config_hash']"),
+        ('{"config_hash": "abc"}', "['config']"),
+        ("[1, 2]", "['config_hash', 'config']"),
+        ('{"config_hash": "ab', "JSONDecodeError"),
+    ],
+)
 def test_config_json_without_its_keys_is_named(text, missing, tmp_path, capsys, monkeypatch):
     _no_training(monkeypatch)
     path = tmp_path / "tiny.toml"
@@ -158,17 +178,22 @@ def test_a_truncated_params_file_outside_resume_is_named(tiny_cfg, tmp_path):
     weights = out / "chunks" / "chunk_m000000-000007.params.npz"
     np.savez(weights, member=np.arange(8), leaf_000=np.zeros((8, 3)))
     weights.write_bytes(weights.read_bytes()[:60])
-    with pytest.raises(ValueError, match=rf"^{re.escape(str(weights))} is unreadable \(.*\); allowed"):
+    with pytest.raises(
+        ValueError, match=rf"^{re.escape(str(weights))} is unreadable \(.*\); allowed"
+    ):
         chunks.load_params(out, None)
 
 
-@pytest.mark.parametrize("name,content,expected", [
-    ("header.csv", b"score\n", "holds no scores"),
-    ("blank.csv", b"score\n\n\n", "holds no scores"),
-    ("latin.csv", b"score\n\xff\xfe1.0\n", "is not text"),
-    ("empty.npy", None, "holds no scores"),
-    ("text.npy", b"0.1 0.2 0.3\n", "is not a readable .npy array"),
-])
+@pytest.mark.parametrize(
+    "name,content,expected",
+    [
+        ("header.csv", b"score\n", "holds no scores"),
+        ("blank.csv", b"score\n\n\n", "holds no scores"),
+        ("latin.csv", b"score\n\xff\xfe1.0\n", "is not text"),
+        ("empty.npy", None, "holds no scores"),
+        ("text.npy", b"0.1 0.2 0.3\n", "is not a readable .npy array"),
+    ],
+)
 def test_a_pool_file_without_scores_is_named(name, content, expected, tmp_path, capsys):
     path = tmp_path / name
     if content is None:
@@ -191,7 +216,10 @@ def tampered_bases(tmp_path_factory):
     for kind, params in (
         ("shapes", init_params(dataclasses.replace(small, d_model=32), jax.random.key(0))),
         ("leaves", init_params(dataclasses.replace(small, num_layers=2), jax.random.key(0))),
-        ("dtype", jax.tree.map(lambda x: x.astype(np.float16), init_params(small, jax.random.key(0)))),
+        (
+            "dtype",
+            jax.tree.map(lambda x: x.astype(np.float16), init_params(small, jax.random.key(0))),
+        ),
         ("missing", init_params(small, jax.random.key(0))),
     ):
         bases[kind] = checkpoint.save_base(tmp / kind, params, small, {"config_hash": "x"})
@@ -199,17 +227,24 @@ def tampered_bases(tmp_path_factory):
     return small, bases
 
 
-@pytest.mark.parametrize("kind,says", [
-    ("shapes", "is float32[32], the config's model needs float32[16]"),
-    ("leaves", "holds parameters unlike the config's model (extra ['blocks.1."),
-    ("dtype", "is float16[16], the config's model needs float32[16]"),
-    ("missing", "has no params/ directory"),
-])
-def test_a_tampered_base_checkpoint_is_named_before_compiling(tampered_bases, kind, says, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize(
+    "kind,says",
+    [
+        ("shapes", "is float32[32], the config's model needs float32[16]"),
+        ("leaves", "holds parameters unlike the config's model (extra ['blocks.1."),
+        ("dtype", "is float16[16], the config's model needs float32[16]"),
+        ("missing", "has no params/ directory"),
+    ],
+)
+def test_a_tampered_base_checkpoint_is_named_before_compiling(
+    tampered_bases, kind, says, tmp_path, capsys, monkeypatch
+):
     small, bases = tampered_bases
     with pytest.raises(ValueError, match=r"^base checkpoint '.*'.*; allowed") as err:
         checkpoint.load_base(bases[kind], small)
-    assert str(bases[kind]) in str(err.value) and says in str(err.value) and "\n" not in str(err.value)
+    assert (
+        str(bases[kind]) in str(err.value) and says in str(err.value) and "\n" not in str(err.value)
+    )
     _no_training(monkeypatch)
     path = tmp_path / "ft.toml"
     path.write_text(toml_text(tiny_raw(run={"init": str(bases[kind])})))
@@ -223,7 +258,10 @@ def test_a_base_json_that_is_not_json_is_named(tampered_bases, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(bases["shapes"], broken)
     (broken / "base.json").write_text('{"model": ')
-    with pytest.raises(ValueError, match=rf"^{re.escape(str(broken / 'base.json'))} is not a base checkpoint's base\.json"):
+    with pytest.raises(
+        ValueError,
+        match=rf"^{re.escape(str(broken / 'base.json'))} is not a base checkpoint's base\.json",
+    ):
         checkpoint.load_base(broken, small)
 
 
@@ -243,7 +281,9 @@ def holder(tmp_path):
     """A run directory whose lock another process holds: (directory, that process)."""
     out = tmp_path / "run"
     out.mkdir()
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(out / ".lock")], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(out / ".lock")], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout.readline().strip() == "locked"
         yield out, proc
@@ -252,18 +292,25 @@ def holder(tmp_path):
         proc.wait(timeout=30)
 
 
-def test_a_second_writer_is_refused_naming_the_directory_and_the_holder(holder, tiny_cfg, tmp_path, capsys, monkeypatch):
+def test_a_second_writer_is_refused_naming_the_directory_and_the_holder(
+    holder, tiny_cfg, tmp_path, capsys, monkeypatch
+):
     out, proc = holder
     _no_training(monkeypatch)
     for resume in (False, True):
-        with pytest.raises(ValueError, match=rf"^--out '{re.escape(str(out))}' is being written by another difftrade "
-                                             rf"process \(pid {proc.pid} "):
+        with pytest.raises(
+            ValueError,
+            match=rf"^--out '{re.escape(str(out))}' is being written by another difftrade "
+            rf"process \(pid {proc.pid} ",
+        ):
             experiment.run(tiny_cfg, out, resume=resume, progress=False)
     path = tmp_path / "tiny.toml"
     path.write_text(toml_text(tiny_raw()))
     assert main(["run", str(path), "--out", str(out), "--resume"]) == 2
     _one_error_line(capsys, out, f"pid {proc.pid}")
-    assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing written beside the holder's lock
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".lock"
+    ]  # nothing written beside the holder's lock
 
 
 def test_the_lock_is_released_when_its_holder_is_killed(holder, tiny_cfg, monkeypatch):
@@ -293,8 +340,11 @@ def test_a_refused_run_leaves_a_new_directory_as_it_was(tiny_cfg, tmp_path, monk
 def _short_cfg() -> config.RunConfig:
     """The tiny grid at 8 steps with one seed per device: ``4 x jax.device_count()`` members (an earlier
     `difftrade run` in this process may have split the CPU into one device per core)."""
-    raw = tiny_raw(grid={"seeds": list(range(jax.device_count()))}, train={"steps": 8, "warmup_steps": 2, "num_checkpoints": 2},
-                   eval={"n_test": 16, "n_train_eval": 8, "batch_size": 8})
+    raw = tiny_raw(
+        grid={"seeds": list(range(jax.device_count()))},
+        train={"steps": 8, "warmup_steps": 2, "num_checkpoints": 2},
+        eval={"n_test": 16, "n_train_eval": 8, "batch_size": 8},
+    )
     return config.from_dict(raw)
 
 
@@ -317,7 +367,9 @@ def two_sessions(tmp_path_factory):
 
     second = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, chunk_size=2 * dc))
     ds = experiment.run(second, out, resume=True, progress=False, on_chunk=try_second_writer)
-    assert len(refusals) == 1 and f"pid {os.getpid()}" in refusals[0], refusals  # held while training
+    assert len(refusals) == 1 and f"pid {os.getpid()}" in refusals[0], (
+        refusals
+    )  # held while training
     return second, out, ds
 
 
@@ -339,7 +391,10 @@ def test_resumed_metadata_accumulates_over_sessions(two_sessions):
     assert ds.attrs["wall_seconds"] == pytest.approx(sum(s["wall_seconds"] for s in sessions))
     assert (int(ds.attrs["chunk_size"]), int(ds.attrs["device_count"])) == (2 * dc, dc)
     start, end = _utc(ds.attrs["started_utc"]), _utc(ds.attrs["finished_utc"])
-    assert ds.attrs["started_utc"] == sessions[0]["start_utc"] and ds.attrs["finished_utc"] == sessions[1]["end_utc"]
+    assert (
+        ds.attrs["started_utc"] == sessions[0]["start_utc"]
+        and ds.attrs["finished_utc"] == sessions[1]["end_utc"]
+    )
     assert start <= _utc(sessions[0]["end_utc"]) <= _utc(sessions[1]["start_utc"]) <= end
     assert json.loads((out / rundir.SESSIONS).read_text()) == sessions
     on_disk = results.load(out / "results.nc")
@@ -349,7 +404,13 @@ def test_resumed_metadata_accumulates_over_sessions(two_sessions):
 @pytest.mark.slow  # shares a two-session training fixture (~25 s)
 def test_the_source_revision_is_recorded(two_sessions):
     _, _, ds = two_sessions
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT / "difftrade", capture_output=True, text=True, check=False)
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"],
+        cwd=ROOT / "difftrade",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if head.returncode == 0:
         assert ds.attrs["source_revision"].removesuffix("+dirty") == head.stdout.strip()
     else:
@@ -363,9 +424,19 @@ def test_rerunning_a_finished_run_keeps_its_metadata(two_sessions, tmp_path):
     cfg, run, ds = two_sessions
     out = tmp_path / "run"
     shutil.copytree(run, out)
-    keys = ("wall_seconds", "sessions", "started_utc", "finished_utc", "chunk_size", "device_count", "device",
-            "source_revision")
-    other = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, chunk_size=4 * jax.device_count()))
+    keys = (
+        "wall_seconds",
+        "sessions",
+        "started_utc",
+        "finished_utc",
+        "chunk_size",
+        "device_count",
+        "device",
+        "source_revision",
+    )
+    other = dataclasses.replace(
+        cfg, run=dataclasses.replace(cfg.run, chunk_size=4 * jax.device_count())
+    )
     for delete in (False, True):
         if delete:
             (out / "results.nc").unlink()
@@ -384,7 +455,9 @@ def test_a_run_from_before_the_sessions_file_keeps_its_wall_time(two_sessions, t
     (out / rundir.SESSIONS).unlink()
     again = experiment.run(cfg, out, resume=True, progress=False)
     (only,) = json.loads(again.attrs["sessions"])
-    assert only["from"] == "results.nc" and again.attrs["wall_seconds"] == pytest.approx(ds.attrs["wall_seconds"])
+    assert only["from"] == "results.nc" and again.attrs["wall_seconds"] == pytest.approx(
+        ds.attrs["wall_seconds"]
+    )
     assert int(again.attrs["chunk_size"]) == 2 * jax.device_count()
 
 
@@ -405,7 +478,9 @@ def test_an_interrupted_base_save_leaves_no_base_and_is_cleared(tmp_path, monkey
     with pytest.raises(KeyboardInterrupt):
         checkpoint.save_base(target, _params(small), small, {"config_hash": "x"})
     monkeypatch.setattr(checkpoint.os, "rename", real_rename)
-    assert not target.exists() and not list(tmp_path.iterdir())  # the temporary directory is gone too
+    assert not target.exists() and not list(
+        tmp_path.iterdir()
+    )  # the temporary directory is gone too
     stale = tmp_path / ".base.tmp999999999"  # a killed process's temporary directory (no such pid)
     (stale / "params").mkdir(parents=True)
     checkpoint.save_base(target, _params(small), small, {"config_hash": "x"})
@@ -448,12 +523,20 @@ def test_an_os_error_is_one_line_naming_the_file(monkeypatch, capsys):
     from difftrade.cli import main as cli
 
     def full_disk(args):
-        raise OSError(errno.ENOSPC, "No space left on device", "/runs/x/chunks/chunk_m000000-000007.nc")
+        raise OSError(
+            errno.ENOSPC, "No space left on device", "/runs/x/chunks/chunk_m000000-000007.nc"
+        )
 
     parser = cli.build_parser()
     args = parser.parse_args(["report", "somewhere"])
     args.handler = full_disk
-    monkeypatch.setattr(cli, "build_parser", lambda: type("P", (), {"parse_args": lambda self, argv: args})())
+    monkeypatch.setattr(
+        cli, "build_parser", lambda: type("P", (), {"parse_args": lambda self, argv: args})()
+    )
     assert cli.main(["report", "somewhere"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "No space left on device" in err[0] and "chunk_m000000-000007.nc" in err[0]
+    assert (
+        len(err) == 1
+        and "No space left on device" in err[0]
+        and "chunk_m000000-000007.nc" in err[0]
+    )

@@ -11,7 +11,16 @@ from difftrade.analysis import report
 
 pytestmark = pytest.mark.filterwarnings("error")
 
-OLD_KEYS = {"d_star", "low", "high", "moves_harder", "never_decreases", "separated", "mechanism", "nonfinite_members"}
+OLD_KEYS = {
+    "d_star",
+    "low",
+    "high",
+    "moves_harder",
+    "never_decreases",
+    "separated",
+    "mechanism",
+    "nonfinite_members",
+}
 
 
 def make_results(seeds: int = 6, with_diverged_variable: bool = True) -> xr.Dataset:
@@ -49,7 +58,10 @@ def test_summary_keeps_its_keys_and_adds_the_paired_comparison():
     s = report.summary(make_results(), n_boot=200)
     assert OLD_KEYS <= set(s)
     np.testing.assert_array_equal(s["d_star"], [1, 3])
-    assert s["not_worse"] == [(1.0, 2.0), (1.0, 3.0)]  # d=3 at 100: every seed diverged; d=1 at 1,000: one pair
+    assert s["not_worse"] == [
+        (1.0, 2.0),
+        (1.0, 3.0),
+    ]  # d=3 at 100: every seed diverged; d=1 at 1,000: one pair
     np.testing.assert_array_equal(s["runner_up"], [2.0, 2.0])
     np.testing.assert_allclose(s["runner_up_margin"], [0.006, 0.2], atol=1e-12)
     assert s["nonfinite_members"] == 12 and len(s["diverged"]) == 12
@@ -70,7 +82,10 @@ def test_render_states_the_tests_resamples_and_diverged_members():
 
 def test_render_with_few_seeds_prints_the_support_note_instead_of_a_verdict():
     text = report.render(make_results(seeds=3), n_boot=100)
-    assert "with 3 seeds (fewer than 5) the bootstrap intervals and paired tests cannot support a claim" in text
+    assert (
+        "with 3 seeds (fewer than 5) the bootstrap intervals and paired tests cannot support a claim"
+        in text
+    )
     assert "do not overlap" not in text and "intervals at the ends" not in text
     assert "10 distinct resamples" in text
 

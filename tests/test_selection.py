@@ -32,7 +32,9 @@ def brute_holm(p: list[float], alpha: float) -> list[bool]:
 def test_set_equals_a_brute_force_all_pairs_procedure():
     rng = np.random.default_rng(3)
     for trial in range(6):
-        risk = rng.normal(0, 0.05, (3, 2, 7)) + np.array([0.0, 0.06, 0.12])[:, None, None] * trial / 3
+        risk = (
+            rng.normal(0, 0.05, (3, 2, 7)) + np.array([0.0, 0.06, 0.12])[:, None, None] * trial / 3
+        )
         got = selection.best_set(risk, [1, 2, 3], alpha=0.1)
         for j in range(2):
             pairs = list(itertools.permutations(range(3), 2))

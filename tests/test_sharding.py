@@ -32,7 +32,9 @@ SCRIPT = textwrap.dedent(
 @pytest.mark.slow
 def test_sharded_equals_unsharded(tiny_cfg, tmp_path):
     out = tmp_path / "sharded.npz"
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
+    )
     script = SCRIPT.format(tests=os.path.dirname(__file__), out=str(out))
     subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=600)
     pop = tiny_cfg.population().take(np.arange(5))

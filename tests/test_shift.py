@@ -71,7 +71,13 @@ def _worst_loss(source: float, t: np.ndarray, s: np.ndarray) -> np.ndarray:
 
     covered = s > 0
     rho = np.where(covered, t / np.where(covered, s, 1.0), 0.0)
-    res = linprog(-rho, A_ub=[np.ones_like(s)], b_ub=[source], bounds=list(zip(np.zeros_like(s), s)), method="highs")
+    res = linprog(
+        -rho,
+        A_ub=[np.ones_like(s)],
+        b_ub=[source],
+        bounds=list(zip(np.zeros_like(s), s)),
+        method="highs",
+    )
     assert res.status == 0
     return np.where(covered, np.clip(res.x / np.where(covered, s, 1.0), 0.0, 1.0), 1.0)
 
@@ -107,8 +113,14 @@ def test_lp_shift_lower_is_the_best_case(seed, zeros, source):
     rho = np.where(covered, t / np.where(covered, s, 1.0), 0.0)
     # HiGHS meets Σ e_a ≥ R_S only to its feasibility tolerance (default 1e-7: at R_S = 6e-8 it
     # returned e = 0), so tighten it and allow ρ_max times what is left
-    res = linprog(rho, A_ub=[-np.ones_like(s)], b_ub=[-source], bounds=list(zip(np.zeros_like(s), s)), method="highs",
-                  options={"primal_feasibility_tolerance": 1e-10})
+    res = linprog(
+        rho,
+        A_ub=[-np.ones_like(s)],
+        b_ub=[-source],
+        bounds=list(zip(np.zeros_like(s), s)),
+        method="highs",
+        options={"primal_feasibility_tolerance": 1e-10},
+    )
     assert res.status == 0
     lower = float(lp_shift_lower(source, t, s))
     assert lower == pytest.approx(res.fun, abs=1e-8 + 1e-9 * rho.max())
@@ -123,7 +135,9 @@ def test_lp_shift_lower_closed_form():
     assert float(lp_shift_lower(0.95, t, s)) == pytest.approx(0.9 * 5 / 9 + 0.05 * 5, abs=1e-11)
     assert float(lp_shift_lower(0.3, t, s)) == pytest.approx(0.3 * 5 / 9, abs=1e-11)
     # S misses atom 3: the best case puts nothing there
-    assert float(lp_shift_lower(1.0, np.array([0.2, 0.2, 0.6]), np.array([0.5, 0.5, 0.0]))) == pytest.approx(0.4, abs=1e-11)
+    assert float(
+        lp_shift_lower(1.0, np.array([0.2, 0.2, 0.6]), np.array([0.5, 0.5, 0.0]))
+    ) == pytest.approx(0.4, abs=1e-11)
 
 
 @given(seeds, st.integers(0, L - 1))
@@ -134,7 +148,9 @@ def test_importance_weights_recover_the_target_risk(seed, zeros):
     loss is 1 on the components S misses."""
     rng = np.random.default_rng(seed)
     points = 7
-    comps = np.stack([_dirichlet(rng, points, zeros=int(rng.integers(0, points - 1))) for _ in range(L)])  # D_l [L, X]
+    comps = np.stack(
+        [_dirichlet(rng, points, zeros=int(rng.integers(0, points - 1))) for _ in range(L)]
+    )  # D_l [L, X]
     t, s = _dirichlet(rng, L), _dirichlet(rng, L, zeros)
     loss = rng.uniform(size=points) * (rng.uniform(size=points) < 0.7)
     weight, scale, pi = importance_weights(t, s)
@@ -146,7 +162,9 @@ def test_importance_weights_recover_the_target_risk(seed, zeros):
     assert bound >= target_risk - 1e-12
     if zeros == 0:
         np.testing.assert_allclose(bound, target_risk, rtol=1e-12)
-    worst = np.where(comps[s == 0].sum(axis=0) > 0, 1.0, loss)  # 1 wherever an uncovered component lives
+    worst = np.where(
+        comps[s == 0].sum(axis=0) > 0, 1.0, loss
+    )  # 1 wherever an uncovered component lives
     uncovered_one = np.sum(s * weight * (comps @ worst)) * scale + pi
     assert uncovered_one >= (t @ comps) @ worst - 1e-12
     # ... and the bound is attained when the uncovered components live on their own points
@@ -154,15 +172,21 @@ def test_importance_weights_recover_the_target_risk(seed, zeros):
     own[:, :points] = comps * (s > 0)[:, None]
     own[s == 0, points + np.flatnonzero(s == 0)] = 1.0
     loss_own = np.concatenate([loss, np.ones(L)])
-    np.testing.assert_allclose(scale * np.sum(s * weight * (own @ loss_own)) + pi, (t @ own) @ loss_own, rtol=1e-12)
+    np.testing.assert_allclose(
+        scale * np.sum(s * weight * (own @ loss_own)) + pi, (t @ own) @ loss_own, rtol=1e-12
+    )
 
 
 def test_importance_weights_closed_form():
-    weight, scale, pi = importance_weights(np.ones(3) / 3, np.array([[0.8, 0.1, 0.1], [0.0, 0.5, 0.5], [1.0, 0, 0]]))
+    weight, scale, pi = importance_weights(
+        np.ones(3) / 3, np.array([[0.8, 0.1, 0.1], [0.0, 0.5, 0.5], [1.0, 0, 0]])
+    )
     np.testing.assert_allclose(scale, [10 / 3, 2 / 3, 1 / 3])
     np.testing.assert_allclose(weight, [[1 / 8, 1, 1], [0, 1, 1], [1, 0, 0]])
     np.testing.assert_allclose(pi, [0, 1 / 3, 2 / 3])
-    _, scale0, pi0 = importance_weights(np.array([1.0, 0.0]), np.array([0.0, 1.0]))  # S covers no target mass
+    _, scale0, pi0 = importance_weights(
+        np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    )  # S covers no target mass
     assert scale0 == 1.0 and pi0 == 1.0
 
 
@@ -230,9 +254,7 @@ def test_nested_shell_weights_are_exact(seed):
     shells = shell_of_item()
     shell_t = np.asarray(nested_shell_weights(t, SIZES))
     np.testing.assert_allclose(shell_t, np.bincount(shells, weights=pt, minlength=4), atol=1e-15)
-    np.testing.assert_allclose(
-        np.asarray(nested_problem_density(t, SIZES))[shells], pt, atol=1e-15
-    )
+    np.testing.assert_allclose(np.asarray(nested_problem_density(t, SIZES))[shells], pt, atol=1e-15)
     shell_s = np.asarray(nested_shell_weights(s, SIZES))
     # every divergence between the problem-level distributions equals the one between shells
     support = ps > 0
@@ -306,9 +328,7 @@ def test_domain_adaptation_bound_holds_with_exact_quantities():
             )
             assert float(exact.bound) >= gibbs_t
             assert float(exact.eta) == pytest.approx(float(out_of_support_mass(t, s)))
-            finite = domain_adaptation_bound(
-                disagreement, 500, joint_s, 500, 50, t, s, order, 0.05
-            )
+            finite = domain_adaptation_bound(disagreement, 500, joint_s, 500, 50, t, s, order, 0.05)
             assert float(finite.bound) >= float(exact.bound)
             assert float(finite.disagreement_upper) == pytest.approx(
                 float(

@@ -19,7 +19,9 @@ def test_with_the_run_target_reproduces_the_stored_risks():
     ds = results.load(GRID)
     same = assembly.with_target(ds, ds["target_weights"].values)
     for name in ("target_risk", "extrapolation_gap"):
-        np.testing.assert_allclose(same[name].values, ds[name].values, rtol=0, atol=1e-12, equal_nan=True)
+        np.testing.assert_allclose(
+            same[name].values, ds[name].values, rtol=0, atol=1e-12, equal_nan=True
+        )
 
 
 def test_with_target_is_the_level_weighted_risk():
@@ -30,8 +32,14 @@ def test_with_target_is_the_level_weighted_risk():
     level_risk = 1 - ds["level_exact"].transpose("difficulty", "budget", "seed", "level").values
     want = np.einsum("dnsl,l->dns", level_risk, hard)
     want[ds["diverged"].values] = np.nan
-    np.testing.assert_allclose(out["target_risk"].transpose("difficulty", "budget", "seed").values, want, atol=1e-12)
-    np.testing.assert_allclose(out["extrapolation_gap"].values, out["target_risk"].values - ds["test_risk"].values, atol=1e-12)
+    np.testing.assert_allclose(
+        out["target_risk"].transpose("difficulty", "budget", "seed").values, want, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        out["extrapolation_gap"].values,
+        out["target_risk"].values - ds["test_risk"].values,
+        atol=1e-12,
+    )
     np.testing.assert_array_equal(out["train_risk"].values, ds["train_risk"].values)
     last = assembly.with_target(ds, np.eye(4)[3])  # all target mass on the hardest level
     np.testing.assert_allclose(last["target_risk"].values, level_risk[..., 3], atol=1e-12)
@@ -56,7 +64,9 @@ def test_leave_one_budget_out_has_the_threshold_predictor():
     d, n = ds["difficulty"].values.astype(float), ds["budget"].values.astype(float)
     mean = analysis.seed_mean(ds["target_risk"].transpose("difficulty", "budget", "seed").values)
     pi = np.array([0.75, 0.5, 0.25, 0.0])
-    np.testing.assert_allclose(recommender.validation._uncovered_mass(ds, recommender.surface(ds)), pi)
+    np.testing.assert_allclose(
+        recommender.validation._uncovered_mass(ds, recommender.surface(ds)), pi
+    )
     for j in range(n.size):
         keep = np.arange(n.size) != j
         fit = threshold.fit_threshold(d, n[keep], mean[:, keep], pi)
@@ -71,14 +81,23 @@ def test_above_table_is_the_mean_accuracy_on_harder_levels():
     ds["diverged"][0, 0, 0] = True  # a diverged member is skipped
     rows = [line for line in study.above_table(ds).splitlines()[2:]]
     levels = ds["level"].values
-    assert [int(r.split("|")[1]) for r in rows] == [int(d) for d in ds["difficulty"].values if (levels > d).any()]
+    assert [int(r.split("|")[1]) for r in rows] == [
+        int(d) for d in ds["difficulty"].values if (levels > d).any()
+    ]
     for row in rows:
         cells = [float(c) for c in row.split("|")[2:-1]]
         d = int(row.split("|")[1])
         i = int(np.flatnonzero(ds["difficulty"].values == d)[0])
         for j in range(ds.sizes["budget"]):
             per_seed = [
-                np.mean([float(ds["level_exact"][i, j, s, k]) for k in range(len(levels)) if levels[k] > d])
-                for s in range(ds.sizes["seed"]) if not bool(ds["diverged"][i, j, s])
+                np.mean(
+                    [
+                        float(ds["level_exact"][i, j, s, k])
+                        for k in range(len(levels))
+                        if levels[k] > d
+                    ]
+                )
+                for s in range(ds.sizes["seed"])
+                if not bool(ds["diverged"][i, j, s])
             ]
             assert cells[j] == pytest.approx(np.mean(per_seed), abs=5e-4), (d, j)

@@ -33,7 +33,9 @@ def test_projection_matches_dense_kronecker(p, dim, terms):
     proj = make_projection(jax.random.key(p + dim), p, SubspaceConfig(dim, terms))
     z = np.random.default_rng(0).normal(size=dim).astype(np.float32)
     dense = dense_projection(np.asarray(proj.a, np.float64), np.asarray(proj.b, np.float64), p, dim)
-    np.testing.assert_allclose(np.asarray(project(proj, jnp.asarray(z), p)), dense @ z, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(project(proj, jnp.asarray(z), p)), dense @ z, rtol=1e-4, atol=1e-5
+    )
 
 
 def test_single_kronecker_columns_have_unit_norm():
@@ -56,7 +58,9 @@ def test_subspace_weights_are_base_plus_projection(tiny_cfg):
     z = jnp.linspace(-1.0, 1.0, 11)
     flat0 = jax.flatten_util.ravel_pytree(base)[0]
     got = jax.flatten_util.ravel_pytree(space.weights(z))[0]
-    np.testing.assert_allclose(np.asarray(got - flat0), np.asarray(project(space.proj, z, flat0.shape[0])), atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(got - flat0), np.asarray(project(space.proj, z, flat0.shape[0])), atol=1e-6
+    )
     assert jax.tree.structure(space.weights(z)) == jax.tree.structure(base)
 
 
@@ -70,17 +74,28 @@ def test_subspace_training_moves_only_along_the_projection(tiny_cfg):
     assert float(jnp.max(jnp.abs(res.coords))) > 0  # it trained
     for i in range(4):
         theta0 = member_init_params(cfg.model, key, jnp.int32(pop.seed[i]))
-        rebuilt = Subspace(cfg.subspace, theta0, projection_key(key, jnp.int32(pop.seed[i]))).weights(res.coords[i])
-        for a, b in zip(jax.tree.leaves(rebuilt), jax.tree.leaves(jax.tree.map(lambda x, i=i: x[i], res.params))):
+        rebuilt = Subspace(
+            cfg.subspace, theta0, projection_key(key, jnp.int32(pop.seed[i]))
+        ).weights(res.coords[i])
+        for a, b in zip(
+            jax.tree.leaves(rebuilt), jax.tree.leaves(jax.tree.map(lambda x, i=i: x[i], res.params))
+        ):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
     assert res.loss_curve[:, -1].mean() < res.loss_curve[:, 0].mean()
 
 
 def test_members_sharing_a_seed_share_their_projection():
-    a, b = projection_key(jax.random.key(0), jnp.int32(1)), projection_key(jax.random.key(0), jnp.int32(2))
+    a, b = (
+        projection_key(jax.random.key(0), jnp.int32(1)),
+        projection_key(jax.random.key(0), jnp.int32(2)),
+    )
     pa = make_projection(a, 100, SubspaceConfig(9))
-    assert np.array_equal(np.asarray(pa.a), np.asarray(make_projection(a, 100, SubspaceConfig(9)).a))
-    assert not np.allclose(np.asarray(pa.a), np.asarray(make_projection(b, 100, SubspaceConfig(9)).a))
+    assert np.array_equal(
+        np.asarray(pa.a), np.asarray(make_projection(a, 100, SubspaceConfig(9)).a)
+    )
+    assert not np.allclose(
+        np.asarray(pa.a), np.asarray(make_projection(b, 100, SubspaceConfig(9)).a)
+    )
 
 
 def test_view_of_is_full_when_off():
@@ -88,9 +103,17 @@ def test_view_of_is_full_when_off():
     assert view_of(SubspaceConfig(5)).cfg.dim == 5
 
 
-@pytest.mark.parametrize(("values", "field"), [({"dim": -1}, "subspace.dim"), ({"terms": 0}, "subspace.terms"),
-                                               ({"dim": 1.5}, "subspace.dim"), ({"terms": 17}, "subspace.terms"),
-                                               ({"dim": 10**7}, "subspace.dim"), ({"rank": 2}, "rank")])
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"dim": -1}, "subspace.dim"),
+        ({"terms": 0}, "subspace.terms"),
+        ({"dim": 1.5}, "subspace.dim"),
+        ({"terms": 17}, "subspace.terms"),
+        ({"dim": 10**7}, "subspace.dim"),
+        ({"rank": 2}, "rank"),
+    ],
+)
 def test_bad_subspace_settings_name_the_field(values, field):
     with pytest.raises(ValueError, match=field):
         config.from_dict(tiny_raw(subspace=values))
@@ -104,13 +127,21 @@ def test_subspace_off_keeps_the_config_hash():
 
 @pytest.mark.slow  # a whole run and its resume
 def test_run_stores_coordinates_and_resume_requires_them(tmp_path):
-    cfg = config.from_dict(tiny_raw(subspace={"dim": 8}, grid={"budgets": [32], "seeds": [0]}, run={"chunk_size": 1}))
+    cfg = config.from_dict(
+        tiny_raw(subspace={"dim": 8}, grid={"budgets": [32], "seeds": [0]}, run={"chunk_size": 1})
+    )
     ds = experiment.run(cfg, tmp_path, progress=False)
     members, z = chunks.load_params(tmp_path, jnp.zeros((8,), jnp.float32), kind="coords")
     assert members.tolist() == [0, 1] and z.shape == (2, 8)
-    _, params = chunks.load_params(tmp_path, member_init_params(cfg.model, jax.random.key(0), jnp.int32(0)))
+    _, params = chunks.load_params(
+        tmp_path, member_init_params(cfg.model, jax.random.key(0), jnp.int32(0))
+    )
     key = jax.random.key(cfg.run.seed)
-    rebuilt = Subspace(cfg.subspace, member_init_params(cfg.model, key, jnp.int32(0)), projection_key(key, jnp.int32(0))).weights(jnp.asarray(z[1]))
+    rebuilt = Subspace(
+        cfg.subspace,
+        member_init_params(cfg.model, key, jnp.int32(0)),
+        projection_key(key, jnp.int32(0)),
+    ).weights(jnp.asarray(z[1]))
     for a, b in zip(jax.tree.leaves(rebuilt), jax.tree.leaves(params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b)[1], atol=1e-6)
     # a chunk whose coordinates are missing is retrained on resume

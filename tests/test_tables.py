@@ -21,9 +21,13 @@ def test_every_value_is_in_its_table_once():
     members = tables["members"]
     assert len(members) == ds.sizes["difficulty"] * ds.sizes["budget"] * ds.sizes["seed"]
     row = members[(members.difficulty == 3) & (members.budget == 256) & (members.seed == 5)]
-    assert float(row["target_risk"].iloc[0]) == float(ds["target_risk"].sel(difficulty=3, budget=256, seed=5))
+    assert float(row["target_risk"].iloc[0]) == float(
+        ds["target_risk"].sel(difficulty=3, budget=256, seed=5)
+    )
     levels = tables["levels"].set_index(["difficulty", "budget", "seed", "level"])["level_exact"]
-    np.testing.assert_array_equal(levels.to_numpy().reshape(ds["level_exact"].shape), ds["level_exact"].values)
+    np.testing.assert_array_equal(
+        levels.to_numpy().reshape(ds["level_exact"].shape), ds["level_exact"].values
+    )
     assert list(tables["curves"].columns[:4]) == ["difficulty", "budget", "seed", "checkpoint"]
 
 
@@ -31,6 +35,8 @@ def test_report_csv_writes_readable_tables(tmp_path, capsys):
     assert cli.main(["report", str(STUDY), "--out", str(tmp_path), "--csv"]) == 0
     members = pd.read_csv(tmp_path / "tables" / "members.csv")
     ds = results.load(STUDY)
-    np.testing.assert_allclose(members.sort_values(["difficulty", "budget", "seed"])["train_risk"].to_numpy(),
-                               ds["train_risk"].values.ravel())
+    np.testing.assert_allclose(
+        members.sort_values(["difficulty", "budget", "seed"])["train_risk"].to_numpy(),
+        ds["train_risk"].values.ravel(),
+    )
     assert "tables:" in capsys.readouterr().out

@@ -166,7 +166,9 @@ def test_level_structure_is_declared_by_every_task():
     from difftrade.tasks.sorting import Sorting
 
     for name, cls in REGISTRY.items():
-        assert "level_structure" in {k for c in cls.__mro__[:-1] if c is not Task for k in vars(c)}, name
+        assert "level_structure" in {
+            k for c in cls.__mro__[:-1] if c is not Task for k in vars(c)
+        }, name
         assert make_task(name).level_structure in LEVEL_STRUCTURES
 
     class Undeclared(Task):  # everything a task needs but the level structure
@@ -426,6 +428,9 @@ def test_register_refuses_a_taken_name():
     class Impostor(Sorting):
         name = "sorting"
 
-    with pytest.raises(ValueError, match="task name 'sorting' is already registered by difftrade.tasks.sorting.Sorting"):
+    with pytest.raises(
+        ValueError,
+        match="task name 'sorting' is already registered by difftrade.tasks.sorting.Sorting",
+    ):
         register(Impostor)
     assert register(Sorting) is Sorting and REGISTRY["sorting"] is Sorting

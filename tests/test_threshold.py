@@ -27,7 +27,11 @@ def test_uncovered_mass_matches_enumeration():
     rng = np.random.default_rng(0)
     t = rng.dirichlet(np.ones(5))
     point, up_to = np.eye(5), np.tril(np.ones((5, 5))) / np.arange(1, 6)[:, None]
-    for weights in (point, up_to, rng.dirichlet(np.ones(5), size=5) * (rng.uniform(size=(5, 5)) > 0.5)):
+    for weights in (
+        point,
+        up_to,
+        rng.dirichlet(np.ones(5), size=5) * (rng.uniform(size=(5, 5)) > 0.5),
+    ):
         for structure in ("exact", "nested"):
             want = []
             for row in weights:
@@ -57,19 +61,23 @@ def test_fit_recovers_the_model_it_was_drawn_from():
 def test_predicted_risk_is_the_formula():
     truth = _truth()
     n = np.array([100.0, 1000.0])
-    want = truth.pi[:, None] + (1 - truth.pi[:, None]) * special.expit((truth.log_nc[:, None] - np.log(n)) / truth.width)
+    want = truth.pi[:, None] + (1 - truth.pi[:, None]) * special.expit(
+        (truth.log_nc[:, None] - np.log(n)) / truth.width
+    )
     np.testing.assert_allclose(truth.predict_risk(n), want, rtol=1e-14)
-    assert np.all(np.diff(truth.predict_d_star(np.geomspace(32, 2048, 50))) >= 0)  # moves to harder data
+    assert np.all(
+        np.diff(truth.predict_d_star(np.geomspace(32, 2048, 50))) >= 0
+    )  # moves to harder data
 
 
 def test_leave_one_budget_out_scores_what_the_fitter_predicts():
     truth = _truth()
     y = truth.predict_risk(N)
-    oracle = lambda d, n, r: (lambda budget: truth.predict_risk(np.array([budget]))[:, 0])
+    oracle = lambda d, n, r: lambda budget: truth.predict_risk(np.array([budget]))[:, 0]
     score = leave_one_budget_out(oracle, D, N, y)
     np.testing.assert_array_equal(score.predicted, score.measured)
     assert score.error == 0 and score.exact == 1 and score.risk_rmse < 1e-12
-    always_easiest = lambda d, n, r: (lambda budget: d.copy())  # risk rises with d: d* = 1 always
+    always_easiest = lambda d, n, r: lambda budget: d.copy()  # risk rises with d: d* = 1 always
     score = leave_one_budget_out(always_easiest, D, N, y)
     measured = D[np.argmin(y, axis=0)]
     assert score.error == pytest.approx(np.mean(np.abs(1 - measured)))

@@ -174,11 +174,15 @@ def test_certified_d_star_set():
     upper, lower = np.array([0.9, 0.5, 0.3]), np.array([0.35, 0.1, 0.05])
     np.testing.assert_array_equal(certified_d_star_set(upper, lower), [False, True, True])
     # disjoint intervals: one difficulty; NaN upper rules nothing out, NaN lower is never ruled out
-    np.testing.assert_array_equal(certified_d_star_set([0.2, 0.9, np.nan], [0.1, 0.8, 0.95]), [True, False, False])
+    np.testing.assert_array_equal(
+        certified_d_star_set([0.2, 0.9, np.nan], [0.1, 0.8, 0.95]), [True, False, False]
+    )
     np.testing.assert_array_equal(certified_d_star_set([np.nan, 0.9], [0.0, 0.5]), [True, True])
     np.testing.assert_array_equal(certified_d_star_set([0.2, 0.9], [0.1, np.nan]), [True, True])
     # per (budget, seed): axis 0 is the difficulty
-    both = certified_d_star_set(np.stack([upper, upper[::-1]], -1), np.stack([lower, lower[::-1]], -1))
+    both = certified_d_star_set(
+        np.stack([upper, upper[::-1]], -1), np.stack([lower, lower[::-1]], -1)
+    )
     np.testing.assert_array_equal(both, [[False, True], [True, True], [True, False]])
     with pytest.raises(ValueError, match="upper has shape"):
         certified_d_star_set([0.1, 0.2], [0.1])

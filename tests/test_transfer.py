@@ -24,7 +24,12 @@ def _synthetic(seed: int = 0) -> xr.Dataset:
             "level_exact": (("difficulty", "budget", "seed", "level"), level_exact),
             "nonfinite_steps": (("difficulty", "budget", "seed"), nonfinite),
         },
-        coords={"difficulty": [1, 2, 3], "budget": [64, 256], "seed": [0, 1, 2, 3], "level": [1, 2, 3]},
+        coords={
+            "difficulty": [1, 2, 3],
+            "budget": [64, 256],
+            "seed": [0, 1, 2, 3],
+            "level": [1, 2, 3],
+        },
         attrs={"task": "synthetic"},
     )
 
@@ -43,7 +48,9 @@ def test_matrix_is_the_seed_mean_without_diverged_members():
         np.testing.assert_array_equal(tm["accuracy_high"].values[i], rows.max(0))
     np.testing.assert_array_equal(tm["seeds"].values, [4, 3, 4])
     small = transfer.transfer_matrix(ds, 64)
-    np.testing.assert_allclose(small["accuracy"].values, ds["level_exact"].values[:, 0].mean(1), atol=1e-15)
+    np.testing.assert_allclose(
+        small["accuracy"].values, ds["level_exact"].values[:, 0].mean(1), atol=1e-15
+    )
 
 
 def test_every_seed_diverged_gives_nan_not_a_number():
@@ -87,6 +94,8 @@ def test_cli_trains_a_config_then_reads_its_matrix(tmp_path, capsys):
     assert main(["transfer", str(config), "--out", str(out)]) == 0
     ds = results.load(out)
     tm = transfer.transfer_matrix(ds)
-    np.testing.assert_allclose(tm["accuracy"].values, ds["level_exact"].sel(budget=32).mean("seed").values)
+    np.testing.assert_allclose(
+        tm["accuracy"].values, ds["level_exact"].sel(budget=32).mean("seed").values
+    )
     assert "| 2 | 2 |" in capsys.readouterr().out  # row d = 2 with both seeds
     assert (out / "transfer.png").stat().st_size > 0

@@ -20,14 +20,18 @@ from difftrade.train import trainer
 def scripted(scores: list[tuple[float, float]], patience: int) -> trainer.Stopped:
     """The loop with trained variable = number of segments so far and a scripted score per value."""
     K = len(scores) - 1  # scores[0]: the starting point
-    cfg = TrainConfig(steps=10 * K, num_checkpoints=K, warmup_steps=0, stopping="validation", patience=patience)
+    cfg = TrainConfig(
+        steps=10 * K, num_checkpoints=K, warmup_steps=0, stopping="validation", patience=patience
+    )
     table = jnp.asarray(scores, jnp.float32)
 
     def segment(carry, k):
         w, opt, bad = carry
         return (w + 1, opt, bad), (jnp.float32(k), jnp.float32(0.5))
 
-    return trainer.validation_stopped(segment, lambda w: (table[w, 0], table[w, 1]), (jnp.int32(0), 0, jnp.int32(0)), cfg)
+    return trainer.validation_stopped(
+        segment, lambda w: (table[w, 0], table[w, 1]), (jnp.int32(0), 0, jnp.int32(0)), cfg
+    )
 
 
 def brute_force(scores: list[tuple[float, float]], patience: int) -> tuple[int, int]:
@@ -46,7 +50,9 @@ def brute_force(scores: list[tuple[float, float]], patience: int) -> tuple[int, 
 def test_the_loop_stops_and_selects_as_the_rule_says(patience):
     rng = np.random.default_rng(patience)
     for _ in range(5):
-        risk = np.round(rng.uniform(0, 1, 13), 1)  # ties in risk are common, broken by cross-entropy
+        risk = np.round(
+            rng.uniform(0, 1, 13), 1
+        )  # ties in risk are common, broken by cross-entropy
         scores = [(float(r), float(c)) for r, c in zip(risk, rng.uniform(0, 3, 13))]
         out = scripted(scores, patience)
         chosen, stopped = brute_force(scores, patience)
@@ -64,22 +70,36 @@ def test_a_real_member_keeps_its_best_checkpoint():
     model_cfg = ModelConfig(d_model=32, num_layers=1, num_heads=2, seq_len=task.seq_len - 1)
     fixed = TrainConfig(steps=120, batch_size=16, warmup_steps=10, num_checkpoints=6)
     val = dataclasses.replace(fixed, stopping="validation", patience=7, val_examples=64)
-    pop = Population(np.array([[0.0, 1.0]], np.float32), np.array([256], np.int32), np.array([0], np.int32), np.array([3e-3], np.float32))
+    pop = Population(
+        np.array([[0.0, 1.0]], np.float32),
+        np.array([256], np.int32),
+        np.array([0], np.int32),
+        np.array([3e-3], np.float32),
+    )
     key = jax.random.key(0)
     a = trainer.train_population(task, pop, model_cfg, fixed, key)
     b = trainer.train_population(task, pop, model_cfg, val, key)
     np.testing.assert_allclose(np.asarray(a.loss_curve), np.asarray(b.loss_curve), rtol=1e-6)
     assert int(b.stopped_step[0]) == 120 and 20 <= int(b.selected_step[0]) <= 120
     root = trainer.member_data_root(key, jnp.int32(0))
-    tokens, mask, _ = data.examples(task, root, data.SPLITS["val"], jnp.asarray(pop.weights[0]), jnp.arange(64))
-    score = lambda params: trainer.validation_scores(graphdef(model_cfg), jax.tree.map(lambda x: x[0], params), tokens, mask)
+    tokens, mask, _ = data.examples(
+        task, root, data.SPLITS["val"], jnp.asarray(pop.weights[0]), jnp.arange(64)
+    )
+    score = lambda params: trainer.validation_scores(
+        graphdef(model_cfg), jax.tree.map(lambda x: x[0], params), tokens, mask
+    )
     assert tuple(map(float, score(b.params))) <= tuple(map(float, score(a.params)))
 
 
 def test_settings_that_would_be_ignored_are_refused_in_one_line():
-    with pytest.raises(ValueError, match=r"^train\.patience=5 has no effect unless train\.stopping = 'validation'; allowed"):
+    with pytest.raises(
+        ValueError,
+        match=r"^train\.patience=5 has no effect unless train\.stopping = 'validation'; allowed",
+    ):
         TrainConfig(patience=5)
-    with pytest.raises(ValueError, match=r"^train\.epochs=2\.0 cannot be combined with validation stopping"):
+    with pytest.raises(
+        ValueError, match=r"^train\.epochs=2\.0 cannot be combined with validation stopping"
+    ):
         TrainConfig(epochs=2.0, stopping="validation")
     with pytest.raises(ValueError, match=r"train\.stopping='early'"):
         TrainConfig(stopping="early")
@@ -88,7 +108,9 @@ def test_settings_that_would_be_ignored_are_refused_in_one_line():
 def test_the_hash_names_stopping_only_when_it_is_on():
     base = config.load("quick")
     assert "stopping" not in base.to_dict()["train"]
-    on = config.from_dict({**base.to_dict(), "train": {**base.to_dict()["train"], "stopping": "validation"}})
+    on = config.from_dict(
+        {**base.to_dict(), "train": {**base.to_dict()["train"], "stopping": "validation"}}
+    )
     assert on.to_dict()["train"]["patience"] == 3 and on.hash() != base.hash()
     again = config.from_dict(on.to_dict())
     assert again == on and again.hash() == on.hash()
@@ -102,13 +124,22 @@ def test_a_run_records_its_stopping_and_the_report_says_it(tmp_path):
     raw = config.load("quick").to_dict()
     raw["grid"] = {**raw["grid"], "difficulties": [1, 3], "budgets": [64], "seeds": [0, 1]}
     raw["model"] = {**raw["model"], "d_model": 16, "num_layers": 1, "num_heads": 2}
-    raw["train"] = {**raw["train"], "steps": 80, "warmup_steps": 5, "num_checkpoints": 8,
-                    "stopping": "validation", "patience": 2, "val_examples": 32}
+    raw["train"] = {
+        **raw["train"],
+        "steps": 80,
+        "warmup_steps": 5,
+        "num_checkpoints": 8,
+        "stopping": "validation",
+        "patience": 2,
+        "val_examples": 32,
+    }
     raw["eval"] = {**raw["eval"], "n_test": 32, "n_train_eval": 32}
     ds = experiment.run(config.from_dict(raw), tmp_path / "run", progress=False)
     stopped, selected = ds["stopped_step"].values, ds["selected_step"].values
     assert stopped.shape == (2, 1, 2) and np.all(selected <= stopped) and np.all(stopped <= 80)
-    assert np.all(stopped % 10 == 0) and np.all(stopped >= 10 * 2)  # whole segments, at least `patience` of them
+    assert np.all(stopped % 10 == 0) and np.all(
+        stopped >= 10 * 2
+    )  # whole segments, at least `patience` of them
     line = report.stopping_line(ds)
     assert f"{int((stopped >= 80).sum())} of 4 members hit the cap" in line
     assert line in report.render(ds)

@@ -30,7 +30,9 @@ def kl(a, b):
 ABOVE = {p: (0, 1), q: (p, 1)}  # p < q < 1: where sup{q : kl(q||p) <= c} searches
 HALF, NINETY_NINE = sp.Rational(1, 2), sp.Rational(99, 100)
 ORDER = q * (1 - p) - p * (1 - q)  # the sign of d/dq kl(q||p) = ln(q(1-p) / (p(1-q)))
-SWAP_GAP = kl(HALF, NINETY_NINE) - kl(NINETY_NINE, HALF)  # kl(R_S||R_T) - KL(T||S) in the two-atom example
+SWAP_GAP = kl(HALF, NINETY_NINE) - kl(
+    NINETY_NINE, HALF
+)  # kl(R_S||R_T) - KL(T||S) in the two-atom example
 
 
 def check() -> list[Result]:
@@ -53,7 +55,8 @@ def check() -> list[Result]:
         ),
         prove_equal(
             kl(NINETY_NINE, HALF),
-            sp.Rational(99, 100) * sp.log(sp.Rational(99, 50)) + sp.Rational(1, 100) * sp.log(sp.Rational(1, 50)),
+            sp.Rational(99, 100) * sp.log(sp.Rational(99, 50))
+            + sp.Rational(1, 100) * sp.log(sp.Rational(1, 50)),
             None,
             claim=Claim(
                 "com.two_atoms_tight",
@@ -96,12 +99,19 @@ def check() -> list[Result]:
 
 def negative_controls() -> list[Result]:
     return [
-        prove_equal(kl(q, p), kl(p, q), ABOVE, claim=Claim("wrong.kl_symmetric", "kl(q||p) = kl(p||q) (false)")),
+        prove_equal(
+            kl(q, p),
+            kl(p, q),
+            ABOVE,
+            claim=Claim("wrong.kl_symmetric", "kl(q||p) = kl(p||q) (false)"),
+        ),
         prove_sign(
             SWAP_GAP,
             "<=0",
             None,
-            claim=Claim("wrong.swapped_inverse_is_a_bound", "kl(0.5||0.99) <= kl(0.99||0.5) (false)"),
+            claim=Claim(
+                "wrong.swapped_inverse_is_a_bound", "kl(0.5||0.99) <= kl(0.99||0.5) (false)"
+            ),
         ),
         prove_sign(
             ORDER,
@@ -113,7 +123,10 @@ def negative_controls() -> list[Result]:
             sum(s_ * (s_ / t) * r for t, s_, r in zip(T, S, R)),
             TARGET_RISK,
             None,
-            claim=Claim("wrong.importance_weights_inverted", "weighting by s/t recovers the target risk (false)"),
+            claim=Claim(
+                "wrong.importance_weights_inverted",
+                "weighting by s/t recovers the target risk (false)",
+            ),
         ),
     ]
 

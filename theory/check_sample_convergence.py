@@ -51,7 +51,10 @@ def check() -> list[Result]:
             sp.diff(-lam * a + sp.log(BERNOULLI_MGF), lam).subs(lam, LAMBDA_STAR),
             0,
             ABOVE,
-            claim=Claim("sc.chernoff_stationary", "lambda* = ln(a(1-mu)/(mu(1-a))) is stationary for -lam a + ln MGF(lam)"),
+            claim=Claim(
+                "sc.chernoff_stationary",
+                "lambda* = ln(a(1-mu)/(mu(1-a))) is stationary for -lam a + ln MGF(lam)",
+            ),
         ),
         prove_equal(
             CHERNOFF_AT_STAR,
@@ -72,19 +75,27 @@ def negative_controls() -> list[Result]:
             sp.diff(sp.log(BERNOULLI_MGF), mu, 2),
             ">0",
             MEAN,
-            claim=Claim("wrong.log_mgf_convex_in_mean", "ln(1 - mu + mu e^lam) is convex in mu (false)"),
+            claim=Claim(
+                "wrong.log_mgf_convex_in_mean", "ln(1 - mu + mu e^lam) is convex in mu (false)"
+            ),
         ),
         prove_equal(
             CHERNOFF_AT_STAR,
             -(mu * sp.log(mu / a) + (1 - mu) * sp.log((1 - mu) / (1 - a))),
             ABOVE,
-            claim=Claim("wrong.chernoff_is_swapped_kl", "the Chernoff exponent is kl(mu||a) (false: kl(a||mu))"),
+            claim=Claim(
+                "wrong.chernoff_is_swapped_kl",
+                "the Chernoff exponent is kl(mu||a) (false: kl(a||mu))",
+            ),
         ),
         prove_sign(
             sp.diff(1 - x + x * sp.exp(lam) - sp.exp(lam * x), x, 2),
             ">0",
             UNIT,
-            claim=Claim("wrong.chord_below_exponential", "1 - x + x e^lam - e^(lam x) is convex in x (false)"),
+            claim=Claim(
+                "wrong.chord_below_exponential",
+                "1 - x + x e^lam - e^(lam x) is convex in x (false)",
+            ),
         ),
     ]
 

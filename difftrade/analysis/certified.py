@@ -38,16 +38,24 @@ def certified_selection(b: xr.Dataset) -> dict[str, list[int]]:
     try:
         raw = json.loads(b.attrs.get("settings"))  # type: ignore[arg-type]
     except (TypeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{source}: its settings are not JSON ({type(err).__name__}: {err})") from None
+        raise ValueError(
+            f"{source}: its settings are not JSON ({type(err).__name__}: {err})"
+        ) from None
     if not isinstance(raw, dict):
-        raise ValueError(f"{source}: its settings are {type(raw).__name__}, not a table of settings")  # noqa: TRY004 - the CLI reports ValueError
+        raise ValueError(  # noqa: TRY004 - the CLI reports ValueError
+            f"{source}: its settings are {type(raw).__name__}, not a table of settings"
+        )
     selection = {}
     for dim, key in (("seed", "seeds"), ("budget", "budgets")):
         value = raw.get(key)
         if value is None:
             continue
-        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            raise ValueError(f"{source}: its settings have {key}={value!r}; allowed: null or a list of integers")
+        if not isinstance(value, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        ):
+            raise ValueError(
+                f"{source}: its settings have {key}={value!r}; allowed: null or a list of integers"
+            )
         selection[dim] = value
     return selection
 
@@ -83,23 +91,33 @@ def d_star_table(ds: xr.Dataset, b: xr.Dataset) -> dict[str, np.ndarray]:
     measured = d_star_from_bound(ds["target_risk"].values, diffs)  # [N, S]
 
     def from_bound(field: str) -> np.ndarray:  # d* of the seed-mean bound, [N]
-        return d_star_from_bound(seed_mean(b[field].values), diffs, vacuous=VACUOUS)  # all-NaN cells stay NaN
+        return d_star_from_bound(
+            seed_mean(b[field].values), diffs, vacuous=VACUOUS
+        )  # all-NaN cells stay NaN
 
     def agreement(field: str) -> tuple[np.ndarray, np.ndarray]:
         per_seed = d_star_from_bound(b[field].values, diffs, vacuous=VACUOUS)  # [N, S]
         informative = np.isfinite(per_seed)
         return np.sum(informative & (per_seed == measured), axis=-1), np.sum(informative, axis=-1)
 
-    out = {"empirical": d_star(ds["target_risk"].values, diffs), "measured_per_seed": measured, "certified": from_bound("target_bound"),
-           "shift": from_bound("shift_target_bound")}
+    out = {
+        "empirical": d_star(ds["target_risk"].values, diffs),
+        "measured_per_seed": measured,
+        "certified": from_bound("target_bound"),
+        "shift": from_bound("shift_target_bound"),
+    }
     out["seeds_agree"], out["seeds_informative"] = agreement("target_bound")
     if "target_iw_bound" in b:
         out["importance"] = from_bound("target_iw_bound")
         out["iw_seeds_agree"], out["iw_seeds_informative"] = agreement("target_iw_bound")
     if "heldout_target_lower" in b:  # the deterministic networks, from the run's held-out test sets
-        out["heldout_set"] = certified_d_star_set(b["heldout_target_upper"].values, b["heldout_target_lower"].values)
+        out["heldout_set"] = certified_d_star_set(
+            b["heldout_target_upper"].values, b["heldout_target_lower"].values
+        )
     for prefix, key in (("target", "certified_set"), ("target_iw", "iw_certified_set")):
         if f"{prefix}_lower_bound" in b:
             upper = b[f"{prefix}_bound"].values
-            out[key] = certified_d_star_set(upper, np.where(upper < VACUOUS, b[f"{prefix}_lower_bound"].values, np.nan))
+            out[key] = certified_d_star_set(
+                upper, np.where(upper < VACUOUS, b[f"{prefix}_lower_bound"].values, np.nan)
+            )
     return out

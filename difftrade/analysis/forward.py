@@ -62,10 +62,15 @@ class ForwardRecord:
 
 def json_ready(record: object) -> dict[str, float | int | str | None]:
     """A dataclass instance as a dict whose non-finite floats are None (JSON has no NaN)."""
-    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in asdict(record).items()}
+    return {
+        k: (None if isinstance(v, float) and not np.isfinite(v) else v)
+        for k, v in asdict(record).items()
+    }
 
 
-def baseline_choice(method: str, difficulties: np.ndarray, pilots: np.ndarray, pilot_mean: np.ndarray, budget: float) -> float:
+def baseline_choice(
+    method: str, difficulties: np.ndarray, pilots: np.ndarray, pilot_mean: np.ndarray, budget: float
+) -> float:
     """The difficulty a baseline picks at ``budget`` from pilot budgets ``[k]`` and their seed
     means ``[D, k]``; NaN when the pilot it reads has no finite cell."""
     if method == "always hardest":
@@ -80,7 +85,9 @@ def baseline_choice(method: str, difficulties: np.ndarray, pilots: np.ndarray, p
     return float(difficulties[i]) if i >= 0 else float("nan")
 
 
-def predictor_choice(predictor: Predictor, difficulties: np.ndarray, pilots: np.ndarray, pilot_mean: np.ndarray) -> Callable[[float], float]:
+def predictor_choice(
+    predictor: Predictor, difficulties: np.ndarray, pilots: np.ndarray, pilot_mean: np.ndarray
+) -> Callable[[float], float]:
     """Fit ``predictor`` on the pilots; returns ``budget -> predicted difficulty`` (NaN where the
     fit failed or predicts no finite risk)."""
     try:
@@ -127,22 +134,37 @@ def forward_records(
         choosers: dict[str, Callable[[float], float]] = {
             m: functools.partial(baseline_choice, m, d, pilots, pilot_mean) for m in BASELINES
         }
-        choosers.update({name: predictor_choice(p, d, pilots, pilot_mean) for name, p in predictors.items()})
+        choosers.update(
+            {name: predictor_choice(p, d, pilots, pilot_mean) for name, p in predictors.items()}
+        )
         for j in range(k, n.size):
             if best[j] < 0 or n[j] > max_ratio * pilots[-1]:
                 continue
             for method, choose in choosers.items():
-                records.append(_record(method, int(pilots[-1]), j, choose(n[j]), d, n, y, int(best[j])))
+                records.append(
+                    _record(method, int(pilots[-1]), j, choose(n[j]), d, n, y, int(best[j]))
+                )
     return records
 
 
-def _record(method: str, pilots: int, j: int, predicted: float, d: np.ndarray, n: np.ndarray, y: np.ndarray, best: int) -> ForwardRecord:
+def _record(
+    method: str,
+    pilots: int,
+    j: int,
+    predicted: float,
+    d: np.ndarray,
+    n: np.ndarray,
+    y: np.ndarray,
+    best: int,
+) -> ForwardRecord:
     if np.isfinite(predicted):
         row = int(np.flatnonzero(d == predicted)[0])
         lost = float(y[row, j] - y[best, j])
     else:
         lost = float("nan")
-    return ForwardRecord(method, pilots, int(n[j]), predicted, float(d[best]), float(abs(predicted - d[best])), lost)
+    return ForwardRecord(
+        method, pilots, int(n[j]), predicted, float(d[best]), float(abs(predicted - d[best])), lost
+    )
 
 
 @dataclass(frozen=True)
@@ -166,7 +188,11 @@ def summary(records: list[ForwardRecord]) -> list[MethodScore]:
         for r in mine:
             per_pilot.setdefault(r.pilots, []).append(r)
         missing = sum(not np.isfinite(r.predicted) for r in mine)
-        out.append(MethodScore(m, _balanced(per_pilot, "level_error"), _balanced(per_pilot, "risk_lost"), missing))
+        out.append(
+            MethodScore(
+                m, _balanced(per_pilot, "level_error"), _balanced(per_pilot, "risk_lost"), missing
+            )
+        )
     return out
 
 
@@ -194,9 +220,11 @@ def table(records: list[ForwardRecord]) -> str:
     base = best_baseline(scores)
     counts = sorted({r.pilots for r in records})
     lines = [
-        (f"Forward: fitted on the smallest k budgets, predicting every larger one up to {MAX_RATIO:g}x the largest "
-         f"pilot, for {len(counts)} pilot counts (largest pilot {counts[0]:,} .. {counts[-1]:,}); means over "
-         "predicted budgets, then over pilot counts."),
+        (
+            f"Forward: fitted on the smallest k budgets, predicting every larger one up to {MAX_RATIO:g}x the largest "
+            f"pilot, for {len(counts)} pilot counts (largest pilot {counts[0]:,} .. {counts[-1]:,}); means over "
+            "predicted budgets, then over pilot counts."
+        ),
         "",
         "| method | mean level error | risk lost | risk lost / best baseline's |",
         "|:---|---:|---:|---:|",

@@ -21,16 +21,36 @@ def model_table(ds: xr.Dataset) -> str:
     sides), all on the seed means of target risk. Prediction is scored by :func:`forward_table`."""
     d, n = ds["difficulty"].values.astype(float), ds["budget"].values.astype(float)
     y = analysis.seed_mean(predictors.risk_grid(ds))
-    pi = threshold.uncovered_mass(ds["train_weights"].values, ds["target_weights"].values, config.stored(ds).source_task.level_structure)
+    pi = threshold.uncovered_mass(
+        ds["train_weights"].values,
+        ds["target_weights"].values,
+        config.stored(ds).source_task.level_structure,
+    )
     total = float(np.nansum((y - np.nanmean(y)) ** 2))
     fitters: list[tuple[str, Callable[[], tuple[int, float, float]], threshold.Fitter]] = []
     for label, p in (("threshold, π from coverage", pi), ("threshold, π fitted", None)):
-        fitters.append((label, lambda p=p: _threshold_stats(threshold.fit_threshold(d, n, y, p), total),
-                        threshold.threshold_fitter(p)))
-    fitters.append(("per level (examples of each level)", lambda: _level_stats(ds, y, total), predictors.level_predictor(ds)))
+        fitters.append(
+            (
+                label,
+                lambda p=p: _threshold_stats(threshold.fit_threshold(d, n, y, p), total),
+                threshold.threshold_fitter(p),
+            )
+        )
+    fitters.append(
+        (
+            "per level (examples of each level)",
+            lambda: _level_stats(ds, y, total),
+            predictors.level_predictor(ds),
+        )
+    )
     for model in tradeoff_families.FAMILIES:
-        fitters.append((model.name, lambda model=model: _family_stats(tradeoff_fitting.fit(model, d, n, y), total),
-                        predictors.family_predictor(model)))
+        fitters.append(
+            (
+                model.name,
+                lambda model=model: _family_stats(tradeoff_fitting.fit(model, d, n, y), total),
+                predictors.family_predictor(model),
+            )
+        )
     rows, failed = [], []
     for label, stats, fitter in fitters:
         try:
@@ -43,7 +63,9 @@ def model_table(ds: xr.Dataset) -> str:
     ]
     for label, k, aic, r2, score in sorted(rows, key=lambda row: row[2]):
         exact = "–" if not np.isfinite(score.exact) else f"{score.exact:.0%}"
-        lines.append(f"| {label} | {k} | {aic:.1f} | {r2:.2f} | {score.error:.2f} | {exact} | {score.risk_rmse:.3f} |")
+        lines.append(
+            f"| {label} | {k} | {aic:.1f} | {r2:.2f} | {score.error:.2f} | {exact} | {score.risk_rmse:.3f} |"
+        )
     return "\n".join(lines + [f"\nNot fitted: {reason}" for reason in failed])
 
 

@@ -42,7 +42,9 @@ def seed_mean(risk: ArrayLike) -> np.ndarray:
     """
     r = np.asarray(risk, dtype=float)
     if r.ndim < 1:
-        raise ValueError(f"risk has shape {r.shape}; allowed: an array [..., S] with a seed axis last")
+        raise ValueError(
+            f"risk has shape {r.shape}; allowed: an array [..., S] with a seed axis last"
+        )
     return nan_mean(r, axis=-1)
 
 
@@ -84,7 +86,9 @@ def distinct_resamples(num_seeds: int) -> int:
     return math.comb(2 * s - 1, s)
 
 
-def resample_seed_means(risk: ArrayLike, n_boot: int, seed: int | np.random.Generator = 0) -> np.ndarray:
+def resample_seed_means(
+    risk: ArrayLike, n_boot: int, seed: int | np.random.Generator = 0
+) -> np.ndarray:
     """Seed means of ``n_boot`` bootstrap resamples: ``risk [D, N, S] -> [D, N, n_boot]``.
 
     One resample draws S seed indices with replacement (``rng.integers(0, S, (n_boot, S))``) and

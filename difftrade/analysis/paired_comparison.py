@@ -160,7 +160,9 @@ def _compare_column(
     Returns margin, p-value, adjusted p-value, seeds used ``[D]`` and the not-worse mask ``[D]``."""
     used = np.sum(np.isfinite(diff), axis=1)
     margin = nan_mean(diff, axis=1)
-    p = np.array([np.nan if i == best else paired_p_value(diff[i], method) for i in range(diff.shape[0])])
+    p = np.array(
+        [np.nan if i == best else paired_p_value(diff[i], method) for i in range(diff.shape[0])]
+    )
     adjusted, reject = holm(p, alpha)
     not_worse = finite_mean & ~reject
     not_worse[best] = True
@@ -202,7 +204,13 @@ def compare_to_d_star(
     used, not_worse = np.zeros(shape, dtype=int), np.zeros(shape, dtype=bool)
     for j in np.flatnonzero(best >= 0):
         col = _compare_column(diff[:, j], np.isfinite(mean[:, j]), int(best[j]), method, alpha)
-        out["margin"][:, j], out["p_value"][:, j], out["p_adjusted"][:, j], used[:, j], not_worse[:, j] = col
+        (
+            out["margin"][:, j],
+            out["p_value"][:, j],
+            out["p_adjusted"][:, j],
+            used[:, j],
+            not_worse[:, j],
+        ) = col
     rest = np.where(np.arange(shape[0])[:, None] == best[None, :], np.nan, mean)
     second = argmin_index(rest, d)  # [N]
     has_second = (second >= 0) & (best >= 0)

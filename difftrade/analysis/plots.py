@@ -38,7 +38,9 @@ def _budget_panels(num: int, height: float) -> tuple[plt.Figure, list[plt.Axes]]
     """One panel per budget, at most 4 per row, shared y axis; unused panels hidden."""
     cols = min(num, 4)
     rows = -(-num // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, height * rows), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(3.3 * cols, height * rows), sharey=True, squeeze=False
+    )
     flat = list(axes.ravel())
     for ax in flat[num:]:
         ax.axis("off")
@@ -51,15 +53,29 @@ def heatmap(ds: xr.Dataset) -> plt.Figure:
     grid = _grid(ds, "target_risk")
     risk = seed_mean(grid)  # [D, N]
     finite = np.isfinite(grid)
-    low, high = np.where(finite, grid, np.inf).min(-1), np.where(finite, grid, -np.inf).max(-1)  # seed range
+    low, high = (
+        np.where(finite, grid, np.inf).min(-1),
+        np.where(finite, grid, -np.inf).max(-1),
+    )  # seed range
     diffs, budgets = ds["difficulty"].values, ds["budget"].values
     fig, ax = plt.subplots(figsize=(2.0 + 1.0 * len(budgets), 1.6 + 0.5 * len(diffs)))
     im = ax.imshow(risk, origin="lower", aspect="auto", cmap="viridis_r", vmin=0, vmax=1)
     for i in range(len(diffs)):
         for j in range(len(budgets)):
-            text = "all\ndiverged" if not np.isfinite(risk[i, j]) else f"{risk[i, j]:.2f}\n[{low[i, j]:.2f}, {high[i, j]:.2f}]"
-            ax.text(j, i, text, ha="center", va="center", fontsize=6.5,
-                    color="black" if np.isfinite(risk[i, j]) and risk[i, j] < 0.5 else "white")
+            text = (
+                "all\ndiverged"
+                if not np.isfinite(risk[i, j])
+                else f"{risk[i, j]:.2f}\n[{low[i, j]:.2f}, {high[i, j]:.2f}]"
+            )
+            ax.text(
+                j,
+                i,
+                text,
+                ha="center",
+                va="center",
+                fontsize=6.5,
+                color="black" if np.isfinite(risk[i, j]) and risk[i, j] < 0.5 else "white",
+            )
     best = argmin_index(risk, diffs)  # [N]; -1: no finite cell
     for j in np.flatnonzero(best >= 0):  # outline the d*(n) cell, keep its number readable
         i = best[j]
@@ -68,8 +84,11 @@ def heatmap(ds: xr.Dataset) -> plt.Figure:
     ax.set_yticks(range(len(diffs)), [str(d) for d in diffs])
     ax.set_xlabel("training budget n (examples)")
     ax.set_ylabel("training difficulty d")
-    ax.set_title(f"{ds.attrs.get('task', '')}: target risk, seed mean [lowest, highest seed]\n"
-                 "(red outline: d*(n), the lowest seed mean per budget)", fontsize=10)
+    ax.set_title(
+        f"{ds.attrs.get('task', '')}: target risk, seed mean [lowest, highest seed]\n"
+        "(red outline: d*(n), the lowest seed mean per budget)",
+        fontsize=10,
+    )
     fig.colorbar(im, ax=ax, label="target risk (1 − exact match)")
     fig.tight_layout()
     return fig
@@ -81,13 +100,29 @@ def d_star_curve(ds: xr.Dataset, n_boot: int = BOOTSTRAP_RESAMPLES) -> plt.Figur
     grid = _grid(ds, "target_risk")
     diffs, budgets = ds["difficulty"].values, ds["budget"].values
     boot = bootstrap_d_star(grid, diffs, n_boot=n_boot, level=0.9)
-    per_seed = np.stack([argmin_difficulty(grid[:, :, k], diffs) for k in range(grid.shape[2])], -1)  # [N, S]
+    per_seed = np.stack(
+        [argmin_difficulty(grid[:, :, k], diffs) for k in range(grid.shape[2])], -1
+    )  # [N, S]
     fig, ax = plt.subplots(figsize=(5, 3.4))
-    ax.vlines(budgets, boot.low - 0.15, boot.high + 0.15, color="C0", alpha=0.25, lw=10, label="90% bootstrap (seeds)")
+    ax.vlines(
+        budgets,
+        boot.low - 0.15,
+        boot.high + 0.15,
+        color="C0",
+        alpha=0.25,
+        lw=10,
+        label="90% bootstrap (seeds)",
+    )
     offsets = np.linspace(-0.06, 0.06, grid.shape[2]) if grid.shape[2] > 1 else np.zeros(1)
     for k in range(grid.shape[2]):
-        ax.plot(budgets * np.exp(offsets[k]), per_seed[:, k] - 0.25, ".", color="grey", ms=4,
-                label="each seed's argmin" if k == 0 else None)
+        ax.plot(
+            budgets * np.exp(offsets[k]),
+            per_seed[:, k] - 0.25,
+            ".",
+            color="grey",
+            ms=4,
+            label="each seed's argmin" if k == 0 else None,
+        )
     ax.plot(budgets, boot.d_star, "o", color="C0", ms=7, label="d*(n): argmin of the seed mean")
     ax.set_xscale("log")
     ax.set_xticks(budgets, _budget_labels(budgets), rotation=45)
@@ -106,17 +141,33 @@ def d_star_curve(ds: xr.Dataset, n_boot: int = BOOTSTRAP_RESAMPLES) -> plt.Figur
 def gap_decomposition(ds: xr.Dataset) -> plt.Figure:
     """Waterfall per difficulty: train risk, + generalization gap, + extrapolation gap = target risk."""
     diffs, budgets = ds["difficulty"].values, ds["budget"].values
-    mean = {k: seed_mean(_grid(ds, k)) for k in ("train_risk", "generalization_gap", "extrapolation_gap", "target_risk")}
+    mean = {
+        k: seed_mean(_grid(ds, k))
+        for k in ("train_risk", "generalization_gap", "extrapolation_gap", "target_risk")
+    }
     fig, panels = _budget_panels(len(budgets), 3.2)
     x = np.arange(len(diffs))
     for j, b in enumerate(budgets):
         ax = panels[j]
-        train, gen, ext = mean["train_risk"][:, j], mean["generalization_gap"][:, j], mean["extrapolation_gap"][:, j]
+        train, gen, ext = (
+            mean["train_risk"][:, j],
+            mean["generalization_gap"][:, j],
+            mean["extrapolation_gap"][:, j],
+        )
         ax.bar(x, train, 0.7, color=COLORS["train"], label="train risk")
         ax.bar(x, gen, 0.7, bottom=train, color=COLORS["gen"], label="generalization gap")
         # a negative gap is drawn downward from the top of the stack, outlined in red
-        ax.bar(x, ext, 0.7, bottom=train + gen, color=COLORS["extrap"], label="extrapolation gap", hatch="//", alpha=0.85,
-               edgecolor=np.where(ext < 0, "red", COLORS["extrap"]).tolist())
+        ax.bar(
+            x,
+            ext,
+            0.7,
+            bottom=train + gen,
+            color=COLORS["extrap"],
+            label="extrapolation gap",
+            hatch="//",
+            alpha=0.85,
+            edgecolor=np.where(ext < 0, "red", COLORS["extrap"]).tolist(),
+        )
         ax.plot(x, mean["target_risk"][:, j], "k_", ms=18, mew=2, label="target risk")
         ax.axhline(0, color="grey", lw=0.5)
         ax.set_xticks(x, [str(d) for d in diffs])
@@ -126,7 +177,9 @@ def gap_decomposition(ds: xr.Dataset) -> plt.Figure:
             ax.set_ylabel("risk (1 − exact match)")
     handles, labels = panels[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
-    fig.suptitle("target risk = train risk + generalization gap + extrapolation gap (seed mean)", fontsize=10)
+    fig.suptitle(
+        "target risk = train risk + generalization gap + extrapolation gap (seed mean)", fontsize=10
+    )
     fig.tight_layout(rect=(0, 0.06, 1, 0.96))
     return fig
 
@@ -136,14 +189,24 @@ def learning_curves(ds: xr.Dataset) -> plt.Figure:
     diffs, budgets = ds["difficulty"].values, ds["budget"].values
     k = ds["checkpoint"].values
     # fixed epochs: steps differ by budget and the coordinate counts segments
-    steps = ds["train_steps"].values[:, None] * k / k[-1] if "train_steps" in ds else np.broadcast_to(k, (len(budgets), len(k)))
+    steps = (
+        ds["train_steps"].values[:, None] * k / k[-1]
+        if "train_steps" in ds
+        else np.broadcast_to(k, (len(budgets), len(k)))
+    )
     fig, panels = _budget_panels(len(budgets), 2.6)
     curve = ds["loss_curve"].reduce(nan_mean, dim="seed")  # skips diverged members
     curve = curve.transpose("difficulty", "budget", "checkpoint").values  # [D, N, K]
     for j, b in enumerate(budgets):
         ax = panels[j]
         for i, d in enumerate(diffs):
-            ax.plot(steps[j], curve[i, j], marker=".", color=plt.cm.plasma(i / max(len(diffs) - 1, 1)), label=f"d={d}")
+            ax.plot(
+                steps[j],
+                curve[i, j],
+                marker=".",
+                color=plt.cm.plasma(i / max(len(diffs) - 1, 1)),
+                label=f"d={d}",
+            )
         ax.set_yscale("log")
         ax.set_title(f"n = {int(b):,}", fontsize=10)
         ax.set_xlabel("training step")
@@ -163,7 +226,9 @@ FIGURES = {
 }
 
 
-def save_all(ds: xr.Dataset, out_dir: str | Path, formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
+def save_all(
+    ds: xr.Dataset, out_dir: str | Path, formats: tuple[str, ...] = ("png", "pdf")
+) -> list[Path]:
     """Draw every figure into ``out_dir``; returns the written paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -190,7 +255,11 @@ def bounds_overlay(ds: xr.Dataset, b: xr.Dataset) -> plt.Figure:
         (ds["target_risk"].values, "target risk (T)", "C2", "s-"),
         (b["target_bound"].values, "certified L_T(Q)", "C2", "v--"),
         (b["shift_target_bound"].values, "shift bound on R_T", "C3", "d:"),
-        *([(b["target_iw_bound"].values, "certified L_T(Q), importance-weighted", "C4", "x--")] if "target_iw_bound" in b else []),
+        *(
+            [(b["target_iw_bound"].values, "certified L_T(Q), importance-weighted", "C4", "x--")]
+            if "target_iw_bound" in b
+            else []
+        ),
     ]
     for j, n in enumerate(budgets):
         ax = panels[j]
@@ -205,7 +274,10 @@ def bounds_overlay(ds: xr.Dataset, b: xr.Dataset) -> plt.Figure:
             ax.set_ylabel("risk (0-1, exact match)")
     handles, labels = panels[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.suptitle("measured risks vs certificates (mean over the certified seeds); bounds at 1 are vacuous", fontsize=10)
+    fig.suptitle(
+        "measured risks vs certificates (mean over the certified seeds); bounds at 1 are vacuous",
+        fontsize=10,
+    )
     legend_inches = 0.2 * -(-len(labels) // 3) + 0.15  # three entries a row
     fig.tight_layout(rect=(0, legend_inches / fig.get_figheight(), 1, 0.96))
     return fig
@@ -242,14 +314,31 @@ def d_star_comparison(ds: xr.Dataset, b: xr.Dataset) -> plt.Figure:
     diffs, budgets = ds["difficulty"].values, ds["budget"].values
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     ax.plot(budgets, table["empirical"], "o-", label="empirical d*(n), certified seeds")
-    ax.plot(budgets, table["certified"], "v--", label="argmin certified L_T(Q) (omitted where all vacuous)")
+    ax.plot(
+        budgets,
+        table["certified"],
+        "v--",
+        label="argmin certified L_T(Q) (omitted where all vacuous)",
+    )
     ax.plot(budgets, table["shift"], "d:", label="argmin shift bound (omitted where all vacuous)")
     if "importance" in table:
-        ax.plot(budgets, table["importance"], "x--", label="argmin importance-weighted L_T(Q) (omitted where all vacuous)")
+        ax.plot(
+            budgets,
+            table["importance"],
+            "x--",
+            label="argmin importance-weighted L_T(Q) (omitted where all vacuous)",
+        )
     try:
         fitted = fit_dataset(full)
         dense = np.geomspace(budgets.min(), budgets.max(), 100)
-        ax.plot(dense, fitted.predict_d_star(dense), "-", color="grey", alpha=0.7, label=f"fitted {type(fitted.model).__name__}")
+        ax.plot(
+            dense,
+            fitted.predict_d_star(dense),
+            "-",
+            color="grey",
+            alpha=0.7,
+            label=f"fitted {type(fitted.model).__name__}",
+        )
     except Exception as err:  # noqa: BLE001 - a failed fit must not cost the other curves
         ax.text(0.02, 0.02, f"model fit failed: {err}", transform=ax.transAxes, fontsize=7)
     ax.set_xscale("log")
@@ -264,11 +353,17 @@ def d_star_comparison(ds: xr.Dataset, b: xr.Dataset) -> plt.Figure:
     return fig
 
 
-def save_bounds(ds: xr.Dataset, b: xr.Dataset, out_dir: str | Path, formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
+def save_bounds(
+    ds: xr.Dataset, b: xr.Dataset, out_dir: str | Path, formats: tuple[str, ...] = ("png", "pdf")
+) -> list[Path]:
     """Draw the bound overlays into ``out_dir``."""
     out_dir = Path(out_dir)
     written = []
-    for name, fn in (("bounds", bounds_overlay), ("extrapolation_band", extrapolation_band), ("d_star_bounds", d_star_comparison)):
+    for name, fn in (
+        ("bounds", bounds_overlay),
+        ("extrapolation_band", extrapolation_band),
+        ("d_star_bounds", d_star_comparison),
+    ):
         fig = fn(ds, b)
         for fmt in formats:
             path = out_dir / f"{name}.{fmt}"

@@ -40,22 +40,34 @@ def risk_grid(ds: xr.Dataset, name: str = "target_risk") -> np.ndarray:
     """``[D, N, S]`` of variable ``name`` with diverged members as NaN."""
     r = ds[name].transpose("difficulty", "budget", "seed").values.astype(np.float64)
     diverged = divergence.diverged_mask(ds)
-    return r if diverged is None else np.where(diverged.transpose("difficulty", "budget", "seed").values, np.nan, r)
+    return (
+        r
+        if diverged is None
+        else np.where(diverged.transpose("difficulty", "budget", "seed").values, np.nan, r)
+    )
 
 
 def level_accuracy(ds: xr.Dataset) -> np.ndarray:
     """Exact match per level ``[D, N, S, L]``, NaN for diverged members."""
-    acc = ds["level_exact"].transpose("difficulty", "budget", "seed", "level").values.astype(np.float64)
+    acc = (
+        ds["level_exact"]
+        .transpose("difficulty", "budget", "seed", "level")
+        .values.astype(np.float64)
+    )
     diverged = divergence.diverged_mask(ds)
     if diverged is None:
         return acc
-    return np.where(diverged.transpose("difficulty", "budget", "seed").values[..., None], np.nan, acc)
+    return np.where(
+        diverged.transpose("difficulty", "budget", "seed").values[..., None], np.nan, acc
+    )
 
 
 def coverage(ds: xr.Dataset) -> np.ndarray:
     """π ``[D]``: the target mass each row's training distribution does not reach."""
     structure = config.stored(ds).source_task.level_structure
-    return threshold.uncovered_mass(ds["train_weights"].values, ds["target_weights"].values, structure)
+    return threshold.uncovered_mass(
+        ds["train_weights"].values, ds["target_weights"].values, structure
+    )
 
 
 def family_predictor(model: tradeoff_families.TradeoffModel) -> Predictor:
@@ -71,7 +83,9 @@ def family_predictor(model: tradeoff_families.TradeoffModel) -> Predictor:
 def level_inputs(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For the per-level model: level shares ``m [D, L]``, seed-mean exact match ``[D, N, L]``
     (diverged members skipped) and the target ``[L]``."""
-    mass = level_model.level_mass(ds["train_weights"].values, config.stored(ds).source_task.level_structure)
+    mass = level_model.level_mass(
+        ds["train_weights"].values, config.stored(ds).source_task.level_structure
+    )
     return mass, seed_mean(np.moveaxis(level_accuracy(ds), 2, -1)), ds["target_weights"].values
 
 
@@ -121,7 +135,7 @@ def ce_trend_predictor(ds: xr.Dataset, window: int = 3) -> Predictor:
         cols = np.flatnonzero(np.isin(budgets, n))
         if cols.size < 2:
             raise ValueError(f"{cols.size} pilot budgets; allowed: at least 2")
-        last = cols[-min(window, cols.size):]
+        last = cols[-min(window, cols.size) :]
         kappa = exact_scale(ce[:, cols], acc[:, cols])
         ln = np.log(budgets[last])
         slope = np.minimum(_slopes(ln, ce[:, last]), 0.0)  # [D, L]
@@ -142,7 +156,9 @@ def level_ce(ds: xr.Dataset) -> np.ndarray:
     diverged = divergence.diverged_mask(ds)
     if diverged is None:
         return ce
-    return np.where(diverged.transpose("difficulty", "budget", "seed").values[..., None], np.nan, ce)
+    return np.where(
+        diverged.transpose("difficulty", "budget", "seed").values[..., None], np.nan, ce
+    )
 
 
 def _slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -160,16 +176,23 @@ def exact_scale(ce: np.ndarray, acc: np.ndarray) -> float:
     c, a = ce[ok], acc[ok]
     if c.size == 0:
         raise ValueError("no finite (cross-entropy, exact match) pair among the pilots")
-    res = optimize.minimize_scalar(lambda lk: float(np.sum((np.exp(-np.exp(lk) * c) - a) ** 2)),
-                                   bounds=(np.log(1e-3), np.log(1e2)), method="bounded")
+    res = optimize.minimize_scalar(
+        lambda lk: float(np.sum((np.exp(-np.exp(lk) * c) - a) ** 2)),
+        bounds=(np.log(1e-3), np.log(1e2)),
+        method="bounded",
+    )
     return float(np.exp(res.x))
 
 
-def forward_validation(ds: xr.Dataset, *, min_pilots: int = MIN_PILOTS, max_ratio: float = MAX_RATIO) -> list[ForwardRecord]:
+def forward_validation(
+    ds: xr.Dataset, *, min_pilots: int = MIN_PILOTS, max_ratio: float = MAX_RATIO
+) -> list[ForwardRecord]:
     """:func:`~difftrade.analysis.forward.forward_records` of every model of
     :func:`model_predictors` and the baselines, on the seed-mean target risk of ``ds`` (diverged
     members skipped)."""
     d = ds["difficulty"].values.astype(np.float64)
     n = ds["budget"].values.astype(np.float64)
     y = seed_mean(risk_grid(ds))
-    return forward_records(d, n, y, model_predictors(ds), min_pilots=min_pilots, max_ratio=max_ratio)
+    return forward_records(
+        d, n, y, model_predictors(ds), min_pilots=min_pilots, max_ratio=max_ratio
+    )

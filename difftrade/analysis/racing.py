@@ -43,7 +43,14 @@ class Race:
     looks: int
 
 
-def race(risk: ArrayLike, difficulties: ArrayLike, *, alpha: float = 0.05, start: int = 3, method: str = "t") -> Race:
+def race(
+    risk: ArrayLike,
+    difficulties: ArrayLike,
+    *,
+    alpha: float = 0.05,
+    start: int = 3,
+    method: str = "t",
+) -> Race:
     """Race the difficulties of one budget column ``risk [D, S]`` (module docstring); ``method``
     the paired test of each look (:data:`~difftrade.analysis.paired_comparison.PAIRED_METHODS`)."""
     r = np.asarray(risk, np.float64)
@@ -89,8 +96,16 @@ class Replay:
     decided: np.ndarray
 
 
-def replay(risk: ArrayLike, difficulties: ArrayLike, budgets: ArrayLike, *, orders: int = 20,
-           alpha: float = 0.05, start: int = 3, method: str = "t") -> Replay:
+def replay(
+    risk: ArrayLike,
+    difficulties: ArrayLike,
+    budgets: ArrayLike,
+    *,
+    orders: int = 20,
+    alpha: float = 0.05,
+    start: int = 3,
+    method: str = "t",
+) -> Replay:
     """Races on each budget column of ``risk [D, N, S]``, seeds permuted ``orders`` times by
     ``numpy.random.default_rng(0)`` (the same orders for every budget)."""
     r = np.asarray(risk, np.float64)
@@ -114,6 +129,9 @@ def replay(risk: ArrayLike, difficulties: ArrayLike, budgets: ArrayLike, *, orde
             pick = int(argmin_index(nan_mean(col[:, :k], axis=1), d))
             uniform.append(full[pick] - best)
             decided.append(len(res.survivors) == 1)
-        for key, values in zip(("risk_lost", "compute", "uniform_risk_lost", "decided"), (lost, spent, uniform, decided)):
+        for key, values in zip(
+            ("risk_lost", "compute", "uniform_risk_lost", "decided"),
+            (lost, spent, uniform, decided),
+        ):
             out[key][j] = float(np.mean(values))
     return Replay(np.asarray(budgets), **out)

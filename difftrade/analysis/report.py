@@ -58,7 +58,9 @@ def mechanism(ds: xr.Dataset) -> dict[str, float]:
     }
 
 
-def diverged_members(ds: xr.Dataset) -> tuple[list[tuple[float, int, int]], list[tuple[float, int]]]:
+def diverged_members(
+    ds: xr.Dataset,
+) -> tuple[list[tuple[float, int, int]], list[tuple[float, int]]]:
     """Diverged members as ``(difficulty, budget, seed)`` and the ``(difficulty, budget)`` cells
     in which every seed diverged (``diverged``, else ``nonfinite_steps > 0``; none if neither)."""
     mask = diverged_mask(ds)
@@ -66,7 +68,9 @@ def diverged_members(ds: xr.Dataset) -> tuple[list[tuple[float, int, int]], list
         return [], []
     bad = np.asarray(mask.transpose(*GRID).values, dtype=bool)  # [D, N, S]
     d, n, s = (ds[k].values for k in GRID)
-    members = [(d[i].item(), int(n[j]), int(s[k])) for i, j, k in zip(*np.nonzero(bad), strict=True)]
+    members = [
+        (d[i].item(), int(n[j]), int(s[k])) for i, j, k in zip(*np.nonzero(bad), strict=True)
+    ]
     cells = [(d[i].item(), int(n[j])) for i, j in zip(*np.nonzero(bad.all(axis=2)), strict=True)]
     return members, cells
 
@@ -94,7 +98,9 @@ def summary(ds: xr.Dataset, n_boot: int = BOOTSTRAP_RESAMPLES) -> dict[str, obje
         "never_decreases": bool(np.all(np.diff(d_star) >= 0)),
         "separated": bool(boot.low[-1] > boot.high[0]),
         "mechanism": mechanism(ds),
-        "nonfinite_members": int(np.sum(ds["nonfinite_steps"].values > 0)) if "nonfinite_steps" in ds else len(members),
+        "nonfinite_members": int(np.sum(ds["nonfinite_steps"].values > 0))
+        if "nonfinite_steps" in ds
+        else len(members),
         "num_seeds": num_seeds,
         "n_boot": n_boot,
         "distinct_resamples": distinct_resamples(num_seeds),
@@ -141,7 +147,11 @@ def _header(ds: xr.Dataset, s: dict[str, object]) -> list[str]:
         (
             f"device: {ds.attrs.get('device', '?')}; jax {ds.attrs.get('version_jax', '?')}; "
             f"wall time {ds.attrs.get('wall_seconds', float('nan')):.0f} s; "
-            + (f"{int(ds.attrs['compiled_programs'])} compiled programs; " if "compiled_programs" in ds.attrs else "")
+            + (
+                f"{int(ds.attrs['compiled_programs'])} compiled programs; "
+                if "compiled_programs" in ds.attrs
+                else ""
+            )
             + f"{ds.sizes['difficulty']} difficulties x {ds.sizes['budget']} budgets x {S} seeds"
         ),
         "",
@@ -166,12 +176,16 @@ def stopping_line(ds: xr.Dataset) -> str | None:
     stopped, selected = (ds[v].transpose(*dims).values for v in ("stopped_step", "selected_step"))
     risk = ds["train_risk"].transpose(*dims).values
     hit = stopped >= train.steps
-    line = (f"Validation stopping (cap {train.steps:,} steps, patience {train.patience} checkpoints of "
-            f"{train.steps // train.num_checkpoints} steps, {train.val_examples} validation examples): "
-            f"{int(hit.sum())} of {hit.size} members hit the cap")
+    line = (
+        f"Validation stopping (cap {train.steps:,} steps, patience {train.patience} checkpoints of "
+        f"{train.steps // train.num_checkpoints} steps, {train.val_examples} validation examples): "
+        f"{int(hit.sum())} of {hit.size} members hit the cap"
+    )
     if hit.any():
         line += f" (their train risk: median {np.nanmedian(risk[hit]):.3f}, max {np.nanmax(risk[hit]):.3f})"
-    medians = ", ".join(f"{int(d)}: {np.median(selected[i]):,.0f}" for i, d in enumerate(ds["difficulty"].values))
+    medians = ", ".join(
+        f"{int(d)}: {np.median(selected[i]):,.0f}" for i, d in enumerate(ds["difficulty"].values)
+    )
     return line + f"; median selected step by training difficulty: {medians}."
 
 
@@ -220,7 +234,12 @@ def _gap_tables(ds: xr.Dataset) -> list[str]:
     mean = {k: seed_mean(_grid(ds, k)) for k in names}
     lines = ["", "## Risks and gaps (seed mean; rows = training difficulty)", ""]
     for j, b in enumerate(budgets):
-        lines += [f"**n = {int(b):,}**", "", "| d | train | gen. gap | extrap. gap | target |", "|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"**n = {int(b):,}**",
+            "",
+            "| d | train | gen. gap | extrap. gap | target |",
+            "|---:|---:|---:|---:|---:|",
+        ]
         for i, d in enumerate(diffs):
             lines.append(f"| {d} | " + " | ".join(f"{mean[k][i, j]:.3f}" for k in names) + " |")
         lines.append("")
@@ -232,7 +251,9 @@ def _direction(s: dict[str, object]) -> str:
     if s["support_note"]:
         evidence = s["support_note"]
     else:
-        evidence = f"bootstrap intervals at the ends {'do not overlap' if s['separated'] else 'overlap'}"
+        evidence = (
+            f"bootstrap intervals at the ends {'do not overlap' if s['separated'] else 'overlap'}"
+        )
     return (
         f"* d*(n) from the smallest to the largest budget: {_fmt_level(s['d_star'][0])} -> "
         f"{_fmt_level(s['d_star'][-1])} "
@@ -248,7 +269,9 @@ def _overlap_line(ds: xr.Dataset) -> list[str]:
     hit = ds["test_in_train_fraction"].values
     cells = [
         f"d={diffs[i]}, n={int(budgets[j]):,}: {hit[i, j]:.0%}"
-        for i in range(len(diffs)) for j in range(len(budgets)) if np.isfinite(hit[i, j]) and hit[i, j] > 0.01
+        for i in range(len(diffs))
+        for j in range(len(budgets))
+        if np.isfinite(hit[i, j]) and hit[i, j] > 0.01
     ]
     if not cells:
         return []
@@ -280,20 +303,29 @@ def render(ds: xr.Dataset, n_boot: int = BOOTSTRAP_RESAMPLES) -> str:
             "data to pay off (see docs/results.md for the GPU-scale run)."
         )
     if s["nonfinite_members"]:
-        lines.append(f"* WARNING: {s['nonfinite_members']} members had NaN/inf training steps (see nonfinite_steps).")
+        lines.append(
+            f"* WARNING: {s['nonfinite_members']} members had NaN/inf training steps (see nonfinite_steps)."
+        )
     return "\n".join(lines + _models(ds)) + "\n"
 
 
 def _models(ds: xr.Dataset) -> list[str]:
     """Models of target risk: fit, leave-one-budget-out and forward (:mod:`difftrade.analysis.model_tables`)."""
     if ds.sizes["budget"] < 3:
-        return ["", "## Models of target risk", "", "Not fitted: fewer than 3 budgets leave nothing to hold out."]
+        return [
+            "",
+            "## Models of target risk",
+            "",
+            "Not fitted: fewer than 3 budgets leave nothing to hold out.",
+        ]
     lines = [
         "",
         "## Models of target risk",
         "",
-        ("Fit, and d* at a budget the fit did not see with measured budgets on both sides (leave one budget out: "
-         "interpolation)."),
+        (
+            "Fit, and d* at a budget the fit did not see with measured budgets on both sides (leave one budget out: "
+            "interpolation)."
+        ),
         "",
         model_tables.model_table(ds),
     ]

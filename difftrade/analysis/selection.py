@@ -70,7 +70,9 @@ def _column(risk: np.ndarray, method: str, alpha: float) -> tuple[np.ndarray, np
     return finite & (beaten < 0), beaten
 
 
-def best_set(risk: ArrayLike, difficulties: ArrayLike, *, method: str = "sign_flip", alpha: float = 0.05) -> BestSet:
+def best_set(
+    risk: ArrayLike, difficulties: ArrayLike, *, method: str = "sign_flip", alpha: float = 0.05
+) -> BestSet:
     """The all-pairs confidence set for the best difficulty (module docstring) per budget.
 
     ``risk [D, N, S]``, ``difficulties [D]``; ``method`` a paired test of
@@ -109,7 +111,9 @@ def seed_splits(num_seeds: int, max_splits: int = MAX_SPLITS) -> np.ndarray:
     return out
 
 
-def split_agreement(risk: ArrayLike, difficulties: ArrayLike, *, max_splits: int = MAX_SPLITS) -> np.ndarray:
+def split_agreement(
+    risk: ArrayLike, difficulties: ArrayLike, *, max_splits: int = MAX_SPLITS
+) -> np.ndarray:
     """``[N]``: the share of seed splits on which d* picked on one half equals d* on the other
     (NaN where a budget has no finite member on some half of every split)."""
     r, d = check_grid(risk, difficulties, ndims=(3,))

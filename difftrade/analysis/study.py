@@ -58,8 +58,10 @@ def d_star_table(ds: xr.Dataset) -> str:
     agree = selection.split_agreement(r, d)
     mean = analysis.seed_mean(r)
     lines = [
-        (f"| n | d*(n) | {BOOT_LEVEL:.0%} bootstrap | not significantly worse than the selected d* | "
-         f"best set, all pairs (α = {ALPHA}) | seed-split agreement | runner-up: margin | target risk at d* |"),
+        (
+            f"| n | d*(n) | {BOOT_LEVEL:.0%} bootstrap | not significantly worse than the selected d* | "
+            f"best set, all pairs (α = {ALPHA}) | seed-split agreement | runner-up: margin | target risk at d* |"
+        ),
         "|---:|---:|:---:|:---:|:---:|---:|:---:|---:|",
     ]
     for j, n in enumerate(ds["budget"].values):
@@ -67,7 +69,11 @@ def d_star_table(ds: xr.Dataset) -> str:
             lines.append(f"| {int(n):,} | none (every member diverged) | | | | | | |")
             continue
         i = int(np.flatnonzero(d == cmp.d_star[j])[0])
-        runner = "none" if not np.isfinite(cmp.runner_up[j]) else f"{int(cmp.runner_up[j])}: +{cmp.runner_up_margin[j]:.3f}"
+        runner = (
+            "none"
+            if not np.isfinite(cmp.runner_up[j])
+            else f"{int(cmp.runner_up[j])}: +{cmp.runner_up_margin[j]:.3f}"
+        )
         lines.append(
             f"| {int(n):,} | {int(cmp.d_star[j])} | [{int(boot.low[j])}, {int(boot.high[j])}] | "
             f"{_fmt_set(cmp.not_worse_set(j))} | {_fmt_set(best.members(j))} | {agree[j]:.0%} | {runner} | {mean[i, j]:.3f} |"
@@ -79,7 +85,10 @@ def matrix_table(ds: xr.Dataset, name: str) -> str:
     """Seed mean of ``name`` ``[difficulty, budget]`` as a table (rows: difficulty)."""
     mean = analysis.seed_mean(predictors.risk_grid(ds, name))
     budgets = ds["budget"].values
-    lines = ["| d \\ n | " + " | ".join(f"{int(n):,}" for n in budgets) + " |", "|---:|" + "---:|" * len(budgets)]
+    lines = [
+        "| d \\ n | " + " | ".join(f"{int(n):,}" for n in budgets) + " |",
+        "|---:|" + "---:|" * len(budgets),
+    ]
     for i, d in enumerate(ds["difficulty"].values):
         lines.append(f"| {int(d)} | " + " | ".join(f"{v:.3f}" for v in mean[i]) + " |")
     return "\n".join(lines)
@@ -92,7 +101,10 @@ def above_table(ds: xr.Dataset) -> str:
     with n when it does (a graded gap). The hardest row has no level above it."""
     acc = predictors.level_accuracy(ds)
     levels, budgets = ds["level"].values, ds["budget"].values
-    lines = ["| d \\ n | " + " | ".join(f"{int(n):,}" for n in budgets) + " |", "|---:|" + "---:|" * len(budgets)]
+    lines = [
+        "| d \\ n | " + " | ".join(f"{int(n):,}" for n in budgets) + " |",
+        "|---:|" + "---:|" * len(budgets),
+    ]
     for i, d in enumerate(ds["difficulty"].values):
         above = levels > d
         if not above.any():
@@ -109,17 +121,28 @@ def family_section(name: str, ds: xr.Dataset, point: xr.Dataset | None) -> str:
     diverged = 0 if mask is None else int(mask.sum())
     seeds = ds.sizes["seed"]
     lines = [
-        (f"### {name}: {ds.attrs.get('task', '?')}, levels {config.stored(ds).source_task.level_structure}, training distribution "
-        f"`{cfg.grid.train_distribution}`"),
+        (
+            f"### {name}: {ds.attrs.get('task', '?')}, levels {config.stored(ds).source_task.level_structure}, training distribution "
+            f"`{cfg.grid.train_distribution}`"
+        ),
         "",
-        (f"{ds.sizes['difficulty']} difficulties x {ds.sizes['budget']} budgets x {seeds} seeds; "
-        f"{diverged} diverged members; {ds.attrs.get('device', '?')}, wall time {ds.attrs.get('wall_seconds', float('nan')):.0f} s; "
-        f"config hash {ds.attrs.get('config_hash', '?')}."),
+        (
+            f"{ds.sizes['difficulty']} difficulties x {ds.sizes['budget']} budgets x {seeds} seeds; "
+            f"{diverged} diverged members; {ds.attrs.get('device', '?')}, wall time {ds.attrs.get('wall_seconds', float('nan')):.0f} s; "
+            f"config hash {ds.attrs.get('config_hash', '?')}."
+        ),
         "",
     ]
     if "train_steps" in ds:
-        lines += [f"Fixed epochs ({cfg.train.epochs} passes over each member's data): steps per member "
-                  + ", ".join(f"{int(s):,} at n = {int(n):,}" for n, s in zip(ds['budget'].values, ds['train_steps'].values)) + ".", ""]
+        lines += [
+            f"Fixed epochs ({cfg.train.epochs} passes over each member's data): steps per member "
+            + ", ".join(
+                f"{int(s):,} at n = {int(n):,}"
+                for n, s in zip(ds["budget"].values, ds["train_steps"].values)
+            )
+            + ".",
+            "",
+        ]
     elif "stopped_step" in ds:
         lines += [report.stopping_line(ds), ""]
     else:
@@ -128,27 +151,49 @@ def family_section(name: str, ds: xr.Dataset, point: xr.Dataset | None) -> str:
     if note:
         lines += [f"Note: {note}.", ""]
     if point is not None:
-        lines += [transfer.render(transfer.transfer_matrix(point)).replace("## ", "#### Point training: "), ""]
-    lines += [transfer.render(transfer.transfer_matrix(ds)).replace("## ", f"#### Grid (`{cfg.grid.train_distribution}`): "), ""]
+        lines += [
+            transfer.render(transfer.transfer_matrix(point)).replace(
+                "## ", "#### Point training: "
+            ),
+            "",
+        ]
+    lines += [
+        transfer.render(transfer.transfer_matrix(ds)).replace(
+            "## ", f"#### Grid (`{cfg.grid.train_distribution}`): "
+        ),
+        "",
+    ]
     target = ", ".join(f"{w:.2f}" for w in ds["target_weights"].values)
     lines += [f"#### d*(n), the run's target (level weights {target})", "", d_star_table(ds), ""]
     hard = hard_target(ds.sizes["level"])
     lines += [
         f"#### d*(n), hard-weighted target (level weights ∝ 1..{ds.sizes['level']}: "
-        + ", ".join(f"{w:.2f}" for w in hard) + "; the same members, re-weighted)",
+        + ", ".join(f"{w:.2f}" for w in hard)
+        + "; the same members, re-weighted)",
         "",
         d_star_table(assembly.with_target(ds, hard)),
         "",
     ]
-    for var, title in (("target_risk", "target risk"), ("train_risk", "train risk"),
-                       ("generalization_gap", "generalization gap"), ("extrapolation_gap", "extrapolation gap")):
+    for var, title in (
+        ("target_risk", "target risk"),
+        ("train_risk", "train risk"),
+        ("generalization_gap", "generalization gap"),
+        ("extrapolation_gap", "extrapolation gap"),
+    ):
         lines += [f"#### {title} (seed mean)", "", matrix_table(ds, var), ""]
-    lines += ["#### exact match on the levels above the row's own (seed mean)", "", above_table(ds), ""]
+    lines += [
+        "#### exact match on the levels above the row's own (seed mean)",
+        "",
+        above_table(ds),
+        "",
+    ]
     m = report.mechanism(ds)
     lines += [
-        (f"Mechanism (ordered pairs of seed means differing by > 0.01): generalization gap rises with d in "
-        f"{m['gen_gap_rises_with_d']:.0%}, falls with n in {m['gen_gap_falls_with_n']:.0%}; extrapolation gap "
-        f"falls with d in {m['extrap_gap_falls_with_d']:.0%}."),
+        (
+            f"Mechanism (ordered pairs of seed means differing by > 0.01): generalization gap rises with d in "
+            f"{m['gen_gap_rises_with_d']:.0%}, falls with n in {m['gen_gap_falls_with_n']:.0%}; extrapolation gap "
+            f"falls with d in {m['extrap_gap_falls_with_d']:.0%}."
+        ),
         "",
         "#### Models of target risk (fitted to the seed means; the per-level model to each level's exact match)",
         "",
@@ -164,9 +209,14 @@ def family_section(name: str, ds: xr.Dataset, point: xr.Dataset | None) -> str:
 
 def _same_levels(a: xr.Dataset, b: xr.Dataset) -> bool:
     """Two grids of one task over the same difficulties, levels and target, trained on other distributions."""
-    return (a.attrs.get("task") == b.attrs.get("task")
-            and all(np.array_equal(a[k].values, b[k].values) for k in ("difficulty", "level", "target_weights"))
-            and not np.allclose(a["train_weights"].values, b["train_weights"].values))
+    return (
+        a.attrs.get("task") == b.attrs.get("task")
+        and all(
+            np.array_equal(a[k].values, b[k].values)
+            for k in ("difficulty", "level", "target_weights")
+        )
+        and not np.allclose(a["train_weights"].values, b["train_weights"].values)
+    )
 
 
 def cross_table(grids: dict[str, xr.Dataset]) -> str:
@@ -186,19 +236,25 @@ def cross_table(grids: dict[str, xr.Dataset]) -> str:
             measured_risk = analysis.seed_mean(predictors.risk_grid(db))
             predicted = fit.d_star(mass_b, target, d, n)
             measured = argmin_difficulty(measured_risk, d)
-            rmse = float(np.sqrt(np.nanmean((fit.target_risk(mass_b, target, n) - measured_risk) ** 2)))
-            lines.append(f"| {a} | {b} | {', '.join(str(int(v)) for v in predicted)} | {', '.join(str(int(v)) for v in measured)} | "
-                         f"{np.nanmean(np.abs(predicted - measured)):.2f} | {rmse:.3f} |")
+            rmse = float(
+                np.sqrt(np.nanmean((fit.target_risk(mass_b, target, n) - measured_risk) ** 2))
+            )
+            lines.append(
+                f"| {a} | {b} | {', '.join(str(int(v)) for v in predicted)} | {', '.join(str(int(v)) for v in measured)} | "
+                f"{np.nanmean(np.abs(predicted - measured)):.2f} | {rmse:.3f} |"
+            )
     if not lines:
         return ""
-    return "\n".join([
-        "### Across training distributions: the per-level model fitted on one grid, predicting another",
-        "",
-        "| fitted on | predicts | d*(n) predicted | d*(n) measured | mean d* error (levels) | target risk RMSE |",
-        "|:---|:---|:---|:---|---:|---:|",
-        *lines,
-        "",
-    ])
+    return "\n".join(
+        [
+            "### Across training distributions: the per-level model fitted on one grid, predicting another",
+            "",
+            "| fitted on | predicts | d*(n) predicted | d*(n) measured | mean d* error (levels) | target risk RMSE |",
+            "|:---|:---|:---|:---|---:|---:|",
+            *lines,
+            "",
+        ]
+    )
 
 
 def summarize(folder: str | Path) -> str:
@@ -214,7 +270,11 @@ def summarize(folder: str | Path) -> str:
         loaded[path.stem] = results.load(path)
         sections.append(family_section(path.stem, loaded[path.stem], point))
     cross = cross_table(loaded)
-    return "\n".join(sections + ([cross] if cross else []) + [forward_summary_table(loaded), racing_table(loaded)])
+    return "\n".join(
+        sections
+        + ([cross] if cross else [])
+        + [forward_summary_table(loaded), racing_table(loaded)]
+    )
 
 
 def forward_summary_table(grids: dict[str, xr.Dataset]) -> str:
@@ -226,21 +286,32 @@ def forward_summary_table(grids: dict[str, xr.Dataset]) -> str:
         base = forward.best_baseline(scores)
         methods = methods or [s.method for s in scores if s.method not in forward.BASELINES]
         cells = {s.method: s for s in scores}
-        rows.append(f"| {name} | {base.method}: {base.risk_lost:.3f} ({base.level_error:.2f}) | " + " | ".join(
-            f"{cells[m].risk_lost / base.risk_lost:.2f} ({cells[m].level_error:.2f})" if base.risk_lost > 0 else "–"
-            for m in methods) + " |")
-    return "\n".join([
-        "### Forward validation across grids",
-        "",
-        ("Fitted on the smallest k >= 3 budgets, predicting every larger budget up to 8x the largest pilot. "
-         "Best baseline: its risk lost (mean level error); models: risk lost as a multiple of the best baseline's "
-         "(mean level error). The prescription target is <= 0.50 on every grid."),
-        "",
-        "| grid | best baseline | " + " | ".join(methods or []) + " |",
-        "|:---|:---|" + "---:|" * len(methods or []),
-        *rows,
-        "",
-    ])
+        rows.append(
+            f"| {name} | {base.method}: {base.risk_lost:.3f} ({base.level_error:.2f}) | "
+            + " | ".join(
+                f"{cells[m].risk_lost / base.risk_lost:.2f} ({cells[m].level_error:.2f})"
+                if base.risk_lost > 0
+                else "–"
+                for m in methods
+            )
+            + " |"
+        )
+    return "\n".join(
+        [
+            "### Forward validation across grids",
+            "",
+            (
+                "Fitted on the smallest k >= 3 budgets, predicting every larger budget up to 8x the largest pilot. "
+                "Best baseline: its risk lost (mean level error); models: risk lost as a multiple of the best baseline's "
+                "(mean level error). The prescription target is <= 0.50 on every grid."
+            ),
+            "",
+            "| grid | best baseline | " + " | ".join(methods or []) + " |",
+            "|:---|:---|" + "---:|" * len(methods or []),
+            *rows,
+            "",
+        ]
+    )
 
 
 def racing_table(grids: dict[str, xr.Dataset]) -> str:
@@ -249,18 +320,23 @@ def racing_table(grids: dict[str, xr.Dataset]) -> str:
     rows = []
     for name, ds in grids.items():
         rep = racing.replay(predictors.risk_grid(ds), ds["difficulty"].values, ds["budget"].values)
-        rows.append(f"| {name} | {np.mean(rep.compute):.2f} | {np.mean(rep.risk_lost):.4f} | "
-                    f"{np.mean(rep.uniform_risk_lost):.4f} | {np.mean(rep.decided):.0%} |")
-    return "\n".join([
-        "### Racing at one budget (replay)",
-        "",
-        ("Every budget raced from 3 seeds up, one seed per look, paired t-tests, all pairs with Holm at "
-         "α = 0.05 / looks; 20 seed orders. Compute: members trained as a share of the full column; risk lost "
-         "against the full column's d*; uniform: the same compute spread evenly over the difficulties."),
-        "",
-        "| grid | compute | risk lost | uniform allocation, risk lost | ends at one difficulty |",
-        "|:---|---:|---:|---:|---:|",
-        *rows,
-        "",
-    ])
-
+        rows.append(
+            f"| {name} | {np.mean(rep.compute):.2f} | {np.mean(rep.risk_lost):.4f} | "
+            f"{np.mean(rep.uniform_risk_lost):.4f} | {np.mean(rep.decided):.0%} |"
+        )
+    return "\n".join(
+        [
+            "### Racing at one budget (replay)",
+            "",
+            (
+                "Every budget raced from 3 seeds up, one seed per look, paired t-tests, all pairs with Holm at "
+                "α = 0.05 / looks; 20 seed orders. Compute: members trained as a share of the full column; risk lost "
+                "against the full column's d*; uniform: the same compute spread evenly over the difficulties."
+            ),
+            "",
+            "| grid | compute | risk lost | uniform allocation, risk lost | ends at one difficulty |",
+            "|:---|---:|---:|---:|---:|",
+            *rows,
+            "",
+        ]
+    )

@@ -32,8 +32,10 @@ def tidy_tables(ds: xr.Dataset) -> dict[str, pd.DataFrame]:
     for name, var in ds.data_vars.items():
         if var.dims:
             groups.setdefault(tuple(var.dims), []).append(str(name))
-    return {NAMES.get(dims, "_".join(dims)): ds[names].to_dataframe().reset_index()[[*dims, *names]]
-            for dims, names in groups.items()}
+    return {
+        NAMES.get(dims, "_".join(dims)): ds[names].to_dataframe().reset_index()[[*dims, *names]]
+        for dims, names in groups.items()
+    }
 
 
 def write_tables(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:

@@ -36,10 +36,14 @@ def transfer_matrix(ds: xr.Dataset, budget: int | None = None) -> xr.Dataset:
     budgets = ds["budget"].values
     b = int(budgets.max()) if budget is None else budget
     if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b not in budgets:
-        raise ValueError(f"budget={budget!r} is not in this run; allowed: {', '.join(str(int(x)) for x in budgets)}")
+        raise ValueError(
+            f"budget={budget!r} is not in this run; allowed: {', '.join(str(int(x)) for x in budgets)}"
+        )
     acc = ds["level_exact"].sel(budget=b)
     diverged = divergence.diverged_mask(ds)
-    healthy = xr.ones_like(acc.isel(level=0), dtype=bool) if diverged is None else ~diverged.sel(budget=b)
+    healthy = (
+        xr.ones_like(acc.isel(level=0), dtype=bool) if diverged is None else ~diverged.sel(budget=b)
+    )
     acc = acc.where(healthy)
     seeds = healthy.sum("seed").astype(np.int64)
     with np.errstate(all="ignore"):
@@ -81,19 +85,28 @@ def render(tm: xr.Dataset) -> str:
     lines = [
         f"## Transfer matrix: {tm.attrs['task']} at n = {tm.attrs['budget']:,}",
         "",
-        ("Exact-match accuracy on each level's test set (rows: training difficulty; mean over seeds, "
-        "[lowest, highest seed]); `below`/`above`: mean accuracy on the levels below/above the row's own."),
+        (
+            "Exact-match accuracy on each level's test set (rows: training difficulty; mean over seeds, "
+            "[lowest, highest seed]); `below`/`above`: mean accuracy on the levels below/above the row's own."
+        ),
         "",
-        "| trained at | seeds | " + " | ".join(f"level {int(l)}" for l in levels) + " | below | above |",
+        "| trained at | seeds | "
+        + " | ".join(f"level {int(l)}" for l in levels)
+        + " | below | above |",
         "|---:|---:|" + "---:|" * (len(levels) + 2),
     ]
     for i, d in enumerate(diffs):
         cells = [
-            "–" if not np.isfinite(tm["accuracy"].values[i, j]) else
-            f"{tm['accuracy'].values[i, j]:.2f} [{tm['accuracy_low'].values[i, j]:.2f}, {tm['accuracy_high'].values[i, j]:.2f}]"
+            "–"
+            if not np.isfinite(tm["accuracy"].values[i, j])
+            else f"{tm['accuracy'].values[i, j]:.2f} [{tm['accuracy_low'].values[i, j]:.2f}, {tm['accuracy_high'].values[i, j]:.2f}]"
             for j in range(len(levels))
         ]
-        lines.append(f"| {int(d)} | {int(tm['seeds'].values[i])} | " + " | ".join(cells) + f" | {_num(down[i])} | {_num(up[i])} |")
+        lines.append(
+            f"| {int(d)} | {int(tm['seeds'].values[i])} | "
+            + " | ".join(cells)
+            + f" | {_num(down[i])} | {_num(up[i])} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -111,20 +124,36 @@ def figure(tm: xr.Dataset) -> plt.Figure:
     for i in range(len(diffs)):
         for j in range(len(levels)):
             lo, hi = tm["accuracy_low"].values[i, j], tm["accuracy_high"].values[i, j]
-            text = "diverged" if not np.isfinite(acc[i, j]) else f"{acc[i, j]:.2f}\n[{lo:.2f}, {hi:.2f}]"
-            ax.text(j, i, text, ha="center", va="center", fontsize=7,
-                    color="white" if not np.isfinite(acc[i, j]) or acc[i, j] < 0.6 else "black")
+            text = (
+                "diverged"
+                if not np.isfinite(acc[i, j])
+                else f"{acc[i, j]:.2f}\n[{lo:.2f}, {hi:.2f}]"
+            )
+            ax.text(
+                j,
+                i,
+                text,
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if not np.isfinite(acc[i, j]) or acc[i, j] < 0.6 else "black",
+            )
     ax.set_xticks(range(len(levels)), [str(int(l)) for l in levels])
     ax.set_yticks(range(len(diffs)), [str(int(d)) for d in diffs])
     ax.set_xlabel("evaluation level")
     ax.set_ylabel("training difficulty")
-    ax.set_title(f"{tm.attrs['task']}: exact-match accuracy at n = {tm.attrs['budget']:,}\n(seed mean, [min, max])", fontsize=9)
+    ax.set_title(
+        f"{tm.attrs['task']}: exact-match accuracy at n = {tm.attrs['budget']:,}\n(seed mean, [min, max])",
+        fontsize=9,
+    )
     fig.colorbar(im, ax=ax, label="accuracy")
     fig.tight_layout()
     return fig
 
 
-def save(tm: xr.Dataset, out_dir: str | Path, formats: tuple[str, ...] = ("png", "pdf")) -> list[str]:
+def save(
+    tm: xr.Dataset, out_dir: str | Path, formats: tuple[str, ...] = ("png", "pdf")
+) -> list[str]:
     """Write ``transfer.md`` and the figure (``transfer.<fmt>``) into ``out_dir``; returns the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

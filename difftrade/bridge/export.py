@@ -53,7 +53,11 @@ from difftrade.tasks.keys import root_key
 from difftrade.train.trainer import member_data_root
 
 EXPORT_SPLITS: tuple[str, ...] = ("train", "test", "target")
-DATA_SPLIT: dict[str, int] = {"train": data.SPLITS["train"], "test": data.SPLITS["test"], "target": data.SPLITS["test"]}
+DATA_SPLIT: dict[str, int] = {
+    "train": data.SPLITS["train"],
+    "test": data.SPLITS["test"],
+    "target": data.SPLITS["test"],
+}
 DEFAULT_TEMPLATE = "{prompt}="
 BATCH = 4096  # examples generated per compiled call, at most
 MIN_BATCH = 256  # and at least: small exports share one compiled program
@@ -68,8 +72,13 @@ def task_config(task: str, run_seed: int = 0) -> RunConfig:
     """
     if not isinstance(run_seed, (int, np.integer)) or isinstance(run_seed, bool) or run_seed < 0:
         raise ValueError(f"run_seed={run_seed!r}; allowed: an integer >= 0")
-    return from_dict({"task": {"name": task}, "grid": {"difficulties": [1], "budgets": [1], "seeds": [0]},
-                      "run": {"seed": int(run_seed)}})
+    return from_dict(
+        {
+            "task": {"name": task},
+            "grid": {"difficulties": [1], "budgets": [1], "seeds": [0]},
+            "run": {"seed": int(run_seed)},
+        }
+    )
 
 
 def data_root(cfg: RunConfig, seed: int) -> jax.Array:
@@ -86,7 +95,9 @@ def check_seed(seed: Any, field: str = "seed") -> int:
 def check_level(task: Task, level: Any, field: str) -> int:
     """A Python int level of ``task`` (``ValueError`` naming ``field`` and the allowed range)."""
     if not isinstance(level, (int, np.integer)) or isinstance(level, bool):
-        raise ValueError(f"{field}={level!r}; allowed: an integer level of {task.name!r}, {task.d_min}..{task.d_max}")  # noqa: TRY004 - the CLI reports ValueError
+        raise ValueError(  # noqa: TRY004 - the CLI reports ValueError
+            f"{field}={level!r}; allowed: an integer level of {task.name!r}, {task.d_min}..{task.d_max}"
+        )
     task.check_difficulty(int(level), field)
     return int(level)
 
@@ -95,7 +106,9 @@ def train_weights(cfg: RunConfig, difficulty: int) -> np.ndarray:
     """The training distribution of grid row ``difficulty`` under ``cfg`` (float64 ``[num_levels]``)."""
     task = cfg.task
     check_level(task, difficulty, "difficulty")
-    return data.distribution(task, cfg.grid.train_distribution, int(difficulty), cfg.grid.mixture_main)
+    return data.distribution(
+        task, cfg.grid.train_distribution, int(difficulty), cfg.grid.mixture_main
+    )
 
 
 # ---- generation ---------------------------------------------------------------------------------
@@ -111,17 +124,24 @@ def _batches(indices: np.ndarray) -> Iterator[tuple[jax.Array, int]]:
         yield jnp.asarray(np.pad(part, (0, size - len(part)), mode="edge"), jnp.int32), len(part)
 
 
-def levels_of(cfg: RunConfig, seed: int, split: str, weights: np.ndarray, indices: np.ndarray) -> np.ndarray:
+def levels_of(
+    cfg: RunConfig, seed: int, split: str, weights: np.ndarray, indices: np.ndarray
+) -> np.ndarray:
     """Level of each example index under ``weights`` (the native inverse-CDF choice), int ``[B]``."""
     indices = np.asarray(indices, np.int64)
     if indices.size == 0:
         return np.zeros(0, np.int64)
     root, w = data_root(cfg, seed), jnp.asarray(weights, jnp.float32)
-    out = [np.asarray(_LEVELS(cfg.task, root, DATA_SPLIT[split], w, idx))[:k] for idx, k in _batches(indices)]
+    out = [
+        np.asarray(_LEVELS(cfg.task, root, DATA_SPLIT[split], w, idx))[:k]
+        for idx, k in _batches(indices)
+    ]
     return np.concatenate(out).astype(np.int64)
 
 
-def texts_at_level(cfg: RunConfig, seed: int, split: str, level: int, indices: np.ndarray) -> list[tuple[str, str]]:
+def texts_at_level(
+    cfg: RunConfig, seed: int, split: str, level: int, indices: np.ndarray
+) -> list[tuple[str, str]]:
     """(prompt, answer) text of examples ``indices`` of ``split`` at ``level`` for grid seed ``seed``."""
     task, root = cfg.task, data_root(cfg, seed)
     pairs: list[tuple[str, str]] = []
@@ -132,7 +152,9 @@ def texts_at_level(cfg: RunConfig, seed: int, split: str, level: int, indices: n
     return pairs
 
 
-def _texts(cfg: RunConfig, seed: int, split: str, levels: np.ndarray, indices: np.ndarray) -> list[tuple[str, str]]:
+def _texts(
+    cfg: RunConfig, seed: int, split: str, levels: np.ndarray, indices: np.ndarray
+) -> list[tuple[str, str]]:
     """(prompt, answer) of examples at per-example ``levels``, in the order given (one call per level)."""
     out: list[tuple[str, str]] = [("", "")] * len(indices)
     for level in np.unique(levels):
@@ -143,9 +165,25 @@ def _texts(cfg: RunConfig, seed: int, split: str, levels: np.ndarray, indices: n
 
 
 # ---- records ------------------------------------------------------------------------------------
-def _record(cfg: RunConfig, split: str, seed: int, level: int, index: int, pair: tuple[str, str], **extra: int) -> dict[str, Any]:
-    return {"task": cfg.task_name, "split": split, "seed": seed, "level": int(level), "index": int(index),
-            "prompt": pair[0], "answer": pair[1], **extra}
+def _record(
+    cfg: RunConfig,
+    split: str,
+    seed: int,
+    level: int,
+    index: int,
+    pair: tuple[str, str],
+    **extra: int,
+) -> dict[str, Any]:
+    return {
+        "task": cfg.task_name,
+        "split": split,
+        "seed": seed,
+        "level": int(level),
+        "index": int(index),
+        "prompt": pair[0],
+        "answer": pair[1],
+        **extra,
+    }
 
 
 def train_records(cfg: RunConfig, difficulty: int, n: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -155,14 +193,21 @@ def train_records(cfg: RunConfig, difficulty: int, n: int, seed: int = 0) -> lis
     indices = np.arange(n)
     levels = levels_of(cfg, seed, "train", weights, indices)
     pairs = _texts(cfg, seed, "train", levels, indices)
-    return [_record(cfg, "train", seed, d, i, p, difficulty=int(difficulty), budget=n) for d, i, p in zip(levels, indices, pairs)]
+    return [
+        _record(cfg, "train", seed, d, i, p, difficulty=int(difficulty), budget=n)
+        for d, i, p in zip(levels, indices, pairs)
+    ]
 
 
-def test_records(cfg: RunConfig, n: int, seed: int = 0, levels: Sequence[int] | None = None) -> list[dict[str, Any]]:
+def test_records(
+    cfg: RunConfig, n: int, seed: int = 0, levels: Sequence[int] | None = None
+) -> list[dict[str, Any]]:
     """Test examples ``[0, n)`` of each level (all levels unless ``levels``), level by level."""
     n, seed = data.check_budget(n, "n"), check_seed(seed)
     task = cfg.task
-    chosen = task.levels if levels is None else tuple(check_level(task, d, "difficulty") for d in levels)
+    chosen = (
+        task.levels if levels is None else tuple(check_level(task, d, "difficulty") for d in levels)
+    )
     out: list[dict[str, Any]] = []
     for level in chosen:
         pairs = texts_at_level(cfg, seed, "test", level, np.arange(n))
@@ -179,21 +224,27 @@ def target_records(cfg: RunConfig, n: int, seed: int = 0) -> list[dict[str, Any]
     return [_record(cfg, "target", seed, d, i, p) for d, i, p in zip(levels, indices, pairs)]
 
 
-def records(cfg: RunConfig, split: str, n: int, seed: int = 0, difficulty: Sequence[int] | None = None) -> list[dict[str, Any]]:
+def records(
+    cfg: RunConfig, split: str, n: int, seed: int = 0, difficulty: Sequence[int] | None = None
+) -> list[dict[str, Any]]:
     """Records of one export: ``train`` needs exactly one ``difficulty`` (the member's grid row);
     ``test`` takes any levels (default all); ``target`` takes none (the target chooses levels)."""
     if split not in EXPORT_SPLITS:
         raise ValueError(f"split={split!r} is unknown; allowed: {', '.join(EXPORT_SPLITS)}")
     if split == "train":
         if difficulty is None or len(difficulty) != 1:
-            raise ValueError(f"difficulty={None if difficulty is None else list(difficulty)} with split='train'; "
-                             "allowed: exactly one training difficulty (the member's grid row)")
+            raise ValueError(
+                f"difficulty={None if difficulty is None else list(difficulty)} with split='train'; "
+                "allowed: exactly one training difficulty (the member's grid row)"
+            )
         return train_records(cfg, difficulty[0], n, seed)
     if split == "test":
         return test_records(cfg, n, seed, difficulty)
     if difficulty is not None:
-        raise ValueError(f"difficulty={list(difficulty)} with split='target'; allowed: none (the target distribution "
-                         "chooses each example's level; use split='test' for chosen levels)")
+        raise ValueError(
+            f"difficulty={list(difficulty)} with split='target'; allowed: none (the target distribution "
+            "chooses each example's level; use split='test' for chosen levels)"
+        )
     return target_records(cfg, n, seed)
 
 
@@ -204,16 +255,22 @@ def check_template(template: str) -> str:
     except ValueError as err:
         fields = {f"<{err}>"}
     if fields != {"prompt"}:
-        raise ValueError(f"template={template!r} has the fields {sorted(fields)}; allowed: text with the one field "
-                         f"{{prompt}} (literal braces doubled), e.g. {DEFAULT_TEMPLATE!r}")
+        raise ValueError(
+            f"template={template!r} has the fields {sorted(fields)}; allowed: text with the one field "
+            f"{{prompt}} (literal braces doubled), e.g. {DEFAULT_TEMPLATE!r}"
+        )
     return template
 
 
-def with_messages(record: dict[str, Any], template: str = DEFAULT_TEMPLATE, system: str | None = None) -> dict[str, Any]:
+def with_messages(
+    record: dict[str, Any], template: str = DEFAULT_TEMPLATE, system: str | None = None
+) -> dict[str, Any]:
     """The record with its chat form ``messages``: [system], user (the template), assistant (the answer)."""
     messages = [{"role": "system", "content": system}] if system else []
-    messages += [{"role": "user", "content": template.format(prompt=record["prompt"])},
-                 {"role": "assistant", "content": record["answer"]}]
+    messages += [
+        {"role": "user", "content": template.format(prompt=record["prompt"])},
+        {"role": "assistant", "content": record["answer"]},
+    ]
     return {**record, "messages": messages}
 
 

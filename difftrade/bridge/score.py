@@ -49,10 +49,14 @@ from difftrade.tasks.keys import root_key
 
 REQUIRED = ("split", "seed", "level", "index", "prediction")
 MEMBER_LABELS = ("difficulty", "budget")
-ALLOWED_RECORD = ("allowed: one JSON object per line with split (train/test/target), seed, level, index (as written by "
-                  "`difftrade export`) and prediction (a string), plus difficulty and budget naming the member")
+ALLOWED_RECORD = (
+    "allowed: one JSON object per line with split (train/test/target), seed, level, index (as written by "
+    "`difftrade export`) and prediction (a string), plus difficulty and budget naming the member"
+)
 
-Member = tuple[int | None, int | None, int]  # (difficulty, budget, seed); difficulty/budget None: unlabelled
+Member = tuple[
+    int | None, int | None, int
+]  # (difficulty, budget, seed); difficulty/budget None: unlabelled
 
 
 def normalise(text: str) -> str:
@@ -92,7 +96,9 @@ def _int(where: str, record: dict[str, Any], field: str, low: int, allowed: str)
     return value
 
 
-def parse_line(text: str, source: str, line: int, task_levels: tuple[int, int]) -> Prediction | None:
+def parse_line(
+    text: str, source: str, line: int, task_levels: tuple[int, int]
+) -> Prediction | None:
     """Line ``line`` (from 1) of predictions file ``source``; None for a blank line."""
     where = f"{source}:{line}"
     if not text.strip():
@@ -100,9 +106,13 @@ def parse_line(text: str, source: str, line: int, task_levels: tuple[int, int]) 
     try:
         record = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{where}: not JSON ({err.msg} at column {err.colno}); {ALLOWED_RECORD}") from None
+        raise ValueError(
+            f"{where}: not JSON ({err.msg} at column {err.colno}); {ALLOWED_RECORD}"
+        ) from None
     if not isinstance(record, dict):
-        raise ValueError(f"{where}: a JSON {type(record).__name__}, not an object; {ALLOWED_RECORD}")  # noqa: TRY004 - the CLI reports ValueError
+        raise ValueError(  # noqa: TRY004 - the CLI reports ValueError
+            f"{where}: a JSON {type(record).__name__}, not an object; {ALLOWED_RECORD}"
+        )
     for field in REQUIRED:
         if field not in record:
             raise ValueError(f"{where}: field {field!r} is missing; {ALLOWED_RECORD}")
@@ -114,31 +124,52 @@ def parse_line(text: str, source: str, line: int, task_levels: tuple[int, int]) 
     if level > hi:
         raise ValueError(f"{where}: level={level!r}; allowed: an integer level {lo}..{hi}")
     if not isinstance(record["prediction"], str):
-        raise ValueError(f"{where}: prediction={record['prediction']!r}; allowed: a string (\"\" for no answer)")  # noqa: TRY004 - the CLI reports ValueError
+        raise ValueError(  # noqa: TRY004 - the CLI reports ValueError
+            f'{where}: prediction={record["prediction"]!r}; allowed: a string ("" for no answer)'
+        )
     labels = [f for f in MEMBER_LABELS if record.get(f) is not None]
     if len(labels) == 1:
         missing = next(f for f in MEMBER_LABELS if f not in labels)
-        raise ValueError(f"{where}: field {missing!r} is missing while {labels[0]!r} is given; allowed: both difficulty "
-                         "and budget (the member that answered) or neither")
+        raise ValueError(
+            f"{where}: field {missing!r} is missing while {labels[0]!r} is given; allowed: both difficulty "
+            "and budget (the member that answered) or neither"
+        )
     if split == "train" and not labels:
-        raise ValueError(f"{where}: field 'difficulty' is missing on a train record; allowed: train records with "
-                         "difficulty and budget (the member whose training example it is)")
+        raise ValueError(
+            f"{where}: field 'difficulty' is missing on a train record; allowed: train records with "
+            "difficulty and budget (the member whose training example it is)"
+        )
     difficulty = budget = None
     if labels:
         difficulty = _int(where, record, "difficulty", lo, f"an integer level {lo}..{hi}")
         if difficulty > hi:
-            raise ValueError(f"{where}: difficulty={difficulty!r}; allowed: an integer level {lo}..{hi}")
+            raise ValueError(
+                f"{where}: difficulty={difficulty!r}; allowed: an integer level {lo}..{hi}"
+            )
         budget = _int(where, record, "budget", 1, "an integer >= 1")
     index = _int(where, record, "index", 0, "an integer >= 0")
     if split == "train" and index >= budget:
-        raise ValueError(f"{where}: index={index} with budget={budget}; allowed: a train index below the member's "
-                         "budget (its training set is indices 0..budget-1)")
+        raise ValueError(
+            f"{where}: index={index} with budget={budget}; allowed: a train index below the member's "
+            "budget (its training set is indices 0..budget-1)"
+        )
     for field in ("answer", "task"):
         if record.get(field) is not None and not isinstance(record[field], str):
-            raise ValueError(f"{where}: {field}={record[field]!r}; allowed: a string (as exported) or no {field!r} field")
-    return Prediction(line=line, split=split, seed=_int(where, record, "seed", 0, "an integer >= 0"),
-                      level=level, index=index, prediction=record["prediction"], difficulty=difficulty, budget=budget,
-                      answer=record.get("answer"), task=record.get("task"))
+            raise ValueError(
+                f"{where}: {field}={record[field]!r}; allowed: a string (as exported) or no {field!r} field"
+            )
+    return Prediction(
+        line=line,
+        split=split,
+        seed=_int(where, record, "seed", 0, "an integer >= 0"),
+        level=level,
+        index=index,
+        prediction=record["prediction"],
+        difficulty=difficulty,
+        budget=budget,
+        answer=record.get("answer"),
+        task=record.get("task"),
+    )
 
 
 def read_predictions(path: str | Path, cfg: RunConfig) -> list[Prediction]:
@@ -147,10 +178,15 @@ def read_predictions(path: str | Path, cfg: RunConfig) -> list[Prediction]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"predictions file {str(path)!r} cannot be read ({type(err).__name__}); allowed: a UTF-8 "
-                         "JSONL file") from None
+        raise ValueError(
+            f"predictions file {str(path)!r} cannot be read ({type(err).__name__}); allowed: a UTF-8 "
+            "JSONL file"
+        ) from None
     task = cfg.task
-    rows = [parse_line(line, str(path), i, (task.d_min, task.d_max)) for i, line in enumerate(text.split("\n"), 1)]
+    rows = [
+        parse_line(line, str(path), i, (task.d_min, task.d_max))
+        for i, line in enumerate(text.split("\n"), 1)
+    ]
     preds = [p for p in rows if p is not None]
     if not preds:
         raise ValueError(f"predictions file {str(path)!r} holds no records; {ALLOWED_RECORD}")
@@ -163,18 +199,24 @@ def check_consistent(preds: Sequence[Prediction], cfg: RunConfig, source: str) -
     labelled = [p.difficulty is not None for p in preds]
     if any(labelled) and not all(labelled):
         odd = preds[labelled.index(not labelled[0])]
-        raise ValueError(f"{source}:{odd.line}: member labels (difficulty, budget) on some records and not on others; "
-                         "allowed: labels on every record (several members) or on none (one model)")
+        raise ValueError(
+            f"{source}:{odd.line}: member labels (difficulty, budget) on some records and not on others; "
+            "allowed: labels on every record (several members) or on none (one model)"
+        )
     for p in preds:
         if p.task is not None and p.task != cfg.task_name:
-            raise ValueError(f"{source}:{p.line}: task={p.task!r}; allowed: {cfg.task_name!r}, the task being scored")
+            raise ValueError(
+                f"{source}:{p.line}: task={p.task!r}; allowed: {cfg.task_name!r}, the task being scored"
+            )
     seen: dict[tuple[Member, tuple[int, int, int]], int] = {}
     for p in preds:
         key = (p.member, p.address)
         if key in seen:
-            raise ValueError(f"{source}:{p.line}: the {p.split} example (level {p.level}, index {p.index}, seed {p.seed}) "
-                             f"was already answered by this member on line {seen[key]}; allowed: each example once per "
-                             "member (target examples are test examples)")
+            raise ValueError(
+                f"{source}:{p.line}: the {p.split} example (level {p.level}, index {p.index}, seed {p.seed}) "
+                f"was already answered by this member on line {seen[key]}; allowed: each example once per "
+                "member (target examples are test examples)"
+            )
         seen[key] = p.line
 
 
@@ -192,7 +234,9 @@ class MemberScore:
     @property
     def level_exact(self) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.level_count > 0, self.level_correct / np.maximum(self.level_count, 1), np.nan)
+            return np.where(
+                self.level_count > 0, self.level_correct / np.maximum(self.level_count, 1), np.nan
+            )
 
     @property
     def train_exact(self) -> float:
@@ -204,11 +248,15 @@ def references(cfg: RunConfig, preds: Sequence[Prediction], source: str) -> list
     not the one their stream draws (train: the member's distribution; target: the target's) and
     records whose ``answer`` differs from the generated one."""
     answers: list[str] = [""] * len(preds)
-    groups: dict[tuple[int, str, int], list[int]] = defaultdict(list)  # (seed, data split, level) -> positions
+    groups: dict[tuple[int, str, int], list[int]] = defaultdict(
+        list
+    )  # (seed, data split, level) -> positions
     for j, p in enumerate(preds):
         groups[(p.seed, "train" if p.split == "train" else "test", p.level)].append(j)
     for (seed, split, level), where in groups.items():
-        pairs = export.texts_at_level(cfg, seed, split, level, np.array([preds[j].index for j in where]))
+        pairs = export.texts_at_level(
+            cfg, seed, split, level, np.array([preds[j].index for j in where])
+        )
         for j, (_, answer) in zip(where, pairs):
             answers[j] = answer
     # levels chosen by a distribution: each record's level must be the one its index draws
@@ -217,30 +265,49 @@ def references(cfg: RunConfig, preds: Sequence[Prediction], source: str) -> list
         if p.split in ("train", "target"):
             drawn[(p.split, p.seed, p.difficulty if p.split == "train" else None)].append(j)
     for (split, seed, difficulty), where in drawn.items():
-        weights = export.train_weights(cfg, difficulty) if split == "train" else cfg.target_weights()
-        levels = export.levels_of(cfg, seed, split, weights, np.array([preds[j].index for j in where]))
+        weights = (
+            export.train_weights(cfg, difficulty) if split == "train" else cfg.target_weights()
+        )
+        levels = export.levels_of(
+            cfg, seed, split, weights, np.array([preds[j].index for j in where])
+        )
         for j, level in zip(where, levels):
             p = preds[j]
             if p.level != level:
-                whose = f"member (difficulty {p.difficulty}, seed {seed})" if split == "train" else f"target (seed {seed})"
-                raise ValueError(f"{source}:{p.line}: level={p.level} but {split} example {p.index} of the {whose} is at "
-                                 f"level {int(level)} under this config; allowed: records exported from the same config "
-                                 "(task, run seed, training and target distributions)")
+                whose = (
+                    f"member (difficulty {p.difficulty}, seed {seed})"
+                    if split == "train"
+                    else f"target (seed {seed})"
+                )
+                raise ValueError(
+                    f"{source}:{p.line}: level={p.level} but {split} example {p.index} of the {whose} is at "
+                    f"level {int(level)} under this config; allowed: records exported from the same config "
+                    "(task, run seed, training and target distributions)"
+                )
     for p, answer in zip(preds, answers):
         if p.answer is not None and p.answer != answer:
-            raise ValueError(f"{source}:{p.line}: answer={p.answer!r} but difftrade's {p.split} example (level {p.level}, "
-                             f"index {p.index}, seed {p.seed}) has answer {answer!r}; allowed: records exported from the "
-                             "same config (task, task options, run seed)")
+            raise ValueError(
+                f"{source}:{p.line}: answer={p.answer!r} but difftrade's {p.split} example (level {p.level}, "
+                f"index {p.index}, seed {p.seed}) has answer {answer!r}; allowed: records exported from the "
+                "same config (task, task options, run seed)"
+            )
     return answers
 
 
-def score(cfg: RunConfig, preds: Sequence[Prediction], source: str = "predictions") -> dict[Member, MemberScore]:
+def score(
+    cfg: RunConfig, preds: Sequence[Prediction], source: str = "predictions"
+) -> dict[Member, MemberScore]:
     """Exact-match counts per member (``(None, None, seed)`` for unlabelled predictions), sorted."""
     task = cfg.task
     answers = references(cfg, preds, source)
     out: dict[Member, MemberScore] = {}
     for p, answer in zip(preds, answers):
-        s = out.setdefault(p.member, MemberScore(p.member, np.zeros(task.num_levels, np.int64), np.zeros(task.num_levels, np.int64)))
+        s = out.setdefault(
+            p.member,
+            MemberScore(
+                p.member, np.zeros(task.num_levels, np.int64), np.zeros(task.num_levels, np.int64)
+            ),
+        )
         hit = normalise(p.prediction) == answer
         if p.split == "train":
             s.train_correct += hit
@@ -262,36 +329,60 @@ def render(cfg: RunConfig, scores: dict[Member, MemberScore]) -> str:
         cells = [f"{e:.3f} ({c})" if c else "—" for e, c in zip(ex, sc.level_count)]
         train = f"{sc.train_exact:.3f} ({sc.train_count})" if sc.train_count else "—"
         risk = float((1 - ex) @ target) if np.all(sc.level_count > 0) else float("nan")
-        lines.append("| " + " | ".join(["—" if d is None else str(d), "—" if n is None else str(n), str(s), *cells, train,
-                                        "—" if np.isnan(risk) else f"{risk:.3f}"]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    "—" if d is None else str(d),
+                    "—" if n is None else str(n),
+                    str(s),
+                    *cells,
+                    train,
+                    "—" if np.isnan(risk) else f"{risk:.3f}",
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 
-def grid_config(cfg: RunConfig, scores: dict[Member, MemberScore], source: str = "predictions") -> RunConfig:
+def grid_config(
+    cfg: RunConfig, scores: dict[Member, MemberScore], source: str = "predictions"
+) -> RunConfig:
     """``cfg`` with the grid the labelled members form (every combination must be present, every
     level answered by every member); ``ValueError`` naming what is missing otherwise."""
     members = list(scores)
     if any(d is None for d, _, _ in members):
-        raise ValueError(f"{source}: records without difficulty and budget; allowed for a results Dataset: every record "
-                         "labelled with the member (difficulty, budget, seed) that answered")
+        raise ValueError(
+            f"{source}: records without difficulty and budget; allowed for a results Dataset: every record "
+            "labelled with the member (difficulty, budget, seed) that answered"
+        )
     diffs, budgets, seeds = (sorted({m[k] for m in members}) for k in range(3))
     missing = [(d, n, s) for d in diffs for n in budgets for s in seeds if (d, n, s) not in scores]
     if missing:
-        raise ValueError(f"{source}: members {missing[:5]}{' ...' if len(missing) > 5 else ''} (difficulty, budget, seed) "
-                         f"have no predictions; allowed: the full grid difficulties {diffs} x budgets {budgets} x seeds {seeds}")
+        raise ValueError(
+            f"{source}: members {missing[:5]}{' ...' if len(missing) > 5 else ''} (difficulty, budget, seed) "
+            f"have no predictions; allowed: the full grid difficulties {diffs} x budgets {budgets} x seeds {seeds}"
+        )
     levels = cfg.task.levels
     for m, sc in scores.items():
         empty = [levels[i] for i in np.flatnonzero(sc.level_count == 0)]
         if empty:
-            raise ValueError(f"{source}: member {m} (difficulty, budget, seed) answered no test examples at levels {empty}; "
-                             "allowed: test or target records at every level for every member "
-                             "(`difftrade export --split test`)")
+            raise ValueError(
+                f"{source}: member {m} (difficulty, budget, seed) answered no test examples at levels {empty}; "
+                "allowed: test or target records at every level for every member "
+                "(`difftrade export --split test`)"
+            )
     n_test = max(int(sc.level_count.max()) for sc in scores.values())
-    grid = dataclasses.replace(cfg.grid, difficulties=tuple(diffs), budgets=tuple(budgets), seeds=tuple(seeds))
+    grid = dataclasses.replace(
+        cfg.grid, difficulties=tuple(diffs), budgets=tuple(budgets), seeds=tuple(seeds)
+    )
     return dataclasses.replace(cfg, grid=grid, eval=dataclasses.replace(cfg.eval, n_test=n_test))
 
 
-def to_dataset(cfg: RunConfig, scores: dict[Member, MemberScore], source: str = "predictions") -> xr.Dataset:
+def to_dataset(
+    cfg: RunConfig, scores: dict[Member, MemberScore], source: str = "predictions"
+) -> xr.Dataset:
     """The results Dataset of a scored grid, as ``difftrade run`` writes it (``assembly.assemble``).
 
     Extra variables: ``level_count [difficulty, budget, seed, level]`` and ``train_count``
@@ -305,21 +396,44 @@ def to_dataset(cfg: RunConfig, scores: dict[Member, MemberScore], source: str = 
     from difftrade.runner.experiment import add_overlap
 
     grid_cfg = grid_config(cfg, scores, source)
-    order = [(d, n, s) for d in grid_cfg.grid.difficulties for n in grid_cfg.grid.budgets for s in grid_cfg.grid.seeds]
+    order = [
+        (d, n, s)
+        for d in grid_cfg.grid.difficulties
+        for n in grid_cfg.grid.budgets
+        for s in grid_cfg.grid.seeds
+    ]
     m = len(order)
     flat = xr.Dataset(
         {
-            "train_exact": (("member",), np.array([scores[k].train_exact for k in order], np.float64)),
-            "level_exact": (("member", "level"), np.stack([scores[k].level_exact for k in order]).astype(np.float64)),
-            "train_count": (("member",), np.array([scores[k].train_count for k in order], np.int32)),
-            "level_count": (("member", "level"), np.stack([scores[k].level_count for k in order]).astype(np.int32)),
-            "loss_curve": (("member", "checkpoint"), np.full((m, grid_cfg.train.num_checkpoints), np.nan)),
+            "train_exact": (
+                ("member",),
+                np.array([scores[k].train_exact for k in order], np.float64),
+            ),
+            "level_exact": (
+                ("member", "level"),
+                np.stack([scores[k].level_exact for k in order]).astype(np.float64),
+            ),
+            "train_count": (
+                ("member",),
+                np.array([scores[k].train_count for k in order], np.int32),
+            ),
+            "level_count": (
+                ("member", "level"),
+                np.stack([scores[k].level_count for k in order]).astype(np.int32),
+            ),
+            "loss_curve": (
+                ("member", "checkpoint"),
+                np.full((m, grid_cfg.train.num_checkpoints), np.nan),
+            ),
             "nonfinite_steps": (("member",), np.zeros(m, np.int32)),
         },
         coords={"member": np.arange(m, dtype=np.int32)},
     )
-    attrs = {"device": "outside model (difftrade score)", "scored_from": str(source),
-             "normalisation": "NFKC, whitespace removed, lower case; exact match"}
+    attrs = {
+        "device": "outside model (difftrade score)",
+        "scored_from": str(source),
+        "normalisation": "NFKC, whitespace removed, lower case; exact match",
+    }
     ds = assembly.assemble(grid_cfg, [flat], extra_attrs=attrs)
     return add_overlap(grid_cfg, ds, root_key(grid_cfg.run.seed))
 

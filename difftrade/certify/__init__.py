@@ -58,11 +58,21 @@ from typing import Any
 
 _EXPORTS = {
     "BoundSettings": "settings",
-    "PRIORS": "priors", "PriorKind": "priors", "grid_prior_members": "priors",
-    "ZeroOneLoss": "losses", "ZeroOneAndWeightedLoss": "losses", "ClippedCrossEntropy": "losses",
-    "distance": "geometry", "retained_displacement": "geometry",
-    "certify_run": "run", "certifiable": "run", "refresh_shift": "run",
-    "SHIFT_BOUND": "shift_fields", "level_bands": "shift_fields", "shift_atoms": "shift_fields", "shift_variables": "shift_fields",
+    "PRIORS": "priors",
+    "PriorKind": "priors",
+    "grid_prior_members": "priors",
+    "ZeroOneLoss": "losses",
+    "ZeroOneAndWeightedLoss": "losses",
+    "ClippedCrossEntropy": "losses",
+    "distance": "geometry",
+    "retained_displacement": "geometry",
+    "certify_run": "run",
+    "certifiable": "run",
+    "refresh_shift": "run",
+    "SHIFT_BOUND": "shift_fields",
+    "level_bands": "shift_fields",
+    "shift_atoms": "shift_fields",
+    "shift_variables": "shift_fields",
     "render": "report",
 }
 __all__ = list(_EXPORTS)

@@ -80,7 +80,9 @@ class CompressSettings:
     def __post_init__(self) -> None:
         check_fields(self, "compress", COMPRESS_FIELDS)
         if self.qat_steps == 1:
-            raise refuse("compress", "qat_steps", 1, "0 (no quantization-aware training) or an integer >= 2")
+            raise refuse(
+                "compress", "qat_steps", 1, "0 (no quantization-aware training) or an integer >= 2"
+            )
 
 
 COMPRESS_FIELDS: dict[str, Field] = {
@@ -95,38 +97,89 @@ COMPRESS_FIELDS: dict[str, Field] = {
 
 def stored_settings(c: xr.Dataset) -> CompressSettings:
     """The :class:`CompressSettings` a ``compression.nc`` Dataset was written with."""
-    return settings_json.from_json(CompressSettings, c.attrs.get("settings"), c.encoding.get("source", "compression.nc"))
+    return settings_json.from_json(
+        CompressSettings, c.attrs.get("settings"), c.encoding.get("source", "compression.nc")
+    )
 
 
-def quantize_members(cfg: RunConfig, settings: CompressSettings, pop: Population, z: jax.Array,
-                     run_key: jax.Array, base: Any) -> dict[str, Any]:
+def quantize_members(
+    cfg: RunConfig,
+    settings: CompressSettings,
+    pop: Population,
+    z: jax.Array,
+    run_key: jax.Array,
+    base: Any,
+) -> dict[str, Any]:
     """Quantize members ``pop`` (size m) from their coordinates ``z`` float32 ``[m, D]``.
 
     Returns ``symbols`` int32 ``[m, D]``, ``codebook`` float32 ``[m, L]`` (as stored), ``params``
     (the quantized networks, leading axis m) and ``qat_nonfinite`` int32 ``[m]``.
     """
-    codebook = jax.jit(jax.vmap(initial_codebook, in_axes=(0, None)), static_argnums=1)(z, settings.levels)
+    codebook = jax.jit(jax.vmap(initial_codebook, in_axes=(0, None)), static_argnums=1)(
+        z, settings.levels
+    )
     bad = np.zeros(pop.size, np.int32)
     if settings.qat_steps:
-        qat = dataclasses.replace(cfg.train, steps=settings.qat_steps, warmup_steps=0, num_checkpoints=1, prefix_steps=0, epochs=0.0)
-        init = None if base is None else jax.tree.map(lambda x: jnp.broadcast_to(x, (pop.size, *x.shape)), base)
-        lr_pop = dataclasses.replace(pop, learning_rate=pop.learning_rate * np.float32(settings.qat_lr_scale))
-        out = train_population(cfg.task, lr_pop, cfg.model, qat, run_key, init=init,
-                               view=QuantizedView(cfg.subspace), start={"z": z, "codebook": codebook})
+        qat = dataclasses.replace(
+            cfg.train,
+            steps=settings.qat_steps,
+            warmup_steps=0,
+            num_checkpoints=1,
+            prefix_steps=0,
+            epochs=0.0,
+        )
+        init = (
+            None
+            if base is None
+            else jax.tree.map(lambda x: jnp.broadcast_to(x, (pop.size, *x.shape)), base)
+        )
+        lr_pop = dataclasses.replace(
+            pop, learning_rate=pop.learning_rate * np.float32(settings.qat_lr_scale)
+        )
+        out = train_population(
+            cfg.task,
+            lr_pop,
+            cfg.model,
+            qat,
+            run_key,
+            init=init,
+            view=QuantizedView(cfg.subspace),
+            start={"z": z, "codebook": codebook},
+        )
         z, codebook, bad = out.coords["z"], out.coords["codebook"], np.asarray(out.nonfinite_steps)
     symbols, stored, zhat = jax.vmap(quantized)(z, codebook)
-    return {"symbols": np.asarray(symbols), "codebook": np.asarray(stored),
-            "params": networks(cfg, run_key, base, pop.seed, zhat), "qat_nonfinite": bad}
+    return {
+        "symbols": np.asarray(symbols),
+        "codebook": np.asarray(stored),
+        "params": networks(cfg, run_key, base, pop.seed, zhat),
+        "qat_nonfinite": bad,
+    }
 
 
-def networks(cfg: RunConfig, run_key: jax.Array, base: Any, seeds: np.ndarray, coords: jax.Array) -> Any:
+def networks(
+    cfg: RunConfig, run_key: jax.Array, base: Any, seeds: np.ndarray, coords: jax.Array
+) -> Any:
     """The weights ``θ₀ + P z`` of members with seeds int ``[m]`` at coordinates float32 ``[m, D]``
     (a params pytree with leading axis m): what a decoder rebuilds from a description."""
-    return _networks(cfg.subspace, cfg.model, run_key, base, jnp.asarray(seeds, jnp.int32), jnp.asarray(coords, jnp.float32))
+    return _networks(
+        cfg.subspace,
+        cfg.model,
+        run_key,
+        base,
+        jnp.asarray(seeds, jnp.int32),
+        jnp.asarray(coords, jnp.float32),
+    )
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def _networks(subspace: Any, model_cfg: Any, run_key: jax.Array, base: Any, seeds: jax.Array, coords: jax.Array) -> Any:
+def _networks(
+    subspace: Any,
+    model_cfg: Any,
+    run_key: jax.Array,
+    base: Any,
+    seeds: jax.Array,
+    coords: jax.Array,
+) -> Any:
     """:func:`networks`, compiled once per (subspace, model, shapes): ``θ₀`` is each member's
     initialisation, or ``base`` (the same for all) when given."""
 
@@ -145,34 +198,60 @@ def describe(symbols: np.ndarray, levels: int) -> dict[str, np.ndarray]:
     lengths = [code_length(s, levels) for s in symbols]
     symbol_bits = np.array([c.total for c in lengths], np.float64)
     codebook_bits = np.full(len(lengths), float(CODEBOOK_BITS * levels))
-    return {"code_bits": symbol_bits + codebook_bits, "symbol_bits": symbol_bits, "codebook_bits": codebook_bits,
-            "entropy_bits": np.array([empirical_entropy_bits(s, levels) for s in symbols], np.float64)}
+    return {
+        "code_bits": symbol_bits + codebook_bits,
+        "symbol_bits": symbol_bits,
+        "codebook_bits": codebook_bits,
+        "entropy_bits": np.array([empirical_entropy_bits(s, levels) for s in symbols], np.float64),
+    }
 
 
-def compress_chunk(cfg: RunConfig, settings: CompressSettings, pop: Population, z: jax.Array, run_key: jax.Array,
-                   base: Any) -> dict[str, np.ndarray]:
+def compress_chunk(
+    cfg: RunConfig,
+    settings: CompressSettings,
+    pop: Population,
+    z: jax.Array,
+    run_key: jax.Array,
+    base: Any,
+) -> dict[str, np.ndarray]:
     """Quantize, describe and evaluate members ``pop`` (size m): per-member arrays ``[m]`` (``level_exact`` ``[m, L]``)."""
     q = quantize_members(cfg, settings, pop, z, run_key, base)
-    ev_cfg = dataclasses.replace(cfg.eval, n_train_eval=int(np.max(pop.budget)))  # every own training example
-    ev = evaluate_population(cfg.task, q["params"], pop.weights, pop.budget, pop.seed, cfg.model, ev_cfg, run_key)
+    ev_cfg = dataclasses.replace(
+        cfg.eval, n_train_eval=int(np.max(pop.budget))
+    )  # every own training example
+    ev = evaluate_population(
+        cfg.task, q["params"], pop.weights, pop.budget, pop.seed, cfg.model, ev_cfg, run_key
+    )
     errors = pop.budget - np.rint(np.asarray(ev["train_exact"], np.float64) * pop.budget)
-    return {**describe(q["symbols"], settings.levels), "train_errors": errors, "level_exact": ev["level_exact"],
-            "qat_nonfinite": q["qat_nonfinite"], "symbols": q["symbols"], "codebook": q["codebook"]}
+    return {
+        **describe(q["symbols"], settings.levels),
+        "train_errors": errors,
+        "level_exact": ev["level_exact"],
+        "qat_nonfinite": q["qat_nonfinite"],
+        "symbols": q["symbols"],
+        "codebook": q["codebook"],
+    }
 
 
 def _partial_dir(run_dir: Path, cfg: RunConfig, settings: CompressSettings) -> Path:
     """Where :func:`compress_run` keeps finished chunks: one folder per (run config, settings)."""
-    return keyed_folder(run_dir / "compression.partial", config=cfg.hash(), settings=settings_json.to_json(settings))
+    return keyed_folder(
+        run_dir / "compression.partial", config=cfg.hash(), settings=settings_json.to_json(settings)
+    )
 
 
 def check_run(cfg: RunConfig, run_dir: Path) -> None:
     """Refuse a run that was not trained in a subspace (there is no ``z`` to code)."""
     if not cfg.subspace.enabled:
-        raise ValueError(f"{str(run_dir)!r} was trained without [subspace] (subspace.dim = 0); allowed: a run whose "
-                         "config sets [subspace] dim > 0, so each member has coordinates z to quantize and code")
+        raise ValueError(
+            f"{str(run_dir)!r} was trained without [subspace] (subspace.dim = 0); allowed: a run whose "
+            "config sets [subspace] dim > 0, so each member has coordinates z to quantize and code"
+        )
 
 
-def compress_run(run_dir: str | Path, settings: CompressSettings = CompressSettings(), progress: bool = True) -> xr.Dataset:
+def compress_run(
+    run_dir: str | Path, settings: CompressSettings = CompressSettings(), progress: bool = True
+) -> xr.Dataset:
     """Quantize and certify every member of a ``[subspace]`` run; writes ``compression.nc`` and returns it.
     The run directory is locked against other writers while it runs."""
     run_dir = Path(run_dir)
@@ -181,23 +260,40 @@ def compress_run(run_dir: str | Path, settings: CompressSettings = CompressSetti
         return _compress_locked(run_dir, cfg, ds, settings, progress)
 
 
-def _compress_locked(run_dir: Path, cfg: RunConfig, ds: xr.Dataset, settings: CompressSettings, progress: bool) -> xr.Dataset:
+def _compress_locked(
+    run_dir: Path, cfg: RunConfig, ds: xr.Dataset, settings: CompressSettings, progress: bool
+) -> xr.Dataset:
     """:func:`compress_run` in a locked run directory (``cfg``, ``ds``: its config and results)."""
     check_run(cfg, run_dir)
     done = _finished(run_dir, cfg, settings)
     if done is not None:  # measured already: the certificates are recomputed from its measurements
         if progress:
-            log.info("%s holds these measurements (same config and settings)", run_dir / "compression.nc")
+            log.info(
+                "%s holds these measurements (same config and settings)", run_dir / "compression.nc"
+            )
         return _write(run_dir, ds, certify(cfg, ds, measurements(done), settings))
     pop, run_key = cfg.population(), root_key(cfg.run.seed)
     base = None if cfg.run.init == "scratch" else load_base(cfg.run.init, cfg.model)
     _, coords = load_params(run_dir, jnp.zeros((cfg.subspace.dim,), jnp.float32), kind="coords")
     store = PartialStore(_partial_dir(run_dir, cfg, settings), "compressed")
-    flat = map_chunks(np.arange(pop.size), lambda todo: plan_chunks(todo, settings.member_chunk or pop.size), lambda ids, _:
-                      compress_chunk(cfg, settings, pop.take(ids), jnp.asarray(coords[ids]), run_key, base), store, progress)
+    flat = map_chunks(
+        np.arange(pop.size),
+        lambda todo: plan_chunks(todo, settings.member_chunk or pop.size),
+        lambda ids, _: compress_chunk(
+            cfg, settings, pop.take(ids), jnp.asarray(coords[ids]), run_key, base
+        ),
+        store,
+        progress,
+    )
     flat.pop("member")  # every member, in order
-    codes = {"member": np.arange(pop.size), "symbols": flat.pop("symbols").astype(np.uint16), "codebook": flat.pop("codebook")}
-    results.atomic_save_npz(codes, run_dir / CODES)  # what each certificate describes, to decode and check
+    codes = {
+        "member": np.arange(pop.size),
+        "symbols": flat.pop("symbols").astype(np.uint16),
+        "codebook": flat.pop("codebook"),
+    }
+    results.atomic_save_npz(
+        codes, run_dir / CODES
+    )  # what each certificate describes, to decode and check
     out = _write(run_dir, ds, certify(cfg, ds, flat, settings))
     store.remove()
     return out
@@ -210,7 +306,14 @@ def _write(run_dir: Path, ds: xr.Dataset, c: xr.Dataset) -> xr.Dataset:
     return c
 
 
-MEASURED = ("code_bits", "symbol_bits", "codebook_bits", "entropy_bits", "train_errors", "qat_nonfinite")
+MEASURED = (
+    "code_bits",
+    "symbol_bits",
+    "codebook_bits",
+    "entropy_bits",
+    "train_errors",
+    "qat_nonfinite",
+)
 
 
 def measurements(c: xr.Dataset) -> dict[str, np.ndarray]:
@@ -235,9 +338,13 @@ def best_of(run_dirs: list[Path], out_dir: Path) -> xr.Dataset:
     same = lambda cfg: {k: v for k, v in cfg.to_dict().items() if k != "subspace"}
     for ((cfg, _), c), path in zip(runs[1:], run_dirs[1:]):
         if same(cfg) != same(cfg0) or stored_settings(c).delta != stored_settings(c0).delta:
-            raise ValueError(f"{str(path)!r} differs from {str(run_dirs[0])!r} in more than [subspace] (or in compress "
-                             "--delta); allowed: runs of one grid that differ only in [subspace]")
-    choice = np.argmin(np.stack([np.nan_to_num(c["target_bound"].values, nan=np.inf) for _, c in runs]), axis=0)
+            raise ValueError(
+                f"{str(path)!r} differs from {str(run_dirs[0])!r} in more than [subspace] (or in compress "
+                "--delta); allowed: runs of one grid that differ only in [subspace]"
+            )
+    choice = np.argmin(
+        np.stack([np.nan_to_num(c["target_bound"].values, nan=np.inf) for _, c in runs]), axis=0
+    )
 
     def pick(arrays: list[np.ndarray]) -> np.ndarray:  # [R, D, N, S, ...] -> [D, N, S, ...]
         stacked = np.stack(arrays)
@@ -249,9 +356,13 @@ def best_of(run_dirs: list[Path], out_dir: Path) -> xr.Dataset:
         if var.dims[:3] == DIMS:
             out[name] = (var.dims, pick([c[name].values for _, c in runs]))
     out["subspace_dim"] = (DIMS, np.asarray([cfg.subspace.dim for (cfg, _), _ in runs])[choice])
-    out.attrs.update(runs=json.dumps([str(r) for r in run_dirs]), subspace="best of " + ", ".join(
-        f"D = {cfg.subspace.dim}" for (cfg, _), _ in runs))
-    measured = ds0.assign(target_risk=(DIMS, pick([ds["target_risk"].values for (_, ds), _ in runs])))
+    out.attrs.update(
+        runs=json.dumps([str(r) for r in run_dirs]),
+        subspace="best of " + ", ".join(f"D = {cfg.subspace.dim}" for (cfg, _), _ in runs),
+    )
+    measured = ds0.assign(
+        target_risk=(DIMS, pick([ds["target_risk"].values for (_, ds), _ in runs]))
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     results.atomic_write_netcdf(out, out_dir / "compression.nc")
     (out_dir / "compression.md").write_text(render(measured, out))
@@ -269,7 +380,9 @@ def _finished(run_dir: Path, cfg: RunConfig, settings: CompressSettings) -> xr.D
         used = stored_settings(c)
     except ValueError:  # not this kind of file: compress again
         return None
-    same = dataclasses.replace(used, member_chunk=0) == dataclasses.replace(settings, member_chunk=0)
+    same = dataclasses.replace(used, member_chunk=0) == dataclasses.replace(
+        settings, member_chunk=0
+    )
     return c if same and c.attrs.get("config_hash") == cfg.hash() else None
 
 
@@ -277,30 +390,54 @@ def _certified(run_dir: Path) -> xr.Dataset:
     """A run's ``compression.nc``; ``ValueError`` naming it when absent."""
     path = run_dir / "compression.nc"
     if not path.exists():
-        raise ValueError(f"{str(path)!r} does not exist; allowed: a run certified by `difftrade compress {run_dir}`")
+        raise ValueError(
+            f"{str(path)!r} does not exist; allowed: a run certified by `difftrade compress {run_dir}`"
+        )
     return results.open_netcdf(path)
 
 
-def certify(cfg: RunConfig, ds: xr.Dataset, flat: dict[str, np.ndarray], settings: CompressSettings) -> xr.Dataset:
+def certify(
+    cfg: RunConfig, ds: xr.Dataset, flat: dict[str, np.ndarray], settings: CompressSettings
+) -> xr.Dataset:
     """The certificates from per-member measurements ``flat`` (grid order, ``[M]``): ``compression.nc``'s dataset."""
     shape = cfg.grid_shape
     grid = {k: v.reshape(*shape, *v.shape[1:]) for k, v in flat.items()}
     n = np.broadcast_to(np.asarray(cfg.grid.budgets, np.float64)[None, :, None], shape)
     emp = grid["train_errors"] / n
-    per_member, heldout_per_member = settings.delta / int(np.prod(shape)), settings.delta_heldout / int(np.prod(shape))
+    per_member, heldout_per_member = (
+        settings.delta / int(np.prod(shape)),
+        settings.delta_heldout / int(np.prod(shape)),
+    )
     lower, upper = occam_interval(emp, n, grid["code_bits"], per_member)
     level_exact = xr.DataArray(grid["level_exact"], dims=(*DIMS, "level"))
-    measured = risks(1.0 - emp, grid["level_exact"], cfg.train_weights()[:, None, None, :], cfg.target_weights())
-    shift = shift_variables(cfg, xr.Dataset({"level_exact": level_exact}), np.asarray(upper), "train",
-                            heldout_per_member, np.asarray(lower))
+    measured = risks(
+        1.0 - emp, grid["level_exact"], cfg.train_weights()[:, None, None, :], cfg.target_weights()
+    )
+    shift = shift_variables(
+        cfg,
+        xr.Dataset({"level_exact": level_exact}),
+        np.asarray(upper),
+        "train",
+        heldout_per_member,
+        np.asarray(lower),
+    )
     variables = {k: (DIMS, grid[k]) for k in MEASURED}
     variables.update({f"q_{k}": (DIMS, v) for k, v in measured.items()})
-    variables.update(in_dist_bound=(DIMS, np.asarray(upper)), in_dist_lower_bound=(DIMS, np.asarray(lower)),
-                     q_level_exact=level_exact, **shift)
+    variables.update(
+        in_dist_bound=(DIMS, np.asarray(upper)),
+        in_dist_lower_bound=(DIMS, np.asarray(lower)),
+        q_level_exact=level_exact,
+        **shift,
+    )
     out = xr.Dataset(variables, coords={k: ds[k] for k in DIMS})
-    out.attrs = {"config_hash": cfg.hash(), "settings": settings_json.to_json(settings),
-                 "subspace": json.dumps(dataclasses.asdict(cfg.subspace)), "delta_per_member": per_member,
-                 "delta_heldout_per_member": heldout_per_member, "certified_members": int(np.prod(shape))}
+    out.attrs = {
+        "config_hash": cfg.hash(),
+        "settings": settings_json.to_json(settings),
+        "subspace": json.dumps(dataclasses.asdict(cfg.subspace)),
+        "delta_per_member": per_member,
+        "delta_heldout_per_member": heldout_per_member,
+        "certified_members": int(np.prod(shape)),
+    }
     return out
 
 
@@ -338,32 +475,54 @@ def render(ds: xr.Dataset, c: xr.Dataset) -> str:
     """``compression.md``: per (difficulty, budget) the seed means of code length, risks and bounds; then d* per budget."""
     settings = stored_settings(c)
     mean = lambda name: np.nanmean(c[name].values, axis=2)
-    lines = [f"# Compression certificates ({c.attrs['certified_members']} members, subspace {c.attrs['subspace']})", "",
-             (f"Quantized to {settings.levels} levels after {settings.qat_steps} quantization-aware steps; "
-              f"Occam bound at δ = {settings.delta} for all members together "
-              f"(δ/M = {c.attrs['delta_per_member']:.3g} each). Seed means."), "",
-             "| d | n | code bits | D·H bits | train risk (q) | test risk (q) | certified R_S | target risk (q) | certified R_T |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    fields = ("code_bits", "entropy_bits", "q_train_risk", "q_test_risk", "in_dist_bound", "q_target_risk", "target_bound")
+    lines = [
+        f"# Compression certificates ({c.attrs['certified_members']} members, subspace {c.attrs['subspace']})",
+        "",
+        (
+            f"Quantized to {settings.levels} levels after {settings.qat_steps} quantization-aware steps; "
+            f"Occam bound at δ = {settings.delta} for all members together "
+            f"(δ/M = {c.attrs['delta_per_member']:.3g} each). Seed means."
+        ),
+        "",
+        "| d | n | code bits | D·H bits | train risk (q) | test risk (q) | certified R_S | target risk (q) | certified R_T |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    fields = (
+        "code_bits",
+        "entropy_bits",
+        "q_train_risk",
+        "q_test_risk",
+        "in_dist_bound",
+        "q_target_risk",
+        "target_bound",
+    )
     table = {f: mean(f) for f in fields}
     chosen = c["subspace_dim"].values if "subspace_dim" in c else None  # best_of: each seed's D
     if chosen is not None:
         lines[-2], lines[-1] = lines[-2] + " D chosen |", lines[-1] + "---|"
     for i, d in enumerate(c["difficulty"].values):
         for j, n in enumerate(c["budget"].values):
-            cells = [f"{table[f][i, j]:.0f}" if f.endswith("bits") else f"{table[f][i, j]:.3f}" for f in fields]
+            cells = [
+                f"{table[f][i, j]:.0f}" if f.endswith("bits") else f"{table[f][i, j]:.3f}"
+                for f in fields
+            ]
             if chosen is not None:
                 cells.append("/".join(str(int(v)) for v in np.unique(chosen[i, j])))
             lines.append(f"| {d} | {n} | " + " | ".join(cells) + " |")
     summary = d_star_summary(ds, c)
     diffs = c["difficulty"].values
     settings_delta = f"δ + δ_heldout = {settings.delta + settings.delta_heldout:.3g}"
-    lines += ["", f"| n | measured d* | quantized d* | certified argmin | certified set (δ) | with held-out R_T ({settings_delta}) |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"| n | measured d* | quantized d* | certified argmin | certified set (δ) | with held-out R_T ({settings_delta}) |",
+        "|---|---|---|---|---|---|",
+    ]
     show = lambda x: "–" if np.isnan(x) else str(int(x))
     members = lambda mask: "{" + ", ".join(str(int(d)) for d in diffs[mask]) + "}"
     for j, n in enumerate(c["budget"].values):
-        lines.append(f"| {n} | {show(summary['measured'][j])} | {show(summary['quantized'][j])} | "
-                     f"{show(summary['certified'][j])} | {members(summary['certified_set'][:, j])} | "
-                     f"{members(summary['heldout_set'][:, j])} |")
+        lines.append(
+            f"| {n} | {show(summary['measured'][j])} | {show(summary['quantized'][j])} | "
+            f"{show(summary['certified'][j])} | {members(summary['certified_set'][:, j])} | "
+            f"{members(summary['heldout_set'][:, j])} |"
+        )
     return "\n".join(lines) + "\n"

@@ -10,8 +10,12 @@ import numpy as np
 
 def _member_dot(a: Any, b: Any) -> np.ndarray:
     """⟨a, b⟩ per member of two parameter pytrees with leading member axis, float64 ``[M]``."""
-    return sum(np.sum(np.asarray(x, np.float64) * np.asarray(y, np.float64), axis=tuple(range(1, np.ndim(x))))
-               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    return sum(
+        np.sum(
+            np.asarray(x, np.float64) * np.asarray(y, np.float64), axis=tuple(range(1, np.ndim(x)))
+        )
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+    )
 
 
 def _member_diff(a: Any, b: Any) -> Any:

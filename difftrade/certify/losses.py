@@ -29,7 +29,9 @@ class ZeroOneLoss:
         tb = jnp.pad(tokens, ((0, pad), (0, 0)), mode="edge").reshape(-1, b, tokens.shape[1])
         mb = jnp.pad(mask, ((0, pad), (0, 0)), mode="edge").reshape(-1, b, mask.shape[1])
         gdef = graphdef(self.model)
-        exact = jax.lax.map(lambda tm: example_metrics(gdef, params, *tm)[0], (tb, mb)).reshape(-1)[:n]
+        exact = jax.lax.map(lambda tm: example_metrics(gdef, params, *tm)[0], (tb, mb)).reshape(-1)[
+            :n
+        ]
         return 1.0 - exact.astype(jnp.float32)
 
 

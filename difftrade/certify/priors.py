@@ -24,7 +24,9 @@ from difftrade.runner.chunks import load_params
 from difftrade.tasks.keys import root_key
 from difftrade.train.trainer import member_init_params
 
-Centres = Callable[[np.ndarray], "tuple[int, Any] | None"]  # member ids [m] -> (n', w₀ [m, ...]) or None
+Centres = Callable[
+    [np.ndarray], "tuple[int, Any] | None"
+]  # member ids [m] -> (n', w₀ [m, ...]) or None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +85,10 @@ def _init(weights: StoredWeights) -> Centres:
     cfg = weights.cfg
     if cfg.run.init != "scratch":
         base = load_base(cfg.run.init, cfg.model)
-        return lambda ids: (0, jax.tree.map(lambda x: jnp.broadcast_to(x, (len(ids), *x.shape)), base))
+        return lambda ids: (
+            0,
+            jax.tree.map(lambda x: jnp.broadcast_to(x, (len(ids), *x.shape)), base),
+        )
     run_key, seeds = root_key(cfg.run.seed), cfg.population().seed
     init = jax.jit(jax.vmap(lambda s: member_init_params(cfg.model, run_key, s)))
     return lambda ids: (0, init(jnp.asarray(seeds[ids])))
@@ -92,11 +97,15 @@ def _init(weights: StoredWeights) -> Centres:
 def _grid(weights: StoredWeights) -> Centres:
     """The grid's member of the same difficulty and seed at the next smaller budget n'."""
     if len(weights.cfg.grid.budgets) < 2:
-        raise ValueError(f"prior='grid' needs at least two grid.budgets (a smaller member as prior), got {list(weights.cfg.grid.budgets)}")
+        raise ValueError(
+            f"prior='grid' needs at least two grid.budgets (a smaller member as prior), got {list(weights.cfg.grid.budgets)}"
+        )
 
     def centres(ids: np.ndarray) -> tuple[int, Any] | None:
         first, partners = grid_prior_members(weights.cfg, ids)
-        return None if first == 0 else (first, weights.take(partners))  # the smallest budget has no prior
+        return (
+            None if first == 0 else (first, weights.take(partners))
+        )  # the smallest budget has no prior
 
     return centres
 
@@ -113,15 +122,21 @@ def _prefix(weights: StoredWeights) -> Centres:
     """The member's own weights after its prefix phase, trained on its examples [0, n') only."""
     cfg = weights.cfg
     if not cfg.train.prefix_steps:
-        raise ValueError("prior='prefix' needs a run trained with train.prefix_steps > 0 (it saves each member's "
-                         f"weights after the prefix phase); {str(weights.run_dir)!r} has train.prefix_steps = 0")
-    members, params = load_params(weights.run_dir, jax.tree.map(lambda x: x[0], weights.params), kind="prior")
+        raise ValueError(
+            "prior='prefix' needs a run trained with train.prefix_steps > 0 (it saves each member's "
+            f"weights after the prefix phase); {str(weights.run_dir)!r} has train.prefix_steps = 0"
+        )
+    members, params = load_params(
+        weights.run_dir, jax.tree.map(lambda x: x[0], weights.params), kind="prior"
+    )
     prior = StoredWeights(cfg, weights.run_dir, members, params)
     budgets = cfg.population().budget
 
     def centres(ids: np.ndarray) -> tuple[int, Any] | None:
         first = int(prefix_budget(budgets[ids[0]], cfg.train.prefix_fraction))
-        return None if first >= budgets[ids[0]] else (first, prior.take(ids))  # n = 1: nothing left to certify on
+        return (
+            None if first >= budgets[ids[0]] else (first, prior.take(ids))
+        )  # n = 1: nothing left to certify on
 
     return centres
 

@@ -22,14 +22,20 @@ def shift_atoms(task: Task, weights: np.ndarray) -> np.ndarray:
     if task.level_structure == "nested":
         sizes = [task.sample_space_size(d) for d in task.levels]
         if any(size is None for size in sizes):
-            raise ValueError(f"task {task.name!r} declares nested levels but not every level's sample_space_size")
+            raise ValueError(
+                f"task {task.name!r} declares nested levels but not every level's sample_space_size"
+            )
         return np.asarray(nested_shell_weights(weights, np.array(sizes, np.float64)))
     if task.level_structure == "exact":
         return np.asarray(weights, np.float64)
-    raise ValueError(f"task {task.name!r}: level_structure={task.level_structure!r} has no shift atoms; allowed: exact, nested")
+    raise ValueError(
+        f"task {task.name!r}: level_structure={task.level_structure!r} has no shift atoms; allowed: exact, nested"
+    )
 
 
-def level_bands(level_exact: np.ndarray, n_test: int, delta: float) -> tuple[np.ndarray, np.ndarray]:
+def level_bands(
+    level_exact: np.ndarray, n_test: int, delta: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Clopper–Pearson lower/upper ends of every level risk, each side at δ/(2L). ``[..., L]``."""
     num_levels = level_exact.shape[-1]
     errors = np.rint((1.0 - level_exact) * n_test)
@@ -44,8 +50,14 @@ def level_bands(level_exact: np.ndarray, n_test: int, delta: float) -> tuple[np.
 SHIFT_BOUND = "lp (exact worst case over [0, 1] losses)"
 
 
-def shift_variables(cfg: RunConfig, ds: xr.Dataset, in_dist_bound: np.ndarray, bound_set: str,
-                    delta_heldout: float, in_dist_lower: np.ndarray | None = None) -> dict[str, tuple]:
+def shift_variables(
+    cfg: RunConfig,
+    ds: xr.Dataset,
+    in_dist_bound: np.ndarray,
+    bound_set: str,
+    delta_heldout: float,
+    in_dist_lower: np.ndarray | None = None,
+) -> dict[str, tuple]:
     """The change-of-measure fields of bounds.nc, from the measured results and the certificates.
 
     ``extrap_gap_lower/upper`` ``[D, N, S]``: the held-out per-level Clopper–Pearson band of
@@ -72,8 +84,14 @@ def shift_variables(cfg: RunConfig, ds: xr.Dataset, in_dist_bound: np.ndarray, b
         "extrap_gap_upper": (dims, target_upper - source_lower),
         "heldout_target_lower": (dims, target_lower),
         "heldout_target_upper": (dims, target_upper),
-        "shift_target_bound": (dims, np.asarray(lp_shift_bound(np.clip(source_upper, 0, 1), t_atoms, s_atoms))),
-        "uncoverable_mass": (("difficulty",), np.asarray([t_atoms[s_atoms[i, 0, 0] == 0].sum() for i in range(len(train_w))])),
+        "shift_target_bound": (
+            dims,
+            np.asarray(lp_shift_bound(np.clip(source_upper, 0, 1), t_atoms, s_atoms)),
+        ),
+        "uncoverable_mass": (
+            ("difficulty",),
+            np.asarray([t_atoms[s_atoms[i, 0, 0] == 0].sum() for i in range(len(train_w))]),
+        ),
     }
     if bound_set == "train":  # no target bound set: L_T(Q) by change of measure from L_S(Q)
         ok = np.isfinite(in_dist_bound)

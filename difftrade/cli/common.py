@@ -19,7 +19,9 @@ def parse_floats(text: str, flag: str) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise ValueError(f"{flag}={text!r}; allowed: comma-separated numbers, e.g. 1e-3,3e-3,1e-2") from None
+        raise ValueError(
+            f"{flag}={text!r}; allowed: comma-separated numbers, e.g. 1e-3,3e-3,1e-2"
+        ) from None
 
 
 def parse_ints(text: str | None, flag: str) -> tuple[int, ...] | None:

@@ -27,7 +27,9 @@ def tasks_command(args: argparse.Namespace) -> int:
     d = task.d_min if args.difficulty is None else args.difficulty
     task.check_difficulty(d, "--difficulty")
     data.check_budget(args.n, "-n")
-    tokens, mask = data.examples_at_level(task, root_key(args.seed), data.SPLITS["train"], d, jax.numpy.arange(args.n))
+    tokens, mask = data.examples_at_level(
+        task, root_key(args.seed), data.SPLITS["train"], d, jax.numpy.arange(args.n)
+    )
     print(task.describe())
     for i in range(args.n):
         print(f"  [{i}] {task.render(tokens[i], mask[i])}")
@@ -43,9 +45,17 @@ def difficulty_command(args: argparse.Namespace) -> int:
 
     cfg = config.load(args.config)
     if cfg.difficulty.kind != "model":
-        raise ValueError(f"{args.config}: difficulty.kind={cfg.difficulty.kind!r}; allowed: 'model' (with a reference)")
-    result = agreement(cfg.source_task, cfg.reference_params(), cfg.model, args.n, root_key(args.seed),
-                       num_levels=cfg.difficulty.num_levels)
+        raise ValueError(
+            f"{args.config}: difficulty.kind={cfg.difficulty.kind!r}; allowed: 'model' (with a reference)"
+        )
+    result = agreement(
+        cfg.source_task,
+        cfg.reference_params(),
+        cfg.model,
+        args.n,
+        root_key(args.seed),
+        num_levels=cfg.difficulty.num_levels,
+    )
     print(format_agreement(result))
     return 0
 
@@ -57,10 +67,14 @@ def _export_config(args: argparse.Namespace):
 
     if (args.task is None) == (args.config is None):
         given = "both TASK and --config" if args.task is not None else "neither TASK nor --config"
-        raise ValueError(f"{given} given; allowed: a task family name (e.g. addition) or --config CONFIG, not both")
+        raise ValueError(
+            f"{given} given; allowed: a task family name (e.g. addition) or --config CONFIG, not both"
+        )
     if args.config is not None:
         if args.run_seed is not None:
-            raise ValueError(f"--run-seed={args.run_seed} with --config; allowed: only with TASK (a config's [run] seed is used)")
+            raise ValueError(
+                f"--run-seed={args.run_seed} with --config; allowed: only with TASK (a config's [run] seed is used)"
+            )
         return config.load(args.config)
     return export.task_config(args.task, 0 if args.run_seed is None else args.run_seed)
 
@@ -77,8 +91,10 @@ def export_command(args: argparse.Namespace) -> int:
     n = args.n
     if n is None:
         if args.split == "train":
-            raise ValueError("-n is missing with --split train; allowed: the budget n >= 1 (the member's training "
-                             "examples 0..n-1)")
+            raise ValueError(
+                "-n is missing with --split train; allowed: the budget n >= 1 (the member's training "
+                "examples 0..n-1)"
+            )
         n = cfg.eval.n_test
     rows = export.records(cfg, args.split, n, args.seed, difficulty)
     if args.chat:
@@ -87,7 +103,10 @@ def export_command(args: argparse.Namespace) -> int:
         export.write_jsonl(rows, sys.stdout)
     else:
         count = export.write_jsonl(rows, args.out)
-        print(f"exported {count} {args.split} records of {cfg.task_name} (seed {args.seed}): {args.out}", file=sys.stderr)
+        print(
+            f"exported {count} {args.split} records of {cfg.task_name} (seed {args.seed}): {args.out}",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -11,7 +11,9 @@ from pathlib import Path
 from difftrade.cli.reports import write_report
 from difftrade.config.files import grid_members, read_meta, read_toml
 
-DEFAULT_RUNS = Path("runs")  # run/pretrain/transfer write to runs/CONFIG_STEM unless --out says otherwise
+DEFAULT_RUNS = Path(
+    "runs"
+)  # run/pretrain/transfer write to runs/CONFIG_STEM unless --out says otherwise
 
 
 def toml_grid_members(config_path: Path) -> int | None:
@@ -49,7 +51,10 @@ def one_cpu_device_per_core(members: int | None) -> None:
 
     import jax
 
-    if "JAX_NUM_CPU_DEVICES" in os.environ or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+    if (
+        "JAX_NUM_CPU_DEVICES" in os.environ
+        or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
+    ):
         return
     try:
         jax.config.update("jax_num_cpu_devices", cpu_device_count(os.cpu_count() or 1, members))
@@ -73,7 +78,9 @@ def _run(config_path: Path, out_dir: Path, resume: bool) -> Path:
         return out_dir / "results.nc"
     # NaN-aware seed means: diverged members (NaN risk) are skipped, a budget with no finite cell is None
     risk = ds["target_risk"].transpose("difficulty", "budget", "seed").values
-    d_star = [None if np.isnan(d) else int(d) for d in measured_d_star(risk, ds["difficulty"].values)]
+    d_star = [
+        None if np.isnan(d) else int(d) for d in measured_d_star(risk, ds["difficulty"].values)
+    ]
     members = int(ds.sizes["difficulty"] * ds.sizes["budget"] * ds.sizes["seed"])
     where = f"on {jax.device_count()} device(s) in {jax.process_count()} process(es), chunks of {ds.attrs['chunk_size']}"
     if "peak_device_bytes" in ds.attrs:
@@ -130,15 +137,21 @@ def _pretrain(config_path: Path, out_dir: Path) -> Path:
         print(f"base checkpoint: {existing.parent} (already written by this config)")
         return existing.parent
     _, params = chunks.load_params(out_dir, init_params(cfg.model, root_key(0)))
-    base = save_base(out_dir / "base", jax.tree.map(lambda x: x[0], params), cfg.model,
-                     {"task": cfg.to_dict()["task"], "config_hash": cfg.hash()})
+    base = save_base(
+        out_dir / "base",
+        jax.tree.map(lambda x: x[0], params),
+        cfg.model,
+        {"task": cfg.to_dict()["task"], "config_hash": cfg.hash()},
+    )
     acc = (1 - ds["level_exact"].values.reshape(-1, ds.sizes["level"])[0]).round(3).tolist()
     print(f"base checkpoint: {base} (per-level risk {acc})")
     return base
 
 
 def run_command(args: argparse.Namespace) -> int:
-    if args.distributed or any(v is not None for v in (args.coordinator, args.num_processes, args.process_id)):
+    if args.distributed or any(
+        v is not None for v in (args.coordinator, args.num_processes, args.process_id)
+    ):
         from difftrade.runner import multihost
 
         multihost.initialize(args.coordinator, args.num_processes, args.process_id)

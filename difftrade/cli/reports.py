@@ -39,13 +39,20 @@ def merge_command(args: argparse.Namespace) -> int:
     from difftrade.runner import merge
 
     if args.out.suffix != ".nc":
-        raise ValueError(f"--out {str(args.out)!r} does not end in .nc; allowed: a netCDF file name, e.g. merged.nc")
+        raise ValueError(
+            f"--out {str(args.out)!r} does not end in .nc; allowed: a netCDF file name, e.g. merged.nc"
+        )
     paths = [results.results_path(r) for r in args.runs]
     ds = merge.merge([results.load(p) for p in paths], [str(p) for p in paths])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     results.atomic_write_netcdf(ds, args.out)
-    dims = ", ".join(f"{ds.sizes[d]} {name}" for d, name in zip(results.GRID_DIMS, ("difficulties", "budgets", "seeds")))
-    print(f"merged {len(paths)} runs into {args.out}: {dims}; config hash {ds.attrs['config_hash']}")
+    dims = ", ".join(
+        f"{ds.sizes[d]} {name}"
+        for d, name in zip(results.GRID_DIMS, ("difficulties", "budgets", "seeds"))
+    )
+    print(
+        f"merged {len(paths)} runs into {args.out}: {dims}; config hash {ds.attrs['config_hash']}"
+    )
     return 0
 
 
@@ -62,8 +69,13 @@ def recommend_command(args: argparse.Namespace) -> int:
     rec = None
     if args.budget is not None:
         rec = recommend(
-            ds, args.budget, method=args.method, allow_extrapolation=not args.no_extrapolation,
-            n_boot=args.n_boot, min_share=args.min_share, seed=args.seed,
+            ds,
+            args.budget,
+            method=args.method,
+            allow_extrapolation=not args.no_extrapolation,
+            n_boot=args.n_boot,
+            min_share=args.min_share,
+            seed=args.seed,
         )
     if not args.validate:
         print(json.dumps(rec.to_dict(), indent=2) if args.json else rec)
@@ -71,15 +83,20 @@ def recommend_command(args: argparse.Namespace) -> int:
     records = predictors.forward_validation(ds)
     if args.json:
         scores = [forward.json_ready(s) for s in forward.summary(records)]
-        doc = {"recommendation": None if rec is None else rec.to_dict(),
-               "forward": [r.to_json() for r in records], "forward_summary": scores}
+        doc = {
+            "recommendation": None if rec is None else rec.to_dict(),
+            "forward": [r.to_json() for r in records],
+            "forward_summary": scores,
+        }
         print(json.dumps(doc, indent=2, allow_nan=False))
         return 0
     if rec is not None:
         print(rec, end="\n\n")
     print("forward validation (fitted on the smallest budgets, predicting larger ones):")
     print(forward.table(records))
-    print("\nleave-one-budget-out (interpolation: each budget predicted from its neighbours on both sides):")
+    print(
+        "\nleave-one-budget-out (interpolation: each budget predicted from its neighbours on both sides):"
+    )
     print(validate_leave_one_budget_out(ds))
     return 0
 

@@ -69,7 +69,9 @@ def show(value: Any) -> str:
 
 def refuse(section: str, name: str, value: Any, allowed: str, why: str = "") -> ValueError:
     """The one-line error ``section.name=VALUE{why}; allowed: {allowed}`` (raise it)."""
-    return ValueError(" ".join(f"{section}.{name}={show(value)}{why}; allowed: {allowed}".splitlines()))
+    return ValueError(
+        " ".join(f"{section}.{name}={show(value)}{why}; allowed: {allowed}".splitlines())
+    )
 
 
 def _is_kind(value: Any, kind: type) -> bool:
@@ -85,8 +87,11 @@ def _is_kind(value: Any, kind: type) -> bool:
     return isinstance(value, kind)
 
 
-def _bounds(spec: Field, values: Mapping[str, Any]) -> tuple[tuple[float, str] | None, tuple[float, str] | None]:
+def _bounds(
+    spec: Field, values: Mapping[str, Any]
+) -> tuple[tuple[float, str] | None, tuple[float, str] | None]:
     """(value, label) of the low and high bound; ints add the int32 limits."""
+
     def resolve(bound: Bound) -> tuple[float, str] | None:
         if isinstance(bound, str):
             return values[bound], f"{bound}={values[bound]}"
@@ -132,7 +137,9 @@ def describe(spec: Field, values: Mapping[str, Any]) -> str:
     elif spec.kind is str:
         text = "strings" if spec.many else ("a string" if spec.empty else "a non-empty string")
     else:
-        word = {int: ("an integer", "integers"), float: ("a finite number", "finite numbers")}[spec.kind][spec.many]
+        word = {int: ("an integer", "integers"), float: ("a finite number", "finite numbers")}[
+            spec.kind
+        ][spec.many]
         low, high = _bounds(spec, values)
         if low is not None and high is not None:
             text = f"{word} in {'(' if spec.low_open else '['}{low[1]}, {high[1]}{')' if spec.high_open else ']'}"
@@ -172,7 +179,15 @@ def check(section: str, name: str, value: Any, spec: Field, values: Mapping[str,
     return value
 
 
-def _check_one(section: str, name: str, value: Any, x: Any, spec: Field, values: Mapping[str, Any], allowed: Any) -> None:
+def _check_one(
+    section: str,
+    name: str,
+    value: Any,
+    x: Any,
+    spec: Field,
+    values: Mapping[str, Any],
+    allowed: Any,
+) -> None:
     """Refuse (naming the whole ``value``) unless the single value ``x`` has the kind and range of ``spec``."""
     if spec.choices and isinstance(x, str) and x not in spec.choices:
         raise refuse(section, name, value, allowed(), did_you_mean(x, spec.choices))
@@ -188,7 +203,9 @@ def check_fields(obj: Any, section: str, table: Mapping[str, Field]) -> None:
     names = [f.name for f in dataclasses.fields(obj)]
     missing = sorted(set(names) - set(table))
     if missing:
-        raise TypeError(f"{type(obj).__name__} fields {missing} have no entry in the [{section}] spec table")
+        raise TypeError(
+            f"{type(obj).__name__} fields {missing} have no entry in the [{section}] spec table"
+        )
     values = {n: getattr(obj, n) for n in names}
     for name, spec in table.items():
         checked = check(section, name, values[name], spec, values)

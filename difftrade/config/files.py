@@ -36,12 +36,16 @@ def read_meta(out_dir: str | Path) -> dict[str, Any]:
     ``ValueError`` naming the file when it is unreadable, not JSON, or lacks either key.
     """
     meta = Path(out_dir) / META
-    allowed = (f"allowed: the {META} that difftrade run wrote (restore it, or move {str(out_dir)!r} aside and run "
-               "again)")
+    allowed = (
+        f"allowed: the {META} that difftrade run wrote (restore it, or move {str(out_dir)!r} aside and run "
+        "again)"
+    )
     try:
         old = json.loads(meta.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{meta} is not a difftrade run's {META} ({one_line(err)}); {allowed}") from None
+        raise ValueError(
+            f"{meta} is not a difftrade run's {META} ({one_line(err)}); {allowed}"
+        ) from None
     missing = [k for k in ("config_hash", "config") if not isinstance(old, dict) or k not in old]
     if missing:
         raise ValueError(f"{meta} lacks the keys {missing}; {allowed}")
@@ -72,4 +76,3 @@ def config_path(text: str | Path) -> Path:
     if path.exists() or path.parent != Path("."):
         return path
     return packaged_configs().get(path.stem if path.suffix == ".toml" else str(text), path)
-

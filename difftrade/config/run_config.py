@@ -71,7 +71,11 @@ class RunConfig:
 
             d = self.difficulty
             _MODEL_TASKS[key] = model_based_task(
-                source, self.reference_params(), self.model, num_levels=d.num_levels, per_level=d.per_level,
+                source,
+                self.reference_params(),
+                self.model,
+                num_levels=d.num_levels,
+                per_level=d.per_level,
                 key=root_key(d.pool_seed),
             )
         return _MODEL_TASKS[key]
@@ -82,7 +86,9 @@ class RunConfig:
 
         reference = self.difficulty.reference
         if self.difficulty.kind != "model":
-            raise ValueError(f"difficulty.kind={self.difficulty.kind!r} has no reference model; allowed: 'model'")
+            raise ValueError(
+                f"difficulty.kind={self.difficulty.kind!r} has no reference model; allowed: 'model'"
+            )
         if not (Path(reference) / "base.json").exists():
             raise ValueError(
                 f"difficulty.reference={reference!r} is not a base checkpoint (no base.json); allowed: a directory "
@@ -96,7 +102,11 @@ class RunConfig:
     @property
     def num_levels(self) -> int:
         """Levels the grid, the weights and the evaluation index (no bank is built)."""
-        return self.difficulty.num_levels if self.difficulty.kind == "model" else self.source_task.num_levels
+        return (
+            self.difficulty.num_levels
+            if self.difficulty.kind == "model"
+            else self.source_task.num_levels
+        )
 
     def target_weights(self) -> np.ndarray:
         if not self.run.target:
@@ -106,13 +116,23 @@ class RunConfig:
     def train_weights(self) -> np.ndarray:
         """float64 ``[D, num_levels]``: the training distribution of each grid row."""
         task = self.task
-        return np.stack([data.distribution(task, self.grid.train_distribution, d, self.grid.mixture_main) for d in self.grid.difficulties])
+        return np.stack(
+            [
+                data.distribution(task, self.grid.train_distribution, d, self.grid.mixture_main)
+                for d in self.grid.difficulties
+            ]
+        )
 
     def population(self) -> Population:
         """Members in grid order (difficulty, budget, seed), flattened."""
         g = self.grid
         w = self.train_weights()
-        di, bi, si = np.meshgrid(np.arange(len(g.difficulties)), np.arange(len(g.budgets)), np.arange(len(g.seeds)), indexing="ij")
+        di, bi, si = np.meshgrid(
+            np.arange(len(g.difficulties)),
+            np.arange(len(g.budgets)),
+            np.arange(len(g.seeds)),
+            indexing="ij",
+        )
         di, bi, si = di.ravel(), bi.ravel(), si.ravel()
         return Population(
             weights=w[di].astype(np.float32),
@@ -136,7 +156,11 @@ class RunConfig:
             "train": _train_dict(self.train),
             "eval": dataclasses.asdict(self.eval),
             "run": _plain(dataclasses.asdict(self.run)),
-            **({"difficulty": dataclasses.asdict(self.difficulty)} if self.difficulty.kind != "nominal" else {}),
+            **(
+                {"difficulty": dataclasses.asdict(self.difficulty)}
+                if self.difficulty.kind != "nominal"
+                else {}
+            ),
             **({"subspace": dataclasses.asdict(self.subspace)} if self.subspace.enabled else {}),
         }
 
@@ -155,7 +179,11 @@ class RunConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-STOPPING_FIELDS = ("stopping", "patience", "val_examples")  # in the canonical form only with validation stopping
+STOPPING_FIELDS = (
+    "stopping",
+    "patience",
+    "val_examples",
+)  # in the canonical form only with validation stopping
 
 
 def _train_dict(train: TrainConfig) -> dict[str, Any]:
@@ -196,10 +224,14 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
     sections = ("task", "grid", "model", "train", "eval", "run", "difficulty", "subspace")
     for key in raw:
         if key not in sections:
-            raise ValueError(f"section [{key}] is unknown{did_you_mean(key, sections)}; allowed: {', '.join(sections)}")
+            raise ValueError(
+                f"section [{key}] is unknown{did_you_mean(key, sections)}; allowed: {', '.join(sections)}"
+            )
     task_raw = dict(_table(raw, "task"))
     if "name" not in task_raw:
-        raise ValueError("[task] name is missing; allowed: a registered task name (see `difftrade tasks`)")
+        raise ValueError(
+            "[task] name is missing; allowed: a registered task name (see `difftrade tasks`)"
+        )
     name = task_raw.pop("name")
     task = _task(name, task_raw)
 
@@ -216,8 +248,13 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
     subspace = _section(SubspaceConfig, _table(raw, "subspace"), "subspace")
     if subspace.enabled:
         subspace.check_fits(model.num_params())
-    options = {**task_options(name), **task_raw}  # every option, defaults resolved: the hash covers them
-    cfg = RunConfig(name, tuple(sorted(options.items())), grid, model, train, ev, run, difficulty, subspace)
+    options = {
+        **task_options(name),
+        **task_raw,
+    }  # every option, defaults resolved: the hash covers them
+    cfg = RunConfig(
+        name, tuple(sorted(options.items())), grid, model, train, ev, run, difficulty, subspace
+    )
     _check_target(run.target, cfg.num_levels)  # without building a model-based task
     return cfg
 
@@ -226,7 +263,9 @@ def _table(raw: dict[str, Any], section: str) -> dict[str, Any]:
     """The ``[section]`` table of a TOML document ({} when absent)."""
     value = raw.get(section, {})
     if not isinstance(value, dict):
-        raise ValueError(f"{section}={show(value)} is not a table; allowed: a [{section}] section of keys")  # noqa: TRY004 - the CLI reports ValueError
+        raise ValueError(  # noqa: TRY004 - the CLI reports ValueError
+            f"{section}={show(value)} is not a table; allowed: a [{section}] section of keys"
+        )
     return value
 
 
@@ -246,40 +285,71 @@ def _task(name: Any, options: dict[str, Any]) -> Task:
 TASK_RANGES: dict[str, Field] = {"d_min": Field(int, 1), "d_max": Field(int, "d_min")}
 
 
-def _check_difficulties(difficulties: tuple[int, ...], task: Task, difficulty: DifficultySettings) -> None:
+def _check_difficulties(
+    difficulties: tuple[int, ...], task: Task, difficulty: DifficultySettings
+) -> None:
     """Every grid difficulty is a level: the task's, or a model-based one (1..num_levels)."""
     lo, hi, what = task.d_min, task.d_max, f"levels of task {task.name!r}"
     if difficulty.kind == "model":  # model-based levels 1..num_levels (no bank built here)
         lo, hi, what = 1, difficulty.num_levels, "model-based levels"
     if any(not lo <= d <= hi for d in difficulties):
-        raise refuse("grid", "difficulties", difficulties, f"a non-empty list of distinct integers in {lo}..{hi}",
-                     f" is out of range for {what}")
+        raise refuse(
+            "grid",
+            "difficulties",
+            difficulties,
+            f"a non-empty list of distinct integers in {lo}..{hi}",
+            f" is out of range for {what}",
+        )
 
 
 def _check_model_fits_task(model: ModelConfig, task: Task) -> None:
     """The model reads the task's inputs (``seq_len``) and tokens (``vocab_size``)."""
     if model.seq_len < task.seq_len - 1:
-        raise refuse("model", "seq_len", model.seq_len, f"an integer >= {task.seq_len - 1} (the default)",
-                     f" is shorter than the task's inputs ({task.seq_len - 1} tokens)")
+        raise refuse(
+            "model",
+            "seq_len",
+            model.seq_len,
+            f"an integer >= {task.seq_len - 1} (the default)",
+            f" is shorter than the task's inputs ({task.seq_len - 1} tokens)",
+        )
     if model.vocab_size < len(VOCAB):
-        raise refuse("model", "vocab_size", model.vocab_size, f"an integer >= {len(VOCAB)}",
-                     f" is smaller than the task vocabulary ({len(VOCAB)} tokens)")
+        raise refuse(
+            "model",
+            "vocab_size",
+            model.vocab_size,
+            f"an integer >= {len(VOCAB)}",
+            f" is smaller than the task vocabulary ({len(VOCAB)} tokens)",
+        )
 
 
 def _check_target(target: tuple[float, ...], num_levels: int) -> None:
     """``run.target``: empty (uniform) or one weight per level summing to 1."""
     if target and (len(target) != num_levels or abs(sum(target) - 1.0) > 1e-6):
-        why = f" has {len(target)} weights for {num_levels} levels" if len(target) != num_levels else f" sums to {sum(target):.8g}"
-        raise refuse("run", "target", target, f"{num_levels} weights >= 0 summing to 1 (one per level), or [] for uniform", why)
+        why = (
+            f" has {len(target)} weights for {num_levels} levels"
+            if len(target) != num_levels
+            else f" sums to {sum(target):.8g}"
+        )
+        raise refuse(
+            "run",
+            "target",
+            target,
+            f"{num_levels} weights >= 0 summing to 1 (one per level), or [] for uniform",
+            why,
+        )
 
 
-def _difficulty(raw: dict[str, Any], task: Task, grid: GridConfig, ev: EvalConfig) -> DifficultySettings:
+def _difficulty(
+    raw: dict[str, Any], task: Task, grid: GridConfig, ev: EvalConfig
+) -> DifficultySettings:
     """Validate ``[difficulty]``; resolve ``num_levels``/``per_level`` defaults (kind = "model")."""
     settings = _section(DifficultySettings, raw, "difficulty")
     if settings.kind == "nominal":
         extra = sorted(k for k in raw if k != "kind")
         if extra:
-            raise ValueError(f"[difficulty] {', '.join(extra)} only apply to kind = \"model\"; allowed with kind = \"nominal\": kind")
+            raise ValueError(
+                f'[difficulty] {", ".join(extra)} only apply to kind = "model"; allowed with kind = "nominal": kind'
+            )
         return settings
     if not settings.reference:
         raise ValueError(
@@ -289,15 +359,30 @@ def _difficulty(raw: dict[str, Any], task: Task, grid: GridConfig, ev: EvalConfi
     num_levels = settings.num_levels or task.num_levels
     per_level = settings.per_level or max(max(grid.budgets), ev.n_test)
     if num_levels < 2:
-        raise refuse("difficulty", "num_levels", num_levels, "0 (the task's levels) or an integer >= 2",
-                     " (one level has no difficulty)")
+        raise refuse(
+            "difficulty",
+            "num_levels",
+            num_levels,
+            "0 (the task's levels) or an integer >= 2",
+            " (one level has no difficulty)",
+        )
     if max(grid.budgets) > per_level:
-        raise refuse("difficulty", "per_level", per_level, f"0 or an integer >= max(grid.budgets) = {max(grid.budgets)}",
-                     f" is below grid.budgets max {max(grid.budgets)}: a bank level holds per_level examples, "
-                     "so larger budgets would repeat them")
+        raise refuse(
+            "difficulty",
+            "per_level",
+            per_level,
+            f"0 or an integer >= max(grid.budgets) = {max(grid.budgets)}",
+            f" is below grid.budgets max {max(grid.budgets)}: a bank level holds per_level examples, "
+            "so larger budgets would repeat them",
+        )
     if ev.n_test > per_level:
-        raise refuse("eval", "n_test", ev.n_test, f"n_test <= difficulty.per_level={per_level}",
-                     f" is above difficulty.per_level={per_level}")
+        raise refuse(
+            "eval",
+            "n_test",
+            ev.n_test,
+            f"n_test <= difficulty.per_level={per_level}",
+            f" is above difficulty.per_level={per_level}",
+        )
     return dataclasses.replace(settings, num_levels=num_levels, per_level=per_level)
 
 
@@ -312,7 +397,9 @@ def stored(ds: Any, source: str | None = None) -> RunConfig:
     validated; ``ValueError`` naming ``source`` (default: the file ``ds`` was read from)."""
     source = source or ds.encoding.get("source", "this results dataset")
     if "config" not in ds.attrs:
-        raise ValueError(f"{source} has no 'config' attribute; allowed: a file written by difftrade run")
+        raise ValueError(
+            f"{source} has no 'config' attribute; allowed: a file written by difftrade run"
+        )
     return from_json(ds.attrs["config"], source)
 
 
@@ -322,8 +409,10 @@ def from_json(text: str, source: str) -> RunConfig:
     try:
         raw = json.loads(text)
     except (TypeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{source}: its config is not JSON ({type(err).__name__}: {err}); allowed: a file written by "
-                         "difftrade run") from None
+        raise ValueError(
+            f"{source}: its config is not JSON ({type(err).__name__}: {err}); allowed: a file written by "
+            "difftrade run"
+        ) from None
     return from_stored(raw, source)
 
 
@@ -331,8 +420,16 @@ def from_stored(raw: Any, source: str) -> RunConfig:
     """A stored config's canonical form (parsed JSON) validated by :func:`from_dict`;
     ``ValueError`` naming ``source`` when it is not such a config."""
     if not isinstance(raw, dict):
-        raise ValueError(f"{source}: its config is {type(raw).__name__}, not a table; allowed: a file written by difftrade run")  # noqa: TRY004 - the CLI reports ValueError
+        raise ValueError(  # noqa: TRY004 - the CLI reports ValueError
+            f"{source}: its config is {type(raw).__name__}, not a table; allowed: a file written by difftrade run"
+        )
     try:
         return from_dict(raw)
-    except (ValueError, TypeError, AttributeError) as err:  # TypeError/AttributeError: a section that is not a table
-        raise ValueError(f"{source}: {' '.join(str(err).split())}; allowed: a file written by difftrade run") from None
+    except (
+        ValueError,
+        TypeError,
+        AttributeError,
+    ) as err:  # TypeError/AttributeError: a section that is not a table
+        raise ValueError(
+            f"{source}: {' '.join(str(err).split())}; allowed: a file written by difftrade run"
+        ) from None

@@ -75,8 +75,17 @@ GRID_FIELDS: dict[str, Field] = {
 RUN_FIELDS: dict[str, Field] = {
     "seed": Field(int, 0),
     "chunk_size": Field(int, 0, note="0 = automatic"),
-    "init": Field(str, note="'scratch' or a base checkpoint directory written by `difftrade pretrain`"),
-    "target": Field(float, 0, many=True, empty=True, repeats=True, note="one weight per level, summing to 1; [] = uniform"),
+    "init": Field(
+        str, note="'scratch' or a base checkpoint directory written by `difftrade pretrain`"
+    ),
+    "target": Field(
+        float,
+        0,
+        many=True,
+        empty=True,
+        repeats=True,
+        note="one weight per level, summing to 1; [] = uniform",
+    ),
 }
 DIFFICULTY_FIELDS: dict[str, Field] = {
     "kind": Field(str, choices=DIFFICULTY_KINDS),

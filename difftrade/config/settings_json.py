@@ -26,13 +26,19 @@ def from_json(cls: type[S], text: str, source: str, absent: Mapping[str, Any] | 
     try:
         raw = json.loads(text)
     except (TypeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{source}: its settings are not JSON ({type(err).__name__}: {err})") from None
+        raise ValueError(
+            f"{source}: its settings are not JSON ({type(err).__name__}: {err})"
+        ) from None
     if not isinstance(raw, dict):
-        raise ValueError(f"{source}: its settings are {type(raw).__name__}, not a table of {cls.__name__} fields")  # noqa: TRY004 - the CLI reports ValueError
+        raise ValueError(  # noqa: TRY004 - the CLI reports ValueError
+            f"{source}: its settings are {type(raw).__name__}, not a table of {cls.__name__} fields"
+        )
     try:
         return _build(cls, {**(absent or {}), **raw})
     except (ValueError, TypeError) as err:
-        raise ValueError(f"{source}: its settings are not {cls.__name__} ({' '.join(str(err).split())})") from None
+        raise ValueError(
+            f"{source}: its settings are not {cls.__name__} ({' '.join(str(err).split())})"
+        ) from None
 
 
 def _build(cls: type[S], raw: dict[str, Any]) -> S:

@@ -55,24 +55,45 @@ class TrainConfig:
         # with epochs, steps is not used: num_checkpoints and warmup_steps are not checked against it
         check_fields(self, "train", EPOCHS_FIELDS if self.epochs else TRAIN_FIELDS)
         if self.epochs and self.prefix_steps:
-            raise refuse("train", "prefix_steps", self.prefix_steps, "0 when train.epochs > 0",
-                         f" cannot be combined with epochs = {self.epochs} (the prefix phase is a number of steps)")
+            raise refuse(
+                "train",
+                "prefix_steps",
+                self.prefix_steps,
+                "0 when train.epochs > 0",
+                f" cannot be combined with epochs = {self.epochs} (the prefix phase is a number of steps)",
+            )
         if self.stopping == "fixed":
             for name in ("patience", "val_examples"):
                 if getattr(self, name) != TrainConfig.__dataclass_fields__[name].default:
-                    raise refuse("train", name, getattr(self, name), "its default when train.stopping = 'fixed'",
-                                 " has no effect unless train.stopping = 'validation'")
+                    raise refuse(
+                        "train",
+                        name,
+                        getattr(self, name),
+                        "its default when train.stopping = 'fixed'",
+                        " has no effect unless train.stopping = 'validation'",
+                    )
         if self.stopping == "validation" and (self.epochs or self.prefix_steps):
-            name, value = ("epochs", self.epochs) if self.epochs else ("prefix_steps", self.prefix_steps)
-            raise refuse("train", name, value, "0 when train.stopping = 'validation'",
-                         " cannot be combined with validation stopping (the cap is train.steps; the selected weights are one checkpoint)")
+            name, value = (
+                ("epochs", self.epochs) if self.epochs else ("prefix_steps", self.prefix_steps)
+            )
+            raise refuse(
+                "train",
+                name,
+                value,
+                "0 when train.stopping = 'validation'",
+                " cannot be combined with validation stopping (the cap is train.steps; the selected weights are one checkpoint)",
+            )
         if self.epochs:
             return
         seg = self.steps // self.num_checkpoints
         if self.prefix_steps % seg:
-            raise refuse("train", "prefix_steps", self.prefix_steps,
-                         f"0 (off) or a multiple of steps / num_checkpoints = {seg} below steps ({self.steps})",
-                         f" is not a multiple of steps / num_checkpoints = {seg}")
+            raise refuse(
+                "train",
+                "prefix_steps",
+                self.prefix_steps,
+                f"0 (off) or a multiple of steps / num_checkpoints = {seg} below steps ({self.steps})",
+                f" is not a multiple of steps / num_checkpoints = {seg}",
+            )
 
     def for_budget(self, budget: int) -> TrainConfig:
         """The fixed-steps configuration of a member with ``budget`` examples.
@@ -86,7 +107,9 @@ class TrainConfig:
         c = self.num_checkpoints
         per_checkpoint = math.ceil(self.epochs * budget / (self.batch_size * c) - 1e-9)
         steps = c * max(per_checkpoint, math.ceil(2 / c))
-        return dataclasses.replace(self, epochs=0.0, steps=steps, warmup_steps=min(self.warmup_steps, steps // 10))
+        return dataclasses.replace(
+            self, epochs=0.0, steps=steps, warmup_steps=min(self.warmup_steps, steps // 10)
+        )
 
 
 # [train]: one spec per field (difftrade.config.fields). The schedule warms up for max(warmup_steps, 1)
@@ -102,7 +125,9 @@ TRAIN_FIELDS: dict[str, Field] = {
     "b1": Field(float, 0, 1, high_open=True),
     "b2": Field(float, 0, 1, high_open=True),
     "final_lr_fraction": Field(float, 0, 1, note="of the peak learning rate"),
-    "prefix_steps": Field(int, 0, "steps", high_open=True, note="0 = off; a multiple of steps / num_checkpoints"),
+    "prefix_steps": Field(
+        int, 0, "steps", high_open=True, note="0 = off; a multiple of steps / num_checkpoints"
+    ),
     "prefix_fraction": Field(float, 0, 1, low_open=True, high_open=True),
     "epochs": Field(float, 0, note="0 = fixed steps; > 0 = passes over each member's budget"),
     "stopping": Field(str, choices=("fixed", "validation")),
@@ -110,7 +135,10 @@ TRAIN_FIELDS: dict[str, Field] = {
     "val_examples": Field(int, 1, 65536),
 }
 EPOCHS_FIELDS: dict[str, Field] = {
-    **TRAIN_FIELDS, "num_checkpoints": Field(int, 1), "warmup_steps": Field(int, 0), "prefix_steps": Field(int, 0),
+    **TRAIN_FIELDS,
+    "num_checkpoints": Field(int, 1),
+    "warmup_steps": Field(int, 0),
+    "prefix_steps": Field(int, 0),
 }
 
 
@@ -140,11 +168,17 @@ class Population:
         m = self.budget.shape[0]
         for field in ("weights", "seed", "learning_rate"):
             if getattr(self, field).shape[0] != m:
-                raise ValueError(f"population.{field} has {getattr(self, field).shape[0]} members; expected {m}")
+                raise ValueError(
+                    f"population.{field} has {getattr(self, field).shape[0]} members; expected {m}"
+                )
         if np.any(self.budget < 1):
-            raise ValueError(f"population.budget has values {self.budget[self.budget < 1].tolist()}; allowed: >= 1")
+            raise ValueError(
+                f"population.budget has values {self.budget[self.budget < 1].tolist()}; allowed: >= 1"
+            )
         if not np.all(np.isfinite(self.learning_rate)) or np.any(self.learning_rate <= 0):
-            raise ValueError(f"population.learning_rate={self.learning_rate.tolist()}; allowed: > 0")
+            raise ValueError(
+                f"population.learning_rate={self.learning_rate.tolist()}; allowed: > 0"
+            )
 
     @property
     def size(self) -> int:
@@ -152,7 +186,9 @@ class Population:
 
     def take(self, idx: np.ndarray) -> Population:
         """Members ``idx`` (a numpy index array)."""
-        return Population(self.weights[idx], self.budget[idx], self.seed[idx], self.learning_rate[idx])
+        return Population(
+            self.weights[idx], self.budget[idx], self.seed[idx], self.learning_rate[idx]
+        )
 
     def as_arrays(self) -> dict[str, jax.Array]:
         return {

@@ -64,7 +64,9 @@ def clear_incomplete(path: Path) -> None:
         _remove(path, f"an incomplete base checkpoint: no {META}, its save was interrupted")
 
 
-def save_base(path: str | Path, params: Params, model_cfg: ModelConfig, info: dict[str, Any]) -> Path:
+def save_base(
+    path: str | Path, params: Params, model_cfg: ModelConfig, info: dict[str, Any]
+) -> Path:
     """Write a base checkpoint (one member's params, no member axis) atomically. Returns the directory.
 
     Refuses a ``path`` that already holds a complete base (with ``base.json``); an incomplete one
@@ -98,7 +100,9 @@ def read_meta(path: Path) -> dict[str, Any]:
     try:
         meta = json.loads(meta_path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{meta_path} is not a base checkpoint's {META} ({_one_line(err)}); {ALLOWED}") from None
+        raise ValueError(
+            f"{meta_path} is not a base checkpoint's {META} ({_one_line(err)}); {ALLOWED}"
+        ) from None
     if not isinstance(meta, dict) or not isinstance(meta.get("model"), dict):
         raise ValueError(f"{meta_path} has no 'model' object; {ALLOWED}")  # noqa: TRY004 - bad input is a ValueError
     return meta
@@ -124,16 +128,22 @@ def check_stored(path: Path, abstract: Any) -> None:
     try:
         stored = leaf_specs(ocp.StandardCheckpointer().metadata(path / "params").item_metadata.tree)
     except Exception as err:  # noqa: BLE001 - orbax raises Value, FileNotFound, Key or tensorstore errors
-        raise ValueError(f"base checkpoint {str(path)!r} has no readable params/ ({_one_line(err)}); {ALLOWED}") from None
+        raise ValueError(
+            f"base checkpoint {str(path)!r} has no readable params/ ({_one_line(err)}); {ALLOWED}"
+        ) from None
     wanted = leaf_specs(abstract)
     if stored.keys() != wanted.keys():
         extra, lost = sorted(stored.keys() - wanted.keys()), sorted(wanted.keys() - stored.keys())
-        raise ValueError(f"base checkpoint {str(path)!r} holds parameters unlike the config's model (extra {extra[:5]}, "
-                         f"missing {lost[:5]}); {ALLOWED} with this model")
+        raise ValueError(
+            f"base checkpoint {str(path)!r} holds parameters unlike the config's model (extra {extra[:5]}, "
+            f"missing {lost[:5]}); {ALLOWED} with this model"
+        )
     for name, spec in wanted.items():
         if stored[name] != spec:
-            raise ValueError(f"base checkpoint {str(path)!r}: {name} is {stored[name][1]}{list(stored[name][0])}, the "
-                             f"config's model needs {spec[1]}{list(spec[0])}; {ALLOWED} with this model")
+            raise ValueError(
+                f"base checkpoint {str(path)!r}: {name} is {stored[name][1]}{list(stored[name][0])}, the "
+                f"config's model needs {spec[1]}{list(spec[0])}; {ALLOWED} with this model"
+            )
 
 
 def load_base(path: str | Path, model_cfg: ModelConfig) -> Params:
@@ -144,11 +154,17 @@ def load_base(path: str | Path, model_cfg: ModelConfig) -> Params:
     wanted = model_cfg.architecture()
     diff = {k: (saved.get(k), v) for k, v in wanted.items() if saved.get(k) != v}
     if diff:
-        detail = ", ".join(f"model.{k}: checkpoint {a!r} vs config {b!r}" for k, (a, b) in diff.items())
-        raise ValueError(f"base checkpoint {str(path)!r} does not match the config's architecture: {detail}")
+        detail = ", ".join(
+            f"model.{k}: checkpoint {a!r} vs config {b!r}" for k, (a, b) in diff.items()
+        )
+        raise ValueError(
+            f"base checkpoint {str(path)!r} does not match the config's architecture: {detail}"
+        )
     abstract = jax.eval_shape(lambda: init_params(model_cfg, root_key(0)))
     check_stored(path, abstract)
     try:
         return ocp.StandardCheckpointer().restore(path / "params", abstract)
     except Exception as err:  # noqa: BLE001 - a damaged array file: tensorstore, Value or OS errors
-        raise ValueError(f"base checkpoint {str(path)!r} cannot be restored ({_one_line(err)}); {ALLOWED}") from None
+        raise ValueError(
+            f"base checkpoint {str(path)!r} cannot be restored ({_one_line(err)}); {ALLOWED}"
+        ) from None

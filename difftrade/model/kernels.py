@@ -54,7 +54,9 @@ class MlpTuning:
     """
 
     block_tokens: int = 64
-    block_hidden: int = 64  # H100 sweep (benchmarks/mlp_kernels.py): 1.55x XLA at d=128, 128 gave 1.25x
+    block_hidden: int = (
+        64  # H100 sweep (benchmarks/mlp_kernels.py): 1.55x XLA at d=128, 128 gave 1.25x
+    )
     block_hidden_dw: int = 0
     num_warps: int = 0
     num_stages: int = 2
@@ -68,7 +70,9 @@ class MlpTuning:
         first, then tokens) until every kernel's estimated shared memory fits (``smem_bytes``).
         Raises ValueError for a block size that is not a power of two >= 16.
         """
-        tied = not self.block_tokens_dw  # the weight-gradient kernel's token block follows block_tokens
+        tied = (
+            not self.block_tokens_dw
+        )  # the weight-gradient kernel's token block follows block_tokens
         warps = self.num_warps or (4 if d <= 128 else 8)
         t = MlpTuning(
             block_tokens=self.block_tokens,
@@ -82,13 +86,17 @@ class MlpTuning:
         )
         for name in ("block_tokens", "block_hidden", "block_hidden_dw", "block_tokens_dw"):
             if not is_tile_width(getattr(t, name)):
-                raise ValueError(f"MlpTuning.{name} must be a power of two >= 16, got {getattr(t, name)}")
+                raise ValueError(
+                    f"MlpTuning.{name} must be a power of two >= 16, got {getattr(t, name)}"
+                )
         while max(t.smem_bytes(d, itemsize)) > SMEM_LIMIT:
             fwd, dx, dw = t.smem_bytes(d, itemsize)
             if max(fwd, dx) > SMEM_LIMIT and t.block_hidden > 16:
                 t = dataclasses.replace(t, block_hidden=t.block_hidden // 2)
             elif tied and t.block_tokens > 16:
-                t = dataclasses.replace(t, block_tokens=t.block_tokens // 2, block_tokens_dw=t.block_tokens // 2)
+                t = dataclasses.replace(
+                    t, block_tokens=t.block_tokens // 2, block_tokens_dw=t.block_tokens // 2
+                )
             elif not tied and max(fwd, dx) > SMEM_LIMIT and t.block_tokens > 16:
                 t = dataclasses.replace(t, block_tokens=t.block_tokens // 2)
             elif not tied and t.block_tokens_dw > 16:
@@ -112,7 +120,12 @@ class MlpTuning:
         before the kernels took in the LayerNorm and residual; the launches it resolves compile on
         the H100 at d=128 and 256 (all three kernels in bfloat16, the forward in float32).
         """
-        bm, bh, bhd, st = self.block_tokens, self.block_hidden, self.block_hidden_dw, max(1, self.num_stages)
+        bm, bh, bhd, st = (
+            self.block_tokens,
+            self.block_hidden,
+            self.block_hidden_dw,
+            max(1, self.num_stages),
+        )
         bmd = self.block_tokens_dw or bm
         fwd = (bm * d + st * 2 * d * bh) * itemsize
         dx = (2 * bm * d + st * 2 * d * bh) * itemsize
@@ -161,7 +174,12 @@ def _layer_norm(x, scale_ref, bias_ref, eps: float):
     var = jnp.maximum(jnp.sum(x * x, axis=1, keepdims=True) * inv_d - mean * mean, 0.0)
     rstd = jax.lax.rsqrt(var + eps)
     xhat = (x - mean) * rstd
-    return xhat, rstd, xhat * scale_ref[...].astype(jnp.float32)[None, :] + bias_ref[...].astype(jnp.float32)[None, :]
+    return (
+        xhat,
+        rstd,
+        xhat * scale_ref[...].astype(jnp.float32)[None, :]
+        + bias_ref[...].astype(jnp.float32)[None, :],
+    )
 
 
 def _layer_norm_backward(dxn, xhat, rstd, dy, s_ref, ds_ref, dc_ref):
@@ -176,7 +194,9 @@ def _layer_norm_backward(dxn, xhat, rstd, dy, s_ref, ds_ref, dc_ref):
     return dy.astype(jnp.float32) + rstd * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat)
 
 
-def _forward_kernel(x_ref, s_ref, c_ref, w1_ref, b1_ref, w2_ref, b2_ref, y_ref, *, bh: int, eps: float):
+def _forward_kernel(
+    x_ref, s_ref, c_ref, w1_ref, b1_ref, w2_ref, b2_ref, y_ref, *, bh: int, eps: float
+):
     x = x_ref[...]
     xn = _layer_norm(x, s_ref, c_ref, eps)[2].astype(x.dtype)
 
@@ -185,10 +205,27 @@ def _forward_kernel(x_ref, s_ref, c_ref, w1_ref, b1_ref, w2_ref, b2_ref, y_ref, 
         return acc + _dot(g.astype(x.dtype), w2_ref[pl.ds(j * bh, bh), :])
 
     acc = jax.lax.fori_loop(0, w1_ref.shape[1] // bh, body, jnp.zeros(y_ref.shape, jnp.float32))
-    y_ref[...] = (x.astype(jnp.float32) + acc + b2_ref[...].astype(jnp.float32)[None, :]).astype(y_ref.dtype)
+    y_ref[...] = (x.astype(jnp.float32) + acc + b2_ref[...].astype(jnp.float32)[None, :]).astype(
+        y_ref.dtype
+    )
 
 
-def _dx_kernel(x_ref, dy_ref, s_ref, c_ref, w1_ref, b1_ref, w2_ref, dx_ref, ds_ref, dc_ref, xn_ref, *, bh: int, eps: float):
+def _dx_kernel(
+    x_ref,
+    dy_ref,
+    s_ref,
+    c_ref,
+    w1_ref,
+    b1_ref,
+    w2_ref,
+    dx_ref,
+    ds_ref,
+    dc_ref,
+    xn_ref,
+    *,
+    bh: int,
+    eps: float,
+):
     x, dy = x_ref[...], dy_ref[...]
     xhat, rstd, xn = _layer_norm(x, s_ref, c_ref, eps)
     xn = xn.astype(x.dtype)
@@ -201,7 +238,9 @@ def _dx_kernel(x_ref, dy_ref, s_ref, c_ref, w1_ref, b1_ref, w2_ref, dx_ref, ds_r
         return acc + _dot(dh, w1_ref[:, cols].T)
 
     dxn = jax.lax.fori_loop(0, w1_ref.shape[1] // bh, body, jnp.zeros(dx_ref.shape, jnp.float32))
-    dx_ref[...] = _layer_norm_backward(dxn, xhat, rstd, dy, s_ref, ds_ref, dc_ref).astype(dx_ref.dtype)
+    dx_ref[...] = _layer_norm_backward(dxn, xhat, rstd, dy, s_ref, ds_ref, dc_ref).astype(
+        dx_ref.dtype
+    )
 
 
 def _dw_kernel(xn_ref, dy_ref, w1_ref, b1_ref, w2_ref, dw1_ref, db1_ref, dw2_ref, *, bm: int):
@@ -218,9 +257,17 @@ def _dw_kernel(xn_ref, dy_ref, w1_ref, b1_ref, w2_ref, dw1_ref, db1_ref, dw2_ref
         dw2 = dw2 + _dot(g.astype(xn.dtype).T, dy)
         return dw1, db1 + jnp.sum(dh, axis=0), dw2
 
-    zeros = (jnp.zeros(dw1_ref.shape, jnp.float32), jnp.zeros(db1_ref.shape, jnp.float32), jnp.zeros(dw2_ref.shape, jnp.float32))
+    zeros = (
+        jnp.zeros(dw1_ref.shape, jnp.float32),
+        jnp.zeros(db1_ref.shape, jnp.float32),
+        jnp.zeros(dw2_ref.shape, jnp.float32),
+    )
     dw1, db1, dw2 = jax.lax.fori_loop(0, xn_ref.shape[0] // bm, body, zeros)
-    dw1_ref[...], db1_ref[...], dw2_ref[...] = dw1.astype(dw1_ref.dtype), db1.astype(db1_ref.dtype), dw2.astype(dw2_ref.dtype)
+    dw1_ref[...], db1_ref[...], dw2_ref[...] = (
+        dw1.astype(dw1_ref.dtype),
+        db1.astype(db1_ref.dtype),
+        dw2.astype(dw2_ref.dtype),
+    )
 
 
 def _full(shape: tuple[int, ...]) -> pl.BlockSpec:
@@ -232,7 +279,9 @@ def _rows(bm: int, d: int) -> pl.BlockSpec:
     return pl.BlockSpec((bm, d), lambda i: (i, 0))
 
 
-def _row_call(kernel, bm: int, arrays, specs, t, interpret: bool, name: str, ln_grads: bool = False):
+def _row_call(
+    kernel, bm: int, arrays, specs, t, interpret: bool, name: str, ln_grads: bool = False
+):
     """Run ``kernel`` over token blocks of ``arrays[0]`` (``[N, d]``, ``bm`` rows a program).
 
     Its output has the shape and dtype of ``arrays[0]``; with ``ln_grads`` it also writes one row
@@ -244,11 +293,23 @@ def _row_call(kernel, bm: int, arrays, specs, t, interpret: bool, name: str, ln_
     n, d = arrays[0].shape
     out_specs, out_shape = _rows(bm, d), jax.ShapeDtypeStruct((n, d), arrays[0].dtype)
     if ln_grads:
-        partial, part = pl.BlockSpec((1, d), lambda i: (i, 0)), jax.ShapeDtypeStruct((n // bm, d), jnp.float32)
-        out_specs, out_shape = [out_specs, partial, partial, out_specs], [out_shape, part, part, out_shape]
+        partial, part = (
+            pl.BlockSpec((1, d), lambda i: (i, 0)),
+            jax.ShapeDtypeStruct((n // bm, d), jnp.float32),
+        )
+        out_specs, out_shape = (
+            [out_specs, partial, partial, out_specs],
+            [out_shape, part, part, out_shape],
+        )
     return pl.pallas_call(
-        kernel, grid=(n // bm,), in_specs=specs, out_specs=out_specs, out_shape=out_shape,
-        interpret=interpret, compiler_params=_triton(t), name=name,
+        kernel,
+        grid=(n // bm,),
+        in_specs=specs,
+        out_specs=out_specs,
+        out_shape=out_shape,
+        interpret=interpret,
+        compiler_params=_triton(t),
+        name=name,
     )(*arrays)
 
 
@@ -261,38 +322,92 @@ def check_shapes(d: int, f: int) -> None:
     """Triton tiles need power-of-two widths >= 16."""
     for name, v in (("d_model", d), ("mlp hidden width", f)):
         if not is_tile_width(v):
-            raise ValueError(f"model.mlp='pallas' needs a power-of-two {name} >= 16, got {v}; allowed: 16, 32, 64, ...")
+            raise ValueError(
+                f"model.mlp='pallas' needs a power-of-two {name} >= 16, got {v}; allowed: 16, 32, 64, ..."
+            )
 
 
 def _forward(x, scale, bias, w1, b1, w2, b2, t: MlpTuning, eps: float, interpret):
     d, f = w1.shape
-    specs = [_rows(t.block_tokens, d), _full((d,)), _full((d,)), _full((d, f)), _full((f,)), _full((f, d)), _full((d,))]
+    specs = [
+        _rows(t.block_tokens, d),
+        _full((d,)),
+        _full((d,)),
+        _full((d, f)),
+        _full((f,)),
+        _full((f, d)),
+        _full((d,)),
+    ]
     kernel = functools.partial(_forward_kernel, bh=t.block_hidden, eps=eps)
-    return _row_call(kernel, t.block_tokens, (x, scale, bias, w1, b1, w2, b2), specs, t, interpret, "fused_mlp_forward")
+    return _row_call(
+        kernel,
+        t.block_tokens,
+        (x, scale, bias, w1, b1, w2, b2),
+        specs,
+        t,
+        interpret,
+        "fused_mlp_forward",
+    )
 
 
 def _backward(x, scale, bias, w1, b1, w2, dy, t: MlpTuning, eps: float, interpret):
     n, d = x.shape
     f = w1.shape[1]
     bm, bh = t.block_tokens, t.block_hidden_dw
-    specs = [_rows(bm, d), _rows(bm, d), _full((d,)), _full((d,)), _full((d, f)), _full((f,)), _full((f, d))]
+    specs = [
+        _rows(bm, d),
+        _rows(bm, d),
+        _full((d,)),
+        _full((d,)),
+        _full((d, f)),
+        _full((f,)),
+        _full((f, d)),
+    ]
     kernel = functools.partial(_dx_kernel, bh=t.block_hidden, eps=eps)
-    dx, ds, dc, xn = _row_call(kernel, bm, (x, dy, scale, bias, w1, b1, w2), specs, t, interpret, "fused_mlp_dx", ln_grads=True)
+    dx, ds, dc, xn = _row_call(
+        kernel,
+        bm,
+        (x, dy, scale, bias, w1, b1, w2),
+        specs,
+        t,
+        interpret,
+        "fused_mlp_dx",
+        ln_grads=True,
+    )
     dw1, db1, dw2 = pl.pallas_call(
         functools.partial(_dw_kernel, bm=t.block_tokens_dw),
         grid=(f // bh,),
-        in_specs=[_full((n, d)), _full((n, d)), pl.BlockSpec((d, bh), lambda j: (0, j)),
-                  pl.BlockSpec((bh,), lambda j: (j,)), pl.BlockSpec((bh, d), lambda j: (j, 0))],
-        out_specs=[pl.BlockSpec((d, bh), lambda j: (0, j)), pl.BlockSpec((bh,), lambda j: (j,)),
-                   pl.BlockSpec((bh, d), lambda j: (j, 0))],
-        out_shape=[jax.ShapeDtypeStruct((d, f), w1.dtype), jax.ShapeDtypeStruct((f,), b1.dtype),
-                   jax.ShapeDtypeStruct((f, d), w2.dtype)],
+        in_specs=[
+            _full((n, d)),
+            _full((n, d)),
+            pl.BlockSpec((d, bh), lambda j: (0, j)),
+            pl.BlockSpec((bh,), lambda j: (j,)),
+            pl.BlockSpec((bh, d), lambda j: (j, 0)),
+        ],
+        out_specs=[
+            pl.BlockSpec((d, bh), lambda j: (0, j)),
+            pl.BlockSpec((bh,), lambda j: (j,)),
+            pl.BlockSpec((bh, d), lambda j: (j, 0)),
+        ],
+        out_shape=[
+            jax.ShapeDtypeStruct((d, f), w1.dtype),
+            jax.ShapeDtypeStruct((f,), b1.dtype),
+            jax.ShapeDtypeStruct((f, d), w2.dtype),
+        ],
         interpret=interpret,
         compiler_params=_triton(t, t.num_warps_dw),
         name="fused_mlp_dw",
     )(xn, dy, w1, b1, w2)
     db2 = jnp.sum(dy.astype(jnp.float32), axis=0).astype(dy.dtype)
-    return dx, jnp.sum(ds, axis=0).astype(scale.dtype), jnp.sum(dc, axis=0).astype(bias.dtype), dw1, db1, dw2, db2
+    return (
+        dx,
+        jnp.sum(ds, axis=0).astype(scale.dtype),
+        jnp.sum(dc, axis=0).astype(bias.dtype),
+        dw1,
+        db1,
+        dw2,
+        db2,
+    )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8, 9))
@@ -312,8 +427,16 @@ _fused_mlp.defvjp(_fused_mlp_fwd, _fused_mlp_bwd)
 
 
 def fused_mlp(
-    x: jax.Array, scale: jax.Array, bias: jax.Array, w1: jax.Array, b1: jax.Array, w2: jax.Array, b2: jax.Array,
-    eps: float = 1e-6, interpret: bool = False, tuning: MlpTuning | None = None,
+    x: jax.Array,
+    scale: jax.Array,
+    bias: jax.Array,
+    w1: jax.Array,
+    b1: jax.Array,
+    w2: jax.Array,
+    b2: jax.Array,
+    eps: float = 1e-6,
+    interpret: bool = False,
+    tuning: MlpTuning | None = None,
 ) -> jax.Array:
     """``x + gelu(LN(x) @ w1 + b1) @ w2 + b2`` (tanh GELU; LN = flax's LayerNorm with ``scale``,
     ``bias`` and ``eps``) without storing the hidden layer; differentiable.
@@ -331,4 +454,3 @@ def fused_mlp(
     if padded != n:
         x = jnp.pad(x, ((0, padded - n), (0, 0)))
     return _fused_mlp(x, scale, bias, w1, b1, w2, b2, t, float(eps), interpret)[:n]
-

@@ -65,7 +65,10 @@ def _pallas_interpret(field: str) -> bool:
 
 # [model]: one spec per field (difftrade.config.fields)
 MODEL_FIELDS: dict[str, Field] = {
-    **{name: Field(int, 1) for name in ("vocab_size", "seq_len", "d_model", "num_layers", "num_heads", "mlp_ratio")},
+    **{
+        name: Field(int, 1)
+        for name in ("vocab_size", "seq_len", "d_model", "num_layers", "num_heads", "mlp_ratio")
+    },
     "pos_encoding": Field(str, choices=POS_ENCODINGS),
     "param_dtype": Field(str, choices=tuple(DTYPES)),
     "compute_dtype": Field(str, choices=tuple(DTYPES)),
@@ -93,11 +96,21 @@ class ModelConfig:
     def __post_init__(self) -> None:
         check_fields(self, "model", MODEL_FIELDS)
         if self.d_model % self.num_heads:
-            raise refuse("model", "d_model", self.d_model, "d_model a multiple of num_heads",
-                         f" is not divisible by model.num_heads={self.num_heads}")
+            raise refuse(
+                "model",
+                "d_model",
+                self.d_model,
+                "d_model a multiple of num_heads",
+                f" is not divisible by model.num_heads={self.num_heads}",
+            )
         if self.pos_encoding == "sinusoidal" and self.d_model % 2:
-            raise refuse("model", "d_model", self.d_model, "an even d_model (half sines, half cosines)",
-                         " is odd, with model.pos_encoding='sinusoidal'")
+            raise refuse(
+                "model",
+                "d_model",
+                self.d_model,
+                "an even d_model (half sines, half cosines)",
+                " is odd, with model.pos_encoding='sinusoidal'",
+            )
         if self.mlp == "pallas":
             kernels.check_shapes(self.d_model, self.mlp_ratio * self.d_model)
 
@@ -109,7 +122,13 @@ class ModelConfig:
             if impl == "pallas":
                 _pallas_interpret(field)
             if impl == "cudnn" and jax.default_backend() != "gpu":
-                raise refuse("model", field, impl, "'auto' or 'xla'", f" needs a GPU (this jax backend is {jax.default_backend()!r})")
+                raise refuse(
+                    "model",
+                    field,
+                    impl,
+                    "'auto' or 'xla'",
+                    f" needs a GPU (this jax backend is {jax.default_backend()!r})",
+                )
 
     def implementation(self, field: str) -> str:
         """The concrete kernel of ``field`` ('attention' or 'mlp') on this jax backend.
@@ -126,7 +145,9 @@ class ModelConfig:
             return "xla"
         if field == "attention":
             return "pallas" if kernels.is_tile_width(self.head_dim) else "xla"
-        tiles = kernels.is_tile_width(self.d_model) and kernels.is_tile_width(self.mlp_ratio * self.d_model)
+        tiles = kernels.is_tile_width(self.d_model) and kernels.is_tile_width(
+            self.mlp_ratio * self.d_model
+        )
         fits = tiles and self.d_model <= MLP_AUTO_PALLAS_MAX_D
         return "pallas" if fits else "xla"
 
@@ -137,7 +158,9 @@ class ModelConfig:
         Explicit choices always stand."""
         if per_device > 1:
             return self
-        return dataclasses.replace(self, **{f: "xla" for f in IMPLEMENTATION_FIELDS if getattr(self, f) == "auto"})
+        return dataclasses.replace(
+            self, **{f: "xla" for f in IMPLEMENTATION_FIELDS if getattr(self, f) == "auto"}
+        )
 
     def architecture(self) -> dict[str, Any]:
         """The fields that define the function and its parameters (implementation choices left out)."""
@@ -150,14 +173,18 @@ class ModelConfig:
     def num_params(self) -> int:
         """Parameter count (embeddings included)."""
         d, f, v, t = self.d_model, self.d_model * self.mlp_ratio, self.vocab_size, self.seq_len
-        per_layer = 4 * d * d + 4 * d + 2 * d * f + f + d + 4 * d  # attn (qkv+o, biases), mlp, 2 layernorms
+        per_layer = (
+            4 * d * d + 4 * d + 2 * d * f + f + d + 4 * d
+        )  # attn (qkv+o, biases), mlp, 2 layernorms
         pos = t * d if self.pos_encoding == "learned" else 0
         return v * d + pos + self.num_layers * per_layer + 2 * d + d * v + v
 
     def flops_per_token(self) -> float:
         """Forward matmul FLOPs per token (2 per multiply-add), attention scores included."""
         d, f, v, t = self.d_model, self.d_model * self.mlp_ratio, self.vocab_size, self.seq_len
-        per_layer = 2 * (4 * d * d + 2 * d * f) + 2 * 2 * t * d  # projections, mlp, QK^T and AV (full T)
+        per_layer = (
+            2 * (4 * d * d + 2 * d * f) + 2 * 2 * t * d
+        )  # projections, mlp, QK^T and AV (full T)
         return float(self.num_layers * per_layer + 2 * d * v)
 
 
@@ -180,17 +207,28 @@ def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, impl: str = "xla"
     dropped. GPU only, unless interpreted (``kernel_mode``).
     """
     if impl != "pallas":
-        return jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation=None if impl == "xla" else impl)
+        return jax.nn.dot_product_attention(
+            q, k, v, is_causal=True, implementation=None if impl == "xla" else impl
+        )
     interpret = _pallas_interpret("attention")
     from jax.experimental.pallas.ops.gpu import attention as pallas_attention
 
     t = q.shape[1]
     block = 16 if t <= 16 else 32
     padded = -(-t // block) * block
-    sizes = pallas_attention.BlockSizes(**{f.name: block for f in dataclasses.fields(pallas_attention.BlockSizes)})
+    sizes = pallas_attention.BlockSizes(
+        **{f.name: block for f in dataclasses.fields(pallas_attention.BlockSizes)}
+    )
     pad = lambda x: jnp.pad(x, ((0, 0), (0, padded - t), (0, 0), (0, 0)))
     out = pallas_attention.mha(
-        pad(q), pad(k), pad(v), None, sm_scale=q.shape[-1] ** -0.5, causal=True, block_sizes=sizes, interpret=interpret
+        pad(q),
+        pad(k),
+        pad(v),
+        None,
+        sm_scale=q.shape[-1] ** -0.5,
+        causal=True,
+        block_sizes=sizes,
+        interpret=interpret,
     )
     return out[:, :t]
 
@@ -199,7 +237,11 @@ class Block(nnx.Module):
     """Pre-LayerNorm block: causal multi-head attention + GELU MLP."""
 
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
-        kw = {"dtype": DTYPES[cfg.compute_dtype], "param_dtype": DTYPES[cfg.param_dtype], "rngs": rngs}
+        kw = {
+            "dtype": DTYPES[cfg.compute_dtype],
+            "param_dtype": DTYPES[cfg.param_dtype],
+            "rngs": rngs,
+        }
         self.cfg = cfg
         self.ln1 = nnx.LayerNorm(cfg.d_model, **kw)
         self.qkv = nnx.Linear(cfg.d_model, 3 * cfg.d_model, **kw)
@@ -227,8 +269,20 @@ class Block(nnx.Module):
         if self.cfg.implementation("mlp") == "xla":
             return x + self.down(jax.nn.gelu(self.up(self.ln2(x))))
         b, t, d = x.shape
-        w = [p[...].astype(x.dtype) for p in (self.ln2.scale, self.ln2.bias, self.up.kernel, self.up.bias, self.down.kernel, self.down.bias)]
-        y = kernels.fused_mlp(x.reshape(b * t, d), *w, eps=self.ln2.epsilon, interpret=_pallas_interpret("mlp"))
+        w = [
+            p[...].astype(x.dtype)
+            for p in (
+                self.ln2.scale,
+                self.ln2.bias,
+                self.up.kernel,
+                self.up.bias,
+                self.down.kernel,
+                self.down.bias,
+            )
+        ]
+        y = kernels.fused_mlp(
+            x.reshape(b * t, d), *w, eps=self.ln2.epsilon, interpret=_pallas_interpret("mlp")
+        )
         return y.reshape(b, t, d)
 
 
@@ -236,14 +290,25 @@ class Transformer(nnx.Module):
     """Decoder-only transformer: tokens int32 ``[B, T]`` -> logits float32 ``[B, T, V]``."""
 
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
-        kw = {"dtype": DTYPES[cfg.compute_dtype], "param_dtype": DTYPES[cfg.param_dtype], "rngs": rngs}
+        kw = {
+            "dtype": DTYPES[cfg.compute_dtype],
+            "param_dtype": DTYPES[cfg.param_dtype],
+            "rngs": rngs,
+        }
         self.cfg = cfg
         self.embed = nnx.Embed(cfg.vocab_size, cfg.d_model, **kw)
         if cfg.pos_encoding == "learned":
-            self.pos = nnx.Param(0.02 * jax.random.normal(rngs.params(), (cfg.seq_len, cfg.d_model), DTYPES[cfg.param_dtype]))
-        self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.num_layers)]) if hasattr(nnx, "List") else [
-            Block(cfg, rngs) for _ in range(cfg.num_layers)
-        ]
+            self.pos = nnx.Param(
+                0.02
+                * jax.random.normal(
+                    rngs.params(), (cfg.seq_len, cfg.d_model), DTYPES[cfg.param_dtype]
+                )
+            )
+        self.blocks = (
+            nnx.List([Block(cfg, rngs) for _ in range(cfg.num_layers)])
+            if hasattr(nnx, "List")
+            else [Block(cfg, rngs) for _ in range(cfg.num_layers)]
+        )
         self.ln_f = nnx.LayerNorm(cfg.d_model, **kw)
         self.head = nnx.Linear(cfg.d_model, cfg.vocab_size, **kw)
 
@@ -254,7 +319,11 @@ class Transformer(nnx.Module):
         table = self.embed.embedding[...]
         x = jax.nn.one_hot(tokens, self.cfg.vocab_size, dtype=table.dtype) @ table
         x = x.astype(DTYPES[self.cfg.compute_dtype])
-        pos = self.pos[...] if self.cfg.pos_encoding == "learned" else sinusoidal(self.cfg.seq_len, self.cfg.d_model)
+        pos = (
+            self.pos[...]
+            if self.cfg.pos_encoding == "learned"
+            else sinusoidal(self.cfg.seq_len, self.cfg.d_model)
+        )
         x = x + pos[:t].astype(x.dtype)
         for block in self.blocks:
             x = block(x)
@@ -281,7 +350,9 @@ def apply(gdef: nnx.GraphDef, params: Params, tokens: jax.Array) -> jax.Array:
     return nnx.merge(gdef, params)(tokens)
 
 
-def token_losses(gdef: nnx.GraphDef, params: Params, tokens: jax.Array, loss_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+def token_losses(
+    gdef: nnx.GraphDef, params: Params, tokens: jax.Array, loss_mask: jax.Array
+) -> tuple[jax.Array, jax.Array]:
     """Next-token cross-entropy and correctness on the masked (answer) positions.
 
     tokens int32 ``[B, L]``, loss_mask bool ``[B, L]`` (True where ``tokens[t]`` is an answer

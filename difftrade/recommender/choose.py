@@ -65,7 +65,9 @@ def check_n_boot(n_boot: Any) -> int:
 
 # ---- closed-form models -----------------------------------------------------------------------
 def fit_models(
-    surf: Surface, models: Sequence[tradeoff_families.TradeoffModel] | None = None, criterion: str = "aic"
+    surf: Surface,
+    models: Sequence[tradeoff_families.TradeoffModel] | None = None,
+    criterion: str = "aic",
 ) -> list[tradeoff_fitting.RankedFit]:
     """Fit the closed-form families (default :data:`~difftrade.theory.tradeoff_families.FAMILIES`) to the
     seed-mean target risk and rank them by ``criterion``, best first."""
@@ -145,9 +147,15 @@ def recommend(
     src = _Source.of(results_or_fit, method)
     inside = _check_range(n, src, allow_extrapolation, notes)
     predictions = _closed_form(src, models, n, notes)
-    common = {"budget": n, "levels": np.asarray(src.levels), "budget_range": (src.lo, src.hi), "min_share": min_share,
-              "model": predictions[0] if predictions else None, "models": predictions,
-              "diverged": 0 if src.surf is None else src.surf.diverged}
+    common = {
+        "budget": n,
+        "levels": np.asarray(src.levels),
+        "budget_range": (src.lo, src.hi),
+        "min_share": min_share,
+        "model": predictions[0] if predictions else None,
+        "models": predictions,
+        "diverged": 0 if src.surf is None else src.surf.diverged,
+    }
     if src.surf is None or not inside or src.method == "model":
         return _from_model(src, n, inside, notes, common)
     return _from_measured(src, n, n_boot, min_share, seed, notes, common)
@@ -172,15 +180,33 @@ class _Source:
         ranked = _as_ranked(results_or_fit)
         if ranked is not None:
             if method == "measured":
-                raise ValueError("method='measured' needs a results Dataset; allowed with a fitted model: 'auto', 'model'")
+                raise ValueError(
+                    "method='measured' needs a results Dataset; allowed with a fitted model: 'auto', 'model'"
+                )
             best = ranked[0].fit
             difficulties = np.asarray(best.difficulties, dtype=float)
-            return cls(None, ranked, difficulties, difficulties.copy(), np.eye(len(difficulties)),
-                       float(best.budgets.min()), float(best.budgets.max()), "model")
+            return cls(
+                None,
+                ranked,
+                difficulties,
+                difficulties.copy(),
+                np.eye(len(difficulties)),
+                float(best.budgets.min()),
+                float(best.budgets.max()),
+                "model",
+            )
         surf = surface(results_or_fit)
         finite_budgets = surf.budgets[np.isfinite(surf.mean).any(axis=0)]
-        return cls(surf, None, surf.difficulties, surf.levels, surf.train_weights, float(finite_budgets.min()),
-                   float(finite_budgets.max()), method)
+        return cls(
+            surf,
+            None,
+            surf.difficulties,
+            surf.levels,
+            surf.train_weights,
+            float(finite_budgets.min()),
+            float(finite_budgets.max()),
+            method,
+        )
 
 
 def _check_range(n: int, src: _Source, allow_extrapolation: bool, notes: list[str]) -> bool:
@@ -189,20 +215,28 @@ def _check_range(n: int, src: _Source, allow_extrapolation: bool, notes: list[st
     lo, hi = src.lo, src.hi
     if lo <= n <= hi:
         return True
-    msg = (f"budget={n} is outside the measured budget range [{format_number(lo)}, {format_number(hi)}]; "
-           "the recommendation is a closed-form-model extrapolation")
+    msg = (
+        f"budget={n} is outside the measured budget range [{format_number(lo)}, {format_number(hi)}]; "
+        "the recommendation is a closed-form-model extrapolation"
+    )
     if not allow_extrapolation:
-        raise ValueError(msg + f"; allowed with allow_extrapolation=False: {format_number(lo)} <= budget <= {format_number(hi)}")
+        raise ValueError(
+            msg
+            + f"; allowed with allow_extrapolation=False: {format_number(lo)} <= budget <= {format_number(hi)}"
+        )
     if src.method == "measured":
-        raise ValueError(f"budget={n} is outside the measured budget range [{format_number(lo)}, {format_number(hi)}]; "
-                         "allowed for method='measured': budgets inside it (use method='auto' or 'model')")
+        raise ValueError(
+            f"budget={n} is outside the measured budget range [{format_number(lo)}, {format_number(hi)}]; "
+            "allowed for method='measured': budgets inside it (use method='auto' or 'model')"
+        )
     warnings.warn(msg, ExtrapolationWarning, stacklevel=3)
     notes.append(msg)
     return False
 
 
-def _closed_form(src: _Source, models: Sequence[tradeoff_families.TradeoffModel] | None, n: int,
-                 notes: list[str]) -> tuple[ModelPrediction, ...]:
+def _closed_form(
+    src: _Source, models: Sequence[tradeoff_families.TradeoffModel] | None, n: int, notes: list[str]
+) -> tuple[ModelPrediction, ...]:
     """The closed-form families' predictions at ``n`` (always reported), best by AIC first."""
     ranked = src.ranked
     if ranked is None and models is not None and len(models) == 0:
@@ -217,28 +251,51 @@ def _closed_form(src: _Source, models: Sequence[tradeoff_families.TradeoffModel]
     predictions = _model_predictions(ranked, float(n))
     spread = [p.d_star for p in predictions]
     if len(spread) > 1 and max(spread) - min(spread) >= 1.0:
-        notes.append(f"the closed-form families disagree by {max(spread) - min(spread):.1f} levels at this budget")
+        notes.append(
+            f"the closed-form families disagree by {max(spread) - min(spread):.1f} levels at this budget"
+        )
     return predictions
 
 
-def _from_model(src: _Source, n: int, inside: bool, notes: list[str], common: dict[str, Any]) -> Recommendation:
+def _from_model(
+    src: _Source, n: int, inside: bool, notes: list[str], common: dict[str, Any]
+) -> Recommendation:
     """The closed-form model's d*(n), rounded to the nearest measured difficulty."""
     model_pred, difficulties = common["model"], src.difficulties
     if model_pred is None:
-        raise ValueError("no closed-form model could be fitted, so there is no prediction for this budget")
+        raise ValueError(
+            "no closed-form model could be fitted, so there is no prediction for this budget"
+        )
     i = nearest_difficulty(difficulties, model_pred.d_star)
-    notes.append(f"model d*(n) = {model_pred.d_star:.2f} rounded to the nearest measured difficulty {format_number(difficulties[i])}")
+    notes.append(
+        f"model d*(n) = {model_pred.d_star:.2f} rounded to the nearest measured difficulty {format_number(difficulties[i])}"
+    )
     if src.surf is not None:
         j = int(np.argmin(np.abs(np.log(src.surf.budgets) - np.log(n))))
         k = int(argmin_index(src.surf.mean[:, j], difficulties))
         if k >= 0:
-            notes.append(f"at the nearest measured budget ({format_number(src.surf.budgets[j])}) the measured d* is {format_number(difficulties[k])}")
-    return Recommendation(difficulty=float(difficulties[i]), weights=np.asarray(src.train_weights[i], dtype=float),
-                          method="model", extrapolated=not inside, notes=tuple(notes), **common)
+            notes.append(
+                f"at the nearest measured budget ({format_number(src.surf.budgets[j])}) the measured d* is {format_number(difficulties[k])}"
+            )
+    return Recommendation(
+        difficulty=float(difficulties[i]),
+        weights=np.asarray(src.train_weights[i], dtype=float),
+        method="model",
+        extrapolated=not inside,
+        notes=tuple(notes),
+        **common,
+    )
 
 
-def _from_measured(src: _Source, n: int, n_boot: int, min_share: float, seed: int, notes: list[str],
-                   common: dict[str, Any]) -> Recommendation:
+def _from_measured(
+    src: _Source,
+    n: int,
+    n_boot: int,
+    min_share: float,
+    seed: int,
+    notes: list[str],
+    common: dict[str, Any],
+) -> Recommendation:
     """The measured surface's d*(n) (log-n interpolation between bracketing budgets), with the seed bootstrap."""
     surf, difficulties = src.surf, src.difficulties
     risk_n = interpolate(surf.mean, surf.budgets, float(n))
@@ -247,12 +304,19 @@ def _from_measured(src: _Source, n: int, n_boot: int, min_share: float, seed: in
         raise ValueError(f"no difficulty has a finite target risk around budget={n}")
     missing = difficulties[~np.isfinite(risk_n)]
     if missing.size:
-        notes.append(f"difficulties {[plain_number(d) for d in missing]} have no finite risk around this budget and were skipped")
+        notes.append(
+            f"difficulties {[plain_number(d) for d in missing]} have no finite risk around this budget and were skipped"
+        )
     order = np.argsort(np.where(np.isfinite(risk_n), risk_n, np.inf), kind="stable")
     runner = int(order[1]) if np.isfinite(risk_n).sum() > 1 else None
     bracket = _bracket_d_star(surf, n, notes)
     S = surf.risk.shape[2]
-    boot = {"share": {}, "plausible": (float(difficulties[i]),), "expected_loss": None, "loss_q90": None}
+    boot = {
+        "share": {},
+        "plausible": (float(difficulties[i]),),
+        "expected_loss": None,
+        "loss_q90": None,
+    }
     if n_boot and S > 1:
         boot = _bootstrap(surf, n, i, n_boot, min_share, seed)
     elif S <= 1:
@@ -260,16 +324,29 @@ def _from_measured(src: _Source, n: int, n_boot: int, min_share: float, seed: in
     if common["model"] is not None:
         k = nearest_difficulty(difficulties, common["model"].d_star)
         if k != i:
-            notes.append(f"the closed-form model ({common['model'].family}) would pick difficulty {format_number(difficulties[k])} instead")
+            notes.append(
+                f"the closed-form model ({common['model'].family}) would pick difficulty {format_number(difficulties[k])} instead"
+            )
     return Recommendation(
-        difficulty=float(difficulties[i]), weights=np.asarray(src.train_weights[i], dtype=float), method="measured",
-        extrapolated=False, expected_risk=float(risk_n[i]),
+        difficulty=float(difficulties[i]),
+        weights=np.asarray(src.train_weights[i], dtype=float),
+        method="measured",
+        extrapolated=False,
+        expected_risk=float(risk_n[i]),
         runner_up=None if runner is None else float(difficulties[runner]),
         margin=None if runner is None else float(risk_n[runner] - risk_n[i]),
-        n_boot=n_boot if S > 1 else 0, n_seeds=S, bracket=bracket, notes=tuple(notes), **boot, **common)
+        n_boot=n_boot if S > 1 else 0,
+        n_seeds=S,
+        bracket=bracket,
+        notes=tuple(notes),
+        **boot,
+        **common,
+    )
 
 
-def _bracket_d_star(surf: Surface, n: int, notes: list[str]) -> tuple[tuple[float, float], tuple[float, float]]:
+def _bracket_d_star(
+    surf: Surface, n: int, notes: list[str]
+) -> tuple[tuple[float, float], tuple[float, float]]:
     """(budget, measured d*) at the two measured budgets around ``n``; a note when they differ."""
     j0, j1, _ = bracket_budgets(surf.budgets, float(n))
 
@@ -287,12 +364,16 @@ def _bracket_d_star(surf: Surface, n: int, notes: list[str]) -> tuple[tuple[floa
     return bracket
 
 
-def _bootstrap(surf: Surface, n: int, i: int, n_boot: int, min_share: float, seed: int) -> dict[str, Any]:
+def _bootstrap(
+    surf: Surface, n: int, i: int, n_boot: int, min_share: float, seed: int
+) -> dict[str, Any]:
     """Seed-bootstrap of the interpolated d*(n): each difficulty's share, the plausible set (share
     >= ``min_share``), and the expected and 90th-percentile risk lost by choosing difficulty ``i``."""
     difficulties = surf.difficulties
     boot_mean = resample_seed_means(surf.risk, n_boot, seed)  # [D, N, B]
-    boot = interpolate(np.concatenate([surf.mean[:, :, None], boot_mean], axis=2), surf.budgets, float(n))[:, 1:]
+    boot = interpolate(
+        np.concatenate([surf.mean[:, :, None], boot_mean], axis=2), surf.budgets, float(n)
+    )[:, 1:]
     chosen = argmin_index(boot, difficulties)  # [B]
     valid = chosen >= 0
     counts = np.bincount(chosen[valid], minlength=len(difficulties))
@@ -302,6 +383,9 @@ def _bootstrap(surf: Surface, n: int, i: int, n_boot: int, min_share: float, see
         best_b = np.nanmin(boot, axis=0)
     loss = boot[i] - best_b
     loss = loss[np.isfinite(loss)]
-    return {"share": share, "plausible": tuple(sorted(d for d, s in share.items() if s >= min_share)),
-            "expected_loss": float(np.mean(loss)) if loss.size else None,
-            "loss_q90": float(np.quantile(loss, 0.9)) if loss.size else None}
+    return {
+        "share": share,
+        "plausible": tuple(sorted(d for d, s in share.items() if s >= min_share)),
+        "expected_loss": float(np.mean(loss)) if loss.size else None,
+        "loss_q90": float(np.quantile(loss, 0.9)) if loss.size else None,
+    }

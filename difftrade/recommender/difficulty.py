@@ -61,8 +61,12 @@ def _scorer(model_cfg: ModelConfig):
 
 
 def score(
-    task: Task, params: Params, model_cfg: ModelConfig, tokens: np.ndarray | jax.Array,
-    mask: np.ndarray | jax.Array, batch_size: int = 1024,
+    task: Task,
+    params: Params,
+    model_cfg: ModelConfig,
+    tokens: np.ndarray | jax.Array,
+    mask: np.ndarray | jax.Array,
+    batch_size: int = 1024,
 ) -> np.ndarray:
     """Reference loss of each example: mean answer-token cross-entropy, float32 ``[B]``.
 
@@ -71,9 +75,13 @@ def score(
     """
     tokens, mask = np.asarray(tokens), np.asarray(mask)
     if tokens.ndim != 2 or tokens.shape[1] != task.seq_len or mask.shape != tokens.shape:
-        raise ValueError(f"score: tokens {tokens.shape} / mask {mask.shape}; expected [B, {task.seq_len}] each")
+        raise ValueError(
+            f"score: tokens {tokens.shape} / mask {mask.shape}; expected [B, {task.seq_len}] each"
+        )
     if model_cfg.seq_len < task.seq_len - 1:
-        raise ValueError(f"model.seq_len={model_cfg.seq_len} is shorter than the task's inputs ({task.seq_len - 1})")
+        raise ValueError(
+            f"model.seq_len={model_cfg.seq_len} is shorter than the task's inputs ({task.seq_len - 1})"
+        )
     n = tokens.shape[0]
     # A few fixed shapes only (one compile each): the full batch, or a power of two for small n.
     batch = batch_size if n >= batch_size else 1 << max(n - 1, 0).bit_length()
@@ -83,8 +91,13 @@ def score(
         t, m = tokens[start : start + batch], mask[start : start + batch]
         pad = batch - t.shape[0]
         if pad:  # keep one shape: pad with copies of the first row, drop their scores
-            t, m = np.concatenate([t, np.repeat(t[:1], pad, 0)]), np.concatenate([m, np.repeat(m[:1], pad, 0)])
-        out[start : start + batch] = np.asarray(fn(params, jnp.asarray(t), jnp.asarray(m)))[: batch - pad]
+            t, m = (
+                np.concatenate([t, np.repeat(t[:1], pad, 0)]),
+                np.concatenate([m, np.repeat(m[:1], pad, 0)]),
+            )
+        out[start : start + batch] = np.asarray(fn(params, jnp.asarray(t), jnp.asarray(m)))[
+            : batch - pad
+        ]
     return out
 
 
@@ -93,7 +106,9 @@ def score(
 _examples = jax.jit(data.examples, static_argnums=(0,))
 
 
-def draw_pool(source: Task, key: jax.Array, split: str, start: int, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def draw_pool(
+    source: Task, key: jax.Array, split: str, start: int, count: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pool examples ``start .. start+count-1`` of ``split``, uniform over nominal levels.
 
     Returns tokens int32 ``[count, L]``, mask bool ``[count, L]``, nominal level int32 ``[count]``.
@@ -102,7 +117,9 @@ def draw_pool(source: Task, key: jax.Array, split: str, start: int, count: int) 
     if isinstance(source, BankTask):
         raise TypeError("draw_pool: the source must be a generator task, not a bank")
     split_id = jnp.int32(data.split_id(split))
-    tokens, mask, levels = _examples(source, key, split_id, weights, jnp.arange(start, start + count))
+    tokens, mask, levels = _examples(
+        source, key, split_id, weights, jnp.arange(start, start + count)
+    )
     return np.asarray(tokens), np.asarray(mask), np.asarray(levels)
 
 
@@ -111,13 +128,25 @@ def _row_keys(tokens: np.ndarray) -> list[bytes]:
     return [r.tobytes() for r in rows]
 
 
-_Pooled = tuple[int, np.ndarray, np.ndarray, int]  # a drawn row: (index, tokens, mask, nominal level)
-_Binned = tuple[int, np.ndarray, np.ndarray, float, int]  # a banked row: (index, tokens, mask, score, nominal)
+_Pooled = tuple[
+    int, np.ndarray, np.ndarray, int
+]  # a drawn row: (index, tokens, mask, nominal level)
+_Binned = tuple[
+    int, np.ndarray, np.ndarray, float, int
+]  # a banked row: (index, tokens, mask, score, nominal)
 
 
 def model_based_task(
-    source_task: Task, ref_params: Params, model_cfg: ModelConfig, *, num_levels: int, per_level: int,
-    key: jax.Array, splits: tuple[str, ...] = BANK_SPLITS, max_pool_factor: int = 8, batch_size: int = 1024,
+    source_task: Task,
+    ref_params: Params,
+    model_cfg: ModelConfig,
+    *,
+    num_levels: int,
+    per_level: int,
+    key: jax.Array,
+    splits: tuple[str, ...] = BANK_SPLITS,
+    max_pool_factor: int = 8,
+    batch_size: int = 1024,
 ) -> BankTask:
     """Score pools of ``source_task`` with a reference model and bin them into ``num_levels`` levels.
 
@@ -132,14 +161,23 @@ def model_based_task(
     block = num_levels * per_level
     owner: dict[bytes, str] = {}  # problem -> the split whose stream produced it first
     pools: dict[str, list[_Pooled]] = {s: [] for s in splits}  # unbinned rows
-    rows: dict[str, list[list[_Binned]]] = {s: [[] for _ in range(num_levels)] for s in splits}  # per level
+    rows: dict[str, list[list[_Binned]]] = {
+        s: [[] for _ in range(num_levels)] for s in splits
+    }  # per level
     edges: np.ndarray | None = None
 
     def full(split: str) -> bool:
         return all(len(level) == per_level for level in rows[split])
 
     def scores(pool: list[_Pooled]) -> np.ndarray:
-        return score(source_task, ref_params, model_cfg, np.stack([r[1] for r in pool]), np.stack([r[2] for r in pool]), batch_size)
+        return score(
+            source_task,
+            ref_params,
+            model_cfg,
+            np.stack([r[1] for r in pool]),
+            np.stack([r[2] for r in pool]),
+            batch_size,
+        )
 
     for b in range(max_pool_factor):
         _draw_round(source_task, key, splits, b * block, block, owner, pools)
@@ -174,11 +212,20 @@ def _check_bank_args(num_levels: int, per_level: int, splits: tuple[str, ...]) -
     if not isinstance(per_level, int) or per_level < 1:
         raise ValueError(f"per_level={per_level!r}; allowed: an integer >= 1")
     if splits[:1] != ("train",) or len(set(splits)) != len(splits):
-        raise ValueError(f"splits={splits!r}; allowed: distinct split names, 'train' first (its scores define the bins)")
+        raise ValueError(
+            f"splits={splits!r}; allowed: distinct split names, 'train' first (its scores define the bins)"
+        )
 
 
-def _draw_round(source_task: Task, key: jax.Array, splits: tuple[str, ...], start: int, block: int,
-                owner: dict[bytes, str], pools: dict[str, list[_Pooled]]) -> None:
+def _draw_round(
+    source_task: Task,
+    key: jax.Array,
+    splits: tuple[str, ...],
+    start: int,
+    block: int,
+    owner: dict[bytes, str],
+    pools: dict[str, list[_Pooled]],
+) -> None:
     """Read indices ``start .. start + block - 1`` of every split's stream; a problem not seen before
     goes to the pool of the split that produced it first."""
     drawn = {s: draw_pool(source_task, key, s, start, block) for s in splits}
@@ -191,7 +238,9 @@ def _draw_round(source_task: Task, key: jax.Array, splits: tuple[str, ...], star
                 pools[s].append((start + i, tokens[i], mask[i], int(nominal[i])))
 
 
-def _bin_by_rank(kept: list[_Pooled], s: np.ndarray, per_level: int, levels: list[list[_Binned]]) -> np.ndarray:
+def _bin_by_rank(
+    kept: list[_Pooled], s: np.ndarray, per_level: int, levels: list[list[_Binned]]
+) -> np.ndarray:
     """Cut the train rows ``kept`` (scores ``s``) into equal-count bins of ``per_level`` by rank, append
     them to ``levels`` (pool order within a bin) and return the inner edges (lowest score of bins 2..K)."""
     block = len(kept)
@@ -204,16 +253,25 @@ def _bin_by_rank(kept: list[_Pooled], s: np.ndarray, per_level: int, levels: lis
     return edges
 
 
-def _bin_by_edges(pending: list[_Pooled], s: np.ndarray, edges: np.ndarray, per_level: int,
-                  levels: list[list[_Binned]]) -> None:
+def _bin_by_edges(
+    pending: list[_Pooled],
+    s: np.ndarray,
+    edges: np.ndarray,
+    per_level: int,
+    levels: list[list[_Binned]],
+) -> None:
     """Append each pending row (scores ``s``) to its bin by the train ``edges`` (ties at an edge go up),
     in pool order, while the bin has fewer than ``per_level`` rows."""
-    for (index, tok, msk, nom), level, si in zip(pending, np.searchsorted(edges, s, side="right"), s):
+    for (index, tok, msk, nom), level, si in zip(
+        pending, np.searchsorted(edges, s, side="right"), s
+    ):
         if len(levels[level]) < per_level:
             levels[level].append((index, tok, msk, float(si), nom))
 
 
-def _check_filled(source_task: Task, rows: dict[str, list[list[_Binned]]], per_level: int, draws: int) -> None:
+def _check_filled(
+    source_task: Task, rows: dict[str, list[list[_Binned]]], per_level: int, draws: int
+) -> None:
     """``ValueError`` naming the short levels of the first split with a level under ``per_level`` rows."""
     for split, levels in rows.items():
         short = {k + 1: len(level) for k, level in enumerate(levels) if len(level) < per_level}

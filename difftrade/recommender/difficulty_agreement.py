@@ -18,7 +18,9 @@ from difftrade.tasks.base import Task
 
 
 # ---- agreement ------------------------------------------------------------------------------------
-def rank_agreement(scores: np.ndarray, nominal: np.ndarray, num_levels: int, nominal_levels: tuple[int, ...]) -> dict[str, Any]:
+def rank_agreement(
+    scores: np.ndarray, nominal: np.ndarray, num_levels: int, nominal_levels: tuple[int, ...]
+) -> dict[str, Any]:
     """How model-based and nominal difficulty agree on the same examples.
 
     scores float ``[N]`` (reference loss), nominal int ``[N]``. Model-based levels are
@@ -31,7 +33,9 @@ def rank_agreement(scores: np.ndarray, nominal: np.ndarray, num_levels: int, nom
     scores, nominal = np.asarray(scores, np.float64).ravel(), np.asarray(nominal).ravel()
     n = scores.shape[0]
     if nominal.shape[0] != n or n < 2 or n < num_levels:
-        raise ValueError(f"rank_agreement: {n} scores and {nominal.shape[0]} levels; need equal lengths >= max(2, num_levels)")
+        raise ValueError(
+            f"rank_agreement: {n} scores and {nominal.shape[0]} levels; need equal lengths >= max(2, num_levels)"
+        )
     result = stats.spearmanr(scores, nominal)
     model_level = np.empty(n, np.int64)
     model_level[np.argsort(scores, kind="stable")] = np.arange(n) * num_levels // n
@@ -39,16 +43,28 @@ def rank_agreement(scores: np.ndarray, nominal: np.ndarray, num_levels: int, nom
     column = {d: j for j, d in enumerate(nominal_levels)}
     np.add.at(counts, (model_level, np.asarray([column[int(d)] for d in nominal])), 1)
     mean_nominal = counts @ np.asarray(nominal_levels, np.float64) / counts.sum(axis=1)
-    mean_score = np.asarray([scores[nominal == d].mean() if np.any(nominal == d) else np.nan for d in nominal_levels])
+    mean_score = np.asarray(
+        [scores[nominal == d].mean() if np.any(nominal == d) else np.nan for d in nominal_levels]
+    )
     return {
-        "spearman_rho": float(result.statistic), "spearman_pvalue": float(result.pvalue), "n": int(n),
-        "mean_nominal": mean_nominal, "mean_score": mean_score, "counts": counts,
+        "spearman_rho": float(result.statistic),
+        "spearman_pvalue": float(result.pvalue),
+        "n": int(n),
+        "mean_nominal": mean_nominal,
+        "mean_score": mean_score,
+        "counts": counts,
     }
 
 
 def agreement(
-    source_task: Task, ref_params: Params, model_cfg: ModelConfig, n: int, key: jax.Array, *,
-    num_levels: int | None = None, split: str = "pool",
+    source_task: Task,
+    ref_params: Params,
+    model_cfg: ModelConfig,
+    n: int,
+    key: jax.Array,
+    *,
+    num_levels: int | None = None,
+    split: str = "pool",
 ) -> dict[str, Any]:
     """Rank agreement of reference loss and nominal level on ``n`` fresh examples.
 
@@ -68,10 +84,16 @@ def agreement(
 def format_agreement(result: dict[str, Any]) -> str:
     """A few readable lines of an ``agreement`` result."""
     mean_nominal = ", ".join(f"{x:.2f}" for x in result["mean_nominal"])
-    mean_score = ", ".join(f"{d}: {x:.3f}" for d, x in zip(result["nominal_levels"], result["mean_score"]))
-    return "\n".join([
-        (f"{result['task']}: Spearman rho(reference loss, nominal level) = {result['spearman_rho']:.3f} "
-         f"(p = {result['spearman_pvalue']:.2g}, n = {result['n']})"),
-        f"  mean nominal level per model-based level 1..{len(result['mean_nominal'])}: {mean_nominal}",
-        f"  mean reference loss per nominal level: {mean_score}",
-    ])
+    mean_score = ", ".join(
+        f"{d}: {x:.3f}" for d, x in zip(result["nominal_levels"], result["mean_score"])
+    )
+    return "\n".join(
+        [
+            (
+                f"{result['task']}: Spearman rho(reference loss, nominal level) = {result['spearman_rho']:.3f} "
+                f"(p = {result['spearman_pvalue']:.2g}, n = {result['n']})"
+            ),
+            f"  mean nominal level per model-based level 1..{len(result['mean_nominal'])}: {mean_nominal}",
+            f"  mean reference loss per nominal level: {mean_score}",
+        ]
+    )

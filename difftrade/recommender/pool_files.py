@@ -37,8 +37,10 @@ def load_scores(path: str | Path, column: str | int | None = None) -> np.ndarray
         try:
             frame = pd.read_parquet(path)
         except Exception as err:  # noqa: BLE001 - pyarrow raises its own error types on a damaged file
-            raise ValueError(f"scores file {str(path)!r} is not a readable Parquet file ({type(err).__name__}: "
-                             f"{' '.join(str(err).split())[:200]})") from None
+            raise ValueError(
+                f"scores file {str(path)!r} is not a readable Parquet file ({type(err).__name__}: "
+                f"{' '.join(str(err).split())[:200]})"
+            ) from None
         name = _column_name(list(map(str, frame.columns)), column, path)
         values = frame[frame.columns[list(map(str, frame.columns)).index(name)]].to_numpy()
         return _nonempty(check_scores(values, f"{path.name}:{name}"), path)
@@ -49,8 +51,10 @@ def load_scores(path: str | Path, column: str | int | None = None) -> np.ndarray
     try:
         return _read_delimited(path, "\t" if suffix == ".tsv" else ",", column)
     except UnicodeDecodeError as err:
-        raise ValueError(f"scores file {str(path)!r} is not text ({err.reason} at byte {err.start}); "
-                         "allowed: a UTF-8 CSV/TSV with a header row") from None
+        raise ValueError(
+            f"scores file {str(path)!r} is not text ({err.reason} at byte {err.start}); "
+            "allowed: a UTF-8 CSV/TSV with a header row"
+        ) from None
 
 
 def _read_npy(path: Path) -> np.ndarray:
@@ -58,8 +62,10 @@ def _read_npy(path: Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except Exception as err:  # noqa: BLE001 - numpy raises Value, EOF, OS or Unpickling errors
-        raise ValueError(f"scores file {str(path)!r} is not a readable .npy array of numbers "
-                         f"({type(err).__name__}: {' '.join(str(err).split())[:160]})") from None
+        raise ValueError(
+            f"scores file {str(path)!r} is not a readable .npy array of numbers "
+            f"({type(err).__name__}: {' '.join(str(err).split())[:160]})"
+        ) from None
 
 
 def _read_delimited(path: Path, delimiter: str, column: str | int | None) -> np.ndarray:
@@ -89,14 +95,18 @@ def _read_delimited(path: Path, delimiter: str, column: str | int | None) -> np.
                     f"{path.name} line {line}, column {name!r}: {cell!r}; allowed: finite numbers"
                 )
             values.append(v)
-    return _nonempty(check_scores(np.asarray(values, dtype=np.float64), f"{path.name}:{name}"), path)
+    return _nonempty(
+        check_scores(np.asarray(values, dtype=np.float64), f"{path.name}:{name}"), path
+    )
 
 
 def _nonempty(scores: np.ndarray, path: Path) -> np.ndarray:
     """``scores [P]`` unchanged; ``ValueError`` naming the file when ``P == 0`` (a header-only CSV, an empty array)."""
     if scores.size == 0:
-        raise ValueError(f"scores file {str(path)!r} holds no scores (a header row alone, or an empty array); "
-                         "allowed: one score per pool example")
+        raise ValueError(
+            f"scores file {str(path)!r} holds no scores (a header row alone, or an empty array); "
+            "allowed: one score per pool example"
+        )
     return scores
 
 

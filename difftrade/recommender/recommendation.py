@@ -118,9 +118,7 @@ class Recommendation:
         if self.expected_risk is not None:
             line = f"  expected target risk {self.expected_risk:.3f}"
             if self.runner_up is not None:
-                line += (
-                    f"; runner-up difficulty {format_number(self.runner_up)} is worse by {self.margin:.3f}"
-                )
+                line += f"; runner-up difficulty {format_number(self.runner_up)} is worse by {self.margin:.3f}"
             lines.append(line)
         if self.n_boot and self.share:
             shares = ", ".join(

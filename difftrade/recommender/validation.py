@@ -166,7 +166,9 @@ def validate_leave_one_budget_out(
 
 
 def _fold_predictions(
-    surf: Surface, models: Sequence[tradeoff_families.TradeoffModel] | None, pred: dict[str, np.ndarray]
+    surf: Surface,
+    models: Sequence[tradeoff_families.TradeoffModel] | None,
+    pred: dict[str, np.ndarray],
 ) -> tuple[np.ndarray, list[str], np.ndarray]:
     """Fill ``pred["interpolate"]``, ``pred["model"]`` and ``pred["auto"]`` fold by fold (each budget
     predicted from the others); returns the unrounded model d* ``[N]``, the family each fold chose,

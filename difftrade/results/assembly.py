@@ -16,10 +16,15 @@ from difftrade.results.provenance import device_kind, versions
 from difftrade.tasks import data
 from difftrade.train.evaluate import risks
 
-STOPPING_VARIABLES = ("selected_step", "stopped_step")  # per member, with train.stopping = "validation"
+STOPPING_VARIABLES = (
+    "selected_step",
+    "stopped_step",
+)  # per member, with train.stopping = "validation"
 
 
-def chunk_dataset(member_index: np.ndarray, train_out: dict[str, np.ndarray], eval_out: dict[str, np.ndarray]) -> xr.Dataset:
+def chunk_dataset(
+    member_index: np.ndarray, train_out: dict[str, np.ndarray], eval_out: dict[str, np.ndarray]
+) -> xr.Dataset:
     """Per-member results of one chunk (dim ``member`` = flat grid index)."""
     m = ("member",)
     return xr.Dataset(
@@ -28,10 +33,20 @@ def chunk_dataset(member_index: np.ndarray, train_out: dict[str, np.ndarray], ev
             "train_ce": (m, eval_out["train_ce"].astype(np.float64)),
             "level_exact": (("member", "level"), eval_out["level_exact"].astype(np.float64)),
             "level_ce": (("member", "level"), eval_out["level_ce"].astype(np.float64)),
-            "loss_curve": (("member", "checkpoint"), np.asarray(train_out["loss_curve"], np.float64)),
-            "accuracy_curve": (("member", "checkpoint"), np.asarray(train_out["accuracy_curve"], np.float64)),
+            "loss_curve": (
+                ("member", "checkpoint"),
+                np.asarray(train_out["loss_curve"], np.float64),
+            ),
+            "accuracy_curve": (
+                ("member", "checkpoint"),
+                np.asarray(train_out["accuracy_curve"], np.float64),
+            ),
             "nonfinite_steps": (m, np.asarray(train_out["nonfinite_steps"], np.int32)),
-            **{k: (m, np.asarray(train_out[k], np.int32)) for k in STOPPING_VARIABLES if train_out.get(k) is not None},
+            **{
+                k: (m, np.asarray(train_out[k], np.int32))
+                for k in STOPPING_VARIABLES
+                if train_out.get(k) is not None
+            },
         },
         coords={"member": member_index.astype(np.int32)},
     )
@@ -45,7 +60,9 @@ def checkpoints(train: Any) -> np.ndarray:
     return (k if train.epochs else k * (train.steps // train.num_checkpoints)).astype(np.int32)
 
 
-def assemble(cfg: Any, chunks: list[xr.Dataset], extra_attrs: dict[str, Any] | None = None) -> xr.Dataset:
+def assemble(
+    cfg: Any, chunks: list[xr.Dataset], extra_attrs: dict[str, Any] | None = None
+) -> xr.Dataset:
     """Stack chunk datasets into the labelled grid and add risks and gaps.
 
     ``cfg`` is a ``RunConfig``. Members are in grid order (difficulty, budget, seed). A member
@@ -55,7 +72,9 @@ def assemble(cfg: Any, chunks: list[xr.Dataset], extra_attrs: dict[str, Any] | N
     flat = xr.concat(chunks, dim="member").sortby("member")
     num = int(np.prod(cfg.grid_shape))
     if flat.sizes["member"] != num or not np.array_equal(flat["member"].values, np.arange(num)):
-        raise ValueError(f"chunks cover {flat.sizes['member']} of {num} members: the run is incomplete")
+        raise ValueError(
+            f"chunks cover {flat.sizes['member']} of {num} members: the run is incomplete"
+        )
     task = cfg.task
     shape = cfg.grid_shape
     g = cfg.grid
@@ -74,7 +93,10 @@ def assemble(cfg: Any, chunks: list[xr.Dataset], extra_attrs: dict[str, Any] | N
     train_w = cfg.train_weights()
     target_w = cfg.target_weights()
     r = risks(
-        variables["train_exact"][1], variables["level_exact"][1], train_w[:, None, None, :], target_w
+        variables["train_exact"][1],
+        variables["level_exact"][1],
+        train_w[:, None, None, :],
+        target_w,
     )
     diverged = variables["nonfinite_steps"][1] > 0
     variables["diverged"] = (grid_dims, diverged)

@@ -40,5 +40,7 @@ def describe_diverged(ds: xr.Dataset, limit: int = 10) -> str:
         for i, j, k in np.argwhere(bad.values)
     ]
     more = f", ... and {len(cells) - limit} more" if len(cells) > limit else ""
-    return (f"{len(cells)} diverged member(s) (NaN/inf training steps; their risks are NaN and excluded), "
-            f"(d, n, seed): {', '.join(cells[:limit])}{more}")
+    return (
+        f"{len(cells)} diverged member(s) (NaN/inf training steps; their risks are NaN and excluded), "
+        f"(d, n, seed): {', '.join(cells[:limit])}{more}"
+    )

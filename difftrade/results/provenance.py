@@ -33,7 +33,9 @@ def source_revision() -> str:
     pkg = Path(__file__).resolve().parent
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=pkg, capture_output=True, text=True, timeout=20, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=pkg, capture_output=True, text=True, timeout=20, check=True
+        ).stdout.strip()
 
     try:
         git("ls-files", "--error-unmatch", "__init__.py")  # the package is tracked by this checkout

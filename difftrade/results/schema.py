@@ -125,8 +125,17 @@ def results_path(path: str | Path) -> Path:
 
 GRID_DIMS = ("difficulty", "budget", "seed")
 # what every results.nc written by difftrade run holds (docs/runs back to tradeoff_v1.nc)
-RESULTS_VARIABLES = ("train_exact", "level_exact", "train_risk", "test_risk", "target_risk",
-                     "generalization_gap", "extrapolation_gap", "train_weights", "target_weights")
+RESULTS_VARIABLES = (
+    "train_exact",
+    "level_exact",
+    "train_risk",
+    "test_risk",
+    "target_risk",
+    "generalization_gap",
+    "extrapolation_gap",
+    "train_weights",
+    "target_weights",
+)
 ALLOWED_RESULTS = "allowed: a results.nc written by `difftrade run`, or its run directory"
 
 
@@ -149,8 +158,10 @@ def open_netcdf(path: str | Path) -> xr.Dataset:
     except PermissionError as err:
         raise ValueError(f"{path} cannot be read ({err.strerror}); {ALLOWED_RESULTS}") from None
     except Exception as err:  # noqa: BLE001 - scipy's reader raises Type, Value, Index, OS or EOF errors
-        raise ValueError(f"{path} is not a difftrade results file (not a readable netCDF3 file: "
-                         f"{_first_line(err)}); {ALLOWED_RESULTS}") from None
+        raise ValueError(
+            f"{path} is not a difftrade results file (not a readable netCDF3 file: "
+            f"{_first_line(err)}); {ALLOWED_RESULTS}"
+        ) from None
 
 
 def file_kind(ds: xr.Dataset) -> str | None:
@@ -170,8 +181,10 @@ def require(ds: xr.Dataset, names: tuple[str, ...], purpose: str) -> None:
     missing = [n for n in names if n not in ds.variables]
     if missing:
         source = ds.encoding.get("source", "the results dataset")
-        raise ValueError(f"{source} is not a difftrade results file (lacks the variables {missing} that {purpose} "
-                         f"reads); {ALLOWED_RESULTS}")
+        raise ValueError(
+            f"{source} is not a difftrade results file (lacks the variables {missing} that {purpose} "
+            f"reads); {ALLOWED_RESULTS}"
+        )
 
 
 def load(path: str | Path) -> xr.Dataset:
@@ -186,8 +199,8 @@ def load(path: str | Path) -> xr.Dataset:
     if file_kind(ds) is None:
         dims = [d for d in GRID_DIMS if d not in ds.dims]
         variables = [v for v in RESULTS_VARIABLES if v not in ds.variables]
-        raise ValueError(f"{path} is not a difftrade results file (lacks the dims {dims} and the variables {variables}; "
-                         f"it holds {sorted(map(str, ds.data_vars))[:10]}); {ALLOWED_RESULTS}")
+        raise ValueError(
+            f"{path} is not a difftrade results file (lacks the dims {dims} and the variables {variables}; "
+            f"it holds {sorted(map(str, ds.data_vars))[:10]}); {ALLOWED_RESULTS}"
+        )
     return ds
-
-

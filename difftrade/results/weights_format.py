@@ -20,7 +20,9 @@ import numpy as np
 
 from difftrade.config.files import one_line
 
-WEIGHTS_PREFIX = "params"  # the weight arrays' keys in an .npz: "params/<tree path>" (beside "member")
+WEIGHTS_PREFIX = (
+    "params"  # the weight arrays' keys in an .npz: "params/<tree path>" (beside "member")
+)
 LEGACY_KEY = re.compile(r"leaf_\d{3,}")  # older weights files: "leaf_000", ... in tree order
 
 
@@ -40,8 +42,10 @@ def weight_key(path: tuple[Any, ...]) -> str:
     parts = [_path_part(entry) for entry in path]
     for part in parts:
         if not part or "/" in part:
-            raise ValueError(f"parameter tree path {'/'.join(parts)!r} has the part {part!r}; "
-                             "allowed: non-empty names without '/' (they make the weights' keys)")
+            raise ValueError(
+                f"parameter tree path {'/'.join(parts)!r} has the part {part!r}; "
+                "allowed: non-empty names without '/' (they make the weights' keys)"
+            )
     return "/".join((WEIGHTS_PREFIX, *parts))
 
 
@@ -50,14 +54,18 @@ def weight_keys(tree: Any) -> list[str]:
     keys = [weight_key(path) for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
     if len(set(keys)) < len(keys):
         twice = next(k for i, k in enumerate(keys) if k in keys[:i])
-        raise ValueError(f"two leaves of the parameter tree have the key {twice!r}; allowed: leaf paths that differ")
+        raise ValueError(
+            f"two leaves of the parameter tree have the key {twice!r}; allowed: leaf paths that differ"
+        )
     return keys
 
 
 def flatten_params(params: Any) -> dict[str, np.ndarray]:
     """Parameter pytree -> ``{"params/blocks/0/qkv/kernel": array, ...}``, each leaf keyed by its tree
     path (:func:`weight_key`), for an ``.npz``; a bare array -> ``{"params": array}``."""
-    return dict(zip(weight_keys(params), (np.asarray(x) for x in jax.tree.leaves(params)), strict=True))
+    return dict(
+        zip(weight_keys(params), (np.asarray(x) for x in jax.tree.leaves(params)), strict=True)
+    )
 
 
 def keyed_params(like: Any, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -73,12 +81,17 @@ def keyed_params(like: Any, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarr
     missing = [k for k in wanted if k not in stored]
     unexpected = [k for k in stored if k not in set(wanted)]
     if missing or unexpected:
+
         def first(found: list[str]) -> str:
             return repr(found[0]) + (f" (and {len(found) - 1} more)" if len(found) > 1 else "")
+
         problems = ([f"lack {first(missing)}"] if missing else []) + (
-            [f"hold {first(unexpected)}, not a leaf of the parameter tree"] if unexpected else [])
-        raise ValueError(f"the weights {' and '.join(problems)}; allowed: one array per leaf of the "
-                         f"{len(keys)}-leaf tree, keyed by its path (e.g. {keys[0] if keys else WEIGHTS_PREFIX!r})")
+            [f"hold {first(unexpected)}, not a leaf of the parameter tree"] if unexpected else []
+        )
+        raise ValueError(
+            f"the weights {' and '.join(problems)}; allowed: one array per leaf of the "
+            f"{len(keys)}-leaf tree, keyed by its path (e.g. {keys[0] if keys else WEIGHTS_PREFIX!r})"
+        )
     return {key: stored[name] for key, name in zip(keys, wanted, strict=True)}
 
 
@@ -102,11 +115,15 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
 def npz_members(arrays: dict[str, np.ndarray], path: Path) -> np.ndarray:
     """The ``member [m]`` ids of a weights file and a check that every leaf has leading axis ``m``."""
     if "member" not in arrays:
-        raise ValueError(f"{path} has no 'member' array; allowed: a chunk weights file written by difftrade run")
+        raise ValueError(
+            f"{path} has no 'member' array; allowed: a chunk weights file written by difftrade run"
+        )
     ids = np.asarray(arrays["member"]).astype(np.int64).ravel()
     for key, leaf in arrays.items():
         if key != "member" and (leaf.ndim == 0 or leaf.shape[0] != ids.shape[0]):
-            raise ValueError(f"{path}: {key} has shape {leaf.shape} for {ids.shape[0]} members; allowed: leading axis {ids.shape[0]}")
+            raise ValueError(
+                f"{path}: {key} has shape {leaf.shape} for {ids.shape[0]} members; allowed: leading axis {ids.shape[0]}"
+            )
     return ids
 
 
@@ -133,13 +150,24 @@ def load_weights(path: str | Path) -> tuple[np.ndarray, Any]:
     stored = {k: v for k, v in arrays.items() if k != "member"}
     if WEIGHTS_PREFIX in stored:
         if len(stored) > 1:
-            raise ValueError(f"{path} holds {WEIGHTS_PREFIX!r} and other arrays; allowed: a weights file written by difftrade run")
+            raise ValueError(
+                f"{path} holds {WEIGHTS_PREFIX!r} and other arrays; allowed: a weights file written by difftrade run"
+            )
         return ids, stored[WEIGHTS_PREFIX]
-    folders = {"/".join(parts[:i]) for parts in (k.split("/") for k in stored) for i in range(2, len(parts))}
+    folders = {
+        "/".join(parts[:i])
+        for parts in (k.split("/") for k in stored)
+        for i in range(2, len(parts))
+    }
     for key in stored:
-        if not (LEGACY_KEY.fullmatch(key) or key.startswith(f"{WEIGHTS_PREFIX}/")) or key in folders:
-            raise ValueError(f"{path} holds the array {key!r}; allowed: a weights file written by difftrade run "
-                             f"(keys {WEIGHTS_PREFIX}/<tree path>, none the folder of another, and member)")
+        if (
+            not (LEGACY_KEY.fullmatch(key) or key.startswith(f"{WEIGHTS_PREFIX}/"))
+            or key in folders
+        ):
+            raise ValueError(
+                f"{path} holds the array {key!r}; allowed: a weights file written by difftrade run "
+                f"(keys {WEIGHTS_PREFIX}/<tree path>, none the folder of another, and member)"
+            )
     nested: dict[str, Any] = {}
     for key, value in stored.items():
         *folder, name = key.split("/")[1:] if "/" in key else [key]

@@ -31,7 +31,15 @@ from difftrade.results import weights_format
 from difftrade.results.weights_format import npz_members, read_npz
 
 CHUNK_NAME = re.compile(r"chunk_m(\d+)-(\d+)\.nc")
-CHUNK_VARIABLES = ("train_exact", "train_ce", "level_exact", "level_ce", "loss_curve", "accuracy_curve", "nonfinite_steps")
+CHUNK_VARIABLES = (
+    "train_exact",
+    "train_ce",
+    "level_exact",
+    "level_ce",
+    "loss_curve",
+    "accuracy_curve",
+    "nonfinite_steps",
+)
 
 
 def chunk_stem(chunks_dir: Path, members: np.ndarray) -> Path:
@@ -50,7 +58,9 @@ WEIGHT_KINDS = ("params", "prior", "coords")
 def weight_kinds(cfg: RunConfig) -> tuple[str, ...]:
     """The weights files each chunk of ``cfg`` has: ``params``, ``prior`` (``train.prefix_steps > 0``),
     ``coords`` (``[subspace]`` on: each member's coordinates ``z [D]``)."""
-    return ("params",) + ("prior",) * bool(cfg.train.prefix_steps) + ("coords",) * cfg.subspace.enabled
+    return (
+        ("params",) + ("prior",) * bool(cfg.train.prefix_steps) + ("coords",) * cfg.subspace.enabled
+    )
 
 
 def weights_file(chunk: Path, kind: str) -> Path:
@@ -69,7 +79,11 @@ def check_chunk(path: Path, num_members: int, kinds: tuple[str, ...]) -> xr.Data
         ds = results.load(path)
     except Exception as err:  # noqa: BLE001 - scipy's netCDF reader raises many types on a damaged file
         raise ValueError(f"unreadable ({one_line(err)})") from None
-    missing = [v for v in ("member", *CHUNK_VARIABLES) if v not in ds.variables or ds[v].dims[:1] != ("member",)]
+    missing = [
+        v
+        for v in ("member", *CHUNK_VARIABLES)
+        if v not in ds.variables or ds[v].dims[:1] != ("member",)
+    ]
     if missing:
         raise ValueError(f"lacks the per-member variables {missing}")
     ids = np.asarray(ds["member"].values).astype(np.int64)
@@ -79,11 +93,15 @@ def check_chunk(path: Path, num_members: int, kinds: tuple[str, ...]) -> xr.Data
         raise ValueError(f"member ids {ids.tolist()} are outside the grid's 0..{num_members - 1}")
     named = CHUNK_NAME.fullmatch(path.name)
     if named and (int(named[1]), int(named[2])) != (int(ids.min()), int(ids.max())):
-        raise ValueError(f"its name says members {int(named[1])}..{int(named[2])} but it holds {ids.tolist()}")
+        raise ValueError(
+            f"its name says members {int(named[1])}..{int(named[2])} but it holds {ids.tolist()}"
+        )
     for kind in kinds:
         stored = npz_members(read_npz(weights_file(path, kind)), weights_file(path, kind))
         if not np.array_equal(stored, ids):
-            raise ValueError(f"{weights_file(path, kind).name} holds members {stored.tolist()}, the chunk {ids.tolist()}")
+            raise ValueError(
+                f"{weights_file(path, kind).name} holds members {stored.tolist()}, the chunk {ids.tolist()}"
+            )
     return ds
 
 
@@ -96,10 +114,14 @@ def discard(path: Path, reason: str) -> None:
             while target.exists():
                 target, k = p.with_name(f"{p.name}.discarded{k}"), k + 1
             os.replace(p, target)
-    log.warning(f"difftrade: discarded {path} ({reason}); moved aside as *.discarded, its members are retrained")
+    log.warning(
+        f"difftrade: discarded {path} ({reason}); moved aside as *.discarded, its members are retrained"
+    )
 
 
-def finished_members(out_dir: Path, num_members: int, kinds: tuple[str, ...] = ("params",)) -> tuple[list[xr.Dataset], set[int]]:
+def finished_members(
+    out_dir: Path, num_members: int, kinds: tuple[str, ...] = ("params",)
+) -> tuple[list[xr.Dataset], set[int]]:
     """Chunk datasets on disk that pass :func:`check_chunk`, and the member indices they cover.
 
     A chunk that fails a check, or repeats a member of a chunk kept before it (name order), and
@@ -138,7 +160,12 @@ class RunChunks:
     """
 
     def __init__(self, out_dir: Path, finished: list[xr.Dataset], done: np.ndarray, writes: bool):
-        self.folder, self.finished, self.done, self.writes = Path(out_dir) / "chunks", finished, done, writes
+        self.folder, self.finished, self.done, self.writes = (
+            Path(out_dir) / "chunks",
+            finished,
+            done,
+            writes,
+        )
 
     def stored(self, members: np.ndarray) -> tuple[list[xr.Dataset], np.ndarray]:
         return list(self.finished), self.done[np.isin(self.done, members)]
@@ -148,10 +175,16 @@ class RunChunks:
         ``params``, ``prior_params``, ``coords`` (each ``[m, ...]`` leaves, or None when off)."""
         if self.writes:
             chunk = chunk_stem(self.folder, ids).with_suffix(".nc")
-            for kind, field in (("params", "params"), ("prior", "prior_params"), ("coords", "coords")):
+            for kind, field in (
+                ("params", "params"),
+                ("prior", "prior_params"),
+                ("coords", "coords"),
+            ):
                 if arrays[field] is not None:
-                    results.atomic_save_npz({"member": ids, **weights_format.flatten_params(arrays[field])},
-                                            weights_file(chunk, kind))
+                    results.atomic_save_npz(
+                        {"member": ids, **weights_format.flatten_params(arrays[field])},
+                        weights_file(chunk, kind),
+                    )
             results.atomic_write_netcdf(arrays["results"], chunk)
         return arrays["results"]
 
@@ -160,7 +193,9 @@ class RunChunks:
         return f"(chunk of {ds.sizes['member']}{f', {bad} with NaN/inf steps' if bad else ''})"
 
 
-TEMPORARY = re.compile(r"\..+\.tmp(\d+)(\.npz)?")  # the atomic writers' temporary files: .NAME.tmpPID[.npz]
+TEMPORARY = re.compile(
+    r"\..+\.tmp(\d+)(\.npz)?"
+)  # the atomic writers' temporary files: .NAME.tmpPID[.npz]
 
 
 def clear_temporaries(out_dir: Path) -> None:
@@ -171,19 +206,25 @@ def clear_temporaries(out_dir: Path) -> None:
             named = TEMPORARY.fullmatch(path.name)
             if named and path.is_file() and not pid_alive(int(named[1])):
                 path.unlink()
-                log.warning(f"difftrade: removed {path} (the temporary file of an interrupted write)")
+                log.warning(
+                    f"difftrade: removed {path} (the temporary file of an interrupted write)"
+                )
 
 
 def grid_size(out_dir: Path) -> int:
     """Members of a run directory's grid (difficulties x budgets x seeds of its ``config.json``)."""
     meta = Path(out_dir) / META
     if not meta.exists():
-        raise ValueError(f"{str(out_dir)!r} has no {META}; allowed: a directory written by difftrade run")
+        raise ValueError(
+            f"{str(out_dir)!r} has no {META}; allowed: a directory written by difftrade run"
+        )
     try:
         return grid_members(read_meta(out_dir)["config"])
     except (KeyError, TypeError) as err:
-        raise ValueError(f"{meta}: its config has no grid of difficulties, budgets and seeds ({one_line(err)}); "
-                         "allowed: the config.json that difftrade run wrote") from None
+        raise ValueError(
+            f"{meta}: its config has no grid of difficulties, budgets and seeds ({one_line(err)}); "
+            "allowed: the config.json that difftrade run wrote"
+        ) from None
 
 
 def _check_cover(stored: list[tuple[Path, np.ndarray]], num_members: int, kind: str) -> None:
@@ -195,18 +236,30 @@ def _check_cover(stored: list[tuple[Path, np.ndarray]], num_members: int, kind: 
     repeated = [m for m, names in owners.items() if len(names) > 1]
     if repeated:
         m = min(repeated)
-        raise ValueError(f"member {m} is in {' and '.join(owners[m])}; allowed: each member in one chunk "
-                         "(`difftrade run CONFIG --out DIR --resume` checks the chunks and retrains)")
+        raise ValueError(
+            f"member {m} is in {' and '.join(owners[m])}; allowed: each member in one chunk "
+            "(`difftrade run CONFIG --out DIR --resume` checks the chunks and retrains)"
+        )
     lost = sorted(set(range(num_members)) - set(owners))
     extra = sorted(set(owners) - set(range(num_members)))
     if lost or extra:
-        wrong = "; ".join(part for part in (f"lack members {lost[:10]}" if lost else "",
-                                            f"hold members {extra[:10]} outside the grid" if extra else "") if part)
-        raise ValueError(f"the chunk_*.{kind}.npz files of {str(stored[0][0].parent)!r} {wrong}; "
-                         f"allowed: exactly the members 0..{num_members - 1}")
+        wrong = "; ".join(
+            part
+            for part in (
+                f"lack members {lost[:10]}" if lost else "",
+                f"hold members {extra[:10]} outside the grid" if extra else "",
+            )
+            if part
+        )
+        raise ValueError(
+            f"the chunk_*.{kind}.npz files of {str(stored[0][0].parent)!r} {wrong}; "
+            f"allowed: exactly the members 0..{num_members - 1}"
+        )
 
 
-def load_params(out_dir: str | Path, like: object, kind: str = "params") -> tuple[np.ndarray, object]:
+def load_params(
+    out_dir: str | Path, like: object, kind: str = "params"
+) -> tuple[np.ndarray, object]:
     """All trained weights of a run: (member indices ``[M]`` = ``0..M-1``, params pytree with leading ``M``).
 
     ``like`` is a params pytree of one member (for the tree structure). ``kind="coords"``: the
@@ -219,15 +272,23 @@ def load_params(out_dir: str | Path, like: object, kind: str = "params") -> tupl
     out_dir = Path(out_dir)
     paths = [weights_file(c, kind) for c in chunk_files(out_dir)]
     if not any(p.exists() for p in paths):
-        raise ValueError(f"{str(out_dir)!r} holds no chunk_*.{kind}.npz files" + (
-            " (prior weights are saved only by runs with train.prefix_steps > 0)" if kind == "prior" else ""))
+        raise ValueError(
+            f"{str(out_dir)!r} holds no chunk_*.{kind}.npz files"
+            + (
+                " (prior weights are saved only by runs with train.prefix_steps > 0)"
+                if kind == "prior"
+                else ""
+            )
+        )
     stored, leaves = [], []
     for path in paths:
         try:
             arrays = read_npz(path)
         except ValueError as err:
-            raise ValueError(f"{err}; allowed: each chunk_*.nc with a complete .{kind}.npz beside it (`difftrade run "
-                             "CONFIG --out DIR --resume` moves a damaged chunk aside and retrains it)") from None
+            raise ValueError(
+                f"{err}; allowed: each chunk_*.nc with a complete .{kind}.npz beside it (`difftrade run "
+                "CONFIG --out DIR --resume` moves a damaged chunk aside and retrains it)"
+            ) from None
         stored.append((path, npz_members(arrays, path)))
         try:  # keyed by tree path (older files: leaf_NNN in tree order), so files of both kinds mix
             leaves.append(weights_format.keyed_params(like, arrays))

@@ -118,7 +118,9 @@ def plan(
             done[list(members)] = 1
         except ValueError as err:
             refused = err
-        except BaseException:  # a failed write or read (a full disk): as a refusal, but raised as it is
+        except (
+            BaseException
+        ):  # a failed write or read (a full disk): as a refusal, but raised as it is
             undo_prepare(created)
             if lock is not None:
                 lock.release()  # else this process would refuse its own next run of out_dir
@@ -130,7 +132,9 @@ def plan(
             lock.release()
         raise refused
     if not flags[0]:
-        raise ValueError(f"process 0 refused --out {str(out_dir)!r} (its error says why); nothing was trained")
+        raise ValueError(
+            f"process 0 refused --out {str(out_dir)!r} (its error says why); nothing was trained"
+        )
     return chunks, flags[1:].astype(bool), created
 
 
@@ -165,9 +169,23 @@ def run(
     lock = DirLock(out_dir)  # held from plan() to the end of the run
     chunks, done, created = plan(cfg, out_dir, resume, pop.size, lock)
     try:
-        return _train_chunks(cfg, out_dir, task, pop, run_key, base, chunks, done, progress, stop_after_chunks, on_chunk)
+        return _train_chunks(
+            cfg,
+            out_dir,
+            task,
+            pop,
+            run_key,
+            base,
+            chunks,
+            done,
+            progress,
+            stop_after_chunks,
+            on_chunk,
+        )
     except BaseException:
-        if is_main() and not chunk_files(out_dir):  # nothing trained yet: leave the directory as it was
+        if is_main() and not chunk_files(
+            out_dir
+        ):  # nothing trained yet: leave the directory as it was
             undo_prepare(created)
         raise
     finally:
@@ -175,19 +193,33 @@ def run(
 
 
 def _train_chunks(
-    cfg: RunConfig, out_dir: Path, task: Task, pop: Population, run_key: jax.Array, base: Any, chunks: list[xr.Dataset],
-    done: np.ndarray, progress: bool, stop_after_chunks: int | None, on_chunk: Callable[[int, xr.Dataset], None] | None,
+    cfg: RunConfig,
+    out_dir: Path,
+    task: Task,
+    pop: Population,
+    run_key: jax.Array,
+    base: Any,
+    chunks: list[xr.Dataset],
+    done: np.ndarray,
+    progress: bool,
+    stop_after_chunks: int | None,
+    on_chunk: Callable[[int, xr.Dataset], None] | None,
 ) -> xr.Dataset | None:
     """The chunks of :func:`run` (:func:`~difftrade.runner.population.run_chunks` over the run's chunk
     files) and the results file, in a prepared ``out_dir`` (``base``: the starting params of
     ``run.init``, or None from scratch; ``done`` bool ``[M]``: members on disk)."""
     todo = np.flatnonzero(~done)
-    size = cfg.run.chunk_size or auto_chunk_size(cfg.model, cfg.train, task.seq_len, max(len(todo), 1))
+    size = cfg.run.chunk_size or auto_chunk_size(
+        cfg.model, cfg.train, task.seq_len, max(len(todo), 1)
+    )
     size = -(-size // jax.device_count()) * jax.device_count()
     planned = [(ids, width) for _, ids, width in chunk_plan(cfg.train, pop.budget, todo, size)]
     stopped = stop_after_chunks is not None and len(planned) > stop_after_chunks
     store = RunChunks(out_dir, chunks, np.flatnonzero(done), is_main())
-    log, traced = SessionLog(out_dir, int(size), is_main()), sum(TRACES.values())  # programs compiled before: not this session's
+    log, traced = (
+        SessionLog(out_dir, int(size), is_main()),
+        sum(TRACES.values()),
+    )  # programs compiled before: not this session's
 
     def after(c: int, ds: xr.Dataset) -> None:
         log.chunk_done(ds.sizes["member"], sum(TRACES.values()) - traced)
@@ -197,8 +229,14 @@ def _train_chunks(
     bar = Progress(pop.size, progress and is_main(), cfg.train.num_checkpoints)
     SEGMENT_LISTENERS.append(bar.segment)
     try:
-        parts = run_chunks(np.arange(pop.size), lambda _: planned[:stop_after_chunks], ChunkTrainer(cfg, task, pop, run_key, base),
-                           store, bar, after)
+        parts = run_chunks(
+            np.arange(pop.size),
+            lambda _: planned[:stop_after_chunks],
+            ChunkTrainer(cfg, task, pop, run_key, base),
+            store,
+            bar,
+            after,
+        )
     finally:
         SEGMENT_LISTENERS.remove(bar.segment)
     if stopped or not is_main():
@@ -224,13 +262,47 @@ class ChunkTrainer:
         # A short last chunk is padded with copies of its last member (dropped below), so every
         # chunk of a training config has one shape and compiles once.
         sub = self.pop.take(idx[padded_index(len(idx), width)])
-        init = None if self.base is None else jax.tree.map(lambda x: jnp.broadcast_to(x, (sub.size, *x.shape)), self.base)
+        init = (
+            None
+            if self.base is None
+            else jax.tree.map(lambda x: jnp.broadcast_to(x, (sub.size, *x.shape)), self.base)
+        )
         train_cfg = chunk_train_config(cfg.train, int(self.pop.budget[idx[0]]))
-        full = train_population(self.task, sub, cfg.model, train_cfg, self.run_key, init=init, view=view_of(cfg.subspace))
-        ev = evaluate_population(self.task, full.params, sub.weights, sub.budget, sub.seed, cfg.model, cfg.eval, self.run_key)
-        kept = ("params", "prior_params", "coords", "loss_curve", "accuracy_curve", "nonfinite_steps", "selected_step", "stopped_step")
-        trained = jax.tree.map(lambda x: x[: len(idx)], to_host({k: getattr(full, k) for k in kept}))
-        ds = assembly.chunk_dataset(idx, {k: trained[k] for k in kept[3:]}, {k: v[: len(idx)] for k, v in ev.items()})
+        full = train_population(
+            self.task,
+            sub,
+            cfg.model,
+            train_cfg,
+            self.run_key,
+            init=init,
+            view=view_of(cfg.subspace),
+        )
+        ev = evaluate_population(
+            self.task,
+            full.params,
+            sub.weights,
+            sub.budget,
+            sub.seed,
+            cfg.model,
+            cfg.eval,
+            self.run_key,
+        )
+        kept = (
+            "params",
+            "prior_params",
+            "coords",
+            "loss_curve",
+            "accuracy_curve",
+            "nonfinite_steps",
+            "selected_step",
+            "stopped_step",
+        )
+        trained = jax.tree.map(
+            lambda x: x[: len(idx)], to_host({k: getattr(full, k) for k in kept})
+        )
+        ds = assembly.chunk_dataset(
+            idx, {k: trained[k] for k in kept[3:]}, {k: v[: len(idx)] for k, v in ev.items()}
+        )
         # the final weights, the prefix phase's (train.prefix_steps) and the subspace coordinates ([subspace]); None when off
         return {"results": ds, **{k: trained[k] for k in kept[:3]}}
 
@@ -252,7 +324,10 @@ def chunk_plan(
     (rounded up to the device count) when the whole group is smaller.
     """
     groups = budget if train_cfg.epochs else None
-    return [(chunk_train_config(train_cfg, int(budget[ids[0]])), ids, width) for ids, width in plan_chunks(todo, size, groups)]
+    return [
+        (chunk_train_config(train_cfg, int(budget[ids[0]])), ids, width)
+        for ids, width in plan_chunks(todo, size, groups)
+    ]
 
 
 def add_overlap(cfg: RunConfig, ds: xr.Dataset, run_key: jax.Array) -> xr.Dataset:
@@ -265,6 +340,8 @@ def add_overlap(cfg: RunConfig, ds: xr.Dataset, run_key: jax.Array) -> xr.Datase
     dup, hit = np.full(shape, np.nan), np.full(shape, np.nan)
     if cfg.grid.train_distribution == "point":
         root = member_data_root(run_key, cfg.grid.seeds[0])
-        dup, hit = data.overlap_table(cfg.task, root, cfg.grid.difficulties, cfg.grid.budgets, cfg.eval.n_test)
+        dup, hit = data.overlap_table(
+            cfg.task, root, cfg.grid.difficulties, cfg.grid.budgets, cfg.eval.n_test
+        )
     dims = ("difficulty", "budget")
     return ds.assign(duplicate_fraction=(dims, dup), test_in_train_fraction=(dims, hit))

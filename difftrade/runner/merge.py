@@ -45,19 +45,31 @@ def merge_axis(configs: Sequence[dict[str, Any]], names: Sequence[str]) -> str:
     share a value of that list."""
     first = configs[0]
     differ = sorted({k for c in configs[1:] for k in AXES if c["grid"][k] != first["grid"][k]})
-    rest = [{**c, "grid": {k: v for k, v in c["grid"].items() if k not in AXES}, "run": {
-        k: v for k, v in c["run"].items() if k != "chunk_size"}} for c in configs]
+    rest = [
+        {
+            **c,
+            "grid": {k: v for k, v in c["grid"].items() if k not in AXES},
+            "run": {k: v for k, v in c["run"].items() if k != "chunk_size"},
+        }
+        for c in configs
+    ]
     for c, name in zip(rest[1:], names[1:]):
         if c != rest[0]:
-            raise ValueError(f"{name} differs from {names[0]} in {', '.join(_differences(rest[0], c))}; allowed: "
-                             "configs that differ only in grid.budgets, grid.difficulties or grid.seeds")
+            raise ValueError(
+                f"{name} differs from {names[0]} in {', '.join(_differences(rest[0], c))}; allowed: "
+                "configs that differ only in grid.budgets, grid.difficulties or grid.seeds"
+            )
     if len(differ) != 1:
-        raise ValueError(f"{', '.join(names)} differ in grid lists {differ or 'none'}; allowed: exactly one of "
-                         f"{', '.join(AXES)}")
+        raise ValueError(
+            f"{', '.join(names)} differ in grid lists {differ or 'none'}; allowed: exactly one of "
+            f"{', '.join(AXES)}"
+        )
     values = [v for c in configs for v in c["grid"][differ[0]]]
     if len(set(values)) != len(values):
-        raise ValueError(f"{', '.join(names)} share grid.{differ[0]} values {sorted({v for v in values if values.count(v) > 1})}; "
-                         "allowed: disjoint lists")
+        raise ValueError(
+            f"{', '.join(names)} share grid.{differ[0]} values {sorted({v for v in values if values.count(v) > 1})}; "
+            "allowed: disjoint lists"
+        )
     return differ[0]
 
 
@@ -74,17 +86,34 @@ def merge(datasets: Sequence[xr.Dataset], names: Sequence[str]) -> xr.Dataset:
     key = merge_axis(configs, names)
     dim = AXES[key]
     try:
-        ds = xr.concat(datasets, dim=dim, data_vars="minimal", coords="minimal", compat="equals",
-                       combine_attrs="override")
+        ds = xr.concat(
+            datasets,
+            dim=dim,
+            data_vars="minimal",
+            coords="minimal",
+            compat="equals",
+            combine_attrs="override",
+        )
     except ValueError as err:
-        raise ValueError(f"{', '.join(names)} cannot be merged along {dim}: {str(err).splitlines()[0]}") from None
+        raise ValueError(
+            f"{', '.join(names)} cannot be merged along {dim}: {str(err).splitlines()[0]}"
+        ) from None
     ds = ds.sortby(dim)
     merged = {**configs[0], "grid": {**configs[0]["grid"], key: [int(v) for v in ds[dim].values]}}
     cfg = config.from_dict(merged)
-    ds.attrs.update({  # the rest: the first input's (combine_attrs="override")
-        "config": cfg.to_json(),
-        "config_hash": cfg.hash(),
-        "wall_seconds": float(np.sum([float(d.attrs.get("wall_seconds", np.nan)) for d in datasets])),
-        "merged_from": json.dumps([{"file": n, "config_hash": d.attrs.get("config_hash")} for n, d in zip(names, datasets)]),
-    })
+    ds.attrs.update(
+        {  # the rest: the first input's (combine_attrs="override")
+            "config": cfg.to_json(),
+            "config_hash": cfg.hash(),
+            "wall_seconds": float(
+                np.sum([float(d.attrs.get("wall_seconds", np.nan)) for d in datasets])
+            ),
+            "merged_from": json.dumps(
+                [
+                    {"file": n, "config_hash": d.attrs.get("config_hash")}
+                    for n, d in zip(names, datasets)
+                ]
+            ),
+        }
+    )
     return ds

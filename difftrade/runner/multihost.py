@@ -16,7 +16,9 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 
-def initialize(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None) -> None:
+def initialize(
+    coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None
+) -> None:
     """Join a multi-process job; call before anything touches a device.
 
     ``coordinator`` is ``host:port`` of process 0. With all three left ``None``,
@@ -36,7 +38,9 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
         )
     try:  # CPU processes need a collectives library; GPUs and TPUs bring their own
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    except AttributeError:  # a jax without the option (where CPU collectives are configured otherwise)
+    except (
+        AttributeError
+    ):  # a jax without the option (where CPU collectives are configured otherwise)
         pass
     jax.distributed.initialize(coordinator, num_processes, process_id)
 

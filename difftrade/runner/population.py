@@ -96,7 +96,9 @@ class PartialStore:
     def stored(self, members: np.ndarray) -> tuple[list[dict[str, np.ndarray]], np.ndarray]:
         """The stored chunks that hold only ``members``, and their member ids."""
         parts = [p for p in self.load() if np.isin(p["member"], members).all()]
-        return parts, np.concatenate([p["member"] for p in parts]) if parts else np.zeros(0, np.int64)
+        return parts, np.concatenate([p["member"] for p in parts]) if parts else np.zeros(
+            0, np.int64
+        )
 
     def label(self, part: dict[str, np.ndarray]) -> str:
         return self.noun
@@ -154,7 +156,9 @@ def run_chunks(
     parts, done = store.stored(members)
     todo = members[~np.isin(members, done)]
     bar = progress if isinstance(progress, Progress) else Progress(max(len(members), 1), progress)
-    bar.update(int(np.isin(members, done).sum()), f"(resumed from {store.folder})" if len(done) else "")
+    bar.update(
+        int(np.isin(members, done).sum()), f"(resumed from {store.folder})" if len(done) else ""
+    )
     for c, (ids, width) in enumerate(plan(todo)):
         bar.begin_chunk(len(ids))
         arrays = compute(ids, width)

@@ -41,7 +41,9 @@ class Progress:
             return
         self.shown = time.time()
         elapsed = self.shown - self.start
-        eta = f"{elapsed / done * (self.total - done):5.0f}s" if done else "    ?"  # unknown before any progress
+        eta = (
+            f"{elapsed / done * (self.total - done):5.0f}s" if done else "    ?"
+        )  # unknown before any progress
         bar = "#" * int(30 * done / self.total)
         line = f"[{bar:<30}] {done:.0f}/{self.total} members  {elapsed:6.0f}s elapsed  ETA {eta} {note}".rstrip()
         end = "\n" if not self.tty or done >= self.total else ""

@@ -28,7 +28,9 @@ SESSIONS = "sessions.json"  # one entry per session that trained members (see Se
 
 def write_meta(out_dir: Path, cfg: RunConfig) -> Path:
     """Write ``out_dir/config.json`` atomically: the config's canonical form and its hash."""
-    text = json.dumps({"config_hash": cfg.hash(), "config": cfg.to_dict()}, indent=2, sort_keys=True)
+    text = json.dumps(
+        {"config_hash": cfg.hash(), "config": cfg.to_dict()}, indent=2, sort_keys=True
+    )
     results.atomic_write_text(text, Path(out_dir) / META)
     return Path(out_dir) / META
 
@@ -43,7 +45,9 @@ def load_run(run_dir: str | Path) -> tuple[RunConfig, xr.Dataset]:
     ``ValueError`` naming the directory when it lacks ``config.json`` or ``results.nc``."""
     run_dir = Path(run_dir)
     if not (run_dir / META).exists() or not (run_dir / "results.nc").exists():
-        raise ValueError(f"{str(run_dir)!r} is not a finished run directory (needs {META} and results.nc)")
+        raise ValueError(
+            f"{str(run_dir)!r} is not a finished run directory (needs {META} and results.nc)"
+        )
     return read_config(run_dir), results.load(run_dir / "results.nc")
 
 
@@ -63,18 +67,26 @@ class DirLock:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
-            raise ValueError(f"{self.label} {str(self.out_dir)!r} cannot be written ({one_line(err)}); allowed: a directory "
-                             "this user can create and write") from None
+            raise ValueError(
+                f"{self.label} {str(self.out_dir)!r} cannot be written ({one_line(err)}); allowed: a directory "
+                "this user can create and write"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise ValueError(f"{self.label} {str(self.out_dir)!r} is being written by another difftrade process (pid {holder} "
-                             f"holds {path}); allowed: one writer per directory: wait for it to finish, or choose "
-                             f"another {self.label}") from None
-        except OSError as err:  # a filesystem without flock (some network mounts): run, unguarded, and say so
-            log.warning(f"difftrade: {path} cannot be locked here ({one_line(err)}); nothing stops a second writer")
+            raise ValueError(
+                f"{self.label} {str(self.out_dir)!r} is being written by another difftrade process (pid {holder} "
+                f"holds {path}); allowed: one writer per directory: wait for it to finish, or choose "
+                f"another {self.label}"
+            ) from None
+        except (
+            OSError
+        ) as err:  # a filesystem without flock (some network mounts): run, unguarded, and say so
+            log.warning(
+                f"difftrade: {path} cannot be locked here ({one_line(err)}); nothing stops a second writer"
+            )
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self.fd = fd
@@ -111,18 +123,36 @@ def read_sessions(out_dir: Path) -> list[dict[str, Any]]:
                 return sessions
             raise ValueError("not a list of sessions")
         except (OSError, UnicodeDecodeError, ValueError) as err:
-            log.warning(f"difftrade: {path} is unreadable ({one_line(err)}); its sessions are not counted and it is rewritten")
+            log.warning(
+                f"difftrade: {path} is unreadable ({one_line(err)}); its sessions are not counted and it is rewritten"
+            )
             return []
     try:
-        attrs = results.open_netcdf(Path(out_dir) / "results.nc").attrs if (Path(out_dir) / "results.nc").exists() else {}
+        attrs = (
+            results.open_netcdf(Path(out_dir) / "results.nc").attrs
+            if (Path(out_dir) / "results.nc").exists()
+            else {}
+        )
     except ValueError:
         attrs = {}
     if "wall_seconds" not in attrs or not float(attrs["wall_seconds"]) > 0:
         return []
     keys = ("chunk_size", "device_count", "device")
-    return [{"start_utc": None, "end_utc": None, "wall_seconds": float(attrs["wall_seconds"]), "members": None,
-             **{k: attrs[k].item() if hasattr(attrs[k], "item") else attrs[k] for k in keys if k in attrs},
-             "revision": f"difftrade {attrs.get('version_difftrade', 'unknown')}", "from": "results.nc"}]
+    return [
+        {
+            "start_utc": None,
+            "end_utc": None,
+            "wall_seconds": float(attrs["wall_seconds"]),
+            "members": None,
+            **{
+                k: attrs[k].item() if hasattr(attrs[k], "item") else attrs[k]
+                for k in keys
+                if k in attrs
+            },
+            "revision": f"difftrade {attrs.get('version_difftrade', 'unknown')}",
+            "from": "results.nc",
+        }
+    ]
 
 
 class SessionLog:
@@ -135,8 +165,14 @@ class SessionLog:
         self.path, self.enabled, self.start = Path(out_dir) / SESSIONS, enabled, time.time()
         self.past = read_sessions(out_dir) if enabled else []
         self.current: dict[str, Any] = {
-            "start_utc": utc_now(), "end_utc": None, "wall_seconds": 0.0, "members": 0, "chunk_size": chunk_size,
-            "device_count": jax.device_count(), "process_count": jax.process_count(), "device": provenance.device_kind(),
+            "start_utc": utc_now(),
+            "end_utc": None,
+            "wall_seconds": 0.0,
+            "members": 0,
+            "chunk_size": chunk_size,
+            "device_count": jax.device_count(),
+            "process_count": jax.process_count(),
+            "device": provenance.device_kind(),
             "revision": provenance.source_revision() if enabled else "",
         }
 
@@ -145,8 +181,12 @@ class SessionLog:
         compiled so far (``compiled``), and rewrite the file."""
         if not self.enabled:
             return
-        self.current.update(end_utc=utc_now(), wall_seconds=round(time.time() - self.start, 3),
-                            members=self.current["members"] + members, compiled_programs=compiled)
+        self.current.update(
+            end_utc=utc_now(),
+            wall_seconds=round(time.time() - self.start, 3),
+            members=self.current["members"] + members,
+            compiled_programs=compiled,
+        )
         results.atomic_write_text(json.dumps(self.past + [self.current], indent=1), self.path)
 
     def sessions(self) -> list[dict[str, Any]]:
@@ -162,11 +202,15 @@ class SessionLog:
         last = sessions[-1] if sessions else self.current
 
         def distinct(key: str) -> str:
-            return "; ".join(dict.fromkeys(str(s[key]) for s in sessions if s.get(key))) or str(self.current[key])
+            return "; ".join(dict.fromkeys(str(s[key]) for s in sessions if s.get(key))) or str(
+                self.current[key]
+            )
 
         starts = [s["start_utc"] for s in sessions if s.get("start_utc")]
         return {
-            "wall_seconds": float(sum(s["wall_seconds"] for s in sessions)) if sessions else math.nan,
+            "wall_seconds": float(sum(s["wall_seconds"] for s in sessions))
+            if sessions
+            else math.nan,
             "chunk_size": int(last.get("chunk_size", self.current["chunk_size"])),
             "device_count": int(last.get("device_count", self.current["device_count"])),
             "device": distinct("device"),
@@ -175,6 +219,9 @@ class SessionLog:
             "finished_utc": last.get("end_utc") or "unknown",
             "sessions": json.dumps(sessions),
             # programs compiled by the sessions that trained (absent when a session did not record it)
-            **({"compiled_programs": sum(s["compiled_programs"] for s in sessions)}
-               if sessions and all("compiled_programs" in s for s in sessions) else {}),
+            **(
+                {"compiled_programs": sum(s["compiled_programs"] for s in sessions)}
+                if sessions and all("compiled_programs" in s for s in sessions)
+                else {}
+            ),
         }

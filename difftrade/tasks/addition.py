@@ -37,7 +37,9 @@ class Addition(Task):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.levels_kind not in ("nested", "exact"):
-            raise ValueError(f"addition: levels_kind={self.levels_kind!r}; allowed 'nested' or 'exact'")
+            raise ValueError(
+                f"addition: levels_kind={self.levels_kind!r}; allowed 'nested' or 'exact'"
+            )
         if self.d_max > 18:
             raise ValueError(f"addition: d_max={self.d_max} too large; allowed up to 18")
 

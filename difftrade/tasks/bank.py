@@ -42,7 +42,9 @@ class Bank:
             raise ValueError(f"bank mask has shape {self.mask.shape}; expected {(k, p, length)}")
         for field in ("score", "nominal", "index"):
             if getattr(self, field).shape != (k, p):
-                raise ValueError(f"bank {field} has shape {getattr(self, field).shape}; expected {(k, p)}")
+                raise ValueError(
+                    f"bank {field} has shape {getattr(self, field).shape}; expected {(k, p)}"
+                )
         # Compact copies for the traced lookup (the bank becomes a constant of the compiled
         # program; the vocabulary fits in int8, a quarter of the bytes).
         object.__setattr__(self, "_tokens8", np.ascontiguousarray(self.tokens, dtype=np.int8))
@@ -73,7 +75,9 @@ class BankTask(Task):
     """
 
     name: ClassVar[str] = "bank"
-    difficulty_meaning: ClassVar[str] = "quantile bin of a reference model's answer loss (1 = lowest loss)"
+    difficulty_meaning: ClassVar[str] = (
+        "quantile bin of a reference model's answer loss (1 = lowest loss)"
+    )
     source: Task = dataclasses.field(kw_only=True)
     banks: Mapping[str, Bank] = dataclasses.field(kw_only=True)
     edges: np.ndarray = dataclasses.field(kw_only=True)
@@ -84,14 +88,20 @@ class BankTask(Task):
     def __post_init__(self) -> None:
         super().__post_init__()
         if "train" not in self.banks:
-            raise ValueError(f"bank task needs a 'train' bank; has: {', '.join(self.banks) or 'none'}")
+            raise ValueError(
+                f"bank task needs a 'train' bank; has: {', '.join(self.banks) or 'none'}"
+            )
         for split, bank in self.banks.items():
             data.split_id(split)  # a known split name
             want = (self.num_levels, self.per_level, self.source.seq_len)
             if bank.tokens.shape != want:
-                raise ValueError(f"bank {split!r} has shape {bank.tokens.shape}; expected {want} (levels, per_level, seq_len)")
+                raise ValueError(
+                    f"bank {split!r} has shape {bank.tokens.shape}; expected {want} (levels, per_level, seq_len)"
+                )
         if np.shape(self.edges) != (self.num_levels - 1,):
-            raise ValueError(f"edges has shape {np.shape(self.edges)}; expected ({self.num_levels - 1},)")
+            raise ValueError(
+                f"edges has shape {np.shape(self.edges)}; expected ({self.num_levels - 1},)"
+            )
 
     @property
     def level_structure(self) -> str:
@@ -109,7 +119,9 @@ class BankTask(Task):
         """The bank of a split (name or ``data.SPLITS`` id); ValueError if there is none."""
         name = split if isinstance(split, str) else _SPLIT_NAME.get(int(split), str(split))
         if name not in self.banks:
-            raise ValueError(f"split={name!r} has no bank in this model-based task; allowed: {', '.join(self.banks)}")
+            raise ValueError(
+                f"split={name!r} has no bank in this model-based task; allowed: {', '.join(self.banks)}"
+            )
         return self.banks[name]
 
     def sample_at(

@@ -23,7 +23,23 @@ import jax.numpy as jnp
 import numpy as np
 
 SPECIALS: tuple[str, ...] = ("<pad>", "<bos>", "<eos>")
-SYMBOLS: tuple[str, ...] = ("=", "+", "-", "*", "%", ",", ";", ":", ">", "|", "?", "#", "^", "(", ")")
+SYMBOLS: tuple[str, ...] = (
+    "=",
+    "+",
+    "-",
+    "*",
+    "%",
+    ",",
+    ";",
+    ":",
+    ">",
+    "|",
+    "?",
+    "#",
+    "^",
+    "(",
+    ")",
+)
 DIGITS: tuple[str, ...] = tuple("0123456789")
 LETTERS: tuple[str, ...] = tuple("abcdefghijklmnopqrstuvwxyz")
 VOCAB: tuple[str, ...] = SPECIALS + SYMBOLS + DIGITS + LETTERS
@@ -67,7 +83,9 @@ def split_prompt_answer(tokens: np.ndarray, loss_mask: np.ndarray) -> tuple[str,
     return "".join(prompt), "".join(answer)
 
 
-def example_key(root: jax.Array, split: int | jax.Array, level: int | jax.Array, index: int | jax.Array) -> jax.Array:
+def example_key(
+    root: jax.Array, split: int | jax.Array, level: int | jax.Array, index: int | jax.Array
+) -> jax.Array:
     """Key of example ``index`` of ``split`` at ``level``: three nested ``fold_in``s.
 
     Lives here (re-exported by ``difftrade.tasks.data``) so ``Task.sample_at`` needs no import of the
@@ -94,7 +112,9 @@ class Task(abc.ABC):
 
     def __post_init__(self) -> None:
         if not isinstance(self.d_min, int) or not isinstance(self.d_max, int):
-            raise ValueError(f"{self.name}: d_min/d_max must be ints, got {self.d_min!r}, {self.d_max!r}")  # noqa: TRY004 - the CLI reports ValueError
+            raise ValueError(  # noqa: TRY004 - the CLI reports ValueError
+                f"{self.name}: d_min/d_max must be ints, got {self.d_min!r}, {self.d_max!r}"
+            )
         if self.d_min < 1 or self.d_max < self.d_min:
             raise ValueError(
                 f"{self.name}: need 1 <= d_min <= d_max, got d_min={self.d_min}, d_max={self.d_max}"
@@ -139,10 +159,10 @@ class Task(abc.ABC):
     def check_difficulty(self, d: int | jax.Array, field: str = "difficulty") -> jax.Array:
         """Validate a Python int (raises) or clamp a traced value; returns int32 scalar."""
         if isinstance(d, (int, np.integer)) and not self.d_min <= int(d) <= self.d_max:
-                raise ValueError(
-                    f"{field}={int(d)} is out of range for task {self.name!r}: "
-                    f"allowed {self.d_min}..{self.d_max}"
-                )
+            raise ValueError(
+                f"{field}={int(d)} is out of range for task {self.name!r}: "
+                f"allowed {self.d_min}..{self.d_max}"
+            )
         return jnp.clip(jnp.asarray(d, jnp.int32), self.d_min, self.d_max)
 
     def sample(self, key: jax.Array, d: int | jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -182,10 +202,16 @@ class Task(abc.ABC):
         """Number of distinct problems at level ``d`` if finite and known, else None."""
         return None
 
-    def render(self, tokens: np.ndarray | jax.Array, loss_mask: np.ndarray | jax.Array | None = None) -> str:
+    def render(
+        self, tokens: np.ndarray | jax.Array, loss_mask: np.ndarray | jax.Array | None = None
+    ) -> str:
         """Readable text of one example; with a mask the answer region is wrapped in [ ]."""
         toks = np.asarray(tokens).tolist()
-        mask = [False] * len(toks) if loss_mask is None else np.asarray(loss_mask).astype(bool).tolist()
+        mask = (
+            [False] * len(toks)
+            if loss_mask is None
+            else np.asarray(loss_mask).astype(bool).tolist()
+        )
         out, inside = [], False
         for t, m in zip(toks, mask):
             if t == PAD:
@@ -207,7 +233,9 @@ class Task(abc.ABC):
         return f"{self.name} [d={self.d_min}..{self.d_max}, seq_len={self.seq_len}]: {self.difficulty_meaning}"
 
 
-def assemble(prompt: jax.Array, answer: jax.Array, answer_len: jax.Array, seq_len: int) -> tuple[jax.Array, jax.Array]:
+def assemble(
+    prompt: jax.Array, answer: jax.Array, answer_len: jax.Array, seq_len: int
+) -> tuple[jax.Array, jax.Array]:
     """Build ``<bos> prompt = answer[:answer_len] <eos> <pad>...`` with static shapes.
 
     ``prompt`` int32 ``[P]`` (already contains whatever separators the task wants, but not the
@@ -217,17 +245,25 @@ def assemble(prompt: jax.Array, answer: jax.Array, answer_len: jax.Array, seq_le
     """
     p, a = prompt.shape[0], answer.shape[0]
     assert seq_len >= p + a + 3, (seq_len, p, a)
-    head = jnp.concatenate([jnp.array([BOS], jnp.int32), prompt.astype(jnp.int32), jnp.array([ANSWER], jnp.int32)])
+    head = jnp.concatenate(
+        [jnp.array([BOS], jnp.int32), prompt.astype(jnp.int32), jnp.array([ANSWER], jnp.int32)]
+    )
     pos = jnp.arange(seq_len)
     start = p + 2  # index of the first answer token
     rel = pos - start
-    answer_part = jnp.where(rel < answer_len, answer[jnp.clip(rel, 0, a - 1)], jnp.where(rel == answer_len, EOS, PAD))
-    tokens = jnp.where(pos < start, jnp.pad(head, (0, seq_len - start))[jnp.clip(pos, 0, seq_len - 1)], answer_part)
+    answer_part = jnp.where(
+        rel < answer_len, answer[jnp.clip(rel, 0, a - 1)], jnp.where(rel == answer_len, EOS, PAD)
+    )
+    tokens = jnp.where(
+        pos < start, jnp.pad(head, (0, seq_len - start))[jnp.clip(pos, 0, seq_len - 1)], answer_part
+    )
     mask = (rel >= 0) & (rel <= answer_len)
     return tokens.astype(jnp.int32), mask
 
 
-def assemble_variable(body: jax.Array, body_len: jax.Array, answer: jax.Array, answer_len: jax.Array, seq_len: int) -> tuple[jax.Array, jax.Array]:
+def assemble_variable(
+    body: jax.Array, body_len: jax.Array, answer: jax.Array, answer_len: jax.Array, seq_len: int
+) -> tuple[jax.Array, jax.Array]:
     """Like ``assemble`` but the prompt has a traced length ``body_len`` (``body`` is padded).
 
     Layout: ``<bos> body[:body_len] = answer[:answer_len] <eos> <pad>...``.

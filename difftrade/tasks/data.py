@@ -39,17 +39,25 @@ def split_id(split: str | int) -> int:
 # ---- difficulty distributions ---------------------------------------------------------------
 def _level_index(task: Task, d: int, field: str) -> int:
     if not isinstance(d, (int, np.integer)) or not task.d_min <= int(d) <= task.d_max:
-        raise ValueError(f"{field}={d!r} is out of range for task {task.name!r}: allowed {task.d_min}..{task.d_max}")
+        raise ValueError(
+            f"{field}={d!r} is out of range for task {task.name!r}: allowed {task.d_min}..{task.d_max}"
+        )
     return int(d) - task.d_min
 
 
-def validate_weights(weights: Sequence[float] | np.ndarray, num_levels: int, field: str = "weights") -> np.ndarray:
+def validate_weights(
+    weights: Sequence[float] | np.ndarray, num_levels: int, field: str = "weights"
+) -> np.ndarray:
     """Check a weight vector: length, finite, non-negative, sums to one (1e-6). Returns float64 copy."""
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim != 1 or w.shape[0] != num_levels:
-        raise ValueError(f"{field} has shape {w.shape}; allowed: a vector of {num_levels} level weights")
+        raise ValueError(
+            f"{field} has shape {w.shape}; allowed: a vector of {num_levels} level weights"
+        )
     if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise ValueError(f"{field}={w.tolist()} has negative or non-finite entries; allowed: weights >= 0")
+        raise ValueError(
+            f"{field}={w.tolist()} has negative or non-finite entries; allowed: weights >= 0"
+        )
     if abs(w.sum() - 1.0) > 1e-6:
         raise ValueError(f"{field} sums to {w.sum():.8g}; allowed: weights summing to 1")
     return w
@@ -100,7 +108,9 @@ def distribution(task: Task, kind: str, d: int, main: float = 0.8) -> np.ndarray
 
 
 # ---- addressable streams --------------------------------------------------------------------
-def example_levels(task: Task, root: jax.Array, split: int, weights: jax.Array, indices: jax.Array) -> jax.Array:
+def example_levels(
+    task: Task, root: jax.Array, split: int, weights: jax.Array, indices: jax.Array
+) -> jax.Array:
     """Level of each example index under a weight vector. int32 ``[B]`` from ``indices [B]``.
 
     ``weights`` float ``[num_levels]`` may be traced (vmapped over members).
@@ -114,12 +124,16 @@ def example_levels(task: Task, root: jax.Array, split: int, weights: jax.Array, 
     return (idx + task.d_min).astype(jnp.int32)
 
 
-def examples_at_level(task: Task, root: jax.Array, split: int, level: int | jax.Array, indices: jax.Array) -> tuple[jax.Array, jax.Array]:
+def examples_at_level(
+    task: Task, root: jax.Array, split: int, level: int | jax.Array, indices: jax.Array
+) -> tuple[jax.Array, jax.Array]:
     """Examples ``indices [B]`` of ``split`` at one ``level``: tokens int32 ``[B, L]``, mask bool ``[B, L]``."""
     return jax.vmap(lambda i: task.sample_at(root, split, level, i))(indices)
 
 
-def examples(task: Task, root: jax.Array, split: int, weights: jax.Array, indices: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+def examples(
+    task: Task, root: jax.Array, split: int, weights: jax.Array, indices: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Examples ``indices [B]`` under a difficulty distribution.
 
     Returns tokens int32 ``[B, L]``, loss mask bool ``[B, L]`` and levels int32 ``[B]``.
@@ -158,7 +172,9 @@ class OverlapReport:
         )
 
 
-def overlap_report(task: Task, root: jax.Array, level: int, n_train: int, n_test: int) -> OverlapReport:
+def overlap_report(
+    task: Task, root: jax.Array, level: int, n_train: int, n_test: int
+) -> OverlapReport:
     """Count exact duplicates in train ``[0, n_train)`` and test/train overlap at ``level``.
 
     Problems are compared by their full token rows (prompt and answer).
@@ -172,13 +188,24 @@ def overlap_report(task: Task, root: jax.Array, level: int, n_train: int, n_test
     train_rows = {bytes(r) for r in np.asarray(train).astype(np.int8)}
     test_hits = sum(bytes(r) in train_rows for r in np.asarray(test).astype(np.int8))
     return OverlapReport(
-        level=int(level), n_train=n_train, n_test=n_test, sample_space=task.sample_space_size(int(level)),
-        distinct_train=len(train_rows), duplicate_train=n_train - len(train_rows), test_in_train=int(test_hits),
+        level=int(level),
+        n_train=n_train,
+        n_test=n_test,
+        sample_space=task.sample_space_size(int(level)),
+        distinct_train=len(train_rows),
+        duplicate_train=n_train - len(train_rows),
+        test_in_train=int(test_hits),
     )
 
 
-def overlap_table(task: Task, root: jax.Array, levels: Sequence[int], budgets: Sequence[int], n_test: int,
-                  max_space: int = 10**9) -> tuple[np.ndarray, np.ndarray]:
+def overlap_table(
+    task: Task,
+    root: jax.Array,
+    levels: Sequence[int],
+    budgets: Sequence[int],
+    n_test: int,
+    max_space: int = 10**9,
+) -> tuple[np.ndarray, np.ndarray]:
     """Duplicate and test/train-overlap fractions for every (level, budget), exact.
 
     Uses nestedness: the train set of budget n is the first n examples of the largest budget, so
@@ -193,8 +220,12 @@ def overlap_table(task: Task, root: jax.Array, levels: Sequence[int], budgets: S
         space = task.sample_space_size(int(level))
         if space is None or space > max_space:
             continue
-        train = np.asarray(examples_at_level(task, root, SPLITS["train"], int(level), jnp.arange(n_max))[0]).astype(np.int8)
-        test = np.asarray(examples_at_level(task, root, SPLITS["test"], int(level), jnp.arange(n_test))[0]).astype(np.int8)
+        train = np.asarray(
+            examples_at_level(task, root, SPLITS["train"], int(level), jnp.arange(n_max))[0]
+        ).astype(np.int8)
+        test = np.asarray(
+            examples_at_level(task, root, SPLITS["test"], int(level), jnp.arange(n_test))[0]
+        ).astype(np.int8)
         test_rows = [bytes(r) for r in test]
         seen: set[bytes] = set()
         done = 0

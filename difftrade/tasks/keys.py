@@ -12,7 +12,14 @@ from __future__ import annotations
 
 import jax
 
-SALTS: dict[str, int] = {"data": 0, "init": 1, "order": 2, "projection": 3, "fit": 77, "weight_draws": 78}
+SALTS: dict[str, int] = {
+    "data": 0,
+    "init": 1,
+    "order": 2,
+    "projection": 3,
+    "fit": 77,
+    "weight_draws": 78,
+}
 
 
 def root_key(seed: int) -> jax.Array:

@@ -39,8 +39,11 @@ def confidence_budget(config: CertificateConfig) -> list[BudgetItem]:
             "sample convergence of the Monte-Carlo risk",
             config.delta_prime,
             f"δ′/{k} at each of {k} posterior σ (σ is chosen after the draws), "
-            + (f"ln(2K/δ′)/m with m={config.num_draws} draws on the whole set" if config.monte_carlo == "whole_set"
-               else f"ln(K/δ′)/(r·n) with r={config.num_draws} fresh draws per example"),
+            + (
+                f"ln(2K/δ′)/m with m={config.num_draws} draws on the whole set"
+                if config.monte_carlo == "whole_set"
+                else f"ln(K/δ′)/(r·n) with r={config.num_draws} fresh draws per example"
+            ),
         ),
         BudgetItem(
             "lower side of the Monte-Carlo risk (only the interval lower_bound ≤ L(Q) ≤ bound)",

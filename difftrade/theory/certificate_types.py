@@ -172,5 +172,7 @@ class Certificate(NamedTuple):
     )  # [K, K_P] certified bound at every candidate (each already paid ln K·K_P)
     valid: jax.Array  # bool: all losses finite and in [0, 1]
     sample_convergence_lower: jax.Array  # Ľ ≤ L̂(Q) at the chosen σ (δ_low/K per σ)
-    lower_bound: jax.Array  # certified lower bound on L(Q): lower_bound ≤ L(Q) ≤ bound at interval_confidence
+    lower_bound: (
+        jax.Array
+    )  # certified lower bound on L(Q): lower_bound ≤ L(Q) ≤ bound at interval_confidence
     interval_confidence: jax.Array  # 1 − δ − δ′ − δ_low

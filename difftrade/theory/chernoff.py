@@ -35,13 +35,17 @@ def sample_convergence_bound(
     return _sample_convergence(kl_inv, mc_risk, num_draws, delta_prime)
 
 
-def sample_convergence_lower(mc_risk: ArrayLike, num_draws: ArrayLike, delta_prime: ArrayLike) -> jax.Array:
+def sample_convergence_lower(
+    mc_risk: ArrayLike, num_draws: ArrayLike, delta_prime: ArrayLike
+) -> jax.Array:
     """The lower side of :func:`sample_convergence_bound`: ``L̂(Q) ≥ kl⁻¹_lower(L̂_m, ln(2/δ′)/m)``
     w.p. ≥ 1−δ′ (Langford–Caruana's ln(2/δ′) covers either tail)."""
     return _sample_convergence(kl_inv_lower, mc_risk, num_draws, delta_prime)
 
 
-def _sample_convergence(invert, mc_risk: ArrayLike, num_draws: ArrayLike, delta_prime: ArrayLike) -> jax.Array:
+def _sample_convergence(
+    invert, mc_risk: ArrayLike, num_draws: ArrayLike, delta_prime: ArrayLike
+) -> jax.Array:
     check_risk("mc_risk", mc_risk)
     check_n("num_draws", num_draws)
     check_delta("delta_prime", delta_prime)
@@ -52,7 +56,9 @@ def _sample_convergence(invert, mc_risk: ArrayLike, num_draws: ArrayLike, delta_
         return invert(mc_risk, c)
 
 
-def per_example_convergence_bound(mc_risk: ArrayLike, num_terms: ArrayLike, delta_prime: ArrayLike) -> jax.Array:
+def per_example_convergence_bound(
+    mc_risk: ArrayLike, num_terms: ArrayLike, delta_prime: ArrayLike
+) -> jax.Array:
     """Sample convergence with a fresh weight draw per example: ``L̂(Q) ≤ kl⁻¹(X̄, ln(1/δ′)/N)``.
 
     Draw ``w_ij ~ Q`` independently for every bound-set example ``z_i`` (r draws each, N = r·n
@@ -62,13 +68,19 @@ def per_example_convergence_bound(mc_risk: ArrayLike, num_terms: ArrayLike, delt
     ln(1/δ′)/(r·n), where :func:`sample_convergence_bound`, which reuses each draw on the whole
     set, pays ln(2/δ′)/m.
     """
-    return _test_set(kl_inv, mc_risk, num_terms, delta_prime, names=("mc_risk", "num_terms", "delta_prime"))
+    return _test_set(
+        kl_inv, mc_risk, num_terms, delta_prime, names=("mc_risk", "num_terms", "delta_prime")
+    )
 
 
-def per_example_convergence_lower(mc_risk: ArrayLike, num_terms: ArrayLike, delta_prime: ArrayLike) -> jax.Array:
+def per_example_convergence_lower(
+    mc_risk: ArrayLike, num_terms: ArrayLike, delta_prime: ArrayLike
+) -> jax.Array:
     """The lower side of :func:`per_example_convergence_bound`: ``L̂(Q) ≥ kl⁻¹_lower(X̄, ln(1/δ′)/N)``
     w.p. ≥ 1−δ′ (the other tail of the same Chernoff–Hoeffding bound, a separate δ′)."""
-    return _test_set(kl_inv_lower, mc_risk, num_terms, delta_prime, names=("mc_risk", "num_terms", "delta_prime"))
+    return _test_set(
+        kl_inv_lower, mc_risk, num_terms, delta_prime, names=("mc_risk", "num_terms", "delta_prime")
+    )
 
 
 def kl_test_set_bound(emp_risk: ArrayLike, n: ArrayLike, delta: ArrayLike) -> jax.Array:
@@ -84,8 +96,13 @@ def kl_test_set_lower(emp_risk: ArrayLike, n: ArrayLike, delta: ArrayLike) -> ja
     return _test_set(kl_inv_lower, emp_risk, n, delta)
 
 
-def _test_set(invert, emp_risk: ArrayLike, n: ArrayLike, delta: ArrayLike,
-              names: tuple[str, str, str] = ("emp_risk", "n", "delta")) -> jax.Array:
+def _test_set(
+    invert,
+    emp_risk: ArrayLike,
+    n: ArrayLike,
+    delta: ArrayLike,
+    names: tuple[str, str, str] = ("emp_risk", "n", "delta"),
+) -> jax.Array:
     """``invert(L̂, ln(1/δ)/n)`` with the checks the test-set bounds share (errors name ``names``)."""
     check_risk(names[0], emp_risk)
     check_n(names[1], n)

@@ -87,7 +87,9 @@ def report(results: Iterable[Result]) -> str:
     return "\n".join(str(r) for r in results)
 
 
-def run_check_script(check: Callable[[], list[Result]], negative_controls: Callable[[], list[Result]]) -> int:
+def run_check_script(
+    check: Callable[[], list[Result]], negative_controls: Callable[[], list[Result]]
+) -> int:
     """What ``python theory/check_*.py`` does: print both reports; exit status 0 iff every claim passed."""
     results = check()
     print(report(results))

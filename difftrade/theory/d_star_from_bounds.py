@@ -26,7 +26,9 @@ def certified_d_star_set(upper, lower) -> np.ndarray:
     """
     up, low = np.asarray(upper, np.float64), np.asarray(lower, np.float64)
     if up.shape != low.shape or up.ndim < 1:
-        raise ValueError(f"upper has shape {up.shape} and lower {low.shape}; allowed: one shape [D, ...]")
+        raise ValueError(
+            f"upper has shape {up.shape} and lower {low.shape}; allowed: one shape [D, ...]"
+        )
     best_upper = np.min(np.where(np.isnan(up), np.inf, up), axis=0)  # [...]
     return ~(np.where(np.isnan(low), -np.inf, low) > best_upper[None])
 

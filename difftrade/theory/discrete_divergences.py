@@ -131,7 +131,9 @@ def _check_pair(t: ArrayLike, s: ArrayLike, order: ArrayLike) -> None:
     check_renyi_order(order)
 
 
-def _pair_and_order(t: ArrayLike, s: ArrayLike, order: ArrayLike) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+def _pair_and_order(
+    t: ArrayLike, s: ArrayLike, order: ArrayLike
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """Broadcast float64 weights, a safe order q (> 1; 2 where invalid) and the validity mask."""
     t, s = jnp.broadcast_arrays(*(jnp.asarray(x, jnp.float64) for x in (t, s)))
     q = jnp.asarray(order, jnp.float64)

@@ -103,7 +103,6 @@ def halve_delta(delta):
         return jnp.asarray(delta, dtype=jnp.float64) / 2.0
 
 
-
 def check_risk(field: str, x: ArrayLike) -> None:
     """Raise ``ValueError`` naming ``field`` if a host-known ``x`` (any shape) has an entry
     outside the risk / probability range [0, 1] or NaN; tracers pass unchecked

@@ -64,7 +64,12 @@ def check_grid(
 
 def _check_tol(tol: float) -> float:
     """``tol`` as a float when it is a finite real number >= 0; ``ValueError`` otherwise."""
-    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not math.isfinite(tol) or tol < 0:
+    if (
+        isinstance(tol, bool)
+        or not isinstance(tol, numbers.Real)
+        or not math.isfinite(tol)
+        or tol < 0
+    ):
         raise ValueError(f"tol={tol!r}; allowed: a finite number >= 0")
     return float(tol)
 
@@ -99,7 +104,9 @@ def argmin_index(values: ArrayLike, difficulties: ArrayLike, tol: float = 0.0) -
     v = np.asarray(values, dtype=float)
     d = np.asarray(difficulties, dtype=float)
     if v.ndim < 1 or d.shape != (v.shape[0],):
-        raise ValueError(f"difficulties has shape {d.shape}; allowed: [D] with values [D, ...] = {v.shape}")
+        raise ValueError(
+            f"difficulties has shape {d.shape}; allowed: [D] with values [D, ...] = {v.shape}"
+        )
     tied = tie_mask(v, tol)
     rank = np.argsort(np.argsort(d, kind="stable"), kind="stable")  # 0 = easiest
     rank = rank.reshape((-1,) + (1,) * (v.ndim - 1))

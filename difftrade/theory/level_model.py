@@ -65,14 +65,18 @@ class LevelFit:
 
     def target_risk(self, mass: np.ndarray, target: np.ndarray, budgets) -> np.ndarray:
         """Modelled target risk ``[D, N]`` = Σ_l t_l (1 − a_l), ``target [L]``."""
-        return np.einsum("dnl,l->dn", 1.0 - self.accuracy(mass, budgets), np.asarray(target, np.float64))
+        return np.einsum(
+            "dnl,l->dn", 1.0 - self.accuracy(mass, budgets), np.asarray(target, np.float64)
+        )
 
     def d_star(self, mass: np.ndarray, target: np.ndarray, difficulties, budgets) -> np.ndarray:
         """Modelled d*(n) ``[N]``: the difficulty with the smallest modelled target risk."""
         return argmin_difficulty(self.target_risk(mass, target, budgets), np.asarray(difficulties))
 
 
-def fit_levels(mass: np.ndarray, budgets, accuracy: np.ndarray, *, n_starts: int = 6, seed: int = 0) -> LevelFit:
+def fit_levels(
+    mass: np.ndarray, budgets, accuracy: np.ndarray, *, n_starts: int = 6, seed: int = 0
+) -> LevelFit:
     """Fit the model to measured per-level exact match ``accuracy [D, N, L]`` (seed means; NaN
     cells are skipped) of rows with level shares ``mass [D, L]`` at ``budgets [N]``.
 
@@ -83,10 +87,14 @@ def fit_levels(mass: np.ndarray, budgets, accuracy: np.ndarray, *, n_starts: int
     m, n = np.asarray(mass, np.float64), np.asarray(budgets, np.float64)
     acc = np.asarray(accuracy, np.float64)
     if acc.shape != (m.shape[0], n.size, m.shape[1]):
-        raise ValueError(f"accuracy has shape {acc.shape}; allowed: [D, N, L] = {(m.shape[0], n.size, m.shape[1])}")
+        raise ValueError(
+            f"accuracy has shape {acc.shape}; allowed: [D, N, L] = {(m.shape[0], n.size, m.shape[1])}"
+        )
     keep = np.isfinite(acc) & (m[:, None, :] > 0)
     if not keep.any():
-        raise ValueError("no finite per-level accuracy on a level the rows train on; allowed: a grid with one")
+        raise ValueError(
+            "no finite per-level accuracy on a level the rows train on; allowed: a grid with one"
+        )
     num = m.shape[1]
 
     def residual(theta: np.ndarray) -> np.ndarray:
@@ -97,8 +105,19 @@ def fit_levels(mass: np.ndarray, budgets, accuracy: np.ndarray, *, n_starts: int
     middle = float(np.mean(np.log(n)))
     best = None
     for k in range(n_starts):
-        start = np.concatenate([np.full(num, middle) + (rng.normal(0, 1.5, num) if k else 0.0), [0.0 if not k else rng.normal(0, 0.5)]])
-        sol = optimize.least_squares(residual, start, bounds=(np.r_[np.full(num, -5.0), -4.0], np.r_[np.full(num, 25.0), 4.0]))
+        start = np.concatenate(
+            [
+                np.full(num, middle) + (rng.normal(0, 1.5, num) if k else 0.0),
+                [0.0 if not k else rng.normal(0, 0.5)],
+            ]
+        )
+        sol = optimize.least_squares(
+            residual,
+            start,
+            bounds=(np.r_[np.full(num, -5.0), -4.0], np.r_[np.full(num, 25.0), 4.0]),
+        )
         if best is None or sol.cost < best.cost:
             best = sol
-    return LevelFit(best.x[:num].copy(), float(np.exp(best.x[num])), float(2 * best.cost), int(keep.sum()))
+    return LevelFit(
+        best.x[:num].copy(), float(np.exp(best.x[num])), float(2 * best.cost), int(keep.sum())
+    )

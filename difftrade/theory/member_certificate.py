@@ -107,7 +107,9 @@ def _check_loss_shape(losses: jax.Array, columns: int | None) -> int:
     """n, after checking that ``loss_fn`` returned [n] (one config) or [n, C] (C configs)."""
     shape = jnp.shape(losses)
     if columns is None and len(shape) != 1:
-        raise ValueError(f"loss_fn returned shape {shape}; allowed: per-example losses of shape [n]")
+        raise ValueError(
+            f"loss_fn returned shape {shape}; allowed: per-example losses of shape [n]"
+        )
     if columns is not None and (len(shape) != 2 or shape[1] != columns):
         raise ValueError(
             f"loss_fn returned shape {shape}; allowed: [n, {columns}] (one column per config of the {columns} given)"
@@ -119,7 +121,9 @@ def _check_loss_shape(losses: jax.Array, columns: int | None) -> int:
 _DRAW_FIELDS = ("sigmas", "num_draws", "monte_carlo", "map_batch_size")
 
 
-def _configs(config: CertificateConfig | tuple[CertificateConfig, ...]) -> tuple[CertificateConfig, ...]:
+def _configs(
+    config: CertificateConfig | tuple[CertificateConfig, ...],
+) -> tuple[CertificateConfig, ...]:
     """The configs as a tuple, after checking that they agree on how the weights are drawn."""
     configs = config if isinstance(config, tuple) else (config,)
     if not configs or not all(isinstance(c, CertificateConfig) for c in configs):
@@ -127,8 +131,10 @@ def _configs(config: CertificateConfig | tuple[CertificateConfig, ...]) -> tuple
             f"config={config!r} is not allowed; allowed: a CertificateConfig or a non-empty tuple of them"
         )
     if configs[0].selection == "shared":
-        raise ValueError("selection='shared' is not allowed for the first (or only) config; allowed: 'flatness' "
-                         "or 'bound' there, 'shared' for a later column, which then uses the first column's (σ, σ_P)")
+        raise ValueError(
+            "selection='shared' is not allowed for the first (or only) config; allowed: 'flatness' "
+            "or 'bound' there, 'shared' for a later column, which then uses the first column's (σ, σ_P)"
+        )
     for c in configs[1:]:
         for name in _DRAW_FIELDS + (("prior_sigmas",) if c.selection == "shared" else ()):
             if getattr(c, name) != getattr(configs[0], name):
@@ -171,12 +177,22 @@ def certify(
     """
     configs = _configs(config)
     columns = len(configs) if isinstance(config, tuple) else None
-    det_losses, risks, oks = _evaluate(loss_fn, params, data, key, posterior_scale, configs[0], columns)
+    det_losses, risks, oks = _evaluate(
+        loss_fn, params, data, key, posterior_scale, configs[0], columns
+    )
     certs, first_choice = [], None
     with float64_scope():  # eager calls compile the arithmetic here, with float64 available
         for c, cfg in enumerate(configs):
-            cert, choice = _assemble(det_losses[:, c], risks[..., c], oks[..., c], params, prior_params, posterior_scale,
-                                     cfg, first_choice)
+            cert, choice = _assemble(
+                det_losses[:, c],
+                risks[..., c],
+                oks[..., c],
+                params,
+                prior_params,
+                posterior_scale,
+                cfg,
+                first_choice,
+            )
             certs.append(cert)
             first_choice = choice if first_choice is None else first_choice
     return tuple(certs) if isinstance(config, tuple) else certs[0]
@@ -190,6 +206,7 @@ def _evaluate(loss_fn, params, data, key, posterior_scale, config, columns=None)
     i·r + j = the loss of example i under its own draw j (model's own dtypes). C = 1 when
     ``columns`` is None (``loss_fn`` returns [n]), else ``columns`` (it returns [n, C]).
     """
+
     def as_columns(losses):  # [n] or [n, C] -> [n, C]
         _check_loss_shape(losses, columns)
         return losses[:, None] if columns is None else losses
@@ -200,10 +217,13 @@ def _evaluate(loss_fn, params, data, key, posterior_scale, config, columns=None)
     sigma_grid = jnp.asarray(config.sigmas)  # float32 unless x64 is on; cast to each leaf's dtype
 
     if config.monte_carlo == "whole_set":
+
         def one_eval(index):
             draw, which = index // k_sig, index % k_sig
             noise = _perturbation_noise(params, jax.random.fold_in(key, draw))
-            losses = as_columns(loss_fn(_perturb(params, noise, sigma_grid[which], posterior_scale), data))
+            losses = as_columns(
+                loss_fn(_perturb(params, noise, sigma_grid[which], posterior_scale), data)
+            )
             return jax.vmap(_mean_and_validity, in_axes=1)(losses)  # [C], [C]
 
         risks, oks = jax.lax.map(one_eval, jnp.arange(m * k_sig), batch_size=config.map_batch_size)
@@ -213,11 +233,15 @@ def _evaluate(loss_fn, params, data, key, posterior_scale, config, columns=None)
         i, draw = index // m, index % m
         example = jax.tree.map(lambda x: jax.lax.dynamic_slice_in_dim(x, i, 1), data)
         noise = _perturbation_noise(params, jax.random.fold_in(jax.random.fold_in(key, draw), i))
-        losses = jax.vmap(lambda s: as_columns(loss_fn(_perturb(params, noise, s, posterior_scale), example)))(sigma_grid)
+        losses = jax.vmap(
+            lambda s: as_columns(loss_fn(_perturb(params, noise, s, posterior_scale), example))
+        )(sigma_grid)
         return losses[:, 0]
 
     batch = config.map_batch_size or max(1, 2**26 // (k_sig * max(num_parameters(params), 1)))
-    losses = jax.lax.map(one_example, jnp.arange(n * m), batch_size=min(batch, n * m))  # [n·r, K, C]
+    losses = jax.lax.map(
+        one_example, jnp.arange(n * m), batch_size=min(batch, n * m)
+    )  # [n·r, K, C]
     ok = jnp.all(jnp.isfinite(losses) & (losses >= 0) & (losses <= 1), axis=(0, 1))  # [C]
     return det_losses, losses, ok
 
@@ -232,7 +256,9 @@ def _assemble(det_losses, risks, oks, params, prior_params, posterior_scale, con
     det_risk, det_ok = _mean_and_validity(det_losses)
     det_binary = jnp.all((det_losses == 0) | (det_losses == 1))
     with float64_scope():
-        risks = jnp.asarray(risks, jnp.float64)  # [m, K] whole-set draws or [r·n, K] per-example terms
+        risks = jnp.asarray(
+            risks, jnp.float64
+        )  # [m, K] whole-set draws or [r·n, K] per-example terms
         valid = det_ok & jnp.all(oks)
         mc = jnp.mean(risks, axis=0)  # [K]
         mc = jnp.where(valid, mc, 0.5)
@@ -240,8 +266,12 @@ def _assemble(det_losses, risks, oks, params, prior_params, posterior_scale, con
             sc = chernoff.sample_convergence_bound(mc, m, config.delta_prime / k_sig)  # [K]
             sc_low = chernoff.sample_convergence_lower(mc, m, config.delta_lower / k_sig)  # [K]
         else:
-            sc = chernoff.per_example_convergence_bound(mc, m * n, config.delta_prime / k_sig)  # [K]
-            sc_low = chernoff.per_example_convergence_lower(mc, m * n, config.delta_lower / k_sig)  # [K]
+            sc = chernoff.per_example_convergence_bound(
+                mc, m * n, config.delta_prime / k_sig
+            )  # [K]
+            sc_low = chernoff.per_example_convergence_lower(
+                mc, m * n, config.delta_lower / k_sig
+            )  # [K]
 
         sig = jnp.asarray(config.sigmas, jnp.float64)  # [K]
         if config.prior_sigmas is None:
@@ -256,12 +286,16 @@ def _assemble(det_losses, risks, oks, params, prior_params, posterior_scale, con
             kl_grid = _diagonal_kl_grid(params, prior_params, posterior_scale, sig, prior_grid)
         kl_grid = jnp.broadcast_to(kl_grid, (k_sig, config.num_prior_sigmas))
 
-        log_xi = math.log(2.0 * math.sqrt(n)) if config.xi == "relaxed" else special_functions.log_xi(n)
+        log_xi = (
+            math.log(2.0 * math.sqrt(n)) if config.xi == "relaxed" else special_functions.log_xi(n)
+        )
         c = (kl_grid + log_xi - math.log(config.delta) + math.log(config.num_grid_points)) / n
         bound_grid = kl_inverse.kl_inv(jnp.broadcast_to(sc[:, None], c.shape), c)  # [K, K_P]
         # the kl event is two-sided: the same c bounds L(Q) from below, given Ľ ≤ L̂(Q); every grid
         # point holds at once, so Q_σ's lower end is the best over σ_P
-        lower_grid = kl_inverse.kl_inv_lower(jnp.broadcast_to(sc_low[:, None], c.shape), c)  # [K, K_P]
+        lower_grid = kl_inverse.kl_inv_lower(
+            jnp.broadcast_to(sc_low[:, None], c.shape), c
+        )  # [K, K_P]
         lower_by_sigma = jnp.max(lower_grid, axis=1)  # [K]
 
         det_risk = jnp.asarray(det_risk, jnp.float64)
@@ -299,7 +333,9 @@ def _assemble(det_losses, risks, oks, params, prior_params, posterior_scale, con
             valid=valid,
             sample_convergence_lower=guard(sc_low[i]),
             lower_bound=guard(lower_by_sigma[i]),
-            interval_confidence=jnp.asarray(1.0 - config.delta - config.delta_prime - config.delta_lower, jnp.float64),
+            interval_confidence=jnp.asarray(
+                1.0 - config.delta - config.delta_prime - config.delta_lower, jnp.float64
+            ),
         ), (i, j)
 
 
@@ -321,10 +357,20 @@ def _diagonal_kl_grid(params, prior_params, scale, sig, prior_grid):
     from difftrade.theory.kl import paired_float_leaves
 
     pairs = paired_float_leaves(params, prior_params)
-    scales = [s for s, m in zip(jax.tree.leaves(scale), jax.tree.leaves(params)) if jnp.issubdtype(jnp.result_type(m), jnp.inexact)]
+    scales = [
+        s
+        for s, m in zip(jax.tree.leaves(scale), jax.tree.leaves(params))
+        if jnp.issubdtype(jnp.result_type(m), jnp.inexact)
+    ]
     p = float(sum(math.prod(jnp.shape(m)) for m, _ in pairs))
-    s2 = sum(jnp.sum(jnp.broadcast_to(jnp.square(jnp.asarray(s, jnp.float64)), jnp.shape(m))) for (m, _), s in zip(pairs, scales))
-    log_s2 = sum(jnp.sum(jnp.broadcast_to(jnp.log(jnp.square(jnp.asarray(s, jnp.float64))), jnp.shape(m))) for (m, _), s in zip(pairs, scales))
+    s2 = sum(
+        jnp.sum(jnp.broadcast_to(jnp.square(jnp.asarray(s, jnp.float64)), jnp.shape(m)))
+        for (m, _), s in zip(pairs, scales)
+    )
+    log_s2 = sum(
+        jnp.sum(jnp.broadcast_to(jnp.log(jnp.square(jnp.asarray(s, jnp.float64))), jnp.shape(m)))
+        for (m, _), s in zip(pairs, scales)
+    )
     dist = squared_distance(params, prior_params)
     sig2, prior2 = jnp.square(sig)[:, None], jnp.square(prior_grid)
     a = (sig2 * s2 + dist) / prior2
@@ -347,4 +393,6 @@ def _deterministic_interval(
         lower, upper = clopper_pearson.clopper_pearson_interval(count, n, config.delta_heldout)
         return jnp.where(det_binary, lower, jnp.nan), jnp.where(det_binary, upper, jnp.nan)
     half = config.delta_heldout / 2.0
-    return chernoff.kl_test_set_lower(det_risk, n, half), chernoff.kl_test_set_bound(det_risk, n, half)
+    return chernoff.kl_test_set_lower(det_risk, n, half), chernoff.kl_test_set_bound(
+        det_risk, n, half
+    )

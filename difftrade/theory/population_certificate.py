@@ -16,16 +16,21 @@ from difftrade.theory.certificate_types import Certificate, CertificateConfig, L
 from difftrade.theory.member_certificate import certify
 
 
-def _certify_population(loss_fn, params, prior_params, data, keys, scale, config, data_axis, prior_axis, key_axis):
+def _certify_population(
+    loss_fn, params, prior_params, data, keys, scale, config, data_axis, prior_axis, key_axis
+):
     def one(p, p0, d, k, s):
         return certify(loss_fn, p, p0, d, k, config, posterior_scale=s)
 
     scale_axis = None if scale is None else 0
-    return jax.vmap(one, in_axes=(0, prior_axis, data_axis, key_axis, scale_axis))(params, prior_params, data, keys, scale)
+    return jax.vmap(one, in_axes=(0, prior_axis, data_axis, key_axis, scale_axis))(
+        params, prior_params, data, keys, scale
+    )
 
 
 _certify_population_jit = jax.jit(
-    _certify_population, static_argnames=("loss_fn", "config", "data_axis", "prior_axis", "key_axis")
+    _certify_population,
+    static_argnames=("loss_fn", "config", "data_axis", "prior_axis", "key_axis"),
 )
 
 
@@ -68,5 +73,14 @@ def certify_population(
       ``format_budget(config, num_members=M)``.
     """
     return _certify_population_jit(
-        loss_fn, params, prior_params, data, keys, posterior_scale, config, data_axis, prior_axis, key_axis
+        loss_fn,
+        params,
+        prior_params,
+        data,
+        keys,
+        posterior_scale,
+        config,
+        data_axis,
+        prior_axis,
+        key_axis,
     )

@@ -77,7 +77,9 @@ class FitConfig:
             v = getattr(self, name)
             low = 0.0 if name == "mean_learning_rate" else math.ulp(0.0)
             if not isinstance(v, (int, float)) or not (low <= v < math.inf):
-                raise ValueError(f"posterior fit {name}={v!r}; allowed: a float > 0 (mean_learning_rate: >= 0)")
+                raise ValueError(
+                    f"posterior fit {name}={v!r}; allowed: a float > 0 (mean_learning_rate: >= 0)"
+                )
         if not isinstance(self.delta, (int, float)) or not 0 < self.delta < 1:
             raise ValueError(f"posterior fit delta={self.delta!r}; allowed: a float in (0, 1)")
 
@@ -86,16 +88,24 @@ def _is_param(x: jax.Array) -> bool:
     return jnp.issubdtype(jnp.result_type(x), jnp.inexact)
 
 
-def diagonal_kl(mean: PyTree, log_sigma: PyTree, prior_mean: PyTree, log_prior_sigma: jax.Array) -> jax.Array:
+def diagonal_kl(
+    mean: PyTree, log_sigma: PyTree, prior_mean: PyTree, log_prior_sigma: jax.Array
+) -> jax.Array:
     """``KL(N(μ, diag e^{2ρ}) ‖ N(w₀, e^{2ρ_P} I))`` in float32, differentiable (for the fit only;
     the certificate recomputes it in float64). Non-floating leaves are skipped."""
     total = jnp.zeros((), jnp.float32)
-    for m, r, m0 in zip(jax.tree.leaves(mean), jax.tree.leaves(log_sigma), jax.tree.leaves(prior_mean)):
+    for m, r, m0 in zip(
+        jax.tree.leaves(mean), jax.tree.leaves(log_sigma), jax.tree.leaves(prior_mean)
+    ):
         if not _is_param(m):
             continue
         m, r, m0 = (jnp.asarray(a, jnp.float32) for a in (m, r, m0))
         t = 2.0 * (r - log_prior_sigma)  # ln(σ²/σ_P²)
-        total = total + jnp.sum(jnp.expm1(t) - t) + jnp.sum(jnp.square(m - m0)) * jnp.exp(-2.0 * log_prior_sigma)
+        total = (
+            total
+            + jnp.sum(jnp.expm1(t) - t)
+            + jnp.sum(jnp.square(m - m0)) * jnp.exp(-2.0 * log_prior_sigma)
+        )
     return 0.5 * total
 
 
@@ -129,12 +139,18 @@ def fit_posterior(
     n = int(jax.tree.leaves(data)[0].shape[0])
     cast = lambda t: jax.tree.map(lambda x: jnp.asarray(x, jnp.float32) if _is_param(x) else x, t)
     mu0, w0 = cast(params), cast(prior_params)
-    rho0 = jax.tree.map(lambda x: jnp.full(jnp.shape(x), math.log(config.init_sigma), jnp.float32), mu0)
+    rho0 = jax.tree.map(
+        lambda x: jnp.full(jnp.shape(x), math.log(config.init_sigma), jnp.float32), mu0
+    )
     state = (mu0, rho0, jnp.asarray(math.log(config.init_prior_sigma), jnp.float32))
     # μ moves with its own (small, possibly zero) step; log σ and log σ_P with learning_rate
     tx = optax.multi_transform(
         {"mean": optax.adam(config.mean_learning_rate), "scale": optax.adam(config.learning_rate)},
-        lambda st: (jax.tree.map(lambda _: "mean", st[0]), jax.tree.map(lambda _: "scale", st[1]), "scale"),
+        lambda st: (
+            jax.tree.map(lambda _: "mean", st[0]),
+            jax.tree.map(lambda _: "scale", st[1]),
+            "scale",
+        ),
     )
 
     def objective(state, step_key):
@@ -144,7 +160,9 @@ def fit_posterior(
         batch = jax.tree.map(lambda x: x[idx], data)
         leaves, treedef = jax.tree.flatten(mu)
         keys = jax.random.split(k_noise, len(leaves))
-        eps = jax.tree.unflatten(treedef, [jax.random.normal(k, jnp.shape(x), jnp.float32) for k, x in zip(keys, leaves)])
+        eps = jax.tree.unflatten(
+            treedef, [jax.random.normal(k, jnp.shape(x), jnp.float32) for k, x in zip(keys, leaves)]
+        )
         w = jax.tree.map(lambda m, r, e: m + jnp.exp(r) * e if _is_param(m) else m, mu, rho, eps)
         w = jax.tree.map(lambda x, like: jnp.asarray(x, jnp.result_type(like)), w, params)
         surrogate = jnp.mean(surrogate_fn(w, batch))
@@ -153,7 +171,9 @@ def fit_posterior(
 
     def step(carry, step_key):
         state, opt_state = carry
-        (value, (kl, surrogate, sp)), grads = jax.value_and_grad(objective, has_aux=True)(state, step_key)
+        (value, (kl, surrogate, sp)), grads = jax.value_and_grad(objective, has_aux=True)(
+            state, step_key
+        )
         updates, opt_state = tx.update(grads, opt_state, state)
         return (optax.apply_updates(state, updates), opt_state), (value, kl, surrogate, sp)
 
@@ -162,5 +182,13 @@ def fit_posterior(
     )
     mu, rho, _ = state
     mean = jax.tree.map(lambda m, like: jnp.asarray(m, jnp.result_type(like)), mu, params)
-    sigma = jax.tree.map(lambda r, like: jnp.exp(r) if _is_param(like) else jnp.ones(jnp.shape(like), jnp.float32), rho, params)
-    return mean, sigma, {"objective": values, "kl": kls, "surrogate": surrogates, "prior_sigma": sps}
+    sigma = jax.tree.map(
+        lambda r, like: jnp.exp(r) if _is_param(like) else jnp.ones(jnp.shape(like), jnp.float32),
+        rho,
+        params,
+    )
+    return (
+        mean,
+        sigma,
+        {"objective": values, "kl": kls, "surrogate": surrogates, "prior_sigma": sps},
+    )

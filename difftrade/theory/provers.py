@@ -176,7 +176,10 @@ def _derivative_sign_steps(
     elif sp.simplify(at_zero - hi) == 0:
         pieces = [("<=0", domain, lo, hi)]
     else:
-        left, right = restrict_domain(domain, var, lo, at_zero), restrict_domain(domain, var, at_zero, hi)
+        left, right = (
+            restrict_domain(domain, var, lo, at_zero),
+            restrict_domain(domain, var, at_zero, hi),
+        )
         pieces = [("<=0", left, lo, at_zero), (">=0", right, at_zero, hi)]
     fp = sp.diff(f, var)
     return [

@@ -28,7 +28,9 @@ from scipy import optimize, special
 from difftrade.theory.grid_values import argmin_difficulty
 
 
-def uncovered_mass(train_weights: np.ndarray, target_weights: np.ndarray, structure: str) -> np.ndarray:
+def uncovered_mass(
+    train_weights: np.ndarray, target_weights: np.ndarray, structure: str
+) -> np.ndarray:
     """``π [D]``: target mass on levels the training distribution of each row does not contain.
 
     ``train_weights [D, L]``, ``target_weights [L]``; ``structure`` is the task's
@@ -37,10 +39,14 @@ def uncovered_mass(train_weights: np.ndarray, target_weights: np.ndarray, struct
     """
     w, t = np.asarray(train_weights, np.float64), np.asarray(target_weights, np.float64)
     if w.ndim != 2 or t.shape != (w.shape[1],):
-        raise ValueError(f"train_weights {w.shape} and target_weights {t.shape}; allowed: [D, L] and [L]")
+        raise ValueError(
+            f"train_weights {w.shape} and target_weights {t.shape}; allowed: [D, L] and [L]"
+        )
     covered = w > 0
     if structure == "nested":
-        covered = np.cumsum(covered[:, ::-1], axis=1)[:, ::-1] > 0  # levels at or below a weighted one
+        covered = (
+            np.cumsum(covered[:, ::-1], axis=1)[:, ::-1] > 0
+        )  # levels at or below a weighted one
     elif structure != "exact":
         raise ValueError(f"structure={structure!r}; allowed: exact, nested")
     return np.clip(1.0 - covered @ t, 0.0, 1.0)
@@ -85,7 +91,9 @@ def _num_shape_params(num: int, shape: str) -> int:
     return num if shape == "free" else 2
 
 
-def _unpack(theta: np.ndarray, difficulties: np.ndarray, pi: np.ndarray | None, shape: str = "free") -> tuple[np.ndarray, np.ndarray, float]:
+def _unpack(
+    theta: np.ndarray, difficulties: np.ndarray, pi: np.ndarray | None, shape: str = "free"
+) -> tuple[np.ndarray, np.ndarray, float]:
     """θ = [ln n_c parameters, ln s, (logit π [D])] → (π, ln n_c, s).
 
     ``free``: ln n_c(d_1), then non-negative log-increments between neighbours (D − 1);
@@ -102,7 +110,9 @@ def _unpack(theta: np.ndarray, difficulties: np.ndarray, pi: np.ndarray | None, 
     return fitted_pi, log_nc, width
 
 
-def fit_threshold(difficulties, budgets, risk, pi=None, *, shape: str = "free", n_starts: int = 6, seed: int = 0) -> ThresholdFit:
+def fit_threshold(
+    difficulties, budgets, risk, pi=None, *, shape: str = "free", n_starts: int = 6, seed: int = 0
+) -> ThresholdFit:
     """Least-squares fit of the threshold model to ``risk [D, N]`` (seed means; NaN cells skipped).
 
     ``pi [D]``: the uncovered target mass, fixed (e.g. :func:`uncovered_mass`), or None to fit
@@ -116,7 +126,9 @@ def fit_threshold(difficulties, budgets, risk, pi=None, *, shape: str = "free", 
     n = np.asarray(budgets, np.float64)
     y = np.asarray(risk, np.float64)
     if y.shape != (d.size, n.size) or d.ndim != 1 or n.ndim != 1 or np.any(n < 1):
-        raise ValueError(f"risk {y.shape}, difficulties {d.shape}, budgets {n.shape}; allowed: [D, N], [D], [N] with budgets >= 1")
+        raise ValueError(
+            f"risk {y.shape}, difficulties {d.shape}, budgets {n.shape}; allowed: [D, N], [D], [N] with budgets >= 1"
+        )
     fixed = None if pi is None else np.asarray(pi, np.float64)
     if fixed is not None and (fixed.shape != d.shape or np.any((fixed < 0) | (fixed > 1))):
         raise ValueError(f"pi={fixed.tolist()!r}; allowed: [D] values in [0, 1]")
@@ -125,7 +137,9 @@ def fit_threshold(difficulties, budgets, risk, pi=None, *, shape: str = "free", 
     mask = np.isfinite(y)
     k = _num_shape_params(d.size, shape) + 1 + (d.size if fixed is None else 0)
     if mask.sum() <= k:
-        raise ValueError(f"only {int(mask.sum())} finite cells for {k} parameters; allowed: more cells than parameters")
+        raise ValueError(
+            f"only {int(mask.sum())} finite cells for {k} parameters; allowed: more cells than parameters"
+        )
     ln = np.log(n)
 
     def residual(theta: np.ndarray) -> np.ndarray:
@@ -184,8 +198,13 @@ def leave_one_budget_out(fitter: Fitter, difficulties, budgets, risk) -> Holdout
         sq.extend(((r - y[:, j])[ok] ** 2).tolist())
     hit = np.isfinite(predicted) & np.isfinite(measured)
     err = np.abs(predicted - measured)[hit]
-    return HoldoutScore(predicted, measured, float(err.mean()) if err.size else np.nan,
-                        float(np.mean(err == 0)) if err.size else np.nan, float(np.sqrt(np.mean(sq))) if sq else np.nan)
+    return HoldoutScore(
+        predicted,
+        measured,
+        float(err.mean()) if err.size else np.nan,
+        float(np.mean(err == 0)) if err.size else np.nan,
+        float(np.sqrt(np.mean(sq))) if sq else np.nan,
+    )
 
 
 def threshold_fitter(pi=None, shape: str = "free") -> Fitter:

@@ -49,13 +49,19 @@ def device_memory_bytes() -> int:
     return 8 * 2**30
 
 
-def auto_chunk_size(model_cfg: ModelConfig, cfg: TrainConfig, seq_len: int, num_members: int, fraction: float = 0.5) -> int:
+def auto_chunk_size(
+    model_cfg: ModelConfig, cfg: TrainConfig, seq_len: int, num_members: int, fraction: float = 0.5
+) -> int:
     """Largest chunk that fits ``fraction`` of device memory (per device), times device count."""
-    per_device = max(1, int(fraction * device_memory_bytes() // bytes_per_member(model_cfg, cfg, seq_len)))
+    per_device = max(
+        1, int(fraction * device_memory_bytes() // bytes_per_member(model_cfg, cfg, seq_len))
+    )
     return max(1, min(num_members, per_device * jax.device_count()))
 
 
-def check_chunk_fits(model_cfg: ModelConfig, cfg: TrainConfig, seq_len: int, chunk_size: int) -> None:
+def check_chunk_fits(
+    model_cfg: ModelConfig, cfg: TrainConfig, seq_len: int, chunk_size: int
+) -> None:
     """Refuse (before compiling) a chunk whose estimated need exceeds the free device memory.
 
     ``chunk_size`` 0 (automatic) needs one member per device to fit. A member that does not fit
@@ -68,15 +74,29 @@ def check_chunk_fits(model_cfg: ModelConfig, cfg: TrainConfig, seq_len: int, chu
     one = state + cfg.batch_size * example
     if one > have:
         if state + example > have:
-            raise refuse("model", "d_model", model_cfg.d_model,
-                         f"a model whose weights and Adam state fit {have / gib:.1f} GiB (fewer model.num_layers, "
-                         "a smaller model.d_model or model.vocab_size)",
-                         f" with model.num_layers={model_cfg.num_layers} does not fit one member on a device: about "
-                         f"{(state + example) / gib:.1f} GiB at batch size 1, {have / gib:.1f} GiB free")
-        raise refuse("train", "batch_size", cfg.batch_size, f"an integer in [1, {(have - state) // example}] on this device",
-                     f" does not fit: one member needs about {one / gib:.1f} GiB, {have / gib:.1f} GiB free")
+            raise refuse(
+                "model",
+                "d_model",
+                model_cfg.d_model,
+                f"a model whose weights and Adam state fit {have / gib:.1f} GiB (fewer model.num_layers, "
+                "a smaller model.d_model or model.vocab_size)",
+                f" with model.num_layers={model_cfg.num_layers} does not fit one member on a device: about "
+                f"{(state + example) / gib:.1f} GiB at batch size 1, {have / gib:.1f} GiB free",
+            )
+        raise refuse(
+            "train",
+            "batch_size",
+            cfg.batch_size,
+            f"an integer in [1, {(have - state) // example}] on this device",
+            f" does not fit: one member needs about {one / gib:.1f} GiB, {have / gib:.1f} GiB free",
+        )
     per_device = max(1, -(-chunk_size // jax.device_count()))
     if per_device * one > have:
         fits = have // one * jax.device_count()
-        raise refuse("run", "chunk_size", chunk_size, f"at most {fits} members per chunk (or 0 for automatic)",
-                     f" does not fit: about {per_device * one / gib:.1f} GiB per device needed, {have / gib:.1f} GiB free")
+        raise refuse(
+            "run",
+            "chunk_size",
+            chunk_size,
+            f"at most {fits} members per chunk (or 0 for automatic)",
+            f" does not fit: about {per_device * one / gib:.1f} GiB per device needed, {have / gib:.1f} GiB free",
+        )

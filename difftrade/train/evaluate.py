@@ -43,10 +43,14 @@ class EvalConfig:
 
 
 # [eval]: one spec per field (difftrade.config.fields)
-EVAL_FIELDS: dict[str, Field] = {name: Field(int, 1) for name in ("n_test", "n_train_eval", "batch_size")}
+EVAL_FIELDS: dict[str, Field] = {
+    name: Field(int, 1) for name in ("n_test", "n_train_eval", "batch_size")
+}
 
 
-def example_metrics(gdef: Any, params: Params, tokens: jax.Array, loss_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+def example_metrics(
+    gdef: Any, params: Params, tokens: jax.Array, loss_mask: jax.Array
+) -> tuple[jax.Array, jax.Array]:
     """Per-example exact match (bool ``[B]``) and mean answer-token cross-entropy (``[B]``)."""
     ce, correct = token_losses(gdef, params, tokens, loss_mask)
     m = loss_mask[:, 1:]
@@ -89,12 +93,19 @@ def member_evaluator(task: Task, model_cfg: ModelConfig, cfg: EvalConfig):
         train_ce = jnp.sum(jnp.where(valid, ce, 0.0)) / count
 
         def on_level(level):
-            fn = lambda i: example_metrics(gdef, params, *data.examples_at_level(task, root, data.SPLITS["test"], level, i))
+            fn = lambda i: example_metrics(
+                gdef, params, *data.examples_at_level(task, root, data.SPLITS["test"], level, i)
+            )
             ex, c = _batched(fn, jnp.arange(cfg.n_test), min(cfg.batch_size, cfg.n_test))
             return jnp.mean(ex), jnp.mean(c)
 
         level_exact, level_ce = jax.lax.map(on_level, levels)
-        return {"train_exact": train_exact, "train_ce": train_ce, "level_exact": level_exact, "level_ce": level_ce}
+        return {
+            "train_exact": train_exact,
+            "train_ce": train_ce,
+            "level_exact": level_exact,
+            "level_ce": level_ce,
+        }
 
     return evaluate_member
 
@@ -126,8 +137,14 @@ def compiled_evaluator(task: Task, model_cfg: ModelConfig, cfg: EvalConfig):
 
 
 def evaluate_population(
-    task: Task, params: Params, weights: jax.Array, budget: jax.Array, seed: jax.Array,
-    model_cfg: ModelConfig, cfg: EvalConfig, run_key: jax.Array,
+    task: Task,
+    params: Params,
+    weights: jax.Array,
+    budget: jax.Array,
+    seed: jax.Array,
+    model_cfg: ModelConfig,
+    cfg: EvalConfig,
+    run_key: jax.Array,
 ) -> dict[str, np.ndarray]:
     """Evaluate every member (leading axis ``M``) on its training examples and every level.
 
@@ -138,11 +155,17 @@ def evaluate_population(
     mesh = member_mesh()
     width = round_up(int(np.shape(budget)[0]), mesh.size)
     fn = compiled_evaluator(task, model_cfg.for_members(width // mesh.size), cfg)
-    hyper = (np.asarray(weights, np.float32), np.asarray(budget, np.int32), np.asarray(seed, np.int32))
+    hyper = (
+        np.asarray(weights, np.float32),
+        np.asarray(budget, np.int32),
+        np.asarray(seed, np.int32),
+    )
     return on_member_mesh(lambda *t: fn(replicate(run_key, mesh), *t), params, *hyper, width=width)
 
 
-def risks(train_exact: np.ndarray, level_exact: np.ndarray, weights: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:
+def risks(
+    train_exact: np.ndarray, level_exact: np.ndarray, weights: np.ndarray, target: np.ndarray
+) -> dict[str, np.ndarray]:
     """Risks and gaps from accuracies.
 
     train_exact ``[...]``, level_exact ``[..., L]``, weights ``[..., L]`` (training

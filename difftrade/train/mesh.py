@@ -94,7 +94,9 @@ def replicate(x: jax.Array, mesh: Mesh) -> jax.Array:
         return jax.device_put(x, sharding)
     if isinstance(x, jax.Array) and x.committed and x.is_fully_addressable:
         if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-            return jax.random.wrap_key_data(np.asarray(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+            return jax.random.wrap_key_data(
+                np.asarray(jax.random.key_data(x)), impl=jax.random.key_impl(x)
+            )
         return np.asarray(x)
     return x
 
@@ -112,6 +114,8 @@ def on_member_mesh(fn: Callable[..., Any], *trees: Any, width: int | None = None
     m = int(jax.tree.leaves(trees)[0].shape[0])
     size = round_up(m, mesh.size) if width is None else width
     if size % mesh.size or size < m:
-        raise ValueError(f"width={size} for {m} members; allowed: a multiple of the device count {mesh.size}, >= {m}")
+        raise ValueError(
+            f"width={size} for {m} members; allowed: a multiple of the device count {mesh.size}, >= {m}"
+        )
     placed = [None if t is None else shard_members(pad_tree(t, m, size), mesh) for t in trees]
     return jax.tree.map(lambda x: np.asarray(x)[:m], to_host(fn(*placed)))

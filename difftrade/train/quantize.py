@@ -71,7 +71,9 @@ class QuantizedView:
     cfg: SubspaceConfig
 
     def start(self, params0: Params) -> Any:
-        raise ValueError("quantization-aware training starts from trained coordinates; pass start={'z', 'codebook'}")
+        raise ValueError(
+            "quantization-aware training starts from trained coordinates; pass start={'z', 'codebook'}"
+        )
 
     def bind(self, params0: Params, key: jax.Array) -> Callable[[Any], Params]:
         space = Subspace(self.cfg, params0, key)

@@ -49,8 +49,13 @@ class SubspaceConfig:
     def check_fits(self, num_params: int) -> None:
         """Refuse a subspace at least as large as the weights it parameterises (it would not compress)."""
         if self.dim >= num_params:
-            raise refuse("subspace", "dim", self.dim, f"0 (off) or an integer below the model's {num_params} weights",
-                         f" is not below the model's {num_params} weights")
+            raise refuse(
+                "subspace",
+                "dim",
+                self.dim,
+                f"0 (off) or an integer below the model's {num_params} weights",
+                f" is not below the model's {num_params} weights",
+            )
 
 
 SUBSPACE_FIELDS: dict[str, Field] = {
@@ -83,7 +88,9 @@ def make_projection(key: jax.Array, num_params: int, cfg: SubspaceConfig) -> Pro
     """The projection ``R^D -> R^p`` of one member (vmappable over ``key``)."""
     (p1, p2), (d1, d2) = factor_shape(num_params), factor_shape(cfg.dim)
     ka, kb = jax.random.split(key)
-    return Projection(_unit_columns(ka, (cfg.terms, p1, d1)), _unit_columns(kb, (cfg.terms, p2, d2)))
+    return Projection(
+        _unit_columns(ka, (cfg.terms, p1, d1)), _unit_columns(kb, (cfg.terms, p2, d2))
+    )
 
 
 def project(proj: Projection, z: jax.Array, num_params: int) -> jax.Array:
@@ -119,4 +126,6 @@ class Subspace:
 
     def weights(self, z: jax.Array) -> Any:
         """The params pytree at coordinates ``z`` float32 ``[D]``."""
-        return self.unravel(self.flat0 + project(self.proj, z, self.num_params).astype(self.flat0.dtype))
+        return self.unravel(
+            self.flat0 + project(self.proj, z, self.num_params).astype(self.flat0.dtype)
+        )

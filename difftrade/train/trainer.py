@@ -102,7 +102,9 @@ def optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     )
 
 
-def masked_loss(gdef: Any, params: Params, tokens: jax.Array, loss_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+def masked_loss(
+    gdef: Any, params: Params, tokens: jax.Array, loss_mask: jax.Array
+) -> tuple[jax.Array, jax.Array]:
     """Mean answer-token cross-entropy over a batch and the batch exact-match rate.
 
     tokens int32 ``[B, L]``, loss_mask bool ``[B, L]`` -> (loss scalar, exact-match scalar).
@@ -114,7 +116,9 @@ def masked_loss(gdef: Any, params: Params, tokens: jax.Array, loss_mask: jax.Arr
     return loss, jnp.mean(exact)
 
 
-def validation_scores(gdef: Any, params: Params, tokens: jax.Array, loss_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+def validation_scores(
+    gdef: Any, params: Params, tokens: jax.Array, loss_mask: jax.Array
+) -> tuple[jax.Array, jax.Array]:
     """(exact-match risk, mean answer-token cross-entropy) of ``params`` on a validation set:
     tokens int32 ``[V, L]``, loss_mask bool ``[V, L]`` -> two scalars."""
     loss, exact = masked_loss(gdef, params, tokens, loss_mask)
@@ -136,7 +140,9 @@ class Stopped:
     stopped_step: jax.Array
 
 
-def validation_stopped(segment: Callable, score: Callable, carry: tuple, cfg: TrainConfig) -> Stopped:
+def validation_stopped(
+    segment: Callable, score: Callable, carry: tuple, cfg: TrainConfig
+) -> Stopped:
     """Train checkpoint segment after segment until ``cfg.patience`` segments in a row fail to
     improve the validation score, or ``cfg.num_checkpoints`` segments (the ``cfg.steps`` cap).
 
@@ -149,7 +155,17 @@ def validation_stopped(segment: Callable, score: Callable, carry: tuple, cfg: Tr
     nan = jnp.full((K,), jnp.nan, jnp.float32)
     risk0, ce0 = score(carry[0])
     zero = jnp.int32(0)
-    state = (carry, zero, carry[0], risk0, ce0, zero, zero, nan, nan)  # k, best w, its risk and ce, its k, k since it
+    state = (
+        carry,
+        zero,
+        carry[0],
+        risk0,
+        ce0,
+        zero,
+        zero,
+        nan,
+        nan,
+    )  # k, best w, its risk and ce, its k, k since it
 
     def running(s):
         return (s[1] < K) & (s[6] < cfg.patience)
@@ -161,8 +177,17 @@ def validation_stopped(segment: Callable, score: Callable, carry: tuple, cfg: Tr
         better = (risk < best_risk) | ((risk == best_risk) & (ce < best_ce))
         pick = lambda new, old: jnp.where(better, new, old)
         best = jax.tree.map(pick, carry[0], best)
-        return (carry, k + 1, best, pick(risk, best_risk), pick(ce, best_ce), pick(k + 1, best_k),
-                jnp.where(better, 0, since + 1), losses.at[k].set(loss), exacts.at[k].set(exact))
+        return (
+            carry,
+            k + 1,
+            best,
+            pick(risk, best_risk),
+            pick(ce, best_ce),
+            pick(k + 1, best_k),
+            jnp.where(better, 0, since + 1),
+            losses.at[k].set(loss),
+            exacts.at[k].set(exact),
+        )
 
     carry, k, best, _, _, best_k, _, losses, exacts = jax.lax.while_loop(running, body, state)
     return Stopped(best, losses, exacts, carry[2], jnp.int32(best_k * seg), jnp.int32(k * seg))
@@ -213,7 +238,9 @@ def view_of(subspace: SubspaceConfig) -> FullView | SubspaceView:
     return SubspaceView(subspace) if subspace.enabled else FULL
 
 
-def member_trainer(task: Task, model_cfg: ModelConfig, cfg: TrainConfig, view: Any = FULL) -> Callable[..., TrainResult]:
+def member_trainer(
+    task: Task, model_cfg: ModelConfig, cfg: TrainConfig, view: Any = FULL
+) -> Callable[..., TrainResult]:
     """The single-member training function ``(run_key, params0, weights, budget, seed, lr[, start]) -> TrainResult``.
 
     Built from static configuration only; the run key is an argument (traced under ``jit``),
@@ -232,17 +259,25 @@ def member_trainer(task: Task, model_cfg: ModelConfig, cfg: TrainConfig, view: A
         data_root = jax.random.fold_in(roots["data"], seed)
         order_key = jax.random.fold_in(roots["order"], seed)
         to_params = view.bind(params0, projection_key(run_key, seed))
-        grad_fn = jax.value_and_grad(lambda w, t, m: masked_loss(gdef, to_params(w), t, m), has_aux=True)
+        grad_fn = jax.value_and_grad(
+            lambda w, t, m: masked_loss(gdef, to_params(w), t, m), has_aux=True
+        )
         w0 = view.start(params0) if start is None else start
 
-        def high(t):  # minibatch indices are drawn below this; a python branch keeps the default program as it was
+        def high(
+            t,
+        ):  # minibatch indices are drawn below this; a python branch keeps the default program as it was
             if not cfg.prefix_steps:
                 return budget
-            return jnp.where(t < cfg.prefix_steps, prefix_budget(budget, cfg.prefix_fraction), budget)
+            return jnp.where(
+                t < cfg.prefix_steps, prefix_budget(budget, cfg.prefix_fraction), budget
+            )
 
         def step(carry, t):
             params, opt_state, bad = carry
-            idx = jax.random.randint(jax.random.fold_in(order_key, t), (cfg.batch_size,), 0, high(t))
+            idx = jax.random.randint(
+                jax.random.fold_in(order_key, t), (cfg.batch_size,), 0, high(t)
+            )
             tokens, mask, _ = data.examples(task, data_root, data.SPLITS["train"], weights, idx)
             (loss, exact), grads = grad_fn(params, tokens, mask)
             updates, new_opt = tx.update(grads, opt_state, params)
@@ -262,12 +297,25 @@ def member_trainer(task: Task, model_cfg: ModelConfig, cfg: TrainConfig, view: A
 
         carry = (w0, tx.init(w0), jnp.int32(0))
         if cfg.stopping == "validation":
-            val_tokens, val_mask, _ = data.examples(task, data_root, data.SPLITS["val"], weights, jnp.arange(cfg.val_examples))
+            val_tokens, val_mask, _ = data.examples(
+                task, data_root, data.SPLITS["val"], weights, jnp.arange(cfg.val_examples)
+            )
             score = lambda w: validation_scores(gdef, to_params(w), val_tokens, val_mask)
             out = validation_stopped(segment, score, carry, cfg)
-            return TrainResult(to_params(out.best), params0, out.loss_curve, out.accuracy_curve, out.bad, None,
-                               None if isinstance(view, FullView) else out.best, out.selected_step, out.stopped_step)
-        split = cfg.prefix_steps // seg  # segments of the prefix phase (0: off; always < num_checkpoints)
+            return TrainResult(
+                to_params(out.best),
+                params0,
+                out.loss_curve,
+                out.accuracy_curve,
+                out.bad,
+                None,
+                None if isinstance(view, FullView) else out.best,
+                out.selected_step,
+                out.stopped_step,
+            )
+        split = (
+            cfg.prefix_steps // seg
+        )  # segments of the prefix phase (0: off; always < num_checkpoints)
         prior = None
         if split:
             carry, head = jax.lax.scan(segment, carry, jnp.arange(split))
@@ -325,7 +373,9 @@ def compiled_trainer(
     """
     cache_key = (task, model_cfg, cfg, view, trace_state())
     if cache_key not in _COMPILED:
-        member = jax.vmap(member_trainer(task, model_cfg, cfg, view), in_axes=(None, 0, 0, 0, 0, 0, 0))
+        member = jax.vmap(
+            member_trainer(task, model_cfg, cfg, view), in_axes=(None, 0, 0, 0, 0, 0, 0)
+        )
 
         def train_chunk(run_key, weights, budget, seed, learning_rate, params0=None, start=None):
             TRACES["train"] += 1
@@ -358,8 +408,10 @@ def train_population(
     (unpadded) members.
     """
     if cfg.epochs:
-        raise ValueError(f"train.epochs={cfg.epochs}: train_population trains one number of steps; "
-                         "allowed: the config of one budget, cfg.for_budget(n)")
+        raise ValueError(
+            f"train.epochs={cfg.epochs}: train_population trains one number of steps; "
+            "allowed: the config of one budget, cfg.for_budget(n)"
+        )
     if model_cfg.seq_len < task.seq_len - 1:
         raise ValueError(
             f"model.seq_len={model_cfg.seq_len} is shorter than the task's inputs ({task.seq_len - 1}); "
@@ -373,6 +425,17 @@ def train_population(
     padded, m = pad_members(population, mesh.size)
     arrays = shard_members(padded.as_arrays(), mesh)
     fn = compiled_trainer(task, model_cfg.for_members(padded.size // mesh.size), cfg, view)
-    init, start = (None if tree is None else shard_members(pad_tree(tree, m, padded.size), mesh) for tree in (init, start))
-    out = fn(replicate(run_key, mesh), arrays["weights"], arrays["budget"], arrays["seed"], arrays["learning_rate"], init, start)
+    init, start = (
+        None if tree is None else shard_members(pad_tree(tree, m, padded.size), mesh)
+        for tree in (init, start)
+    )
+    out = fn(
+        replicate(run_key, mesh),
+        arrays["weights"],
+        arrays["budget"],
+        arrays["seed"],
+        arrays["learning_rate"],
+        init,
+        start,
+    )
     return out if padded.size == m else jax.tree.map(lambda x: x[:m], out)

@@ -36,7 +36,12 @@ def config_for(dim: int) -> config.RunConfig:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("runs/compression/intrinsic_dim"), help="parent of the run directories")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/compression/intrinsic_dim"),
+        help="parent of the run directories",
+    )
     args = parser.parse_args()
     rows = []
     for dim in DIMS:
@@ -44,14 +49,23 @@ def main() -> None:
         mean = ds.mean("seed")
         for d in ds["difficulty"].values:
             cell = mean.sel(difficulty=d, budget=BUDGET)
-            rows.append({"dim": dim, "difficulty": int(d), "train_risk": float(cell["train_risk"]),
-                         "test_risk": float(cell["test_risk"]), "target_risk": float(cell["target_risk"]),
-                         "wall_seconds": float(ds.attrs.get("wall_seconds", np.nan))})
+            rows.append(
+                {
+                    "dim": dim,
+                    "difficulty": int(d),
+                    "train_risk": float(cell["train_risk"]),
+                    "test_risk": float(cell["test_risk"]),
+                    "target_risk": float(cell["target_risk"]),
+                    "wall_seconds": float(ds.attrs.get("wall_seconds", np.nan)),
+                }
+            )
     TABLE.parent.mkdir(parents=True, exist_ok=True)
     with TABLE.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
-        writer.writerows({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()} for row in rows)
+        writer.writerows(
+            {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()} for row in rows
+        )
     print(f"wrote {TABLE}")
 
 

@@ -21,7 +21,9 @@ HEADER = (
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path, help="folder with <family>.nc and transfer_<family>.nc")
+    parser.add_argument(
+        "folder", type=Path, help="folder with <family>.nc and transfer_<family>.nc"
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     args.out.write_text(HEADER + study.summarize(args.folder))
