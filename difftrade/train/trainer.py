@@ -155,17 +155,9 @@ def validation_stopped(
     nan = jnp.full((K,), jnp.nan, jnp.float32)
     risk0, ce0 = score(carry[0])
     zero = jnp.int32(0)
-    state = (
-        carry,
-        zero,
-        carry[0],
-        risk0,
-        ce0,
-        zero,
-        zero,
-        nan,
-        nan,
-    )  # k, best w, its risk and ce, its k, k since it
+    # (carry, segments done k, best variables, their risk and cross-entropy, their k,
+    #  segments since the best, loss curve [K], accuracy curve [K])
+    state = (carry, zero, carry[0], risk0, ce0, zero, zero, nan, nan)
 
     def running(s):
         return (s[1] < K) & (s[6] < cfg.patience)
