@@ -22,6 +22,7 @@ def run_dir(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # certifies every member of a trained grid
 def test_certificates_are_valid_bounds(run_dir):
     b = certify_run(run_dir, BoundSettings(n_bound=64, num_draws=2, seeds=(0,)), progress=False)
     certified = b["in_dist_bound"].sel(seed=0).values

@@ -419,6 +419,7 @@ def test_shared_axes_and_batched_map_agree():
     )
 
 
+@pytest.mark.slow  # certifies a population over several deltas
 def test_every_delta_is_paid_in_the_numbers():
     inputs = _member_inputs(4)
     params, prior = inputs[0], inputs[1]

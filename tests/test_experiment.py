@@ -39,6 +39,7 @@ class Killed(RuntimeError):
     pass
 
 
+@pytest.mark.slow  # trains the grid again in two sessions
 def test_resume_after_kill_equals_uninterrupted(full_run, tmp_path):
     cfg, _, ds = full_run
 

@@ -8,6 +8,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from difftrade.cli import main as cli
 from difftrade.config import files
 from difftrade.config import run_config as config
@@ -157,6 +159,7 @@ def test_tested_floors_are_the_declared_floors():
     assert pins == floors
 
 
+@pytest.mark.slow  # imports and documents every module
 def test_api_reference_builds_with_pdoc(tmp_path):
     """experiments/build_api_docs.py renders a page per module of the package (pdoc imports each
     one; --strict fails on a module that does not import), docstrings included."""

@@ -6,12 +6,14 @@ import re
 
 import jax
 import numpy as np
+import pytest
 
 from difftrade.runner import experiment
 from difftrade.runner.progress import Progress
 from difftrade.train import trainer as train
 
 
+@pytest.mark.slow  # trains a grid
 def test_every_member_segment_is_reported(tiny_cfg):
     counts: list[int] = []
     train.SEGMENT_LISTENERS.append(counts.append)
@@ -27,6 +29,7 @@ def test_every_member_segment_is_reported(tiny_cfg):
     assert sum(counts) == padded * tiny_cfg.train.num_checkpoints
 
 
+@pytest.mark.slow  # trains a grid
 def test_run_reports_progress_inside_a_chunk(tiny_cfg, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(
         Progress, "LOG_EVERY", 0.0

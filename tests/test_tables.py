@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from difftrade.analysis.tables import tidy_tables
 from difftrade.cli import main as cli
@@ -31,6 +32,7 @@ def test_every_value_is_in_its_table_once():
     assert list(tables["curves"].columns[:4]) == ["difficulty", "budget", "seed", "checkpoint"]
 
 
+@pytest.mark.slow  # renders a report with every model's forward validation
 def test_report_csv_writes_readable_tables(tmp_path, capsys):
     assert cli.main(["report", str(STUDY), "--out", str(tmp_path), "--csv"]) == 0
     members = pd.read_csv(tmp_path / "tables" / "members.csv")

@@ -77,6 +77,7 @@ def test_budget_one_memorises_its_single_example(tiny_cfg, trained):
     assert ones.size and np.all(res.accuracy_curve[ones, -1] == 1.0)
 
 
+@pytest.mark.slow  # trains a population with a diverging member
 def test_nan_member_flagged_and_isolated(tiny_cfg, trained):
     pop, key, res = trained
     sub = pop.take(np.array([0, 1]))
