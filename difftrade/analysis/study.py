@@ -114,8 +114,11 @@ def above_table(ds: xr.Dataset) -> str:
     return "\n".join(lines)
 
 
-def family_section(name: str, ds: xr.Dataset, point: xr.Dataset | None) -> str:
-    """Every table of one family."""
+def family_section(
+    name: str, ds: xr.Dataset, point: xr.Dataset | None, records: list[forward.ForwardRecord]
+) -> str:
+    """Every table of one family; ``records``: its forward validation
+    (:func:`~difftrade.analysis.predictors.forward_validation`)."""
     cfg = config.stored(ds, name)
     mask = divergence.diverged_mask(ds)
     diverged = 0 if mask is None else int(mask.sum())
@@ -201,7 +204,7 @@ def family_section(name: str, ds: xr.Dataset, point: xr.Dataset | None) -> str:
         "",
         "#### Predicting d* at larger budgets (forward validation)",
         "",
-        forward.table(predictors.forward_validation(ds)),
+        forward.table(records),
         "",
     ]
     return "\n".join(lines)
@@ -263,26 +266,28 @@ def summarize(folder: str | Path) -> str:
     grids = sorted(p for p in folder.glob("*.nc") if not p.name.startswith("transfer_"))
     if not grids:
         raise ValueError(f"folder {str(folder)!r} holds no <family>.nc result files")
-    sections, loaded = [], {}
+    sections, loaded, records = [], {}, {}
     for path in grids:
         point_path = folder / f"transfer_{path.name}"
         point = results.load(point_path) if point_path.exists() else None
         loaded[path.stem] = results.load(path)
-        sections.append(family_section(path.stem, loaded[path.stem], point))
+        records[path.stem] = predictors.forward_validation(loaded[path.stem])
+        sections.append(family_section(path.stem, loaded[path.stem], point, records[path.stem]))
     cross = cross_table(loaded)
     return "\n".join(
         sections
         + ([cross] if cross else [])
-        + [forward_summary_table(loaded), racing_table(loaded)]
+        + [forward_summary_table(records), racing_table(loaded)]
     )
 
 
-def forward_summary_table(grids: dict[str, xr.Dataset]) -> str:
-    """One row per grid: forward risk lost of the best baseline and of every model, as the ratio to
-    the best baseline's (< 0.5 is the prescription target), and each method's mean level error."""
+def forward_summary_table(records: dict[str, list[forward.ForwardRecord]]) -> str:
+    """One row per grid (name -> its forward records): forward risk lost of the best baseline and
+    of every model, as the ratio to the best baseline's (< 0.5 is the prescription target), and
+    each method's mean level error."""
     rows, methods = [], None
-    for name, ds in grids.items():
-        scores = forward.summary(predictors.forward_validation(ds))
+    for name, grid_records in records.items():
+        scores = forward.summary(grid_records)
         base = forward.best_baseline(scores)
         methods = methods or [s.method for s in scores if s.method not in forward.BASELINES]
         cells = {s.method: s for s in scores}
