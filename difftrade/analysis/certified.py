@@ -15,12 +15,11 @@ computes d*(n) measured, from each bound, and the certified sets of optimal diff
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import xarray as xr
 
 from difftrade.analysis.optimum import d_star, seed_mean
+from difftrade.config.settings_json import settings_table
 from difftrade.theory.d_star_from_bounds import certified_d_star_set, d_star_from_bound
 
 VACUOUS = 0.999  # a certificate at or above this says nothing about a [0, 1] risk
@@ -35,16 +34,7 @@ def certified_selection(b: xr.Dataset) -> dict[str, list[int]]:
     attribute is not a JSON table or a field is neither ``null`` nor a list of integers.
     """
     source = b.encoding.get("source", "bounds.nc")
-    try:
-        raw = json.loads(b.attrs.get("settings"))  # type: ignore[arg-type]
-    except (TypeError, json.JSONDecodeError) as err:
-        raise ValueError(
-            f"{source}: its settings are not JSON ({type(err).__name__}: {err})"
-        ) from None
-    if not isinstance(raw, dict):
-        raise ValueError(  # noqa: TRY004 - the CLI reports ValueError
-            f"{source}: its settings are {type(raw).__name__}, not a table of settings"
-        )
+    raw = settings_table(b.attrs.get("settings"), source)
     selection = {}
     for dim, key in (("seed", "seeds"), ("budget", "budgets")):
         value = raw.get(key)

@@ -16,6 +16,24 @@ def to_json(settings: Any) -> str:
     return json.dumps(dataclasses.asdict(settings), sort_keys=True)
 
 
+def settings_table(
+    text: str | None, source: str, what: str = "a table of settings"
+) -> dict[str, Any]:
+    """Stored settings JSON as a dict; ``ValueError`` naming ``source`` when ``text`` is not JSON
+    or not a table (``what`` says what was expected)."""
+    try:
+        raw = json.loads(text)  # type: ignore[arg-type]
+    except (TypeError, json.JSONDecodeError) as err:
+        raise ValueError(
+            f"{source}: its settings are not JSON ({type(err).__name__}: {err})"
+        ) from None
+    if not isinstance(raw, dict):
+        raise ValueError(  # noqa: TRY004 - the CLI reports ValueError
+            f"{source}: its settings are {type(raw).__name__}, not {what}"
+        )
+    return raw
+
+
 def from_json(cls: type[S], text: str, source: str, absent: Mapping[str, Any] | None = None) -> S:
     """The ``cls`` instance :func:`to_json` wrote, validated by its constructor.
 
@@ -23,16 +41,7 @@ def from_json(cls: type[S], text: str, source: str, absent: Mapping[str, Any] | 
     lacks takes ``absent[field]`` when given there (what a file without the field means), else
     its default. ``ValueError`` naming ``source`` for text that is not such settings.
     """
-    try:
-        raw = json.loads(text)
-    except (TypeError, json.JSONDecodeError) as err:
-        raise ValueError(
-            f"{source}: its settings are not JSON ({type(err).__name__}: {err})"
-        ) from None
-    if not isinstance(raw, dict):
-        raise ValueError(  # noqa: TRY004 - the CLI reports ValueError
-            f"{source}: its settings are {type(raw).__name__}, not a table of {cls.__name__} fields"
-        )
+    raw = settings_table(text, source, f"a table of {cls.__name__} fields")
     try:
         return _build(cls, {**(absent or {}), **raw})
     except (ValueError, TypeError) as err:
