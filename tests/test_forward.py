@@ -123,3 +123,35 @@ def test_cli_prints_forward_records_recomputable_from_the_file(capsys):
     assert printed == again and len(printed) > 0
     methods = {r["method"] for r in doc["forward"]}
     assert {"threshold, π from coverage", "per level", "per-level cross-entropy trend"} <= methods
+
+
+def constant_grid() -> xr.Dataset:
+    """A committed study grid whose target risk is the same in every member (nothing learned)."""
+    ds = xr.load_dataset(STUDY / "addition_epochs.nc")
+    ds["target_risk"][:] = 1.0
+    return ds
+
+
+def test_constant_target_risk_is_not_identified_instead_of_dividing_by_zero():
+    from difftrade.analysis import model_tables
+
+    ds = constant_grid()
+    assert "No model fitted: target risk is 1 in every cell" in model_tables.model_table(ds)
+    assert "No forward prediction scored" in model_tables.forward_table(ds)
+    y = np.full((3, 4), np.nan)
+    assert "every member diverged" in model_tables.not_identified(y)
+    y[:, 0] = [0.1, 0.2, 0.3]
+    assert "fewer than two budgets" in model_tables.not_identified(y)
+    y[:, 1] = [0.3, 0.2, 0.1]
+    assert model_tables.not_identified(y) is None
+
+
+def test_recommend_names_a_tie_and_a_budget_where_every_member_diverged():
+    from difftrade.recommender.choose import recommend
+
+    ds = constant_grid()
+    rec = recommend(ds, 1024)
+    assert any("[1, 2, 3, 4] tie at budget 1,024" in note for note in rec.notes)
+    ds["diverged"][{"budget": 0}] = True  # every member at the smallest budget diverged
+    rec = recommend(ds, 1024)
+    assert any("every member at budgets [32] diverged" in note for note in rec.notes)

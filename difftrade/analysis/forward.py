@@ -231,7 +231,7 @@ def table(records: list[ForwardRecord]) -> str:
     ]
     for s in scores:
         name = f"{s.method} (baseline)" if s.method in BASELINES else s.method
-        ratio = s.risk_lost / base.risk_lost if base.risk_lost > 0 else float("nan")
+        ratio = f"{s.risk_lost / base.risk_lost:.2f}" if base.risk_lost > 0 else "–"
         miss = f" ({s.missing} not predicted)" if s.missing else ""
-        lines.append(f"| {name}{miss} | {s.level_error:.2f} | {s.risk_lost:.3f} | {ratio:.2f} |")
+        lines.append(f"| {name}{miss} | {s.level_error:.2f} | {s.risk_lost:.3f} | {ratio} |")
     return "\n".join(lines)

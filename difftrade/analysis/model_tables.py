@@ -21,6 +21,9 @@ def model_table(ds: xr.Dataset) -> str:
     sides), all on the seed means of target risk. Prediction is scored by :func:`forward_table`."""
     d, n = ds["difficulty"].values.astype(float), ds["budget"].values.astype(float)
     y = analysis.seed_mean(predictors.risk_grid(ds))
+    reason = not_identified(y)
+    if reason:
+        return f"No model fitted: {reason}."
     pi = threshold.uncovered_mass(
         ds["train_weights"].values,
         ds["target_weights"].values,
@@ -69,6 +72,20 @@ def model_table(ds: xr.Dataset) -> str:
     return "\n".join(lines + [f"\nNot fitted: {reason}" for reason in failed])
 
 
+def not_identified(y: np.ndarray) -> str | None:
+    """Why no model of target risk is identified on the seed means ``y [D, N]``, or None: every
+    cell diverged, fewer than two budgets with a finite cell, or the same value in every cell
+    (nothing varies to fit, and d* is a tie)."""
+    finite = np.isfinite(y)
+    if not finite.any():
+        return "every member diverged (target risk is NaN in every cell)"
+    if finite.any(axis=0).sum() < 2:
+        return "fewer than two budgets have a member that did not diverge"
+    if np.ptp(y[finite]) == 0:
+        return f"target risk is {y[finite][0]:.3g} in every cell, so every difficulty ties at every budget"
+    return None
+
+
 def _level_stats(ds: xr.Dataset, y: np.ndarray, total: float) -> tuple[int, float, float]:
     """Parameters, AIC and R² on the target-risk seed means ``y [D, N]`` of the per-level model
     fitted to all per-level accuracies."""
@@ -89,4 +106,7 @@ def _family_stats(fit: tradeoff_fitting.FitResult, total: float) -> tuple[int, f
 
 def forward_table(ds: xr.Dataset) -> str:
     """:func:`difftrade.analysis.forward.table` of every model and baseline on ``ds``."""
+    reason = not_identified(analysis.seed_mean(predictors.risk_grid(ds)))
+    if reason:
+        return f"No forward prediction scored: {reason}."
     return forward.table(predictors.forward_validation(ds))

@@ -307,6 +307,7 @@ def _from_measured(
         notes.append(
             f"difficulties {[plain_number(d) for d in missing]} have no finite risk around this budget and were skipped"
         )
+    notes += _ties_and_diverged(surf, risk_n, i, n)
     order = np.argsort(np.where(np.isfinite(risk_n), risk_n, np.inf), kind="stable")
     runner = int(order[1]) if np.isfinite(risk_n).sum() > 1 else None
     bracket = _bracket_d_star(surf, n, notes)
@@ -342,6 +343,25 @@ def _from_measured(
         **boot,
         **common,
     )
+
+
+def _ties_and_diverged(surf: Surface, risk_n: np.ndarray, i: int, n: int) -> list[str]:
+    """Notes on difficulties whose interpolated risk ``risk_n [D]`` at ``n`` equals the chosen
+    ``i``'s (a tie the data cannot break), and on measured budgets where every member diverged."""
+    notes = []
+    tied = surf.difficulties[np.isfinite(risk_n) & (risk_n == risk_n[i])]
+    if tied.size > 1:
+        notes.append(
+            f"difficulties {[plain_number(d) for d in tied]} tie at budget {n:,} (target risk "
+            f"{risk_n[i]:.3g} each): the measurements do not prefer one; the smallest is shown"
+        )
+    dead = surf.budgets[~np.isfinite(surf.risk).any(axis=(0, 2))]
+    if dead.size:
+        notes.append(
+            f"every member at budgets {[plain_number(b) for b in dead]} diverged (NaN/inf training "
+            "steps): those budgets carry no measurement"
+        )
+    return notes
 
 
 def _bracket_d_star(
