@@ -122,6 +122,8 @@ BAD: list[Any] = [
     ({"eval": {"n_test": 0}}, "eval.n_test", 0),
     ({"eval": {"n_test": 2**31}}, "eval.n_test", 2**31),
     ({"eval": {"n_train_eval": -1}}, "eval.n_train_eval", -1),
+    ({"eval": {"n_test": 10**8}}, "eval.n_test", 10**8),
+    ({"eval": {"n_train_eval": 10**9}}, "eval.n_train_eval", 10**9),
     ({"eval": {"batch_size": 1.5}}, "eval.batch_size", 1.5),
     # [run]
     ({"run": {"seed": 1.5}}, "run.seed", 1.5),

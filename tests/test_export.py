@@ -293,7 +293,16 @@ def test_one_unlabelled_model_is_scored_per_level(tmp_path, capsys):
     assert "records without difficulty and budget" in capsys.readouterr().err
 
 
-BASE = {"split": "test", "seed": 0, "level": 1, "index": 0, "prediction": "1"}
+BASE = {
+    "task": "addition",
+    "split": "test",
+    "seed": 0,
+    "level": 1,
+    "index": 0,
+    "answer": "x",  # checked only after the checks these cases are about
+    "prediction": "1",
+}
+UNBOUND = {k: v for k, v in BASE.items() if k not in ("answer", "task")}
 
 
 @pytest.mark.parametrize(
@@ -335,6 +344,17 @@ BASE = {"split": "test", "seed": 0, "level": 1, "index": 0, "prediction": "1"}
             "p.jsonl:1: level=2 but train example 0",
         ),
         ([], "holds no records"),
+        ([UNBOUND], "p.jsonl:1: the record names no task or carries neither prompt nor answer"),
+        ([{**UNBOUND, "task": "addition"}], "p.jsonl:1: the record names no task or carries"),
+        (
+            [{**BASE, "answer": None, "prompt": "99+99"}],
+            "p.jsonl:1: prompt='99+99' but difftrade's test example (level 1, index 0, seed 0) is",
+        ),
+        (
+            [{**BASE, "index": 2**32}],
+            f"p.jsonl:1: index={2**32}; allowed: an integer 0..2147483647",
+        ),
+        ([{**BASE, "seed": 2**32}], "seed=4294967296; allowed: an integer 0..2147483647"),
     ],
 )
 def test_bad_predictions_are_one_line_errors(rows, message, tmp_path, capsys):
@@ -400,3 +420,23 @@ def test_an_incomplete_grid_is_refused_for_results(tmp_path, capsys):
         "member (2, 1, 0) (difficulty, budget, seed) answered no test examples at levels [2]"
         in capsys.readouterr().err
     )
+
+
+def test_export_refuses_huge_counts_and_seeds_and_never_leaves_half_a_file(tmp_path, capsys):
+    for argv, message in (
+        (["-n", str(2**31)], f"n={2**31}; allowed: 1..16,777,216 examples per export"),
+        (["-n", "4", "--seed", str(2**32)], f"seed={2**32}; allowed: an integer 0..2147483647"),
+    ):
+        assert cli.main(["export", "addition", "--split", "test", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err, err
+    out = tmp_path / "records.jsonl"
+    out.write_text("old\n")
+
+    def failing():
+        yield {"a": 1}
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        export.write_jsonl(failing(), out)
+    assert out.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["records.jsonl"]

@@ -78,6 +78,12 @@ def test_parts_of_a_grid_merge_back_into_it():
     )  # each part carries the whole's
 
 
+def _set_config(ds, raw: dict) -> None:
+    """Give ``ds`` the config ``raw`` as a run of it would record it (config and its hash)."""
+    ds.attrs["config"] = json.dumps(raw)
+    ds.attrs["config_hash"] = config.from_stored(raw, "test").hash()
+
+
 def test_refusals_name_the_difference(tmp_path, capsys):
     low = _part(results.load(STUDY / "chain.nc"), [32, 2048])
     with pytest.raises(ValueError, match="differ in grid lists none"):
@@ -87,17 +93,20 @@ def test_refusals_name_the_difference(tmp_path, capsys):
     other = low.copy()
     raw = json.loads(low.attrs["config"])
     raw["grid"]["budgets"] = [8, 32]
-    other.attrs["config"] = json.dumps(raw)
+    other.attrs["config"] = json.dumps(raw)  # edited without its hash: refused as edited
+    with pytest.raises(ValueError, match=r"^b\.nc: its config hashes to \w+ but it records"):
+        merge.merge([low, other], ["a.nc", "b.nc"])
+    _set_config(other, raw)
     with pytest.raises(ValueError, match=r"share grid\.budgets values \[32\]"):
         merge.merge([low, other], ["a.nc", "b.nc"])
     raw["train"]["steps"] = 1200
     raw["grid"]["budgets"] = [8]
-    other.attrs["config"] = json.dumps(raw)
+    _set_config(other, raw)
     with pytest.raises(ValueError, match=r"b\.nc differs from a\.nc in train\.steps; allowed"):
         merge.merge([low, other], ["a.nc", "b.nc"])
     raw["train"]["steps"] = 600
     raw["grid"]["seeds"] = [50]
-    other.attrs["config"] = json.dumps(raw)
+    _set_config(other, raw)
     with pytest.raises(ValueError, match=r"differ in grid lists \['budgets', 'seeds'\]"):
         merge.merge([low, other], ["a.nc", "b.nc"])
     path = tmp_path / "low.nc"

@@ -24,6 +24,7 @@ from difftrade.results import assembly, divergence
 from difftrade.results import schema as results
 from difftrade.runner import experiment
 from difftrade.runner.chunks import load_params
+from difftrade.tasks import VOCAB
 
 NAME = re.compile(r"chunk_m(\d+)-(\d+)\.nc")
 STABLE_ATTRS = (
@@ -227,7 +228,11 @@ def test_load_params_refuses_damaged_repeated_or_missing_weights(chunked, tmp_pa
     with pytest.raises(ValueError, match=rf"{re.escape(str(weights))} does not exist"):
         load_params(out, like)
     arrays = dict(np.load(_weights(_chunk_of(out, 4), "params")))
-    np.savez(weights, **arrays)  # members 4, 5 twice, 2, 3 nowhere
+    np.savez(weights, **arrays)  # another chunk's weights: not the file its chunk recorded
+    with pytest.raises(ValueError, match=r"is not the weights file its chunk chunk_m000002-000003"):
+        load_params(out, like)
+    arrays.pop("experiment")  # as written before identities: members 4, 5 twice, 2, 3 nowhere
+    np.savez(weights, **arrays)
     with pytest.raises(
         ValueError,
         match=r"member 4 is in chunk_m000002-000003\.params\.npz and chunk_m000004-000005\.params\.npz",
@@ -393,3 +398,125 @@ def test_recommend_and_select_refuse_an_all_diverged_run(diverged_run, tmp_path,
     np.save(scores, np.linspace(0.0, 1.0, 100))
     assert cli.main(["select", str(scores), "--budget", "10", "--results", str(out)]) == 2
     assert "8 of 8 diverged" in capsys.readouterr().err
+
+
+SWAPPED = {  # a file of the run directory -> the same file of the other run
+    "config.json": lambda run: run / "config.json",
+    "results.nc": lambda run: run / "results.nc",
+    "chunk .nc": lambda run: run / "chunks" / "chunk_m000002-000003.nc",
+    "chunk .params.npz": lambda run: run / "chunks" / "chunk_m000002-000003.params.npz",
+}
+
+
+@pytest.mark.parametrize("kind", list(SWAPPED))
+def test_a_file_of_another_experiment_is_refused_by_every_reader(
+    kind, chunked, diverged_run, tmp_path, capsys
+):
+    """Each kind of file of a run directory, replaced by the same file of a run of another config
+    (learning rate 1e3): every command that reads it exits 2 with one line naming the file, or
+    (a resume given a foreign results.nc) rewrites it from the run's own chunks."""
+    cfg, run, _, _ = chunked
+    _, other, _ = diverged_run
+    out = tmp_path / "run"
+    shutil.copytree(run, out)
+    shutil.copyfile(SWAPPED[kind](other), SWAPPED[kind](out))
+    toml = tmp_path / "run.toml"
+    toml.write_text(toml_text(tiny_raw(run={"chunk_size": 2})))
+    mine, theirs = cfg.hash(), results.load(other / "results.nc").attrs["config_hash"]
+    readers = {
+        "run --resume": ["run", str(toml), "--out", str(out), "--resume"],
+        "bound": ["bound", str(out)],
+        "report": ["report", str(out), "--out", str(tmp_path / "report")],
+        "recommend": ["recommend", str(out), "--budget", "32", "--n-boot", "0"],
+        "merge": ["merge", str(out), str(other), "--out", str(tmp_path / "merged.nc")],
+    }
+    if kind.startswith("chunk"):  # report, recommend and merge read results.nc alone
+        readers = {k: readers[k] for k in ("run --resume", "bound")}
+    for name, argv in readers.items():
+        if kind == "results.nc" and name == "run --resume":
+            assert cli.main(argv) == 0  # results.nc is rebuilt from the run's own chunks
+            assert results.load(out / "results.nc").attrs["config_hash"] == mine
+            shutil.copyfile(SWAPPED[kind](other), SWAPPED[kind](out))
+            capsys.readouterr()
+            continue
+        assert cli.main(argv) == 2, (kind, name)
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and err.startswith("difftrade: error: "), (kind, name, err)
+        assert mine in err and theirs in err, (kind, name, err)
+    assert not (tmp_path / "report").exists() and not (tmp_path / "merged.nc").exists()
+    assert not (out / "bounds.nc").exists()
+
+
+def test_an_edited_config_json_is_refused_and_its_chunks_are_kept(chunked, tmp_path, capsys):
+    """The reproduction: config.json's learning rate edited (its hash too, or not), one chunk
+    deleted, resumed with the edited TOML. Refused in one line; no chunk is moved or retrained."""
+    import json
+
+    cfg, run, _, _ = chunked
+    out = tmp_path / "run"
+    shutil.copytree(run, out)
+    _chunk_of(out, 4).unlink()
+    kept = sorted(p.name for p in (out / "chunks").iterdir())
+    raw = tiny_raw(run={"chunk_size": 2}, grid={"learning_rate": 1e-3})
+    toml = tmp_path / "edited.toml"
+    toml.write_text(toml_text(raw))
+    edited = config.from_dict(raw)
+    meta = json.loads((out / "config.json").read_text())
+    meta["config"] = edited.to_dict()
+    (out / "config.json").write_text(json.dumps(meta))  # the config edited, its hash not
+    for argv in (["run", str(toml), "--out", str(out), "--resume"], ["bound", str(out)]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert f"config.json: its config hashes to {edited.hash()} but it records" in err
+        assert "\n" not in err
+    meta["config_hash"] = edited.hash()  # the hash edited as well: the chunks still say otherwise
+    (out / "config.json").write_text(json.dumps(meta))
+    assert cli.main(["run", str(toml), "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"belongs to experiment {cfg.hash()}, not to this run's {edited.hash()}" in err
+    assert sorted(p.name for p in (out / "chunks").iterdir()) == kept
+
+
+def test_score_and_merge_refuse_to_write_into_a_training_run(chunked, tmp_path, capsys):
+    """`score --out RUN` and `merge --out RUN/results.nc` would replace the run's results.nc:
+    refused in one line before anything is read or written."""
+    _, run, _, _ = chunked
+    before = (run / "results.nc").read_bytes()
+    preds = tmp_path / "p.jsonl"
+    preds.write_text("")
+    for argv in (
+        ["score", "addition", str(preds), "--out", str(run)],
+        ["merge", str(run), str(run), "--out", str(run / "results.nc")],
+        ["merge", str(run), str(run), "--out", str(run / "chunks" / "merged.nc")],
+    ):
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "is inside the training run" in err, err
+    assert (run / "results.nc").read_bytes() == before
+    assert not (run / "chunks" / "merged.nc").exists()
+
+
+@pytest.mark.parametrize("flag", ["--seeds", "--budgets"])
+def test_bound_with_an_empty_list_is_one_line(flag, chunked, capsys):
+    _, run, _, _ = chunked
+    assert cli.main(["bound", str(run), flag, ""]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"difftrade: error: {flag}=''; allowed: comma-separated integers, e.g. 0,1"
+
+
+def test_a_finite_loss_explosion_counts_as_diverged():
+    """Loss 3 -> 7e4 (learning rate 30) is flagged; the committed study's healthy curves are not."""
+    limit = assembly.EXPLOSION_FACTOR * np.log(len(VOCAB))
+    curves = np.array([[3.0, 2.0, 1.0], [3.0, 7e4, 6e4], [np.nan] * 3, [3.0, limit + 1e-3, 1.0]])
+    np.testing.assert_array_equal(assembly.exploded(curves), [False, True, False, True])
+    for path in sorted((Path(__file__).resolve().parents[1] / "docs/runs/study").glob("*.nc")):
+        ds = results.load(path)
+        assert not assembly.exploded(ds["loss_curve"].values).any(), path.name
+
+
+def test_a_budget_beyond_a_levels_examples_is_named_before_training(tiny_cfg):
+    """Addition level 1 has 100 distinct examples: a budget of 128 exhausts it (and only it)."""
+    cfg = dataclasses.replace(tiny_cfg, grid=dataclasses.replace(tiny_cfg.grid, budgets=(8, 128)))
+    (line,) = experiment.exhausted_levels(cfg)
+    assert line.startswith("difftrade: level 1 of 'addition' has 100 distinct examples, fewer than")
+    assert experiment.exhausted_levels(tiny_cfg) == []

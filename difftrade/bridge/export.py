@@ -37,6 +37,7 @@ the last message to prompt a model.
 from __future__ import annotations
 
 import json
+import os
 import string
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -86,10 +87,27 @@ def data_root(cfg: RunConfig, seed: int) -> jax.Array:
     return member_data_root(root_key(cfg.run.seed), seed)
 
 
+INT32_MAX = 2**31 - 1  # seeds and example indices are int32 on the device
+MAX_EXPORT = 2**24  # records one export holds in memory
+
+
 def check_seed(seed: Any, field: str = "seed") -> int:
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or int(seed) < 0:
-        raise ValueError(f"{field}={seed!r}; allowed: an integer >= 0")
+    """A seed of the examples' random key: an int in ``0..INT32_MAX``."""
+    if (
+        not isinstance(seed, (int, np.integer))
+        or isinstance(seed, bool)
+        or not 0 <= int(seed) <= INT32_MAX
+    ):
+        raise ValueError(f"{field}={seed!r}; allowed: an integer 0..{INT32_MAX}")
     return int(seed)
+
+
+def check_count(n: Any, field: str = "n") -> int:
+    """How many examples one export writes: an int in ``1..MAX_EXPORT``."""
+    n = data.check_budget(n, field)
+    if n > MAX_EXPORT:
+        raise ValueError(f"{field}={n!r}; allowed: 1..{MAX_EXPORT:,} examples per export")
+    return n
 
 
 def check_level(task: Task, level: Any, field: str) -> int:
@@ -188,7 +206,7 @@ def _record(
 
 def train_records(cfg: RunConfig, difficulty: int, n: int, seed: int = 0) -> list[dict[str, Any]]:
     """The training set of member ``(difficulty, n, seed)`` of a run of ``cfg``, in index order."""
-    n, seed = data.check_budget(n, "n"), check_seed(seed)
+    n, seed = check_count(n), check_seed(seed)
     weights = train_weights(cfg, difficulty)
     indices = np.arange(n)
     levels = levels_of(cfg, seed, "train", weights, indices)
@@ -203,7 +221,7 @@ def test_records(
     cfg: RunConfig, n: int, seed: int = 0, levels: Sequence[int] | None = None
 ) -> list[dict[str, Any]]:
     """Test examples ``[0, n)`` of each level (all levels unless ``levels``), level by level."""
-    n, seed = data.check_budget(n, "n"), check_seed(seed)
+    n, seed = check_count(n), check_seed(seed)
     task = cfg.task
     chosen = (
         task.levels if levels is None else tuple(check_level(task, d, "difficulty") for d in levels)
@@ -217,7 +235,7 @@ def test_records(
 
 def target_records(cfg: RunConfig, n: int, seed: int = 0) -> list[dict[str, Any]]:
     """``n`` test-split examples under the target distribution (levels by the native inverse-CDF)."""
-    n, seed = data.check_budget(n, "n"), check_seed(seed)
+    n, seed = check_count(n), check_seed(seed)
     indices = np.arange(n)
     levels = levels_of(cfg, seed, "target", cfg.target_weights(), indices)
     pairs = _texts(cfg, seed, "target", levels, indices)
@@ -276,11 +294,17 @@ def with_messages(
 
 def write_jsonl(rows: Iterable[dict[str, Any]], out: str | Path | IO[str]) -> int:
     """Write one JSON object per line to a path (parent folders created) or an open text stream; returns the count."""
-    if isinstance(out, (str, Path)):
+    if isinstance(out, (str, Path)):  # through a temporary file: a failed write leaves no half file
         path = Path(out)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w") as stream:
-            return write_jsonl(rows, stream)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        try:
+            with tmp.open("w") as stream:
+                count = write_jsonl(rows, stream)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return count
     count = 0
     for row in rows:
         out.write(json.dumps(row, ensure_ascii=False) + "\n")

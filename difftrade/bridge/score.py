@@ -3,17 +3,18 @@
 A predictions file is JSONL: one record of ``difftrade export`` per line (or at least its address)
 plus the model's answer::
 
-    {"split": "test", "seed": 0, "level": 2, "index": 5, "prediction": "240",
-     "difficulty": 2, "budget": 32}
+    {"task": "addition", "split": "test", "seed": 0, "level": 2, "index": 5,
+     "prompt": "37+05", "answer": "240", "prediction": "240", "difficulty": 2, "budget": 32}
 
 * required: ``split`` (train / test / target), ``seed``, ``level``, ``index`` (the example's
   address, as exported) and ``prediction`` (a string; ``""`` for no answer);
 * ``difficulty`` and ``budget`` (together, on every record or on none): the member that answered,
   i.e. the model fine-tuned on ``difftrade export --split train --difficulty D -n N --seed S``
   (``seed`` is then the member's seed too). Required on ``train`` records;
-* optional checks: ``task`` must be the scored task and ``answer``, if present, must equal the
-  answer difftrade generates at the address (so a file scored against another config, run seed or
-  task is refused rather than mis-scored). Other keys (``prompt``, ``messages``, ...) are ignored.
+* binding: ``task`` (the scored task) and at least one of ``prompt`` and ``answer``, each equal to
+  what difftrade generates at the address, so an answer to another example (another seed, split,
+  config or task) is refused rather than mis-scored. Other keys (``messages``, ...) are ignored.
+  ``seed`` and ``index`` are integers up to 2³¹ − 1.
 
 The reference answer is regenerated from the address, never read from the file. **Exact match**
 compares ``normalise(prediction) == answer``, where ``normalise`` applies Unicode NFKC, drops
@@ -50,8 +51,9 @@ from difftrade.tasks.keys import root_key
 REQUIRED = ("split", "seed", "level", "index", "prediction")
 MEMBER_LABELS = ("difficulty", "budget")
 ALLOWED_RECORD = (
-    "allowed: one JSON object per line with split (train/test/target), seed, level, index (as written by "
-    "`difftrade export`) and prediction (a string), plus difficulty and budget naming the member"
+    "allowed: one JSON object per line with task, split (train/test/target), seed, level, index and "
+    "prompt or answer (as written by `difftrade export`) and prediction (a string), plus difficulty "
+    "and budget naming the member"
 )
 
 Member = tuple[
@@ -78,6 +80,7 @@ class Prediction:
     budget: int | None = None
     answer: str | None = None
     task: str | None = None
+    prompt: str | None = None
 
     @property
     def member(self) -> Member:
@@ -147,21 +150,25 @@ def parse_line(
                 f"{where}: difficulty={difficulty!r}; allowed: an integer level {lo}..{hi}"
             )
         budget = _int(where, record, "budget", 1, "an integer >= 1")
-    index = _int(where, record, "index", 0, "an integer >= 0")
+    index = _int(where, record, "index", 0, f"an integer 0..{export.INT32_MAX}")
+    if index > export.INT32_MAX:
+        raise ValueError(f"{where}: index={index}; allowed: an integer 0..{export.INT32_MAX}")
     if split == "train" and index >= budget:
         raise ValueError(
             f"{where}: index={index} with budget={budget}; allowed: a train index below the member's "
             "budget (its training set is indices 0..budget-1)"
         )
-    for field in ("answer", "task"):
+    for field in ("answer", "task", "prompt"):
         if record.get(field) is not None and not isinstance(record[field], str):
             raise ValueError(
                 f"{where}: {field}={record[field]!r}; allowed: a string (as exported) or no {field!r} field"
             )
+    seed = _int(where, record, "seed", 0, f"an integer 0..{export.INT32_MAX}")
+    export.check_seed(seed, f"{where}: seed")
     return Prediction(
         line=line,
         split=split,
-        seed=_int(where, record, "seed", 0, "an integer >= 0"),
+        seed=seed,
         level=level,
         index=index,
         prediction=record["prediction"],
@@ -169,6 +176,7 @@ def parse_line(
         budget=budget,
         answer=record.get("answer"),
         task=record.get("task"),
+        prompt=record.get("prompt"),
     )
 
 
@@ -204,7 +212,13 @@ def check_consistent(preds: Sequence[Prediction], cfg: RunConfig, source: str) -
             "allowed: labels on every record (several members) or on none (one model)"
         )
     for p in preds:
-        if p.task is not None and p.task != cfg.task_name:
+        if p.task is None or (p.prompt is None and p.answer is None):
+            raise ValueError(
+                f"{source}:{p.line}: the record names no task or carries neither prompt nor answer, so "
+                "nothing binds its prediction to an example; allowed: records as `difftrade export` "
+                "writes them (task, prompt, answer kept) plus prediction"
+            )
+        if p.task != cfg.task_name:
             raise ValueError(
                 f"{source}:{p.line}: task={p.task!r}; allowed: {cfg.task_name!r}, the task being scored"
             )
@@ -247,7 +261,7 @@ def references(cfg: RunConfig, preds: Sequence[Prediction], source: str) -> list
     """The answer difftrade generates at each prediction's address; refuses records whose level is
     not the one their stream draws (train: the member's distribution; target: the target's) and
     records whose ``answer`` differs from the generated one."""
-    answers: list[str] = [""] * len(preds)
+    answers, prompts = [""] * len(preds), [""] * len(preds)
     groups: dict[tuple[int, str, int], list[int]] = defaultdict(
         list
     )  # (seed, data split, level) -> positions
@@ -257,8 +271,8 @@ def references(cfg: RunConfig, preds: Sequence[Prediction], source: str) -> list
         pairs = export.texts_at_level(
             cfg, seed, split, level, np.array([preds[j].index for j in where])
         )
-        for j, (_, answer) in zip(where, pairs):
-            answers[j] = answer
+        for j, (prompt, answer) in zip(where, pairs):
+            prompts[j], answers[j] = prompt, answer
     # levels chosen by a distribution: each record's level must be the one its index draws
     drawn: dict[tuple[str, int, int | None], list[int]] = defaultdict(list)
     for j, p in enumerate(preds):
@@ -284,6 +298,13 @@ def references(cfg: RunConfig, preds: Sequence[Prediction], source: str) -> list
                     f"level {int(level)} under this config; allowed: records exported from the same config "
                     "(task, run seed, training and target distributions)"
                 )
+    for p, prompt in zip(preds, prompts):
+        if p.prompt is not None and p.prompt != prompt:
+            raise ValueError(
+                f"{source}:{p.line}: prompt={p.prompt!r} but difftrade's {p.split} example (level {p.level}, "
+                f"index {p.index}, seed {p.seed}) is {prompt!r}; allowed: each prediction on the record "
+                "exported for its example (split, seed, level and index unchanged)"
+            )
     for p, answer in zip(preds, answers):
         if p.answer is not None and p.answer != answer:
             raise ValueError(

@@ -29,6 +29,9 @@ def parse_ints(text: str | None, flag: str) -> tuple[int, ...] | None:
     if text is None:
         return None
     try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
+        values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise ValueError(f"{flag}={text!r}; allowed: comma-separated integers, e.g. 0,1") from None
+        values = ()
+    if not values:
+        raise ValueError(f"{flag}={text!r}; allowed: comma-separated integers, e.g. 0,1")
+    return values

@@ -114,18 +114,21 @@ def score_command(args: argparse.Namespace) -> int:
     """Exact match of an outside model's answers per level; a full labelled grid becomes results.nc + report."""
     from difftrade.bridge import score as scoring
     from difftrade.results import schema as results
+    from difftrade.runner.rundir import DirLock, refuse_run_output
 
     cfg = _export_config(args)
+    if args.out is not None:
+        refuse_run_output(args.out, "--out", "the scored results")
     scores = scoring.score_file(cfg, args.predictions)
     table = scoring.render(cfg, scores)
     print(table)
     if args.out is not None:
         ds = scoring.to_dataset(cfg, scores, str(args.predictions))
-        args.out.mkdir(parents=True, exist_ok=True)
-        results.atomic_write_netcdf(ds, args.out / "results.nc")
-        results.atomic_write_text(table + "\n", args.out / "scores.md")
-        print(f"scores:  {args.out / 'scores.md'}")
-        print(f"results: {args.out / 'results.nc'}")
-        if not args.no_report:
-            write_report(args.out / "results.nc", args.out)
+        with DirLock(args.out):
+            results.atomic_write_netcdf(ds, args.out / "results.nc")
+            results.atomic_write_text(table + "\n", args.out / "scores.md")
+            print(f"scores:  {args.out / 'scores.md'}")
+            print(f"results: {args.out / 'results.nc'}")
+            if not args.no_report:
+                write_report(args.out / "results.nc", args.out)
     return 0

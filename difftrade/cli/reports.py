@@ -37,11 +37,13 @@ def report_command(args: argparse.Namespace) -> int:
 def merge_command(args: argparse.Namespace) -> int:
     from difftrade.results import schema as results
     from difftrade.runner import merge
+    from difftrade.runner.rundir import refuse_run_output
 
     if args.out.suffix != ".nc":
         raise ValueError(
             f"--out {str(args.out)!r} does not end in .nc; allowed: a netCDF file name, e.g. merged.nc"
         )
+    refuse_run_output(args.out, "--out", "the merged results")
     paths = [results.results_path(r) for r in args.runs]
     ds = merge.merge([results.load(p) for p in paths], [str(p) for p in paths])
     args.out.parent.mkdir(parents=True, exist_ok=True)

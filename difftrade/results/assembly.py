@@ -13,7 +13,7 @@ import xarray as xr
 
 from difftrade.results.divergence import diverged_mask
 from difftrade.results.provenance import device_kind, versions
-from difftrade.tasks import data
+from difftrade.tasks import VOCAB, data
 from difftrade.train.evaluate import risks
 
 STOPPING_VARIABLES = (
@@ -60,14 +60,26 @@ def checkpoints(train: Any) -> np.ndarray:
     return (k if train.epochs else k * (train.steps // train.num_checkpoints)).astype(np.int32)
 
 
+EXPLOSION_FACTOR = 10.0  # a training loss this many times a uniform guess's is a divergence
+
+
+def exploded(loss_curve: np.ndarray) -> np.ndarray:
+    """Bool ``[...]`` from ``loss_curve [..., K]``: members whose training loss at some checkpoint
+    exceeds ``EXPLOSION_FACTOR`` times ``ln |vocabulary|`` (the loss of a uniform guess), a finite
+    explosion that is as much a divergence as a NaN step. NaN curves (scored models) are not."""
+    finite = np.where(np.isfinite(loss_curve), loss_curve, -np.inf)
+    return np.max(finite, axis=-1, initial=-np.inf) > EXPLOSION_FACTOR * np.log(len(VOCAB))
+
+
 def assemble(
     cfg: Any, chunks: list[xr.Dataset], extra_attrs: dict[str, Any] | None = None
 ) -> xr.Dataset:
     """Stack chunk datasets into the labelled grid and add risks and gaps.
 
     ``cfg`` is a ``RunConfig``. Members are in grid order (difficulty, budget, seed). A member
-    with any NaN/inf training step is ``diverged [difficulty, budget, seed]``: its risks and gaps
-    are NaN (its raw ``level_exact``/``train_exact`` are kept), so seed means skip it.
+    with any NaN/inf training step, or whose loss :func:`exploded`, is ``diverged [difficulty,
+    budget, seed]``: its risks and gaps are NaN (its raw ``level_exact``/``train_exact`` are kept),
+    so seed means skip it.
     """
     flat = xr.concat(chunks, dim="member").sortby("member")
     num = int(np.prod(cfg.grid_shape))
@@ -98,7 +110,7 @@ def assemble(
         train_w[:, None, None, :],
         target_w,
     )
-    diverged = variables["nonfinite_steps"][1] > 0
+    diverged = (variables["nonfinite_steps"][1] > 0) | exploded(variables["loss_curve"][1])
     variables["diverged"] = (grid_dims, diverged)
     for name, value in r.items():
         variables[name] = (grid_dims, np.where(diverged, np.nan, value))

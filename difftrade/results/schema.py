@@ -24,7 +24,7 @@ Schema of ``results.nc`` (dims ``difficulty, budget, seed, level, checkpoint``):
     selected_step, stopped_step            [difficulty, budget, seed]   (train.stopping = "validation":
                                            steps at the checkpoint validation picked, and when the
                                            member stopped; stopped_step = train.steps: hit the cap)
-    diverged                               [difficulty, budget, seed]   bool: nonfinite_steps > 0
+    diverged                               [difficulty, budget, seed]   bool: nonfinite_steps > 0 or a loss explosion (assembly.exploded)
     train_risk, test_risk, target_risk,
     generalization_gap, extrapolation_gap  [difficulty, budget, seed]   NaN where diverged
     train_weights [difficulty, level], target_weights [level]
@@ -50,6 +50,9 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+
+from difftrade.config.files import META, read_meta
+from difftrade.results import identity
 
 ENGINE = "scipy"
 
@@ -187,6 +190,20 @@ def require(ds: xr.Dataset, names: tuple[str, ...], purpose: str) -> None:
         )
 
 
+def _check_run_identity(path: Path, ds: xr.Dataset) -> None:
+    """A run directory's ``results.nc`` belongs to the experiment its ``config.json`` records
+    (:class:`~difftrade.results.identity.ForeignFile` otherwise); other files pass."""
+    if path.name != "results.nc" or not (path.parent / META).exists():
+        return
+    try:
+        recorded = read_meta(path.parent)["config_hash"]
+    except ValueError:
+        return  # an unreadable config.json is named by the reader that needs it
+    identity.require(
+        path, ds.attrs.get(identity.ATTR, "none"), str(recorded), f" (the one its {META} records)"
+    )
+
+
 def load(path: str | Path) -> xr.Dataset:
     """Open a results file (or a run directory's ``results.nc``), a chunk file or a bounds.nc fully
     into memory; the file is closed afterwards.
@@ -196,6 +213,7 @@ def load(path: str | Path) -> xr.Dataset:
     """
     path = results_path(path)
     ds = open_netcdf(path)
+    _check_run_identity(path, ds)
     if file_kind(ds) is None:
         dims = [d for d in GRID_DIMS if d not in ds.dims]
         variables = [v for v in RESULTS_VARIABLES if v not in ds.variables]

@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from difftrade.config.files import one_line
+from difftrade.results import identity
 
 WEIGHTS_PREFIX = (
     "params"  # the weight arrays' keys in an .npz: "params/<tree path>" (beside "member")
@@ -71,11 +72,11 @@ def flatten_params(params: Any) -> dict[str, np.ndarray]:
 def keyed_params(like: Any, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The arrays of ``like``'s leaves, keyed and ordered as :func:`flatten_params` keys them.
 
-    ``arrays`` are keyed by tree path, or (older files) ``leaf_000``, ... in tree order; a ``member``
-    array is ignored. One-line ``ValueError`` naming the first missing and unexpected key otherwise.
+    ``arrays`` are keyed by tree path, or (older files) ``leaf_000``, ... in tree order; the
+    ``member`` and ``experiment`` arrays are ignored. One-line ``ValueError`` naming the first missing and unexpected key otherwise.
     """
     keys = weight_keys(like)
-    stored = {k: v for k, v in arrays.items() if k != "member"}
+    stored = {k: v for k, v in arrays.items() if k not in ("member", identity.NPZ_KEY)}
     legacy = bool(stored) and all(LEGACY_KEY.fullmatch(k) for k in stored)
     wanted = [f"leaf_{i:03d}" for i in range(len(keys))] if legacy else keys
     missing = [k for k in wanted if k not in stored]
@@ -120,7 +121,9 @@ def npz_members(arrays: dict[str, np.ndarray], path: Path) -> np.ndarray:
         )
     ids = np.asarray(arrays["member"]).astype(np.int64).ravel()
     for key, leaf in arrays.items():
-        if key != "member" and (leaf.ndim == 0 or leaf.shape[0] != ids.shape[0]):
+        if key not in ("member", identity.NPZ_KEY) and (
+            leaf.ndim == 0 or leaf.shape[0] != ids.shape[0]
+        ):
             raise ValueError(
                 f"{path}: {key} has shape {leaf.shape} for {ids.shape[0]} members; allowed: leading axis {ids.shape[0]}"
             )
@@ -147,7 +150,7 @@ def load_weights(path: str | Path) -> tuple[np.ndarray, Any]:
     path = Path(path)
     arrays = read_npz(path)
     ids = npz_members(arrays, path)
-    stored = {k: v for k, v in arrays.items() if k != "member"}
+    stored = {k: v for k, v in arrays.items() if k not in ("member", identity.NPZ_KEY)}
     if WEIGHTS_PREFIX in stored:
         if len(stored) > 1:
             raise ValueError(

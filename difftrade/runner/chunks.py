@@ -14,6 +14,7 @@ files (``.NAME.tmpPID``) of writes that a kill interrupted. Count-named chunks
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -26,9 +27,10 @@ from difftrade.config.files import META, grid_members, one_line, read_meta
 from difftrade.config.logs import log
 from difftrade.config.run_config import RunConfig
 from difftrade.model.checkpoint import pid_alive
+from difftrade.results import identity, weights_format
 from difftrade.results import schema as results
-from difftrade.results import weights_format
 from difftrade.results.weights_format import npz_members, read_npz
+from difftrade.runner.rundir import read_config
 
 CHUNK_NAME = re.compile(r"chunk_m(\d+)-(\d+)\.nc")
 CHUNK_VARIABLES = (
@@ -68,17 +70,29 @@ def weights_file(chunk: Path, kind: str) -> Path:
     return chunk.with_name(f"{chunk.name.removesuffix('.nc')}.{kind}.npz")
 
 
-def check_chunk(path: Path, num_members: int, kinds: tuple[str, ...]) -> xr.Dataset:
+FOREIGN_HOW = (
+    " (a chunk copied from another run, or a config.json edited after training: "
+    "train the edited config into a new --out)"
+)
+
+
+def check_chunk(
+    path: Path, num_members: int, kinds: tuple[str, ...], experiment: str
+) -> xr.Dataset:
     """Open one chunk file and check it; returns its dataset (dim ``member [m]``).
 
-    Checks: readable with every per-member variable; ``member`` ids distinct, in ``[0, num_members)``
-    and (for a ``chunk_m{first}-{last}.nc`` name) spanning exactly ``first..last``; each weights file
-    of ``kinds`` present, readable and holding the same ids. Raises ``ValueError`` saying what failed.
+    Checks: readable with every per-member variable; written for ``experiment`` (the run's config
+    hash), as is each weights file; ``member`` ids distinct, in ``[0, num_members)`` and (for a
+    ``chunk_m{first}-{last}.nc`` name) spanning exactly ``first..last``; each weights file of
+    ``kinds`` present, readable, the one the chunk recorded (SHA-256) and holding the same ids.
+    Raises :class:`~difftrade.results.identity.ForeignFile` for a file of another experiment,
+    ``ValueError`` saying what failed otherwise.
     """
     try:
         ds = results.load(path)
     except Exception as err:  # noqa: BLE001 - scipy's netCDF reader raises many types on a damaged file
         raise ValueError(f"unreadable ({one_line(err)})") from None
+    identity.require(path, ds.attrs.get(identity.ATTR), experiment, FOREIGN_HOW)
     missing = [
         v
         for v in ("member", *CHUNK_VARIABLES)
@@ -96,8 +110,12 @@ def check_chunk(path: Path, num_members: int, kinds: tuple[str, ...]) -> xr.Data
         raise ValueError(
             f"its name says members {int(named[1])}..{int(named[2])} but it holds {ids.tolist()}"
         )
+    digests = identity.recorded_digests(ds.attrs, path)
     for kind in kinds:
-        stored = npz_members(read_npz(weights_file(path, kind)), weights_file(path, kind))
+        arrays = read_npz(weights_file(path, kind))
+        identity.require(weights_file(path, kind), identity.of_npz(arrays), experiment, FOREIGN_HOW)
+        identity.check_digest(weights_file(path, kind), path, digests, kind)
+        stored = npz_members(arrays, weights_file(path, kind))
         if not np.array_equal(stored, ids):
             raise ValueError(
                 f"{weights_file(path, kind).name} holds members {stored.tolist()}, the chunk {ids.tolist()}"
@@ -120,17 +138,21 @@ def discard(path: Path, reason: str) -> None:
 
 
 def finished_members(
-    out_dir: Path, num_members: int, kinds: tuple[str, ...] = ("params",)
+    out_dir: Path, num_members: int, experiment: str, kinds: tuple[str, ...] = ("params",)
 ) -> tuple[list[xr.Dataset], set[int]]:
     """Chunk datasets on disk that pass :func:`check_chunk`, and the member indices they cover.
 
     A chunk that fails a check, or repeats a member of a chunk kept before it (name order), and
-    a weights file with no chunk file beside it, are moved aside by :func:`discard`.
+    a weights file with no chunk file beside it, are moved aside by :func:`discard`. A file of
+    another experiment than ``experiment`` is refused
+    (:class:`~difftrade.results.identity.ForeignFile`), never moved or retrained.
     """
     chunks, done, owner = [], set(), {}
     for path in chunk_files(out_dir):
         try:
-            ds = check_chunk(path, num_members, kinds)
+            ds = check_chunk(path, num_members, kinds, experiment)
+        except identity.ForeignFile:
+            raise
         except ValueError as err:
             discard(path, str(err))
             continue
@@ -155,17 +177,26 @@ class RunChunks:
 
     ``finished``: the chunk datasets on disk (:func:`finished_members`, read by process 0);
     ``done``: int ``[d]``, every member they hold (known to every process); ``writes``: whether
-    this process writes the files (process 0 of a multi-host run). A chunk's weights files are
-    written before its ``.nc``, which marks the chunk as done.
+    this process writes the files (process 0 of a multi-host run); ``experiment``: the run's
+    identity, stamped into every file. A chunk's weights files are written before its ``.nc``,
+    which marks the chunk as done and records their SHA-256.
     """
 
-    def __init__(self, out_dir: Path, finished: list[xr.Dataset], done: np.ndarray, writes: bool):
+    def __init__(
+        self,
+        out_dir: Path,
+        finished: list[xr.Dataset],
+        done: np.ndarray,
+        writes: bool,
+        experiment: str,
+    ):
         self.folder, self.finished, self.done, self.writes = (
             Path(out_dir) / "chunks",
             finished,
             done,
             writes,
         )
+        self.experiment = experiment
 
     def stored(self, members: np.ndarray) -> tuple[list[xr.Dataset], np.ndarray]:
         return list(self.finished), self.done[np.isin(self.done, members)]
@@ -173,20 +204,26 @@ class RunChunks:
     def save(self, ids: np.ndarray, arrays: dict[str, Any]) -> xr.Dataset:
         """Write a trained chunk: ``arrays["results"]`` (its Dataset) and the weight trees
         ``params``, ``prior_params``, ``coords`` (each ``[m, ...]`` leaves, or None when off)."""
+        ds = arrays["results"]
         if self.writes:
             chunk = chunk_stem(self.folder, ids).with_suffix(".nc")
+            digests = {}
             for kind, field in (
                 ("params", "params"),
                 ("prior", "prior_params"),
                 ("coords", "coords"),
             ):
                 if arrays[field] is not None:
+                    flat = {"member": ids, **weights_format.flatten_params(arrays[field])}
                     results.atomic_save_npz(
-                        {"member": ids, **weights_format.flatten_params(arrays[field])},
-                        weights_file(chunk, kind),
+                        identity.stamped(flat, self.experiment), weights_file(chunk, kind)
                     )
-            results.atomic_write_netcdf(arrays["results"], chunk)
-        return arrays["results"]
+                    digests[kind] = identity.file_digest(weights_file(chunk, kind))
+            ds = ds.assign_attrs(
+                {identity.ATTR: self.experiment, identity.DIGESTS_ATTR: json.dumps(digests)}
+            )
+            results.atomic_write_netcdf(ds, chunk)
+        return ds
 
     def label(self, ds: xr.Dataset) -> str:
         bad = int(np.sum(ds["nonfinite_steps"].values > 0))
@@ -257,6 +294,18 @@ def _check_cover(stored: list[tuple[Path, np.ndarray]], num_members: int, kind: 
         )
 
 
+def _check_weights(path: Path, arrays: dict[str, np.ndarray], experiment: str, kind: str) -> None:
+    """A weights file's identity is ``experiment`` and its bytes are those its chunk file recorded
+    (:mod:`difftrade.results.identity`; files from before identities are not checked)."""
+    found = identity.of_npz(arrays)
+    identity.require(path, found, experiment, FOREIGN_HOW)
+    if found is not None:
+        chunk = path.with_name(path.name.removesuffix(f".{kind}.npz") + ".nc")
+        attrs = results.open_netcdf(chunk).attrs
+        identity.require(chunk, attrs.get(identity.ATTR), experiment, FOREIGN_HOW)
+        identity.check_digest(path, chunk, identity.recorded_digests(attrs, chunk), kind)
+
+
 def load_params(
     out_dir: str | Path, like: object, kind: str = "params"
 ) -> tuple[np.ndarray, object]:
@@ -267,7 +316,9 @@ def load_params(
     weights after each member's prefix phase (runs with ``train.prefix_steps > 0``). Each chunk
     file's weights are placed by the member ids stored in them and each leaf by its tree path
     (:func:`difftrade.results.weights_format.keyed_params`). ``ValueError`` naming the file when a weights file is
-    absent or unreadable or does not match ``like``'s tree, or when a member is repeated or missing.
+    absent or unreadable or does not match ``like``'s tree, or when a member is repeated or missing;
+    :class:`~difftrade.results.identity.ForeignFile` for weights of another experiment than the
+    run's ``config.json``, ``ValueError`` for weights that are not the ones their chunk recorded.
     """
     out_dir = Path(out_dir)
     paths = [weights_file(c, kind) for c in chunk_files(out_dir)]
@@ -280,6 +331,7 @@ def load_params(
                 else ""
             )
         )
+    experiment = read_config(out_dir).hash()
     stored, leaves = [], []
     for path in paths:
         try:
@@ -289,6 +341,7 @@ def load_params(
                 f"{err}; allowed: each chunk_*.nc with a complete .{kind}.npz beside it (`difftrade run "
                 "CONFIG --out DIR --resume` moves a damaged chunk aside and retrains it)"
             ) from None
+        _check_weights(path, arrays, experiment, kind)
         stored.append((path, npz_members(arrays, path)))
         try:  # keyed by tree path (older files: leaf_NNN in tree order), so files of both kinds mix
             leaves.append(weights_format.keyed_params(like, arrays))

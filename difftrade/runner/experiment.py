@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from difftrade.config.logs import log
 from difftrade.config.run_config import RunConfig
 from difftrade.config.train_config import Population, TrainConfig
 from difftrade.model.checkpoint import load_base
@@ -113,7 +114,7 @@ def plan(
                 created = lock.created
             created = prepare_dir(cfg, out_dir, resume) + created
             kinds = weight_kinds(cfg)
-            chunks, members = finished_members(out_dir, num_members, kinds)
+            chunks, members = finished_members(out_dir, num_members, cfg.hash(), kinds)
             clear_temporaries(out_dir)
             done[list(members)] = 1
         except ValueError as err:
@@ -136,6 +137,24 @@ def plan(
             f"process 0 refused --out {str(out_dir)!r} (its error says why); nothing was trained"
         )
     return chunks, flags[1:].astype(bool), created
+
+
+def exhausted_levels(cfg: RunConfig) -> list[str]:
+    """One sentence per training level whose distinct examples are fewer than the largest budget
+    that draws from it (a point-trained row, or any level under ``up_to``/mixture rows): there the
+    training set repeats examples and most held-out test examples occur in training."""
+    task, n_max = cfg.task, max(cfg.grid.budgets)
+    drawn = cfg.train_weights().max(axis=0) > 0  # [L] levels some row trains on
+    out = []
+    for level, used in zip(task.levels, drawn):
+        space = task.sample_space_size(int(level))
+        if used and space is not None and space < n_max:
+            out.append(
+                f"difftrade: level {level} of {task.name!r} has {space:,} distinct examples, fewer than "
+                f"the budget {n_max:,}: its training sets repeat examples and most of its test examples "
+                "occur in training (results.nc: duplicate_fraction, test_in_train_fraction)"
+            )
+    return out
 
 
 def run(
@@ -166,6 +185,9 @@ def run(
     run_key = root_key(cfg.run.seed)
     cfg.model.check_backend()
     check_chunk_fits(cfg.model, cfg.train, task.seq_len, cfg.run.chunk_size)
+    if is_main() and progress:
+        for line in exhausted_levels(cfg):
+            log.warning(line)
     lock = DirLock(out_dir)  # held from plan() to the end of the run
     chunks, done, created = plan(cfg, out_dir, resume, pop.size, lock)
     try:
@@ -215,7 +237,7 @@ def _train_chunks(
     size = -(-size // jax.device_count()) * jax.device_count()
     planned = [(ids, width) for _, ids, width in chunk_plan(cfg.train, pop.budget, todo, size)]
     stopped = stop_after_chunks is not None and len(planned) > stop_after_chunks
-    store = RunChunks(out_dir, chunks, np.flatnonzero(done), is_main())
+    store = RunChunks(out_dir, chunks, np.flatnonzero(done), is_main(), cfg.hash())
     log, traced = (
         SessionLog(out_dir, int(size), is_main()),
         sum(TRACES.values()),

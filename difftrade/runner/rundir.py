@@ -19,7 +19,7 @@ import xarray as xr
 from difftrade.config.files import META, one_line, read_meta
 from difftrade.config.logs import log
 from difftrade.config.run_config import RunConfig, from_stored
-from difftrade.results import provenance
+from difftrade.results import identity, provenance
 from difftrade.results import schema as results
 
 LOCK = ".lock"  # flock'ed by the one process writing the directory; holds its pid
@@ -36,19 +36,50 @@ def write_meta(out_dir: Path, cfg: RunConfig) -> Path:
 
 
 def read_config(run_dir: str | Path) -> RunConfig:
-    """A run directory's validated config (its ``config.json``); ``ValueError`` naming the file."""
-    return from_stored(read_meta(run_dir)["config"], str(Path(run_dir) / META))
+    """A run directory's validated config (its ``config.json``), whose hash is the one the file
+    records (the run's identity); ``ValueError`` naming the file otherwise."""
+    meta, path = read_meta(run_dir), Path(run_dir) / META
+    cfg = from_stored(meta["config"], str(path))
+    if cfg.hash() != meta["config_hash"]:
+        raise ValueError(
+            f"{path}: its config hashes to {cfg.hash()} but it records config_hash "
+            f"{meta['config_hash']} (edited after the run was written); allowed: the {META} "
+            "`difftrade run` wrote (train an edited config into a new --out)"
+        )
+    return cfg
 
 
 def load_run(run_dir: str | Path) -> tuple[RunConfig, xr.Dataset]:
-    """A finished run directory's (:class:`~difftrade.config.run_config.RunConfig`, results Dataset);
-    ``ValueError`` naming the directory when it lacks ``config.json`` or ``results.nc``."""
+    """A finished run directory's (:class:`~difftrade.config.run_config.RunConfig`, results Dataset),
+    both of one experiment; ``ValueError`` naming the directory when it lacks ``config.json`` or
+    ``results.nc``, :class:`~difftrade.results.identity.ForeignFile` when ``results.nc`` is
+    another experiment's."""
     run_dir = Path(run_dir)
     if not (run_dir / META).exists() or not (run_dir / "results.nc").exists():
         raise ValueError(
             f"{str(run_dir)!r} is not a finished run directory (needs {META} and results.nc)"
         )
-    return read_config(run_dir), results.load(run_dir / "results.nc")
+    cfg, ds = read_config(run_dir), results.load(run_dir / "results.nc")
+    identity.require(
+        run_dir / "results.nc",
+        ds.attrs.get(identity.ATTR, "none"),
+        cfg.hash(),
+        f" (the one its {META} records)",
+    )
+    return cfg, ds
+
+
+def refuse_run_output(path: Path, flag: str, writes: str) -> None:
+    """``ValueError`` when writing ``path`` (given as ``flag``) would replace a file of a training
+    run: ``path`` is a run directory (it holds ``config.json``) or inside one. ``writes``
+    names what the command writes there."""
+    path = Path(path)
+    for folder in (path, *path.resolve().parents):
+        if (folder / META).exists():
+            raise ValueError(
+                f"{flag} {str(path)!r} is inside the training run {str(folder)!r} ({META} is there), "
+                f"whose files {writes} would replace; allowed: a path outside run directories"
+            )
 
 
 class DirLock:

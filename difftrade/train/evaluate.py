@@ -43,8 +43,9 @@ class EvalConfig:
 
 
 # [eval]: one spec per field (difftrade.config.fields)
+MAX_EVAL_EXAMPLES = 2**20  # per level (n_test) or per member (n_train_eval, batch_size)
 EVAL_FIELDS: dict[str, Field] = {
-    name: Field(int, 1) for name in ("n_test", "n_train_eval", "batch_size")
+    name: Field(int, 1, MAX_EVAL_EXAMPLES) for name in ("n_test", "n_train_eval", "batch_size")
 }
 
 
