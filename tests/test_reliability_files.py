@@ -540,3 +540,21 @@ def test_an_os_error_is_one_line_naming_the_file(monkeypatch, capsys):
         and "No space left on device" in err[0]
         and "chunk_m000000-000007.nc" in err[0]
     )
+
+
+def test_a_released_lock_leaves_no_file_and_a_waiter_locks_a_fresh_one(tmp_path):
+    """Release removes .lock while holding it; a second lock that opened the old file before the
+    release finds it gone and locks the new file, so two writers never hold the directory."""
+    out = tmp_path / "run"
+    first = rundir.DirLock(out)
+    first.acquire()
+    stale = os.open(out / ".lock", os.O_RDWR)  # a waiter that opened the file before the release
+    first.release()
+    assert not (out / ".lock").exists()
+    with rundir.DirLock(out) as second:
+        assert (out / ".lock").read_text().strip() == str(os.getpid())
+        assert not rundir._same_file(stale, out / ".lock")  # the waiter's file is not the lock
+        with pytest.raises(ValueError, match="is being written by another difftrade process"):
+            rundir.DirLock(out).acquire()  # flock is per open file: this open is another writer
+    assert second.fd is None and not (out / ".lock").exists()
+    os.close(stale)

@@ -106,3 +106,35 @@ def test_render_marks_a_budget_without_any_finite_cell():
     assert "| 1,000 | — | — | — | — | — |" in text
     best = report.summary(ds, n_boot=50)["d_star"]
     assert best[0] == 1 and np.isnan(best[1])
+
+
+def test_d_star_figure_draws_each_seed_at_its_own_level():
+    """Each seed's argmin is drawn at the level it picked (spread sideways, never shifted down),
+    and the figures are saved at 200 dpi in colours that stay readable on white."""
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from difftrade.analysis import plots
+    from difftrade.theory.grid_values import argmin_difficulty
+
+    ds = xr.load_dataset(Path(__file__).resolve().parents[1] / "docs/runs/study/sorting.nc")
+    fig = plots.d_star_curve(ds, n_boot=50)
+    (seeds,) = [ln for ln in fig.axes[0].lines if ln.get_label() == "each seed's argmin"]
+    lines = [ln for ln in fig.axes[0].lines if ln.get_marker() == "."]
+    grid = ds["target_risk"].transpose("difficulty", "budget", "seed").values
+    diffs, budgets = ds["difficulty"].values, ds["budget"].values
+    for k, line in enumerate(lines):
+        np.testing.assert_array_equal(line.get_ydata(), argmin_difficulty(grid[:, :, k], diffs))
+        ratio = np.asarray(line.get_xdata()) / budgets
+        assert np.all((ratio > np.exp(-0.2)) & (ratio < np.exp(0.2)))
+    assert seeds is lines[0] and len(lines) == ds.sizes["seed"]
+    assert plots.DPI >= 200
+    for i in range(4):  # WCAG contrast with white of each line colour: at least 3:1
+        linear = [
+            c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+            for c in plots.level_colour(i, 4)[:3]
+        ]
+        luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+        assert 1.05 / (luminance + 0.05) >= 3.0, i

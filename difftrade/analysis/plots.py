@@ -113,17 +113,29 @@ def d_star_curve(ds: xr.Dataset, n_boot: int = BOOTSTRAP_RESAMPLES) -> plt.Figur
         lw=10,
         label="90% bootstrap (seeds)",
     )
-    offsets = np.linspace(-0.06, 0.06, grid.shape[2]) if grid.shape[2] > 1 else np.zeros(1)
+    # each seed at its own level, spread sideways (log-x offsets within ±0.13, under half of a √2 step)
+    offsets = np.linspace(-0.13, 0.13, grid.shape[2]) if grid.shape[2] > 1 else np.zeros(1)
     for k in range(grid.shape[2]):
         ax.plot(
             budgets * np.exp(offsets[k]),
-            per_seed[:, k] - 0.25,
+            per_seed[:, k],
             ".",
-            color="grey",
+            color="dimgrey",
             ms=4,
+            zorder=3,
             label="each seed's argmin" if k == 0 else None,
         )
-    ax.plot(budgets, boot.d_star, "o", color="C0", ms=7, label="d*(n): argmin of the seed mean")
+    ax.plot(
+        budgets,
+        boot.d_star,
+        "o",
+        mfc="none",
+        mec="C0",
+        mew=2,
+        ms=11,
+        zorder=2,
+        label="d*(n): argmin of the seed mean",
+    )
     ax.set_xscale("log")
     ax.set_xticks(budgets, _budget_labels(budgets), rotation=45)
     ax.minorticks_off()
@@ -204,7 +216,7 @@ def learning_curves(ds: xr.Dataset) -> plt.Figure:
                 steps[j],
                 curve[i, j],
                 marker=".",
-                color=plt.cm.plasma(i / max(len(diffs) - 1, 1)),
+                color=level_colour(i, len(diffs)),
                 label=f"d={d}",
             )
         ax.set_yscale("log")
@@ -216,6 +228,16 @@ def learning_curves(ds: xr.Dataset) -> plt.Figure:
     panels[0].legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+DPI = 200  # saved figures
+
+
+def level_colour(i: int, count: int) -> tuple[float, float, float, float]:
+    """Colour ``i`` of ``count`` ordered lines: viridis (ordered and colour-blind safe) from dark
+    purple to green, stopping at 0.6 of its range, where its contrast with white is still 3:1
+    (the lighter end, up to yellow, is too faint on white)."""
+    return plt.cm.viridis(0.6 * i / max(count - 1, 1))
 
 
 FIGURES = {
@@ -237,7 +259,7 @@ def save_all(
         fig = fn(ds)
         for fmt in formats:
             path = out_dir / f"{name}.{fmt}"
-            fig.savefig(path, dpi=130)
+            fig.savefig(path, dpi=DPI)
             written.append(path)
         plt.close(fig)
     return written
@@ -288,7 +310,7 @@ def extrapolation_band(ds: xr.Dataset, b: xr.Dataset) -> plt.Figure:
     diffs, budgets = ds["difficulty"].values, ds["budget"].values
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for j, n in enumerate(budgets):
-        color = plt.cm.viridis(j / max(len(budgets) - 1, 1))
+        color = level_colour(j, len(budgets))
         gap = seed_mean(_grid(ds, "extrapolation_gap"))[:, j]
         lo = seed_mean(b["extrap_gap_lower"].values[:, j])
         hi = seed_mean(b["extrap_gap_upper"].values[:, j])
@@ -367,7 +389,7 @@ def save_bounds(
         fig = fn(ds, b)
         for fmt in formats:
             path = out_dir / f"{name}.{fmt}"
-            fig.savefig(path, dpi=130)
+            fig.savefig(path, dpi=DPI)
             written.append(path)
         plt.close(fig)
     return written

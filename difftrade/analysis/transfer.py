@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
+from difftrade.analysis.plots import DPI
 from difftrade.results import divergence
 
 
@@ -162,6 +163,6 @@ def save(
     fig = figure(tm)
     for fmt in formats:
         paths.append(out / f"transfer.{fmt}")
-        fig.savefig(paths[-1], dpi=130)
+        fig.savefig(paths[-1], dpi=DPI)
     plt.close(fig)
     return [str(p) for p in paths]

@@ -82,9 +82,18 @@ def refuse_run_output(path: Path, flag: str, writes: str) -> None:
             )
 
 
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether the open file ``fd`` is the file now at ``path``."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
 class DirLock:
     """One writer per run directory: an exclusive, non-blocking ``flock`` on ``out_dir/.lock``,
-    which holds the writer's pid. The OS releases it when the process ends, however it ends."""
+    which holds the writer's pid and is removed on release. The OS releases the lock when the
+    process ends, however it ends (a killed writer leaves the file, which the next one locks)."""
 
     def __init__(self, out_dir: Path, label: str = "--out"):
         self.out_dir, self.label, self.fd, self.created = Path(out_dir), label, None, []
@@ -94,6 +103,19 @@ class DirLock:
         ``ValueError`` naming the directory and the holder's pid when another process holds it."""
         path = self.out_dir / LOCK
         self.created = [p for p in (path, self.out_dir, *self.out_dir.parents) if not p.exists()]
+        for _ in range(100):  # a holder removes the file as it releases: then lock the new one
+            fd = self._locked_fd(path)
+            if _same_file(fd, path):
+                break
+            os.close(fd)
+        else:
+            raise ValueError(f"{self.label} {str(self.out_dir)!r}: {path} keeps being replaced")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+
+    def _locked_fd(self, path: Path) -> int:
+        """``path`` opened (created if absent) and flock'ed; ``ValueError`` when another process holds it."""
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -118,14 +140,14 @@ class DirLock:
             log.warning(
                 f"difftrade: {path} cannot be locked here ({one_line(err)}); nothing stops a second writer"
             )
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self.fd = fd
+        return fd
 
     def release(self) -> None:
-        """Drop the lock (and the pid in the file); a no-op when not held."""
+        """Drop the lock and remove its file (while still holding it, so a process waiting on the
+        old file sees it gone and locks a new one); a no-op when not held."""
         if self.fd is not None:
-            os.ftruncate(self.fd, 0)
+            if _same_file(self.fd, self.out_dir / LOCK):
+                (self.out_dir / LOCK).unlink(missing_ok=True)
             os.close(self.fd)
             self.fd = None
 
