@@ -250,6 +250,7 @@ def _train_chunks(
 
     bar = Progress(pop.size, progress and is_main(), cfg.train.num_checkpoints)
     SEGMENT_LISTENERS.append(bar.segment)
+    bar.start()
     try:
         parts = run_chunks(
             np.arange(pop.size),
@@ -259,17 +260,20 @@ def _train_chunks(
             bar,
             after,
         )
+        if stopped or not is_main():
+            return None
+        bar.stage("writing results")
+        stats = jax.local_devices()[0].memory_stats() or {}  # GPU/TPU; CPU has none
+        extra = log.attrs()
+        if "peak_bytes_in_use" in stats:
+            extra["peak_device_bytes"] = int(stats["peak_bytes_in_use"])
+        ds = add_overlap(cfg, assembly.assemble(cfg, parts, extra), run_key)
+        results.atomic_write_netcdf(ds, out_dir / "results.nc")
+        bar.stage("done")
+        return ds
     finally:
         SEGMENT_LISTENERS.remove(bar.segment)
-    if stopped or not is_main():
-        return None
-    stats = jax.local_devices()[0].memory_stats() or {}  # GPU/TPU; CPU has none
-    extra = log.attrs()
-    if "peak_bytes_in_use" in stats:
-        extra["peak_device_bytes"] = int(stats["peak_bytes_in_use"])
-    ds = add_overlap(cfg, assembly.assemble(cfg, parts, extra), run_key)
-    results.atomic_write_netcdf(ds, out_dir / "results.nc")
-    return ds
+        bar.close()
 
 
 class ChunkTrainer:

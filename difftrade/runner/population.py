@@ -155,20 +155,27 @@ def run_chunks(
     """
     parts, done = store.stored(members)
     todo = members[~np.isin(members, done)]
-    bar = progress if isinstance(progress, Progress) else Progress(max(len(members), 1), progress)
+    own = not isinstance(progress, Progress)
+    bar = Progress(max(len(members), 1), bool(progress), verb="computing") if own else progress
     bar.update(
         int(np.isin(members, done).sum()), f"(resumed from {store.folder})" if len(done) else ""
     )
-    for c, (ids, width) in enumerate(plan(todo)):
-        bar.begin_chunk(len(ids))
-        arrays = compute(ids, width)
-        if arrays is None:
-            bar.update(len(ids), "(left out)")
-            continue
-        parts.append(store.save(ids, arrays))
-        bar.update(len(ids), store.label(parts[-1]))
-        if after is not None:
-            after(c, parts[-1])
+    if own:
+        bar.start()
+    try:
+        for c, (ids, width) in enumerate(plan(todo)):
+            bar.begin_chunk(len(ids))
+            arrays = compute(ids, width)
+            if arrays is None:
+                bar.update(len(ids), "(left out)")
+                continue
+            parts.append(store.save(ids, arrays))
+            bar.update(len(ids), store.label(parts[-1]))
+            if after is not None:
+                after(c, parts[-1])
+    finally:
+        if own:
+            bar.close()
     return parts
 
 
