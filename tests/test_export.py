@@ -440,3 +440,40 @@ def test_export_refuses_huge_counts_and_seeds_and_never_leaves_half_a_file(tmp_p
     with pytest.raises(OSError, match="No space left"):
         export.write_jsonl(failing(), out)
     assert out.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["records.jsonl"]
+
+
+def test_trl_formats_hold_only_the_keys_trl_reads(capsys):
+    """--format messages: records whose only key is messages (user, assistant); prompt-completion:
+    only prompt and completion (strings, or lists of messages with --chat); native keeps the address."""
+    base = ["export", "addition", "-d", "2", "-n", "3", "--split", "train"]
+    outputs = {}
+    for extra in (
+        [],
+        ["--format", "messages"],
+        ["--format", "prompt-completion"],
+        ["--format", "prompt-completion", "--chat", "--system", "Add."],
+    ):
+        assert cli.main(base + extra) == 0
+        outputs[" ".join(extra)] = [
+            json.loads(line) for line in capsys.readouterr().out.splitlines()
+        ]
+    native = outputs[""]
+    assert len(native) == 3 and {"task", "split", "seed", "level", "index"} <= set(native[0])
+    for r, m in zip(native, outputs["--format messages"], strict=True):
+        assert list(m) == ["messages"]
+        assert m["messages"] == [
+            {"role": "user", "content": r["prompt"] + "="},
+            {"role": "assistant", "content": r["answer"]},
+        ]
+    for r, pc in zip(native, outputs["--format prompt-completion"], strict=True):
+        assert pc == {"prompt": r["prompt"] + "=", "completion": r["answer"]}
+    for r, pc in zip(
+        native, outputs["--format prompt-completion --chat --system Add."], strict=True
+    ):
+        assert pc == {
+            "prompt": [
+                {"role": "system", "content": "Add."},
+                {"role": "user", "content": r["prompt"] + "="},
+            ],
+            "completion": [{"role": "assistant", "content": r["answer"]}],
+        }

@@ -292,6 +292,36 @@ def with_messages(
     return {**record, "messages": messages}
 
 
+FORMATS = ("native", "messages", "prompt-completion")
+
+
+def formatted(
+    record: dict[str, Any],
+    fmt: str,
+    template: str = DEFAULT_TEMPLATE,
+    system: str | None = None,
+    chat: bool = False,
+) -> dict[str, Any]:
+    """One exported record in the layout ``fmt`` (one of :data:`FORMATS`).
+
+    ``native``: the record (its address, ``prompt`` and ``answer``; with ``chat`` also
+    ``messages``), what ``difftrade score`` reads back. ``messages``: only ``messages`` ([system],
+    user = the template, assistant = the answer), TRL's conversational language-modelling format.
+    ``prompt-completion``: only ``prompt`` and ``completion``: the template's text and the answer,
+    or with ``chat`` (or a system message) TRL's conversational form, lists of messages.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"format={fmt!r}; allowed: {', '.join(FORMATS)}")
+    if fmt == "native":
+        return with_messages(record, template, system) if chat or system else record
+    messages = with_messages(record, template, system)["messages"]
+    if fmt == "messages":
+        return {"messages": messages}
+    if chat or system:
+        return {"prompt": messages[:-1], "completion": messages[-1:]}
+    return {"prompt": template.format(prompt=record["prompt"]), "completion": record["answer"]}
+
+
 def write_jsonl(rows: Iterable[dict[str, Any]], out: str | Path | IO[str]) -> int:
     """Write one JSON object per line to a path (parent folders created) or an open text stream; returns the count."""
     if isinstance(out, (str, Path)):  # through a temporary file: a failed write leaves no half file

@@ -97,8 +97,7 @@ def export_command(args: argparse.Namespace) -> int:
             )
         n = cfg.eval.n_test
     rows = export.records(cfg, args.split, n, args.seed, difficulty)
-    if args.chat:
-        rows = [export.with_messages(r, template, args.system) for r in rows]
+    rows = [export.formatted(r, args.format, template, args.system, args.chat) for r in rows]
     if args.out is None:
         export.write_jsonl(rows, sys.stdout)
     else:

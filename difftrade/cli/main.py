@@ -554,6 +554,14 @@ def _add_export(sub: Subparsers) -> None:
     )
     p.add_argument("--system", help="system message of the chat form (implies --chat)")
     p.add_argument(
+        "--format",
+        choices=["native", "messages", "prompt-completion"],
+        default="native",
+        help="native (default): the example's address, prompt and answer (what `score` reads; "
+        "--chat adds messages); messages: only TRL's 'messages'; prompt-completion: only TRL's "
+        "'prompt' and 'completion' (lists of messages with --chat)",
+    )
+    p.add_argument(
         "--template",
         default="{prompt}=",
         help="user message of the chat form, with the field {prompt} (default '{prompt}='; implies --chat)",
