@@ -46,6 +46,7 @@ def clean_registry(monkeypatch):
     REGISTRY.update(before)
     registry._LOADED_ENTRY_POINTS.clear()
     registry._LOADED_ENTRY_POINTS.update(loaded)
+    registry._BROKEN_ENTRY_POINTS.clear()
     for name in PLUGIN_MODULES:
         sys.modules.pop(name, None)
 
@@ -128,9 +129,12 @@ def test_import_errors_name_the_module(tmp_path, monkeypatch, capsys):
     (tmp_path / "plugin_kinds.py").write_text("raise RuntimeError('broken at import')\n")
     assert main(["tasks", "--import", "plugin_kinds"]) == 2
     assert "'plugin_kinds' (RuntimeError: broken at import)" in capsys.readouterr().err
+    assert main(["--import", "no_such_plugin_module", "tasks"]) == 2  # before the command too
+    assert "cannot import module 'no_such_plugin_module'" in capsys.readouterr().err
 
 
 PLUGIN_KINDS = textwrap.dedent("""
+    import abc
     import dataclasses
     from typing import ClassVar
 
@@ -158,6 +162,15 @@ PLUGIN_KINDS = textwrap.dedent("""
 
     def broken():
         raise RuntimeError("boom")
+
+
+    @dataclasses.dataclass(frozen=True)
+    class Unfinished(Sorting):  # a plugin that forgot to define level_structure
+        name: ClassVar[str] = "unfinished"
+
+        @property
+        @abc.abstractmethod
+        def level_structure(self) -> str: ...
 """)
 
 
@@ -197,6 +210,10 @@ def test_entry_points_name_a_class_or_a_factory_and_load_on_first_need(
         ),
         ("gone = plugin_kinds:Missing", "entry point 'gone = plugin_kinds:Missing'"),
         (
+            "unfinished = plugin_kinds:Unfinished",
+            "plugin_kinds.Unfinished cannot be registered: it does not define ['level_structure']",
+        ),
+        (
             "clash = plugin_kinds:Clash",
             (
                 "task name 'addition' is already registered by "
@@ -205,12 +222,17 @@ def test_entry_points_name_a_class_or_a_factory_and_load_on_first_need(
         ),
     ],
 )
-def test_a_failing_entry_point_is_named(monkeypatch, tmp_path, capsys, spec, message):
-    fake_entry_points(monkeypatch, tmp_path, spec)
-    assert main(["tasks"]) == 2
-    err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1
+def test_a_failing_entry_point_is_named_and_every_other_task_still_lists(
+    monkeypatch, tmp_path, capsys, spec, message
+):
+    fake_entry_points(monkeypatch, tmp_path, spec, "a = plugin_kinds:SortA")
+    assert main(["tasks"]) == 0
+    captured = capsys.readouterr()
+    assert message in captured.err and captured.err.count("\n") == 1
+    assert "sort_a [d=1..8" in captured.out and "addition" in captured.out
     assert REGISTRY["addition"].__module__ == "difftrade.tasks.addition"  # never replaced
+    assert main(["tasks", "show", "no_such_task"]) == 2
+    assert "1 plugin(s) failed to load, first: entry point" in capsys.readouterr().err
 
 
 def test_an_installed_package_adds_its_task(plugin_dir, tmp_path):

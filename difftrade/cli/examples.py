@@ -14,12 +14,23 @@ from difftrade.cli.reports import write_report
 def tasks_command(args: argparse.Namespace) -> int:
     import jax
 
-    from difftrade.tasks import data, make_task, task_names
+    from difftrade.config.files import one_line
+    from difftrade.tasks import REGISTRY, data, make_task, task_names
     from difftrade.tasks.keys import root_key
+    from difftrade.tasks.registry import broken_plugins
 
     if args.action is None:
         for name in task_names():
-            print(make_task(name).describe())
+            try:
+                print(make_task(name).describe())
+            except Exception as err:  # noqa: BLE001 - a broken task is one line; the others still list
+                origin = f"{REGISTRY[name].__module__}.{REGISTRY[name].__qualname__}"
+                print(
+                    f"difftrade: task {name!r} ({origin}) is broken: {one_line(err)}",
+                    file=sys.stderr,
+                )
+        for line in broken_plugins():
+            print(f"difftrade: {line}", file=sys.stderr)
         return 0
     if args.action != "show" or not args.name:
         raise ValueError("usage: difftrade tasks [show NAME --difficulty D -n N]")

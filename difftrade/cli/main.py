@@ -621,6 +621,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="difftrade", description="Data difficulty vs data budget."
     )
     parser.add_argument("--version", action="version", version=f"difftrade {_version()}")
+    parser.add_argument(  # also accepted before the command; its own dest, which subcommands keep
+        "--import",
+        dest="imports_first",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first (repeatable; also accepted after the command)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:
         add(sub)
@@ -636,14 +644,15 @@ def _prepare(args: argparse.Namespace) -> None:
         one_cpu_device_per_core(toml_grid_members(args.source))
     if args.command in RUN_COMMANDS:
         one_cpu_device_per_core(run_dir_members(args.runs[0]))
-    if args.imports:
+    imports = args.imports_first + args.imports
+    if imports:
         from difftrade.tasks import import_modules
 
         if os.getcwd() not in sys.path and "" not in sys.path:
             sys.path.append(
                 os.getcwd()
             )  # as with `python -m`: modules in the working directory, last
-        import_modules(args.imports)
+        import_modules(imports)
 
 
 def main(argv: list[str] | None = None) -> int:

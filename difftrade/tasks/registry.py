@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 from collections.abc import Iterable
 from importlib import metadata
 from typing import Any
@@ -23,6 +24,7 @@ from difftrade.tasks.base import Task
 REGISTRY: dict[str, type[Task]] = {}
 ENTRY_POINT_GROUP = "difftrade.tasks"
 _LOADED_ENTRY_POINTS: set[str] = set()  # "name = value" of the entry points already loaded
+_BROKEN_ENTRY_POINTS: dict[str, str] = {}  # "name = value" -> why it failed to load
 
 
 def _origin(cls: type) -> str:
@@ -37,6 +39,12 @@ def register(cls: type[Task]) -> type[Task]:
     """
     if not (isinstance(cls, type) and issubclass(cls, Task)):
         raise ValueError(f"register({cls!r}): allowed: a subclass of difftrade.tasks.Task")  # noqa: TRY004 - the CLI reports ValueError
+    if inspect.isabstract(cls):
+        missing = sorted(getattr(cls, "__abstractmethods__", ()))
+        raise ValueError(
+            f"{_origin(cls)} cannot be registered: it does not define {missing}; allowed: a Task "
+            "subclass that defines every abstract method"
+        )
     taken = REGISTRY.get(cls.name)
     if taken is not None and taken is not cls:
         raise ValueError(
@@ -78,8 +86,8 @@ def _register_loaded(obj: Any) -> None:
 def load_entry_points() -> None:
     """Load every ``difftrade.tasks`` entry point of the installed packages not loaded yet.
 
-    One that fails raises ``ValueError`` naming the entry point, its package and the error; it is
-    tried again on the next call.
+    One that fails is kept aside with one line naming the entry point, its package and the error
+    (:func:`broken_plugins`), so every other task still works; it is tried again on the next call.
     """
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         key = f"{ep.name} = {ep.value}"
@@ -87,13 +95,20 @@ def load_entry_points() -> None:
             continue
         try:
             _register_loaded(ep.load())
-        except Exception as err:  # a broken plugin becomes one line naming it
+        except Exception as err:  # noqa: BLE001 - a broken plugin becomes one line naming it
             dist = f" of package {ep.dist.name}" if getattr(ep, "dist", None) is not None else ""
-            raise ValueError(
+            _BROKEN_ENTRY_POINTS[key] = (
                 f"entry point '{key}'{dist} in group {ENTRY_POINT_GROUP!r} failed to load "
-                f"({type(err).__name__}: {err})"
-            ) from err
+                f"({type(err).__name__}: {' '.join(str(err).split())})"
+            )
+            continue
+        _BROKEN_ENTRY_POINTS.pop(key, None)
         _LOADED_ENTRY_POINTS.add(key)
+
+
+def broken_plugins() -> list[str]:
+    """One line per installed entry point that failed to load at its last try."""
+    return list(_BROKEN_ENTRY_POINTS.values())
 
 
 def task_names() -> list[str]:
@@ -113,10 +128,12 @@ def get_task_class(name: str) -> type[Task]:
     if name not in REGISTRY:
         load_entry_points()
     if name not in REGISTRY:
+        broken = broken_plugins()
         raise ValueError(
             f"task={name!r} is unknown{did_you_mean(name, sorted(REGISTRY))}; "
             f"allowed: {', '.join(sorted(REGISTRY))}, or a family registered by a module "
             f"(--import MODULE) or an installed package (entry-point group {ENTRY_POINT_GROUP!r})"
+            + (f"; {len(broken)} plugin(s) failed to load, first: {broken[0]}" if broken else "")
         )
     return REGISTRY[name]
 
