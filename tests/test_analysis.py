@@ -504,3 +504,21 @@ def test_quiet_nan_warnings_silences_all_nan_slices():
     with pytest.raises(RuntimeWarning), warnings.catch_warnings():
         warnings.simplefilter("error")
         np.nanmean(np.array([np.nan, np.nan]))
+
+
+def test_d_star_takes_the_results_dataset_and_returns_integer_difficulties():
+    """difftrade.d_star(ds): the same argmin as on the hand-transposed [D, N, S] array, diverged
+    members skipped, as integers over the budget coordinate."""
+    from pathlib import Path
+
+    import xarray as xr
+
+    import difftrade
+
+    ds = xr.load_dataset(Path(__file__).resolve().parents[1] / "docs/runs/study/sorting.nc")
+    got = difftrade.d_star(ds)
+    assert got.dtype.kind == "i" and list(got.dims) == ["budget"]
+    grid = ds["target_risk"].transpose("difficulty", "budget", "seed").values
+    np.testing.assert_array_equal(got.values, difftrade.d_star(grid, ds["difficulty"].values))
+    ds["diverged"][{"difficulty": 3, "budget": -1}] = True  # d = 5 at n = 2,048 diverged: 4 wins
+    assert int(difftrade.d_star(ds).values[-1]) == 4

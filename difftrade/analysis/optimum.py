@@ -20,8 +20,10 @@ import math
 import numbers
 
 import numpy as np
+import xarray as xr
 from numpy.typing import ArrayLike
 
+from difftrade.results.divergence import diverged_mask
 from difftrade.theory.grid_values import (
     argmin_difficulty,
     check_alpha,
@@ -57,20 +59,52 @@ def _check_count(value: int, name: str, minimum: int) -> int:
 
 # ---- d*(n): argmin over difficulty ------------------------------------------------------------
 def d_star(
-    risk: ArrayLike, difficulties: ArrayLike, *, tol: float = 0.0, return_ties: bool = False
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    risk: ArrayLike | xr.Dataset,
+    difficulties: ArrayLike | None = None,
+    *,
+    tol: float = 0.0,
+    return_ties: bool = False,
+    variable: str = "target_risk",
+) -> np.ndarray | xr.DataArray | tuple[np.ndarray, np.ndarray]:
     """Optimal difficulty per budget: the argmin over difficulty of the seed-mean risk.
 
-    ``risk``: ``[D, N, S]`` (or seed means ``[D, N]``); non-finite members are skipped and a cell
-    with no finite seed is never chosen. ``difficulties``: ``[D]``, in any order. Means within
-    ``tol`` of the lowest (``tol = 0``: exactly equal) tie, and ties go to the easiest level.
-    Returns ``[N]`` difficulty values (NaN where a budget has no finite cell), and with
-    ``return_ties`` also the tie set, bool ``[D, N]``.
+    ``risk``: a results Dataset (its ``variable``, diverged members skipped; ``difficulties``
+    taken from it), returning an ``xr.DataArray [budget]`` of integer difficulties (float with
+    NaN only where a budget has no finite cell); or an array ``[D, N, S]`` (or seed means
+    ``[D, N]``) with ``difficulties [D]`` in any order, returning ``[N]`` difficulty values
+    (NaN where a budget has no finite cell). Non-finite members are skipped and a cell with no
+    finite seed is never chosen. Means within ``tol`` of the lowest (``tol = 0``: exactly
+    equal) tie, and ties go to the easiest level. With ``return_ties`` (arrays only) also the
+    tie set, bool ``[D, N]``.
     """
+    if isinstance(risk, xr.Dataset):
+        return _d_star_of_results(risk, variable, tol)
+    if difficulties is None:
+        raise ValueError(
+            "difficulties is missing; allowed: [D] values beside a risk array, or a results Dataset"
+        )
     r, d = check_grid(risk, difficulties)
     mean = seed_mean(r) if r.ndim == 3 else r
     best = argmin_difficulty(mean, d, tol)
     return (best, tie_mask(mean, tol)) if return_ties else best
+
+
+def _d_star_of_results(ds: xr.Dataset, variable: str, tol: float) -> xr.DataArray:
+    """:func:`d_star` of a results Dataset: ``[budget]`` integer difficulties."""
+    if variable not in ds:
+        raise ValueError(
+            f"variable={variable!r} is not in the results; allowed: {sorted(map(str, ds.data_vars))}"
+        )
+    da = ds[variable]
+    bad = diverged_mask(ds)
+    if bad is not None:
+        da = da.where(~bad)
+    grid = da.transpose("difficulty", "budget", "seed").values.astype(np.float64)
+    best = d_star(grid, ds["difficulty"].values, tol=tol)
+    values = best.astype(np.int64) if np.all(np.isfinite(best)) else best
+    return xr.DataArray(
+        values, coords={"budget": ds["budget"].values}, dims=("budget",), name="d_star"
+    )
 
 
 # ---- seed bootstrap ---------------------------------------------------------------------------
