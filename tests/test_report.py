@@ -138,3 +138,14 @@ def test_d_star_figure_draws_each_seed_at_its_own_level():
         ]
         luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
         assert 1.05 / (luminance + 0.05) >= 3.0, i
+
+
+def test_html_page_converts_headings_tables_lists_and_escapes_text():
+    from difftrade.analysis import html
+
+    body = html.markdown_to_html(
+        "# Title <x>\n\nsome `code` and **bold**\n\n| a | n |\n|:---|---:|\n| x | 1 |\n| y | 2 |\n- one\n- two\n"
+    )
+    assert "<h1>Title &lt;x&gt;</h1>" in body and "<code>code</code>" in body
+    assert "<strong>bold</strong>" in body and body.count("<tr>") == 3
+    assert '<td class="num">2</td>' in body and "<ul><li>one</li>\n<li>two</li></ul>" in body

@@ -42,3 +42,12 @@ def test_report_csv_writes_readable_tables(tmp_path, capsys):
         ds["train_risk"].values.ravel(),
     )
     assert "tables:" in capsys.readouterr().out
+    # index.html beside report.md: each markdown table one <table>, the PNGs shown
+    markdown, page = (tmp_path / "report.md").read_text(), (tmp_path / "index.html").read_text()
+    lines = markdown.splitlines()
+    starts = sum(
+        1 for a, b in zip([""] + lines, lines) if b.startswith("|") and not a.startswith("|")
+    )
+    assert page.count("<table>") == starts > 0
+    for name in ("heatmap", "d_star", "gaps", "learning_curves"):
+        assert f'<img src="{name}.png"' in page and (tmp_path / f"{name}.png").exists()

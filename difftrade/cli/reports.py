@@ -11,19 +11,24 @@ from difftrade.cli.common import parse_floats
 
 
 def write_report(results_path: Path, out_dir: Path, csv: bool = False) -> str:
-    from difftrade.analysis import plots, report, tables
+    from difftrade.analysis import html, plots, report, tables
     from difftrade.results import schema as results
 
     ds = results.load(results_path)
     text = report.render(ds)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "report.md").write_text(text)
+    results.atomic_write_text(text, out_dir / "report.md")
     written = plots.save_all(ds, out_dir)
+    pngs = [p for p in written if p.suffix == ".png"]
+    title = f"difftrade report: {ds.attrs.get('task', '')} ({ds.attrs.get('config_hash', '')})"
+    results.atomic_write_text(
+        html.page(text, [p.name for p in pngs], title), out_dir / "index.html"
+    )
     print(text)
-    print(f"figures: {', '.join(str(p) for p in written if p.suffix == '.png')}")
+    print(f"figures: {', '.join(str(p) for p in pngs)}")
     if csv:
         print(f"tables:  {', '.join(str(p) for p in tables.write_tables(ds, out_dir))}")
-    print(f"report:  {out_dir / 'report.md'}")
+    print(f"report:  {out_dir / 'report.md'} (in a browser: {out_dir / 'index.html'})")
     return text
 
 
