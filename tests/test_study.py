@@ -12,6 +12,8 @@ from difftrade.analysis import study
 from difftrade.results import assembly
 from difftrade.results import schema as results
 
+STUDY = Path(__file__).resolve().parents[1] / "docs" / "runs" / "study"
+
 GRID = Path(__file__).resolve().parents[1] / "docs" / "runs" / "study" / "addition.nc"
 
 
@@ -101,3 +103,27 @@ def test_above_table_is_the_mean_accuracy_on_harder_levels():
                 if not bool(ds["diverged"][i, j, s])
             ]
             assert cells[j] == pytest.approx(np.mean(per_seed), abs=5e-4), (d, j)
+
+
+def test_protocol_table_sets_each_grids_d_star_side_by_side():
+    """Grids of one task and training distribution under different protocols share a table whose
+    cells are each grid's d*(n), "·" at budgets it did not measure; a lone protocol has none."""
+    from difftrade.analysis import optimum, protocols
+
+    grids = {n: results.load(STUDY / f"{n}.nc") for n in ("chain", "chain_validation", "sorting")}
+    text = protocols.protocol_table(grids)
+    assert "chain, training distribution `up_to`:" in text and "sorting" not in text
+    assert protocols.protocol(grids["chain"]) == "fixed steps (600)"
+    assert protocols.protocol(grids["chain_validation"]).startswith(
+        "validation stopping (cap 1,800"
+    )
+    header = next(line for line in text.splitlines() if line.startswith("| grid |"))
+    budgets = [int(c.replace(",", "")) for c in header.strip("|").split("|")[2:]]
+    for name in ("chain", "chain_validation"):
+        row = next(line for line in text.splitlines() if line.startswith(f"| {name} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")[2:]]
+        best = optimum.d_star(grids[name])
+        for b, cell in zip(budgets, cells, strict=True):
+            expected = str(int(best.sel(budget=b))) if b in best["budget"].values else "·"
+            assert cell == expected, (name, b)
+    assert protocols.protocol_table({"sorting": grids["sorting"]}) == ""

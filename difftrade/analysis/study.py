@@ -21,6 +21,7 @@ from difftrade.analysis import (
     model_tables,
     paired_comparison,
     predictors,
+    protocols,
     racing,
     report,
     selection,
@@ -273,10 +274,11 @@ def summarize(folder: str | Path) -> str:
         loaded[path.stem] = results.load(path)
         records[path.stem] = predictors.forward_validation(loaded[path.stem])
         sections.append(family_section(path.stem, loaded[path.stem], point, records[path.stem]))
-    cross = cross_table(loaded)
+    cross, by_protocol = cross_table(loaded), protocols.protocol_table(loaded)
     return "\n".join(
         sections
         + ([cross] if cross else [])
+        + ([by_protocol] if by_protocol else [])
         + [forward_summary_table(records), racing_table(loaded)]
     )
 
