@@ -33,6 +33,10 @@ CERTIFIED = sorted(
             (f"experiments/study/{p.stem}.toml", f"docs/runs/study/{p.name}")
             for p in sorted(STUDY.glob("*.nc"))
         ],
+        *[
+            (f"experiments/protocol/{p.stem}.toml", f"docs/runs/protocol/{p.name}")
+            for p in sorted((ROOT / "docs" / "runs" / "protocol").glob("*.nc"))
+        ],
     ],
 )
 def test_config_hashes_to_its_result_file(config_path, result_path):

@@ -16,7 +16,7 @@ for family in addition chain sorting; do
   timed "transfer_$family" difftrade transfer "experiments/study/transfer_$family.toml" --out "runs/study/transfer_$family"
   cp "runs/study/transfer_$family/results.nc" "docs/runs/study/transfer_$family.nc"
 done
-for grid in addition chain sorting chain_mixture addition_epochs; do
+for grid in addition chain sorting chain_mixture addition_epochs chain_validation addition_validation sorting_validation; do
   timed "$grid" difftrade run "experiments/study/$grid.toml" --out "runs/study/$grid" --resume
   cp "runs/study/$grid/results.nc" "docs/runs/study/$grid.nc"
 done
