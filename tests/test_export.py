@@ -348,7 +348,7 @@ UNBOUND = {k: v for k, v in BASE.items() if k not in ("answer", "task")}
         ([{**UNBOUND, "task": "addition"}], "p.jsonl:1: the record names no task or carries"),
         (
             [{**BASE, "answer": None, "prompt": "99+99"}],
-            "p.jsonl:1: prompt='99+99' but difftrade's test example (level 1, index 0, seed 0) is",
+            "p.jsonl:1: prompt='99+99' but difftrade's test example (level 1, index 0, seed 0) has",
         ),
         (
             [{**BASE, "index": 2**32}],
@@ -457,6 +457,9 @@ def test_trl_formats_hold_only_the_keys_trl_reads(capsys):
         outputs[" ".join(extra)] = [
             json.loads(line) for line in capsys.readouterr().out.splitlines()
         ]
+    from difftrade.cli.main import EXPORT_FORMATS
+
+    assert EXPORT_FORMATS == export.FORMATS
     native = outputs[""]
     assert len(native) == 3 and {"task", "split", "seed", "level", "index"} <= set(native[0])
     for r, m in zip(native, outputs["--format messages"], strict=True):

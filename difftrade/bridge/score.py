@@ -298,20 +298,15 @@ def references(cfg: RunConfig, preds: Sequence[Prediction], source: str) -> list
                     f"level {int(level)} under this config; allowed: records exported from the same config "
                     "(task, run seed, training and target distributions)"
                 )
-    for p, prompt in zip(preds, prompts):
-        if p.prompt is not None and p.prompt != prompt:
-            raise ValueError(
-                f"{source}:{p.line}: prompt={p.prompt!r} but difftrade's {p.split} example (level {p.level}, "
-                f"index {p.index}, seed {p.seed}) is {prompt!r}; allowed: each prediction on the record "
-                "exported for its example (split, seed, level and index unchanged)"
-            )
-    for p, answer in zip(preds, answers):
-        if p.answer is not None and p.answer != answer:
-            raise ValueError(
-                f"{source}:{p.line}: answer={p.answer!r} but difftrade's {p.split} example (level {p.level}, "
-                f"index {p.index}, seed {p.seed}) has answer {answer!r}; allowed: records exported from the "
-                "same config (task, task options, run seed)"
-            )
+    for p, prompt, answer in zip(preds, prompts, answers):
+        for field, given, generated in (("prompt", p.prompt, prompt), ("answer", p.answer, answer)):
+            if given is not None and given != generated:
+                raise ValueError(
+                    f"{source}:{p.line}: {field}={given!r} but difftrade's {p.split} example (level "
+                    f"{p.level}, index {p.index}, seed {p.seed}) has {field} {generated!r}; allowed: "
+                    "each prediction on the record exported for its example from the same config "
+                    "(task, task options, run seed; split, seed, level and index unchanged)"
+                )
     return answers
 
 

@@ -67,6 +67,11 @@ GRID_COMMANDS = ("run", "demo")  # the commands that train whole grids
 # `bound` keeps one CPU device: its shared weight draws would be drawn again on every device
 # (slower on two cores, benchmarks/README.md)
 RUN_COMMANDS = ("compress",)
+EXPORT_FORMATS = (
+    "native",
+    "messages",
+    "prompt-completion",
+)  # bridge.export.FORMATS; --help loads no jax
 
 
 def _version() -> str:
@@ -555,7 +560,7 @@ def _add_export(sub: Subparsers) -> None:
     p.add_argument("--system", help="system message of the chat form (implies --chat)")
     p.add_argument(
         "--format",
-        choices=["native", "messages", "prompt-completion"],
+        choices=EXPORT_FORMATS,
         default="native",
         help="native (default): the example's address, prompt and answer (what `score` reads; "
         "--chat adds messages); messages: only TRL's 'messages'; prompt-completion: only TRL's "
