@@ -94,6 +94,7 @@ BAD: list[Any] = [
     ({"grid": {"train_distribution": 1}}, "grid.train_distribution", 1),
     ({"grid": {"mixture_main": 0}}, "grid.mixture_main", 0),
     ({"grid": {"mixture_main": 1.5}}, "grid.mixture_main", 1.5),
+    ({"grid": {"mixture_main": 0.5}}, "grid.mixture_main", 0.5),  # ignored under point training
     # [model]
     ({"model": {"d_model": 15}}, "model.d_model", 15),
     ({"model": {"d_model": 0}}, "model.d_model", 0),

@@ -480,3 +480,11 @@ def test_trl_formats_hold_only_the_keys_trl_reads(capsys):
             ],
             "completion": [{"role": "assistant", "content": r["answer"]}],
         }
+
+
+def test_export_train_without_difficulty_names_the_flag(capsys):
+    assert cli.main(["export", "addition", "--split", "train", "-n", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(
+        "difftrade: error: --difficulty (missing) with --split train; allowed: -d D"
+    )

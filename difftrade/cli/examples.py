@@ -99,6 +99,11 @@ def export_command(args: argparse.Namespace) -> int:
         args.chat = True
     template = export.check_template(args.template)
     difficulty = parse_ints(args.difficulty, "--difficulty")
+    if args.split == "train" and (difficulty is None or len(difficulty) != 1):
+        raise ValueError(
+            f"--difficulty {args.difficulty or '(missing)'} with --split train; allowed: -d D, the "
+            "one training difficulty of the member (its grid row)"
+        )
     n = args.n
     if n is None:
         if args.split == "train":

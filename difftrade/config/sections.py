@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from difftrade.config.fields import Field, check_fields
+from difftrade.config.fields import Field, check_fields, refuse
 
 TRAIN_DISTRIBUTIONS = ("point", "mixture", "up_to")
 DIFFICULTY_KINDS = ("nominal", "model")
@@ -27,6 +27,14 @@ class GridConfig:
 
     def __post_init__(self) -> None:
         check_fields(self, "grid", GRID_FIELDS)
+        if self.train_distribution != "mixture" and self.mixture_main != GridConfig.mixture_main:
+            raise refuse(
+                "grid",
+                "mixture_main",
+                self.mixture_main,
+                "its default when grid.train_distribution is not 'mixture'",
+                f" has no effect with train_distribution = {self.train_distribution!r}",
+            )
 
 
 @dataclasses.dataclass(frozen=True)
