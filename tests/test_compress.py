@@ -14,6 +14,7 @@ from conftest import tiny_raw
 from difftrade.certify import compress
 from difftrade.certify.compress import CODES, CompressSettings, compress_run, networks
 from difftrade.config import run_config as config
+from difftrade.config import settings_json
 from difftrade.results.weights_format import read_npz
 from difftrade.runner import experiment
 from difftrade.theory.coding import code_length
@@ -238,3 +239,23 @@ def test_compress_refuses_a_run_directory_another_process_writes(compressed):
         ),
     ):
         compress_run(out, SETTINGS, progress=False)
+
+
+def test_best_of_combines_only_what_each_description_codes(compressed):
+    """D is coded in every description; [subspace] terms and the compress settings (δ, δ held
+    out, ...) are not, so runs that differ in them are not combined."""
+    cfg, _, c = compressed
+    dim8 = dataclasses.replace(cfg, subspace=dataclasses.replace(cfg.subspace, dim=8))
+    terms1 = dataclasses.replace(cfg, subspace=dataclasses.replace(cfg.subspace, terms=1))
+    assert compress.not_coded(dim8) == compress.not_coded(cfg)
+    assert compress.not_coded(terms1) != compress.not_coded(cfg)
+    other = c.copy()
+    other.attrs["settings"] = settings_json.to_json(
+        dataclasses.replace(compress.stored_settings(c), member_chunk=1)
+    )
+    assert compress.numbers_of(other) == compress.numbers_of(c)
+    used = compress.stored_settings(c)
+    other.attrs["settings"] = settings_json.to_json(
+        dataclasses.replace(used, delta_heldout=used.delta_heldout / 2)
+    )
+    assert compress.numbers_of(other) != compress.numbers_of(c)

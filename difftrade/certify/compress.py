@@ -43,10 +43,11 @@ from difftrade.config.logs import log
 from difftrade.config.run_config import RunConfig
 from difftrade.config.train_config import Population
 from difftrade.model.checkpoint import load_base
+from difftrade.results import identity
 from difftrade.results import schema as results
 from difftrade.runner.chunks import load_params
 from difftrade.runner.population import PartialStore, keyed_folder, map_chunks, plan_chunks
-from difftrade.runner.rundir import DirLock, load_run
+from difftrade.runner.rundir import DirLock, load_run, read_config
 from difftrade.tasks.keys import root_key
 from difftrade.theory.coding import code_length, empirical_entropy_bits
 from difftrade.theory.occam import occam_interval
@@ -324,6 +325,19 @@ def measurements(c: xr.Dataset) -> dict[str, np.ndarray]:
     return flat
 
 
+def not_coded(cfg: RunConfig) -> dict[str, Any]:
+    """The canonical config but the subspace dimension D, which each description codes: runs that
+    :func:`best_of` combines must agree on all of it (``[subspace] terms`` included)."""
+    d = cfg.to_dict()
+    return {**d, "subspace": {k: v for k, v in d.get("subspace", {}).items() if k != "dim"}}
+
+
+def numbers_of(c: xr.Dataset) -> CompressSettings:
+    """The compress settings a ``compression.nc`` was written with, but the member chunk (it
+    changes no number): δ, δ held out and the rest must agree for :func:`best_of`."""
+    return dataclasses.replace(stored_settings(c), member_chunk=0)
+
+
 def best_of(run_dirs: list[Path], out_dir: Path) -> xr.Dataset:
     """Per member, the description with the smallest certified target risk among certified runs
     that differ only in ``[subspace]`` (e.g. D): writes ``out_dir/compression.nc`` and ``.md``.
@@ -335,12 +349,12 @@ def best_of(run_dirs: list[Path], out_dir: Path) -> xr.Dataset:
     """
     runs = [(load_run(Path(r)), _certified(Path(r))) for r in run_dirs]
     (cfg0, ds0), c0 = runs[0]
-    same = lambda cfg: {k: v for k, v in cfg.to_dict().items() if k != "subspace"}
     for ((cfg, _), c), path in zip(runs[1:], run_dirs[1:]):
-        if same(cfg) != same(cfg0) or stored_settings(c).delta != stored_settings(c0).delta:
+        if not_coded(cfg) != not_coded(cfg0) or numbers_of(c) != numbers_of(c0):
             raise ValueError(
-                f"{str(path)!r} differs from {str(run_dirs[0])!r} in more than [subspace] (or in compress "
-                "--delta); allowed: runs of one grid that differ only in [subspace]"
+                f"{str(path)!r} differs from {str(run_dirs[0])!r} in more than [subspace] dim (or in its "
+                "compress settings: delta, delta_heldout, ...); allowed: runs of one grid that differ "
+                "only in the subspace dimension D, which each description codes"
             )
     choice = np.argmin(
         np.stack([np.nan_to_num(c["target_bound"].values, nan=np.inf) for _, c in runs]), axis=0
@@ -393,7 +407,9 @@ def _certified(run_dir: Path) -> xr.Dataset:
         raise ValueError(
             f"{str(path)!r} does not exist; allowed: a run certified by `difftrade compress {run_dir}`"
         )
-    return results.open_netcdf(path)
+    c = results.open_netcdf(path)
+    identity.require(path, c.attrs.get(identity.ATTR, "none"), read_config(run_dir).hash())
+    return c
 
 
 def certify(
