@@ -36,7 +36,7 @@ SPECS = {
 # computed another way.
 RESULT_NEUTRAL = {("run", "chunk_size"), *(("model", name) for name in IMPLEMENTATION_FIELDS)}
 # Fields whose value cannot change alone (the rest of the section depends on it); each has its own test below.
-CHANGED_WITH_OTHERS = {("task", "name"), ("difficulty", "kind")}
+CHANGED_WITH_OTHERS = {("task", "name"), ("difficulty", "kind"), ("grid", "mixture_main")}
 
 # A config with every optional part on (prefix phase, model-based levels, subspace), and one with epochs.
 RICH = tiny_raw(
@@ -106,6 +106,10 @@ def test_the_fields_changed_with_others_change_the_hash():
     nominal = {k: v for k, v in RICH.items() if k != "difficulty"}
     assert config.from_dict(chain).hash() != config.from_dict(tiny_raw()).hash()
     assert config.from_dict(nominal).hash() != config.from_dict(RICH).hash()
+    mixtures = [
+        tiny_raw(grid={"train_distribution": "mixture", "mixture_main": m}) for m in (0.8, 0.6)
+    ]
+    assert config.from_dict(mixtures[0]).hash() != config.from_dict(mixtures[1]).hash()
 
 
 def test_stating_a_default_is_the_same_config():

@@ -394,21 +394,13 @@ def load(path: str | Path) -> RunConfig:
 
 def stored(ds: Any, source: str | None = None) -> RunConfig:
     """The config a results file stores (its ``config`` attribute; ``ds``: an xarray Dataset),
-    validated and checked against the ``config_hash`` the file records; ``ValueError`` naming
-    ``source`` (default: the file ``ds`` was read from)."""
+    validated; ``ValueError`` naming ``source`` (default: the file ``ds`` was read from)."""
     source = source or ds.encoding.get("source", "this results dataset")
     if "config" not in ds.attrs:
         raise ValueError(
             f"{source} has no 'config' attribute; allowed: a file written by difftrade run"
         )
-    cfg = from_json(ds.attrs["config"], source)
-    recorded = ds.attrs.get("config_hash")
-    if recorded is not None and recorded != cfg.hash():
-        raise ValueError(
-            f"{source}: its config hashes to {cfg.hash()} but it records config_hash {recorded} "
-            "(its config was edited after it was written); allowed: a file as difftrade wrote it"
-        )
-    return cfg
+    return from_json(ds.attrs["config"], source)
 
 
 def from_json(text: str, source: str) -> RunConfig:

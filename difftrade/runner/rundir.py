@@ -18,7 +18,7 @@ import xarray as xr
 
 from difftrade.config.files import META, one_line, read_meta
 from difftrade.config.logs import log
-from difftrade.config.run_config import RunConfig, from_stored
+from difftrade.config.run_config import RunConfig, from_stored, stored
 from difftrade.results import identity, provenance
 from difftrade.results import schema as results
 
@@ -36,17 +36,11 @@ def write_meta(out_dir: Path, cfg: RunConfig) -> Path:
 
 
 def read_config(run_dir: str | Path) -> RunConfig:
-    """A run directory's validated config (its ``config.json``), whose hash is the one the file
-    records (the run's identity); ``ValueError`` naming the file otherwise."""
-    meta, path = read_meta(run_dir), Path(run_dir) / META
-    cfg = from_stored(meta["config"], str(path))
-    if cfg.hash() != meta["config_hash"]:
-        raise ValueError(
-            f"{path}: its config hashes to {cfg.hash()} but it records config_hash "
-            f"{meta['config_hash']} (edited after the run was written); allowed: the {META} "
-            "`difftrade run` wrote (train an edited config into a new --out)"
-        )
-    return cfg
+    """A run directory's validated config (its ``config.json``); ``ValueError`` naming the file.
+
+    The run's identity is the hash recomputed from this config (the ``config_hash`` string beside
+    it may come from an older canonical form); the run's other files must carry the same."""
+    return from_stored(read_meta(run_dir)["config"], str(Path(run_dir) / META))
 
 
 def load_run(run_dir: str | Path) -> tuple[RunConfig, xr.Dataset]:
@@ -60,11 +54,11 @@ def load_run(run_dir: str | Path) -> tuple[RunConfig, xr.Dataset]:
             f"{str(run_dir)!r} is not a finished run directory (needs {META} and results.nc)"
         )
     cfg, ds = read_config(run_dir), results.load(run_dir / "results.nc")
-    identity.require(
+    identity.require(  # both recomputed from the configs the files hold
         run_dir / "results.nc",
-        ds.attrs.get(identity.ATTR, "none"),
+        stored(ds, str(run_dir / "results.nc")).hash(),
         cfg.hash(),
-        f" (the one its {META} records)",
+        f" (the one its {META} describes)",
     )
     return cfg, ds
 
