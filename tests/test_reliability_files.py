@@ -558,3 +558,11 @@ def test_a_released_lock_leaves_no_file_and_a_waiter_locks_a_fresh_one(tmp_path)
             rundir.DirLock(out).acquire()  # flock is per open file: this open is another writer
     assert second.fd is None and not (out / ".lock").exists()
     os.close(stale)
+
+
+def test_report_into_a_directory_another_process_writes_is_refused(holder, capsys):
+    out, proc = holder
+    results = Path(__file__).resolve().parents[1] / "docs/runs/study/addition_epochs.nc"
+    assert main(["report", str(results), "--out", str(out)]) == 2
+    _one_error_line(capsys, out, f"pid {proc.pid}")
+    assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing written beside it

@@ -13,17 +13,17 @@ from difftrade.cli.common import parse_floats
 def write_report(results_path: Path, out_dir: Path, csv: bool = False) -> str:
     from difftrade.analysis import html, plots, report, tables
     from difftrade.results import schema as results
+    from difftrade.runner.rundir import DirLock
 
     ds = results.load(results_path)
     text = report.render(ds)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results.atomic_write_text(text, out_dir / "report.md")
-    written = plots.save_all(ds, out_dir)
-    pngs = [p for p in written if p.suffix == ".png"]
-    title = f"difftrade report: {ds.attrs.get('task', '')} ({ds.attrs.get('config_hash', '')})"
-    results.atomic_write_text(
-        html.page(text, [p.name for p in pngs], title), out_dir / "index.html"
-    )
+    with DirLock(out_dir, "--out"):  # one writer per directory, as for run, bound and compress
+        results.atomic_write_text(text, out_dir / "report.md")
+        written = plots.save_all(ds, out_dir)
+        pngs = [p for p in written if p.suffix == ".png"]
+        title = f"difftrade report: {ds.attrs.get('task', '')} ({ds.attrs.get('config_hash', '')})"
+        page = html.page(text, [p.name for p in pngs], title)
+        results.atomic_write_text(page, out_dir / "index.html")
     print(text)
     print(f"figures: {', '.join(str(p) for p in pngs)}")
     if csv:
