@@ -172,7 +172,7 @@ def test_chunk_size_too_large_for_memory_is_refused(tiny_cfg, monkeypatch):
     "cores,members,expected", [(2, 24, 2), (16, 24, 12), (64, 1, 1), (4, 7, 1), (8, None, 8)]
 )
 def test_cpu_device_count(cores, members, expected):
-    from difftrade.cli.grids import cpu_device_count
+    from difftrade.train.mesh import cpu_device_count
 
     assert cpu_device_count(cores, members) == expected
 
@@ -204,7 +204,7 @@ def test_cli_run_splits_members_over_cpu_cores(tmp_path):
     import subprocess
     import sys
 
-    from difftrade.cli.grids import cpu_device_count
+    from difftrade.train.mesh import cpu_device_count
 
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(toml_text(tiny_raw()))

@@ -96,3 +96,18 @@ def test_the_ticker_keeps_the_elapsed_time_moving(capsys, monkeypatch):
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) >= 3 and all("0/4 members  compiling" in line for line in lines)
     assert bar.ticker is None
+
+
+def test_a_single_cpu_device_on_many_cores_is_said_in_one_line(monkeypatch):
+    class Device:
+        platform = "cpu"
+
+    monkeypatch.setattr(experiment.jax, "devices", lambda: [Device()])
+    monkeypatch.setattr(experiment.os, "cpu_count", lambda: 4)
+    note = experiment.device_note(8)
+    assert note.startswith(
+        "difftrade: jax has 1 CPU device; `difftrade run` splits these 8 members over 4"
+    )
+    assert experiment.device_note(7) is None  # the CLI, too, keeps 7 members on one device
+    monkeypatch.setattr(experiment.jax, "devices", lambda: [Device(), Device()])
+    assert experiment.device_note(8) is None

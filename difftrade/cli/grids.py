@@ -33,11 +33,6 @@ def run_dir_members(run_dir: Path) -> int | None:
         return None
 
 
-def cpu_device_count(cores: int, members: int | None) -> int:
-    """Largest divisor of ``members`` that is at most ``cores`` (``cores`` if members is unknown)."""
-    return max(d for d in range(1, cores + 1) if members is None or members % d == 0)
-
-
 def one_cpu_device_per_core(members: int | None) -> None:
     """On a CPU, split the member axis over per-core jax devices.
 
@@ -50,6 +45,8 @@ def one_cpu_device_per_core(members: int | None) -> None:
     """
 
     import jax
+
+    from difftrade.train.mesh import cpu_device_count
 
     if (
         "JAX_NUM_CPU_DEVICES" in os.environ

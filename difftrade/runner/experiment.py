@@ -8,6 +8,7 @@ The chunk files themselves (names, checks, discarding, temporaries) are :mod:`di
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from difftrade.tasks import Task, data
 from difftrade.tasks.keys import root_key
 from difftrade.train.chunk_sizing import auto_chunk_size, check_chunk_fits
 from difftrade.train.evaluate import evaluate_population
-from difftrade.train.mesh import padded_index, to_host
+from difftrade.train.mesh import cpu_device_count, padded_index, to_host
 from difftrade.train.trainer import (
     SEGMENT_LISTENERS,
     TRACES,
@@ -157,6 +158,20 @@ def exhausted_levels(cfg: RunConfig) -> list[str]:
     return out
 
 
+def device_note(members: int) -> str | None:
+    """One line when jax has a single CPU device where ``difftrade run`` would split a grid of
+    ``members`` over several (:func:`~difftrade.train.mesh.cpu_device_count`): a Python session
+    does so only when asked."""
+    devices = jax.devices()
+    wanted = cpu_device_count(os.cpu_count() or 1, members)
+    if len(devices) > 1 or devices[0].platform != "cpu" or wanted < 2:
+        return None
+    return (
+        f"difftrade: jax has 1 CPU device; `difftrade run` splits these {members} members over "
+        f"{wanted} (in Python: jax.config.update('jax_num_cpu_devices', {wanted}) before jax starts)"
+    )
+
+
 def run(
     cfg: RunConfig,
     out_dir: str | Path,
@@ -186,8 +201,9 @@ def run(
     cfg.model.check_backend()
     check_chunk_fits(cfg.model, cfg.train, task.seq_len, cfg.run.chunk_size)
     if is_main() and progress:
-        for line in exhausted_levels(cfg):
-            log.warning(line)
+        for line in [*exhausted_levels(cfg), device_note(pop.size)]:
+            if line:
+                log.warning(line)
     lock = DirLock(out_dir)  # held from plan() to the end of the run
     chunks, done, created = plan(cfg, out_dir, resume, pop.size, lock)
     try:

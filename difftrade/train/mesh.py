@@ -119,3 +119,9 @@ def on_member_mesh(fn: Callable[..., Any], *trees: Any, width: int | None = None
         )
     placed = [None if t is None else shard_members(pad_tree(t, m, size), mesh) for t in trees]
     return jax.tree.map(lambda x: np.asarray(x)[:m], to_host(fn(*placed)))
+
+
+def cpu_device_count(cores: int, members: int | None) -> int:
+    """The CPU devices a grid of ``members`` is split over: the largest divisor of ``members`` that
+    is at most ``cores`` (``cores`` if members is unknown), so no member is padded."""
+    return max(d for d in range(1, cores + 1) if members is None or members % d == 0)
