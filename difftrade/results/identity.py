@@ -1,7 +1,9 @@
 """The experiment identity that binds the files of a run to each other.
 
 A run's identity is its config hash (:meth:`difftrade.config.run_config.RunConfig.hash`, over every
-field that changes results). ``config.json`` records it beside the config; every chunk file
+field that changes results), recomputed from the config a file holds: ``config.json`` and
+``results.nc`` hold the config itself (the hash string stored beside it may come from an older
+canonical form); every chunk file
 (``.nc``: attribute ``config_hash``; weights ``.npz``: array ``experiment``), ``results.nc``,
 ``bounds.nc`` and ``compression.nc`` carry it. A chunk file also records the SHA-256 of each of its
 weights files (attribute ``weights_sha256``, JSON ``{kind: hex}``), so weights swapped for other
@@ -27,7 +29,7 @@ DIGESTS_ATTR = "weights_sha256"  # chunk .nc attribute: JSON {kind: sha256 hex o
 
 
 class ForeignFile(ValueError):
-    """A file that belongs to another experiment (or records none): refused, never repaired."""
+    """A file that belongs to another experiment: refused, never repaired."""
 
 
 def require(path: str | Path, found: Any, expected: str, how: str = "") -> None:
