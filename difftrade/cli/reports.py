@@ -16,8 +16,9 @@ def write_report(results_path: Path, out_dir: Path, csv: bool = False) -> str:
     from difftrade.runner.rundir import DirLock
 
     ds = results.load(results_path)
-    text = report.render(ds)
     with DirLock(out_dir, "--out"):  # one writer per directory, as for run, bound and compress
+        print(f"difftrade: writing the report into {out_dir}", file=sys.stderr)
+        text = report.render(ds)
         results.atomic_write_text(text, out_dir / "report.md")
         written = plots.save_all(ds, out_dir)
         pngs = [p for p in written if p.suffix == ".png"]
