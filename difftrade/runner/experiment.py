@@ -200,12 +200,12 @@ def run(
     run_key = root_key(cfg.run.seed)
     cfg.model.check_backend()
     check_chunk_fits(cfg.model, cfg.train, task.seq_len, cfg.run.chunk_size)
-    if is_main() and progress:
+    lock = DirLock(out_dir)  # held from plan() to the end of the run
+    chunks, done, created = plan(cfg, out_dir, resume, pop.size, lock)
+    if is_main() and progress and not done.all():  # notes on what is about to train
         for line in [*exhausted_levels(cfg), device_note(pop.size)]:
             if line:
                 log.warning(line)
-    lock = DirLock(out_dir)  # held from plan() to the end of the run
-    chunks, done, created = plan(cfg, out_dir, resume, pop.size, lock)
     try:
         return _train_chunks(
             cfg,
