@@ -208,6 +208,7 @@ def test_retained_displacement_closed_form():
     np.testing.assert_allclose(retained_displacement(w0, w, w0), [0.0, 0.0])
 
 
+@pytest.mark.slow  # needs the module's trained run (about 20 s), which only slow tests share
 def test_bound_settings_errors(run_dir, capsys):
     with pytest.raises(ValueError, match="bound_set"):
         BoundSettings(bound_set="test")
@@ -650,6 +651,7 @@ def test_cli_whole_set_monte_carlo(run_dir, tmp_path, capsys):
     assert np.all(certified["in_dist_bound"].values >= certified["in_dist_mc_risk_estimate"].values)
 
 
+@pytest.mark.slow  # needs the module's trained run (about 20 s), which only slow tests share
 def test_a_run_directory_another_process_writes_is_refused(run_dir, tmp_path, capsys):
     """bound takes the run directory's lock: while another writer holds it, it refuses in one line
     naming the directory and the holder, before certifying anything; a path that is not a run is

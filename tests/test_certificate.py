@@ -516,6 +516,7 @@ def test_selection_rules():
     )
 
 
+@pytest.mark.slow  # about 14 s of certification
 def test_tied_prior_and_diagonal_scale():
     inputs = _member_inputs(4)
     params, prior = inputs[0], inputs[1]
