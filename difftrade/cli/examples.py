@@ -142,8 +142,8 @@ def score_command(args: argparse.Namespace) -> int:
         with DirLock(args.out):
             results.atomic_write_netcdf(ds, args.out / "results.nc")
             results.atomic_write_text(table + "\n", args.out / "scores.md")
-            print(f"scores:  {args.out / 'scores.md'}")
-            print(f"results: {args.out / 'results.nc'}")
-            if not args.no_report:
-                write_report(args.out / "results.nc", args.out)
+        print(f"scores:  {args.out / 'scores.md'}")
+        print(f"results: {args.out / 'results.nc'}")
+        if not args.no_report:
+            write_report(args.out / "results.nc", args.out)  # takes the directory's lock itself
     return 0
