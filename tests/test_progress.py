@@ -88,6 +88,7 @@ def test_the_ticker_keeps_the_elapsed_time_moving(capsys, monkeypatch):
     import time
 
     monkeypatch.setattr(Progress, "LOG_EVERY", 0.05)
+    monkeypatch.setattr(Progress, "REDRAW_EVERY", 0.05)  # the ticker's floor
     bar = Progress(4, enabled=True)
     bar.tty = False
     bar.start()

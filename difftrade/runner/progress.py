@@ -37,6 +37,7 @@ class Progress:
         self.per_member, self.partial, self.chunk, self.shown = segments_per_member, 0, 0, -1e18
         self.verb, self.current = verb, "compiling"
         self.first: tuple[float, float] | None = None  # (time, done) of the first measured report
+        self.last_done = 0.0  # the count last shown
         self.tty = sys.stderr.isatty()
         self.lock = threading.Lock()
         self.ticker: threading.Thread | None = None
@@ -88,7 +89,7 @@ class Progress:
             sys.stderr.flush()
 
     def _tick(self) -> None:
-        while not self.stopped.wait(self._every()):
+        while not self.stopped.wait(max(self._every(), self.REDRAW_EVERY)):
             self._show(self._now_done(), "")
 
     # ---- the line --------------------------------------------------------------------------
@@ -126,7 +127,8 @@ class Progress:
     def _show(self, done: float, note: str) -> None:
         if not self.enabled:
             return
-        with self.lock:
+        with self.lock:  # the ticker may read a count between two updates: never show less
+            done = self.last_done = max(done, self.last_done)
             self.shown = self.clock()
             text = self.line(done, note)
             sys.stderr.write("\r" + text + "   " if self.tty else text + "\n")
