@@ -51,7 +51,7 @@ class Progress:
     def segment(self, count: int) -> None:
         """``count`` member-segments finished inside the running chunk (a host callback)."""
         self.partial += count
-        self._measured(self.done + min(self.chunk, self.partial / self.per_member))
+        self._measured(self._now_done())
         if self.clock() - self.shown >= self._every():
             self._show(self._now_done(), "")
 
