@@ -32,8 +32,9 @@ def main() -> None:
     import numpy as np
 
     from difftrade.certify.losses import ZeroOneAndWeightedLoss, ZeroOneLoss
+    from difftrade.config import level_weights
+    from difftrade.config.model_config import ModelConfig
     from difftrade.config.train_config import TrainConfig
-    from difftrade.model.transformer import ModelConfig
     from difftrade.tasks import data
     from difftrade.tasks.addition import Addition
     from difftrade.theory.certificate_types import CertificateConfig
@@ -55,7 +56,7 @@ def main() -> None:
     model = ModelConfig(seq_len=task.seq_len - 1, d_model=a.d_model, num_layers=2, num_heads=4)
     key = jax.random.key(0)
     seeds = jnp.arange(a.members)
-    weights = jnp.tile(jnp.asarray(data.uniform(task), jnp.float32), (a.members, 1))
+    weights = jnp.tile(jnp.asarray(level_weights.uniform(task), jnp.float32), (a.members, 1))
     train = make_member_trainer(
         task,
         model,

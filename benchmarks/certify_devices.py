@@ -47,11 +47,12 @@ CHILD = textwrap.dedent("""
     import json, shutil, sys, time
     from pathlib import Path
     import jax
-    from difftrade import config, experiment
+    from difftrade.runner import experiment
+    from difftrade.tasks import configs
     from difftrade.certify import BoundSettings, certify_run
     run, raw, settings = Path(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[3])
     settings = BoundSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
-    cfg = config.from_dict(raw)
+    cfg = configs.from_dict(raw)
     train = []
     for k in range(2):  # the trainer's rate: the second run (compiled program cached)
         out = run.parent / f"train{k}"
@@ -68,10 +69,10 @@ CHILD = textwrap.dedent("""
 def parameters(raw: dict) -> int:
     import jax
 
-    from difftrade.config import run_config as config
     from difftrade.model.transformer import init_params
+    from difftrade.tasks import configs
 
-    cfg = config.from_dict(raw)
+    cfg = configs.from_dict(raw)
     return sum(int(x.size) for x in jax.tree.leaves(init_params(cfg.model, jax.random.key(0))))
 
 
@@ -81,12 +82,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    from difftrade.config import run_config as config
     from difftrade.runner import experiment
+    from difftrade.tasks import configs
+    from difftrade.tasks.configs import source_task
 
     work = Path(tempfile.mkdtemp(prefix="certify_devices_"))
     run = work / "run"
-    experiment.run(config.from_dict(RAW), run, progress=False)
+    experiment.run(configs.from_dict(RAW), run, progress=False)
     rows: dict[int, list[dict]] = {1: [], args.devices: []}
     for _ in range(args.repeats):
         for devices, measured in rows.items():
@@ -109,7 +111,7 @@ def main() -> None:
         len(RAW["grid"]["difficulties"]) * len(RAW["grid"]["budgets"]) * len(RAW["grid"]["seeds"])
     )
     examples = members * 2 * SETTINGS["n_bound"]  # S and T bound sets
-    p, tokens = parameters(RAW), config.from_dict(RAW).task.seq_len
+    p, tokens = parameters(RAW), source_task(configs.from_dict(RAW)).seq_len
     passes = len(SETTINGS["sigmas"]) * SETTINGS["num_draws"] + 1
     train_flops = 6 * p * tokens * RAW["train"]["batch_size"] * RAW["train"]["steps"] * members
     print(

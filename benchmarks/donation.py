@@ -19,8 +19,8 @@ def main() -> None:
     import jax
     import jax.numpy as jnp
 
+    from difftrade.config.model_config import ModelConfig
     from difftrade.config.train_config import TrainConfig
-    from difftrade.model.transformer import ModelConfig
     from difftrade.tasks.addition import Addition
     from difftrade.train.trainer import make_member_trainer, member_init_params
 

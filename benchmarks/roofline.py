@@ -34,8 +34,9 @@ def step_cost(d_model: int, members: int, batch: int, dtype: str, attention: str
     import jax
     import jax.numpy as jnp
 
+    from difftrade.config.model_config import ModelConfig
     from difftrade.config.train_config import TrainConfig
-    from difftrade.model.transformer import ModelConfig, graphdef
+    from difftrade.model.transformer import graphdef
     from difftrade.tasks.addition import Addition
     from difftrade.train.trainer import masked_loss, member_init_params, optimizer
 
@@ -72,7 +73,7 @@ def analytic_cost(
     d_model: int, members: int, batch: int, dtype: str, layers: int = 2, heads: int = 4
 ) -> dict:
     """Harness FLOPs and the activation-traffic bytes of one step (see the module docstring)."""
-    from difftrade.model.transformer import ModelConfig
+    from difftrade.config.model_config import ModelConfig
     from difftrade.tasks.addition import Addition
 
     t = Addition(d_max=8).seq_len - 1

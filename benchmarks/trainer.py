@@ -143,9 +143,9 @@ def setup(cfg: BenchConfig, compute_dtype: str):
     import jax
     import numpy as np
 
+    from difftrade.config import level_weights
+    from difftrade.config.model_config import ModelConfig
     from difftrade.config.train_config import Population, TrainConfig
-    from difftrade.model.transformer import ModelConfig
-    from difftrade.tasks import data
     from difftrade.tasks.addition import Addition
 
     task = Addition(d_max=cfg.seq_task_dmax)
@@ -169,7 +169,7 @@ def setup(cfg: BenchConfig, compute_dtype: str):
     )
     m = cfg.members
     pop = Population(
-        weights=np.tile(data.point(task, task.d_max), (m, 1)).astype(np.float32),
+        weights=np.tile(level_weights.point(task, task.d_max), (m, 1)).astype(np.float32),
         budget=np.full(m, BUDGET, np.int64),
         seed=np.arange(m, dtype=np.int64),
         learning_rate=np.full(m, cfg.learning_rate, np.float32),
@@ -252,10 +252,10 @@ def pregenerate(task, pop, train_cfg, run_key, members: int):
     import numpy as np
 
     from difftrade.tasks import data
-    from difftrade.train.trainer import run_keys
+    from difftrade.train.trainer import population_arrays, run_keys
 
     roots = run_keys(run_key)
-    arrays = pop.take(np.arange(members)).as_arrays()
+    arrays = population_arrays(pop.take(np.arange(members)))
 
     def member_batches(weights, budget, seed):
         data_root = jax.random.fold_in(roots["data"], seed)
@@ -312,15 +312,18 @@ def _timed_calls(call, repeats: int) -> tuple[float, list[float], object]:
 
 def ran_kernels(model_cfg, per_device: int) -> dict:
     """The kernels a program of ``per_device`` members per device runs ('auto' resolved)."""
+    from difftrade.model.transformer import implementation
+
     resolved = model_cfg.for_members(per_device)
-    return {f: resolved.implementation(f) for f in ("attention", "mlp")}
+    return {f: implementation(resolved, f) for f in ("attention", "mlp")}
 
 
 def worker_vmap(cfg: BenchConfig, measure_peak: bool) -> dict:
     import jax
     import numpy as np
 
-    from difftrade.train.evaluate import EvalConfig, evaluate_population
+    from difftrade.config.sections import EvalConfig
+    from difftrade.train.evaluate import evaluate_population
     from difftrade.train.trainer import train_population
 
     dtype = jax_dtype(cfg)
@@ -569,12 +572,13 @@ def breakdown(cfg: BenchConfig, task, model_cfg, train_cfg, pop, run_key) -> dic
         masked_loss,
         member_init_params,
         optimizer,
+        population_arrays,
         run_keys,
         train_population,
     )
 
     gdef, tx, roots = graphdef(model_cfg), optimizer(train_cfg), run_keys(run_key)
-    arrays = pop.as_arrays()
+    arrays = population_arrays(pop)
     steps, b = train_cfg.steps, train_cfg.batch_size
     grad_fn = jax.value_and_grad(lambda p, t, m: masked_loss(gdef, p, t, m), has_aux=True)
     params0 = jax.jit(jax.vmap(lambda s: member_init_params(model_cfg, run_key, s)))(arrays["seed"])
@@ -702,7 +706,7 @@ def run_worker(kind: str, cfg: BenchConfig, measure_peak: bool = False) -> dict:
 
 def train_flops_per_member_step(cfg: BenchConfig) -> float:
     """3 x forward matmul FLOPs (``ModelConfig.flops_per_token``) x batch x 28 tokens."""
-    from difftrade.model.transformer import ModelConfig
+    from difftrade.config.model_config import ModelConfig
 
     seq = 2 * cfg.seq_task_dmax + 1 + cfg.seq_task_dmax + 1 + 3 - 1  # Addition.seq_len - 1
     mc = ModelConfig(

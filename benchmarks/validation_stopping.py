@@ -29,10 +29,10 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=6)
     args = parser.parse_args()
 
-    from difftrade.config import run_config as config
     from difftrade.runner import experiment
+    from difftrade.tasks import configs
 
-    raw = config.load(ROOT / "experiments" / "study" / "chain.toml").to_dict()
+    raw = configs.load(ROOT / "experiments" / "study" / "chain.toml").to_dict()
     raw["grid"] = {**raw["grid"], "difficulties": [1, 4], "budgets": [512, 2048], "seeds": [0, 1]}
     raw["train"] = {
         **raw["train"],
@@ -42,7 +42,7 @@ def main() -> None:
     if args.stopping == "validation":
         raw["train"].update(stopping="validation", patience=args.patience, val_examples=256)
     raw["run"] = {**raw["run"], "chunk_size": 8}
-    cfg = config.from_dict(raw)
+    cfg = configs.from_dict(raw)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         ds = experiment.run(cfg, Path(out) / "run", progress=False)

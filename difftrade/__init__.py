@@ -21,12 +21,12 @@ if TYPE_CHECKING:
     from difftrade.analysis.optimum import d_star
     from difftrade.certify.compress import compress_run
     from difftrade.certify.run import certify_run
-    from difftrade.config.run_config import load
     from difftrade.recommender import Recommendation, recommend, validate_leave_one_budget_out
     from difftrade.recommender.pool import select
     from difftrade.results.weights_format import load_weights
     from difftrade.runner.experiment import run
     from difftrade.tasks import make_task
+    from difftrade.tasks.configs import load
 
 __version__ = "0.1.0"
 __all__ = [
@@ -44,7 +44,7 @@ __all__ = [
     "validate_leave_one_budget_out",
 ]
 _HOME = {
-    "load": "difftrade.config.run_config",  # a TOML config, or a packaged one by name ("quick")
+    "load": "difftrade.tasks.configs",  # a TOML config, or a packaged one by name ("quick")
     "run": "difftrade.runner.experiment",  # train and evaluate a whole grid into a run directory
     "d_star": "difftrade.analysis.optimum",  # d*(n) from a [D, N, S] risk grid
     "recommend": "difftrade.recommender",
@@ -85,3 +85,8 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(_HOME[name]), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    """The module's names and the lazily loaded ones (tab completion, ``dir(difftrade)``)."""
+    return sorted({*globals(), *_HOME})

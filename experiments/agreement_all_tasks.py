@@ -12,11 +12,13 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from difftrade.config import level_weights
+from difftrade.config.model_config import ModelConfig
+from difftrade.config.sections import EvalConfig
 from difftrade.config.train_config import Population, TrainConfig
-from difftrade.model.transformer import ModelConfig
 from difftrade.recommender.difficulty_agreement import agreement
-from difftrade.tasks import REGISTRY, data, make_task
-from difftrade.train.evaluate import EvalConfig, evaluate_population
+from difftrade.tasks import REGISTRY, make_task
+from difftrade.train.evaluate import evaluate_population
 from difftrade.train.trainer import train_population
 
 D_MAX, BUDGET, STEPS = 4, 512, 400
@@ -31,7 +33,7 @@ def main() -> None:
         task = make_task(name, d_max=D_MAX)
         model = ModelConfig(seq_len=task.seq_len - 1, d_model=64, num_layers=2, num_heads=4)
         pop = Population(
-            data.uniform(task)[None].astype(np.float32),
+            level_weights.uniform(task)[None].astype(np.float32),
             np.array([BUDGET]),
             np.array([0]),
             np.array([3e-3], np.float32),

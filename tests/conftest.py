@@ -10,6 +10,7 @@ import jax
 import pytest
 
 from difftrade.config import run_config as config
+from difftrade.tasks import configs
 
 TINY = {
     "task": {"name": "addition", "d_min": 1, "d_max": 2},
@@ -38,7 +39,7 @@ def toml_text(raw: dict) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_cfg() -> config.RunConfig:
-    return config.from_dict(tiny_raw())
+    return configs.from_dict(tiny_raw())
 
 
 @pytest.fixture(autouse=True, scope="module")

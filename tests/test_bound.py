@@ -8,16 +8,16 @@ from conftest import tiny_raw
 
 from difftrade.certify import BoundSettings, certify_run, level_bands, render, shift_atoms
 from difftrade.cli.main import main
-from difftrade.config import run_config as config
 from difftrade.results import schema as results
 from difftrade.runner import experiment
-from difftrade.tasks import make_task
+from difftrade.tasks import configs, make_task
+from difftrade.train.run_task import run_task
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("boundrun")
-    cfg = config.from_dict(tiny_raw(train={"steps": 80}))
+    cfg = configs.from_dict(tiny_raw(train={"steps": 80}))
     experiment.run(cfg, out, progress=False)
     return out
 
@@ -184,10 +184,10 @@ def test_train_bound_set_with_fitted_posterior(run_dir):
     # 5 steps at μ's step 1e-4 barely move μ: it keeps ~all of training's displacement
     np.testing.assert_allclose(b["fit_retained"].sel(seed=0).values, 1.0, atol=0.05)
     target = b["target_bound"].values
-    s_atoms = shift_atoms(cfg.task, cfg.train_weights())[:, None, None, :]
+    s_atoms = shift_atoms(run_task(cfg), cfg.train_weights())[:, None, None, :]
     certified = np.nan_to_num(b["in_dist_bound"].values, nan=1.0)
     expected = np.asarray(
-        lp_shift_bound(certified, shift_atoms(cfg.task, cfg.target_weights()), s_atoms)
+        lp_shift_bound(certified, shift_atoms(run_task(cfg), cfg.target_weights()), s_atoms)
     )
     np.testing.assert_allclose(target[..., 0], expected[..., 0])
     assert np.all(np.isnan(target[..., 1]))  # seed 1 not certified
@@ -253,13 +253,13 @@ def test_prefix_prior_is_the_member_after_its_prefix_phase(tmp_path, run_dir):
     from difftrade.runner.chunks import load_params
 
     raw = tiny_raw(train={"steps": 80, "prefix_steps": 40})
-    cfg = config.from_dict(raw)
+    cfg = configs.from_dict(raw)
     assert (
         cfg.train.prefix_steps == 40
-        and cfg.hash() != config.from_dict(tiny_raw(train={"steps": 80})).hash()
+        and cfg.hash() != configs.from_dict(tiny_raw(train={"steps": 80})).hash()
     )
     assert (
-        "prefix_steps" not in config.from_dict(tiny_raw()).to_dict()["train"]
+        "prefix_steps" not in configs.from_dict(tiny_raw()).to_dict()["train"]
     )  # off: older configs keep their hash
     out = tmp_path / "prefix"
     experiment.run(cfg, out, progress=False)
@@ -474,7 +474,7 @@ def test_importance_weighted_target_certificate(tmp_path, run_dir):
     raw = tiny_raw(
         grid={"budgets": [64], "seeds": [0], "train_distribution": "mixture", "mixture_main": 0.6}
     )
-    cfg = config.from_dict(raw)
+    cfg = configs.from_dict(raw)
     out = tmp_path / "mixture"
     experiment.run(cfg, out, progress=False)
     b = certify_run(
@@ -492,14 +492,14 @@ def test_importance_weighted_target_certificate(tmp_path, run_dir):
     for i in range(len(cfg.grid.difficulties)):
         member = jax.tree.map(lambda x, i=i: x[i], params)
         tokens, mask, levels = data.examples(
-            cfg.task,
+            run_task(cfg),
             member_data_root(run_key, 0),
             data.SPLITS["train"],
             jnp.asarray(s[i], jnp.float32),
             jnp.arange(64),
         )
         exact, _ = example_metrics(graphdef(cfg.model), member, tokens, mask)
-        ratio = (t / s[i])[np.asarray(levels) - cfg.task.d_min]
+        ratio = (t / s[i])[np.asarray(levels) - run_task(cfg).d_min]
         assert (
             len(set(np.asarray(levels).tolist())) == 2
         )  # both levels drawn: the lookup is exercised

@@ -13,6 +13,7 @@ import pytest
 from scipy import stats
 from scipy.integrate import simpson
 
+from difftrade.config import level_weights
 from difftrade.theory import member_certificate as C
 from difftrade.theory.certificate_budget import confidence_budget, format_budget, print_budget
 from difftrade.theory.certificate_types import CertificateConfig
@@ -656,7 +657,8 @@ def test_per_example_draws_through_the_pallas_kernels():
     over (member, example, σ) weight sets: the fused kernels' batching rule must carry that. In
     interpret mode, the Monte-Carlo estimates equal the XLA model's (clipped CE, a [0, 1] loss)."""
     from difftrade.certify import ClippedCrossEntropy
-    from difftrade.model.transformer import ModelConfig, kernel_mode
+    from difftrade.config.model_config import ModelConfig
+    from difftrade.model.transformer import kernel_mode
     from difftrade.tasks import data
     from difftrade.tasks.addition import Addition
     from difftrade.train.trainer import member_data_root, member_init_params
@@ -664,7 +666,7 @@ def test_per_example_draws_through_the_pallas_kernels():
     task, key, seeds = Addition(d_max=2), jax.random.key(0), jnp.arange(2)
     base = ModelConfig(seq_len=task.seq_len - 1, d_model=16, num_layers=1, num_heads=2)
     params = jax.vmap(lambda s: member_init_params(base, key, s))(seeds)
-    weights = jnp.tile(jnp.asarray(data.uniform(task), jnp.float32), (2, 1))
+    weights = jnp.tile(jnp.asarray(level_weights.uniform(task), jnp.float32), (2, 1))
     bound_set = jax.vmap(
         lambda s, w: data.examples(task, member_data_root(key, s), 2, w, jnp.arange(8))[:2]
     )(seeds, weights)

@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 from conftest import tiny_raw
 
-from difftrade.config import run_config as config
+from difftrade.config.sections import SubspaceConfig
 from difftrade.model.transformer import kernel_mode
+from difftrade.tasks import configs
 from difftrade.train import evaluate
 from difftrade.train import trainer as train
 from difftrade.train.evaluate import compiled_evaluator, evaluate_population
-from difftrade.train.subspace import Subspace, SubspaceConfig, projection_key
+from difftrade.train.run_task import run_task
+from difftrade.train.subspace import Subspace, projection_key
 from difftrade.train.trainer import (
     TRACES,
     FullView,
@@ -26,15 +28,15 @@ from difftrade.train.trainer import (
 )
 
 # A config of this module's own (no other module compiles it): 4 members, 8 steps.
-CFG = config.from_dict(tiny_raw(train={"steps": 8, "warmup_steps": 2, "num_checkpoints": 2}))
+CFG = configs.from_dict(tiny_raw(train={"steps": 8, "warmup_steps": 2, "num_checkpoints": 2}))
 POP = CFG.population().take(np.arange(4))
 
 
 def run(key: jax.Array) -> dict[str, np.ndarray]:
     """Train and evaluate POP under ``key``: every output leaf as numpy, by name."""
-    res = train_population(CFG.task, POP, CFG.model, CFG.train, key)
+    res = train_population(run_task(CFG), POP, CFG.model, CFG.train, key)
     ev = evaluate_population(
-        CFG.task, res.params, POP.weights, POP.budget, POP.seed, CFG.model, CFG.eval, key
+        run_task(CFG), res.params, POP.weights, POP.budget, POP.seed, CFG.model, CFG.eval, key
     )
     leaves = {f"train/{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(res))}
     return leaves | {f"eval/{k}": v for k, v in ev.items()}
@@ -77,7 +79,7 @@ def test_subspace_member_uses_the_calls_key(monkeypatch):
     pop = POP.take(np.array([0, 3]))
     for seed in (0, 1):
         key = jax.random.key(seed)
-        res = train_population(CFG.task, pop, CFG.model, CFG.train, key, view=view_of(sub))
+        res = train_population(run_task(CFG), pop, CFG.model, CFG.train, key, view=view_of(sub))
         for i in range(pop.size):
             s = jnp.int32(pop.seed[i])
             rebuilt = Subspace(
@@ -95,14 +97,14 @@ def test_cache_keys_hold_static_configuration_and_kernel_mode():
     """The same static configuration gives the same program whatever the key (no key is
     passed); the Pallas kernel mode, read while tracing, selects another program."""
     model = CFG.model.for_members(POP.size // jax.device_count())
-    trainer = compiled_trainer(CFG.task, model, CFG.train, FullView())
-    evaluator = compiled_evaluator(CFG.task, model, CFG.eval)
-    assert compiled_trainer(CFG.task, model, CFG.train) is trainer
-    assert compiled_evaluator(CFG.task, model, CFG.eval) is evaluator
+    trainer = compiled_trainer(run_task(CFG), model, CFG.train, FullView())
+    evaluator = compiled_evaluator(run_task(CFG), model, CFG.eval)
+    assert compiled_trainer(run_task(CFG), model, CFG.train) is trainer
+    assert compiled_evaluator(run_task(CFG), model, CFG.eval) is evaluator
     with kernel_mode("interpret"):
-        assert compiled_trainer(CFG.task, model, CFG.train) is not trainer
-        assert compiled_evaluator(CFG.task, model, CFG.eval) is not evaluator
-    assert compiled_trainer(CFG.task, model, CFG.train) is trainer
+        assert compiled_trainer(run_task(CFG), model, CFG.train) is not trainer
+        assert compiled_evaluator(run_task(CFG), model, CFG.eval) is not evaluator
+    assert compiled_trainer(run_task(CFG), model, CFG.train) is trainer
 
 
 @pytest.mark.slow  # two small runs, one trainer and one evaluator compile (~20 s)
@@ -118,8 +120,8 @@ def test_a_run_reports_its_compilations_and_a_new_seed_compiles_nothing(monkeypa
     raw = tiny_raw(
         train={"steps": 8, "warmup_steps": 2, "num_checkpoints": 2}, run={"chunk_size": 2}
     )
-    first = experiment.run(config.from_dict(raw), tmp_path / "a", progress=False)
-    cfg = config.from_dict(raw)
+    first = experiment.run(configs.from_dict(raw), tmp_path / "a", progress=False)
+    cfg = configs.from_dict(raw)
     second = experiment.run(
         dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seed=1)),
         tmp_path / "b",

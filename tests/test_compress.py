@@ -13,13 +13,14 @@ from conftest import tiny_raw
 
 from difftrade.certify import compress
 from difftrade.certify.compress import CODES, CompressSettings, compress_run, networks
-from difftrade.config import run_config as config
 from difftrade.config import settings_json
 from difftrade.results.weights_format import read_npz
 from difftrade.runner import experiment
+from difftrade.tasks import configs
 from difftrade.theory.coding import code_length
 from difftrade.theory.occam import occam_interval
 from difftrade.train.evaluate import evaluate_population
+from difftrade.train.run_task import run_task
 
 pytestmark = pytest.mark.slow  # every test here trains and compresses a grid (~2.5 min in all)
 
@@ -28,7 +29,9 @@ SETTINGS = CompressSettings(levels=4, qat_steps=4, member_chunk=4)
 
 @pytest.fixture(scope="module")
 def compressed(tmp_path_factory):
-    cfg = config.from_dict(tiny_raw(subspace={"dim": 16, "terms": 2}, grid={"learning_rate": 0.05}))
+    cfg = configs.from_dict(
+        tiny_raw(subspace={"dim": 16, "terms": 2}, grid={"learning_rate": 0.05})
+    )
     out = tmp_path_factory.mktemp("subspace_run")
     experiment.run(cfg, out, progress=False)
     return cfg, out, compress_run(out, SETTINGS, progress=False)
@@ -55,7 +58,7 @@ def test_decoded_networks_make_the_counted_training_errors(compressed):
     params = networks(cfg, key, None, pop.seed, jnp.asarray(zhat))
     ev_cfg = dataclasses.replace(cfg.eval, n_train_eval=int(pop.budget.max()))
     ev = evaluate_population(
-        cfg.task, params, pop.weights, pop.budget, pop.seed, cfg.model, ev_cfg, key
+        run_task(cfg), params, pop.weights, pop.budget, pop.seed, cfg.model, ev_cfg, key
     )
     errors = pop.budget - np.rint(ev["train_exact"] * pop.budget)
     np.testing.assert_array_equal(c["train_errors"].values.ravel(), errors)
@@ -121,7 +124,7 @@ def test_interrupted_compression_resumes_from_finished_chunks(compressed, tmp_pa
 
 def test_a_run_without_subspace_is_refused(tiny_cfg, tmp_path):
     experiment.run(
-        config.from_dict(tiny_raw(grid={"budgets": [32], "seeds": [0]})), tmp_path, progress=False
+        configs.from_dict(tiny_raw(grid={"budgets": [32], "seeds": [0]})), tmp_path, progress=False
     )
     with pytest.raises(ValueError, match=r"without \[subspace\]"):
         compress_run(tmp_path, SETTINGS, progress=False)
@@ -157,7 +160,7 @@ def test_best_of_keeps_each_members_best_description(compressed, tmp_path):
     _, out, first = compressed
     other = tmp_path / "dim8"
     experiment.run(
-        config.from_dict(tiny_raw(subspace={"dim": 8, "terms": 2}, grid={"learning_rate": 0.05})),
+        configs.from_dict(tiny_raw(subspace={"dim": 8, "terms": 2}, grid={"learning_rate": 0.05})),
         other,
         progress=False,
     )
@@ -173,7 +176,7 @@ def test_best_of_keeps_each_members_best_description(compressed, tmp_path):
     assert (tmp_path / "best" / "compression.md").read_text().count("D chosen") == 1
     wrong = tmp_path / "other_grid"
     experiment.run(
-        config.from_dict(tiny_raw(subspace={"dim": 8}, grid={"budgets": [32], "seeds": [0]})),
+        configs.from_dict(tiny_raw(subspace={"dim": 8}, grid={"budgets": [32], "seeds": [0]})),
         wrong,
         progress=False,
     )
@@ -188,14 +191,14 @@ def test_fine_tuning_in_a_subspace_of_a_base_is_certified_from_the_base(tmp_path
     from difftrade.model.checkpoint import load_base, save_base
     from difftrade.model.transformer import init_params
 
-    plain = config.from_dict(tiny_raw())
+    plain = configs.from_dict(tiny_raw())
     save_base(
         tmp_path / "base",
         init_params(plain.model, jax.random.key(7)),
         plain.model,
         {"note": "test"},
     )
-    cfg = config.from_dict(
+    cfg = configs.from_dict(
         tiny_raw(
             subspace={"dim": 16},
             grid={"learning_rate": 0.05, "budgets": [32], "seeds": [0]},
@@ -214,7 +217,7 @@ def test_fine_tuning_in_a_subspace_of_a_base_is_certified_from_the_base(tmp_path
     params = networks(cfg, key, base, pop.seed, jnp.asarray(zhat))
     ev_cfg = dataclasses.replace(cfg.eval, n_train_eval=int(pop.budget.max()))
     ev = evaluate_population(
-        cfg.task, params, pop.weights, pop.budget, pop.seed, cfg.model, ev_cfg, key
+        run_task(cfg), params, pop.weights, pop.budget, pop.seed, cfg.model, ev_cfg, key
     )
     np.testing.assert_array_equal(
         c["train_errors"].values.ravel(), pop.budget - np.rint(ev["train_exact"] * pop.budget)

@@ -16,12 +16,12 @@ from difftrade.certify.settings import ABSENT_MEANS, BoundSettings, stored_setti
 from difftrade.config import run_config as config
 from difftrade.config import sections as config_sections
 from difftrade.config import settings_json
+from difftrade.config.model_config import IMPLEMENTATION_FIELDS, MODEL_FIELDS
+from difftrade.config.sections import EVAL_FIELDS, SUBSPACE_FIELDS
 from difftrade.config.train_config import TRAIN_FIELDS
-from difftrade.model.transformer import IMPLEMENTATION_FIELDS, MODEL_FIELDS
 from difftrade.runner import experiment, rundir
+from difftrade.tasks import configs
 from difftrade.theory.posterior import FitConfig
-from difftrade.train.evaluate import EVAL_FIELDS
-from difftrade.train.subspace import SUBSPACE_FIELDS
 
 SPECS = {
     "grid": config_sections.GRID_FIELDS,
@@ -71,14 +71,14 @@ def _candidates(section: str, name: str, value: object) -> list[object]:
 
 def _perturbed(raw: dict, section: str, name: str) -> config.RunConfig | None:
     """``raw`` with one field changed to a value the config accepts (None when none is accepted)."""
-    value = config.from_dict(raw).to_dict()[section][name]
+    value = configs.from_dict(raw).to_dict()[section][name]
     for candidate in _candidates(section, name, value):
         if candidate == value:
             continue
         changed = copy.deepcopy(raw)
         changed.setdefault(section, {})[name] = candidate
         try:
-            return config.from_dict(changed)
+            return configs.from_dict(changed)
         except ValueError:
             continue
     return None
@@ -86,7 +86,7 @@ def _perturbed(raw: dict, section: str, name: str) -> config.RunConfig | None:
 
 @pytest.mark.parametrize("raw", [RICH, EPOCHS], ids=["rich", "epochs"])
 def test_the_hash_changes_with_every_field_that_changes_results(raw):
-    base = config.from_dict(raw)
+    base = configs.from_dict(raw)
     unchanged, unperturbed = set(), set()
     for section, values in base.to_dict().items():
         for name in values:
@@ -104,19 +104,19 @@ def test_the_hash_changes_with_every_field_that_changes_results(raw):
 def test_the_fields_changed_with_others_change_the_hash():
     chain = tiny_raw(task={"name": "chain", "d_min": 1, "d_max": 2})
     nominal = {k: v for k, v in RICH.items() if k != "difficulty"}
-    assert config.from_dict(chain).hash() != config.from_dict(tiny_raw()).hash()
-    assert config.from_dict(nominal).hash() != config.from_dict(RICH).hash()
+    assert configs.from_dict(chain).hash() != configs.from_dict(tiny_raw()).hash()
+    assert configs.from_dict(nominal).hash() != configs.from_dict(RICH).hash()
     mixtures = [
         tiny_raw(grid={"train_distribution": "mixture", "mixture_main": m}) for m in (0.8, 0.6)
     ]
-    assert config.from_dict(mixtures[0]).hash() != config.from_dict(mixtures[1]).hash()
+    assert configs.from_dict(mixtures[0]).hash() != configs.from_dict(mixtures[1]).hash()
 
 
 def test_stating_a_default_is_the_same_config():
     """Task options are resolved: a config that states a default equals one that omits it, and
     the stored form names every option, so a later change of a default cannot keep the hash."""
-    implicit = config.from_dict(tiny_raw(task={"name": "addition", "d_min": 1, "d_max": 2}))
-    explicit = config.from_dict(
+    implicit = configs.from_dict(tiny_raw(task={"name": "addition", "d_min": 1, "d_max": 2}))
+    explicit = configs.from_dict(
         tiny_raw(
             task={
                 "name": "addition",
@@ -139,15 +139,15 @@ def test_stating_a_default_is_the_same_config():
 
 @pytest.mark.parametrize("raw", [RICH, EPOCHS, tiny_raw()], ids=["rich", "epochs", "tiny"])
 def test_the_stored_form_reads_back_to_the_same_config(raw, tmp_path):
-    cfg = config.from_dict(raw)
-    assert config.from_json(cfg.to_json(), "x") == cfg
+    cfg = configs.from_dict(raw)
+    assert configs.from_json(cfg.to_json(), "x") == cfg
     rundir.write_meta(tmp_path, cfg)
     assert rundir.read_config(tmp_path) == cfg
     assert rundir.read_meta(tmp_path)["config_hash"] == cfg.hash()
 
 
 def test_a_stored_config_that_fails_validation_is_named(tmp_path):
-    cfg = config.from_dict(tiny_raw())
+    cfg = configs.from_dict(tiny_raw())
     rundir.write_meta(tmp_path, cfg)
     meta = json.loads((tmp_path / rundir.META).read_text())
     meta["config"]["grid"]["budgets"] = [0]
@@ -155,20 +155,20 @@ def test_a_stored_config_that_fails_validation_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"config\.json: grid\.budgets=\[0\]"):
         rundir.read_config(tmp_path)
     with pytest.raises(ValueError, match="results.nc: its config is not JSON"):
-        config.from_json("{", "results.nc")
+        configs.from_json("{", "results.nc")
 
 
 def test_resume_compares_configs_not_stored_hash_strings(tmp_path):
     """A run directory whose config.json names options by default (another canonical form, another
     stored hash string) resumes with the same config, and refuses a different one."""
-    cfg = config.from_dict(tiny_raw())
+    cfg = configs.from_dict(tiny_raw())
     out = tmp_path / "run"
     (out / "chunks").mkdir(parents=True)
     (out / rundir.META).write_text(
         json.dumps({"config_hash": "0123456789abcdef", "config": tiny_raw()})
     )
     assert experiment.prepare_dir(cfg, out, resume=True) == []
-    other = config.from_dict(tiny_raw(grid={"learning_rate": 1e-3}))
+    other = configs.from_dict(tiny_raw(grid={"learning_rate": 1e-3}))
     with pytest.raises(ValueError, match=f"cannot resume .*its config hash is {cfg.hash()}"):
         experiment.prepare_dir(other, out, resume=True)
 

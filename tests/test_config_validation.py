@@ -19,10 +19,12 @@ from conftest import tiny_raw, toml_text
 from difftrade.cli.main import main
 from difftrade.config import run_config as config
 from difftrade.config import sections as config_sections
+from difftrade.config.model_config import MODEL_FIELDS, ModelConfig
+from difftrade.config.sections import EVAL_FIELDS, EvalConfig
 from difftrade.config.train_config import TRAIN_FIELDS, TrainConfig
-from difftrade.model.transformer import MODEL_FIELDS, ModelConfig
 from difftrade.runner import experiment, rundir
-from difftrade.train.evaluate import EVAL_FIELDS, EvalConfig
+from difftrade.tasks import configs
+from difftrade.train.run_task import run_task
 
 ON_GPU = jax.default_backend() == "gpu"
 MODEL_KIND = {
@@ -241,7 +243,9 @@ def test_batch_size_too_large_names_train_batch_size(tiny_cfg, monkeypatch):
     from difftrade.train import chunk_sizing
 
     member = lambda batch: chunk_sizing.bytes_per_member(
-        tiny_cfg.model, dataclasses.replace(tiny_cfg.train, batch_size=batch), tiny_cfg.task.seq_len
+        tiny_cfg.model,
+        dataclasses.replace(tiny_cfg.train, batch_size=batch),
+        run_task(tiny_cfg).seq_len,
     )
     per_example = member(2) - member(1)
     monkeypatch.setattr(
@@ -252,13 +256,13 @@ def test_batch_size_too_large_names_train_batch_size(tiny_cfg, monkeypatch):
         ValueError,
         match=r"^train\.batch_size=4096 does not fit: .*; allowed: an integer in \[1, 100\]",
     ):
-        chunk_sizing.check_chunk_fits(tiny_cfg.model, big, tiny_cfg.task.seq_len, 0)
+        chunk_sizing.check_chunk_fits(tiny_cfg.model, big, run_task(tiny_cfg).seq_len, 0)
     chunk_sizing.check_chunk_fits(
-        tiny_cfg.model, tiny_cfg.train, tiny_cfg.task.seq_len, 0
+        tiny_cfg.model, tiny_cfg.train, run_task(tiny_cfg).seq_len, 0
     )  # batch 8 fits
     with pytest.raises(ValueError, match=r"^run\.chunk_size=64 does not fit"):
         chunk_sizing.check_chunk_fits(
-            tiny_cfg.model, tiny_cfg.train, tiny_cfg.task.seq_len, 64 * jax.device_count()
+            tiny_cfg.model, tiny_cfg.train, run_task(tiny_cfg).seq_len, 64 * jax.device_count()
         )
 
 
@@ -332,5 +336,5 @@ def test_every_field_of_every_section_has_a_spec():
     ],
 )
 def test_values_at_the_edges_are_accepted(overrides):
-    cfg = config.from_dict(tiny_raw(**overrides))
+    cfg = configs.from_dict(tiny_raw(**overrides))
     assert cfg.population().size > 0

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from difftrade.config import level_weights
 from difftrade.tasks import data, make_task, split_prompt_answer
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -39,7 +40,7 @@ def _is_distribution(w: np.ndarray, num_levels: int) -> None:
     assert w.shape == (num_levels,)
     assert np.all(w >= 0)
     assert abs(w.sum() - 1.0) < 1e-12
-    np.testing.assert_array_equal(data.validate_weights(w, num_levels), w)
+    np.testing.assert_array_equal(level_weights.validate_weights(w, num_levels), w)
 
 
 @settings(max_examples=200, deadline=None)
@@ -48,36 +49,38 @@ def test_distributions_are_probability_vectors(args):
     task, d, lo, hi, main = args
     levels = np.array(task.levels)
     for w in (
-        data.point(task, d),
-        data.window(task, lo, hi),
-        data.uniform(task),
-        data.mixture(task, d, main),
-        data.distribution(task, "point", d),
-        data.distribution(task, "mixture", d, main),
-        data.distribution(task, "up_to", d),
+        level_weights.point(task, d),
+        level_weights.window(task, lo, hi),
+        level_weights.uniform(task),
+        level_weights.mixture(task, d, main),
+        level_weights.distribution(task, "point", d),
+        level_weights.distribution(task, "mixture", d, main),
+        level_weights.distribution(task, "up_to", d),
     ):
         _is_distribution(w, task.num_levels)
-    np.testing.assert_array_equal(data.point(task, d) > 0, levels == d)
-    np.testing.assert_array_equal(data.window(task, lo, hi) > 0, (levels >= lo) & (levels <= hi))
-    np.testing.assert_array_equal(data.distribution(task, "up_to", d) > 0, levels <= d)
-    mix = data.mixture(task, d, main)
+    np.testing.assert_array_equal(level_weights.point(task, d) > 0, levels == d)
+    np.testing.assert_array_equal(
+        level_weights.window(task, lo, hi) > 0, (levels >= lo) & (levels <= hi)
+    )
+    np.testing.assert_array_equal(level_weights.distribution(task, "up_to", d) > 0, levels <= d)
+    mix = level_weights.mixture(task, d, main)
     assert np.all(mix >= (1.0 - main) / task.num_levels - 1e-12)
     assert mix[d - task.d_min] >= main - 1e-12
-    np.testing.assert_allclose(data.mixture(task, d, 1.0), data.point(task, d))
+    np.testing.assert_allclose(level_weights.mixture(task, d, 1.0), level_weights.point(task, d))
 
 
 def test_distribution_arguments_out_of_range_raise_naming_the_field():
     task = make_task("sorting", d_min=2, d_max=6)
     with pytest.raises(ValueError, match="difficulty=7"):
-        data.point(task, 7)
+        level_weights.point(task, 7)
     with pytest.raises(ValueError, match="window.lo=1"):
-        data.window(task, 1, 3)
+        level_weights.window(task, 1, 3)
     with pytest.raises(ValueError, match="window.hi=2"):
-        data.window(task, 4, 2)
+        level_weights.window(task, 4, 2)
     with pytest.raises(ValueError, match="mixture.main"):
-        data.mixture(task, 3, 1.5)
+        level_weights.mixture(task, 3, 1.5)
     with pytest.raises(ValueError, match="train_distribution='pointt'"):
-        data.distribution(task, "pointt", 3)
+        level_weights.distribution(task, "pointt", 3)
 
 
 @st.composite
@@ -97,23 +100,23 @@ def valid_weights(draw):
 )
 def test_validate_weights_rejects_bad_vectors_naming_the_field(w, which, amount, scale):
     n = len(w)
-    np.testing.assert_allclose(data.validate_weights(w, n, "train_weights"), w)
+    np.testing.assert_allclose(level_weights.validate_weights(w, n, "train_weights"), w)
     negative = w.copy()
     negative[which % n] = -amount
     with pytest.raises(ValueError, match="train_weights=.*negative"):
-        data.validate_weights(negative, n, "train_weights")
+        level_weights.validate_weights(negative, n, "train_weights")
     for off in (w * scale, w / scale):
         with pytest.raises(ValueError, match="train_weights sums to"):
-            data.validate_weights(off, n, "train_weights")
+            level_weights.validate_weights(off, n, "train_weights")
     for length in (n - 1, n + 1):
         with pytest.raises(ValueError, match="train_weights has shape"):
-            data.validate_weights(np.resize(w, length), n, "train_weights")
+            level_weights.validate_weights(np.resize(w, length), n, "train_weights")
     with pytest.raises(ValueError, match="train_weights has shape"):
-        data.validate_weights(w[None, :], n, "train_weights")
+        level_weights.validate_weights(w[None, :], n, "train_weights")
     nan = w.copy()
     nan[which % n] = np.nan
     with pytest.raises(ValueError, match="train_weights"):
-        data.validate_weights(nan, n, "train_weights")
+        level_weights.validate_weights(nan, n, "train_weights")
 
 
 # ---- streams ------------------------------------------------------------------------------
@@ -124,12 +127,13 @@ _examples_at_level = jax.jit(data.examples_at_level, static_argnums=(0, 2))
 HASH_SNIPPET = """
 import hashlib
 import jax, jax.numpy as jnp, numpy as np
+from difftrade.config import level_weights
 from difftrade.tasks import data
 from difftrade.tasks import make_task
 
 def batch_hash():
     task = make_task("chain")
-    weights = jnp.asarray(data.mixture(task, 5, 0.6), jnp.float32)
+    weights = jnp.asarray(level_weights.mixture(task, 5, 0.6), jnp.float32)
     examples = jax.jit(data.examples, static_argnums=(0, 2))
     tokens, mask, levels = examples(task, jax.random.key(20260), 0, weights, jnp.arange(512))
     digest = hashlib.sha256()
@@ -147,7 +151,7 @@ def _batch_hash_here() -> str:
 
 def test_streams_are_deterministic_within_a_process():
     task = make_task("pointer")
-    weights = jnp.asarray(data.uniform(task), jnp.float32)
+    weights = jnp.asarray(level_weights.uniform(task), jnp.float32)
     first = _examples(task, jax.random.key(1), 0, weights, jnp.arange(300))
     again = _examples(task, jax.random.key(1), 0, weights, jnp.arange(300))
     for a, b in zip(first, again):
@@ -177,7 +181,7 @@ def test_example_i_of_split_s_at_level_d_has_the_documented_key():
     np.testing.assert_array_equal(tokens, t)
     np.testing.assert_array_equal(mask, m)
     # a point distribution gives the same stream as examples_at_level
-    weights = jnp.asarray(data.point(task, 4), jnp.float32)
+    weights = jnp.asarray(level_weights.point(task, 4), jnp.float32)
     t, m, levels = _examples(task, root, data.SPLITS["test"], weights, jnp.arange(5))
     np.testing.assert_array_equal(t, tokens)
     assert np.all(np.asarray(levels) == 4)
@@ -206,7 +210,7 @@ def test_splits_share_no_key():
 def test_splits_produce_different_examples():
     task = make_task("addition")
     root = jax.random.key(5)
-    weights = jnp.asarray(data.uniform(task), jnp.float32)
+    weights = jnp.asarray(level_weights.uniform(task), jnp.float32)
     train = np.asarray(_examples(task, root, 0, weights, jnp.arange(1000))[0])
     test = np.asarray(_examples(task, root, 1, weights, jnp.arange(1000))[0])
     assert (train != test).any(axis=1).mean() > 0.9  # low levels have tiny spaces: rare repeats
@@ -218,7 +222,7 @@ def test_splits_produce_different_examples():
 def test_budgets_are_nested(kind):
     task = make_task("sorting")
     root = jax.random.key(9)
-    weights = jnp.asarray(data.distribution(task, kind, 5, 0.7), jnp.float32)
+    weights = jnp.asarray(level_weights.distribution(task, kind, 5, 0.7), jnp.float32)
     big = _examples(task, root, 0, weights, jnp.arange(400))
     for n in (1, 37, 400):
         small = _examples(task, root, 0, weights, jnp.arange(n)) if n != 400 else big

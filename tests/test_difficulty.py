@@ -11,15 +11,17 @@ import pytest
 from conftest import tiny_raw
 from scipy import stats
 
-from difftrade.config import run_config as config
+from difftrade.config import level_weights
 from difftrade.config.train_config import Population, TrainConfig
 from difftrade.model.checkpoint import save_base
 from difftrade.model.transformer import init_params
-from difftrade.recommender.difficulty import model_based_task, score
 from difftrade.recommender.difficulty_agreement import agreement, rank_agreement
 from difftrade.runner import experiment
-from difftrade.tasks import data, make_task
+from difftrade.tasks import configs, data, make_task
 from difftrade.tasks.bank import BankTask
+from difftrade.tasks.configs import source_task
+from difftrade.train.run_task import run_task
+from difftrade.train.scored_difficulty import model_based_task, score
 from difftrade.train.trainer import train_population
 
 NUM_LEVELS, PER_LEVEL = 3, 40
@@ -28,10 +30,10 @@ NUM_LEVELS, PER_LEVEL = 3, 40
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """A tiny model trained a little on nominal addition 1..2 (uniform), saved as a base."""
-    cfg = config.from_dict(tiny_raw())
-    task = cfg.task
+    cfg = configs.from_dict(tiny_raw())
+    task = run_task(cfg)
     pop = Population(
-        weights=np.asarray([data.uniform(task)], np.float32),
+        weights=np.asarray([level_weights.uniform(task)], np.float32),
         budget=np.asarray([512], np.int32),
         seed=np.asarray([0], np.int32),
         learning_rate=np.asarray([3e-3], np.float32),
@@ -51,7 +53,7 @@ def reference(tmp_path_factory):
 def bank(reference) -> BankTask:
     cfg, params, _ = reference
     return model_based_task(
-        cfg.task,
+        run_task(cfg),
         params,
         cfg.model,
         num_levels=NUM_LEVELS,
@@ -82,7 +84,7 @@ def test_sample_at_default_is_the_documented_key_path():
             for s, d, i in [(0, 1, 0), (1, 4, 17), (2, 8, 123456)]
         ]
         # the data layer's batched streams and the key-building path they replaced
-        weights = jnp.asarray(data.mixture(task, 5, 0.6), jnp.float32)
+        weights = jnp.asarray(level_weights.mixture(task, 5, 0.6), jnp.float32)
         tokens, mask, levels = data.examples(task, root, 1, weights, idx)
         keys = jax.vmap(lambda d, i: data.example_key(root, 1, d, i))(levels, idx)
         mixed = ((tokens, mask), jax.vmap(task.sample)(keys, levels))
@@ -107,14 +109,14 @@ def test_bank_shapes_identity_and_describe(bank, reference):
         (1, 2, 3),
         PER_LEVEL,
     )
-    assert bank.seq_len == cfg.task.seq_len and bank.sample_space_size(2) == PER_LEVEL
+    assert bank.seq_len == run_task(cfg).seq_len and bank.sample_space_size(2) == PER_LEVEL
     assert set(bank.banks) == {"train", "test", "bound"}
     for b in bank.banks.values():
         assert (
             b.tokens.shape == (NUM_LEVELS, PER_LEVEL, bank.seq_len) and b.tokens.dtype == np.int32
         )
         assert b.nominal.shape == b.score.shape == (NUM_LEVELS, PER_LEVEL)
-        assert set(np.unique(b.nominal)) <= set(cfg.task.levels)
+        assert set(np.unique(b.nominal)) <= set(run_task(cfg).levels)
     other = dataclasses.replace(bank)  # same fields, another object: equal only to itself
     assert bank == bank and other != bank and hash(other) != hash(bank)  # noqa: PLR0124
     assert "addition" in bank.describe()
@@ -153,7 +155,7 @@ def test_bank_budgets_are_nested_without_repeats_and_splits_disjoint(bank):
         and not sets["test"] & sets["bound"]
     )
     # a mixture stream reads the bank rows of each example's level
-    weights = jnp.asarray(data.uniform(bank), jnp.float32)
+    weights = jnp.asarray(level_weights.uniform(bank), jnp.float32)
     tokens, _, levels = data.examples(bank, root, data.SPLITS["test"], weights, jnp.arange(30))
     for t, d, i in zip(np.asarray(tokens), np.asarray(levels), range(30)):
         np.testing.assert_array_equal(t, bank.banks["test"].tokens[d - 1, i])
@@ -175,7 +177,7 @@ def test_levels_are_monotone_in_the_reference_loss(bank, reference):
     # recorded scores are the reference model's per-example loss
     flat_t = train.tokens.reshape(-1, bank.seq_len)
     again = score(
-        cfg.task, params, cfg.model, flat_t, train.mask.reshape(flat_t.shape), batch_size=32
+        run_task(cfg), params, cfg.model, flat_t, train.mask.reshape(flat_t.shape), batch_size=32
     )
     np.testing.assert_allclose(again, train.score.ravel(), rtol=1e-5)
 
@@ -211,7 +213,7 @@ def test_rank_agreement_matches_a_hand_computed_spearman():
 
 def test_agreement_is_positive_for_a_trained_reference(reference):
     cfg, params, _ = reference
-    out = agreement(cfg.task, params, cfg.model, 400, jax.random.key(5))
+    out = agreement(run_task(cfg), params, cfg.model, 400, jax.random.key(5))
     assert np.isfinite(out["spearman_rho"]) and out["spearman_rho"] > 0.2, out
     assert out["mean_score"][0] < out["mean_score"][1]  # nominal level 2 costs the reference more
     assert out["mean_nominal"][0] < out["mean_nominal"][-1]
@@ -236,10 +238,10 @@ def _model_raw(path, **difficulty):
 @pytest.mark.slow
 def test_grid_runs_on_model_based_levels(reference, tmp_path):
     _, _, path = reference
-    cfg = config.from_dict(_model_raw(path))
-    assert cfg.task is config.from_dict(_model_raw(path)).task  # scored once, cached
-    assert isinstance(cfg.task, BankTask) and cfg.task.levels == (1, 2, 3)
-    assert cfg.hash() != config.from_dict(_model_raw(path, pool_seed=8)).hash()
+    cfg = configs.from_dict(_model_raw(path))
+    assert run_task(cfg) is run_task(configs.from_dict(_model_raw(path)))  # scored once, cached
+    assert isinstance(run_task(cfg), BankTask) and run_task(cfg).levels == (1, 2, 3)
+    assert cfg.hash() != configs.from_dict(_model_raw(path, pool_seed=8)).hash()
     ds = experiment.run(cfg, tmp_path / "run", progress=False)
     assert ds["level"].values.tolist() == [1, 2, 3] and ds["difficulty"].values.tolist() == [1, 3]
     assert np.all(np.isfinite(ds["target_risk"].values)) and np.all(
@@ -252,45 +254,45 @@ def test_grid_runs_on_model_based_levels(reference, tmp_path):
 
 
 def test_configs_without_difficulty_keep_their_hash():
-    plain = config.from_dict(tiny_raw())
-    nominal = config.from_dict(tiny_raw(difficulty={"kind": "nominal"}))
+    plain = configs.from_dict(tiny_raw())
+    nominal = configs.from_dict(tiny_raw(difficulty={"kind": "nominal"}))
     assert "difficulty" not in plain.to_dict() and plain.hash() == nominal.hash()
-    assert nominal.task == plain.task
+    assert run_task(nominal) == run_task(plain)
 
 
 def test_bad_difficulty_configs_raise(reference, tmp_path):
     cfg, _, path = reference
     with pytest.raises(ValueError, match="difficulty.kind='modle' \\(did you mean 'model'\\?\\)"):
-        config.from_dict(tiny_raw(difficulty={"kind": "modle"}))
+        configs.from_dict(tiny_raw(difficulty={"kind": "modle"}))
     with pytest.raises(ValueError, match="difficulty.reference is missing"):
-        config.from_dict(tiny_raw(difficulty={"kind": "model"}))
+        configs.from_dict(tiny_raw(difficulty={"kind": "model"}))
     with pytest.raises(ValueError, match="only apply to kind"):
-        config.from_dict(tiny_raw(difficulty={"reference": str(path)}))
+        configs.from_dict(tiny_raw(difficulty={"reference": str(path)}))
     with pytest.raises(
         ValueError, match="key 'per_levels' is unknown \\(did you mean 'per_level'\\?\\)"
     ):
-        config.from_dict(_model_raw(path, per_levels=3))
+        configs.from_dict(_model_raw(path, per_levels=3))
     with pytest.raises(
         ValueError,
         match=r"grid.difficulties=\[4\] is out of range for model-based levels; allowed: .* 1..3",
     ):
-        config.from_dict(
+        configs.from_dict(
             tiny_raw(
                 difficulty={"kind": "model", "reference": str(path), "num_levels": 3},
                 grid={"difficulties": [4]},
             )
         )
     with pytest.raises(ValueError, match="per_level=16"):
-        config.from_dict(_model_raw(path, per_level=16))
+        configs.from_dict(_model_raw(path, per_level=16))
     with pytest.raises(ValueError, match="run.target"):
-        config.from_dict(
+        configs.from_dict(
             tiny_raw(
                 difficulty={"kind": "model", "reference": str(path), "num_levels": 3},
                 run={"target": [0.5, 0.5]},
             )
         )
     with pytest.raises(ValueError, match="difficulty.reference=.*no base.json"):
-        _ = config.from_dict(_model_raw(tmp_path / "nowhere")).task
+        _ = run_task(configs.from_dict(_model_raw(tmp_path / "nowhere")))
     wide = save_base(
         tmp_path / "wide",
         init_params(dataclasses.replace(cfg.model, d_model=32), jax.random.key(0)),
@@ -300,38 +302,38 @@ def test_bad_difficulty_configs_raise(reference, tmp_path):
     with pytest.raises(
         ValueError, match="difficulty.reference=.*model.d_model: checkpoint 32 vs config 16"
     ):
-        _ = config.from_dict(_model_raw(wide)).task
+        _ = run_task(configs.from_dict(_model_raw(wide)))
     # defaults: as many levels as the task, per_level = max(budgets, n_test)
-    d = config.from_dict(tiny_raw(difficulty={"kind": "model", "reference": str(path)})).difficulty
+    d = configs.from_dict(tiny_raw(difficulty={"kind": "model", "reference": str(path)})).difficulty
     assert (d.num_levels, d.per_level) == (2, 32)
 
 
 def test_experiment_configs_parse_and_share_the_architecture():
     root = __import__("pathlib").Path(__file__).resolve().parents[1] / "experiments"
     model_cfg, pretrain = (
-        config.load(root / "model_difficulty.toml"),
-        config.load(root / "pretrain.toml"),
+        configs.load(root / "model_difficulty.toml"),
+        configs.load(root / "pretrain.toml"),
     )
     assert model_cfg.difficulty.kind == "model" and model_cfg.num_levels == 8
-    assert model_cfg.model == pretrain.model == config.load(root / "tradeoff.toml").model
+    assert model_cfg.model == pretrain.model == configs.load(root / "tradeoff.toml").model
     assert pretrain.population().size == 1  # `difftrade pretrain` needs exactly one member
-    assert model_cfg.source_task == pretrain.task
+    assert source_task(model_cfg) == run_task(pretrain)
     # the CPU certificate pair (docs/notes.md): a one-member strong base, quick.toml fine-tuned from it
     strong, finetune, quick = (
-        config.load(root / f)
+        configs.load(root / f)
         for f in ("quick_strong_pretrain.toml", "quick_finetune.toml", "quick.toml")
     )
     assert strong.population().size == 1 and strong.model == finetune.model == quick.model
     assert finetune.run.init == "runs/quick_strong_pretrain/base" and finetune.grid == quick.grid
     # its prefix-prior variant differs only in the prefix phase (a multiple of the segment, below steps)
-    prefix = config.load(root / "quick_finetune_prefix.toml")
+    prefix = configs.load(root / "quick_finetune_prefix.toml")
     assert dataclasses.replace(prefix.train, prefix_steps=0, prefix_fraction=0.5) == finetune.train
     assert prefix.train.prefix_steps > 0 and (prefix.grid, prefix.model, prefix.run) == (
         finetune.grid,
         finetune.model,
         finetune.run,
     )
-    mixture = config.load(root / "quick_mixture_prefix.toml")
+    mixture = configs.load(root / "quick_mixture_prefix.toml")
     assert (
         dataclasses.replace(mixture.grid, train_distribution="point") == quick.grid
         and mixture.model == quick.model
@@ -341,17 +343,17 @@ def test_experiment_configs_parse_and_share_the_architecture():
         and mixture.train.prefix_steps > 0
     )
     # its larger variant: one level harder, 4x the largest budget, the same model and mixture
-    large = config.load(root / "quick_mixture_prefix_large.toml")
-    assert large.task.d_max == mixture.task.d_max + 1 and max(large.grid.budgets) == 4 * max(
-        mixture.grid.budgets
-    )
+    large = configs.load(root / "quick_mixture_prefix_large.toml")
+    assert run_task(large).d_max == run_task(mixture).d_max + 1 and max(
+        large.grid.budgets
+    ) == 4 * max(mixture.grid.budgets)
     assert (
         dataclasses.replace(large.model, seq_len=mixture.model.seq_len) == mixture.model
     )  # longer sequences only
     assert large.grid.train_distribution == "mixture" and large.train.prefix_steps > 0
     gpu_mixture, gpu_prefix = (
-        config.load(root / "tradeoff_mixture.toml"),
-        config.load(root / "tradeoff_mixture_prefix.toml"),
+        configs.load(root / "tradeoff_mixture.toml"),
+        configs.load(root / "tradeoff_mixture_prefix.toml"),
     )
     assert (
         dataclasses.replace(gpu_prefix.train, prefix_steps=0, num_checkpoints=10)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from conftest import tiny_raw
 
-from difftrade.config import run_config as config
 from difftrade.config.train_config import TrainConfig
 from difftrade.runner import experiment
+from difftrade.tasks import configs
 from difftrade.train.trainer import train_population
 
 
@@ -46,9 +46,9 @@ def test_refusals_name_the_field():
 
 
 def test_hash_unchanged_without_epochs_and_changed_with_them():
-    plain = config.from_dict(tiny_raw())
+    plain = configs.from_dict(tiny_raw())
     assert "epochs" not in plain.to_dict()["train"]
-    with_epochs = config.from_dict(tiny_raw(train={"epochs": 4}))
+    with_epochs = configs.from_dict(tiny_raw(train={"epochs": 4}))
     assert with_epochs.to_dict()["train"]["epochs"] == 4
     assert with_epochs.hash() != plain.hash()
 
@@ -73,14 +73,14 @@ def test_epochs_run_equals_fixed_steps_runs_per_budget(tmp_path):
     """Each member of a fixed-epochs grid is the member a fixed-steps run of that budget's steps
     trains: same initial weights, data, schedule and number of steps."""
     raw = tiny_raw(grid={"budgets": [8, 40]}, train={"epochs": 4, "steps": 40})
-    cfg = config.from_dict(raw)
+    cfg = configs.from_dict(raw)
     ds = experiment.run(cfg, tmp_path / "epochs", progress=False)
     steps = [cfg.train.for_budget(n).steps for n in (8, 40)]
     assert steps == [4, 20]  # 4 * 8 / 8 = 4; 4 * 40 / 8 = 20
     np.testing.assert_array_equal(ds["train_steps"].values, steps)
     np.testing.assert_array_equal(ds["checkpoint"].values, [1, 2, 3, 4])
     for j, (n, s) in enumerate(zip((8, 40), steps)):
-        fixed = config.from_dict(
+        fixed = configs.from_dict(
             tiny_raw(grid={"budgets": [n]}, train={"steps": s, "warmup_steps": min(4, s // 10)})
         )
         ref = experiment.run(fixed, tmp_path / f"fixed_{n}", progress=False)

@@ -8,6 +8,7 @@ from difftrade.model.transformer import apply, graphdef
 from difftrade.tasks import data
 from difftrade.tasks.base import ANSWER
 from difftrade.train.evaluate import evaluate_population, example_metrics, risks
+from difftrade.train.run_task import run_task
 from difftrade.train.trainer import member_data_root, train_population
 
 
@@ -15,7 +16,7 @@ from difftrade.train.trainer import member_data_root, train_population
 def trained(tiny_cfg):
     pop = tiny_cfg.population()
     key = jax.random.key(tiny_cfg.run.seed)
-    return pop, key, train_population(tiny_cfg.task, pop, tiny_cfg.model, tiny_cfg.train, key)
+    return pop, key, train_population(run_task(tiny_cfg), pop, tiny_cfg.model, tiny_cfg.train, key)
 
 
 def greedy_exact(gdef, params, tokens, mask):
@@ -38,7 +39,7 @@ def test_teacher_forced_exact_match_equals_greedy_decoding(tiny_cfg, trained):
     pop, key, res = trained
     i = int(np.argmax(pop.budget))  # a member that learned something
     params = jax.tree.map(lambda x: x[i], res.params)
-    task = tiny_cfg.task
+    task = run_task(tiny_cfg)
     tokens, mask = data.examples_at_level(
         task, member_data_root(key, pop.seed[i]), 1, 2, jnp.arange(40)
     )
@@ -51,7 +52,7 @@ def test_teacher_forced_exact_match_equals_greedy_decoding(tiny_cfg, trained):
 def test_population_metrics(tiny_cfg, trained):
     pop, key, res = trained
     ev = evaluate_population(
-        tiny_cfg.task,
+        run_task(tiny_cfg),
         res.params,
         pop.weights,
         pop.budget,
@@ -60,7 +61,7 @@ def test_population_metrics(tiny_cfg, trained):
         tiny_cfg.eval,
         key,
     )
-    m, levels = pop.size, tiny_cfg.task.num_levels
+    m, levels = pop.size, run_task(tiny_cfg).num_levels
     assert ev["level_exact"].shape == (m, levels) and ev["train_exact"].shape == (m,)
     assert np.all((ev["level_exact"] >= 0) & (ev["level_exact"] <= 1))
     # budget-1 members are scored on their single training example, which they memorised

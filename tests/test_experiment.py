@@ -9,9 +9,10 @@ import xarray as xr
 from conftest import tiny_raw, toml_text
 
 from difftrade.cli.main import main
-from difftrade.config import run_config as config
 from difftrade.results import schema as results
 from difftrade.runner import chunks, experiment
+from difftrade.tasks import configs
+from difftrade.train.run_task import run_task
 
 
 @pytest.fixture(scope="module")
@@ -104,14 +105,14 @@ def test_bad_config(override, match):
     for section, values in override.items():
         raw.setdefault(section, {}).update(values)
     with pytest.raises(ValueError, match=match):
-        config.from_dict(raw)
+        configs.from_dict(raw)
 
 
 def test_invalid_toml(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[grid\nbudgets = [1")
     with pytest.raises(ValueError, match="not valid TOML"):
-        config.load(bad)
+        configs.load(bad)
 
 
 def test_cli_tasks_and_errors(capsys):
@@ -150,10 +151,10 @@ def test_automatic_chunking_splits_by_memory(tiny_cfg, tmp_path, monkeypatch):
     from difftrade.train import chunk_sizing
 
     cfg = tiny_cfg
-    per_member = chunk_sizing.bytes_per_member(cfg.model, cfg.train, cfg.task.seq_len)
+    per_member = chunk_sizing.bytes_per_member(cfg.model, cfg.train, run_task(cfg).seq_len)
     # room for 3 members at the default 50% fraction
     monkeypatch.setattr(chunk_sizing, "device_memory_bytes", lambda: int(6.5 * per_member))
-    assert chunk_sizing.auto_chunk_size(cfg.model, cfg.train, cfg.task.seq_len, 8) == 3
+    assert chunk_sizing.auto_chunk_size(cfg.model, cfg.train, run_task(cfg).seq_len, 8) == 3
     monkeypatch.setattr("difftrade.runner.experiment.auto_chunk_size", chunk_sizing.auto_chunk_size)
     ds = experiment.run(cfg, tmp_path, progress=False)
     assert len(list((tmp_path / "chunks").glob("chunk_*.nc"))) == 3
@@ -165,7 +166,7 @@ def test_chunk_size_too_large_for_memory_is_refused(tiny_cfg, monkeypatch):
 
     monkeypatch.setattr(chunk_sizing, "device_memory_bytes", lambda: 1000)
     with pytest.raises(ValueError, match="does not fit"):
-        chunk_sizing.check_chunk_fits(tiny_cfg.model, tiny_cfg.train, tiny_cfg.task.seq_len, 8)
+        chunk_sizing.check_chunk_fits(tiny_cfg.model, tiny_cfg.train, run_task(tiny_cfg).seq_len, 8)
 
 
 @pytest.mark.parametrize(

@@ -20,12 +20,12 @@ from difftrade.analysis.optimum import d_star
 from difftrade.bridge import export
 from difftrade.bridge import score as scoring
 from difftrade.cli import main as cli
-from difftrade.config import run_config as config
 from difftrade.model.transformer import apply, graphdef, init_params
 from difftrade.results import schema as results
 from difftrade.runner import chunks, experiment
-from difftrade.tasks import data
+from difftrade.tasks import configs, data
 from difftrade.tasks.base import EOS, VOCAB, encode
+from difftrade.train.run_task import run_task
 from difftrade.train.trainer import member_data_root
 
 D_MAX = 2  # tiny_raw(): addition, levels 1..2
@@ -38,7 +38,7 @@ def addition_answer(prompt: str, d_max: int) -> str:
 
 
 def test_exported_answers_are_correct_by_independent_solvers():
-    cfg = config.from_dict(tiny_raw(grid={"train_distribution": "mixture", "mixture_main": 0.5}))
+    cfg = configs.from_dict(tiny_raw(grid={"train_distribution": "mixture", "mixture_main": 0.5}))
     rows = (
         export.train_records(cfg, 2, 64, seed=1)
         + export.test_records(cfg, 16, seed=1)
@@ -63,18 +63,18 @@ def test_exported_answers_are_correct_by_independent_solvers():
 
 
 def test_train_records_are_the_native_members_examples_and_nest():
-    cfg = config.from_dict(tiny_raw(grid={"train_distribution": "mixture", "mixture_main": 0.5}))
+    cfg = configs.from_dict(tiny_raw(grid={"train_distribution": "mixture", "mixture_main": 0.5}))
     rows = export.train_records(cfg, 1, 32, seed=1)
     # what the trainer indexes: data.examples under the member's weights, from member_data_root
     root = member_data_root(jax.random.key(cfg.run.seed), 1)
     tokens, mask, levels = data.examples(
-        cfg.task,
+        run_task(cfg),
         root,
         data.SPLITS["train"],
         jnp.asarray(cfg.train_weights()[0], jnp.float32),
         jnp.arange(32),
     )
-    native = [cfg.task.render(t, m) for t, m in zip(np.asarray(tokens), np.asarray(mask))]
+    native = [run_task(cfg).render(t, m) for t, m in zip(np.asarray(tokens), np.asarray(mask))]
     assert [f"<bos> {r['prompt']}=[{r['answer']} <eos> ]" for r in rows] == native
     assert [r["level"] for r in rows] == np.asarray(levels).tolist()
     assert [r["index"] for r in rows] == list(range(32)) and {r["budget"] for r in rows} == {32}
@@ -85,10 +85,10 @@ def test_train_records_are_the_native_members_examples_and_nest():
 
 def test_train_test_overlap_is_the_native_one():
     """At level 1 (100 problems) test problems recur in train exactly as data.overlap_report counts."""
-    cfg = config.from_dict(tiny_raw())
+    cfg = configs.from_dict(tiny_raw())
     train = {r["prompt"] for r in export.train_records(cfg, 1, 64, seed=0)}
     test = [r["prompt"] for r in export.test_records(cfg, 32, seed=0, levels=[1])]
-    native = data.overlap_report(cfg.task, export.data_root(cfg, 0), 1, 64, 32)
+    native = data.overlap_report(run_task(cfg), export.data_root(cfg, 0), 1, 64, 32)
     assert (
         sum(p in train for p in test) == native.test_in_train
         and len(train) == native.distinct_train
@@ -96,7 +96,7 @@ def test_train_test_overlap_is_the_native_one():
 
 
 def test_target_records_are_test_examples_under_the_target():
-    cfg = config.from_dict(tiny_raw(run={"target": [0.0, 1.0]}))
+    cfg = configs.from_dict(tiny_raw(run={"target": [0.0, 1.0]}))
     target = export.target_records(cfg, 8, seed=0)
     assert {r["level"] for r in target} == {2}
     test = export.test_records(cfg, 8, seed=0, levels=[2])
@@ -128,7 +128,7 @@ def test_cli_export_writes_the_records(tmp_path, capsys):
         == 0
     )
     lines = [json.loads(line) for line in out.read_text().splitlines()]
-    assert lines == export.train_records(config.load(path), 2, 8, seed=1)
+    assert lines == export.train_records(configs.load(path), 2, 8, seed=1)
     capsys.readouterr()
     assert (
         cli.main(
@@ -213,7 +213,7 @@ def native(tmp_path_factory):
     root = tmp_path_factory.mktemp("bridge")
     cfg_path = root / "tiny.toml"
     cfg_path.write_text(toml_text(tiny_raw()))
-    cfg = config.load(cfg_path)
+    cfg = configs.load(cfg_path)
     ds = experiment.run(cfg, root / "run", progress=False)
     _, params = chunks.load_params(root / "run", init_params(cfg.model, jax.random.key(0)))
     return cfg_path, cfg, ds, params
@@ -232,7 +232,7 @@ def write_member_predictions(cfg, params, path) -> None:
             rows += export.train_records(cfg, d, n, seed=s)[
                 : cfg.eval.n_train_eval
             ]  # native train_exact's examples
-            answers = greedy_answers(step, own, [r["prompt"] for r in rows], cfg.task.seq_len)
+            answers = greedy_answers(step, own, [r["prompt"] for r in rows], run_task(cfg).seq_len)
             for r, a in zip(rows, answers):
                 f.write(
                     json.dumps({**r, "prediction": f" {a}\n", "difficulty": d, "budget": n}) + "\n"
@@ -368,7 +368,7 @@ def test_bad_predictions_are_one_line_errors(rows, message, tmp_path, capsys):
 
 
 def test_an_incomplete_grid_is_refused_for_results(tmp_path, capsys):
-    cfg = config.from_dict(tiny_raw())
+    cfg = configs.from_dict(tiny_raw())
     rows = [
         {**r, "prediction": r["answer"], "difficulty": 1, "budget": n}
         for n in (1, 32)

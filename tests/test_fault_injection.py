@@ -36,12 +36,12 @@ import pytest
 import xarray as xr
 from conftest import tiny_raw, toml_text
 
-from difftrade.config import run_config as config
 from difftrade.model import checkpoint
 from difftrade.model.transformer import init_params
 from difftrade.results import schema as results
 from difftrade.runner import experiment
 from difftrade.runner.chunks import chunk_files, load_params, weights_file
+from difftrade.tasks import configs
 
 pytestmark = pytest.mark.slow
 
@@ -190,7 +190,7 @@ def kill_when(work: Path, ready, *args: str) -> str:
 
 
 def _like(raw: dict) -> object:
-    return init_params(config.from_dict(raw).model, jax.random.key(0))
+    return init_params(configs.from_dict(raw).model, jax.random.key(0))
 
 
 @pytest.fixture(scope="module")
@@ -293,7 +293,7 @@ def test_run_killed_at_every_stage_then_damaged_resumes_bit_for_bit(work, refere
 def in_process(tmp_path_factory) -> Reference:
     """An uninterrupted in-process run (this process's device count) to compare the full-disk runs with."""
     out = tmp_path_factory.mktemp("disk") / "reference"
-    ds = experiment.run(config.from_dict(RAW), out, progress=False)
+    ds = experiment.run(configs.from_dict(RAW), out, progress=False)
     return Reference(out, ds, load_params(out, _like(RAW))[1])
 
 
@@ -350,7 +350,7 @@ def test_a_full_disk_fails_the_write_and_the_resume_is_bit_for_bit(
 ):
     """ENOSPC in the config, a chunk's weights, a chunk's .nc, the sessions file or results.nc: the
     run stops with that OSError, leaves no half-written file, and a resume completes the run."""
-    cfg, out = config.from_dict(RAW), tmp_path / "run"
+    cfg, out = configs.from_dict(RAW), tmp_path / "run"
     failed = _full_disk(monkeypatch, target)
     with pytest.raises(OSError) as err:
         experiment.run(cfg, out, progress=False)
@@ -426,7 +426,7 @@ def test_pretrain_killed_then_rerun_completes(work):
     text = cli(work, *args)
     assert f"removed {stale.resolve()} (an interrupted base checkpoint save)" in text, text
     assert "base checkpoint:" in text and not list(out.glob(".base.tmp*"))
-    model = config.from_dict(ONE).model
+    model = configs.from_dict(ONE).model
     base = checkpoint.load_base(out / "base", model)
     members, trained = load_params(out, _like(ONE))
     np.testing.assert_array_equal(members, [0])

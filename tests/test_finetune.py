@@ -8,11 +8,12 @@ import pytest
 from conftest import tiny_raw
 
 from difftrade.cli.main import main
-from difftrade.config import run_config as config
 from difftrade.model.checkpoint import load_base, save_base
 from difftrade.model.transformer import apply, graphdef, init_params
 from difftrade.runner import experiment
+from difftrade.tasks import configs
 from difftrade.train.evaluate import evaluate_population
+from difftrade.train.run_task import run_task
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +32,11 @@ def base(tmp_path_factory):
     path.write_text("\n".join(lines) + "\n")
     assert main(["pretrain", str(path), "--out", str(out / "run")]) == 0
     assert main(["pretrain", str(path), "--out", str(out / "run")]) == 0  # a rerun reuses the base
-    return config.from_dict(raw), out / "run" / "base"
+    return configs.from_dict(raw), out / "run" / "base"
 
 
 def test_round_trip_identical_logits(tmp_path):
-    cfg = config.from_dict(tiny_raw())
+    cfg = configs.from_dict(tiny_raw())
     params = init_params(cfg.model, jax.random.key(7))
     save_base(tmp_path / "b", params, cfg.model, {"note": "test"})
     restored = load_base(tmp_path / "b", cfg.model)
@@ -60,13 +61,13 @@ def test_finetune_with_vanishing_rate_reproduces_base(base, tmp_path):
     """lr -> 0 fine-tuning (the closest to zero steps the trainer allows) keeps the base's metrics."""
     _pre_cfg, path = base
     raw = tiny_raw(grid={"learning_rate": 1e-12}, run={"init": str(path)})
-    cfg = config.from_dict(raw)
+    cfg = configs.from_dict(raw)
     ds = experiment.run(cfg, tmp_path / "ft", progress=False)
     params = load_base(path, cfg.model)
     pop = cfg.population()
     stacked = jax.tree.map(lambda x: np.broadcast_to(x, (pop.size, *x.shape)), params)
     ev = evaluate_population(
-        cfg.task,
+        run_task(cfg),
         stacked,
         pop.weights,
         pop.budget,
@@ -83,7 +84,14 @@ def test_finetune_with_vanishing_rate_reproduces_base(base, tmp_path):
     # a comparison between two untrained models
     fresh = jax.vmap(lambda s: init_params(cfg.model, jax.random.key(s)))(np.arange(pop.size))
     ev0 = evaluate_population(
-        cfg.task, fresh, pop.weights, pop.budget, pop.seed, cfg.model, cfg.eval, jax.random.key(0)
+        run_task(cfg),
+        fresh,
+        pop.weights,
+        pop.budget,
+        pop.seed,
+        cfg.model,
+        cfg.eval,
+        jax.random.key(0),
     )
     assert ev["level_ce"].mean() < 0.7 * ev0["level_ce"].mean()
 
@@ -91,9 +99,9 @@ def test_finetune_with_vanishing_rate_reproduces_base(base, tmp_path):
 @pytest.mark.slow
 def test_finetuning_starts_from_the_base(base, tmp_path):
     _, path = base
-    scratch = experiment.run(config.from_dict(tiny_raw()), tmp_path / "s", progress=False)
+    scratch = experiment.run(configs.from_dict(tiny_raw()), tmp_path / "s", progress=False)
     ft = experiment.run(
-        config.from_dict(tiny_raw(run={"init": str(path)})), tmp_path / "f", progress=False
+        configs.from_dict(tiny_raw(run={"init": str(path)})), tmp_path / "f", progress=False
     )
     # the first segment's training loss is lower from a pretrained base
     assert float(ft["loss_curve"].isel(checkpoint=0).mean()) < float(

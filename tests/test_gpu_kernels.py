@@ -13,8 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from difftrade.config.model_config import ModelConfig
 from difftrade.model.kernels import fused_mlp
-from difftrade.model.transformer import ModelConfig, graphdef, init_params
+from difftrade.model.transformer import graphdef, implementation, init_params
 from difftrade.train.trainer import masked_loss
 
 pytestmark = pytest.mark.skipif(
@@ -68,8 +69,10 @@ def test_compiled_kernels_train_step_matches_xla(d):
 
 def test_auto_kernels_resolve_to_the_measured_fastest_on_gpu():
     """model.attention/mlp='auto': Pallas attention on a GPU, the fused MLP up to width 128."""
-    assert ModelConfig(d_model=128).implementation("attention") == "pallas"
-    assert ModelConfig(d_model=128).implementation("mlp") == "pallas"
-    assert ModelConfig(d_model=256).implementation("mlp") == "xla"
-    assert ModelConfig(d_model=96, num_heads=4).implementation("mlp") == "xla"  # not a power of two
-    assert ModelConfig(d_model=96, num_heads=4).implementation("attention") == "xla"  # head_dim 24
+    assert implementation(ModelConfig(d_model=128), "attention") == "pallas"
+    assert implementation(ModelConfig(d_model=128), "mlp") == "pallas"
+    assert implementation(ModelConfig(d_model=256), "mlp") == "xla"
+    assert (
+        implementation(ModelConfig(d_model=96, num_heads=4), "mlp") == "xla"
+    )  # not a power of two
+    assert implementation(ModelConfig(d_model=96, num_heads=4), "attention") == "xla"  # head_dim 24

@@ -2,8 +2,7 @@
 
 Stages, lowest first; a module may import its own stage and any stage below it, never one above.
 Every import counts, the ones inside functions and under ``TYPE_CHECKING`` too, so a fault cannot
-hide in a function body. ``KNOWN_UPWARD`` lists the faults not yet removed: the test fails on any
-upward import not listed, and on a listed one that no longer exists, so the list only shrinks.
+hide in a function body.
 """
 
 from __future__ import annotations
@@ -30,17 +29,6 @@ STAGES = (
     "cli",
 )
 PACKAGE = Path(difftrade.__file__).parent
-
-KNOWN_UPWARD = {  # (importing module, imported module)
-    ("difftrade.config.run_config", "difftrade.model.checkpoint"),
-    ("difftrade.config.run_config", "difftrade.model.transformer"),
-    ("difftrade.config.run_config", "difftrade.recommender.difficulty"),
-    ("difftrade.config.run_config", "difftrade.tasks"),
-    ("difftrade.config.run_config", "difftrade.tasks.data"),
-    ("difftrade.config.run_config", "difftrade.tasks.keys"),
-    ("difftrade.config.run_config", "difftrade.train.evaluate"),
-    ("difftrade.config.run_config", "difftrade.train.subspace"),
-}
 
 
 def module_name(path: Path) -> str:
@@ -112,11 +100,7 @@ def test_every_module_belongs_to_a_stage():
 
 
 def test_imports_run_down_the_stages():
-    found = upward_imports()
-    new = sorted(found - set(KNOWN_UPWARD))
-    fixed = sorted(set(KNOWN_UPWARD) - found)
-    assert not new, f"imports against the stage order: {new}"
-    assert not fixed, f"listed as known faults but gone (remove them from KNOWN_UPWARD): {fixed}"
+    assert not sorted(upward_imports()), "imports against the stage order"
 
 
 def test_the_check_sees_an_import_hidden_in_a_function(tmp_path):
@@ -128,14 +112,11 @@ def test_the_check_sees_an_import_hidden_in_a_function(tmp_path):
 
 def test_no_import_cycle_between_modules():
     """No module reaches itself through imports, those inside functions included (a cycle hidden in
-    a function body, such as a report importing the study that imports the report, counts); the
-    listed upward faults are left out until they are removed."""
+    a function body, such as a report importing the study that imports the report, counts)."""
     edges: dict[str, set[str]] = {}
     for path in library_modules():
         source = module_name(path)
-        targets = {
-            t for t in imported_modules(path) if (source, t) not in KNOWN_UPWARD and t != source
-        }
+        targets = {t for t in imported_modules(path) if t != source}
         edges[source] = {
             t for t in targets if not source.startswith(t + ".")
         }  # a package's own __init__
@@ -163,12 +144,6 @@ def test_the_cycle_check_sees_a_hidden_cycle(tmp_path, monkeypatch):
     assert "difftrade.analysis.study" in imported_modules(probe)
 
 
-CONFIG_USING_JAX = {  # config modules that still start jax: a fault, listed until removed
-    "difftrade.config.run_config",
-    "difftrade.config.train_config",
-}
-
-
 def test_config_modules_import_without_jax():
     """Configuration describes; reading and validating it never starts jax (the CLI reads configs
     before it chooses devices). Each module is imported in a fresh process."""
@@ -186,7 +161,7 @@ def test_config_modules_import_without_jax():
         ).stdout
         if out.strip() == "True":
             using.add(name)
-    assert using == CONFIG_USING_JAX, using ^ CONFIG_USING_JAX
+    assert not using, sorted(using)
 
 
 def test_one_key_scheme():

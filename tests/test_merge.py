@@ -8,9 +8,9 @@ import pytest
 from conftest import tiny_raw
 
 from difftrade.cli.main import main
-from difftrade.config import run_config as config
 from difftrade.results import schema as results
 from difftrade.runner import experiment, merge
+from difftrade.tasks import configs
 
 STUDY = Path(__file__).resolve().parents[1] / "docs" / "runs" / "study"
 
@@ -20,7 +20,7 @@ def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("merge")
     out = {}
     for name, budgets in (("whole", [1, 8, 32]), ("low", [1, 32]), ("mid", [8])):
-        cfg = config.from_dict(tiny_raw(grid={"budgets": budgets}))
+        cfg = configs.from_dict(tiny_raw(grid={"budgets": budgets}))
         experiment.run(cfg, base / name, progress=False)
         out[name] = base / name / "results.nc"
     return out
@@ -57,7 +57,7 @@ def _part(ds, budgets):
     part.attrs = {
         **ds.attrs,
         "config": json.dumps(raw),
-        "config_hash": config.from_dict(raw).hash(),
+        "config_hash": configs.from_dict(raw).hash(),
     }
     return part
 
@@ -81,7 +81,7 @@ def test_parts_of_a_grid_merge_back_into_it():
 def _set_config(ds, raw: dict) -> None:
     """Give ``ds`` the config ``raw`` as a run of it would record it (config and its hash)."""
     ds.attrs["config"] = json.dumps(raw)
-    ds.attrs["config_hash"] = config.from_stored(raw, "test").hash()
+    ds.attrs["config_hash"] = configs.from_stored(raw, "test").hash()
 
 
 def test_refusals_name_the_difference(tmp_path, capsys):

@@ -7,17 +7,18 @@ import numpy as np
 import pytest
 from conftest import tiny_raw
 
-from difftrade.config import run_config as config
+from difftrade.config.model_config import ModelConfig
 from difftrade.model.kernels import fused_mlp
 from difftrade.model.transformer import (
-    ModelConfig,
     apply,
     causal_attention,
     graphdef,
+    implementation,
     init_params,
     kernel_mode,
     token_losses,
 )
+from difftrade.tasks import configs
 from difftrade.train.trainer import masked_loss
 
 
@@ -96,7 +97,7 @@ def test_bad_config(field, value):
 def test_harness_kernel_choices_are_the_models():
     from benchmarks.trainer import ATTENTIONS as BENCH_ATTENTIONS
     from benchmarks.trainer import MLPS as BENCH_MLPS
-    from difftrade.model.transformer import ATTENTIONS, MLPS
+    from difftrade.config.model_config import ATTENTIONS, MLPS
 
     assert (BENCH_ATTENTIONS, BENCH_MLPS) == (
         ATTENTIONS,
@@ -151,9 +152,9 @@ def test_auto_kernels_are_xla_off_gpu_and_explicit_choices_stand():
         pytest.skip("tests/test_gpu_kernels.py checks 'auto' on a GPU")
     cfg = ModelConfig(d_model=128)
     assert (cfg.attention, cfg.mlp) == ("auto", "auto")
-    assert [cfg.implementation(f) for f in ("attention", "mlp")] == ["xla", "xla"]
+    assert [implementation(cfg, f) for f in ("attention", "mlp")] == ["xla", "xla"]
     explicit = ModelConfig(attention="pallas", mlp="pallas")
-    assert [explicit.implementation(f) for f in ("attention", "mlp")] == ["pallas", "pallas"]
+    assert [implementation(explicit, f) for f in ("attention", "mlp")] == ["pallas", "pallas"]
     with pytest.raises(ValueError, match="model.mlp='fast'; allowed: auto, xla, pallas"):
         ModelConfig(mlp="fast")
 
@@ -164,7 +165,7 @@ def test_auto_kernels_on_a_gpu_backend(monkeypatch):
     import difftrade.model.transformer as model_module
 
     monkeypatch.setattr(model_module.jax, "default_backend", lambda: "gpu")
-    resolved = lambda **kw: [ModelConfig(**kw).implementation(f) for f in ("attention", "mlp")]
+    resolved = lambda **kw: [implementation(ModelConfig(**kw), f) for f in ("attention", "mlp")]
     assert resolved(d_model=128) == ["pallas", "pallas"]
     assert resolved(d_model=256) == ["pallas", "xla"]  # the fused MLP lost at 256
     assert resolved(d_model=96, num_heads=4) == [
@@ -175,23 +176,23 @@ def test_auto_kernels_on_a_gpu_backend(monkeypatch):
     assert resolved(d_model=128, attention="cudnn", mlp="xla") == ["cudnn", "xla"]
     # one member per device: 'auto' is XLA (a lone member ran 0.69x through the kernels); explicit choices stand
     lone = lambda **kw: [
-        ModelConfig(**kw).for_members(1).implementation(f) for f in ("attention", "mlp")
+        implementation(ModelConfig(**kw).for_members(1), f) for f in ("attention", "mlp")
     ]
     assert lone(d_model=128) == ["xla", "xla"] and lone(d_model=128, mlp="pallas") == [
         "xla",
         "pallas",
     ]
-    assert ModelConfig(d_model=128).for_members(2).implementation("mlp") == "pallas"
+    assert implementation(ModelConfig(d_model=128).for_members(2), "mlp") == "pallas"
 
 
 def test_attention_implementation_is_not_identity():
     """Same hash and same checkpoint architecture whichever attention kernel computes it."""
-    xla = config.from_dict(tiny_raw())
-    pallas = config.from_dict(tiny_raw(model={"attention": "pallas"}))
+    xla = configs.from_dict(tiny_raw())
+    pallas = configs.from_dict(tiny_raw(model={"attention": "pallas"}))
     assert pallas.model.attention == "pallas"
     assert xla.hash() == pallas.hash()
     assert xla.model.architecture() == pallas.model.architecture()
-    assert xla.hash() != config.from_dict(tiny_raw(model={"d_model": 32})).hash()
+    assert xla.hash() != configs.from_dict(tiny_raw(model={"d_model": 32})).hash()
     assert "attention" in dataclasses.asdict(pallas.model)  # still recorded in the saved config
 
 

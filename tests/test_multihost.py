@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from conftest import tiny_raw, toml_text
 
-from difftrade.config import run_config as config
 from difftrade.results import schema as results
 from difftrade.runner import experiment
+from difftrade.tasks import configs
+from difftrade.train.run_task import run_task
 
 
 def _free_port() -> int:
@@ -72,7 +73,7 @@ def two_process_run(tmp_path_factory):
     procs = _launch(cfg_path, out)
     for p in procs:
         assert p.returncode == 0, p.stderr[-3000:]
-    return config.from_dict(raw), cfg_path, out, procs
+    return configs.from_dict(raw), cfg_path, out, procs
 
 
 @pytest.mark.slow
@@ -119,6 +120,8 @@ import sys, jax, numpy as np
 sys.path.insert(0, {tests!r})
 from conftest import tiny_raw, toml_text
 from difftrade import config
+from difftrade.tasks import configs
+from difftrade.train.run_task import run_task
 from difftrade.runner import multihost
 from difftrade.train.mesh import member_mesh, shard_members, to_host
 from difftrade.train.trainer import member_init_params, train_population
@@ -128,12 +131,12 @@ for value in (np.arange(4.0), jax.numpy.arange(4.0)):
     placed = shard_members(value, member_mesh())
     assert placed.shape == (4,) and len(placed.sharding.device_set) == 2, placed.shape
     assert np.array_equal(to_host(placed), np.arange(4.0))
-cfg = config.from_dict(tiny_raw())
+cfg = configs.from_dict(tiny_raw())
 pop = cfg.population().take(np.arange(3))  # 3 members: padded to 4 over the 2 processes
 key = jax.random.key(0)
 base = member_init_params(cfg.model, jax.random.key(7), 5)  # a process-local 'base', as fine-tuning loads
 init = jax.tree.map(lambda x: jax.numpy.broadcast_to(x, (3, *x.shape)), base)
-res = to_host(train_population(cfg.task, pop, cfg.model, cfg.train, key, init=init))
+res = to_host(train_population(run_task(cfg), pop, cfg.model, cfg.train, key, init=init))
 if multihost.is_main():
     np.savez({out!r}, loss=res.loss_curve, leaf=jax.tree.leaves(res.params)[3], init=jax.tree.leaves(res.init_params)[3])
 """
@@ -164,7 +167,7 @@ def test_fine_tuning_init_across_processes(tiny_cfg, tmp_path):
     init = jax.tree.map(lambda x: jax.numpy.broadcast_to(x, (3, *x.shape)), base)
     pop = tiny_cfg.population().take(np.arange(3))
     one = train_population(
-        tiny_cfg.task, pop, tiny_cfg.model, tiny_cfg.train, jax.random.key(0), init=init
+        run_task(tiny_cfg), pop, tiny_cfg.model, tiny_cfg.train, jax.random.key(0), init=init
     )
     with np.load(out) as z:
         assert z["loss"].shape == (3, tiny_cfg.train.num_checkpoints)

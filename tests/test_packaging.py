@@ -12,7 +12,7 @@ import pytest
 
 from difftrade.cli import main as cli
 from difftrade.config import files
-from difftrade.config import run_config as config
+from difftrade.tasks import configs
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -25,7 +25,7 @@ def test_packaged_quick_config_is_the_experiments_copy():
     ).read_bytes()
     assert set(files.packaged_configs()) == {"quick"}
     for path in files.packaged_configs().values():
-        config.load(path)  # every shipped config is valid
+        configs.load(path)  # every shipped config is valid
 
 
 def test_config_argument_is_a_file_or_a_packaged_name(tmp_path, monkeypatch):

@@ -21,9 +21,8 @@ import pytest
 from conftest import tiny_raw, toml_text
 
 from difftrade.cli.main import main
-from difftrade.config import run_config as config
 from difftrade.results import schema as results
-from difftrade.tasks import REGISTRY, make_task, registry, split_prompt_answer, task_names
+from difftrade.tasks import REGISTRY, configs, make_task, registry, split_prompt_answer, task_names
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "tasks.md"
 PLUGIN_MODULES = ("reverse_task", "plugin_kinds")
@@ -72,7 +71,7 @@ def test_docs_example_is_about_40_lines_and_solves_its_examples(plugin_dir, monk
         assert len(prompt) == d and answer == prompt[::-1] == task.solve(prompt)
     monkeypatch.chdir(plugin_dir)
     (plugin_dir / "rev.toml").write_text(doc_block("toml"))
-    assert config.load("rev.toml").population().size == 24  # the docs' config is valid as written
+    assert configs.load("rev.toml").population().size == 24  # the docs' config is valid as written
 
 
 @pytest.mark.slow  # trains, reports and certifies through the CLI (~35 s)

@@ -11,6 +11,7 @@ import pytest
 from difftrade.runner import experiment
 from difftrade.runner.progress import Progress
 from difftrade.train import trainer as train
+from difftrade.train.run_task import run_task
 
 
 @pytest.mark.slow  # trains a grid
@@ -20,7 +21,7 @@ def test_every_member_segment_is_reported(tiny_cfg):
     try:
         pop = tiny_cfg.population()
         res = train.train_population(
-            tiny_cfg.task, pop, tiny_cfg.model, tiny_cfg.train, jax.random.key(0)
+            run_task(tiny_cfg), pop, tiny_cfg.model, tiny_cfg.train, jax.random.key(0)
         )
         jax.block_until_ready(res.params)
     finally:

@@ -11,8 +11,8 @@ import pytest
 
 from difftrade.analysis import paired_comparison, report, selection, study
 from difftrade.certify import compress
-from difftrade.config import run_config as config
 from difftrade.results import schema as results
+from difftrade.tasks import configs
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "docs" / "runs"
@@ -34,6 +34,10 @@ CERTIFIED = sorted(
             for p in sorted(STUDY.glob("*.nc"))
         ],
         *[
+            (f"experiments/study/parts/{p.stem}.toml", f"docs/runs/study/parts/{p.name}")
+            for p in sorted((STUDY / "parts").glob("*.nc"))
+        ],
+        *[
             (f"experiments/protocol/{p.stem}.toml", f"docs/runs/protocol/{p.name}")
             for p in sorted((ROOT / "docs" / "runs" / "protocol").glob("*.nc"))
         ],
@@ -41,7 +45,7 @@ CERTIFIED = sorted(
 )
 def test_config_hashes_to_its_result_file(config_path, result_path):
     assert (
-        config.load(ROOT / config_path).hash()
+        configs.load(ROOT / config_path).hash()
         == results.load(ROOT / result_path).attrs["config_hash"]
     )
 
@@ -138,7 +142,7 @@ def test_committed_compression_certificates_are_current(run_dir):
     were computed for that config, and compression.md is what the current code renders from them."""
     cfg, ds = compress.load_run(run_dir)
     assert cfg.hash() in {
-        config.load(p).hash() for p in (ROOT / "experiments" / "compression").glob("*.toml")
+        configs.load(p).hash() for p in (ROOT / "experiments" / "compression").glob("*.toml")
     }
     c = results.open_netcdf(run_dir / "compression.nc")
     assert c.attrs["config_hash"] == cfg.hash() == ds.attrs["config_hash"]

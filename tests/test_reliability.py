@@ -24,7 +24,7 @@ from difftrade.results import assembly, divergence
 from difftrade.results import schema as results
 from difftrade.runner import experiment
 from difftrade.runner.chunks import load_params
-from difftrade.tasks import VOCAB
+from difftrade.tasks import VOCAB, configs
 
 NAME = re.compile(r"chunk_m(\d+)-(\d+)\.nc")
 STABLE_ATTRS = (
@@ -51,7 +51,7 @@ def diverged_run(tmp_path_factory):
     raw = tiny_raw(grid={"learning_rate": 1e3}, run={"chunk_size": 2})
     tmp = tmp_path_factory.mktemp("diverged")
     (tmp / "lr1e3.toml").write_text(toml_text(raw))
-    ds = experiment.run(config.from_dict(raw), tmp / "run", progress=False)
+    ds = experiment.run(configs.from_dict(raw), tmp / "run", progress=False)
     return tmp / "lr1e3.toml", tmp / "run", ds
 
 
@@ -259,7 +259,7 @@ def test_load_params_refuses_damaged_repeated_or_missing_weights(chunked, tmp_pa
 def test_prefix_runs_check_their_prior_weights_on_resume(tmp_path, capsys):
     """With train.prefix_steps > 0 each chunk also needs its .prior.npz: a complete run resumes
     without discarding anything, a chunk whose prior weights are gone is retrained."""
-    cfg = config.from_dict(tiny_raw(train={"prefix_steps": 20}, run={"chunk_size": 4}))
+    cfg = configs.from_dict(tiny_raw(train={"prefix_steps": 20}, run={"chunk_size": 4}))
     out = tmp_path / "run"
     ds = experiment.run(cfg, out, progress=False)
     _, prior = load_params(out, _like(cfg), kind="prior")
@@ -460,7 +460,7 @@ def test_an_edited_config_json_is_refused_and_its_chunks_are_kept(chunked, tmp_p
     raw = tiny_raw(run={"chunk_size": 2}, grid={"learning_rate": 1e-3})
     toml = tmp_path / "edited.toml"
     toml.write_text(toml_text(raw))
-    edited = config.from_dict(raw)
+    edited = configs.from_dict(raw)
     meta = json.loads((out / "config.json").read_text())
     meta["config"] = edited.to_dict()
     for stored_hash in (meta["config_hash"], edited.hash()):  # the hash string edited too, or not

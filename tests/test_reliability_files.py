@@ -29,11 +29,13 @@ from conftest import tiny_raw, toml_text
 
 from difftrade.cli.main import main
 from difftrade.config import run_config as config
+from difftrade.config.model_config import ModelConfig
 from difftrade.model import checkpoint
-from difftrade.model.transformer import ModelConfig, init_params
+from difftrade.model.transformer import init_params
 from difftrade.recommender import pool_files
 from difftrade.results import schema as results
 from difftrade.runner import chunks, experiment, rundir
+from difftrade.tasks import configs
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "runs" / "tradeoff_v1.nc"
@@ -211,7 +213,7 @@ def tampered_bases(tmp_path_factory):
     """(small model, {kind: base directory}) whose base.json says the small model but whose params are
     of a wider model ("shapes"), a deeper one ("leaves"), float16 ("dtype"), or gone ("missing")."""
     tmp = tmp_path_factory.mktemp("bases")
-    small = config.from_dict(tiny_raw()).model
+    small = configs.from_dict(tiny_raw()).model
     bases = {}
     for kind, params in (
         ("shapes", init_params(dataclasses.replace(small, d_model=32), jax.random.key(0))),
@@ -345,7 +347,7 @@ def _short_cfg() -> config.RunConfig:
         train={"steps": 8, "warmup_steps": 2, "num_checkpoints": 2},
         eval={"n_test": 16, "n_train_eval": 8, "batch_size": 8},
     )
-    return config.from_dict(raw)
+    return configs.from_dict(raw)
 
 
 @pytest.fixture(scope="module")
@@ -467,7 +469,7 @@ def _params(model: ModelConfig) -> object:
 
 def test_an_interrupted_base_save_leaves_no_base_and_is_cleared(tmp_path, monkeypatch):
     """A save killed mid-write leaves only a temporary sibling, which the next save removes."""
-    small = config.from_dict(tiny_raw()).model
+    small = configs.from_dict(tiny_raw()).model
     target = tmp_path / "base"
     real_rename = os.rename
 
@@ -491,7 +493,7 @@ def test_an_interrupted_base_save_leaves_no_base_and_is_cleared(tmp_path, monkey
 def test_an_incomplete_base_is_replaced_naming_what_was_removed(tmp_path, capsys):
     """A base directory without base.json (a save killed before it was written) no longer blocks
     pretrain: the next save removes it with a line on stderr; a complete base is still refused."""
-    small = config.from_dict(tiny_raw()).model
+    small = configs.from_dict(tiny_raw()).model
     target = tmp_path / "base"
     (target / "params" / "d").mkdir(parents=True)
     (target / "params" / "d" / "junk").write_bytes(b"\0" * 10)

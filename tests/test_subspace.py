@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from conftest import tiny_raw
 
-from difftrade.config import run_config as config
+from difftrade.config.sections import SubspaceConfig
 from difftrade.runner import chunks, experiment
+from difftrade.tasks import configs
+from difftrade.train.run_task import run_task
 from difftrade.train.subspace import (
     Subspace,
-    SubspaceConfig,
     factor_shape,
     make_projection,
     project,
@@ -66,10 +67,12 @@ def test_subspace_weights_are_base_plus_projection(tiny_cfg):
 
 @pytest.mark.slow
 def test_subspace_training_moves_only_along_the_projection(tiny_cfg):
-    cfg = config.from_dict(tiny_raw(subspace={"dim": 24}, grid={"learning_rate": 0.05}))
+    cfg = configs.from_dict(tiny_raw(subspace={"dim": 24}, grid={"learning_rate": 0.05}))
     pop = cfg.population().take(np.array([1, 3, 5, 7]))  # budget 32, seeds 0/1, both difficulties
     key = jax.random.key(cfg.run.seed)
-    res = train_population(cfg.task, pop, cfg.model, cfg.train, key, view=view_of(cfg.subspace))
+    res = train_population(
+        run_task(cfg), pop, cfg.model, cfg.train, key, view=view_of(cfg.subspace)
+    )
     assert res.coords.shape == (4, 24) and np.all(np.isfinite(np.asarray(res.coords)))
     assert float(jnp.max(jnp.abs(res.coords))) > 0  # it trained
     for i in range(4):
@@ -116,18 +119,18 @@ def test_view_of_is_full_when_off():
 )
 def test_bad_subspace_settings_name_the_field(values, field):
     with pytest.raises(ValueError, match=field):
-        config.from_dict(tiny_raw(subspace=values))
+        configs.from_dict(tiny_raw(subspace=values))
 
 
 def test_subspace_off_keeps_the_config_hash():
-    plain = config.from_dict(tiny_raw())
-    assert config.from_dict(tiny_raw(subspace={"dim": 0})).hash() == plain.hash()
-    assert config.from_dict(tiny_raw(subspace={"dim": 8})).hash() != plain.hash()
+    plain = configs.from_dict(tiny_raw())
+    assert configs.from_dict(tiny_raw(subspace={"dim": 0})).hash() == plain.hash()
+    assert configs.from_dict(tiny_raw(subspace={"dim": 8})).hash() != plain.hash()
 
 
 @pytest.mark.slow  # a whole run and its resume
 def test_run_stores_coordinates_and_resume_requires_them(tmp_path):
-    cfg = config.from_dict(
+    cfg = configs.from_dict(
         tiny_raw(subspace={"dim": 8}, grid={"budgets": [32], "seeds": [0]}, run={"chunk_size": 1})
     )
     ds = experiment.run(cfg, tmp_path, progress=False)

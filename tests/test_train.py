@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from conftest import tiny_raw
 
-from difftrade.config import run_config as config
 from difftrade.config.train_config import Population, TrainConfig, prefix_budget
 from difftrade.model.transformer import apply, graphdef, kernel_mode
+from difftrade.tasks import configs
+from difftrade.train.run_task import run_task
 from difftrade.train.trainer import (
     make_member_trainer,
     member_init_params,
@@ -21,7 +22,7 @@ from difftrade.train.trainer import (
 def trained(tiny_cfg):
     pop = tiny_cfg.population()
     key = jax.random.key(tiny_cfg.run.seed)
-    res = train_population(tiny_cfg.task, pop, tiny_cfg.model, tiny_cfg.train, key)
+    res = train_population(run_task(tiny_cfg), pop, tiny_cfg.model, tiny_cfg.train, key)
     return pop, key, res
 
 
@@ -42,7 +43,7 @@ def test_shapes_and_learning(tiny_cfg, trained):
 def test_vmap_equals_single_member_loop(tiny_cfg, trained):
     """The population program computes what the single-member trainer computes, member by member."""
     pop, key, res = trained
-    member = jax.jit(make_member_trainer(tiny_cfg.task, tiny_cfg.model, tiny_cfg.train, key))
+    member = jax.jit(make_member_trainer(run_task(tiny_cfg), tiny_cfg.model, tiny_cfg.train, key))
     for i in (0, pop.size - 1):
         p0 = member_init_params(tiny_cfg.model, key, jnp.int32(pop.seed[i]))
         one = member(
@@ -64,7 +65,7 @@ def test_vmap_equals_single_member_loop(tiny_cfg, trained):
 
 def test_deterministic(tiny_cfg, trained):
     pop, key, res = trained
-    again = train_population(tiny_cfg.task, pop, tiny_cfg.model, tiny_cfg.train, key)
+    again = train_population(run_task(tiny_cfg), pop, tiny_cfg.model, tiny_cfg.train, key)
     np.testing.assert_array_equal(again.loss_curve, res.loss_curve)
     for a, b in zip(jax.tree.leaves(again.params), jax.tree.leaves(res.params)):
         np.testing.assert_array_equal(a, b)
@@ -85,7 +86,7 @@ def test_nan_member_flagged_and_isolated(tiny_cfg, trained):
     leaves, tree = jax.tree.flatten(init)
     leaves[0] = leaves[0].at[1].set(jnp.nan)  # poison member 1 only
     out = train_population(
-        tiny_cfg.task,
+        run_task(tiny_cfg),
         sub,
         tiny_cfg.model,
         tiny_cfg.train,
@@ -160,7 +161,7 @@ def test_prefix_phase_sees_only_the_first_examples(tiny_cfg):
         np.zeros(3, np.int32),
         np.full(3, 3e-3, np.float32),
     )
-    res = train_population(tiny_cfg.task, pop, tiny_cfg.model, cfg, jax.random.key(0))
+    res = train_population(run_task(tiny_cfg), pop, tiny_cfg.model, cfg, jax.random.key(0))
     leaves = [np.asarray(x) for x in jax.tree.leaves(res.prior_params)]
     assert all(np.array_equal(x[0], x[1]) for x in leaves)
     assert not all(np.array_equal(x[0], x[2]) for x in leaves)
@@ -172,7 +173,7 @@ def test_prefix_phase_sees_only_the_first_examples(tiny_cfg):
     assert not all(np.array_equal(x[0], x[1]) for x in final)
     assert (
         train_population(
-            tiny_cfg.task,
+            run_task(tiny_cfg),
             pop.take(np.array([0])),
             tiny_cfg.model,
             tiny_cfg.train,
@@ -190,20 +191,20 @@ def test_bad_population_and_shapes(tiny_cfg):
     pop = tiny_cfg.population()
     short = dataclasses.replace(tiny_cfg.model, seq_len=3)
     with pytest.raises(ValueError, match="seq_len"):
-        train_population(tiny_cfg.task, pop, short, tiny_cfg.train, jax.random.key(0))
+        train_population(run_task(tiny_cfg), pop, short, tiny_cfg.train, jax.random.key(0))
 
 
 @pytest.mark.slow
 def test_fused_kernels_train_the_same_members():
     """The population trainer with both Pallas kernels (interpreted off-GPU) trains what the XLA
     path trains: same loss curves and weights, through vmap over members and the step scans."""
-    cfg = config.from_dict(tiny_raw(train={"steps": 8, "warmup_steps": 2, "num_checkpoints": 2}))
+    cfg = configs.from_dict(tiny_raw(train={"steps": 8, "warmup_steps": 2, "num_checkpoints": 2}))
     pop = cfg.population().take(np.arange(4))
     key = jax.random.key(0)
-    plain = train_population(cfg.task, pop, cfg.model, cfg.train, key)
+    plain = train_population(run_task(cfg), pop, cfg.model, cfg.train, key)
     fused_model = dataclasses.replace(cfg.model, attention="pallas", mlp="pallas")
     with kernel_mode("interpret"):
-        fused = train_population(cfg.task, pop, fused_model, cfg.train, key)
+        fused = train_population(run_task(cfg), pop, fused_model, cfg.train, key)
     np.testing.assert_allclose(fused.loss_curve, plain.loss_curve, rtol=1e-5)
     # The key bias has an exactly zero gradient (it adds the same q·b to every logit of a query),
     # so both paths feed Adam rounding noise there and Adam turns it into steps of size ~lr:
@@ -222,7 +223,7 @@ def test_fused_kernels_train_the_same_members():
 
 
 def test_memory_estimate_drops_what_fused_kernels_do_not_save():
-    from difftrade.model.transformer import ModelConfig
+    from difftrade.config.model_config import ModelConfig
     from difftrade.train.chunk_sizing import bytes_per_member
 
     cfg, tc, t = (

@@ -10,10 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from difftrade.config import run_config as config
+from difftrade.config.model_config import ModelConfig
 from difftrade.config.train_config import Population, TrainConfig
-from difftrade.model.transformer import ModelConfig, graphdef
-from difftrade.tasks import data, make_task
+from difftrade.model.transformer import graphdef
+from difftrade.tasks import configs, data, make_task
 from difftrade.train import trainer
 
 
@@ -106,13 +106,13 @@ def test_settings_that_would_be_ignored_are_refused_in_one_line():
 
 
 def test_the_hash_names_stopping_only_when_it_is_on():
-    base = config.load("quick")
+    base = configs.load("quick")
     assert "stopping" not in base.to_dict()["train"]
-    on = config.from_dict(
+    on = configs.from_dict(
         {**base.to_dict(), "train": {**base.to_dict()["train"], "stopping": "validation"}}
     )
     assert on.to_dict()["train"]["patience"] == 3 and on.hash() != base.hash()
-    again = config.from_dict(on.to_dict())
+    again = configs.from_dict(on.to_dict())
     assert again == on and again.hash() == on.hash()
 
 
@@ -121,7 +121,7 @@ def test_a_run_records_its_stopping_and_the_report_says_it(tmp_path):
     from difftrade.analysis import report
     from difftrade.runner import experiment
 
-    raw = config.load("quick").to_dict()
+    raw = configs.load("quick").to_dict()
     raw["grid"] = {**raw["grid"], "difficulties": [1, 3], "budgets": [64], "seeds": [0, 1]}
     raw["model"] = {**raw["model"], "d_model": 16, "num_layers": 1, "num_heads": 2}
     raw["train"] = {
@@ -134,7 +134,7 @@ def test_a_run_records_its_stopping_and_the_report_says_it(tmp_path):
         "val_examples": 32,
     }
     raw["eval"] = {**raw["eval"], "n_test": 32, "n_train_eval": 32}
-    ds = experiment.run(config.from_dict(raw), tmp_path / "run", progress=False)
+    ds = experiment.run(configs.from_dict(raw), tmp_path / "run", progress=False)
     stopped, selected = ds["stopped_step"].values, ds["selected_step"].values
     assert stopped.shape == (2, 1, 2) and np.all(selected <= stopped) and np.all(stopped <= 80)
     assert np.all(stopped % 10 == 0) and np.all(

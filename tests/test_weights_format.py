@@ -20,10 +20,12 @@ from conftest import tiny_raw
 
 import difftrade
 from difftrade.config import run_config as config
-from difftrade.model.transformer import ModelConfig, init_params
+from difftrade.config.model_config import ModelConfig
+from difftrade.model.transformer import init_params
 from difftrade.results import schema as results
 from difftrade.results import weights_format
 from difftrade.runner import chunks, rundir
+from difftrade.tasks import configs
 
 MODEL = ModelConfig(vocab_size=16, seq_len=8, d_model=16, num_layers=2, num_heads=2, mlp_ratio=2)
 
@@ -115,7 +117,7 @@ def test_load_weights_needs_no_model(params, tmp_path):
 
 def _run_dir(tmp_path: Path) -> tuple[config.RunConfig, Path]:
     """A run directory of the tiny config (8 members) with two chunk names and no weights yet."""
-    cfg = config.from_dict(tiny_raw())
+    cfg = configs.from_dict(tiny_raw())
     out = tmp_path / "run"
     (out / "chunks").mkdir(parents=True)
     (out / rundir.META).write_text(json.dumps({"config_hash": cfg.hash(), "config": cfg.to_dict()}))

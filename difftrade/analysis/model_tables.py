@@ -11,7 +11,8 @@ import xarray as xr
 
 from difftrade.analysis import forward, predictors
 from difftrade.analysis import optimum as analysis
-from difftrade.config import run_config as config
+from difftrade.tasks import configs
+from difftrade.tasks.configs import source_task
 from difftrade.theory import level_model, threshold, tradeoff_families, tradeoff_fitting
 
 
@@ -27,7 +28,7 @@ def model_table(ds: xr.Dataset) -> str:
     pi = threshold.uncovered_mass(
         ds["train_weights"].values,
         ds["target_weights"].values,
-        config.stored(ds).source_task.level_structure,
+        source_task(configs.stored(ds)).level_structure,
     )
     total = float(np.nansum((y - np.nanmean(y)) ** 2))
     fitters: list[tuple[str, Callable[[], tuple[int, float, float]], threshold.Fitter]] = []

@@ -31,8 +31,9 @@ from difftrade.analysis.forward import (
     forward_records,
 )
 from difftrade.analysis.optimum import seed_mean
-from difftrade.config import run_config as config
 from difftrade.results import divergence
+from difftrade.tasks import configs
+from difftrade.tasks.configs import source_task
 from difftrade.theory import level_model, threshold, tradeoff_families, tradeoff_fitting
 
 
@@ -64,7 +65,7 @@ def level_accuracy(ds: xr.Dataset) -> np.ndarray:
 
 def coverage(ds: xr.Dataset) -> np.ndarray:
     """π ``[D]``: the target mass each row's training distribution does not reach."""
-    structure = config.stored(ds).source_task.level_structure
+    structure = source_task(configs.stored(ds)).level_structure
     return threshold.uncovered_mass(
         ds["train_weights"].values, ds["target_weights"].values, structure
     )
@@ -84,7 +85,7 @@ def level_inputs(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For the per-level model: level shares ``m [D, L]``, seed-mean exact match ``[D, N, L]``
     (diverged members skipped) and the target ``[L]``."""
     mass = level_model.level_mass(
-        ds["train_weights"].values, config.stored(ds).source_task.level_structure
+        ds["train_weights"].values, source_task(configs.stored(ds)).level_structure
     )
     return mass, seed_mean(np.moveaxis(level_accuracy(ds), 2, -1)), ds["target_weights"].values
 

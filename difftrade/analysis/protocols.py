@@ -8,12 +8,12 @@ import numpy as np
 import xarray as xr
 
 from difftrade.analysis import optimum
-from difftrade.config import run_config as config
+from difftrade.tasks import configs
 
 
 def protocol(ds: xr.Dataset) -> str:
     """How the members of a results file were trained, in a few words."""
-    train = config.stored(ds).train
+    train = configs.stored(ds).train
     if train.stopping == "validation":
         return f"validation stopping (cap {train.steps:,}, patience {train.patience})"
     if train.epochs:
@@ -27,7 +27,7 @@ def protocol_table(grids: dict[str, xr.Dataset]) -> str:
     not); "" when no group holds two protocols."""
     groups: dict[tuple[str, str], list[str]] = {}
     for name, ds in grids.items():
-        cfg = config.stored(ds)
+        cfg = configs.stored(ds)
         groups.setdefault((cfg.task_name, cfg.grid.train_distribution), []).append(name)
     blocks = []
     for (task, distribution), names in groups.items():

@@ -17,9 +17,9 @@ from difftrade.analysis.optimum import (
     trend,
 )
 from difftrade.analysis.paired_comparison import compare_to_d_star
-from difftrade.config import run_config as config
 from difftrade.results.divergence import diverged_mask
 from difftrade.results.schema import require
+from difftrade.tasks import configs
 from difftrade.theory.grid_values import nan_mean
 
 GRID = ("difficulty", "budget", "seed")
@@ -171,7 +171,7 @@ def stopping_line(ds: xr.Dataset) -> str | None:
     their train risk, and the median selected step per training difficulty; None otherwise."""
     if "stopped_step" not in ds:
         return None
-    train = config.stored(ds).train
+    train = configs.stored(ds).train
     dims = ("difficulty", "budget", "seed")
     stopped, selected = (ds[v].transpose(*dims).values for v in ("stopped_step", "selected_step"))
     risk = ds["train_risk"].transpose(*dims).values

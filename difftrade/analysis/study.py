@@ -28,9 +28,10 @@ from difftrade.analysis import (
     transfer,
 )
 from difftrade.analysis import optimum as analysis
-from difftrade.config import run_config as config
 from difftrade.results import assembly, divergence
 from difftrade.results import schema as results
+from difftrade.tasks import configs
+from difftrade.tasks.configs import source_task
 from difftrade.theory import level_model
 from difftrade.theory.grid_values import argmin_difficulty, nan_mean
 
@@ -120,13 +121,13 @@ def family_section(
 ) -> str:
     """Every table of one family; ``records``: its forward validation
     (:func:`~difftrade.analysis.predictors.forward_validation`)."""
-    cfg = config.stored(ds, name)
+    cfg = configs.stored(ds, name)
     mask = divergence.diverged_mask(ds)
     diverged = 0 if mask is None else int(mask.sum())
     seeds = ds.sizes["seed"]
     lines = [
         (
-            f"### {name}: {ds.attrs.get('task', '?')}, levels {config.stored(ds).source_task.level_structure}, training distribution "
+            f"### {name}: {ds.attrs.get('task', '?')}, levels {source_task(configs.stored(ds)).level_structure}, training distribution "
             f"`{cfg.grid.train_distribution}`"
         ),
         "",

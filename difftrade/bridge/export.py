@@ -47,10 +47,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from difftrade.config.run_config import RunConfig, from_dict
+from difftrade.config import level_weights
+from difftrade.config.run_config import RunConfig
 from difftrade.tasks import data
 from difftrade.tasks.base import Task, split_prompt_answer
+from difftrade.tasks.configs import from_dict
 from difftrade.tasks.keys import root_key
+from difftrade.train.run_task import run_task
 from difftrade.train.trainer import member_data_root
 
 EXPORT_SPLITS: tuple[str, ...] = ("train", "test", "target")
@@ -122,9 +125,9 @@ def check_level(task: Task, level: Any, field: str) -> int:
 
 def train_weights(cfg: RunConfig, difficulty: int) -> np.ndarray:
     """The training distribution of grid row ``difficulty`` under ``cfg`` (float64 ``[num_levels]``)."""
-    task = cfg.task
+    task = run_task(cfg)
     check_level(task, difficulty, "difficulty")
-    return data.distribution(
+    return level_weights.distribution(
         task, cfg.grid.train_distribution, int(difficulty), cfg.grid.mixture_main
     )
 
@@ -151,7 +154,7 @@ def levels_of(
         return np.zeros(0, np.int64)
     root, w = data_root(cfg, seed), jnp.asarray(weights, jnp.float32)
     out = [
-        np.asarray(_LEVELS(cfg.task, root, DATA_SPLIT[split], w, idx))[:k]
+        np.asarray(_LEVELS(run_task(cfg), root, DATA_SPLIT[split], w, idx))[:k]
         for idx, k in _batches(indices)
     ]
     return np.concatenate(out).astype(np.int64)
@@ -161,7 +164,7 @@ def texts_at_level(
     cfg: RunConfig, seed: int, split: str, level: int, indices: np.ndarray
 ) -> list[tuple[str, str]]:
     """(prompt, answer) text of examples ``indices`` of ``split`` at ``level`` for grid seed ``seed``."""
-    task, root = cfg.task, data_root(cfg, seed)
+    task, root = run_task(cfg), data_root(cfg, seed)
     pairs: list[tuple[str, str]] = []
     for idx, k in _batches(np.asarray(indices, np.int64)):
         tokens, mask = _AT_LEVEL(task, root, DATA_SPLIT[split], jnp.int32(level), idx)
@@ -222,7 +225,7 @@ def test_records(
 ) -> list[dict[str, Any]]:
     """Test examples ``[0, n)`` of each level (all levels unless ``levels``), level by level."""
     n, seed = check_count(n), check_seed(seed)
-    task = cfg.task
+    task = run_task(cfg)
     chosen = (
         task.levels if levels is None else tuple(check_level(task, d, "difficulty") for d in levels)
     )

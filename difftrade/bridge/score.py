@@ -47,6 +47,7 @@ import xarray as xr
 from difftrade.bridge import export
 from difftrade.config.run_config import RunConfig
 from difftrade.tasks.keys import root_key
+from difftrade.train.run_task import run_task
 
 REQUIRED = ("split", "seed", "level", "index", "prediction")
 MEMBER_LABELS = ("difficulty", "budget")
@@ -190,7 +191,7 @@ def read_predictions(path: str | Path, cfg: RunConfig) -> list[Prediction]:
             f"predictions file {str(path)!r} cannot be read ({type(err).__name__}); allowed: a UTF-8 "
             "JSONL file"
         ) from None
-    task = cfg.task
+    task = run_task(cfg)
     rows = [
         parse_line(line, str(path), i, (task.d_min, task.d_max))
         for i, line in enumerate(text.split("\n"), 1)
@@ -314,7 +315,7 @@ def score(
     cfg: RunConfig, preds: Sequence[Prediction], source: str = "predictions"
 ) -> dict[Member, MemberScore]:
     """Exact-match counts per member (``(None, None, seed)`` for unlabelled predictions), sorted."""
-    task = cfg.task
+    task = run_task(cfg)
     answers = references(cfg, preds, source)
     out: dict[Member, MemberScore] = {}
     for p, answer in zip(preds, answers):
@@ -336,7 +337,7 @@ def score(
 
 def render(cfg: RunConfig, scores: dict[Member, MemberScore]) -> str:
     """A per-member table: exact match per level (answered count), train exact match, target risk."""
-    levels = cfg.task.levels
+    levels = run_task(cfg).levels
     target = cfg.target_weights()
     head = ["difficulty", "budget", "seed", *[f"level {d}" for d in levels], "train", "target risk"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -380,7 +381,7 @@ def grid_config(
             f"{source}: members {missing[:5]}{' ...' if len(missing) > 5 else ''} (difficulty, budget, seed) "
             f"have no predictions; allowed: the full grid difficulties {diffs} x budgets {budgets} x seeds {seeds}"
         )
-    levels = cfg.task.levels
+    levels = run_task(cfg).levels
     for m, sc in scores.items():
         empty = [levels[i] for i in np.flatnonzero(sc.level_count == 0)]
         if empty:

@@ -53,6 +53,7 @@ from difftrade.theory.coding import code_length, empirical_entropy_bits
 from difftrade.theory.occam import occam_interval
 from difftrade.train.evaluate import evaluate_population, risks
 from difftrade.train.quantize import CODEBOOK_BITS, QuantizedView, initial_codebook, quantized
+from difftrade.train.run_task import run_task
 from difftrade.train.subspace import Subspace, projection_key
 from difftrade.train.trainer import member_init_params, train_population
 
@@ -138,7 +139,7 @@ def quantize_members(
             pop, learning_rate=pop.learning_rate * np.float32(settings.qat_lr_scale)
         )
         out = train_population(
-            cfg.task,
+            run_task(cfg),
             lr_pop,
             cfg.model,
             qat,
@@ -221,7 +222,7 @@ def compress_chunk(
         cfg.eval, n_train_eval=int(np.max(pop.budget))
     )  # every own training example
     ev = evaluate_population(
-        cfg.task, q["params"], pop.weights, pop.budget, pop.seed, cfg.model, ev_cfg, run_key
+        run_task(cfg), q["params"], pop.weights, pop.budget, pop.seed, cfg.model, ev_cfg, run_key
     )
     errors = pop.budget - np.rint(np.asarray(ev["train_exact"], np.float64) * pop.budget)
     return {

@@ -10,7 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from difftrade.model.transformer import ModelConfig, graphdef
+from difftrade.config.model_config import ModelConfig
+from difftrade.model.transformer import graphdef
 from difftrade.train.evaluate import example_metrics
 
 

@@ -34,6 +34,7 @@ from difftrade.theory.change_of_measure import importance_weights
 from difftrade.theory.population_certificate import certify_population
 from difftrade.theory.posterior import fit_posterior
 from difftrade.train.mesh import on_member_mesh, round_up
+from difftrade.train.run_task import run_task
 from difftrade.train.trainer import member_data_root
 
 # The certifier's own randomness comes from the salts "fit" and "weight_draws" of
@@ -228,7 +229,7 @@ def _bound_set_calls(
 ) -> tuple[list[tuple], tuple]:
     """The certificate calls of a chunk, each ``(names, loss, config or configs, bound set)`` (two
     names share every forward pass), and the S bound set a fitted posterior is fitted on."""
-    task, loss = cfg.task, ZeroOneLoss(cfg.model)
+    task, loss = run_task(cfg), ZeroOneLoss(cfg.model)
     if settings.bound_set == "fresh":
         fit_set, target_set = _fresh_sets(
             task,

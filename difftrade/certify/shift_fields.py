@@ -14,6 +14,7 @@ from difftrade.tasks.base import Task
 from difftrade.theory import clopper_pearson
 from difftrade.theory.change_of_measure import lp_shift_bound, lp_shift_lower
 from difftrade.theory.nested_levels import nested_shell_weights
+from difftrade.train.run_task import run_task
 
 
 def shift_atoms(task: Task, weights: np.ndarray) -> np.ndarray:
@@ -72,13 +73,17 @@ def shift_variables(
     a diverged member (:func:`difftrade.results.divergence.diverged_members`): nothing about it is certified.
     """
     dims = ("difficulty", "budget", "seed")
-    train_w, target_w = cfg.train_weights(), cfg.target_weights()  # [D, L], [L]
+    task, train_w, target_w = (
+        run_task(cfg),
+        cfg.train_weights(),
+        cfg.target_weights(),
+    )  # [D, L], [L]
     lower, upper = level_bands(ds["level_exact"].values, cfg.eval.n_test, delta_heldout)
     source_upper = np.einsum("dl,dnsl->dns", train_w, upper)
     source_lower = np.einsum("dl,dnsl->dns", train_w, lower)
     target_upper, target_lower = upper @ target_w, lower @ target_w
-    s_atoms = shift_atoms(cfg.task, train_w)[:, None, None, :]
-    t_atoms = shift_atoms(cfg.task, target_w)
+    s_atoms = shift_atoms(task, train_w)[:, None, None, :]
+    t_atoms = shift_atoms(task, target_w)
     out = {
         "extrap_gap_lower": (dims, target_lower - source_upper),
         "extrap_gap_upper": (dims, target_upper - source_lower),

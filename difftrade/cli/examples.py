@@ -50,18 +50,20 @@ def tasks_command(args: argparse.Namespace) -> int:
 def difficulty_command(args: argparse.Namespace) -> int:
     """Rank agreement of a model-based config's reference loss with the task's nominal levels."""
 
-    from difftrade.config import run_config as config
     from difftrade.recommender.difficulty_agreement import agreement, format_agreement
+    from difftrade.tasks import configs
+    from difftrade.tasks.configs import source_task
     from difftrade.tasks.keys import root_key
+    from difftrade.train.run_task import reference_params
 
-    cfg = config.load(args.config)
+    cfg = configs.load(args.config)
     if cfg.difficulty.kind != "model":
         raise ValueError(
             f"{args.config}: difficulty.kind={cfg.difficulty.kind!r}; allowed: 'model' (with a reference)"
         )
     result = agreement(
-        cfg.source_task,
-        cfg.reference_params(),
+        source_task(cfg),
+        reference_params(cfg),
         cfg.model,
         args.n,
         root_key(args.seed),
@@ -74,7 +76,7 @@ def difficulty_command(args: argparse.Namespace) -> int:
 def _export_config(args: argparse.Namespace):
     """The RunConfig an export/score addresses: ``--config``, else the bare TASK (``export.task_config``)."""
     from difftrade.bridge import export
-    from difftrade.config import run_config as config
+    from difftrade.tasks import configs
 
     if (args.task is None) == (args.config is None):
         given = "both TASK and --config" if args.task is not None else "neither TASK nor --config"
@@ -86,7 +88,7 @@ def _export_config(args: argparse.Namespace):
             raise ValueError(
                 f"--run-seed={args.run_seed} with --config; allowed: only with TASK (a config's [run] seed is used)"
             )
-        return config.load(args.config)
+        return configs.load(args.config)
     return export.task_config(args.task, 0 if args.run_seed is None else args.run_seed)
 
 

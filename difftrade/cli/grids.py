@@ -64,11 +64,11 @@ def _run(config_path: Path, out_dir: Path, resume: bool) -> Path:
     import numpy as np
 
     from difftrade.analysis.optimum import d_star as measured_d_star
-    from difftrade.config import run_config as config
     from difftrade.results import divergence
     from difftrade.runner import experiment
+    from difftrade.tasks import configs
 
-    cfg = config.load(config_path)
+    cfg = configs.load(config_path)
     start = time.time()
     ds = experiment.run(cfg, out_dir, resume=resume)
     if ds is None:  # a worker process of a multi-host run: process 0 writes and reports
@@ -115,14 +115,14 @@ def _pretrain(config_path: Path, out_dir: Path) -> Path:
     """Train the config's single member and save it as a base checkpoint ``out_dir/base``."""
     import jax
 
-    from difftrade.config import run_config as config
     from difftrade.model import checkpoint
     from difftrade.model.checkpoint import save_base
     from difftrade.model.transformer import init_params
     from difftrade.runner import chunks, experiment
+    from difftrade.tasks import configs
     from difftrade.tasks.keys import root_key
 
-    cfg = config.load(config_path)
+    cfg = configs.load(config_path)
     if cfg.population().size != 1:
         raise ValueError(
             f"pretrain needs exactly one member; grid has {cfg.population().size} "

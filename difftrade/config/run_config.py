@@ -3,10 +3,12 @@
 Sections: ``[task]`` (name + task options), ``[grid]`` (difficulties, budgets, seeds, training
 distribution, learning rate), ``[model]``, ``[train]``, ``[eval]`` (sizes, target distribution),
 ``[run]`` (root seed, chunk size, init), ``[difficulty]`` (optional: nominal levels, or levels
-binned from a reference model's loss, see ``difftrade.recommender.difficulty``), ``[subspace]`` (optional:
+binned from a reference model's loss, see ``difftrade.train.scored_difficulty``), ``[subspace]`` (optional:
 train each member's coordinates in a random subspace, see ``difftrade.train.subspace``). Unknown keys raise with a
 did-you-mean; every field is checked against its spec (``difftrade.config.fields``: kind, range, list or
-single value) before anything is written or compiled.
+single value) before anything is written or compiled. The task's own rules are checked through a
+:class:`~difftrade.config.task_catalog.TaskCatalog`: :mod:`difftrade.tasks.configs` reads configs
+against the registered task families, and builds a config's task.
 """
 
 from __future__ import annotations
@@ -19,21 +21,19 @@ from typing import Any
 
 import numpy as np
 
+from difftrade.config import level_weights
 from difftrade.config.fields import Field, check, did_you_mean, refuse, show
 from difftrade.config.files import config_path, read_toml
+from difftrade.config.model_config import ModelConfig
 from difftrade.config.sections import (
     DifficultySettings,
+    EvalConfig,
     GridConfig,
     RunSettings,
+    SubspaceConfig,
 )
+from difftrade.config.task_catalog import TaskCatalog, TaskFacts
 from difftrade.config.train_config import Population, TrainConfig
-from difftrade.model.transformer import ModelConfig
-from difftrade.tasks import REGISTRY, VOCAB, Task, data, make_task, task_options
-from difftrade.tasks.keys import root_key
-from difftrade.train.evaluate import EvalConfig
-from difftrade.train.subspace import SubspaceConfig
-
-_MODEL_TASKS: dict[tuple[Any, ...], Task] = {}  # scored banks, built once per process
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,75 +50,34 @@ class RunConfig:
 
     # ---- derived ------------------------------------------------------------------------
     @property
-    def source_task(self) -> Task:
-        """The generator task of ``[task]`` (its levels are the nominal ones)."""
-        return make_task(self.task_name, **dict(self.task_options))
-
-    @property
-    def task(self) -> Task:
-        """The task the grid runs on: the source task, or for ``difficulty.kind = "model"`` its
-        ``BankTask`` (scored once per process and cached: scoring is a forward pass over the pools)."""
-        source = self.source_task
-        if self.difficulty.kind == "nominal":
-            return source
-        reference = Path(self.difficulty.reference).resolve()
-        meta = reference / "base.json"
-        stamp = meta.stat().st_mtime_ns if meta.exists() else None  # a rewritten base is rescored
-        key = (source, self.difficulty, self.model, str(reference), stamp)
-        if key not in _MODEL_TASKS:
-            # lazy: only model-based configs need the scoring code
-            from difftrade.recommender.difficulty import model_based_task
-
-            d = self.difficulty
-            _MODEL_TASKS[key] = model_based_task(
-                source,
-                self.reference_params(),
-                self.model,
-                num_levels=d.num_levels,
-                per_level=d.per_level,
-                key=root_key(d.pool_seed),
+    def levels(self) -> level_weights.LevelRange:
+        """The levels the grid, the weights and the evaluation index: the task's ``d_min..d_max``,
+        or ``1..difficulty.num_levels`` for model-based levels (no task is built)."""
+        if self.difficulty.kind == "model":
+            return level_weights.LevelRange(
+                f"{self.task_name} (model-based levels)", 1, self.difficulty.num_levels
             )
-        return _MODEL_TASKS[key]
-
-    def reference_params(self) -> Any:
-        """The reference model's params (``difficulty.reference``); ValueError naming the field."""
-        from difftrade.model.checkpoint import load_base
-
-        reference = self.difficulty.reference
-        if self.difficulty.kind != "model":
-            raise ValueError(
-                f"difficulty.kind={self.difficulty.kind!r} has no reference model; allowed: 'model'"
-            )
-        if not (Path(reference) / "base.json").exists():
-            raise ValueError(
-                f"difficulty.reference={reference!r} is not a base checkpoint (no base.json); allowed: a directory "
-                "written by `difftrade pretrain CONFIG.toml` (CONFIG/base under --out, e.g. runs/pretrain/base)"
-            )
-        try:
-            return load_base(reference, self.model)
-        except ValueError as err:  # architecture mismatch
-            raise ValueError(f"difficulty.reference={reference!r}: {err}") from None
+        options = dict(self.task_options)
+        return level_weights.LevelRange(self.task_name, options["d_min"], options["d_max"])
 
     @property
     def num_levels(self) -> int:
-        """Levels the grid, the weights and the evaluation index (no bank is built)."""
-        return (
-            self.difficulty.num_levels
-            if self.difficulty.kind == "model"
-            else self.source_task.num_levels
-        )
+        return self.levels.num_levels
 
     def target_weights(self) -> np.ndarray:
+        """float64 ``[num_levels]``: ``run.target``, or uniform over the levels when empty."""
         if not self.run.target:
-            return np.full(self.num_levels, 1.0 / self.num_levels)  # = data.uniform(task)
-        return data.validate_weights(self.run.target, self.num_levels, "run.target")
+            return level_weights.uniform(self.levels)
+        return level_weights.validate_weights(self.run.target, self.num_levels, "run.target")
 
     def train_weights(self) -> np.ndarray:
         """float64 ``[D, num_levels]``: the training distribution of each grid row."""
-        task = self.task
+        levels = self.levels
         return np.stack(
             [
-                data.distribution(task, self.grid.train_distribution, d, self.grid.mixture_main)
+                level_weights.distribution(
+                    levels, self.grid.train_distribution, d, self.grid.mixture_main
+                )
                 for d in self.grid.difficulties
             ]
         )
@@ -214,12 +173,13 @@ def _section(cls: type, raw: dict[str, Any], section: str) -> Any:
     return cls(**raw)
 
 
-def from_dict(raw: dict[str, Any]) -> RunConfig:
+def from_dict(raw: dict[str, Any], catalog: TaskCatalog) -> RunConfig:
     """Validate a parsed TOML document; raises ``ValueError`` naming the field and allowed values.
 
-    Checks every field of every section (``difftrade.config.fields``) and the rules between them, so a
-    config that passes is one the run can train; what needs the device (memory, kernels) or the
-    reference checkpoint is checked by ``experiment.run`` before it writes anything.
+    Checks every field of every section (``difftrade.config.fields``) and the rules between them,
+    the task's among them (``catalog`` names the families and builds the task), so a config that
+    passes is one the run can train; what needs the device (memory, kernels) or the reference
+    checkpoint is checked by ``experiment.run`` before it writes anything.
     """
     sections = ("task", "grid", "model", "train", "eval", "run", "difficulty", "subspace")
     for key in raw:
@@ -233,7 +193,7 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
             "[task] name is missing; allowed: a registered task name (see `difftrade tasks`)"
         )
     name = task_raw.pop("name")
-    task = _task(name, task_raw)
+    task = _task(name, task_raw, catalog)
 
     grid = _section(GridConfig, _table(raw, "grid"), "grid")
     ev = _section(EvalConfig, _table(raw, "eval"), "eval")
@@ -248,10 +208,7 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
     subspace = _section(SubspaceConfig, _table(raw, "subspace"), "subspace")
     if subspace.enabled:
         subspace.check_fits(model.num_params())
-    options = {
-        **task_options(name),
-        **task_raw,
-    }  # every option, defaults resolved: the hash covers them
+    options = task.options  # every option, defaults resolved: the hash covers them
     cfg = RunConfig(
         name, tuple(sorted(options.items())), grid, model, train, ev, run, difficulty, subspace
     )
@@ -269,16 +226,16 @@ def _table(raw: dict[str, Any], section: str) -> dict[str, Any]:
     return value
 
 
-def _task(name: Any, options: dict[str, Any]) -> Task:
+def _task(name: Any, options: dict[str, Any], catalog: TaskCatalog) -> TaskFacts:
     """The ``[task]`` task: its name, each option's kind (that of its default) and range, then the task's own checks."""
     if not isinstance(name, str):
-        raise refuse("task", "name", name, f"a registered task name: {', '.join(sorted(REGISTRY))}")
-    defaults = task_options(name)  # validates the name
+        raise refuse("task", "name", name, f"a registered task name: {', '.join(catalog.names())}")
+    defaults = catalog.defaults(name)  # validates the name
     values = {**defaults, **options}
     for key, default in defaults.items():  # declaration order: d_min before d_max
         if key in options and type(default) in (int, float, str, bool):
             check("task", key, options[key], TASK_RANGES.get(key, Field(type(default))), values)
-    return make_task(name, **options)  # unknown options, then the task's own checks
+    return catalog.describe(name, options)  # unknown options, then the task's own checks
 
 
 # Ranges of the options every task has; the others take the kind of their default.
@@ -286,7 +243,7 @@ TASK_RANGES: dict[str, Field] = {"d_min": Field(int, 1), "d_max": Field(int, "d_
 
 
 def _check_difficulties(
-    difficulties: tuple[int, ...], task: Task, difficulty: DifficultySettings
+    difficulties: tuple[int, ...], task: TaskFacts, difficulty: DifficultySettings
 ) -> None:
     """Every grid difficulty is a level: the task's, or a model-based one (1..num_levels)."""
     lo, hi, what = task.d_min, task.d_max, f"levels of task {task.name!r}"
@@ -302,7 +259,7 @@ def _check_difficulties(
         )
 
 
-def _check_model_fits_task(model: ModelConfig, task: Task) -> None:
+def _check_model_fits_task(model: ModelConfig, task: TaskFacts) -> None:
     """The model reads the task's inputs (``seq_len``) and tokens (``vocab_size``)."""
     if model.seq_len < task.seq_len - 1:
         raise refuse(
@@ -312,13 +269,13 @@ def _check_model_fits_task(model: ModelConfig, task: Task) -> None:
             f"an integer >= {task.seq_len - 1} (the default)",
             f" is shorter than the task's inputs ({task.seq_len - 1} tokens)",
         )
-    if model.vocab_size < len(VOCAB):
+    if model.vocab_size < task.vocab_size:
         raise refuse(
             "model",
             "vocab_size",
             model.vocab_size,
-            f"an integer >= {len(VOCAB)}",
-            f" is smaller than the task vocabulary ({len(VOCAB)} tokens)",
+            f"an integer >= {task.vocab_size}",
+            f" is smaller than the task vocabulary ({task.vocab_size} tokens)",
         )
 
 
@@ -340,7 +297,7 @@ def _check_target(target: tuple[float, ...], num_levels: int) -> None:
 
 
 def _difficulty(
-    raw: dict[str, Any], task: Task, grid: GridConfig, ev: EvalConfig
+    raw: dict[str, Any], task: TaskFacts, grid: GridConfig, ev: EvalConfig
 ) -> DifficultySettings:
     """Validate ``[difficulty]``; resolve ``num_levels``/``per_level`` defaults (kind = "model")."""
     settings = _section(DifficultySettings, raw, "difficulty")
@@ -386,13 +343,13 @@ def _difficulty(
     return dataclasses.replace(settings, num_levels=num_levels, per_level=per_level)
 
 
-def load(path: str | Path) -> RunConfig:
+def load(path: str | Path, catalog: TaskCatalog) -> RunConfig:
     """Parse and validate a TOML run config: a path, or the name of a config shipped with the
     package (``"quick"``), as the command line takes it."""
-    return from_dict(read_toml(config_path(path)))
+    return from_dict(read_toml(config_path(path)), catalog)
 
 
-def stored(ds: Any, source: str | None = None) -> RunConfig:
+def stored(ds: Any, catalog: TaskCatalog, source: str | None = None) -> RunConfig:
     """The config a results file stores (its ``config`` attribute; ``ds``: an xarray Dataset),
     validated; ``ValueError`` naming ``source`` (default: the file ``ds`` was read from)."""
     source = source or ds.encoding.get("source", "this results dataset")
@@ -400,10 +357,10 @@ def stored(ds: Any, source: str | None = None) -> RunConfig:
         raise ValueError(
             f"{source} has no 'config' attribute; allowed: a file written by difftrade run"
         )
-    return from_json(ds.attrs["config"], source)
+    return from_json(ds.attrs["config"], source, catalog)
 
 
-def from_json(text: str, source: str) -> RunConfig:
+def from_json(text: str, source: str, catalog: TaskCatalog) -> RunConfig:
     """The config :meth:`RunConfig.to_json` wrote (e.g. a ``results.nc``'s ``config``
     attribute), validated; ``ValueError`` naming ``source`` when it is not such a config."""
     try:
@@ -413,10 +370,10 @@ def from_json(text: str, source: str) -> RunConfig:
             f"{source}: its config is not JSON ({type(err).__name__}: {err}); allowed: a file written by "
             "difftrade run"
         ) from None
-    return from_stored(raw, source)
+    return from_stored(raw, source, catalog)
 
 
-def from_stored(raw: Any, source: str) -> RunConfig:
+def from_stored(raw: Any, source: str, catalog: TaskCatalog) -> RunConfig:
     """A stored config's canonical form (parsed JSON) validated by :func:`from_dict`;
     ``ValueError`` naming ``source`` when it is not such a config."""
     if not isinstance(raw, dict):
@@ -424,7 +381,7 @@ def from_stored(raw: Any, source: str) -> RunConfig:
             f"{source}: its config is {type(raw).__name__}, not a table; allowed: a file written by difftrade run"
         )
     try:
-        return from_dict(raw)
+        return from_dict(raw, catalog)
     except (
         ValueError,
         TypeError,

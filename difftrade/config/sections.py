@@ -1,8 +1,9 @@
 """The small sections of a run config: ``[grid]`` (:class:`GridConfig`), ``[run]``
-(:class:`RunSettings`) and ``[difficulty]`` (:class:`DifficultySettings`), each a frozen
-dataclass whose fields are checked against their specs (``difftrade.config.fields``) when built.
-``[model]``, ``[train]``, ``[eval]`` and ``[subspace]`` keep theirs beside their code; the rules
-between sections are in :func:`difftrade.config.run_config.from_dict`."""
+(:class:`RunSettings`), ``[difficulty]`` (:class:`DifficultySettings`), ``[eval]``
+(:class:`EvalConfig`) and ``[subspace]`` (:class:`SubspaceConfig`), each a frozen dataclass whose
+fields are checked against their specs (``difftrade.config.fields``) when built. ``[model]`` and
+``[train]`` have modules of their own (``model_config``, ``train_config``); the rules between
+sections are in :func:`difftrade.config.run_config.from_dict`."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ class RunSettings:
 @dataclasses.dataclass(frozen=True)
 class DifficultySettings:
     """What a level is. ``nominal``: the task generator's level. ``model``: equal-count bins of
-    a reference model's loss over scored pools (``difftrade.recommender.difficulty.model_based_task``), so
+    a reference model's loss over scored pools (``difftrade.train.scored_difficulty.model_based_task``), so
     grid difficulties index model-based levels ``1..num_levels``.
 
     ``reference`` is a base checkpoint directory (``difftrade pretrain``; relative paths are
@@ -101,4 +102,56 @@ DIFFICULTY_FIELDS: dict[str, Field] = {
     "num_levels": Field(int, 0, note="0 = the task's levels"),
     "per_level": Field(int, 0, note="0 = max(grid.budgets, eval.n_test)"),
     "pool_seed": Field(int, 0),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """How many examples evaluate each quantity (static)."""
+
+    n_test: int = 512  # held-out examples per level
+    n_train_eval: int = 1024  # cap on own-training examples evaluated
+    batch_size: int = 512
+
+    def __post_init__(self) -> None:
+        check_fields(self, "eval", EVAL_FIELDS)
+
+
+# [eval]: one spec per field (difftrade.config.fields)
+MAX_EVAL_EXAMPLES = 2**20  # per level (n_test) or per member (n_train_eval, batch_size)
+EVAL_FIELDS: dict[str, Field] = {
+    name: Field(int, 1, MAX_EVAL_EXAMPLES) for name in ("n_test", "n_train_eval", "batch_size")
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class SubspaceConfig:
+    """``[subspace]``: ``dim`` = D coordinates per member (0 = off: every weight is trained),
+    ``terms`` = r Kronecker products summed in the projection."""
+
+    dim: int = 0
+    terms: int = 1
+
+    def __post_init__(self) -> None:
+        check_fields(self, "subspace", SUBSPACE_FIELDS)
+
+    @property
+    def enabled(self) -> bool:
+        return self.dim > 0
+
+    def check_fits(self, num_params: int) -> None:
+        """Refuse a subspace at least as large as the weights it parameterises (it would not compress)."""
+        if self.dim >= num_params:
+            raise refuse(
+                "subspace",
+                "dim",
+                self.dim,
+                f"0 (off) or an integer below the model's {num_params} weights",
+                f" is not below the model's {num_params} weights",
+            )
+
+
+SUBSPACE_FIELDS: dict[str, Field] = {
+    "dim": Field(int, 0, note="0 = off (every weight is trained)"),
+    "terms": Field(int, 1, 16, note="Kronecker products summed in the projection"),
 }

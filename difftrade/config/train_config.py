@@ -11,8 +11,6 @@ import dataclasses
 import math
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from difftrade.config.fields import Field, check_fields, refuse
@@ -145,8 +143,10 @@ EPOCHS_FIELDS: dict[str, Field] = {
 def prefix_budget(budget: Any, fraction: float) -> Any:
     """Examples [0, n') a member's prefix phase draws from: ``n' = max(1, floor(fraction * n))``,
     computed in float32 so the host (numpy) and the trainer (jax) agree exactly. ``budget`` int
-    ``[...]`` (numpy or jax) -> int32 ``[...]`` of the same kind."""
-    xp = jnp if isinstance(budget, jax.Array) else np
+    ``[...]`` (numpy, or any array with an array-API namespace such as jax's) -> int32 ``[...]``
+    of the same kind."""
+    namespace = getattr(budget, "__array_namespace__", None)
+    xp = namespace() if namespace is not None else np
     scaled = xp.floor(xp.float32(fraction) * xp.asarray(budget).astype(xp.float32))
     return xp.maximum(1, scaled.astype(xp.int32))
 
@@ -189,11 +189,3 @@ class Population:
         return Population(
             self.weights[idx], self.budget[idx], self.seed[idx], self.learning_rate[idx]
         )
-
-    def as_arrays(self) -> dict[str, jax.Array]:
-        return {
-            "weights": jnp.asarray(self.weights, jnp.float32),
-            "budget": jnp.asarray(self.budget, jnp.int32),
-            "seed": jnp.asarray(self.seed, jnp.int32),
-            "learning_rate": jnp.asarray(self.learning_rate, jnp.float32),
-        }

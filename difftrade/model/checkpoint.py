@@ -24,7 +24,8 @@ import jax
 import orbax.checkpoint as ocp
 
 from difftrade.config.logs import log
-from difftrade.model.transformer import ModelConfig, Params, init_params
+from difftrade.config.model_config import ModelConfig
+from difftrade.model.transformer import Params, init_params
 from difftrade.tasks.keys import root_key
 
 META = "base.json"

@@ -40,6 +40,8 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
+from difftrade.config.model_config import check_shapes, is_tile_width
+
 
 @dataclasses.dataclass(frozen=True)
 class MlpTuning:
@@ -311,20 +313,6 @@ def _row_call(
         compiler_params=_triton(t),
         name=name,
     )(*arrays)
-
-
-def is_tile_width(v: int) -> bool:
-    """Whether ``v`` can be a Triton tile dimension here: a power of two >= 16."""
-    return v >= 16 and not v & (v - 1)
-
-
-def check_shapes(d: int, f: int) -> None:
-    """Triton tiles need power-of-two widths >= 16."""
-    for name, v in (("d_model", d), ("mlp hidden width", f)):
-        if not is_tile_width(v):
-            raise ValueError(
-                f"model.mlp='pallas' needs a power-of-two {name} >= 16, got {v}; allowed: 16, 32, 64, ..."
-            )
 
 
 def _forward(x, scale, bias, w1, b1, w2, b2, t: MlpTuning, eps: float, interpret):

@@ -16,16 +16,16 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from difftrade.config.fields import Field, check_fields, refuse
+from difftrade.config.fields import refuse
+from difftrade.config.model_config import (
+    DTYPE_NAMES,
+    IMPLEMENTATION_FIELDS,
+    ModelConfig,
+    is_tile_width,
+)
 from difftrade.model import kernels
 
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
-POS_ENCODINGS = ("learned", "sinusoidal")
-# How attention and the MLP are computed: every choice computes the same function (to rounding),
-# so it is not part of a config's identity (hash) or of a checkpoint's architecture.
-ATTENTIONS = ("auto", "xla", "cudnn", "pallas")
-MLPS = ("auto", "xla", "pallas")
-IMPLEMENTATION_FIELDS = ("attention", "mlp")
+DTYPES = {name: getattr(jnp, name) for name in DTYPE_NAMES}
 # model.mlp='auto' uses the fused kernel on a GPU up to this width (it lost at 256: docs/notes.md)
 MLP_AUTO_PALLAS_MAX_D = 128
 KERNEL_MODES = ("auto", "interpret", "gpu")
@@ -63,129 +63,41 @@ def _pallas_interpret(field: str) -> bool:
     return _KERNEL_MODE[0] == "interpret"
 
 
-# [model]: one spec per field (difftrade.config.fields)
-MODEL_FIELDS: dict[str, Field] = {
-    **{
-        name: Field(int, 1)
-        for name in ("vocab_size", "seq_len", "d_model", "num_layers", "num_heads", "mlp_ratio")
-    },
-    "pos_encoding": Field(str, choices=POS_ENCODINGS),
-    "param_dtype": Field(str, choices=tuple(DTYPES)),
-    "compute_dtype": Field(str, choices=tuple(DTYPES)),
-    "attention": Field(str, choices=ATTENTIONS),
-    "mlp": Field(str, choices=MLPS),
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """Architecture (all static). ``compute_dtype='bfloat16'`` keeps float32 master weights."""
-
-    vocab_size: int = 64
-    seq_len: int = 32
-    d_model: int = 128
-    num_layers: int = 2
-    num_heads: int = 4
-    mlp_ratio: int = 4
-    pos_encoding: str = "learned"
-    param_dtype: str = "float32"
-    compute_dtype: str = "float32"
-    attention: str = "auto"
-    mlp: str = "auto"
-
-    def __post_init__(self) -> None:
-        check_fields(self, "model", MODEL_FIELDS)
-        if self.d_model % self.num_heads:
+def check_backend(cfg: ModelConfig) -> None:
+    """Refuse (before compiling) a kernel this jax backend cannot run: 'pallas' off-GPU (outside
+    ``kernel_mode``) and 'cudnn' off-GPU."""
+    for field in IMPLEMENTATION_FIELDS:
+        impl = implementation(cfg, field)
+        if impl == "pallas":
+            _pallas_interpret(field)
+        if impl == "cudnn" and jax.default_backend() != "gpu":
             raise refuse(
                 "model",
-                "d_model",
-                self.d_model,
-                "d_model a multiple of num_heads",
-                f" is not divisible by model.num_heads={self.num_heads}",
+                field,
+                impl,
+                "'auto' or 'xla'",
+                f" needs a GPU (this jax backend is {jax.default_backend()!r})",
             )
-        if self.pos_encoding == "sinusoidal" and self.d_model % 2:
-            raise refuse(
-                "model",
-                "d_model",
-                self.d_model,
-                "an even d_model (half sines, half cosines)",
-                " is odd, with model.pos_encoding='sinusoidal'",
-            )
-        if self.mlp == "pallas":
-            kernels.check_shapes(self.d_model, self.mlp_ratio * self.d_model)
 
-    def check_backend(self) -> None:
-        """Refuse (before compiling) a kernel this jax backend cannot run: 'pallas' off-GPU (outside
-        ``kernel_mode``) and 'cudnn' off-GPU."""
-        for field in IMPLEMENTATION_FIELDS:
-            impl = self.implementation(field)
-            if impl == "pallas":
-                _pallas_interpret(field)
-            if impl == "cudnn" and jax.default_backend() != "gpu":
-                raise refuse(
-                    "model",
-                    field,
-                    impl,
-                    "'auto' or 'xla'",
-                    f" needs a GPU (this jax backend is {jax.default_backend()!r})",
-                )
 
-    def implementation(self, field: str) -> str:
-        """The concrete kernel of ``field`` ('attention' or 'mlp') on this jax backend.
+def implementation(cfg: ModelConfig, field: str) -> str:
+    """The concrete kernel of ``cfg.<field>`` ('attention' or 'mlp') on this jax backend.
 
-        ``auto`` picks what measured fastest on an H100 (docs/notes.md, the H100 sweep):
-        on a GPU, attention 'pallas' (1.12x / 1.09x the XLA path at d_model 128 / 256) and the
-        fused MLP up to width MLP_AUTO_PALLAS_MAX_D, where the Triton tiles need power-of-two
-        widths >= 16 (head_dim; d_model and the hidden width); 'xla' otherwise and off-GPU.
-        """
-        value = getattr(self, field)
-        if value != "auto":
-            return value
-        if jax.default_backend() != "gpu":
-            return "xla"
-        if field == "attention":
-            return "pallas" if kernels.is_tile_width(self.head_dim) else "xla"
-        tiles = kernels.is_tile_width(self.d_model) and kernels.is_tile_width(
-            self.mlp_ratio * self.d_model
-        )
-        fits = tiles and self.d_model <= MLP_AUTO_PALLAS_MAX_D
-        return "pallas" if fits else "xla"
-
-    def for_members(self, per_device: int) -> ModelConfig:
-        """This config for a program of ``per_device`` members on each device: with one member,
-        'auto' fields become 'xla' (on the H100 a lone member trained 0.69x as fast through the
-        Pallas kernels, whose grids are then tiny: docs/notes.md, 'auto' entry); otherwise unchanged.
-        Explicit choices always stand."""
-        if per_device > 1:
-            return self
-        return dataclasses.replace(
-            self, **{f: "xla" for f in IMPLEMENTATION_FIELDS if getattr(self, f) == "auto"}
-        )
-
-    def architecture(self) -> dict[str, Any]:
-        """The fields that define the function and its parameters (implementation choices left out)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in IMPLEMENTATION_FIELDS}
-
-    @property
-    def head_dim(self) -> int:
-        return self.d_model // self.num_heads
-
-    def num_params(self) -> int:
-        """Parameter count (embeddings included)."""
-        d, f, v, t = self.d_model, self.d_model * self.mlp_ratio, self.vocab_size, self.seq_len
-        per_layer = (
-            4 * d * d + 4 * d + 2 * d * f + f + d + 4 * d
-        )  # attn (qkv+o, biases), mlp, 2 layernorms
-        pos = t * d if self.pos_encoding == "learned" else 0
-        return v * d + pos + self.num_layers * per_layer + 2 * d + d * v + v
-
-    def flops_per_token(self) -> float:
-        """Forward matmul FLOPs per token (2 per multiply-add), attention scores included."""
-        d, f, v, t = self.d_model, self.d_model * self.mlp_ratio, self.vocab_size, self.seq_len
-        per_layer = (
-            2 * (4 * d * d + 2 * d * f) + 2 * 2 * t * d
-        )  # projections, mlp, QK^T and AV (full T)
-        return float(self.num_layers * per_layer + 2 * d * v)
+    ``auto`` picks what measured fastest on an H100 (docs/notes.md, the H100 sweep):
+    on a GPU, attention 'pallas' (1.12x / 1.09x the XLA path at d_model 128 / 256) and the
+    fused MLP up to width MLP_AUTO_PALLAS_MAX_D, where the Triton tiles need power-of-two
+    widths >= 16 (head_dim; d_model and the hidden width); 'xla' otherwise and off-GPU.
+    """
+    value = getattr(cfg, field)
+    if value != "auto":
+        return value
+    if jax.default_backend() != "gpu":
+        return "xla"
+    if field == "attention":
+        return "pallas" if is_tile_width(cfg.head_dim) else "xla"
+    tiles = is_tile_width(cfg.d_model) and is_tile_width(cfg.mlp_ratio * cfg.d_model)
+    fits = tiles and cfg.d_model <= MLP_AUTO_PALLAS_MAX_D
+    return "pallas" if fits else "xla"
 
 
 def sinusoidal(seq_len: int, d_model: int) -> jax.Array:
@@ -260,13 +172,13 @@ class Block(nnx.Module):
         b, t, _ = x.shape
         qkv = self.qkv(self.ln1(x)).reshape(b, t, 3, self.cfg.num_heads, self.cfg.head_dim)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B, T, H, Dh]
-        attn = causal_attention(q, k, v, self.cfg.implementation("attention"))
+        attn = causal_attention(q, k, v, implementation(self.cfg, "attention"))
         return x + self.out(attn.reshape(b, t, -1))
 
     def mlp(self, x: jax.Array) -> jax.Array:
         """The MLP half with its residual, ``x + down(gelu(up(ln2(x))))``, x ``[B, T, D]``;
         ``model.mlp='pallas'`` fuses all of it, LayerNorm included (``difftrade.model.kernels.fused_mlp``)."""
-        if self.cfg.implementation("mlp") == "xla":
+        if implementation(self.cfg, "mlp") == "xla":
             return x + self.down(jax.nn.gelu(self.up(self.ln2(x))))
         b, t, d = x.shape
         w = [

@@ -11,10 +11,11 @@ import jax
 import numpy as np
 from scipy import stats
 
-from difftrade.model.transformer import ModelConfig, Params
-from difftrade.recommender.difficulty import draw_pool, score
+from difftrade.config.model_config import ModelConfig
+from difftrade.model.transformer import Params
 from difftrade.tasks import data
 from difftrade.tasks.base import Task
+from difftrade.train.scored_difficulty import draw_pool, score
 
 
 # ---- agreement ------------------------------------------------------------------------------------

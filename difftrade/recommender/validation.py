@@ -16,10 +16,11 @@ import numpy as np
 import xarray as xr
 
 from difftrade.analysis.optimum import resample_seed_means
-from difftrade.config import run_config as config
 from difftrade.recommender.choose import check_n_boot, fit_models, nearest_difficulty
 from difftrade.recommender.measured import Surface, interpolate, surface
 from difftrade.recommender.recommendation import format_number
+from difftrade.tasks import configs
+from difftrade.tasks.configs import source_task
 from difftrade.theory import threshold, tradeoff_families
 from difftrade.theory.grid_values import argmin_index
 
@@ -113,7 +114,7 @@ def _uncovered_mass(ds: xr.Dataset, surf: Surface) -> np.ndarray | None:
     """π [D] for the threshold model: the target mass each row's training does not cover (from
     the run's level structure); None (π fitted) when the file does not say."""
     try:
-        structure = config.stored(ds).source_task.level_structure
+        structure = source_task(configs.stored(ds)).level_structure
     except (ValueError, KeyError, TypeError):
         return None
     if "target_weights" not in ds:

@@ -11,10 +11,12 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from difftrade.config import level_weights
 from difftrade.results.divergence import diverged_mask
 from difftrade.results.provenance import device_kind, versions
-from difftrade.tasks import VOCAB, data
+from difftrade.tasks import VOCAB
 from difftrade.train.evaluate import risks
+from difftrade.train.run_task import run_task
 
 STOPPING_VARIABLES = (
     "selected_step",
@@ -87,7 +89,7 @@ def assemble(
         raise ValueError(
             f"chunks cover {flat.sizes['member']} of {num} members: the run is incomplete"
         )
-    task = cfg.task
+    task = run_task(cfg)
     shape = cfg.grid_shape
     g = cfg.grid
     coords = {
@@ -137,7 +139,7 @@ def with_target(ds: xr.Dataset, target_weights: np.ndarray) -> xr.Dataset:
     ``level_exact`` (diverged members stay NaN); train risk, test risk and the generalization gap
     do not depend on the target. The target needs no retraining: it only weights the levels.
     """
-    t = data.validate_weights(target_weights, ds.sizes["level"], "target_weights")
+    t = level_weights.validate_weights(target_weights, ds.sizes["level"], "target_weights")
     dims = ("difficulty", "budget", "seed")
     level_exact = ds["level_exact"].transpose(*dims, "level").values
     train_w = ds["train_weights"].transpose("difficulty", "level").values

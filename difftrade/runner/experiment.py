@@ -22,6 +22,7 @@ from difftrade.config.logs import log
 from difftrade.config.run_config import RunConfig
 from difftrade.config.train_config import Population, TrainConfig
 from difftrade.model.checkpoint import load_base
+from difftrade.model.transformer import check_backend
 from difftrade.results import assembly
 from difftrade.results import schema as results
 from difftrade.runner.chunks import (
@@ -40,6 +41,7 @@ from difftrade.tasks.keys import root_key
 from difftrade.train.chunk_sizing import auto_chunk_size, check_chunk_fits
 from difftrade.train.evaluate import evaluate_population
 from difftrade.train.mesh import cpu_device_count, padded_index, to_host
+from difftrade.train.run_task import run_task
 from difftrade.train.trainer import (
     SEGMENT_LISTENERS,
     TRACES,
@@ -144,7 +146,7 @@ def exhausted_levels(cfg: RunConfig) -> list[str]:
     """One sentence per training level whose distinct examples are fewer than the largest budget
     that draws from it (a point-trained row, or any level under ``up_to``/mixture rows): there the
     training set repeats examples and most held-out test examples occur in training."""
-    task, n_max = cfg.task, max(cfg.grid.budgets)
+    task, n_max = run_task(cfg), max(cfg.grid.budgets)
     drawn = cfg.train_weights().max(axis=0) > 0  # [L] levels some row trains on
     out = []
     for level, used in zip(task.levels, drawn):
@@ -196,9 +198,9 @@ def run(
     out_dir = Path(out_dir)
     # everything that can refuse the config is checked before plan() writes out_dir
     base = None if cfg.run.init == "scratch" else load_base(cfg.run.init, cfg.model)
-    task, pop = cfg.task, cfg.population()
+    task, pop = run_task(cfg), cfg.population()
     run_key = root_key(cfg.run.seed)
-    cfg.model.check_backend()
+    check_backend(cfg.model)
     check_chunk_fits(cfg.model, cfg.train, task.seq_len, cfg.run.chunk_size)
     lock = DirLock(out_dir)  # held from plan() to the end of the run
     chunks, done, created = plan(cfg, out_dir, resume, pop.size, lock)
@@ -383,7 +385,7 @@ def add_overlap(cfg: RunConfig, ds: xr.Dataset, run_key: jax.Array) -> xr.Datase
     if cfg.grid.train_distribution == "point":
         root = member_data_root(run_key, cfg.grid.seeds[0])
         dup, hit = data.overlap_table(
-            cfg.task, root, cfg.grid.difficulties, cfg.grid.budgets, cfg.eval.n_test
+            run_task(cfg), root, cfg.grid.difficulties, cfg.grid.budgets, cfg.eval.n_test
         )
     dims = ("difficulty", "budget")
     return ds.assign(duplicate_fraction=(dims, dup), test_in_train_fraction=(dims, hit))

@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from difftrade.config import run_config as config
+from difftrade.tasks import configs
 
 AXES = {"budgets": "budget", "difficulties": "difficulty", "seeds": "seed"}
 
 
 def _config(ds: xr.Dataset, name: str) -> dict[str, Any]:
     """The canonical form of a result file's config (validated, defaults resolved)."""
-    return config.stored(ds, name).to_dict()
+    return configs.stored(ds, name).to_dict()
 
 
 def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
@@ -82,8 +82,8 @@ def merge(datasets: Sequence[xr.Dataset], names: Sequence[str]) -> xr.Dataset:
     """
     if len(datasets) < 2:
         raise ValueError(f"{len(datasets)} result file(s) given; allowed: two or more to merge")
-    configs = [_config(ds, name) for ds, name in zip(datasets, names)]
-    key = merge_axis(configs, names)
+    stored_forms = [_config(ds, name) for ds, name in zip(datasets, names)]
+    key = merge_axis(stored_forms, names)
     dim = AXES[key]
     try:
         ds = xr.concat(
@@ -99,8 +99,11 @@ def merge(datasets: Sequence[xr.Dataset], names: Sequence[str]) -> xr.Dataset:
             f"{', '.join(names)} cannot be merged along {dim}: {str(err).splitlines()[0]}"
         ) from None
     ds = ds.sortby(dim)
-    merged = {**configs[0], "grid": {**configs[0]["grid"], key: [int(v) for v in ds[dim].values]}}
-    cfg = config.from_dict(merged)
+    merged = {
+        **stored_forms[0],
+        "grid": {**stored_forms[0]["grid"], key: [int(v) for v in ds[dim].values]},
+    }
+    cfg = configs.from_dict(merged)
     ds.attrs.update(
         {  # the rest: the first input's (combine_attrs="override")
             "config": cfg.to_json(),

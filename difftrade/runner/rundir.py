@@ -18,9 +18,10 @@ import xarray as xr
 
 from difftrade.config.files import META, one_line, read_meta
 from difftrade.config.logs import log
-from difftrade.config.run_config import RunConfig, from_stored, stored
+from difftrade.config.run_config import RunConfig
 from difftrade.results import identity, provenance
 from difftrade.results import schema as results
+from difftrade.tasks.configs import from_stored, stored
 
 LOCK = ".lock"  # flock'ed by the one process writing the directory; holds its pid
 SESSIONS = "sessions.json"  # one entry per session that trained members (see SessionLog)

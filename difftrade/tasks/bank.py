@@ -1,7 +1,7 @@
 """A task whose levels are finite, pre-scored banks of examples: :class:`Bank` (one split's rows,
 level-major) and :class:`BankTask` (level ``k`` looks up row ``index mod per_level`` of its bank).
 
-:func:`difftrade.recommender.difficulty.model_based_task` builds one by scoring pools of a generator task with
+:func:`difftrade.train.scored_difficulty.model_based_task` builds one by scoring pools of a generator task with
 a reference model and binning the scores.
 """
 

@@ -8,7 +8,7 @@
 the level of example ``i`` is chosen by inverse-CDF from the uniform drawn with
 ``fold_in(fold_in(fold_in(root, s), LEVEL_CHOICE), i)`` (common random numbers across members).
 Every example goes through ``task.sample_at(root, s, d, i)``: generator tasks sample from the key
-above, a bank task (``difftrade.recommender.difficulty``) returns row ``i`` of its pre-scored bank.
+above, a bank task (``difftrade.train.scored_difficulty``) returns row ``i`` of its pre-scored bank.
 A budget ``n`` means indices ``[0, n)``: budgets are nested, and different splits never share a
 key.
 """
@@ -34,77 +34,6 @@ def split_id(split: str | int) -> int:
     if split not in SPLITS:
         raise ValueError(f"split={split!r} is unknown; allowed: {', '.join(SPLITS)}")
     return SPLITS[split]
-
-
-# ---- difficulty distributions ---------------------------------------------------------------
-def _level_index(task: Task, d: int, field: str) -> int:
-    if not isinstance(d, (int, np.integer)) or not task.d_min <= int(d) <= task.d_max:
-        raise ValueError(
-            f"{field}={d!r} is out of range for task {task.name!r}: allowed {task.d_min}..{task.d_max}"
-        )
-    return int(d) - task.d_min
-
-
-def validate_weights(
-    weights: Sequence[float] | np.ndarray, num_levels: int, field: str = "weights"
-) -> np.ndarray:
-    """Check a weight vector: length, finite, non-negative, sums to one (1e-6). Returns float64 copy."""
-    w = np.asarray(weights, dtype=np.float64)
-    if w.ndim != 1 or w.shape[0] != num_levels:
-        raise ValueError(
-            f"{field} has shape {w.shape}; allowed: a vector of {num_levels} level weights"
-        )
-    if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise ValueError(
-            f"{field}={w.tolist()} has negative or non-finite entries; allowed: weights >= 0"
-        )
-    if abs(w.sum() - 1.0) > 1e-6:
-        raise ValueError(f"{field} sums to {w.sum():.8g}; allowed: weights summing to 1")
-    return w
-
-
-def point(task: Task, d: int) -> np.ndarray:
-    """All mass on level ``d``. float64 ``[num_levels]``."""
-    w = np.zeros(task.num_levels)
-    w[_level_index(task, d, "difficulty")] = 1.0
-    return w
-
-
-def window(task: Task, lo: int, hi: int) -> np.ndarray:
-    """Uniform over levels ``lo..hi`` inclusive."""
-    i, j = _level_index(task, lo, "window.lo"), _level_index(task, hi, "window.hi")
-    if j < i:
-        raise ValueError(f"window.hi={hi} < window.lo={lo}; allowed: lo <= hi")
-    w = np.zeros(task.num_levels)
-    w[i : j + 1] = 1.0 / (j - i + 1)
-    return w
-
-
-def uniform(task: Task) -> np.ndarray:
-    """Uniform over all levels (the default target distribution)."""
-    return np.full(task.num_levels, 1.0 / task.num_levels)
-
-
-def mixture(task: Task, d: int, main: float = 0.8) -> np.ndarray:
-    """Mass ``main`` on level ``d``, the rest spread uniformly over all levels.
-
-    Every level keeps positive mass when ``main < 1``, which makes change-of-measure bounds
-    to any target finite.
-    """
-    if not 0.0 <= main <= 1.0:
-        raise ValueError(f"mixture.main={main!r}; allowed: 0 <= main <= 1")
-    return main * point(task, d) + (1.0 - main) * uniform(task)
-
-
-def distribution(task: Task, kind: str, d: int, main: float = 0.8) -> np.ndarray:
-    """Training distribution of a grid row: ``kind`` in point / mixture / up_to (uniform on d_min..d)."""
-    if kind == "point":
-        return point(task, d)
-    if kind == "mixture":
-        return mixture(task, d, main)
-    if kind == "up_to":
-        return window(task, task.d_min, d)
-    raise ValueError(f"train_distribution={kind!r} is unknown; allowed: point, mixture, up_to")
 
 
 # ---- addressable streams --------------------------------------------------------------------

@@ -56,7 +56,9 @@ def check_renyi_order(order: ArrayLike) -> None:
     check_range("order", order, 1.0, math.inf, lo_open=True)
 
 
-_SUM_TOLERANCE = 1e-6  # as difftrade.tasks.data.validate_weights; vectors are renormalised exactly
+_SUM_TOLERANCE = (
+    1e-6  # as difftrade.config.level_weights.validate_weights; vectors are renormalised exactly
+)
 
 
 def _weights_ok(w: jax.Array) -> jax.Array:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import jax
 
 from difftrade.config.fields import refuse
+from difftrade.config.model_config import ModelConfig
 from difftrade.config.train_config import TrainConfig
-from difftrade.model.transformer import ModelConfig
 
 
 def bytes_per_member(model_cfg: ModelConfig, cfg: TrainConfig, seq_len: int) -> int:

@@ -14,7 +14,6 @@ For a member trained on distribution ``w`` (weights over levels) and a target ``
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import Any
 
@@ -22,31 +21,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from difftrade.config.fields import Field, check_fields
-from difftrade.model.transformer import ModelConfig, Params, graphdef, token_losses
+from difftrade.config.model_config import ModelConfig
+from difftrade.config.sections import EvalConfig
+from difftrade.model.transformer import Params, graphdef, token_losses
 from difftrade.tasks import data
 from difftrade.tasks.base import Task
 from difftrade.train.mesh import member_mesh, member_sharding, on_member_mesh, replicate, round_up
 from difftrade.train.trainer import TRACES, member_data_root, trace_state
-
-
-@dataclasses.dataclass(frozen=True)
-class EvalConfig:
-    """How many examples evaluate each quantity (static)."""
-
-    n_test: int = 512  # held-out examples per level
-    n_train_eval: int = 1024  # cap on own-training examples evaluated
-    batch_size: int = 512
-
-    def __post_init__(self) -> None:
-        check_fields(self, "eval", EVAL_FIELDS)
-
-
-# [eval]: one spec per field (difftrade.config.fields)
-MAX_EVAL_EXAMPLES = 2**20  # per level (n_test) or per member (n_train_eval, batch_size)
-EVAL_FIELDS: dict[str, Field] = {
-    name: Field(int, 1, MAX_EVAL_EXAMPLES) for name in ("n_test", "n_train_eval", "batch_size")
-}
 
 
 def example_metrics(

@@ -20,8 +20,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from difftrade.config.sections import SubspaceConfig
 from difftrade.model.transformer import Params
-from difftrade.train.subspace import Subspace, SubspaceConfig
+from difftrade.train.subspace import Subspace
 
 CODEBOOK_BITS = 16  # each codebook value is stored as an IEEE half
 

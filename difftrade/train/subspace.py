@@ -19,7 +19,6 @@ for the network, which is what the compression certificates (``difftrade.certify
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any, NamedTuple
 
@@ -27,41 +26,8 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from difftrade.config.fields import Field, check_fields, refuse
+from difftrade.config.sections import SubspaceConfig
 from difftrade.tasks.keys import salted
-
-
-@dataclasses.dataclass(frozen=True)
-class SubspaceConfig:
-    """``[subspace]``: ``dim`` = D coordinates per member (0 = off: every weight is trained),
-    ``terms`` = r Kronecker products summed in the projection."""
-
-    dim: int = 0
-    terms: int = 1
-
-    def __post_init__(self) -> None:
-        check_fields(self, "subspace", SUBSPACE_FIELDS)
-
-    @property
-    def enabled(self) -> bool:
-        return self.dim > 0
-
-    def check_fits(self, num_params: int) -> None:
-        """Refuse a subspace at least as large as the weights it parameterises (it would not compress)."""
-        if self.dim >= num_params:
-            raise refuse(
-                "subspace",
-                "dim",
-                self.dim,
-                f"0 (off) or an integer below the model's {num_params} weights",
-                f" is not below the model's {num_params} weights",
-            )
-
-
-SUBSPACE_FIELDS: dict[str, Field] = {
-    "dim": Field(int, 0, note="0 = off (every weight is trained)"),
-    "terms": Field(int, 1, 16, note="Kronecker products summed in the projection"),
-}
 
 
 class Projection(NamedTuple):

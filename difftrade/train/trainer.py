@@ -27,9 +27,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from difftrade.config.model_config import ModelConfig
+from difftrade.config.sections import SubspaceConfig
 from difftrade.config.train_config import Population, TrainConfig, prefix_budget
 from difftrade.model import transformer as model
-from difftrade.model.transformer import ModelConfig, Params, graphdef, init_params, token_losses
+from difftrade.model.transformer import Params, graphdef, init_params, token_losses
 from difftrade.tasks import data
 from difftrade.tasks.base import Task
 from difftrade.tasks.keys import salted
@@ -41,7 +43,7 @@ from difftrade.train.mesh import (
     replicate,
     shard_members,
 )
-from difftrade.train.subspace import Subspace, SubspaceConfig, projection_key
+from difftrade.train.subspace import Subspace, projection_key
 
 
 @jax.tree_util.register_dataclass
@@ -339,6 +341,17 @@ def pad_members(pop: Population, multiple: int) -> tuple[Population, int]:
     return pop.take(padded_index(m, -(-m // multiple) * multiple)), m
 
 
+def population_arrays(pop: Population) -> dict[str, jax.Array]:
+    """The population's fields as device arrays: weights float32 ``[M, L]``, budget int32 ``[M]``,
+    seed int32 ``[M]``, learning_rate float32 ``[M]``."""
+    return {
+        "weights": jnp.asarray(pop.weights, jnp.float32),
+        "budget": jnp.asarray(pop.budget, jnp.int32),
+        "seed": jnp.asarray(pop.seed, jnp.int32),
+        "learning_rate": jnp.asarray(pop.learning_rate, jnp.float32),
+    }
+
+
 def trace_state() -> tuple[Any, ...]:
     """Process-global settings read while tracing that change the traced program (so they
     belong in every compile-cache key next to the static configuration): the Pallas kernel mode
@@ -415,7 +428,7 @@ def train_population(
         )
     mesh = member_mesh()
     padded, m = pad_members(population, mesh.size)
-    arrays = shard_members(padded.as_arrays(), mesh)
+    arrays = shard_members(population_arrays(padded), mesh)
     fn = compiled_trainer(task, model_cfg.for_members(padded.size // mesh.size), cfg, view)
     init, start = (
         None if tree is None else shard_members(pad_tree(tree, m, padded.size), mesh)

@@ -18,6 +18,7 @@ import numpy as np
 
 from difftrade.config import run_config as config
 from difftrade.runner import experiment
+from difftrade.tasks import configs
 
 HERE = Path(__file__).resolve().parent
 DIMS = (250, 500, 1000, 2000, 4000)
@@ -31,7 +32,7 @@ def config_for(dim: int) -> config.RunConfig:
     raw["grid"].update(budgets=[BUDGET], seeds=SEEDS)
     raw["subspace"]["dim"] = dim
     raw["run"]["chunk_size"] = 0
-    return config.from_dict(raw)
+    return configs.from_dict(raw)
 
 
 def main() -> None:

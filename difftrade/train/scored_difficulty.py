@@ -44,7 +44,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from difftrade.model.transformer import ModelConfig, Params, graphdef
+from difftrade.config import level_weights
+from difftrade.config.model_config import ModelConfig
+from difftrade.model.transformer import Params, graphdef
 from difftrade.tasks import data
 from difftrade.tasks.bank import Bank, BankTask
 from difftrade.tasks.base import Task
@@ -113,7 +115,7 @@ def draw_pool(
 
     Returns tokens int32 ``[count, L]``, mask bool ``[count, L]``, nominal level int32 ``[count]``.
     """
-    weights = jnp.asarray(data.uniform(source), jnp.float32)
+    weights = jnp.asarray(level_weights.uniform(source), jnp.float32)
     if isinstance(source, BankTask):
         raise TypeError("draw_pool: the source must be a generator task, not a bank")
     split_id = jnp.int32(data.split_id(split))
