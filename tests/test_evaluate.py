@@ -7,7 +7,7 @@ from difftrade.analysis.optimum import bootstrap_d_star, d_star
 from difftrade.model.transformer import apply, graphdef
 from difftrade.tasks import data
 from difftrade.tasks.base import ANSWER
-from difftrade.train.evaluate import evaluate_population, example_metrics, risks
+from difftrade.train.evaluate import MEMBER_METRICS, evaluate_population, example_metrics, risks
 from difftrade.train.run_task import run_task
 from difftrade.train.trainer import member_data_root, train_population
 
@@ -63,6 +63,9 @@ def test_population_metrics(tiny_cfg, trained):
     )
     m, levels = pop.size, run_task(tiny_cfg).num_levels
     assert ev["level_exact"].shape == (m, levels) and ev["train_exact"].shape == (m,)
+    assert {k: v.shape for k, v in ev.items()} == {  # what MEMBER_METRICS declares, nothing else
+        k: (m, *(levels,) * len(dims)) for k, dims in MEMBER_METRICS.items()
+    }
     assert np.all((ev["level_exact"] >= 0) & (ev["level_exact"] <= 1))
     # budget-1 members are scored on their single training example, which they memorised
     assert np.all(ev["train_exact"][pop.budget == 1] == 1.0)

@@ -53,12 +53,14 @@ class PriorKind:
     ``ids -> (n', w₀)`` with ``n'`` the first training example of the bound set (0: all of it)
     and ``w₀`` a params pytree with leading axis ``len(ids)``, or None when the chunk has no
     prior (left uncertified). ``blocking(cfg, ids)``: for each member, the member whose
-    divergence leaves it without a prior (-1: none).
+    divergence leaves it without a prior (-1: none). ``report_line``: what the certificate report
+    says of the prior centre ("" for the member's own starting point, which needs no line).
     """
 
     trained_on_train_set: bool
     prepare: Callable[[StoredWeights], Centres]
     blocking: Callable[[RunConfig, np.ndarray], np.ndarray] = lambda cfg, ids: np.full(len(ids), -1)
+    report_line: str = ""
 
 
 def grid_prior_members(cfg: RunConfig, idx: np.ndarray) -> tuple[int, np.ndarray]:
@@ -143,6 +145,22 @@ def _prefix(weights: StoredWeights) -> Centres:
 
 PRIORS: dict[str, PriorKind] = {
     "init": PriorKind(trained_on_train_set=False, prepare=_init),
-    "grid": PriorKind(trained_on_train_set=True, prepare=_grid, blocking=_grid_blocking),
-    "prefix": PriorKind(trained_on_train_set=True, prepare=_prefix),
+    "grid": PriorKind(
+        trained_on_train_set=True,
+        prepare=_grid,
+        blocking=_grid_blocking,
+        report_line=(
+            "Prior centre: the grid's member of the same difficulty and seed at the next smaller budget n' (trained on "
+            "examples [0, n') only); the bound set is the member's other n − n' training examples. The smallest budget "
+            "has no such prior: NaN."
+        ),
+    ),
+    "prefix": PriorKind(
+        trained_on_train_set=True,
+        prepare=_prefix,
+        report_line=(
+            "Prior centre: the member's own weights after its prefix phase, which drew minibatches from its first n' "
+            "training examples only; the bound set is its other n − n' training examples."
+        ),
+    ),
 }

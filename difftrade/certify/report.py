@@ -9,6 +9,7 @@ import xarray as xr
 
 from difftrade.analysis.certified import VACUOUS, certified_view, d_star_table
 from difftrade.analysis.optimum import seed_mean
+from difftrade.certify.priors import PRIORS
 from difftrade.certify.settings import BoundSettings, stored_settings
 from difftrade.results import divergence
 
@@ -34,20 +35,6 @@ def render(ds: xr.Dataset, b: xr.Dataset) -> str:
     if "certified_set" in table:
         lines += _certified_set_lines(ds, b, table, settings)
     return "\n".join(lines) + "\n"
-
-
-# the report's line on each prior kind other than the member's starting point
-PRIOR_LINES = {
-    "grid": (
-        "Prior centre: the grid's member of the same difficulty and seed at the next smaller budget n' (trained on "
-        "examples [0, n') only); the bound set is the member's other n − n' training examples. The smallest budget "
-        "has no such prior: NaN."
-    ),
-    "prefix": (
-        "Prior centre: the member's own weights after its prefix phase, which drew minibatches from its first n' "
-        "training examples only; the bound set is its other n − n' training examples."
-    ),
-}
 
 
 def _setting_lines(ds: xr.Dataset, b: xr.Dataset, settings: BoundSettings) -> list[str]:
@@ -90,7 +77,7 @@ def _setting_lines(ds: xr.Dataset, b: xr.Dataset, settings: BoundSettings) -> li
         "‖μ − w₀‖ = distance from Q's mean to the prior centre.",
         "Bound set: " + bound_set,
         "Monte-Carlo step: " + monte_carlo,
-        *([PRIOR_LINES[settings.prior]] if settings.prior in PRIOR_LINES else []),
+        *([line] if (line := PRIORS[settings.prior].report_line) else []),
         *_diverged_lines(ds, b),
         *([stale] if "shift_bound" not in b.attrs else []),
     ]

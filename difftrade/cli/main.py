@@ -325,9 +325,9 @@ def _add_bound(sub: Subparsers) -> None:
     )
     p.add_argument(
         "--prior",
-        choices=["init", "grid", "prefix"],
         default="init",
-        help="prior centre: the member's initialisation (or base), the grid's member at the next "
+        help="a prior kind of difftrade.certify.priors.PRIORS (unknown names are refused with the "
+        "list): init, the member's initialisation (or base); grid, the grid's member at the next "
         "smaller budget, or the member's own weights after its prefix phase (runs with "
         "train.prefix_steps > 0); grid and prefix need --bound-set train and certify on the "
         "training examples that prior never saw",

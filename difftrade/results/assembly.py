@@ -15,7 +15,7 @@ from difftrade.config import level_weights
 from difftrade.results.divergence import diverged_mask
 from difftrade.results.provenance import device_kind, versions
 from difftrade.tasks import VOCAB
-from difftrade.train.evaluate import risks
+from difftrade.train.evaluate import MEMBER_METRICS, risks
 from difftrade.train.run_task import run_task
 
 STOPPING_VARIABLES = (
@@ -27,14 +27,15 @@ STOPPING_VARIABLES = (
 def chunk_dataset(
     member_index: np.ndarray, train_out: dict[str, np.ndarray], eval_out: dict[str, np.ndarray]
 ) -> xr.Dataset:
-    """Per-member results of one chunk (dim ``member`` = flat grid index)."""
+    """Per-member results of one chunk (dim ``member`` = flat grid index): every
+    :data:`~difftrade.train.evaluate.MEMBER_METRICS` entry of ``eval_out`` and the training curves."""
     m = ("member",)
     return xr.Dataset(
         {
-            "train_exact": (m, eval_out["train_exact"].astype(np.float64)),
-            "train_ce": (m, eval_out["train_ce"].astype(np.float64)),
-            "level_exact": (("member", "level"), eval_out["level_exact"].astype(np.float64)),
-            "level_ce": (("member", "level"), eval_out["level_ce"].astype(np.float64)),
+            **{
+                k: (m + dims, np.asarray(eval_out[k], np.float64))
+                for k, dims in MEMBER_METRICS.items()
+            },
             "loss_curve": (
                 ("member", "checkpoint"),
                 np.asarray(train_out["loss_curve"], np.float64),

@@ -31,17 +31,16 @@ from difftrade.results import identity, weights_format
 from difftrade.results import schema as results
 from difftrade.results.weights_format import npz_members, read_npz
 from difftrade.runner.rundir import read_config
+from difftrade.train.evaluate import MEMBER_METRICS
 
 CHUNK_NAME = re.compile(r"chunk_m(\d+)-(\d+)\.nc")
-CHUNK_VARIABLES = (
-    "train_exact",
-    "train_ce",
-    "level_exact",
-    "level_ce",
-    "loss_curve",
-    "accuracy_curve",
-    "nonfinite_steps",
-)
+TRAINING_VARIABLES = ("loss_curve", "accuracy_curve", "nonfinite_steps")
+
+
+def chunk_variables() -> tuple[str, ...]:
+    """The per-member variables every chunk file holds: the evaluator's metrics
+    (:data:`~difftrade.train.evaluate.MEMBER_METRICS`) and the training curves."""
+    return (*MEMBER_METRICS, *TRAINING_VARIABLES)
 
 
 def chunk_stem(chunks_dir: Path, members: np.ndarray) -> Path:
@@ -95,7 +94,7 @@ def check_chunk(
     identity.require(path, ds.attrs.get(identity.ATTR), experiment, FOREIGN_HOW)
     missing = [
         v
-        for v in ("member", *CHUNK_VARIABLES)
+        for v in ("member", *chunk_variables())
         if v not in ds.variables or ds[v].dims[:1] != ("member",)
     ]
     if missing:

@@ -50,6 +50,18 @@ def _batched(fn, indices: jax.Array, batch: int):
     return jax.tree.map(lambda x: x.reshape(-1)[:n], out)
 
 
+# What the evaluator returns for each member, with the dimensions after ``member``: every entry
+# becomes a per-member variable of a chunk and of results.nc, and a chunk file without one of
+# them is recomputed on resume (it is named as missing). A new metric is one entry here and its
+# value in ``member_evaluator``'s dict.
+MEMBER_METRICS: dict[str, tuple[str, ...]] = {
+    "train_exact": (),  # exact match on the member's own training examples
+    "train_ce": (),  # their mean answer-token cross-entropy
+    "level_exact": ("level",),  # exact match on each level's test set
+    "level_ce": ("level",),  # and its mean answer-token cross-entropy
+}
+
+
 def member_evaluator(task: Task, model_cfg: ModelConfig, cfg: EvalConfig):
     """``(run_key, params, weights, budget, seed) -> dict`` of per-member metrics (vmappable).
 
