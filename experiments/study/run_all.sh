@@ -2,7 +2,9 @@
 # The multi-family study, end to end on a CPU: transfer checks, the three family grids, the
 # graded-extrapolation grid (chain, mixture training) and the fixed-epochs grid (addition), then
 # the summary (docs/study.md's tables) from the result files copied to docs/runs/study/.
-# Each grid resumes if interrupted; rerunning skips finished work.
+# Each grid resumes if interrupted; rerunning skips finished work. The 16-seed validation grids
+# were made as two runs of eight seeds (experiments/study/parts/, merged with difftrade merge: see
+# each config); one run of the whole config gives the same grid.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mkdir -p runs/study docs/runs/study
