@@ -78,6 +78,25 @@ def test_parts_of_a_grid_merge_back_into_it():
     )  # each part carries the whole's
 
 
+def test_a_seed_merge_counts_overlap_on_the_first_seed_as_the_larger_grid_would():
+    """A run counts duplicates and test/train overlap on its first seed only: merged along seeds,
+    the counts are those of the part holding the merged grid's first seed, whatever the order."""
+    low, high = (
+        results.load(STUDY / "parts" / f"addition_validation_seeds{s}.nc") for s in ("0-7", "8-15")
+    )
+    assert not np.array_equal(low["duplicate_fraction"], high["duplicate_fraction"])
+    merged = merge.merge([high, low], ["high.nc", "low.nc"])
+    assert [int(s) for s in merged["seed"]] == list(range(16))
+    for name in merge.FIRST_SEED_VARIABLES:
+        np.testing.assert_array_equal(merged[name].values, low[name].values)
+    committed = results.load(STUDY / "addition_validation.nc")
+    assert committed.attrs["config_hash"] == merged.attrs["config_hash"]
+    for name in committed.data_vars:
+        np.testing.assert_array_equal(
+            merged[name].transpose(*committed[name].dims).values, committed[name].values
+        )
+
+
 def _set_config(ds, raw: dict) -> None:
     """Give ``ds`` the config ``raw`` as a run of it would record it (config and its hash)."""
     ds.attrs["config"] = json.dumps(raw)

@@ -73,11 +73,17 @@ def merge_axis(configs: Sequence[dict[str, Any]], names: Sequence[str]) -> str:
     return differ[0]
 
 
+# [difficulty, budget] counts a run makes on its grid's first seed only (experiment.add_overlap)
+FIRST_SEED_VARIABLES = ("duplicate_fraction", "test_in_train_fraction")
+
+
 def merge(datasets: Sequence[xr.Dataset], names: Sequence[str]) -> xr.Dataset:
     """One grid from result datasets that differ along one grid axis (sorted along it).
 
-    Variables without that axis (training and target weights, ...) must be equal in every input.
-    Attributes: the merged config and its hash, ``wall_seconds`` summed, ``merged_from`` (the
+    Variables without that axis (training and target weights, ...) must be equal in every input,
+    except the overlap counts of a seed merge (:data:`FIRST_SEED_VARIABLES`), which a run counts
+    on its first seed: they come from the input holding the merged grid's first seed, as the
+    larger grid would have counted them. Attributes: the merged config and its hash, ``wall_seconds`` summed, ``merged_from`` (the
     inputs' names and config hashes); the rest from the first input.
     """
     if len(datasets) < 2:
@@ -85,6 +91,11 @@ def merge(datasets: Sequence[xr.Dataset], names: Sequence[str]) -> xr.Dataset:
     stored_forms = [_config(ds, name) for ds, name in zip(datasets, names)]
     key = merge_axis(stored_forms, names)
     dim = AXES[key]
+    first_seed: dict[str, xr.DataArray] = {}
+    if dim == "seed":
+        holder = min(datasets, key=lambda d: int(d["seed"].min()))
+        first_seed = {v: holder[v] for v in FIRST_SEED_VARIABLES if v in holder}
+        datasets = [d.drop_vars(list(first_seed), errors="ignore") for d in datasets]
     try:
         ds = xr.concat(
             datasets,
@@ -98,7 +109,7 @@ def merge(datasets: Sequence[xr.Dataset], names: Sequence[str]) -> xr.Dataset:
         raise ValueError(
             f"{', '.join(names)} cannot be merged along {dim}: {str(err).splitlines()[0]}"
         ) from None
-    ds = ds.sortby(dim)
+    ds = ds.sortby(dim).assign(first_seed)
     merged = {
         **stored_forms[0],
         "grid": {**stored_forms[0]["grid"], key: [int(v) for v in ds[dim].values]},
