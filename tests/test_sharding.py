@@ -17,8 +17,8 @@ SCRIPT = textwrap.dedent(
     import sys, jax, numpy as np
     sys.path.insert(0, {tests!r})
     from conftest import tiny_raw
-    from difftrade import config
     from difftrade.tasks import configs
+    from difftrade.train.run_task import run_task
     from difftrade.train.trainer import train_population
     assert jax.device_count() == 4, jax.devices()
     cfg = configs.from_dict(tiny_raw())
