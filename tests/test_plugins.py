@@ -92,7 +92,9 @@ def test_run_report_bound_from_the_command_line(plugin_dir, tmp_path, monkeypatc
     assert "<bos> " in capsys.readouterr().out  # the family's defaults (d_max=6), not the config's
     assert main(["run", str(cfg), "--out", str(out), "--import", "reverse_task"]) == 0
     assert "done: 4 members" in capsys.readouterr().out
-    assert main(["report", str(out), "--import", "reverse_task"]) == 0
+    REGISTRY.pop("reverse")  # a new session: the run's recorded module is imported, no --import
+    sys.modules.pop("reverse_task")
+    assert main(["report", str(out)]) == 0
     assert (out / "report.md").exists() and (out / "heatmap.png").exists()
     assert (
         main(
@@ -259,3 +261,38 @@ def test_an_installed_package_adds_its_task(plugin_dir, tmp_path):
     assert "reverse [d=1..6, seq_len=15]: length of the digit string to reverse" in done.stdout
     prompt, answer = re.search(r"\[0\] <bos> (\d+)=\[(\d+) <eos> \]", done.stdout).groups()
     assert len(prompt) == 3 and answer == prompt[::-1]
+
+
+def test_a_run_records_its_task_module_and_readers_import_it(plugin_dir, tmp_path, monkeypatch):
+    """config.json (and results.nc) name the module of a family from outside difftrade; reading
+    the stored config imports it when the family is not registered, and names it when it cannot."""
+    import json
+
+    import xarray as xr
+
+    from difftrade.runner import rundir
+
+    monkeypatch.syspath_prepend(str(plugin_dir))
+    registry.import_modules(["reverse_task"])
+    raw = tiny_raw(
+        task={"name": "reverse", "d_min": 1, "d_max": 2}, grid={"train_distribution": "up_to"}
+    )
+    cfg = configs.from_dict(raw)
+    assert configs.task_module(cfg) == "reverse_task"
+    assert configs.task_module(configs.from_dict(tiny_raw())) is None  # built-in: nothing recorded
+    rundir.write_meta(tmp_path, cfg)
+    assert json.loads((tmp_path / "config.json").read_text())["task_module"] == "reverse_task"
+
+    def forget() -> None:
+        REGISTRY.pop("reverse")
+        sys.modules.pop("reverse_task")
+
+    forget()
+    assert rundir.read_config(tmp_path).hash() == cfg.hash() and "reverse" in REGISTRY
+    forget()
+    ds = xr.Dataset(attrs={"config": cfg.to_json(), "task_module": "reverse_task"})
+    assert configs.stored(ds, "results.nc").hash() == cfg.hash()
+    forget()
+    sys.path.remove(str(plugin_dir))
+    with pytest.raises(ValueError, match="cannot import module 'reverse_task'"):
+        rundir.read_config(tmp_path)

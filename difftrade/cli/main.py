@@ -649,14 +649,14 @@ def _prepare(args: argparse.Namespace) -> None:
         one_cpu_device_per_core(toml_grid_members(args.source))
     if args.command in RUN_COMMANDS:
         one_cpu_device_per_core(run_dir_members(args.runs[0]))
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        # as with `python -m`: modules in the working directory, last (--import, and the task
+        # module a run recorded)
+        sys.path.append(os.getcwd())
     imports = args.imports_first + args.imports
     if imports:
         from difftrade.tasks import import_modules
 
-        if os.getcwd() not in sys.path and "" not in sys.path:
-            sys.path.append(
-                os.getcwd()
-            )  # as with `python -m`: modules in the working directory, last
         import_modules(imports)
 
 

@@ -37,6 +37,7 @@ from difftrade.runner.population import plan_chunks, run_chunks
 from difftrade.runner.progress import Progress
 from difftrade.runner.rundir import META, DirLock, SessionLog, read_config, write_meta
 from difftrade.tasks import Task, data
+from difftrade.tasks.configs import TASK_MODULE, task_module
 from difftrade.tasks.keys import root_key
 from difftrade.train.chunk_sizing import auto_chunk_size, check_chunk_fits
 from difftrade.train.evaluate import evaluate_population
@@ -283,6 +284,8 @@ def _train_chunks(
         bar.stage("writing results")
         stats = jax.local_devices()[0].memory_stats() or {}  # GPU/TPU; CPU has none
         extra = log.attrs()
+        if module := task_module(cfg):  # a plugin's module: readers import it (tasks.configs)
+            extra[TASK_MODULE] = module
         if "peak_bytes_in_use" in stats:
             extra["peak_device_bytes"] = int(stats["peak_bytes_in_use"])
         ds = add_overlap(cfg, assembly.assemble(cfg, parts, extra), run_key)

@@ -21,16 +21,24 @@ from difftrade.config.logs import log
 from difftrade.config.run_config import RunConfig
 from difftrade.results import identity, provenance
 from difftrade.results import schema as results
-from difftrade.tasks.configs import from_stored, stored
+from difftrade.tasks.configs import TASK_MODULE, from_stored, stored, task_module
 
 LOCK = ".lock"  # flock'ed by the one process writing the directory; holds its pid
 SESSIONS = "sessions.json"  # one entry per session that trained members (see SessionLog)
 
 
 def write_meta(out_dir: Path, cfg: RunConfig) -> Path:
-    """Write ``out_dir/config.json`` atomically: the config's canonical form and its hash."""
+    """Write ``out_dir/config.json`` atomically: the config's canonical form, its hash and, for a
+    task family from outside difftrade, the module that defines it (read back first)."""
+    module = task_module(cfg)
     text = json.dumps(
-        {"config_hash": cfg.hash(), "config": cfg.to_dict()}, indent=2, sort_keys=True
+        {
+            "config_hash": cfg.hash(),
+            "config": cfg.to_dict(),
+            **({TASK_MODULE: module} if module else {}),
+        },
+        indent=2,
+        sort_keys=True,
     )
     results.atomic_write_text(text, Path(out_dir) / META)
     return Path(out_dir) / META
@@ -41,7 +49,8 @@ def read_config(run_dir: str | Path) -> RunConfig:
 
     The run's identity is the hash recomputed from this config (the ``config_hash`` string beside
     it may come from an older canonical form); the run's other files must carry the same."""
-    return from_stored(read_meta(run_dir)["config"], str(Path(run_dir) / META))
+    meta = read_meta(run_dir)
+    return from_stored(meta["config"], str(Path(run_dir) / META), meta.get(TASK_MODULE))
 
 
 def load_run(run_dir: str | Path) -> tuple[RunConfig, xr.Dataset]:
