@@ -67,14 +67,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from difftrade.config.model_config import ATTENTIONS, MLPS  # imports no jax
+
 IMPLS = ("vmap", "loop", "torch_eager", "torch_func")
-ATTENTIONS = (
-    "auto",
-    "xla",
-    "cudnn",
-    "pallas",
-)  # difftrade.model.transformer's (no jax import in this process)
-MLPS = ("auto", "xla", "pallas")
 TORCH_IMPLS = ("torch_eager", "torch_func")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUDGET = 2**30  # "budget large": minibatches drawn from [0, 2^30), practically never a repeat

@@ -94,17 +94,6 @@ def test_bad_config(field, value):
         )  # 48: not a power of 2
 
 
-def test_harness_kernel_choices_are_the_models():
-    from benchmarks.trainer import ATTENTIONS as BENCH_ATTENTIONS
-    from benchmarks.trainer import MLPS as BENCH_MLPS
-    from difftrade.config.model_config import ATTENTIONS, MLPS
-
-    assert (BENCH_ATTENTIONS, BENCH_MLPS) == (
-        ATTENTIONS,
-        MLPS,
-    )  # the harness's copies (it imports no jax)
-
-
 def _numpy_attention(q, k, v):
     """Reference: causal softmax attention in float64 numpy, q/k/v [B, T, H, Dh]."""
     q, k, v = (np.asarray(x, np.float64) for x in (q, k, v))
