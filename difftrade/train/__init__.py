@@ -12,7 +12,7 @@ when first used."""
 
 from __future__ import annotations
 
-from difftrade import lazy_exports
+from difftrade.config.lazy import lazy_exports
 
 _EXPORTS = {
     "train_population": "trainer",
