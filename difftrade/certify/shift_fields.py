@@ -73,11 +73,8 @@ def shift_variables(
     a diverged member (:func:`difftrade.results.divergence.diverged_members`): nothing about it is certified.
     """
     dims = ("difficulty", "budget", "seed")
-    task, train_w, target_w = (
-        run_task(cfg),
-        cfg.train_weights(),
-        cfg.target_weights(),
-    )  # [D, L], [L]
+    task = run_task(cfg)
+    train_w, target_w = cfg.train_weights(), cfg.target_weights()  # [D, L], [L]
     lower, upper = level_bands(ds["level_exact"].values, cfg.eval.n_test, delta_heldout)
     source_upper = np.einsum("dl,dnsl->dns", train_w, upper)
     source_lower = np.einsum("dl,dnsl->dns", train_w, lower)

@@ -13,25 +13,21 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Protocol
 
+from difftrade.config.level_weights import LevelRange
+
 
 @dataclasses.dataclass(frozen=True)
-class TaskFacts:
-    """One task as built from its options: the facts the rules between sections check.
+class TaskFacts(LevelRange):
+    """One task as built from its options: its levels ``d_min..d_max`` and the facts the rules
+    between sections check.
 
     ``options``: every option, defaults resolved (the config's hash covers them);
     ``seq_len``: tokens per example (the model reads ``seq_len - 1``); ``vocab_size``: the
     tokens the task writes."""
 
-    name: str
     options: dict[str, Any]
-    d_min: int
-    d_max: int
     seq_len: int
     vocab_size: int
-
-    @property
-    def num_levels(self) -> int:
-        return self.d_max - self.d_min + 1
 
 
 class TaskCatalog(Protocol):

@@ -83,8 +83,9 @@ def merge(datasets: Sequence[xr.Dataset], names: Sequence[str]) -> xr.Dataset:
     Variables without that axis (training and target weights, ...) must be equal in every input,
     except the overlap counts of a seed merge (:data:`FIRST_SEED_VARIABLES`), which a run counts
     on its first seed: they come from the input holding the merged grid's first seed, as the
-    larger grid would have counted them. Attributes: the merged config and its hash, ``wall_seconds`` summed, ``merged_from`` (the
-    inputs' names and config hashes); the rest from the first input.
+    larger grid would have counted them. Attributes: the merged config and its hash,
+    ``wall_seconds`` summed, ``merged_from`` (the inputs' names and config hashes); the rest from
+    the first input.
     """
     if len(datasets) < 2:
         raise ValueError(f"{len(datasets)} result file(s) given; allowed: two or more to merge")
