@@ -11,7 +11,8 @@ readers, each given a :class:`~difftrade.config.task_catalog.TaskCatalog`:
 :mod:`~difftrade.config.fields` (field validation), :mod:`~difftrade.config.files` (TOML and
 ``config.json`` read before jax starts), :mod:`~difftrade.config.settings_json` (stored bound and
 compress settings), :mod:`~difftrade.config.logs` (the package-wide ``"difftrade"`` logger and
-its stderr handler); ``presets/`` holds the configs shipped with the package.
+its stderr handler), :mod:`~difftrade.config.lazy` (the stages' lazy exports); ``presets/``
+holds the configs shipped with the package.
 
 The names below are importable from ``difftrade.config`` itself; each submodule is imported
 when first used."""
