@@ -107,3 +107,36 @@ def test_finetuning_starts_from_the_base(base, tmp_path):
     assert float(ft["loss_curve"].isel(checkpoint=0).mean()) < float(
         scratch["loss_curve"].isel(checkpoint=0).mean()
     )
+
+
+def test_a_finetuned_run_records_its_base_and_refuses_another(base, tmp_path):
+    """config.json and results.nc record the base's identity; a resume, and `bound`/`compress` (load_run_base),
+    refuse a run whose base at run.init was replaced by the base of another experiment."""
+    import json
+
+    from difftrade.model.checkpoint import BASE_HASH, load_run_base, read_meta
+
+    pre_cfg, path = base
+    cfg = configs.from_dict(tiny_raw(run={"init": str(path)}))
+    out = tmp_path / "f"
+    ds = experiment.run(cfg, out, progress=False)
+    recorded = json.loads((out / "config.json").read_text())[BASE_HASH]
+    assert recorded == ds.attrs[BASE_HASH] == read_meta(path)["config_hash"] == pre_cfg.hash()
+    load_run_base(out, str(path), cfg.model)  # the same base passes
+    meta = json.loads((out / "config.json").read_text())
+    del meta[BASE_HASH]  # as a run written before bases were recorded
+    (out / "config.json").write_text(json.dumps(meta))
+    experiment.run(cfg, out, resume=True, progress=False)  # passes, and records the base
+    assert json.loads((out / "config.json").read_text())[BASE_HASH] == recorded
+
+    other = tmp_path / "other"
+    params = load_base(path, cfg.model)
+    save_base(other, params, cfg.model, {"config_hash": "0" * 16})
+    moved = configs.from_dict(tiny_raw(run={"init": str(other)}))
+    (out / "config.json").write_text(
+        (out / "config.json").read_text().replace(str(path), str(other))
+    )  # the run now names the other base's directory, as a base rebuilt in place would
+    with pytest.raises(ValueError, match=r"fine-tuned from the base of experiment .* now holds"):
+        experiment.run(moved, out, resume=True, progress=False)
+    with pytest.raises(ValueError, match="config.json was fine-tuned from the base of"):
+        load_run_base(out, str(other), moved.model)

@@ -130,3 +130,16 @@ def test_refusals_name_the_difference(tmp_path, capsys):
     assert main(["merge", str(path), str(path), "--out", str(tmp_path / "m.txt")]) == 2
     assert "--out" in capsys.readouterr().err
     assert not (tmp_path / "m.txt").exists()
+
+
+def test_parts_fine_tuned_from_different_bases_are_refused():
+    whole = results.load(STUDY / "chain.nc")
+    budgets = [int(n) for n in whole["budget"].values]
+    odd, even = _part(whole, budgets[1::2]), _part(whole, budgets[::2])
+    odd.attrs[merge.BASE_HASH] = "a" * 16
+    with pytest.raises(
+        ValueError, match=r"different bases \(base_config_hash odd.nc: a+, even.nc: none\)"
+    ):
+        merge.merge([odd, even], ["odd.nc", "even.nc"])
+    even.attrs[merge.BASE_HASH] = "a" * 16  # one base: merged, and the base recorded
+    assert merge.merge([odd, even], ["odd.nc", "even.nc"]).attrs[merge.BASE_HASH] == "a" * 16

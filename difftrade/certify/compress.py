@@ -42,7 +42,7 @@ from difftrade.config.fields import Field, check_fields, refuse
 from difftrade.config.logs import log
 from difftrade.config.run_config import RunConfig
 from difftrade.config.train_config import Population
-from difftrade.model.checkpoint import load_base
+from difftrade.model.checkpoint import load_run_base
 from difftrade.results import identity
 from difftrade.results import schema as results
 from difftrade.runner.chunks import load_params
@@ -275,7 +275,7 @@ def _compress_locked(
             )
         return _write(run_dir, ds, certify(cfg, ds, measurements(done), settings))
     pop, run_key = cfg.population(), root_key(cfg.run.seed)
-    base = None if cfg.run.init == "scratch" else load_base(cfg.run.init, cfg.model)
+    base = None if cfg.run.init == "scratch" else load_run_base(run_dir, cfg.run.init, cfg.model)
     _, coords = load_params(run_dir, jnp.zeros((cfg.subspace.dim,), jnp.float32), kind="coords")
     store = PartialStore(_partial_dir(run_dir, cfg, settings), "compressed")
     flat = map_chunks(

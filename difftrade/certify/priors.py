@@ -19,7 +19,7 @@ import numpy as np
 
 from difftrade.config.run_config import RunConfig
 from difftrade.config.train_config import prefix_budget
-from difftrade.model.checkpoint import load_base
+from difftrade.model.checkpoint import load_run_base
 from difftrade.runner.chunks import load_params
 from difftrade.tasks.keys import root_key
 from difftrade.train.trainer import member_init_params
@@ -86,7 +86,7 @@ def _init(weights: StoredWeights) -> Centres:
     """The member's starting point: its data-free initialisation, or the base it was fine-tuned from."""
     cfg = weights.cfg
     if cfg.run.init != "scratch":
-        base = load_base(cfg.run.init, cfg.model)
+        base = load_run_base(weights.run_dir, cfg.run.init, cfg.model)
         return lambda ids: (
             0,
             jax.tree.map(lambda x: jnp.broadcast_to(x, (len(ids), *x.shape)), base),

@@ -32,7 +32,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 def read_meta(out_dir: str | Path) -> dict[str, Any]:
     """A run directory's ``config.json``: ``{"config_hash": str, "config": dict}`` (and
-    ``"task_module": str`` for a task family from outside difftrade).
+    ``"task_module": str`` for a task family from outside difftrade, ``"base_config_hash": str`` for
+    a run fine-tuned from a base).
 
     ``ValueError`` naming the file when it is unreadable, not JSON, or lacks either key.
     """

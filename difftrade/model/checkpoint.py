@@ -23,6 +23,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from difftrade.config import files
 from difftrade.config.logs import log
 from difftrade.config.model_config import ModelConfig
 from difftrade.model.transformer import Params, init_params
@@ -107,6 +108,38 @@ def read_meta(path: Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or not isinstance(meta.get("model"), dict):
         raise ValueError(f"{meta_path} has no 'model' object; {ALLOWED}")  # noqa: TRY004 - bad input is a ValueError
     return meta
+
+
+BASE_HASH = "base_config_hash"  # config.json key and results.nc attribute of a fine-tuned run
+
+
+def base_identity(init: str) -> str | None:
+    """The config hash of the run that produced the base at ``init`` (its ``base.json``), recorded
+    by a run fine-tuned from it; None from scratch or for a base that records none."""
+    if init == "scratch":
+        return None
+    found = read_meta(Path(init)).get("config_hash")
+    return None if found is None else str(found)
+
+
+def check_same_base(init: str, recorded: Any, where: str) -> None:
+    """``ValueError`` naming ``where`` (a run file) when it records a base (``recorded``, its
+    :data:`BASE_HASH`) other than the one now at ``init``; files that record none pass."""
+    now = base_identity(init)
+    if recorded is not None and now is not None and str(recorded) != now:
+        raise ValueError(
+            f"{where} was fine-tuned from the base of experiment {recorded}, but run.init="
+            f"{init!r} now holds the base of experiment {now}; allowed: the base it was made from "
+            "(rebuild it with `difftrade pretrain` and its config)"
+        )
+
+
+def load_run_base(run_dir: str | Path, init: str, model_cfg: ModelConfig) -> Params:
+    """The base a finished run was fine-tuned from (:func:`load_base`), refused when it is not the
+    base that the run's ``config.json`` records (:func:`check_same_base`)."""
+    recorded = files.read_meta(run_dir).get(BASE_HASH)
+    check_same_base(init, recorded, str(Path(run_dir) / files.META))
+    return load_base(init, model_cfg)
 
 
 def _key(path: tuple[Any, ...]) -> str:

@@ -18,10 +18,11 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from difftrade.config.files import read_meta
 from difftrade.config.logs import log
 from difftrade.config.run_config import RunConfig
 from difftrade.config.train_config import Population, TrainConfig
-from difftrade.model.checkpoint import load_base
+from difftrade.model.checkpoint import BASE_HASH, base_identity, check_same_base, load_base
 from difftrade.model.transformer import check_backend
 from difftrade.results import assembly
 from difftrade.results import schema as results
@@ -73,6 +74,10 @@ def prepare_dir(cfg: RunConfig, out_dir: Path, resume: bool) -> list[Path]:
                 f"cannot resume {str(out_dir)!r}: its config hash is {old} but this config's is "
                 f"{cfg.hash()}; the configs differ (compare {META}), so results would mix two experiments"
             )
+        recorded = read_meta(out_dir).get(BASE_HASH)
+        check_same_base(cfg.run.init, recorded, str(meta))
+        if recorded is None and base_identity(cfg.run.init):  # written before bases were recorded
+            write_meta(out_dir, cfg)
     else:
         chunks = out_dir / "chunks"
         created = [p for p in (chunks, *chunks.parents) if not p.exists()]
@@ -286,6 +291,8 @@ def _train_chunks(
         extra = log.attrs()
         if module := task_module(cfg):  # a plugin's module: readers import it (tasks.configs)
             extra[TASK_MODULE] = module
+        if base_hash := base_identity(cfg.run.init):
+            extra[BASE_HASH] = base_hash
         if "peak_bytes_in_use" in stats:
             extra["peak_device_bytes"] = int(stats["peak_bytes_in_use"])
         ds = add_overlap(cfg, assembly.assemble(cfg, parts, extra), run_key)

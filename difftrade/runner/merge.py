@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from difftrade.model.checkpoint import BASE_HASH
 from difftrade.tasks import configs
 
 AXES = {"budgets": "budget", "difficulties": "difficulty", "seeds": "seed"}
@@ -73,6 +74,18 @@ def merge_axis(configs: Sequence[dict[str, Any]], names: Sequence[str]) -> str:
     return differ[0]
 
 
+def check_one_base(datasets: Sequence[xr.Dataset], names: Sequence[str]) -> None:
+    """``ValueError`` when the inputs were fine-tuned from different bases (their
+    ``base_config_hash`` attributes differ; an input trained from scratch records none)."""
+    bases = [d.attrs.get(BASE_HASH) for d in datasets]
+    if len(set(bases)) > 1:
+        found = ", ".join(f"{n}: {b or 'none'}" for n, b in zip(names, bases))
+        raise ValueError(
+            f"inputs start from different bases ({BASE_HASH} {found}); allowed: runs fine-tuned "
+            "from one base"
+        )
+
+
 # [difficulty, budget] counts a run makes on its grid's first seed only (experiment.add_overlap)
 FIRST_SEED_VARIABLES = ("duplicate_fraction", "test_in_train_fraction")
 
@@ -91,6 +104,7 @@ def merge(datasets: Sequence[xr.Dataset], names: Sequence[str]) -> xr.Dataset:
         raise ValueError(f"{len(datasets)} result file(s) given; allowed: two or more to merge")
     stored_forms = [_config(ds, name) for ds, name in zip(datasets, names)]
     key = merge_axis(stored_forms, names)
+    check_one_base(datasets, names)
     dim = AXES[key]
     first_seed: dict[str, xr.DataArray] = {}
     if dim == "seed":

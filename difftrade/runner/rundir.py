@@ -19,6 +19,7 @@ import xarray as xr
 from difftrade.config.files import META, one_line, read_meta
 from difftrade.config.logs import log
 from difftrade.config.run_config import RunConfig
+from difftrade.model.checkpoint import BASE_HASH, base_identity
 from difftrade.results import identity, provenance
 from difftrade.results import schema as results
 from difftrade.tasks.configs import TASK_MODULE, from_stored, stored, task_module
@@ -29,13 +30,15 @@ SESSIONS = "sessions.json"  # one entry per session that trained members (see Se
 
 def write_meta(out_dir: Path, cfg: RunConfig) -> Path:
     """Write ``out_dir/config.json`` atomically: the config's canonical form, its hash and, for a
-    task family from outside difftrade, the module that defines it (read back first)."""
-    module = task_module(cfg)
+    task family from outside difftrade, the module that defines it (read back first), and for a
+    fine-tuned run the identity of its base (``base_config_hash``)."""
+    module, base = task_module(cfg), base_identity(cfg.run.init)
     text = json.dumps(
         {
             "config_hash": cfg.hash(),
             "config": cfg.to_dict(),
             **({TASK_MODULE: module} if module else {}),
+            **({BASE_HASH: base} if base else {}),
         },
         indent=2,
         sort_keys=True,
