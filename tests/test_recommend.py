@@ -135,6 +135,33 @@ def test_bootstrap_plausible_set_and_expected_loss_near_a_tie():
     assert again.share == rec.share and again.expected_loss == rec.expected_loss
 
 
+def test_counts_the_seeds_on_which_the_runner_up_did_better():
+    """A hard row that wins on the seed mean but fails outright on some seeds (addition at
+    n = 1,024 in the study): the count and the worst loss are those of a per-seed loop."""
+    rng = np.random.default_rng(3)
+    easy = 0.4 + 0.02 * rng.standard_normal((2, 8))  # [N, S]
+    hard = np.where(np.isin(np.arange(8), [0, 5]), 0.98, 0.02) + 0.01 * rng.standard_normal((2, 8))
+    ds = make_results(np.stack([easy, hard]), [1, 2], [100, 400])
+    ds["target_risk"][1, 0, 4] = np.nan  # a diverged seed is left out of the pairs
+    for n, j in ((100, 0), (400, 1), (200, None)):
+        rec = rec_measured(ds, n)
+        assert rec.difficulty == 2 and rec.runner_up == 1
+        r = ds["target_risk"].values
+        t = 0.0 if j is not None else 0.5  # 200 is half way between 100 and 400 in log n
+        seeds = (1 - t) * r[:, 0] + t * r[:, 1] if j is None else r[:, j]  # [D, S]
+        diff = seeds[1] - seeds[0]
+        diff = diff[np.isfinite(diff)]
+        assert rec.runner_up_wins == int(np.sum(diff > 0)) == 2
+        assert rec.paired_seeds == diff.size == (8 if j == 1 else 7)
+        assert rec.worst_seed_loss == pytest.approx(diff.max())
+        assert f"did better on 2 of {diff.size} seeds" in str(rec)
+    clean = make_results(np.stack([easy, np.full((2, 8), 0.02)]), [1, 2], [100, 400])
+    rec = rec_measured(clean, 200)
+    assert rec.runner_up_wins == 0 and rec.worst_seed_loss == 0
+    assert "at least as good as the runner-up 1 on every seed" in str(rec)
+    assert rec.to_dict()["runner_up_wins"] == 0
+
+
 def test_uses_the_training_distribution_of_the_chosen_row():
     ds = crossing_results()
     mix = np.array([[0.8, 0.2], [0.2, 0.8]])

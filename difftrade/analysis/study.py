@@ -5,7 +5,9 @@
 returns Markdown: per family the transfer matrix, d*(n) with its seed bootstrap and the set of
 difficulties not significantly worse than d* (paired sign-flip tests, Holm), the gap
 decomposition, the mechanism fractions, and tradeoff models compared by AIC and by their
-leave-one-budget-out error in predicting d*. Everything is deterministic, so the published
+leave-one-budget-out error in predicting d*; then, from ``finetune/*.nc`` (grids fine-tuned from
+a base) and ``bases/*.nc`` (the base runs), the fine-tuned grids beside their from-scratch
+partners (:mod:`~difftrade.analysis.finetuning`). Everything is deterministic, so the published
 tables can be checked against the committed files by regenerating them.
 """
 
@@ -17,6 +19,7 @@ import numpy as np
 import xarray as xr
 
 from difftrade.analysis import (
+    finetuning,
     forward,
     model_tables,
     paired_comparison,
@@ -276,12 +279,21 @@ def summarize(folder: str | Path) -> str:
         records[path.stem] = predictors.forward_validation(loaded[path.stem])
         sections.append(family_section(path.stem, loaded[path.stem], point, records[path.stem]))
     cross, by_protocol = cross_table(loaded), protocols.protocol_table(loaded)
+    tuned = finetuning.finetune_section(
+        {**loaded, **load_folder(folder / "finetune", "finetune/")}, load_folder(folder / "bases")
+    )
     return "\n".join(
         sections
         + ([cross] if cross else [])
         + ([by_protocol] if by_protocol else [])
         + [forward_summary_table(records), racing_table(loaded)]
+        + ([tuned] if tuned else [])
     )
+
+
+def load_folder(folder: Path, prefix: str = "") -> dict[str, xr.Dataset]:
+    """``{prefix + stem: results}`` of every ``.nc`` in ``folder`` (name order; {} when absent)."""
+    return {prefix + p.stem: results.load(p) for p in sorted(folder.glob("*.nc"))}
 
 
 def forward_summary_table(records: dict[str, list[forward.ForwardRecord]]) -> str:

@@ -328,10 +328,14 @@ def _from_measured(
             notes.append(
                 f"the closed-form model ({common['model'].family}) would pick difficulty {format_number(difficulties[k])} instead"
             )
+    wins, paired, worst = (None, None, None) if runner is None else _seed_regret(surf, n, i, runner)
     return Recommendation(
         difficulty=float(difficulties[i]),
         weights=np.asarray(src.train_weights[i], dtype=float),
         method="measured",
+        runner_up_wins=wins,
+        paired_seeds=paired,
+        worst_seed_loss=worst,
         extrapolated=False,
         expected_risk=float(risk_n[i]),
         runner_up=None if runner is None else float(difficulties[runner]),
@@ -343,6 +347,22 @@ def _from_measured(
         **boot,
         **common,
     )
+
+
+def _seed_regret(
+    surf: Surface, n: int, i: int, runner: int
+) -> tuple[int | None, int | None, float | None]:
+    """Paired over seeds at ``n`` (each seed's risk interpolated in log n on the brackets of the
+    seed mean): for how many seeds the runner-up difficulty ``runner`` had a lower target risk
+    than the chosen ``i``, of how many seeds finite at both, and the largest such difference (0
+    when none); all None when no seed is finite at both."""
+    both = np.concatenate([surf.mean[:, :, None], surf.risk], axis=2)  # [D, N, 1 + S]
+    seeds = interpolate(both, surf.budgets, float(n))[:, 1:]  # [D, S]
+    diff = seeds[i] - seeds[runner]
+    diff = diff[np.isfinite(diff)]
+    if not diff.size:
+        return None, None, None
+    return int((diff > 0).sum()), int(diff.size), float(max(diff.max(), 0.0))
 
 
 def _ties_and_diverged(surf: Surface, risk_n: np.ndarray, i: int, n: int) -> list[str]:

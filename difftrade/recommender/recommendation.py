@@ -36,6 +36,9 @@ class Recommendation:
     mean / 90th percentile over resamples of the target risk lost against that resample's best.
     ``model``: the best family's prediction; ``models``: every family's (best first).
     ``diverged``: members excluded from the measured surface for NaN/inf training steps.
+    ``runner_up_wins``: of the seeds measured for both, how many had a lower target risk at the
+    runner-up difficulty than at the recommended one (paired, measured only), of
+    ``paired_seeds`` seeds finite at both; ``worst_seed_loss``: the largest such difference (0 when none).
     """
 
     budget: int
@@ -60,6 +63,9 @@ class Recommendation:
     models: tuple[ModelPrediction, ...] = ()
     notes: tuple[str, ...] = ()
     diverged: int = 0
+    runner_up_wins: int | None = None
+    paired_seeds: int | None = None
+    worst_seed_loss: float | None = None
 
     @property
     def mean_level(self) -> float:
@@ -89,6 +95,9 @@ class Recommendation:
             "models": [vars(m).copy() for m in self.models],
             "notes": list(self.notes),
             "diverged_excluded": self.diverged,
+            "runner_up_wins": self.runner_up_wins,
+            "paired_seeds": self.paired_seeds,
+            "worst_seed_loss": self.worst_seed_loss,
         }
 
     def __str__(self) -> str:
@@ -120,6 +129,8 @@ class Recommendation:
             if self.runner_up is not None:
                 line += f"; runner-up difficulty {format_number(self.runner_up)} is worse by {self.margin:.3f}"
             lines.append(line)
+        if self.runner_up_wins is not None and self.runner_up is not None:
+            lines.append(self._per_seed_line())
         if self.n_boot and self.share:
             shares = ", ".join(
                 f"{format_number(d)}: {s:.0%}" if s >= 0.005 else f"{format_number(d)}: <1%"
@@ -144,6 +155,20 @@ class Recommendation:
             )
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+    def _per_seed_line(self) -> str:
+        """How often, seed by seed, the runner-up beat the recommendation, and by how much."""
+        runner = format_number(self.runner_up)
+        if not self.runner_up_wins:
+            return (
+                f"  per seed: difficulty {format_number(self.difficulty)} was at least as good as "
+                f"the runner-up {runner} on every seed measured for both"
+            )
+        return (
+            f"  per seed: the runner-up {runner} did better on {self.runner_up_wins} of "
+            f"{self.paired_seeds} seeds, by up to {self.worst_seed_loss:.3f} target risk (the choice "
+            "can fail on a seed where the seed mean favours it)"
+        )
 
 
 def plain_number(x: Any) -> Any:

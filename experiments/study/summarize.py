@@ -1,6 +1,10 @@
 """Write the study's tables (docs/study_tables.md) from the committed result files.
 
-    python experiments/study/summarize.py docs/runs/study --out docs/study_tables.md
+    python experiments/study/summarize.py docs/runs/study --out docs/study_tables.md \
+        --figures docs/figures/study
+
+With --figures, also draws each family's fine-tuned grids beside its from-scratch grid
+(finetune_<family>.png: the decomposition across n).
 
 tests/test_provenance.py regenerates the same text and compares it with the committed file.
 """
@@ -10,7 +14,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from difftrade.analysis import study
+import matplotlib.pyplot as plt
+
+from difftrade.analysis import finetune_figure, finetuning, plots, study
+from difftrade.tasks import configs
 
 HEADER = (
     "# Study tables\n\n"
@@ -25,9 +32,30 @@ def main() -> None:
         "folder", type=Path, help="folder with <family>.nc and transfer_<family>.nc"
     )
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--figures", type=Path, help="folder for the fine-tuning figures")
     args = parser.parse_args()
     args.out.write_text(HEADER + study.summarize(args.folder))
     print(f"written: {args.out}")
+    if args.figures:
+        args.figures.mkdir(parents=True, exist_ok=True)
+        grids = {
+            **study.load_folder(args.folder),
+            **study.load_folder(args.folder / "finetune", "finetune/"),
+        }
+        for partner, members in finetuning.families(grids).items():
+            titles = {
+                (
+                    f"from scratch ({n})"
+                    if n == partner
+                    else f"fine-tuned from {finetuning.base_name(configs.stored(ds))}"
+                ): ds
+                for n, ds in members.items()
+            }
+            fig = finetune_figure.decomposition_columns(titles)
+            path = args.figures / f"finetune_{configs.stored(members[partner]).task_name}.png"
+            fig.savefig(path, dpi=plots.DPI)
+            plt.close(fig)
+            print(f"written: {path}")
 
 
 if __name__ == "__main__":
