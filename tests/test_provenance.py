@@ -11,6 +11,7 @@ import pytest
 
 from difftrade.analysis import paired_comparison, report, selection, study
 from difftrade.certify import compress
+from difftrade.model.checkpoint import BASE_HASH
 from difftrade.results import schema as results
 from difftrade.tasks import configs
 
@@ -34,8 +35,9 @@ CERTIFIED = sorted(
             for p in sorted(STUDY.glob("*.nc"))
         ],
         *[
-            (f"experiments/study/parts/{p.stem}.toml", f"docs/runs/study/parts/{p.name}")
-            for p in sorted((STUDY / "parts").glob("*.nc"))
+            (f"experiments/study/{sub}/{p.stem}.toml", f"docs/runs/study/{sub}/{p.name}")
+            for sub in ("parts", "bases", "finetune")
+            for p in sorted((STUDY / sub).glob("*.nc"))
         ],
         *[
             (f"experiments/protocol/{p.stem}.toml", f"docs/runs/protocol/{p.name}")
@@ -48,6 +50,17 @@ def test_config_hashes_to_its_result_file(config_path, result_path):
         configs.load(ROOT / config_path).hash()
         == results.load(ROOT / result_path).attrs["config_hash"]
     )
+
+
+@pytest.mark.parametrize("name", [p.stem for p in sorted((STUDY / "finetune").glob("*.nc"))])
+def test_fine_tuned_grids_record_their_committed_base(name):
+    """A fine-tuned grid's base (run.init, runs/study/bases/NAME/base) is the one its committed
+    config builds: the base identity the results record is that config's hash."""
+    ds = results.load(STUDY / "finetune" / f"{name}.nc")
+    base = Path(configs.stored(ds).run.init).parent.name
+    expected = configs.load(ROOT / "experiments" / "study" / "bases" / f"{base}.toml").hash()
+    assert ds.attrs[BASE_HASH] == expected
+    assert results.load(STUDY / "bases" / f"{base}.nc").attrs["config_hash"] == expected
 
 
 def test_readme_headline_is_its_result_file():
