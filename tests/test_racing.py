@@ -56,3 +56,24 @@ def test_bad_input_is_one_line():
         racing.race(np.zeros((2, 8)), [1, 2], start=9)
     with pytest.raises(ValueError, match=r"risk has shape"):
         racing.race(np.zeros((3, 8)), [1, 2])
+
+
+def test_run_race_measures_only_the_cells_it_uses():
+    """The race asks for the first seeds of every difficulty, then one seed at a time for the
+    survivors: the cells it measured are exactly its member count, and the answer is that of the
+    race on the full column."""
+    rng = np.random.default_rng(5)
+    column = np.array([0.2, 0.5, 0.52, 0.9])[:, None] + 0.05 * rng.standard_normal((4, 10))
+    asked: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+
+    def measure(rows, seeds):
+        asked.append((tuple(rows.tolist()), tuple(seeds)))
+        return column[rows][:, seeds]
+
+    found, risk = racing.run_race(measure, [1, 2, 3, 4], 10, start=3)
+    assert found == racing.race(column, [1, 2, 3, 4], start=3)
+    assert asked[0] == ((0, 1, 2, 3), (0, 1, 2))
+    assert all(len(seeds) == 1 for _, seeds in asked[1:])
+    assert sum(len(r) * len(s) for r, s in asked) == found.members == np.isfinite(risk).sum()
+    measured = np.isfinite(risk)
+    np.testing.assert_array_equal(risk[measured], column[measured])

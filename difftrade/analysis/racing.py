@@ -8,7 +8,9 @@ all-pairs confidence set for the best difficulty (:func:`~difftrade.analysis.sel
 is computed on the survivors' seeds so far, at level α / (number of looks) so that the looks
 together keep the family-wise error below α (Bonferroni over looks), and every difficulty outside
 it is dropped. The race stops when one difficulty is left or the seeds run out; its answer is the
-survivor with the lowest mean. Compute is counted in members trained.
+survivor with the lowest mean. Compute is counted in members trained. :func:`run_race` asks a
+``measure`` function for each cell it needs, so one rule serves a finished column (:func:`race`)
+and a race that trains its seeds as it goes (:mod:`difftrade.recommender.live_race`).
 
 Each look uses the paired t-test by default: with S seeds the exact sign-flip test cannot go below
 2^-S, and Holm over D(D − 1) pairs at α / looks asks for far less (8 seeds, 4 difficulties, 6
@@ -25,6 +27,7 @@ check; it is what the whole column says.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -43,6 +46,46 @@ class Race:
     looks: int
 
 
+# (rows [K] of the difficulties, seeds) -> risk [K, len(seeds)]: reads or trains a column's cells
+Measure = Callable[[np.ndarray, range], np.ndarray]
+
+
+def run_race(
+    measure: Measure,
+    difficulties: ArrayLike,
+    max_seeds: int,
+    *,
+    alpha: float = 0.05,
+    start: int = 3,
+    method: str = "t",
+) -> tuple[Race, np.ndarray]:
+    """The race of the module docstring, asking ``measure`` for each cell it needs: seeds
+    ``0..start-1`` of every difficulty, then one seed at a time for the survivors, at most
+    ``max_seeds`` each. Returns the race and the risks it measured ``[D, max_seeds]`` (NaN where
+    it measured nothing). A difficulty whose first ``start`` seeds are all non-finite is out."""
+    d = np.asarray(difficulties, np.float64)
+    if not 2 <= start <= max_seeds:
+        raise ValueError(f"start={start}; allowed: 2 <= start <= the {max_seeds} seeds available")
+    level = check_alpha(alpha) / (max_seeds - start + 1)
+    r = np.full((d.size, max_seeds), np.nan)
+    alive = np.arange(d.size)
+    r[:, :start] = measure(alive, range(start))
+    members = d.size * start
+    alive = alive[np.any(np.isfinite(r[:, :start]), axis=1)]
+    s, looks = start, 0
+    while True:
+        looks += 1
+        if alive.size > 1:
+            keep = best_set(r[alive, None, :s], d[alive], alpha=level, method=method).in_set[:, 0]
+            alive = alive[keep]
+        if alive.size <= 1 or s == max_seeds:
+            break
+        r[alive, s] = measure(alive, range(s, s + 1))[:, 0]
+        members, s = members + alive.size, s + 1
+    chosen = alive[int(argmin_index(nan_mean(r[alive, :s], axis=1), d[alive]))]
+    return Race(float(d[chosen]), tuple(float(v) for v in d[alive]), members, looks), r
+
+
 def race(
     risk: ArrayLike,
     difficulties: ArrayLike,
@@ -57,26 +100,16 @@ def race(
     d = np.asarray(difficulties, np.float64)
     if r.ndim != 2 or r.shape[0] != d.size:
         raise ValueError(f"risk has shape {r.shape}; allowed: [D, S] with D = {d.size}")
-    S = r.shape[1]
-    if not 2 <= start <= S:
-        raise ValueError(f"start={start}; allowed: 2 <= start <= the column's {S} seeds")
-    alpha = check_alpha(alpha)
-    level = alpha / (S - start + 1)
-    alive = np.flatnonzero(np.any(np.isfinite(r), axis=1))
-    trained = np.zeros(d.size, int)
-    looks = 0
-    for s in range(start, S + 1):
-        trained[alive] = s
-        looks += 1
-        if alive.size <= 1:
-            break
-        keep = best_set(r[alive, None, :s], d[alive], alpha=level, method=method).in_set[:, 0]
-        alive = alive[keep]
-        if alive.size <= 1:
-            break
-    means = nan_mean(r[alive, : trained[alive].max()], axis=1)
-    chosen = alive[int(argmin_index(means, d[alive]))]
-    return Race(float(d[chosen]), tuple(float(v) for v in d[alive]), int(trained.sum()), looks)
+    if not 2 <= start <= r.shape[1]:
+        raise ValueError(f"start={start}; allowed: 2 <= start <= the column's {r.shape[1]} seeds")
+    return run_race(
+        lambda rows, seeds: r[rows][:, seeds],
+        d,
+        r.shape[1],
+        alpha=alpha,
+        start=start,
+        method=method,
+    )[0]
 
 
 @dataclasses.dataclass(frozen=True)

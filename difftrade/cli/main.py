@@ -464,6 +464,23 @@ def _add_recommend(sub: Subparsers) -> None:
         help="print JSON: the recommendation; with --validate one object with 'recommendation', "
         "'forward' (a record per method, pilot count and predicted budget) and 'forward_summary'",
     )
+    p.add_argument(
+        "--race",
+        type=int,
+        metavar="MEMBERS",
+        help="after the recommendation, race the grid's difficulties at --budget: train seeds with "
+        "the grid's config, drop a difficulty once it is significantly worse (all pairs, Holm, "
+        "alpha / looks), stop at one survivor or after MEMBERS members",
+    )
+    p.add_argument(
+        "--race-out",
+        type=Path,
+        help="directory of the race's runs and race.json (default: runs/race_n<BUDGET>); a rerun resumes",
+    )
+    p.add_argument(
+        "--race-difficulties",
+        help="comma-separated difficulties to race (default: every difficulty of the grid)",
+    )
 
 
 def _add_select(sub: Subparsers) -> None:

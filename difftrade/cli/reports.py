@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
-from difftrade.cli.common import parse_floats
+from difftrade.cli.common import parse_floats, parse_ints
 
 
 def write_report(results_path: Path, out_dir: Path, csv: bool = False) -> str:
@@ -85,6 +86,8 @@ def recommend_command(args: argparse.Namespace) -> int:
             min_share=args.min_share,
             seed=args.seed,
         )
+    if args.race is not None:
+        return _race(args, ds, rec)
     if not args.validate:
         print(json.dumps(rec.to_dict(), indent=2) if args.json else rec)
         return 0
@@ -106,6 +109,30 @@ def recommend_command(args: argparse.Namespace) -> int:
         "\nleave-one-budget-out (interpolation: each budget predicted from its neighbours on both sides):"
     )
     print(validate_leave_one_budget_out(ds))
+    return 0
+
+
+def _race(args: argparse.Namespace, ds: Any, rec: Any) -> int:
+    """``recommend --race``: the recommendation, then a live race at ``--budget``."""
+    import json
+
+    from difftrade.recommender import live_race
+    from difftrade.tasks import configs
+
+    if args.budget is None or args.validate:
+        raise ValueError("--race needs --budget and no --validate")
+    print(rec, end="\n\n", file=sys.stderr if args.json else sys.stdout)
+    out = args.race_out or Path("runs") / f"race_n{args.budget}"
+    wanted = parse_ints(args.race_difficulties, "--race-difficulties")
+    found = live_race.live_race(
+        configs.stored(ds, str(args.results)),
+        args.budget,
+        args.race,
+        out,
+        None if wanted is None else list(wanted),
+    )
+    print(json.dumps(found.to_dict(), indent=2) if args.json else found)
+    print(f"written: {out / live_race.RACE_FILE}", file=sys.stderr)
     return 0
 
 
