@@ -658,7 +658,6 @@ def test_per_example_draws_through_the_pallas_kernels():
     interpret mode, the Monte-Carlo estimates equal the XLA model's (clipped CE, a [0, 1] loss)."""
     from difftrade.certify import ClippedCrossEntropy
     from difftrade.config.model_config import ModelConfig
-    from difftrade.model.transformer import kernel_mode
     from difftrade.tasks import data
     from difftrade.tasks.addition import Addition
     from difftrade.train.trainer import member_data_root, member_init_params
@@ -675,15 +674,16 @@ def test_per_example_draws_through_the_pallas_kernels():
     )
     estimates = {}
     for impl in ("xla", "pallas"):
-        with kernel_mode("interpret"):
-            cert = certify_population(
-                ClippedCrossEntropy(dataclasses.replace(base, attention=impl, mlp=impl)),
-                params,
-                params,
-                bound_set,
-                jax.random.split(key, 2),
-                config,
-            )
+        cert = certify_population(
+            ClippedCrossEntropy(
+                dataclasses.replace(base, attention=impl, mlp=impl, kernels="interpret")
+            ),
+            params,
+            params,
+            bound_set,
+            jax.random.split(key, 2),
+            config,
+        )
         estimates[impl] = np.asarray(cert.mc_risk_estimates)
     assert np.all(
         (estimates["xla"][:, 0] > 0.05) & (estimates["xla"][:, 0] < 0.95)

@@ -4,6 +4,8 @@ the programs compiled for the first, and gets the numbers a fresh compile for th
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,7 +13,6 @@ import pytest
 from conftest import tiny_raw
 
 from difftrade.config.sections import SubspaceConfig
-from difftrade.model.transformer import kernel_mode
 from difftrade.tasks import configs
 from difftrade.train import evaluate
 from difftrade.train import trainer as train
@@ -95,15 +96,15 @@ def test_subspace_member_uses_the_calls_key(monkeypatch):
 
 def test_cache_keys_hold_static_configuration_and_kernel_mode():
     """The same static configuration gives the same program whatever the key (no key is
-    passed); the Pallas kernel mode, read while tracing, selects another program."""
+    passed); another Pallas kernel mode (model.kernels) is another program."""
     model = CFG.model.for_members(POP.size // jax.device_count())
     trainer = compiled_trainer(run_task(CFG), model, CFG.train, FullView())
     evaluator = compiled_evaluator(run_task(CFG), model, CFG.eval)
     assert compiled_trainer(run_task(CFG), model, CFG.train) is trainer
     assert compiled_evaluator(run_task(CFG), model, CFG.eval) is evaluator
-    with kernel_mode("interpret"):
-        assert compiled_trainer(run_task(CFG), model, CFG.train) is not trainer
-        assert compiled_evaluator(run_task(CFG), model, CFG.eval) is not evaluator
+    interpreted = dataclasses.replace(model, kernels="interpret")
+    assert compiled_trainer(run_task(CFG), interpreted, CFG.train) is not trainer
+    assert compiled_evaluator(run_task(CFG), interpreted, CFG.eval) is not evaluator
     assert compiled_trainer(run_task(CFG), model, CFG.train) is trainer
 
 

@@ -16,7 +16,7 @@ from difftrade.certify.settings import ABSENT_MEANS, BoundSettings, stored_setti
 from difftrade.config import run_config as config
 from difftrade.config import sections as config_sections
 from difftrade.config import settings_json
-from difftrade.config.model_config import IMPLEMENTATION_FIELDS, MODEL_FIELDS
+from difftrade.config.model_config import MODEL_FIELDS, NOT_IDENTITY
 from difftrade.config.sections import EVAL_FIELDS, SUBSPACE_FIELDS
 from difftrade.config.train_config import TRAIN_FIELDS
 from difftrade.runner import experiment, rundir
@@ -34,7 +34,7 @@ SPECS = {
 }
 # Fields that may change without changing results: how members are batched, and the same function
 # computed another way.
-RESULT_NEUTRAL = {("run", "chunk_size"), *(("model", name) for name in IMPLEMENTATION_FIELDS)}
+RESULT_NEUTRAL = {("run", "chunk_size"), *(("model", name) for name in NOT_IDENTITY)}
 # Fields whose value cannot change alone (the rest of the section depends on it); each has its own test below.
 CHANGED_WITH_OTHERS = {("task", "name"), ("difficulty", "kind"), ("grid", "mixture_main")}
 

@@ -12,10 +12,10 @@ from difftrade.model.kernels import fused_mlp
 from difftrade.model.transformer import (
     apply,
     causal_attention,
+    check_backend,
     graphdef,
     implementation,
     init_params,
-    kernel_mode,
     token_losses,
 )
 from difftrade.tasks import configs
@@ -114,14 +114,11 @@ def test_pallas_attention_equals_xla_and_numpy(t):
     )
 
     def loss(impl):
-        fn = jax.vmap(lambda q, k, v: causal_attention(q, k, v, impl))
+        fn = jax.vmap(lambda q, k, v: causal_attention(q, k, v, impl, impl == "pallas"))
         return lambda q, k, v: jnp.sum(fn(q, k, v) * w)
 
-    with kernel_mode("interpret"):
-        out = jax.vmap(lambda q, k, v: causal_attention(q, k, v, "pallas"))(q, k, v)
-        grads = {
-            impl: jax.grad(loss(impl), argnums=(0, 1, 2))(q, k, v) for impl in ("xla", "pallas")
-        }
+    out = jax.vmap(lambda q, k, v: causal_attention(q, k, v, "pallas", True))(q, k, v)
+    grads = {impl: jax.grad(loss(impl), argnums=(0, 1, 2))(q, k, v) for impl in ("xla", "pallas")}
     for m in range(2):
         np.testing.assert_allclose(out[m], _numpy_attention(q[m], k[m], v[m]), rtol=1e-5, atol=1e-5)
     for g_xla, g_pallas in zip(grads["xla"], grads["pallas"]):
@@ -131,9 +128,19 @@ def test_pallas_attention_equals_xla_and_numpy(t):
 def test_pallas_attention_refused_off_gpu():
     if jax.default_backend() == "gpu":
         pytest.skip("on a GPU the kernel runs")
-    x = jnp.zeros((1, 4, 1, 8))
-    with pytest.raises(ValueError, match="model.attention='pallas' needs a GPU"):
-        causal_attention(x, x, x, "pallas")
+    cfg = ModelConfig(vocab_size=16, seq_len=4, d_model=16, num_layers=1, num_heads=1)
+    pallas = dataclasses.replace(cfg, attention="pallas")
+    tokens, params = jnp.zeros((1, 4), jnp.int32), init_params(cfg, jax.random.key(0))
+    for refuse in (lambda: check_backend(pallas), lambda: apply(graphdef(pallas), params, tokens)):
+        with pytest.raises(ValueError, match="model.attention='pallas' needs a GPU.*'interpret'"):
+            refuse()
+    interpreted = dataclasses.replace(pallas, kernels="interpret")  # the same function, slowly
+    check_backend(interpreted)
+    np.testing.assert_allclose(
+        apply(graphdef(interpreted), params, tokens),
+        apply(graphdef(cfg), params, tokens),
+        atol=1e-5,
+    )
 
 
 def test_auto_kernels_are_xla_off_gpu_and_explicit_choices_stand():
@@ -249,7 +256,7 @@ def test_fused_kernels_model_equals_xla(dtype, tol):
     cfg = ModelConfig(
         vocab_size=16, seq_len=12, d_model=32, num_layers=2, num_heads=2, compute_dtype=dtype
     )
-    fused = dataclasses.replace(cfg, attention="pallas", mlp="pallas")
+    fused = dataclasses.replace(cfg, attention="pallas", mlp="pallas", kernels="interpret")
     params = init_params(cfg, jax.random.key(0))
     tokens = jax.random.randint(jax.random.key(1), (4, 13), 0, 16)
     mask = jnp.arange(13)[None, :] >= 6
@@ -260,8 +267,7 @@ def test_fused_kernels_model_equals_xla(dtype, tol):
         return fn(params)
 
     loss_x, grads_x = loss_and_grads(cfg)
-    with kernel_mode("interpret"):
-        loss_f, grads_f = loss_and_grads(fused)
+    loss_f, grads_f = loss_and_grads(fused)
     np.testing.assert_allclose(loss_f, loss_x, rtol=tol)
     for a, b in zip(jax.tree.leaves(grads_f), jax.tree.leaves(grads_x)):
         np.testing.assert_allclose(a, b, rtol=tol * 10, atol=tol)
@@ -275,7 +281,12 @@ def test_pallas_kernels_lower_to_triton_for_cuda(d):
     from jax import export
 
     cfg = ModelConfig(
-        seq_len=28, d_model=d, compute_dtype="bfloat16", attention="pallas", mlp="pallas"
+        seq_len=28,
+        d_model=d,
+        compute_dtype="bfloat16",
+        attention="pallas",
+        mlp="pallas",
+        kernels="gpu",  # GPU kernels whatever the local backend
     )
     gdef, members = graphdef(cfg), 3  # 3: no coincidence with the 4 heads in a grid
     params = jax.eval_shape(
@@ -285,12 +296,11 @@ def test_pallas_kernels_lower_to_triton_for_cuda(d):
     mask = jax.ShapeDtypeStruct((members, 64, 29), jnp.bool_)
     step = jax.jit(jax.vmap(jax.grad(lambda p, t, m: masked_loss(gdef, p, t, m)[0])))
     triton = "__gpu$xla.gpu.triton"
-    with kernel_mode("gpu"):
-        exported = export.export(
-            step,
-            platforms=["cuda"],
-            disabled_checks=[export.DisabledSafetyCheck.custom_call(triton)],
-        )(params, tokens, mask)
+    exported = export.export(
+        step,
+        platforms=["cuda"],
+        disabled_checks=[export.DisabledSafetyCheck.custom_call(triton)],
+    )(params, tokens, mask)
     text = exported.mlir_module()
     calls = [line for line in text.splitlines() if triton in line and "custom_call" in line]
     names = {re.search(r'name = "(\w+)"', line).group(1) for line in calls}

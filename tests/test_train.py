@@ -7,7 +7,7 @@ import pytest
 from conftest import tiny_raw
 
 from difftrade.config.train_config import Population, TrainConfig, prefix_budget
-from difftrade.model.transformer import apply, graphdef, kernel_mode
+from difftrade.model.transformer import apply, graphdef
 from difftrade.tasks import configs
 from difftrade.train.run_task import run_task
 from difftrade.train.trainer import (
@@ -202,9 +202,10 @@ def test_fused_kernels_train_the_same_members():
     pop = cfg.population().take(np.arange(4))
     key = jax.random.key(0)
     plain = train_population(run_task(cfg), pop, cfg.model, cfg.train, key)
-    fused_model = dataclasses.replace(cfg.model, attention="pallas", mlp="pallas")
-    with kernel_mode("interpret"):
-        fused = train_population(run_task(cfg), pop, fused_model, cfg.train, key)
+    fused_model = dataclasses.replace(
+        cfg.model, attention="pallas", mlp="pallas", kernels="interpret"
+    )
+    fused = train_population(run_task(cfg), pop, fused_model, cfg.train, key)
     np.testing.assert_allclose(fused.loss_curve, plain.loss_curve, rtol=1e-5)
     # The key bias has an exactly zero gradient (it adds the same q·b to every logit of a query),
     # so both paths feed Adam rounding noise there and Adam turns it into steps of size ~lr:

@@ -19,6 +19,11 @@ POS_ENCODINGS = ("learned", "sinusoidal")
 ATTENTIONS = ("auto", "xla", "cudnn", "pallas")
 MLPS = ("auto", "xla", "pallas")
 IMPLEMENTATION_FIELDS = ("attention", "mlp")
+# How Pallas kernels are traced: 'auto' GPU kernels, refused off a GPU; 'interpret' Pallas'
+# interpreter on any backend (slow; tests); 'gpu' GPU kernels whatever the local backend (to
+# jax.export a step for CUDA from a machine without one). Not part of the identity either.
+KERNEL_MODES = ("auto", "interpret", "gpu")
+NOT_IDENTITY = (*IMPLEMENTATION_FIELDS, "kernels")  # left out of the hash and the architecture
 
 # [model]: one spec per field (difftrade.config.fields)
 MODEL_FIELDS: dict[str, Field] = {
@@ -31,6 +36,7 @@ MODEL_FIELDS: dict[str, Field] = {
     "compute_dtype": Field(str, choices=DTYPE_NAMES),
     "attention": Field(str, choices=ATTENTIONS),
     "mlp": Field(str, choices=MLPS),
+    "kernels": Field(str, choices=KERNEL_MODES),
 }
 
 
@@ -50,7 +56,9 @@ def check_shapes(d: int, f: int) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Architecture (all static). ``compute_dtype='bfloat16'`` keeps float32 master weights."""
+    """Architecture (all static). ``compute_dtype='bfloat16'`` keeps float32 master weights.
+    ``attention``/``mlp`` choose how each half is computed, ``kernels`` how Pallas kernels are
+    traced (:data:`KERNEL_MODES`); none of the three changes the function."""
 
     vocab_size: int = 64
     seq_len: int = 32
@@ -63,6 +71,7 @@ class ModelConfig:
     compute_dtype: str = "float32"
     attention: str = "auto"
     mlp: str = "auto"
+    kernels: str = "auto"
 
     def __post_init__(self) -> None:
         check_fields(self, "model", MODEL_FIELDS)
@@ -98,7 +107,7 @@ class ModelConfig:
 
     def architecture(self) -> dict[str, Any]:
         """The fields that define the function and its parameters (implementation choices left out)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in IMPLEMENTATION_FIELDS}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in NOT_IDENTITY}
 
     @property
     def head_dim(self) -> int:

@@ -7,9 +7,7 @@ code. ``params`` of a population carry a leading member axis and are vmapped as 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -28,48 +26,26 @@ from difftrade.model import kernels
 DTYPES = {name: getattr(jnp, name) for name in DTYPE_NAMES}
 # model.mlp='auto' uses the fused kernel on a GPU up to this width (it lost at 256: docs/notes.md)
 MLP_AUTO_PALLAS_MAX_D = 128
-KERNEL_MODES = ("auto", "interpret", "gpu")
-_KERNEL_MODE = ["auto"]
 
 
-@contextlib.contextmanager
-def kernel_mode(mode: str) -> Iterator[None]:
-    """How models trace their Pallas kernels inside this block.
-
-    ``auto`` (outside any block): GPU kernels, refused on other backends; ``interpret``: Pallas'
-    interpreter on any backend (slow; tests); ``gpu``: GPU kernels whatever the local backend
-    (to ``jax.export`` a step for CUDA from a machine without one).
-    """
-    if mode not in KERNEL_MODES:
-        raise ValueError(f"kernel mode {mode!r}; allowed: {', '.join(KERNEL_MODES)}")
-    previous, _KERNEL_MODE[0] = _KERNEL_MODE[0], mode
-    try:
-        yield
-    finally:
-        _KERNEL_MODE[0] = previous
-
-
-def current_kernel_mode() -> str:
-    """The kernel mode in force here (one of ``KERNEL_MODES``; see :func:`kernel_mode`)."""
-    return _KERNEL_MODE[0]
-
-
-def _pallas_interpret(field: str) -> bool:
-    """Whether model.<field>='pallas' runs interpreted now; refuses GPU kernels off-GPU."""
-    if _KERNEL_MODE[0] == "auto" and jax.default_backend() != "gpu":
+def _pallas_interpret(cfg: ModelConfig, field: str) -> bool:
+    """Whether model.<field>='pallas' runs interpreted under ``cfg.kernels``; refuses GPU kernels
+    off-GPU when ``cfg.kernels`` is 'auto'."""
+    if cfg.kernels == "auto" and jax.default_backend() != "gpu":
         raise ValueError(
-            f"model.{field}='pallas' needs a GPU (this jax backend is {jax.default_backend()!r}); allowed here: 'xla'"
+            f"model.{field}='pallas' needs a GPU (this jax backend is {jax.default_backend()!r}); "
+            "allowed here: 'xla', or model.kernels = 'interpret'"
         )
-    return _KERNEL_MODE[0] == "interpret"
+    return cfg.kernels == "interpret"
 
 
 def check_backend(cfg: ModelConfig) -> None:
-    """Refuse (before compiling) a kernel this jax backend cannot run: 'pallas' off-GPU (outside
-    ``kernel_mode``) and 'cudnn' off-GPU."""
+    """Refuse (before compiling) a kernel this jax backend cannot run: 'pallas' off-GPU (unless
+    ``model.kernels`` is 'interpret' or 'gpu') and 'cudnn' off-GPU."""
     for field in IMPLEMENTATION_FIELDS:
         impl = implementation(cfg, field)
         if impl == "pallas":
-            _pallas_interpret(field)
+            _pallas_interpret(cfg, field)
         if impl == "cudnn" and jax.default_backend() != "gpu":
             raise refuse(
                 "model",
@@ -108,7 +84,9 @@ def sinusoidal(seq_len: int, d_model: int) -> jax.Array:
     return jnp.concatenate([jnp.sin(angle), jnp.cos(angle)], axis=-1)
 
 
-def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, impl: str = "xla") -> jax.Array:
+def causal_attention(
+    q: jax.Array, k: jax.Array, v: jax.Array, impl: str = "xla", interpret: bool = False
+) -> jax.Array:
     """Causal softmax attention, scale ``head_dim ** -0.5``: q, k, v ``[B, T, H, Dh]`` -> ``[B, T, H, Dh]``.
 
     ``xla``: ``jax.nn.dot_product_attention`` (materialises the ``[B, H, T, T]`` scores).
@@ -116,13 +94,12 @@ def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, impl: str = "xla"
     Triton flash-attention kernel (``jax.experimental.pallas.ops.gpu.attention``, forward and
     backward), the sequence zero-padded to a multiple of its block (16 or 32); padding sits
     after every real position, so causality hides it from real queries and the padded rows are
-    dropped. GPU only, unless interpreted (``kernel_mode``).
+    dropped. GPU only, unless ``interpret`` (Pallas' interpreter, ``model.kernels``).
     """
     if impl != "pallas":
         return jax.nn.dot_product_attention(
             q, k, v, is_causal=True, implementation=None if impl == "xla" else impl
         )
-    interpret = _pallas_interpret("attention")
     from jax.experimental.pallas.ops.gpu import attention as pallas_attention
 
     t = q.shape[1]
@@ -172,7 +149,9 @@ class Block(nnx.Module):
         b, t, _ = x.shape
         qkv = self.qkv(self.ln1(x)).reshape(b, t, 3, self.cfg.num_heads, self.cfg.head_dim)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B, T, H, Dh]
-        attn = causal_attention(q, k, v, implementation(self.cfg, "attention"))
+        impl = implementation(self.cfg, "attention")
+        interpret = impl == "pallas" and _pallas_interpret(self.cfg, "attention")
+        attn = causal_attention(q, k, v, impl, interpret)
         return x + self.out(attn.reshape(b, t, -1))
 
     def mlp(self, x: jax.Array) -> jax.Array:
@@ -193,7 +172,10 @@ class Block(nnx.Module):
             )
         ]
         y = kernels.fused_mlp(
-            x.reshape(b * t, d), *w, eps=self.ln2.epsilon, interpret=_pallas_interpret("mlp")
+            x.reshape(b * t, d),
+            *w,
+            eps=self.ln2.epsilon,
+            interpret=_pallas_interpret(self.cfg, "mlp"),
         )
         return y.reshape(b, t, d)
 

@@ -30,7 +30,6 @@ import optax
 from difftrade.config.model_config import ModelConfig
 from difftrade.config.sections import SubspaceConfig
 from difftrade.config.train_config import Population, TrainConfig, prefix_budget
-from difftrade.model import transformer as model
 from difftrade.model.transformer import Params, graphdef, init_params, token_losses
 from difftrade.tasks import data
 from difftrade.tasks.base import Task
@@ -354,10 +353,10 @@ def population_arrays(pop: Population) -> dict[str, jax.Array]:
 
 def trace_state() -> tuple[Any, ...]:
     """Process-global settings read while tracing that change the traced program (so they
-    belong in every compile-cache key next to the static configuration): the Pallas kernel mode
-    (:func:`difftrade.model.transformer.kernel_mode`) and the member mesh the outputs are split over. (jax's
-    own configuration, e.g. ``jax_enable_x64``, is in ``jax.jit``'s cache key already.)"""
-    return (model.current_kernel_mode(), member_mesh())
+    belong in every compile-cache key next to the static configuration): the member mesh the
+    outputs are split over. (How kernels are traced is ``model.kernels``, in the model config;
+    jax's own configuration, e.g. ``jax_enable_x64``, is in ``jax.jit``'s cache key already.)"""
+    return (member_mesh(),)
 
 
 # Times each population program was traced, by name ("train", "evaluate"): every compilation
