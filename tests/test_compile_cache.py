@@ -14,13 +14,11 @@ from conftest import tiny_raw
 
 from difftrade.config.sections import SubspaceConfig
 from difftrade.tasks import configs
-from difftrade.train import evaluate
-from difftrade.train import trainer as train
 from difftrade.train.evaluate import compiled_evaluator, evaluate_population
+from difftrade.train.programs import PROGRAMS
 from difftrade.train.run_task import run_task
 from difftrade.train.subspace import Subspace, projection_key
 from difftrade.train.trainer import (
-    TRACES,
     FullView,
     compiled_trainer,
     member_init_params,
@@ -45,26 +43,25 @@ def run(key: jax.Array) -> dict[str, np.ndarray]:
 
 def fresh_caches(monkeypatch) -> None:
     """Forget every compiled program, as a new process would start."""
-    monkeypatch.setattr(train, "_COMPILED", {})
-    monkeypatch.setattr(evaluate, "_COMPILED", {})
+    PROGRAMS.clear()
     jax.clear_caches()
 
 
 @pytest.mark.slow  # three trainer compiles (~25 s)
 def test_second_key_reuses_programs_and_matches_a_fresh_compile(monkeypatch):
     fresh_caches(monkeypatch)
-    before = TRACES.copy()
+    before = PROGRAMS.traces()
     a = run(jax.random.key(0))
-    assert TRACES - before == {"train": 1, "evaluate": 1}
+    assert PROGRAMS.traces() - before == {"train": 1, "evaluate": 1}
     b = run(jax.random.key(1))
-    assert TRACES - before == {"train": 1, "evaluate": 1}  # key 1 compiled nothing
+    assert PROGRAMS.traces() - before == {"train": 1, "evaluate": 1}  # key 1 compiled nothing
     # The key is really an input, not the first call's key kept as a constant: results differ.
     assert not np.array_equal(a["train/0"], b["train/0"])
     assert not np.array_equal(a["eval/level_ce"], b["eval/level_ce"])
 
     fresh_caches(monkeypatch)
     fresh = run(jax.random.key(1))
-    assert TRACES - before == {"train": 2, "evaluate": 2}  # it did compile afresh
+    assert PROGRAMS.traces() - before == {"train": 2, "evaluate": 2}  # it did compile afresh
     assert sorted(fresh) == sorted(b)
     for k in b:
         np.testing.assert_array_equal(b[k], fresh[k], err_msg=k)
@@ -76,7 +73,7 @@ def test_subspace_member_uses_the_calls_key(monkeypatch):
     same program trains weights ``θ₀ + P z`` with that key's ``θ₀`` and ``P``."""
     fresh_caches(monkeypatch)
     sub = SubspaceConfig(dim=8)
-    before = TRACES.copy()
+    before = PROGRAMS.traces()
     pop = POP.take(np.array([0, 3]))
     for seed in (0, 1):
         key = jax.random.key(seed)
@@ -91,7 +88,7 @@ def test_subspace_member_uses_the_calls_key(monkeypatch):
                 jax.tree.leaves(jax.tree.map(lambda x, i=i: x[i], res.params)),
             ):
                 np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-6)
-    assert TRACES - before == {"train": 1}
+    assert PROGRAMS.traces() - before == {"train": 1}
 
 
 def test_cache_keys_hold_static_configuration_and_kernel_mode():

@@ -11,21 +11,20 @@ import pytest
 from difftrade.runner import experiment
 from difftrade.runner.progress import Progress
 from difftrade.train import trainer as train
+from difftrade.train.programs import SEGMENTS
 from difftrade.train.run_task import run_task
 
 
 @pytest.mark.slow  # trains a grid
 def test_every_member_segment_is_reported(tiny_cfg):
     counts: list[int] = []
-    train.SEGMENT_LISTENERS.append(counts.append)
-    try:
+    with SEGMENTS.listening(counts.append):
         pop = tiny_cfg.population()
         res = train.train_population(
             run_task(tiny_cfg), pop, tiny_cfg.model, tiny_cfg.train, jax.random.key(0)
         )
         jax.block_until_ready(res.params)
-    finally:
-        train.SEGMENT_LISTENERS.remove(counts.append)
+    assert SEGMENTS.listeners == 0
     padded = -(-pop.size // jax.device_count()) * jax.device_count()
     assert sum(counts) == padded * tiny_cfg.train.num_checkpoints
 
@@ -40,7 +39,7 @@ def test_run_reports_progress_inside_a_chunk(tiny_cfg, tmp_path, capsys, monkeyp
     done = [int(m[1]) for line in lines if (m := re.search(r"\] (\d+)/8 members", line))]
     assert done[-1] == 8 and any(0 < d < 8 for d in done), lines  # moved before the chunk finished
     assert all("\r" not in line for line in lines)  # plain lines off a terminal
-    assert not train.SEGMENT_LISTENERS  # the run removed its listener
+    assert SEGMENTS.listeners == 0  # the run stopped listening
     assert np.all(np.diff(done) >= 0)
 
 

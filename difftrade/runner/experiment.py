@@ -43,10 +43,9 @@ from difftrade.tasks.keys import root_key
 from difftrade.train.chunk_sizing import auto_chunk_size, check_chunk_fits
 from difftrade.train.evaluate import evaluate_population
 from difftrade.train.mesh import cpu_device_count, padded_index, to_host
+from difftrade.train.programs import PROGRAMS, SEGMENTS
 from difftrade.train.run_task import run_task
 from difftrade.train.trainer import (
-    SEGMENT_LISTENERS,
-    TRACES,
     member_data_root,
     train_population,
     view_of,
@@ -264,26 +263,26 @@ def _train_chunks(
     store = RunChunks(out_dir, chunks, np.flatnonzero(done), is_main(), cfg.hash())
     log, traced = (
         SessionLog(out_dir, int(size), is_main()),
-        sum(TRACES.values()),
+        PROGRAMS.traces().total(),
     )  # programs compiled before: not this session's
 
     def after(c: int, ds: xr.Dataset) -> None:
-        log.chunk_done(ds.sizes["member"], sum(TRACES.values()) - traced)
+        log.chunk_done(ds.sizes["member"], PROGRAMS.traces().total() - traced)
         if on_chunk is not None:
             on_chunk(c, ds)
 
     bar = Progress(pop.size, progress and is_main(), cfg.train.num_checkpoints)
-    SEGMENT_LISTENERS.append(bar.segment)
     bar.start()
     try:
-        parts = run_chunks(
-            np.arange(pop.size),
-            lambda _: planned[:stop_after_chunks],
-            ChunkTrainer(cfg, task, pop, run_key, base),
-            store,
-            bar,
-            after,
-        )
+        with SEGMENTS.listening(bar.segment):
+            parts = run_chunks(
+                np.arange(pop.size),
+                lambda _: planned[:stop_after_chunks],
+                ChunkTrainer(cfg, task, pop, run_key, base),
+                store,
+                bar,
+                after,
+            )
         if stopped or not is_main():
             return None
         bar.stage("writing results")
@@ -300,7 +299,6 @@ def _train_chunks(
         bar.stage("done")
         return ds
     finally:
-        SEGMENT_LISTENERS.remove(bar.segment)
         bar.close()
 
 

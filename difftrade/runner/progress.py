@@ -13,7 +13,7 @@ class Progress:
     """Progress on stderr: a line redrawn in place on a terminal, plain lines (at most one per
     ``LOG_EVERY`` seconds, and one per chunk) otherwise.
 
-    It moves within a chunk through :data:`difftrade.train.trainer.SEGMENT_LISTENERS`
+    It moves within a chunk through :data:`difftrade.train.programs.SEGMENTS`
     (``segment``), and by whole members per chunk (``update``). Until the first segment or chunk
     of this session finishes, the stage is ``compiling`` and there is no ETA: the rate is timed
     from that first report on, so compilation never inflates the ETA. While running (``start``

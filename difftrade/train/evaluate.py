@@ -27,7 +27,8 @@ from difftrade.model.transformer import Params, graphdef, token_losses
 from difftrade.tasks import data
 from difftrade.tasks.base import Task
 from difftrade.train.mesh import member_mesh, member_sharding, on_member_mesh, replicate, round_up
-from difftrade.train.trainer import TRACES, member_data_root, trace_state
+from difftrade.train.programs import PROGRAMS
+from difftrade.train.trainer import member_data_root, trace_state
 
 
 def example_metrics(
@@ -109,25 +110,23 @@ def make_member_evaluator(task: Task, model_cfg: ModelConfig, cfg: EvalConfig, r
     return functools.partial(member_evaluator(task, model_cfg, cfg), run_key)
 
 
-_COMPILED: dict[Any, Any] = {}
-
-
 def compiled_evaluator(task: Task, model_cfg: ModelConfig, cfg: EvalConfig):
     """``jit(vmap(member_evaluator))`` over a chunk: ``(run_key, params, weights, budget, seed) -> dict``.
 
     Cached per (task, model, eval config, :func:`difftrade.train.trainer.trace_state`): static
     configuration only, so a new run key reuses the compiled program.
     """
-    key = (task, model_cfg, cfg, trace_state())
-    if key not in _COMPILED:
+
+    def build(traced):
         member = jax.vmap(member_evaluator(task, model_cfg, cfg), in_axes=(None, 0, 0, 0, 0))
 
         def evaluate_chunk(run_key, params, weights, budget, seed):
-            TRACES["evaluate"] += 1
+            traced()
             return member(run_key, params, weights, budget, seed)
 
-        _COMPILED[key] = jax.jit(evaluate_chunk, out_shardings=member_sharding(member_mesh()))
-    return _COMPILED[key]
+        return jax.jit(evaluate_chunk, out_shardings=member_sharding(member_mesh()))
+
+    return PROGRAMS.get("evaluate", (task, model_cfg, cfg, trace_state()), build)
 
 
 def evaluate_population(

@@ -16,7 +16,6 @@ the device-memory sizing of a chunk is :mod:`difftrade.train.chunk_sizing`.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import functools
 from collections.abc import Callable
@@ -24,7 +23,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from difftrade.config.model_config import ModelConfig
@@ -42,6 +40,7 @@ from difftrade.train.mesh import (
     replicate,
     shard_members,
 )
+from difftrade.train.programs import PROGRAMS, SEGMENTS
 from difftrade.train.subspace import Subspace, projection_key
 
 
@@ -186,18 +185,6 @@ def validation_stopped(
     return Stopped(best, losses, exacts, carry[2], jnp.int32(best_k * seg), jnp.int32(k * seg))
 
 
-# Host-side listeners of training progress, called from inside the compiled program with the
-# number of member-segments (one checkpoint segment of one member) that just finished, so a
-# progress bar can move within a chunk. Calls arrive unordered, from every device.
-SEGMENT_LISTENERS: list[Callable[[int], None]] = []
-
-
-def _segment_done(nonfinite: np.ndarray) -> None:
-    """Host callback at the end of a checkpoint segment; ``nonfinite`` holds one value per member it covers."""
-    for listener in tuple(SEGMENT_LISTENERS):  # a copy: a run may remove its listener meanwhile
-        listener(int(np.size(nonfinite)))
-
-
 @dataclasses.dataclass(frozen=True)
 class FullView:
     """Every weight is trained: the trained variables are the params pytree itself."""
@@ -285,7 +272,7 @@ def member_trainer(
 
         def segment(carry, k):
             carry, (losses, exacts) = jax.lax.scan(step, carry, k * seg + jnp.arange(seg))
-            jax.debug.callback(_segment_done, carry[2])  # after the segment: it reads its result
+            jax.debug.callback(SEGMENTS.report, carry[2])  # after the segment: it reads its result
             return carry, (jnp.mean(losses), jnp.mean(exacts))
 
         carry = (w0, tx.init(w0), jnp.int32(0))
@@ -359,13 +346,6 @@ def trace_state() -> tuple[Any, ...]:
     return (member_mesh(),)
 
 
-# Times each population program was traced, by name ("train", "evaluate"): every compilation
-# follows a trace, so this counts compilations (tests, run summaries).
-TRACES: collections.Counter[str] = collections.Counter()
-
-_COMPILED: dict[Any, Callable[..., TrainResult]] = {}
-
-
 def compiled_trainer(
     task: Task, model_cfg: ModelConfig, cfg: TrainConfig, view: Any = FULL
 ) -> Callable[..., TrainResult]:
@@ -375,21 +355,22 @@ def compiled_trainer(
     Cached per (task, model, train config, view, :func:`trace_state`): static configuration
     only, so runs that differ in their key (``run.seed``) share one compiled program.
     """
-    cache_key = (task, model_cfg, cfg, view, trace_state())
-    if cache_key not in _COMPILED:
+
+    def build(traced: Callable[[], None]) -> Callable[..., TrainResult]:
         member = jax.vmap(
             member_trainer(task, model_cfg, cfg, view), in_axes=(None, 0, 0, 0, 0, 0, 0)
         )
 
         def train_chunk(run_key, weights, budget, seed, learning_rate, params0=None, start=None):
-            TRACES["train"] += 1
+            traced()
             if params0 is None:
                 params0 = jax.vmap(lambda s: member_init_params(model_cfg, run_key, s))(seed)
             return member(run_key, params0, weights, budget, seed, learning_rate, start)
 
         # Outputs keep the member split, so evaluation reads them where they are.
-        _COMPILED[cache_key] = jax.jit(train_chunk, out_shardings=member_sharding(member_mesh()))
-    return _COMPILED[cache_key]
+        return jax.jit(train_chunk, out_shardings=member_sharding(member_mesh()))
+
+    return PROGRAMS.get("train", (task, model_cfg, cfg, view, trace_state()), build)
 
 
 def train_population(
