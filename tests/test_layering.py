@@ -190,3 +190,23 @@ def test_the_top_level_names_the_core_loop_without_starting_jax():
         and callable(difftrade.run)
         and callable(difftrade.certify_run)
     )
+
+
+def test_no_module_level_mutable_containers_beyond_the_task_registry():
+    """An empty dict, list or set (or a Counter) at module level exists to be filled as the
+    process runs, carrying state from one call to the next; the task registry (filled by
+    ``@register`` and entry points) is the one such table. Compiled programs and progress
+    listeners live in explicit objects (``difftrade.train.programs``)."""
+    mutable = (ast.Dict, ast.List, ast.Set, ast.DictComp, ast.ListComp, ast.SetComp)
+    found = []
+    for path in library_modules():
+        for node in ast.parse(path.read_text()).body:
+            value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
+            is_counter = isinstance(value, ast.Call) and "Counter" in ast.unparse(value.func)
+            empty = isinstance(value, (ast.Dict, ast.List, ast.Set)) and not (
+                getattr(value, "keys", None) or getattr(value, "elts", None)
+            )
+            if (empty and isinstance(value, mutable)) or is_counter:
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                found += [f"{path.relative_to(PACKAGE)}:{ast.unparse(t)}" for t in targets]
+    assert sorted(found) == ["tasks/registry.py:REGISTRY", "tasks/registry.py:_BROKEN_ENTRY_POINTS"]
