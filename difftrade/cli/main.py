@@ -666,6 +666,8 @@ def _prepare(args: argparse.Namespace) -> None:
         one_cpu_device_per_core(toml_grid_members(args.source))
     if args.command in RUN_COMMANDS:
         one_cpu_device_per_core(run_dir_members(args.runs[0]))
+    if args.command == "recommend" and args.race is not None:  # its looks train members
+        one_cpu_device_per_core(None)
     if os.getcwd() not in sys.path and "" not in sys.path:
         # as with `python -m`: modules in the working directory, last (--import, and the task
         # module a run recorded)
