@@ -4,12 +4,14 @@ result files, and the README's headline table is read off its result file."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from difftrade.analysis import paired_comparison, report, selection, study
+from difftrade.analysis import paired_comparison, predictors, racing, report, selection, study
 from difftrade.certify import compress
 from difftrade.model.checkpoint import BASE_HASH
 from difftrade.results import schema as results
@@ -36,7 +38,7 @@ CERTIFIED = sorted(
         ],
         *[
             (f"experiments/study/{sub}/{p.stem}.toml", f"docs/runs/study/{sub}/{p.name}")
-            for sub in ("parts", "bases", "finetune")
+            for sub in ("parts", "bases", "finetune", "race")
             for p in sorted((STUDY / sub).glob("*.nc"))
         ],
         *[
@@ -61,6 +63,28 @@ def test_fine_tuned_grids_record_their_committed_base(name):
     expected = configs.load(ROOT / "experiments" / "study" / "bases" / f"{base}.toml").hash()
     assert ds.attrs[BASE_HASH] == expected
     assert results.load(STUDY / "bases" / f"{base}.nc").attrs["config_hash"] == expected
+
+
+def test_the_live_race_decides_as_the_replay_of_the_committed_column():
+    """The committed live race (recommend --race at n = 48, sorting) is of the sorting validation
+    config, and its decision is the replay's: on the risks it recorded, asking only for cells it
+    trained, and on the first seeds of the committed 16-seed column at that budget."""
+    race = json.loads((STUDY / "race" / "race_n48.json").read_text())
+    assert race["config_hash"] == results.load(STUDY / "sorting_validation.nc").attrs["config_hash"]
+    risk = np.array([[np.nan if v is None else v for v in row] for row in race["risk"]])
+    d, seeds = race["difficulties"], risk.shape[1]
+
+    def recorded(rows, cells):
+        out = risk[rows][:, cells]
+        assert np.isfinite(out).all()  # the replay asks only for what the race trained
+        return out
+
+    decision = (race["chosen"], tuple(race["survivors"]), race["members"], race["looks"])
+    own = racing.run_race(recorded, d, seeds)[0]
+    column = predictors.risk_grid(results.load(STUDY / "race" / "sorting_n48.nc"))[:, 0, :seeds]
+    grid = racing.race(column, d)
+    for found in (own, grid):
+        assert (found.chosen, found.survivors, found.members, found.looks) == decision
 
 
 def test_readme_headline_is_its_result_file():
