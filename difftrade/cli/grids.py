@@ -59,18 +59,23 @@ def one_cpu_device_per_core(members: int | None) -> None:
         pass
 
 
-def _run(config_path: Path, out_dir: Path, resume: bool) -> Path:
+def _run(config_path: Path, out_dir: Path, resume: bool, tensorboard: Path | None = None) -> Path:
     import jax
     import numpy as np
 
     from difftrade.analysis.optimum import d_star as measured_d_star
     from difftrade.results import divergence
-    from difftrade.runner import experiment
+    from difftrade.runner import experiment, tracking
     from difftrade.tasks import configs
 
     cfg = configs.load(config_path)
     start = time.time()
-    ds = experiment.run(cfg, out_dir, resume=resume)
+    tracker = None if tensorboard is None else tracking.TensorBoardTracker(cfg, tensorboard)
+    try:
+        ds = experiment.run(cfg, out_dir, resume=resume, on_chunk=tracker)
+    finally:
+        if tracker is not None:
+            tracker.close()
     if ds is None:  # a worker process of a multi-host run: process 0 writes and reports
         return out_dir / "results.nc"
     # NaN-aware seed means: diverged members (NaN risk) are skipped, a budget with no finite cell is None
@@ -152,7 +157,7 @@ def run_command(args: argparse.Namespace) -> int:
         from difftrade.runner import multihost
 
         multihost.initialize(args.coordinator, args.num_processes, args.process_id)
-    _run(args.config, args.out or DEFAULT_RUNS / args.config.stem, args.resume)
+    _run(args.config, args.out or DEFAULT_RUNS / args.config.stem, args.resume, args.tensorboard)
     return 0
 
 

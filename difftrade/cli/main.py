@@ -154,6 +154,13 @@ def _add_run(sub: Subparsers) -> None:
         help="continue a run that --out already holds (same config only): members on disk are "
         "checked and kept, the rest trained; without it an existing run in --out is refused",
     )
+    p.add_argument(
+        "--tensorboard",
+        type=Path,
+        metavar="LOGDIR",
+        help="stream every member's per-checkpoint loss and exact match, and its final metrics, "
+        "to a TensorBoard event file in LOGDIR after each chunk (tensorboard --logdir LOGDIR)",
+    )
     hosts = p.add_argument_group("multi-host (jax.distributed; run the same command on every host)")
     hosts.add_argument(
         "--distributed", action="store_true", help="join a cluster jax detects (SLURM, MPI, TPU)"
