@@ -89,6 +89,7 @@ def test_run_report_bound_from_the_command_line(plugin_dir, tmp_path, monkeypatc
     assert main(["run", str(cfg), "--out", str(out)]) == 2
     assert "task='reverse' is unknown" in capsys.readouterr().err
     assert main(["tasks", "show", "reverse", "-d", "2", "-n", "2", "--import", "reverse_task"]) == 0
+    assert main(["tasks", "check", "reverse", "-n", "50", "--import", "reverse_task"]) == 0
     assert "<bos> " in capsys.readouterr().out  # the family's defaults (d_max=6), not the config's
     assert main(["run", str(cfg), "--out", str(out), "--import", "reverse_task"]) == 0
     assert "done: 4 members" in capsys.readouterr().out

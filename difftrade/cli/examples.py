@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from difftrade.cli.common import parse_ints
 from difftrade.cli.reports import write_report
@@ -32,19 +33,35 @@ def tasks_command(args: argparse.Namespace) -> int:
         for line in broken_plugins():
             print(f"difftrade: {line}", file=sys.stderr)
         return 0
-    if args.action != "show" or not args.name:
-        raise ValueError("usage: difftrade tasks [show NAME --difficulty D -n N]")
+    if not args.name:
+        raise ValueError("usage: difftrade tasks [show NAME --difficulty D -n N | check NAME -n N]")
     task = make_task(args.name)
+    if args.action == "check":
+        return _check(task, 200 if args.n is None else args.n, args.seed)
+    n = 5 if args.n is None else args.n
     d = task.d_min if args.difficulty is None else args.difficulty
     task.check_difficulty(d, "--difficulty")
-    data.check_budget(args.n, "-n")
+    data.check_budget(n, "-n")
     tokens, mask = data.examples_at_level(
-        task, root_key(args.seed), data.SPLITS["train"], d, jax.numpy.arange(args.n)
+        task, root_key(args.seed), data.SPLITS["train"], d, jax.numpy.arange(n)
     )
     print(task.describe())
-    for i in range(args.n):
+    for i in range(n):
         print(f"  [{i}] {task.render(tokens[i], mask[i])}")
     return 0
+
+
+def _check(task: Any, n: int, seed: int) -> int:
+    """``tasks check``: one line per property; exit status 1 when one fails."""
+    from difftrade.tasks import data
+    from difftrade.tasks.check import check_task
+
+    data.check_budget(n, "-n")
+    print(task.describe())
+    found = check_task(task, n, seed)
+    for finding in found:
+        print(f"  {finding}")
+    return 0 if all(f.ok for f in found) else 1
 
 
 def difficulty_command(args: argparse.Namespace) -> int:

@@ -124,17 +124,23 @@ def _add_config(p: argparse.ArgumentParser, name: str = "config", extra: str = "
 
 
 def _add_tasks(sub: Subparsers) -> None:
-    p = _command(sub, "tasks", tasks_command, help="list task families or show examples")
-    p.add_argument(
-        "action", nargs="?", choices=["show"], help="show: render examples of one family"
+    p = _command(
+        sub, "tasks", tasks_command, help="list task families, show examples, or check a family"
     )
     p.add_argument(
-        "name", nargs="?", help="the task family to show (see the list from `difftrade tasks`)"
+        "action",
+        nargs="?",
+        choices=["show", "check"],
+        help="show: render examples of one family; check: test it (shapes, token layout, solve() "
+        "against generated answers, rendering, sample space) on -n examples per level",
     )
+    p.add_argument("name", nargs="?", help="the task family (see the list from `difftrade tasks`)")
     p.add_argument(
         "--difficulty", "-d", type=int, help="level to show (default: the family's easiest, d_min)"
     )
-    p.add_argument("-n", type=int, default=5, help="number of examples to show (default 5)")
+    p.add_argument(
+        "-n", type=int, help="examples to show (default 5), or to check per level (default 200)"
+    )
     p.add_argument(
         "--seed", type=int, default=0, help="seed of the examples' random key (default 0)"
     )
