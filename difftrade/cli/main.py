@@ -194,10 +194,20 @@ def _add_pretrain(sub: Subparsers) -> None:
 
 
 def _add_report(sub: Subparsers) -> None:
-    p = _command(sub, "report", report_command, help="tables and figures from results.nc")
-    p.add_argument("results", type=Path, help="a run directory or its results.nc")
+    p = _command(
+        sub, "report", report_command, help="tables and figures from results.nc; or runs compared"
+    )
     p.add_argument(
-        "--out", type=Path, help="where report.md and the figures go (default: beside results.nc)"
+        "results",
+        type=Path,
+        nargs="+",
+        help="a run directory or its results.nc; two or more: compare them (OUT/comparison.md)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="where report.md and the figures go (default: beside results.nc); comparing runs, "
+        "where comparison.md goes (default: the working directory)",
     )
     p.add_argument(
         "--csv",

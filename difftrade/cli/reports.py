@@ -37,7 +37,27 @@ def write_report(results_path: Path, out_dir: Path, csv: bool = False) -> str:
 def report_command(args: argparse.Namespace) -> int:
     from difftrade.results import schema as results
 
-    write_report(args.results, args.out or results.results_path(args.results).parent, csv=args.csv)
+    if len(args.results) > 1:
+        return _compare(args.results, args.out or Path())
+    (run,) = args.results
+    write_report(run, args.out or results.results_path(run).parent, csv=args.csv)
+    return 0
+
+
+def _compare(runs: list[Path], out: Path) -> int:
+    """``report A B ...``: OUT/comparison.md."""
+    from difftrade.analysis import comparison
+    from difftrade.results import schema as results
+
+    paths = [results.results_path(r) for r in runs]
+    names = [str(r) for r in runs]
+    if len(set(names)) < len(names):
+        raise ValueError(f"runs {names} name one run twice; allowed: distinct runs")
+    text = comparison.compare({n: results.load(p) for n, p in zip(names, paths)})
+    out.mkdir(parents=True, exist_ok=True)
+    results.atomic_write_text(text, out / "comparison.md")
+    print(text)
+    print(f"written: {out / 'comparison.md'}", file=sys.stderr)
     return 0
 
 
