@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from difftrade.analysis.optimum import d_star
+    from difftrade.bridge.score import score_answer
     from difftrade.certify.compress import compress_run
     from difftrade.certify.run import certify_run
     from difftrade.recommender import Recommendation, recommend, validate_leave_one_budget_out
@@ -38,6 +39,7 @@ __all__ = [
     "make_task",
     "recommend",
     "run",
+    "score_answer",
     "select",
     "validate_leave_one_budget_out",
 ]
@@ -53,6 +55,7 @@ _HOME = {
     "compress_run": "difftrade.certify.compress",  # compression certificates of a [subspace] run
     "make_task": "difftrade.tasks",
     "load_weights": "difftrade.results.weights_format",
+    "score_answer": "difftrade.bridge.score",  # a per-example reward for an outside model's answer
 }
 
 

@@ -488,3 +488,28 @@ def test_export_train_without_difficulty_names_the_flag(capsys):
     assert err.startswith(
         "difftrade: error: --difficulty (missing) with --split train; allowed: -d D"
     )
+
+
+def test_score_answer_is_a_per_example_reward_against_the_solver():
+    """score_answer reads the record's prompt and compares with the task's solver (not with the
+    record's answer); a record of another task is refused, naming its answer."""
+    import difftrade
+    from difftrade.bridge import export
+    from difftrade.tasks import make_task
+
+    for name in ("addition", "sorting", "chain"):
+        records = export.test_records(export.task_config(name), 4, 0)
+        task = make_task(name)
+        for rec in records:
+            assert difftrade.score_answer(name, rec, rec["answer"]) == 1.0
+            assert difftrade.score_answer(task, rec, f" {rec['answer'].upper()}\n") == 1.0
+            assert difftrade.score_answer(name, rec, rec["answer"] + "0") == 0.0
+            assert difftrade.score_answer(name, {"prompt": rec["prompt"]}, rec["answer"]) == 1.0
+    addition = export.test_records(export.task_config("addition"), 1, 0)[0]
+    with pytest.raises(ValueError, match=r"is not a prompt of task 'sorting'"):
+        difftrade.score_answer("sorting", addition, addition["answer"])
+    sorting = export.test_records(export.task_config("sorting"), 1, 0)[0]
+    with pytest.raises(ValueError, match=r"example answer='9' is not 'sorting'"):
+        difftrade.score_answer("sorting", {**sorting, "answer": "9"}, "9")
+    with pytest.raises(ValueError, match="example prompt=None"):
+        difftrade.score_answer("addition", {"answer": "1"}, "1")

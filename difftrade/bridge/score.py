@@ -37,7 +37,7 @@ import dataclasses
 import json
 import unicodedata
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ import xarray as xr
 
 from difftrade.bridge import export
 from difftrade.config.run_config import RunConfig
+from difftrade.tasks import Task, make_task
 from difftrade.tasks.keys import root_key
 from difftrade.train.run_task import run_task
 
@@ -65,6 +66,36 @@ Member = tuple[
 def normalise(text: str) -> str:
     """The form compared for exact match: NFKC, every whitespace character removed, lower case."""
     return "".join(unicodedata.normalize("NFKC", text).split()).lower()
+
+
+def score_answer(task: str | Task, example: Mapping[str, Any], answer: str) -> float:
+    """1.0 when ``answer`` (a model's text) answers ``example`` (a record of ``difftrade export``,
+    or any mapping with its ``prompt``) under :func:`normalise`, else 0.0: a per-example reward.
+
+    The reference is ``task.solve(prompt)`` (``task`` a registered name, with default options,
+    or a task object), never the record's ``answer``; a record whose ``answer`` is not the
+    solver's is another task's, and ``ValueError`` names it, as it does a record without a
+    ``prompt`` string.
+    """
+    task = make_task(task) if isinstance(task, str) else task
+    prompt = example.get("prompt")
+    if not isinstance(prompt, str):
+        raise ValueError(  # noqa: TRY004 - bad input is a ValueError (the CLI reports it)
+            f"example prompt={prompt!r}; allowed: the prompt string of an exported record"
+        )
+    try:
+        reference = task.solve(prompt)
+    except Exception as err:  # noqa: BLE001 - a solver fails on another task's prompt
+        raise ValueError(
+            f"example prompt={prompt!r} is not a prompt of task {task.name!r} (its solver raised "
+            f"{type(err).__name__}); allowed: a record of task {task.name!r}"
+        ) from None
+    if "answer" in example and example["answer"] != reference:
+        raise ValueError(
+            f"example answer={example['answer']!r} is not {task.name!r}'s answer {reference!r} to "
+            f"prompt {prompt!r}; allowed: a record of task {task.name!r}"
+        )
+    return float(isinstance(answer, str) and normalise(answer) == reference)
 
 
 @dataclasses.dataclass(frozen=True)
