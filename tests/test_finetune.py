@@ -109,6 +109,7 @@ def test_finetuning_starts_from_the_base(base, tmp_path):
     )
 
 
+@pytest.mark.slow  # trains a tiny grid twice (~50 s)
 def test_a_finetuned_run_records_its_base_and_refuses_another(base, tmp_path):
     """config.json and results.nc record the base's identity; a resume, and `bound`/`compress` (load_run_base),
     refuse a run whose base at run.init was replaced by the base of another experiment."""
