@@ -20,7 +20,7 @@ from difftrade.analysis import optimum as analysis
 from difftrade.analysis import predictors, selection
 from difftrade.config.run_config import RunConfig
 from difftrade.tasks import configs
-from difftrade.theory.grid_values import argmin_difficulty, nan_mean
+from difftrade.theory.grid_values import argmin_difficulty, argmin_index
 
 ALPHA = 0.05
 TERMS = ("train_risk", "generalization_gap", "extrapolation_gap")
@@ -59,14 +59,9 @@ def scratch_partner(tuned: xr.Dataset, grids: dict[str, xr.Dataset]) -> str | No
 
 
 def above_own(ds: xr.Dataset) -> np.ndarray:
-    """Exact match on the levels above each row's own ``[N]``: per row below the hardest, the
-    mean over its levels above, then over seeds (diverged members skipped), then over rows."""
-    acc, levels = predictors.level_accuracy(ds), ds["level"].values  # [D, N, S, L]
-    rows = [
-        analysis.seed_mean(nan_mean(acc[i][..., levels > d], axis=-1))
-        for i, d in enumerate(ds["difficulty"].values)
-        if (levels > d).any()
-    ]
+    """Exact match on the levels above each row's own ``[N]``, averaged over the rows below the
+    hardest (:func:`~difftrade.analysis.predictors.above_own_level`)."""
+    rows = list(predictors.above_own_level(ds).values())
     return np.mean(rows, axis=0) if rows else np.full(ds.sizes["budget"], np.nan)
 
 
@@ -99,8 +94,8 @@ def d_star_rows(name: str, ds: xr.Dataset) -> str:
 
 def terms_at_d_star(ds: xr.Dataset) -> list[str]:
     """Per budget, ``"train / generalization / extrapolation"`` (seed means) at d*(n)."""
-    r, d = predictors.risk_grid(ds), ds["difficulty"].values
-    at = np.argmin(np.where(np.isfinite(analysis.seed_mean(r)), analysis.seed_mean(r), np.inf), 0)
+    d = ds["difficulty"].values
+    at = argmin_index(analysis.seed_mean(predictors.risk_grid(ds)), d)  # [N]
     means = {t: analysis.seed_mean(predictors.risk_grid(ds, t)) for t in TERMS}
     return [
         " / ".join(f"{means[t][i, j]:.2f}" for t in TERMS) + f" (d = {int(d[i])})"

@@ -35,6 +35,7 @@ from difftrade.results import divergence
 from difftrade.tasks import configs
 from difftrade.tasks.configs import source_task
 from difftrade.theory import level_model, threshold, tradeoff_families, tradeoff_fitting
+from difftrade.theory.grid_values import nan_mean
 
 
 def risk_grid(ds: xr.Dataset, name: str = "target_risk") -> np.ndarray:
@@ -61,6 +62,17 @@ def level_accuracy(ds: xr.Dataset) -> np.ndarray:
     return np.where(
         diverged.transpose("difficulty", "budget", "seed").values[..., None], np.nan, acc
     )
+
+
+def above_own_level(ds: xr.Dataset) -> dict[int, np.ndarray]:
+    """Exact match on the levels above each row's own, ``{difficulty: [N]}``: the mean over those
+    levels, then over seeds (diverged members skipped); rows with no level above are left out."""
+    acc, levels = level_accuracy(ds), ds["level"].values  # [D, N, S, L]
+    return {
+        int(d): seed_mean(nan_mean(acc[i][..., levels > d], axis=-1))
+        for i, d in enumerate(ds["difficulty"].values)
+        if (levels > d).any()
+    }
 
 
 def coverage(ds: xr.Dataset) -> np.ndarray:

@@ -36,7 +36,7 @@ from difftrade.results import schema as results
 from difftrade.tasks import configs
 from difftrade.tasks.configs import source_task
 from difftrade.theory import level_model
-from difftrade.theory.grid_values import argmin_difficulty, nan_mean
+from difftrade.theory.grid_values import argmin_difficulty
 
 ALPHA = 0.05
 BOOT_LEVEL = 0.9
@@ -104,18 +104,13 @@ def above_table(ds: xr.Dataset) -> str:
     levels, then over seeds; diverged members skipped), as a table. All zeros when nothing a row
     learns reaches harder levels (the extrapolation gap fixed by construction); values that grow
     with n when it does (a graded gap). The hardest row has no level above it."""
-    acc = predictors.level_accuracy(ds)
-    levels, budgets = ds["level"].values, ds["budget"].values
+    budgets = ds["budget"].values
     lines = [
         "| d \\ n | " + " | ".join(f"{int(n):,}" for n in budgets) + " |",
         "|---:|" + "---:|" * len(budgets),
     ]
-    for i, d in enumerate(ds["difficulty"].values):
-        above = levels > d
-        if not above.any():
-            continue
-        mean = analysis.seed_mean(nan_mean(acc[i][..., above], axis=-1))  # [N]
-        lines.append(f"| {int(d)} | " + " | ".join(f"{v:.3f}" for v in mean) + " |")
+    for d, mean in predictors.above_own_level(ds).items():  # [N] per row
+        lines.append(f"| {d} | " + " | ".join(f"{v:.3f}" for v in mean) + " |")
     return "\n".join(lines)
 
 

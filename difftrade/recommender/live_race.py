@@ -14,6 +14,7 @@ the race: candidates, the risks measured ``[D, S]`` (null where nothing was trai
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -124,7 +125,7 @@ def live_race(
     d = np.asarray(difficulties or template.grid.difficulties, np.int64)
     max_seeds = check_race(template, d, compute, start)
     out_dir = Path(out_dir)
-    looks = iter(range(10**6))
+    looks = itertools.count()
 
     def measure(rows: np.ndarray, seeds: range) -> np.ndarray:
         cfg = look_config(template, d[rows], budget, seeds)
